@@ -1,4 +1,4 @@
-"""Generate the gRPC stubs of proto/ at build time, so generated code is never hand-edited or committed."""
+"""Generate the gRPC stubs of proto/ at build time: generated code is never edited or committed."""
 
 from pathlib import Path
 
@@ -13,7 +13,13 @@ def generate_protos() -> None:
 
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
     out = str(ROOT)
-    args = ["protoc", "-Iproto", f"--python_out={out}", f"--grpc_python_out={out}", f"--pyi_out={out}"]
+    args = [
+        "protoc",
+        "-Iproto",
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        f"--pyi_out={out}",
+    ]
     if protoc.main([*args, *protos]) != 0:
         raise RuntimeError(f"protoc failed for {protos}")
     for package in {(ROOT / p).parent for p in protos}:

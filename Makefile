@@ -1,0 +1,41 @@
+# meritorder: `make run` starts the demo, `make test` runs every check. Both bootstrap .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint format proto clean
+
+install: $(STAMP)
+
+# Reinstall when the dependencies or the API protos change; the editable install regenerates
+# the gRPC stubs of proto/ (setup.py), so generated code is never committed.
+$(STAMP): pyproject.toml setup.py $(wildcard proto/meritorder/v1/*.proto)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## Envoy on :10000 (OpenAI API), the router on :50051, mock upstreams on :8101-8103.
+run: $(STAMP)
+	$(BIN)/python deploy/devstack.py
+
+## Lint, type-check, then the whole suite (unit and end-to-end through the real Envoy).
+test: lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy meritorder extproc classifiers
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Regenerate the gRPC stubs after editing proto/ (the install does it too).
+proto: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+
+clean:
+	rm -rf $(VENV) build *.egg-info meritorder/v1 .pytest_cache .mypy_cache .ruff_cache

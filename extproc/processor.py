@@ -1,0 +1,131 @@
+"""The ext_proc processor: one method per phase, ProcessingRequest in, ProcessingResponse out.
+
+Envoy runs it with request headers SEND and the request body BUFFERED, so the route is chosen
+only after the body has been read (see deploy/envoy/envoy.yaml). Each stream has its own
+`StreamState`; the processor itself is shared and stateless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HttpBody,
+    HttpHeaders,
+    ProcessingRequest,
+    ProcessingResponse,
+)
+
+from extproc import mutations
+from meritorder.errors import RequestError, bad_request
+from meritorder.policy import Decision
+from meritorder.request import Endpoint, body_too_large, parse_request
+from meritorder.router import Router
+
+log = structlog.get_logger("meritorder.extproc")
+
+MODEL_HEADER = "x-meritorder-model"
+DECISION_HEADER = "x-meritorder-decision"
+REASON_HEADER = "x-meritorder-reason"
+_OWN_PREFIX = "x-meritorder-"
+
+
+@dataclass
+class StreamState:
+    """What one HTTP request has shown so far."""
+
+    method: str = ""
+    path: str = ""
+    endpoint: Endpoint | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Processor:
+    """Routes OpenAI requests; everything else passes through untouched."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def process(self, state: StreamState, request: ProcessingRequest) -> ProcessingResponse:
+        phase = request.WhichOneof("request")
+        try:
+            if phase == "request_headers":
+                return self.on_request_headers(state, request.request_headers)
+            if phase == "request_body":
+                return await self.on_request_body(state, request.request_body)
+        except RequestError as error:
+            return mutations.error_response(error)
+        except Exception as exc:  # a bug must cost one request, never the stream or the server
+            log.exception("processing failed", phase=phase, path=state.path)
+            failure = RequestError(
+                500,
+                f"The router failed to process the request ({type(exc).__name__}).",
+                type="server_error",
+                code="router_error",
+            )
+            return mutations.error_response(failure)
+        return _pass_through(phase)
+
+    def on_request_headers(self, state: StreamState, headers: HttpHeaders) -> ProcessingResponse:
+        state.headers = {
+            h.key.lower(): (h.raw_value.decode("latin-1") if h.raw_value else h.value)
+            for h in headers.headers.headers
+        }
+        state.method = state.headers.get(":method", "")
+        state.path = state.headers.get(":path", "")
+        spoofed = [k for k in state.headers if k.startswith(_OWN_PREFIX)]
+
+        if state.method == "GET" and state.path.split("?", 1)[0].rstrip("/") == "/v1/models":
+            return mutations.immediate(200, self.router.models_json(), details="meritorder_models")
+        endpoint = Endpoint.for_path(state.path)
+        if endpoint is None or state.method != "POST":
+            return mutations.continue_headers(remove=spoofed)
+        state.endpoint = endpoint
+
+        limit = self.router.config.limits.max_body_bytes
+        length = state.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise body_too_large(int(length), limit)  # refuse before Envoy buffers it
+        if headers.end_of_stream:
+            raise bad_request("The request body is empty; send a JSON object.", code="empty_body")
+        return mutations.continue_headers(remove=spoofed)
+
+    async def on_request_body(self, state: StreamState, body: HttpBody) -> ProcessingResponse:
+        if state.endpoint is None:
+            return mutations.continue_body()
+        request = parse_request(
+            state.endpoint, body.body, max_bytes=self.router.config.limits.max_body_bytes
+        )
+        decision = await self.router.route(request, state.headers)
+        log.info(
+            "routed",
+            decision=decision.decision,
+            action=decision.action,
+            model=decision.model.name if decision.model else None,
+            reason=decision.reason,
+        )
+        if decision.action == "block" or decision.model is None:
+            error = RequestError(decision.status, decision.message, code="blocked_by_policy")
+            return mutations.error_response(error, decision_headers(decision))
+        return mutations.reroute_with_body(
+            decision_headers(decision), request.with_model(decision.model.upstream_model)
+        )
+
+
+def decision_headers(decision: Decision) -> list[tuple[str, str]]:
+    """The headers that carry a decision; Envoy copies them onto the response."""
+    headers = [(DECISION_HEADER, decision.decision), (REASON_HEADER, decision.reason)]
+    if decision.model is not None:
+        headers.insert(0, (MODEL_HEADER, decision.model.name))
+    return headers
+
+
+def _pass_through(phase: str | None) -> ProcessingResponse:
+    if phase == "response_headers":
+        return mutations.continue_response_headers()
+    if phase == "request_body":
+        return mutations.continue_body()
+    # Trailers and response bodies are not requested by deploy/envoy; answer harmlessly if a
+    # custom Envoy config sends them anyway.
+    return ProcessingResponse(**{phase: {}}) if phase else ProcessingResponse()

@@ -1,0 +1,87 @@
+"""The project's own gRPC API, `meritorder.v1.Router`: classify and route without Envoy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import grpc
+
+from meritorder.errors import RequestError
+from meritorder.policy import Decision, evaluate_signals
+from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.router import Router
+from meritorder.v1 import router_pb2, router_pb2_grpc
+
+_GRPC_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+class RouterService(router_pb2_grpc.RouterServicer):
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def Classify(
+        self,
+        request: router_pb2.ClassifyRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> router_pb2.ClassifyResponse:
+        chat = await self._parse(request.messages, request.text, "", context)
+        fired = evaluate_signals(self.router.config, chat)
+        return router_pb2.ClassifyResponse(signals=router_pb2.Signals(fired=fired))
+
+    async def Route(
+        self,
+        request: router_pb2.RouteRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> router_pb2.RouteResponse:
+        chat = await self._parse(request.messages, request.text, request.model, context)
+        try:
+            decision = await self.router.route(chat, dict(request.headers))
+        except RequestError as error:
+            await context.abort(
+                _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message
+            )
+        return router_pb2.RouteResponse(
+            signals=router_pb2.Signals(fired=dict(decision.fired)),
+            decision=_decision_proto(decision),
+        )
+
+    async def _parse(
+        self,
+        messages: Iterable[router_pb2.ChatMessage],
+        text: str,
+        model: str,
+        context: grpc.aio.ServicerContext,
+    ) -> ChatRequest:
+        chat_messages = [{"role": m.role, "content": m.content} for m in messages]
+        body = {
+            "model": model or self.router.config.virtual_models[0],
+            "messages": chat_messages or [{"role": "user", "content": text}],
+        }
+        try:
+            return parse_request(
+                Endpoint.CHAT,
+                json.dumps(body).encode(),
+                max_bytes=self.router.config.limits.max_body_bytes,
+            )
+        except RequestError as error:
+            await context.abort(
+                _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message
+            )
+            raise  # unreachable: abort raises
+
+
+def _decision_proto(decision: Decision) -> router_pb2.Decision:
+    return router_pb2.Decision(
+        action=decision.action,
+        model=decision.model.name if decision.model else "",
+        upstream_model=decision.model.upstream_model if decision.model else "",
+        decision=decision.decision,
+        reason=decision.reason,
+        status=decision.status if decision.action == "block" else 200,
+    )

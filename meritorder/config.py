@@ -1,0 +1,344 @@
+"""The router's policy file: pydantic models, loading, and errors that name the field and the fix.
+
+Shape of a file (see deploy/config.yaml and examples/):
+
+    models:        the real models, each behind one Envoy cluster
+    virtual_models: names clients send to ask the router to choose (e.g. "auto")
+    default_model: where a request goes when no decision matches or deciding fails open
+    signals:       named facts about a request (keywords, patterns, ...)
+    decisions:     prioritised rules over signals and what to do when they hold
+    routing, limits: time budget, failure behaviour, body size
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+
+class ConfigError(ValueError):
+    """A policy file that cannot be used; `problems` are one line each: where, what, how to fix."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(
+            f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class ModelConfig(_Strict):
+    """One real model behind an Envoy cluster."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=128)
+    cluster: str = Field(min_length=1, description="Envoy cluster that serves this model")
+    upstream_model: str = Field(min_length=1, description="the model id the upstream expects")
+    cost: float = Field(ge=0, description="relative cost per 1M tokens")
+    boundary: Literal["private", "external"] = "private"
+
+
+class KeywordSignal(_Strict):
+    """Fires when the prompt contains any of `keywords` (whole words, case-insensitive) or matches
+    any of `patterns` (Python regular expressions, case-insensitive)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    type: Literal["keyword"] = "keyword"
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for i, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"patterns[{i}] {pattern!r} is not a valid regular expression ({exc}); "
+                    "fix the pattern or quote it with single quotes in YAML"
+                ) from exc
+        return patterns
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> KeywordSignal:
+        if not self.keywords and not self.patterns:
+            raise ValueError(
+                "a keyword signal needs at least one entry in 'keywords' or 'patterns'"
+            )
+        return self
+
+
+def _signal_type(value: Any) -> str:
+    return (
+        str(value.get("type", "keyword")) if isinstance(value, dict) else getattr(value, "type", "")
+    )
+
+
+# New signal types join this union with their own `type` tag; `keyword` is the default.
+SignalConfig = Annotated[
+    Union[Annotated[KeywordSignal, Tag("keyword")]],  # noqa: UP007
+    Discriminator(_signal_type),
+]
+
+
+@dataclass(frozen=True)
+class AllOf:
+    children: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    children: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class NotOf:
+    child: Rule
+
+
+# A rule is a signal name, or {all: [...]}, {any: [...]}, {not: rule}, nested freely.
+Rule = Union[str, AllOf, AnyOf, NotOf]  # noqa: UP007
+
+
+def parse_rule(value: object, where: str = "when") -> Rule:
+    """Build a rule tree from its YAML form; errors name the exact node and the fix."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((op, arg),) = value.items()
+        if op in ("all", "any"):
+            if not isinstance(arg, list) or not arg:
+                raise ValueError(f"{where}.{op} must be a non-empty list of rules")
+            children = tuple(parse_rule(child, f"{where}.{op}[{i}]") for i, child in enumerate(arg))
+            return AllOf(children) if op == "all" else AnyOf(children)
+        if op == "not":
+            return NotOf(parse_rule(arg, f"{where}.not"))
+    raise ValueError(
+        f"{where} must be a signal name or a mapping with exactly one of 'all', 'any', 'not' "
+        f"(got {value!r})"
+    )
+
+
+def rule_signals(rule: Rule) -> Iterator[str]:
+    """Every signal name a rule tree refers to."""
+    if isinstance(rule, str):
+        yield rule
+    elif isinstance(rule, NotOf):
+        yield from rule_signals(rule.child)
+    else:
+        for child in rule.children:
+            yield from rule_signals(child)
+
+
+class BlockAction(_Strict):
+    status: int = Field(default=403, ge=400, le=599)
+    message: str = "This request is not allowed by the routing policy."
+
+
+class DecisionConfig(_Strict):
+    """When `when` holds, route to the first usable model of `route`, or `block`."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    priority: int = 0
+    when: Rule
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _parse_when(cls, value: object) -> Rule:
+        return parse_rule(value)
+
+    route: tuple[str, ...] = ()
+    block: BlockAction | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> DecisionConfig:
+        if bool(self.route) == (self.block is not None):
+            raise ValueError(
+                "a decision needs exactly one action: 'route: [model, ...]' or 'block: {...}'"
+            )
+        return self
+
+
+class RoutingConfig(_Strict):
+    decision_timeout_ms: float = Field(default=150, gt=0, le=60_000)
+    on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+
+
+class LimitsConfig(_Strict):
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
+
+
+class RouterConfig(_Strict):
+    """A whole policy file."""
+
+    version: Literal[1] = 1
+    models: tuple[ModelConfig, ...] = Field(min_length=1)
+    virtual_models: tuple[str, ...] = ("auto",)
+    default_model: str
+    signals: tuple[SignalConfig, ...] = ()
+    decisions: tuple[DecisionConfig, ...] = ()
+    routing: RoutingConfig = RoutingConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> RouterConfig:
+        models = [m.name for m in self.models]
+        signals = [s.name for s in self.signals]
+        problems = [
+            *_duplicates("models", models),
+            *_duplicates("signals", signals),
+            *_duplicates("decisions", [d.name for d in self.decisions]),
+            *_unknown("default_model", self.default_model, models),
+        ]
+        clash = set(self.virtual_models) & set(models)
+        if clash:
+            problems.append(
+                f"virtual_models: {sorted(clash)} are also real model names; rename one"
+            )
+        for i, decision in enumerate(self.decisions):
+            for j, model in enumerate(decision.route):
+                problems += _unknown(f"decisions[{i}].route[{j}]", model, models)
+            for signal in rule_signals(decision.when):
+                problems += _unknown(f"decisions[{i}].when", signal, signals, "signal")
+        if problems:
+            # One message per problem; ConfigError splits them back into lines.
+            raise ValueError(_PROBLEM_SEPARATOR.join(problems))
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def ordered_decisions(self) -> list[DecisionConfig]:
+        """Decisions by descending priority; file order breaks ties."""
+        return sorted(self.decisions, key=lambda d: -d.priority)
+
+
+_PROBLEM_SEPARATOR = "\n"
+
+
+def _duplicates(field: str, names: list[str]) -> list[str]:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    return [
+        f"{field}: the name {n!r} is used more than once; names must be unique" for n in repeated
+    ]
+
+
+def _unknown(where: str, name: str, known: list[str], kind: str = "model") -> list[str]:
+    if name in known:
+        return []
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"define it under '{kind}s' (known: {known})"
+    return [f"{where}: unknown {kind} {name!r}; {hint}"]
+
+
+def load_config(path: str | Path) -> RouterConfig:
+    """Read and validate a policy file; raise `ConfigError` listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str = "<config>") -> RouterConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"not valid YAML: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, ["the file must be a YAML mapping with at least 'models' and 'default_model'"]
+        )
+    try:
+        return RouterConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        problems = [_describe(e, data) for e in errors if not _is_echo(e, errors)]
+        raise ConfigError(
+            source, [line for p in problems for line in p.split(_PROBLEM_SEPARATOR)]
+        ) from exc
+
+
+def _is_echo(error: Any, errors: list[Any]) -> bool:
+    """A too-short error on a list whose items already failed repeats them; drop it."""
+    loc = error["loc"]
+    return error["type"] == "too_short" and any(
+        len(other["loc"]) > len(loc) and other["loc"][: len(loc)] == loc for other in errors
+    )
+
+
+def _describe(error: Any, data: Any) -> str:
+    loc = _location(error["loc"])
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        parent = _lookup(data, error["loc"][:-1])
+        allowed = _allowed_fields(error["loc"][:-1], parent)
+        close = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
+        return f"{loc}: unknown field; {hint}"
+    if kind == "missing":
+        return f"{loc}: required field is missing; add it"
+    if kind.startswith("union_tag") or kind == "literal_error" or "input" not in error:
+        return f"{loc}: {message}"
+    if kind in ("value_error", "assertion_error"):
+        return f"{loc or 'file'}: {message}" if loc else message
+    return f"{loc}: {message} (got {error['input']!r})"
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item == "keyword":
+            continue  # union branch names are noise to a reader of the YAML
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
+    for item in loc:
+        try:
+            data = data[item]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+_FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
+    "models": ModelConfig,
+    "decisions": DecisionConfig,
+    "routing": RoutingConfig,
+    "limits": LimitsConfig,
+    "signals": KeywordSignal,
+    "block": BlockAction,
+}
+
+
+def _allowed_fields(loc: tuple[Any, ...], parent: Any) -> list[str]:
+    names = [str(x) for x in loc if isinstance(x, str) and x in _FIELDS_BY_SECTION]
+    model = _FIELDS_BY_SECTION[names[-1]] if names else RouterConfig
+    return [f.alias or name for name, f in model.model_fields.items()]

@@ -1,0 +1,218 @@
+"""The OpenAI request model: parse a chat or text completion body, read its text, rewrite it.
+
+Plain Python with typed errors (`RequestError`, 400/413); nothing here knows about Envoy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from meritorder.errors import RequestError, bad_request
+
+CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+class Endpoint(Enum):
+    CHAT = CHAT_PATH
+    COMPLETIONS = COMPLETIONS_PATH
+
+    @classmethod
+    def for_path(cls, path: str) -> Endpoint | None:
+        """The routed endpoint for a request path (query string ignored), or None."""
+        bare = path.split("?", 1)[0].rstrip("/")
+        for endpoint in cls:
+            if bare == endpoint.value:
+                return endpoint
+        return None
+
+
+@dataclass
+class ChatRequest:
+    """A validated OpenAI request: the parsed JSON plus the views the router reads."""
+
+    endpoint: Endpoint
+    body: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        return str(self.body["model"])
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream", False))
+
+    @property
+    def has_tools(self) -> bool:
+        return bool(self.body.get("tools") or self.body.get("functions"))
+
+    def texts(self) -> list[str]:
+        """The text of every message, in order (non-text parts are skipped)."""
+        return [message_text(m) for m in self.messages]
+
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                return message_text(message)
+        return self.texts()[-1] if self.messages else ""
+
+    def prompt_text(self) -> str:
+        """All message text joined, for keyword signals."""
+        return "\n".join(self.texts())
+
+    def with_model(self, upstream_model: str) -> bytes:
+        """The body to forward, with `model` replaced by the upstream's model id."""
+        body = dict(self.body)
+        body["model"] = upstream_model
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text of one chat message; content may be a string or a list of typed parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> ChatRequest:
+    """Parse and validate a request body; raise `RequestError` (400/413) on bad input."""
+    if len(raw) > max_bytes:
+        raise body_too_large(len(raw), max_bytes)
+    if not raw.strip():
+        raise bad_request("The request body is empty; send a JSON object.", code="empty_body")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad_request(
+            f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from exc
+    if not isinstance(body, dict):
+        raise bad_request(
+            f"The request body must be a JSON object, not {_json_type(body)}.", code="invalid_body"
+        )
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request(
+            "'model' is required and must be a non-empty string.",
+            param="model",
+            code="invalid_type" if "model" in body else "missing_required_parameter",
+        )
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise bad_request("'stream' must be a boolean.", param="stream", code="invalid_type")
+    if endpoint is Endpoint.CHAT:
+        return ChatRequest(endpoint, body, _validate_messages(body))
+    prompt = body.get("prompt")
+    return ChatRequest(endpoint, body, [{"role": "user", "content": _prompt_text(prompt)}])
+
+
+def body_too_large(size: int, limit: int) -> RequestError:
+    return RequestError(
+        413,
+        f"The request body is {size} bytes; this router accepts at most {limit} bytes.",
+        code="request_too_large",
+    )
+
+
+def _validate_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if "messages" not in body:
+        raise bad_request(
+            "'messages' is required.", param="messages", code="missing_required_parameter"
+        )
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise bad_request(
+            "'messages' must be a non-empty array of message objects.",
+            param="messages",
+            code="invalid_type",
+        )
+    for i, message in enumerate(messages):
+        param = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise bad_request(
+                f"'{param}' must be an object, not {_json_type(message)}.",
+                param=param,
+                code="invalid_type",
+            )
+        role = message.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
+            raise bad_request(
+                f"'{param}.role' must be one of {sorted(_ROLES)}, got {role!r}.",
+                param=f"{param}.role",
+                code="invalid_value",
+            )
+        _validate_content(message.get("content"), f"{param}.content", role)
+    return messages
+
+
+def _validate_content(content: object, param: str, role: str) -> None:
+    if isinstance(content, str):
+        return
+    if content is None and role in ("assistant", "tool", "function"):
+        return  # assistant turns that only carry tool calls
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise bad_request(
+                    f"'{param}[{j}]' must be an object with a string 'type'.",
+                    param=f"{param}[{j}]",
+                    code="invalid_type",
+                )
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise bad_request(
+                    f"'{param}[{j}].text' must be a string.",
+                    param=f"{param}[{j}].text",
+                    code="invalid_type",
+                )
+        return
+    raise bad_request(
+        f"'{param}' must be a string or an array of content parts, not {_json_type(content)}.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def _prompt_text(prompt: object) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+        return "\n".join(prompt)
+    if isinstance(prompt, list) and all(
+        isinstance(p, int) and not isinstance(p, bool) for p in prompt
+    ):
+        return ""  # pre-tokenized prompt: valid, but there is no text to read
+    raise bad_request(
+        "'prompt' is required and must be a string or an array of strings.",
+        param="prompt",
+        code="invalid_type" if prompt is not None else "missing_required_parameter",
+    )
+
+
+def _json_type(value: object) -> str:
+    names: Sequence[tuple[type, str]] = (
+        (bool, "a boolean"),
+        (int, "a number"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "an object"),
+    )
+    if value is None:
+        return "null"
+    for kind, name in names:
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__

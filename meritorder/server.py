@@ -1,0 +1,132 @@
+"""The gRPC server: ext_proc, the meritorder.v1.Router API and health on one port.
+
+Also owns the process lifecycle: policy hot reload and graceful shutdown on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from extproc.processor import Processor
+from extproc.service import ExternalProcessorService
+from meritorder.api import RouterService
+from meritorder.config import ConfigError, RouterConfig, load_config
+from meritorder.router import Router
+from meritorder.v1 import router_pb2_grpc
+
+log = structlog.get_logger("meritorder.server")
+
+# Room for the largest body the policy accepts plus the protobuf envelope; gRPC's own default
+# (4 MiB) would reject long prompts before the router ever saw them.
+_GRPC_ENVELOPE = 1 << 20
+
+
+@dataclass
+class ServerOptions:
+    config_path: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    reload_interval_s: float = 1.0
+    shutdown_grace_s: float = 10.0
+    reuse_port: bool = False
+
+
+class ConfigWatcher:
+    """Polls the policy file; a new valid file replaces the policy, an invalid one is logged."""
+
+    def __init__(self, path: Path, router: Router) -> None:
+        self.path = path
+        self.router = router
+        self._stamp = self._read_stamp()
+
+    def _read_stamp(self) -> tuple[float, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    def check(self) -> bool:
+        """Reload if the file changed; True when a new policy took effect."""
+        stamp = self._read_stamp()
+        if stamp is None or stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            config = load_config(self.path)
+        except ConfigError as error:
+            log.error(
+                "policy rejected, keeping the last good one",
+                path=str(self.path),
+                problems=error.problems,
+            )
+            return False
+        self.router.replace_config(config)
+        log.info("policy reloaded", path=str(self.path))
+        return True
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.check()
+
+
+def build_server(
+    router: Router, options: ServerOptions
+) -> tuple[grpc.aio.Server, health.HealthServicer]:
+    max_message = router.config.limits.max_body_bytes * 2 + _GRPC_ENVELOPE
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_message),
+            ("grpc.max_send_message_length", max_message),
+            ("grpc.so_reuseport", 1 if options.reuse_port else 0),
+        ]
+    )
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
+        ExternalProcessorService(Processor(router)), server
+    )
+    router_pb2_grpc.add_RouterServicer_to_server(RouterService(router), server)  # type: ignore[no-untyped-call]
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"{options.host}:{options.port}")
+    return server, health_servicer
+
+
+async def serve(config: RouterConfig, options: ServerOptions) -> None:
+    """Serve until SIGTERM or SIGINT, then drain open streams for up to the grace period."""
+    router = Router(config)
+    server, health_servicer = build_server(router, options)
+    await server.start()
+    for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor", "meritorder.v1.Router"):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "router listening",
+        address=f"{options.host}:{options.port}",
+        models=[m.name for m in config.models],
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(
+        ConfigWatcher(options.config_path, router).run(options.reload_interval_s)
+    )
+    await stop.wait()
+
+    log.info("shutting down, draining open streams", grace_s=options.shutdown_grace_s)
+    health_servicer.enter_graceful_shutdown()
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await server.stop(options.shutdown_grace_s)
+    log.info("router stopped")

@@ -1,0 +1,58 @@
+"""End-to-end fixtures: the real Envoy binary, the router as a process, MOCK upstreams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from devstack import Ports, Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with Stack(Ports.free(), workdir=tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0, timeout=30
+    )
+
+
+@pytest.fixture
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base_url, timeout=30) as session:
+        yield session
+
+
+class MockRecorder:
+    """What each MOCK upstream received (its /__mock/requests hook)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def clear(self) -> None:
+        for model in self.stack.ports.mocks:
+            httpx.delete(f"{self.stack.mock_url(model)}/__mock/requests")
+
+    def received(self) -> dict[str, list[dict[str, object]]]:
+        return {
+            m: httpx.get(f"{self.stack.mock_url(m)}/__mock/requests").json()
+            for m in self.stack.ports.mocks
+        }
+
+
+@pytest.fixture
+def upstreams(stack: Stack) -> MockRecorder:
+    recorder = MockRecorder(stack)
+    recorder.clear()
+    return recorder
+
+
+def repo_path(*parts: str) -> Path:
+    return Path(__file__).resolve().parents[2].joinpath(*parts)

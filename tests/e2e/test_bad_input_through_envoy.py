@@ -1,0 +1,107 @@
+"""Every malformed request gets an OpenAI-style JSON error from the real Envoy, never reaches an
+upstream, and leaves the router serving."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import MockRecorder
+
+pytestmark = pytest.mark.e2e
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        (b'{"model": "auto", "messages": [', "invalid_json", None),
+        (b"[1, 2, 3]", "invalid_body", None),
+        (b'"just a string"', "invalid_body", None),
+        (b'{"model": "auto"}', "missing_required_parameter", "messages"),
+        (b'{"model": "auto", "messages": "hi"}', "invalid_type", "messages"),
+        (
+            b'{"model": "auto", "messages": [{"role": "user"}]}',
+            "invalid_type",
+            "messages[0].content",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "robot", "content": "x"}]}',
+            "invalid_value",
+            "messages[0].role",
+        ),
+        (b'{"model": 42, "messages": [{"role": "user", "content": "x"}]}', "invalid_type", "model"),
+        (
+            b'{"model": "auto", "stream": 1, "messages": [{"role": "user", "content": "x"}]}',
+            "invalid_type",
+            "stream",
+        ),
+    ],
+)
+def test_malformed_bodies_get_a_400_json_error(
+    http: httpx.Client, upstreams: MockRecorder, body: bytes, code: str, param: str | None
+) -> None:
+    response = http.post("/v1/chat/completions", content=body, headers=JSON)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, param)
+    assert all(not seen for seen in upstreams.received().values())
+
+
+def test_an_empty_body_gets_a_400(http: httpx.Client, upstreams: MockRecorder) -> None:
+    response = http.post("/v1/chat/completions", content=b"", headers=JSON)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "empty_body"
+    assert all(not seen for seen in upstreams.received().values())
+
+
+def test_a_body_over_the_limit_gets_a_413_json_error(
+    http: httpx.Client, upstreams: MockRecorder
+) -> None:
+    big = (
+        b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"a" * (1 << 20) + b'"}]}'
+    )
+    response = http.post("/v1/chat/completions", content=big, headers=JSON)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert all(not seen for seen in upstreams.received().values())
+
+
+def test_a_chunked_body_over_the_limit_gets_a_413_json_error(http: httpx.Client) -> None:
+    def chunks():  # no content-length: the router sees the size only after Envoy buffered it
+        yield b'{"model": "auto", "messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"b" * (64 << 10)
+        yield b'"}]}'
+
+    response = http.post("/v1/chat/completions", content=chunks(), headers=JSON)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_large_body_under_the_limit_is_routed(client: openai.OpenAI) -> None:
+    text = "python " * 100_000  # ~700 KB: far above small gateway buffers, under the 1 MiB limit
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": text}]
+    )
+    assert raw.headers["x-meritorder-model"] == "coder"
+
+
+def test_the_server_keeps_serving_after_bad_input(
+    http: httpx.Client, client: openai.OpenAI
+) -> None:
+    for _ in range(5):
+        assert http.post("/v1/chat/completions", content=b"{", headers=JSON).status_code == 400
+    completion = client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.model == "mock/small-1b"
+
+
+def test_sdk_surfaces_the_error_message(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="auto", messages=[])
+    assert "'messages' must be a non-empty array" in str(caught.value)

@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+
+from meritorder.cli import main
+from meritorder.config import ConfigError, load_config, parse_config
+
+VALID = """
+models:
+  - {name: small, cluster: c-small, upstream_model: s, cost: 0.1}
+  - {name: large, cluster: c-large, upstream_model: l, cost: 3}
+default_model: small
+signals:
+  - {name: code, keywords: [python]}
+decisions:
+  - {name: code, when: code, route: [large]}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    return caught.value.problems
+
+
+def test_shipped_configs_are_valid() -> None:
+    for path in [Path("deploy/config.yaml"), *Path("examples").glob("*.yaml")]:
+        load_config(path)
+
+
+def test_a_misspelt_field_names_the_field_and_suggests_the_fix() -> None:
+    assert sorted(problems(VALID.replace("cost: 3", "cots: 3"))) == [
+        "models[1].cost: required field is missing; add it",
+        "models[1].cots: unknown field; did you mean 'cost'?",
+    ]
+
+
+def test_an_unknown_model_reference_names_where_and_suggests_the_closest() -> None:
+    found = problems(VALID.replace("route: [large]", "route: [lage]"))
+    assert found == ["decisions[0].route[0]: unknown model 'lage'; did you mean 'large'?"]
+
+
+def test_every_reference_problem_is_reported_at_once() -> None:
+    text = VALID.replace("default_model: small", "default_model: tiny").replace(
+        "when: code", "when: kode"
+    )
+    found = problems(text)
+    assert any(p.startswith("default_model: unknown model 'tiny'") for p in found)
+    assert any(
+        p.startswith("decisions[0].when: unknown signal 'kode'; did you mean 'code'") for p in found
+    )
+
+
+def test_a_bad_value_shows_what_was_given() -> None:
+    (problem,) = problems(VALID.replace("cost: 0.1", "cost: -1"))
+    assert (
+        problem.startswith("models[0].cost:")
+        and "greater than or equal to 0" in problem
+        and "-1" in problem
+    )
+
+
+def test_an_invalid_regex_is_named_with_its_position() -> None:
+    (problem,) = problems(VALID.replace("keywords: [python]", "patterns: ['(']"))
+    assert problem.startswith("signals[0].patterns:") and "'('" in problem
+
+
+def test_a_rule_with_an_unknown_operator_explains_the_allowed_forms() -> None:
+    (problem,) = problems(VALID.replace("when: code", "when: {either: [code]}"))
+    assert "exactly one of 'all', 'any', 'not'" in problem
+
+
+def test_a_decision_needs_exactly_one_action() -> None:
+    (problem,) = problems(VALID.replace("route: [large]", "route: [large], block: {status: 403}"))
+    assert "exactly one action" in problem
+
+
+def test_duplicate_names_are_rejected() -> None:
+    text = VALID.replace(
+        "cluster: c-large, upstream_model: l", "cluster: c-large, upstream_model: l"
+    ).replace("name: large", "name: small")
+    assert any("'small' is used more than once" in p for p in problems(text))
+
+
+def test_not_yaml_and_not_a_mapping_are_clear() -> None:
+    assert problems("models: [")[0].startswith("not valid YAML")
+    assert "YAML mapping" in problems("- a\n- b")[0]
+
+
+def test_validate_command_reports_problems_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(VALID)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(VALID.replace("default_model: small", "default_model: nope"))
+    assert main(["validate", str(good)]) == 0
+    assert main(["validate", str(good), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "default_model: unknown model 'nope'" in err
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")

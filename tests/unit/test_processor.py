@@ -1,0 +1,222 @@
+"""The ext_proc processor, phase by phase: ProcessingRequest in, ProcessingResponse out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue, HeaderValueOption
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HttpBody,
+    HttpHeaders,
+    ProcessingRequest,
+    ProcessingResponse,
+)
+
+from extproc.processor import Processor, StreamState
+from meritorder.config import RouterConfig
+from meritorder.router import Router
+
+OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def headers_msg(
+    method: str = "POST", path: str = "/v1/chat/completions", end: bool = False, **extra: str
+) -> ProcessingRequest:
+    pairs = {":method": method, ":path": path, "content-type": "application/json", **extra}
+    header_map = HeaderMap(
+        headers=[HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]
+    )
+    return ProcessingRequest(request_headers=HttpHeaders(headers=header_map, end_of_stream=end))
+
+
+def body_msg(body: Any) -> ProcessingRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return ProcessingRequest(request_body=HttpBody(body=raw, end_of_stream=True))
+
+
+def chat(model: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+class Stream:
+    """One HTTP request's ext_proc stream against a processor."""
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+        self.state = StreamState()
+
+    async def send(self, request: ProcessingRequest) -> ProcessingResponse:
+        return await self.processor.process(self.state, request)
+
+    async def request(self, body: Any, **headers: str) -> ProcessingResponse:
+        first = await self.send(headers_msg(**headers))
+        assert first.WhichOneof("response") == "request_headers"
+        return await self.send(body_msg(body))
+
+
+@pytest.fixture
+def processor(demo_config: RouterConfig) -> Processor:
+    return Processor(Router(demo_config))
+
+
+def set_headers(response: ProcessingResponse) -> dict[str, str]:
+    common = getattr(response, response.WhichOneof("response")).response
+    options = common.header_mutation.set_headers
+    assert all(o.append_action == OVERWRITE for o in options)
+    return {o.header.key: o.header.raw_value.decode() for o in options}
+
+
+def immediate(response: ProcessingResponse) -> tuple[int, dict[str, Any]]:
+    assert response.WhichOneof("response") == "immediate_response"
+    reply = response.immediate_response
+    return reply.status.code, json.loads(reply.body)
+
+
+async def test_a_virtual_model_is_decided_and_rerouted_in_one_body_reply(
+    processor: Processor,
+) -> None:
+    response = await Stream(processor).request(chat("auto", "Why does this python function fail?"))
+    common = response.request_body.response
+    body = common.body_mutation.body
+    assert common.clear_route_cache
+    assert json.loads(body)["model"] == "mock/coder-7b"
+    headers = set_headers(response)
+    assert headers["x-meritorder-model"] == "coder"
+    assert headers["x-meritorder-decision"] == "code"
+    assert headers["content-length"] == str(len(body))
+    assert "signals=code" in headers["x-meritorder-reason"]
+
+
+async def test_an_explicit_real_model_is_routed_to_its_upstream_id(processor: Processor) -> None:
+    response = await Stream(processor).request(chat("large", "hi"))
+    assert (
+        json.loads(response.request_body.response.body_mutation.body)["model"] == "mock/large-70b"
+    )
+    assert set_headers(response)["x-meritorder-decision"] == "explicit"
+
+
+async def test_an_unknown_model_is_a_404_that_lists_the_models(processor: Processor) -> None:
+    status, body = immediate(await Stream(processor).request(chat("gpt-9", "hi")))
+    assert status == 404
+    assert body["error"]["code"] == "model_not_found" and body["error"]["param"] == "model"
+    assert "auto" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "raw", [b"{", b"[]", b'{"model": "auto"}', b'{"model": "auto", "messages": [1]}']
+)
+async def test_bad_bodies_are_answered_400_and_the_stream_lives_on(
+    processor: Processor, raw: bytes
+) -> None:
+    stream = Stream(processor)
+    status, body = immediate(await stream.request(raw))
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    # The same processor keeps serving: a good request on a new stream is routed.
+    good = await Stream(processor).request(chat("auto", "hi"))
+    assert set_headers(good)["x-meritorder-model"] == "small"
+
+
+async def test_headers_without_a_body_are_an_empty_body_error(processor: Processor) -> None:
+    status, body = immediate(await Stream(processor).send(headers_msg(end=True)))
+    assert (status, body["error"]["code"]) == (400, "empty_body")
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_buffering(
+    processor: Processor,
+) -> None:
+    status, body = immediate(
+        await Stream(processor).send(headers_msg(**{"content-length": str(2 << 20)}))
+    )
+    assert (status, body["error"]["code"]) == (413, "request_too_large")
+
+
+async def test_models_listing_is_answered_by_the_router(processor: Processor) -> None:
+    status, body = immediate(
+        await Stream(processor).send(headers_msg("GET", "/v1/models", end=True))
+    )
+    assert status == 200
+    assert [m["id"] for m in body["data"]] == ["auto", "small", "coder", "large"]
+
+
+async def test_other_requests_pass_untouched_apart_from_spoofed_routing_headers(
+    processor: Processor,
+) -> None:
+    stream = Stream(processor)
+    response = await stream.send(
+        headers_msg("POST", "/v1/embeddings", **{"x-meritorder-model": "large"})
+    )
+    mutation = response.request_headers.response.header_mutation
+    assert list(mutation.remove_headers) == ["x-meritorder-model"] and not mutation.set_headers
+    body_reply = await stream.send(body_msg({"input": "x"}))
+    assert body_reply.request_body.response == type(body_reply.request_body.response)()
+
+
+async def test_a_client_cannot_preset_the_routing_header(processor: Processor) -> None:
+    response = await Stream(processor).request(
+        chat("auto", "hi"), **{"x-meritorder-model": "large"}
+    )
+    assert set_headers(response)["x-meritorder-model"] == "small"
+
+
+async def test_a_slow_decision_fails_open_to_the_default_model(
+    demo_config: RouterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = Router(
+        demo_config.model_copy(
+            update={"routing": demo_config.routing.model_copy(update={"decision_timeout_ms": 5})}
+        )
+    )
+
+    async def slow(*_: object) -> None:
+        await asyncio.sleep(1)
+
+    monkeypatch.setattr(router, "_decide", slow)
+    response = await Stream(Processor(router)).request(chat("auto", "python"))
+    headers = set_headers(response)
+    assert (headers["x-meritorder-model"], headers["x-meritorder-decision"]) == (
+        "small",
+        "fallback",
+    )
+    assert "fallback=timeout" in headers["x-meritorder-reason"]
+
+
+async def test_a_failing_decision_fails_closed_with_503_when_configured(
+    demo_config: RouterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routing = demo_config.routing.model_copy(update={"on_error": "fail_closed"})
+    router = Router(demo_config.model_copy(update={"routing": routing}))
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("classifier exploded")
+
+    monkeypatch.setattr(router, "_decide", broken)
+    status, body = immediate(await Stream(Processor(router)).request(chat("auto", "hi")))
+    assert (status, body["error"]["type"], body["error"]["code"]) == (
+        503,
+        "server_error",
+        "router_unavailable",
+    )
+
+
+async def test_an_unexpected_bug_costs_one_request_not_the_stream(
+    processor: Processor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_: object) -> None:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(processor.router, "models_json", explode)
+    status, body = immediate(
+        await Stream(processor).send(headers_msg("GET", "/v1/models", end=True))
+    )
+    assert (status, body["error"]["code"]) == (500, "router_error")
+
+
+async def test_response_phases_pass_through_if_a_custom_envoy_sends_them(
+    processor: Processor,
+) -> None:
+    for phase in ("response_headers", "response_body", "request_trailers", "response_trailers"):
+        response = await Stream(processor).send(ProcessingRequest(**{phase: {}}))
+        assert response.WhichOneof("response") == phase

@@ -1,0 +1,135 @@
+import json
+
+import pytest
+
+from meritorder.errors import RequestError
+from meritorder.request import Endpoint, parse_request
+
+LIMIT = 1 << 20
+
+
+def parse(body: object, endpoint: Endpoint = Endpoint.CHAT) -> object:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return parse_request(endpoint, raw, max_bytes=LIMIT)
+
+
+def error_of(body: object, endpoint: Endpoint = Endpoint.CHAT) -> RequestError:
+    with pytest.raises(RequestError) as caught:
+        parse(body, endpoint)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        (b"", None, "empty_body"),
+        (b"   \n", None, "empty_body"),
+        (b"{not json", None, "invalid_json"),
+        (b"\xff\xfe", None, "invalid_json"),
+        ([1, 2], None, "invalid_body"),
+        ("a string", None, "invalid_body"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "model", "missing_required_parameter"),
+        ({"model": 7, "messages": [{"role": "user", "content": "hi"}]}, "model", "invalid_type"),
+        ({"model": "auto"}, "messages", "missing_required_parameter"),
+        ({"model": "auto", "messages": []}, "messages", "invalid_type"),
+        ({"model": "auto", "messages": "hi"}, "messages", "invalid_type"),
+        ({"model": "auto", "messages": ["hi"]}, "messages[0]", "invalid_type"),
+        ({"model": "auto", "messages": [{"content": "hi"}]}, "messages[0].role", "invalid_value"),
+        (
+            {"model": "auto", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages[0].role",
+            "invalid_value",
+        ),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": 5}]},
+            "messages[0].content",
+            "invalid_type",
+        ),
+        ({"model": "auto", "messages": [{"role": "user"}]}, "messages[0].content", "invalid_type"),
+        (
+            {
+                "model": "auto",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}],
+            },
+            "messages[0].content[0].text",
+            "invalid_type",
+        ),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+            "stream",
+            "invalid_type",
+        ),
+    ],
+)
+def test_bad_chat_bodies_are_400_with_the_offending_param(
+    body: object, param: str | None, code: str
+) -> None:
+    error = error_of(body)
+    assert error.status == 400
+    assert error.param == param
+    assert error.code == code
+    payload = json.loads(error.to_json())["error"]
+    assert payload == {
+        "message": error.message,
+        "type": "invalid_request_error",
+        "param": param,
+        "code": code,
+    }
+
+
+def test_body_over_the_limit_is_413() -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_request(Endpoint.CHAT, b"x" * 2049, max_bytes=2048)
+    assert caught.value.status == 413
+    assert "2048" in caught.value.message
+
+
+def test_completions_need_a_prompt() -> None:
+    error = error_of({"model": "auto"}, Endpoint.COMPLETIONS)
+    assert (error.param, error.code) == ("prompt", "missing_required_parameter")
+
+
+def test_completion_prompt_list_is_joined_for_signals() -> None:
+    request = parse({"model": "auto", "prompt": ["a", "b"]}, Endpoint.COMPLETIONS)
+    assert request.prompt_text() == "a\nb"  # type: ignore[attr-defined]
+
+
+def test_text_parts_are_read_and_images_skipped() -> None:
+    content = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "x"}}]
+    request = parse({"model": "auto", "messages": [{"role": "user", "content": content}]})
+    assert request.last_user_text() == "look"  # type: ignore[attr-defined]
+
+
+def test_assistant_tool_call_turn_without_content_is_valid() -> None:
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "tool", "content": "sunny", "tool_call_id": "1"},
+    ]
+    assert parse({"model": "auto", "messages": messages})
+
+
+def test_rewriting_the_model_keeps_every_other_field() -> None:
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "héllo"}],
+        "temperature": 0.2,
+        "n": 2,
+    }
+    request = parse(body)
+    rewritten = json.loads(request.with_model("up/model"))  # type: ignore[attr-defined]
+    assert rewritten == {**body, "model": "up/model"}
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/v1/chat/completions", Endpoint.CHAT),
+        ("/v1/chat/completions?x=1", Endpoint.CHAT),
+        ("/v1/completions/", Endpoint.COMPLETIONS),
+        ("/v1/embeddings", None),
+        ("/v1/chat/completionsX", None),
+    ],
+)
+def test_only_completion_paths_are_routed(path: str, endpoint: Endpoint | None) -> None:
+    assert Endpoint.for_path(path) is endpoint
