@@ -184,8 +184,11 @@ class RoutingConfig(_Strict):
     on_error: Literal["fail_open", "fail_closed"] = "fail_open"
 
 
+MAX_BODY_BYTES_CEILING = 64 << 20
+
+
 class LimitsConfig(_Strict):
-    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=MAX_BODY_BYTES_CEILING)
 
 
 class RouterConfig(_Strict):

@@ -19,15 +19,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from extproc.processor import Processor
 from extproc.service import ExternalProcessorService
 from meritorder.api import RouterService
-from meritorder.config import ConfigError, RouterConfig, load_config
+from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
 from meritorder.router import Router
 from meritorder.v1 import router_pb2_grpc
 
 log = structlog.get_logger("meritorder.server")
 
-# Room for the largest body the policy accepts plus the protobuf envelope; gRPC's own default
-# (4 MiB) would reject long prompts before the router ever saw them.
-_GRPC_ENVELOPE = 1 << 20
+# gRPC's own default (4 MiB) would fail the stream on a long prompt before the router could answer
+# with a JSON 413. Accept twice the largest body a policy may allow (a reload may raise the limit),
+# which also covers any Envoy buffer limit below it (deploy/envoy uses 8 MiB).
+_GRPC_MAX_MESSAGE = 2 * MAX_BODY_BYTES_CEILING + (1 << 20)
 
 
 @dataclass
@@ -83,11 +84,10 @@ class ConfigWatcher:
 def build_server(
     router: Router, options: ServerOptions
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
-    max_message = router.config.limits.max_body_bytes * 2 + _GRPC_ENVELOPE
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", max_message),
-            ("grpc.max_send_message_length", max_message),
+            ("grpc.max_receive_message_length", _GRPC_MAX_MESSAGE),
+            ("grpc.max_send_message_length", _GRPC_MAX_MESSAGE),
             ("grpc.so_reuseport", 1 if options.reuse_port else 0),
         ]
     )

@@ -1,0 +1,148 @@
+"""The gRPC server in-process: health, the Router API, ext_proc over real gRPC, reload, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from meritorder.config import load_config
+from meritorder.router import Router
+from meritorder.server import ConfigWatcher, ServerOptions, build_server
+from meritorder.v1 import router_pb2, router_pb2_grpc
+from tests.conftest import DEMO_CONFIG
+from tests.unit.test_processor import body_msg, chat, headers_msg
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Running:
+    def __init__(self, server: grpc.aio.Server, router: Router, channel: grpc.aio.Channel) -> None:
+        self.server = server
+        self.router = router
+        self.channel = channel
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    config_path = tmp_path / "policy.yaml"
+    shutil.copy(DEMO_CONFIG, config_path)
+    router = Router(load_config(config_path))
+    port = free_port()
+    server, health = build_server(router, ServerOptions(config_path=config_path, port=port))
+    await server.start()
+    health.set("", health_pb2.HealthCheckResponse.SERVING)
+    max_size = 8 << 20
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}",
+        options=[
+            ("grpc.max_send_message_length", max_size),
+            ("grpc.max_receive_message_length", max_size),
+        ],
+    ) as channel:
+        yield Running(server, router, channel)
+    await server.stop(0)
+
+
+async def test_health_reports_serving(running: Running) -> None:
+    stub = health_pb2_grpc.HealthStub(running.channel)
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_route_rpc_returns_the_decision_and_fired_signals(running: Running) -> None:
+    stub = router_pb2_grpc.RouterStub(running.channel)
+    reply = await stub.Route(router_pb2.RouteRequest(text="fix my python traceback"))
+    assert (reply.decision.action, reply.decision.model, reply.decision.decision) == (
+        "route",
+        "coder",
+        "code",
+    )
+    assert reply.decision.upstream_model == "mock/coder-7b"
+    assert dict(reply.signals.fired) == {"code": 1.0}
+
+
+async def test_route_rpc_maps_an_unknown_model_to_not_found(running: Running) -> None:
+    stub = router_pb2_grpc.RouterStub(running.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Route(router_pb2.RouteRequest(text="hi", model="nope"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_classify_rpc_reads_messages(running: Running) -> None:
+    stub = router_pb2_grpc.RouterStub(running.channel)
+    messages = [router_pb2.ChatMessage(role="user", content="prove it step by step")]
+    reply = await stub.Classify(router_pb2.ClassifyRequest(messages=messages))
+    assert dict(reply.signals.fired) == {"hard_reasoning": 1.0}
+
+
+async def test_ext_proc_accepts_bodies_above_grpc_default_message_size(running: Running) -> None:
+    # 5 MB exceeds gRPC's 4 MiB default; the router must read it and answer 413 (policy limit),
+    # not fail the stream with RESOURCE_EXHAUSTED.
+    big = {"model": "auto", "messages": [{"role": "user", "content": "x" * (5 << 20)}]}
+    replies = await _exchange(running.channel, [headers_msg(), body_msg(big)])
+    assert replies[1].immediate_response.status.code == 413
+
+
+async def test_open_streams_are_drained_on_shutdown(running: Running) -> None:
+    stub = external_processor_pb2_grpc.ExternalProcessorStub(running.channel)
+    queue: asyncio.Queue[ProcessingRequest | None] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[ProcessingRequest]:
+        while (item := await queue.get()) is not None:
+            yield item
+
+    call = stub.Process(requests())
+    await queue.put(headers_msg())
+    first = await call.read()
+    assert first.WhichOneof("response") == "request_headers"
+    stopping = asyncio.create_task(running.server.stop(5))  # SIGTERM path: stop with a grace period
+    await asyncio.sleep(0.1)
+    await queue.put(body_msg(chat("auto", "python")))
+    second = await call.read()
+    assert second.request_body.response.clear_route_cache  # the in-flight request was still routed
+    await queue.put(None)
+    await stopping
+
+
+def test_a_valid_new_policy_replaces_the_old_and_an_invalid_one_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    text = DEMO_CONFIG.read_text()
+    path.write_text(text)
+    router = Router(load_config(path))
+    watcher = ConfigWatcher(path, router)
+    assert not watcher.check()  # unchanged
+
+    path.write_text(text.replace("default_model: small", "default_model: large"))
+    assert watcher.check()
+    assert router.config.default_model == "large"
+
+    path.write_text(text.replace("default_model: small", "default_model: huge"))
+    assert not watcher.check()
+    assert router.config.default_model == "large"  # the last good policy stays in force
+    assert json.loads(router.models_json())["data"][0]["id"] == "auto"
+
+
+async def _exchange(
+    channel: grpc.aio.Channel, messages: list[ProcessingRequest]
+) -> list[ProcessingResponse]:
+    stub = external_processor_pb2_grpc.ExternalProcessorStub(channel)
+
+    async def requests() -> AsyncIterator[ProcessingRequest]:
+        for message in messages:
+            yield message
+
+    return [reply async for reply in stub.Process(requests())]
