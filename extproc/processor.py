@@ -21,6 +21,7 @@ from extproc import mutations
 from meritorder.errors import RequestError, bad_request
 from meritorder.policy import Decision
 from meritorder.request import Endpoint, body_too_large, parse_request
+from meritorder.rewrite import forward_body
 from meritorder.router import Router
 
 log = structlog.get_logger("meritorder.extproc")
@@ -106,11 +107,12 @@ class Processor:
             reason=decision.reason,
         )
         if decision.action == "block" or decision.model is None:
-            error = RequestError(decision.status, decision.message, code="blocked_by_policy")
+            error = RequestError(
+                decision.status, decision.message, type=decision.error_type, code=decision.code
+            )
             return mutations.error_response(error, decision_headers(decision))
-        return mutations.reroute_with_body(
-            decision_headers(decision), request.with_model(decision.model.upstream_model)
-        )
+        headers = [*decision_headers(decision), *decision.steps.headers.items()]
+        return mutations.reroute_with_body(headers, forward_body(request, decision))
 
 
 def decision_headers(decision: Decision) -> list[tuple[str, str]]:

@@ -31,7 +31,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         context: grpc.aio.ServicerContext,
     ) -> router_pb2.ClassifyResponse:
         chat = await self._parse(request.messages, request.text, "", context)
-        fired = evaluate_signals(self.router.config, chat)
+        fired = evaluate_signals(self.router.config, await self.router.observe(chat, {}))
         return router_pb2.ClassifyResponse(signals=router_pb2.Signals(fired=fired))
 
     async def Route(

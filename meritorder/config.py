@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -54,14 +54,52 @@ class ModelConfig(_Strict):
     cluster: str = Field(min_length=1, description="Envoy cluster that serves this model")
     upstream_model: str = Field(min_length=1, description="the model id the upstream expects")
     cost: float = Field(ge=0, description="relative cost per 1M tokens")
-    boundary: Literal["private", "external"] = "private"
+    boundary: Literal["private", "external"] = Field(
+        default="private",
+        description="private: runs inside the operator's boundary; external: a third-party API",
+    )
+    reasoning_family: ReasoningFamily | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    health_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="polled by the router; a model failing it is skipped for its fallbacks",
+    )
 
 
-class KeywordSignal(_Strict):
+# How to switch a model's thinking on or off in the request body.
+ReasoningFamily = Literal[
+    "chat_template_kwargs.enable_thinking",  # vLLM/SGLang with Qwen3, DeepSeek-style templates
+    "reasoning_effort",  # OpenAI o-series and gpt-oss
+]
+
+DOMAINS = (
+    "biology", "business", "chemistry", "computer science", "economics", "engineering", "health",
+    "history", "law", "math", "other", "philosophy", "physics", "psychology",
+)  # fmt: skip
+Domain = Literal[
+    "biology", "business", "chemistry", "computer science", "economics", "engineering", "health",
+    "history", "law", "math", "other", "philosophy", "physics", "psychology",
+]  # fmt: skip
+PII_TYPES = (
+    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
+    "STREET_ADDRESS",
+)  # fmt: skip
+PiiType = Literal[
+    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
+    "STREET_ADDRESS",
+]  # fmt: skip
+_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+
+
+class _Signal(_Strict):
+    name: str = Field(pattern=_NAME)
+
+
+class KeywordSignal(_Signal):
     """Fires when the prompt contains any of `keywords` (whole words, case-insensitive) or matches
     any of `patterns` (Python regular expressions, case-insensitive)."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
     type: Literal["keyword"] = "keyword"
     keywords: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
@@ -88,6 +126,76 @@ class KeywordSignal(_Strict):
         return self
 
 
+class DomainSignal(_Signal):
+    """Fires when the classifier's top domain is one of `domains` with at least `min_score`."""
+
+    type: Literal["domain"]
+    domains: tuple[Domain, ...] = Field(min_length=1)
+    min_score: float = Field(default=0.0, ge=0, le=1)
+
+
+class PromptAttackSignal(_Signal):
+    """Fires when the jailbreak / prompt-injection probability reaches `threshold`
+    (default: the threshold shipped with the classifier model)."""
+
+    type: Literal["prompt_attack"]
+    threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class PiiSignal(_Signal):
+    """Fires when PII of one of `pii_types` (any type when empty) is found with `min_score`."""
+
+    type: Literal["pii"]
+    pii_types: tuple[PiiType, ...] = ()
+    min_score: float = Field(default=0.5, ge=0, le=1)
+
+
+class DifficultySignal(_Signal):
+    """Fires when the probability that the strong model beats the weak one reaches `threshold`."""
+
+    type: Literal["difficulty"]
+    threshold: float = Field(ge=0, le=1)
+
+
+class TokensSignal(_Signal):
+    """Fires when the prompt's length in tokens is within [min, max]."""
+
+    type: Literal["tokens"]
+    min: int = Field(default=0, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class TurnsSignal(_Signal):
+    """Fires when the conversation has at least `min` user turns."""
+
+    type: Literal["turns"]
+    min: int = Field(ge=1)
+
+
+class ToolsSignal(_Signal):
+    """Fires when the request offers tools (or functions) to the model."""
+
+    type: Literal["tools"]
+
+
+class HeaderSignal(_Signal):
+    """Fires when request header `header` equals one of `values` or matches `pattern`; with
+    neither, when the header is present at all."""
+
+    type: Literal["header"]
+    header: str = Field(pattern=r"^[A-Za-z0-9-]+$")
+    values: tuple[str, ...] = ()
+    pattern: str | None = None
+
+    @field_validator("header")
+    @classmethod
+    def _lowercase(cls, header: str) -> str:
+        return header.lower()
+
+
+CLASSIFIER_SIGNALS = (DomainSignal, PromptAttackSignal, PiiSignal, DifficultySignal)
+
+
 def _signal_type(value: Any) -> str:
     return (
         str(value.get("type", "keyword")) if isinstance(value, dict) else getattr(value, "type", "")
@@ -96,7 +204,17 @@ def _signal_type(value: Any) -> str:
 
 # New signal types join this union with their own `type` tag; `keyword` is the default.
 SignalConfig = Annotated[
-    Union[Annotated[KeywordSignal, Tag("keyword")]],  # noqa: UP007
+    Union[  # noqa: UP007
+        Annotated[KeywordSignal, Tag("keyword")],
+        Annotated[DomainSignal, Tag("domain")],
+        Annotated[PromptAttackSignal, Tag("prompt_attack")],
+        Annotated[PiiSignal, Tag("pii")],
+        Annotated[DifficultySignal, Tag("difficulty")],
+        Annotated[TokensSignal, Tag("tokens")],
+        Annotated[TurnsSignal, Tag("turns")],
+        Annotated[ToolsSignal, Tag("tools")],
+        Annotated[HeaderSignal, Tag("header")],
+    ],
     Discriminator(_signal_type),
 ]
 
@@ -155,6 +273,21 @@ class BlockAction(_Strict):
     message: str = "This request is not allowed by the routing policy."
 
 
+class SystemPromptStep(_Strict):
+    """Put `text` first as the system prompt: `prepend` keeps the client's system messages after
+    it, `replace` drops them."""
+
+    mode: Literal["prepend", "replace"] = "prepend"
+    text: str = Field(min_length=1)
+
+
+class ReasoningStep(_Strict):
+    """Switch thinking on or off for the chosen model's `reasoning_family`."""
+
+    enabled: bool = True
+    effort: Literal["low", "medium", "high"] = "medium"
+
+
 class DecisionConfig(_Strict):
     """When `when` holds, route to the first usable model of `route`, or `block`."""
 
@@ -169,6 +302,12 @@ class DecisionConfig(_Strict):
 
     route: tuple[str, ...] = ()
     block: BlockAction | None = None
+    system_prompt: SystemPromptStep | None = None
+    reasoning: ReasoningStep | None = None
+    # On PII found by the pii signals of the policy: refuse, mask the spans, or keep it private.
+    pii: Literal["block", "redact", "private"] | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_action(self) -> DecisionConfig:
@@ -177,6 +316,39 @@ class DecisionConfig(_Strict):
                 "a decision needs exactly one action: 'route: [model, ...]' or 'block: {...}'"
             )
         return self
+
+
+class BoundaryConfig(_Strict):
+    """PII of `pii_types` (any type when empty) never reaches an `external` model: a decision that
+    would send it there is rerouted to the cheapest allowed model, or blocked."""
+
+    name: str = Field(pattern=_NAME)
+    pii_types: tuple[PiiType, ...] = ()
+    min_score: float = Field(default=0.5, ge=0, le=1)
+    action: Literal["reroute", "block"] = "reroute"
+    status: int = Field(default=403, ge=400, le=599)
+    message: str = "This request contains personal data that may not leave the private boundary."
+
+
+class BudgetConfig(_Strict):
+    """A spending ceiling per tenant (read from `header`) in cost units per `window_s`.
+
+    A request costs (estimated prompt tokens + max_tokens or `completion_tokens_estimate`)
+    x model cost / 1M. Once a tenant has spent its ceiling, it steps down to the cheapest of
+    `step_down_to` (the cheapest allowed model when empty), or gets a 429 (`reject`)."""
+
+    header: str = Field(default="x-tenant", pattern=r"^[A-Za-z0-9-]+$")
+    window_s: int = Field(default=3600, gt=0)
+    limits: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    default_limit: float | None = Field(default=None, ge=0, description="None: unlimited")
+    on_exhausted: Literal["step_down", "reject"] = "step_down"
+    step_down_to: tuple[str, ...] = ()
+    completion_tokens_estimate: int = Field(default=256, ge=0)
+
+    @field_validator("header")
+    @classmethod
+    def _lowercase(cls, header: str) -> str:
+        return header.lower()
 
 
 class RoutingConfig(_Strict):
@@ -200,6 +372,8 @@ class RouterConfig(_Strict):
     default_model: str
     signals: tuple[SignalConfig, ...] = ()
     decisions: tuple[DecisionConfig, ...] = ()
+    boundaries: tuple[BoundaryConfig, ...] = ()
+    budgets: BudgetConfig | None = None
     routing: RoutingConfig = RoutingConfig()
     limits: LimitsConfig = LimitsConfig()
 
@@ -223,6 +397,14 @@ class RouterConfig(_Strict):
                 problems += _unknown(f"decisions[{i}].route[{j}]", model, models)
             for signal in rule_signals(decision.when):
                 problems += _unknown(f"decisions[{i}].when", signal, signals, "signal")
+            if decision.pii and not any(s.type == "pii" for s in self.signals):
+                problems.append(
+                    f"decisions[{i}].pii: {decision.pii!r} acts on PII found by a pii signal, "
+                    "and the policy has none; add one (type: pii) under 'signals'"
+                )
+        if self.budgets is not None:
+            for j, model in enumerate(self.budgets.step_down_to):
+                problems += _unknown(f"budgets.step_down_to[{j}]", model, models)
         if problems:
             # One message per problem; ConfigError splits them back into lines.
             raise ValueError(_PROBLEM_SEPARATOR.join(problems))
@@ -230,6 +412,15 @@ class RouterConfig(_Strict):
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def uses_classifier(self) -> bool:
+        """Whether any signal or boundary needs the classifier model."""
+        return bool(self.boundaries) or any(isinstance(s, CLASSIFIER_SIGNALS) for s in self.signals)
+
+    def cheapest(self, names: Iterable[str] | None = None) -> list[ModelConfig]:
+        """Models (all, or those named) from cheapest to dearest; file order breaks ties."""
+        pool = self.models if names is None else [m for m in self.models if m.name in set(names)]
+        return sorted(pool, key=lambda m: m.cost)
 
     def ordered_decisions(self) -> list[DecisionConfig]:
         """Decisions by descending priority; file order breaks ties."""
@@ -303,7 +494,12 @@ def _describe(error: Any, data: Any) -> str:
         return f"{loc}: unknown field; {hint}"
     if kind == "missing":
         return f"{loc}: required field is missing; add it"
-    if kind.startswith("union_tag") or kind == "literal_error" or "input" not in error:
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(str(error["input"]), choices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{loc}: {message} (got {error['input']!r}){hint}"
+    if kind.startswith("union_tag") or "input" not in error:
         return f"{loc}: {message}"
     if kind in ("value_error", "assertion_error"):
         return f"{loc or 'file'}: {message}" if loc else message
@@ -312,14 +508,29 @@ def _describe(error: Any, data: Any) -> str:
 
 def _location(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
-    for item in loc:
+    for position, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item == "keyword":
-            continue  # union branch names are noise to a reader of the YAML
+        elif position == 2 and loc[0] == "signals" and item in _SIGNAL_TAGS:
+            continue  # the signal type's union branch name is noise to a reader of the YAML
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts)
+
+
+_SIGNAL_TAGS = frozenset(
+    {
+        "keyword",
+        "domain",
+        "prompt_attack",
+        "pii",
+        "difficulty",
+        "tokens",
+        "turns",
+        "tools",
+        "header",
+    }
+)
 
 
 def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
@@ -336,8 +547,20 @@ _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
     "decisions": DecisionConfig,
     "routing": RoutingConfig,
     "limits": LimitsConfig,
-    "signals": KeywordSignal,
     "block": BlockAction,
+    "system_prompt": SystemPromptStep,
+    "reasoning": ReasoningStep,
+    "boundaries": BoundaryConfig,
+    "budgets": BudgetConfig,
+    "keyword": KeywordSignal,
+    "domain": DomainSignal,
+    "prompt_attack": PromptAttackSignal,
+    "pii": PiiSignal,
+    "difficulty": DifficultySignal,
+    "tokens": TokensSignal,
+    "turns": TurnsSignal,
+    "tools": ToolsSignal,
+    "header": HeaderSignal,
 }
 
 

@@ -1,27 +1,109 @@
-"""The policy: a pure function of (request, signals, config) to a `Decision` with its explanation.
+"""The policy: a pure function of (observation, pool state, config) to a `Decision` with its
+explanation. No I/O here: `meritorder explain`, `meritorder route`, the evaluation and the ext_proc
+path all call `decide`, and tests can run it by the thousand.
 
-No I/O here: this is what `meritorder explain`, the batch router and the ext_proc path all call.
+Order of a decision:
+  1. score every signal; the decisions whose rule holds are `matched`, the first one wins;
+  2. its action: block, or an ordered list of candidate models (explicit requests: the named one);
+  3. the decision's PII step (block / redact / private), then the privacy boundaries;
+  4. the tenant's budget (step down or 429);
+  5. the first healthy candidate wins; the rest are the fallbacks not taken.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Protocol
 
 from meritorder.config import (
     AllOf,
     AnyOf,
+    BoundaryConfig,
     DecisionConfig,
+    DifficultySignal,
+    DomainSignal,
+    HeaderSignal,
     KeywordSignal,
     ModelConfig,
     NotOf,
+    PiiSignal,
+    PromptAttackSignal,
+    ReasoningStep,
     RouterConfig,
     Rule,
+    SignalConfig,
+    SystemPromptStep,
+    TokensSignal,
+    ToolsSignal,
+    TurnsSignal,
 )
 from meritorder.request import ChatRequest
+
+
+class PiiFinding(Protocol):
+    """A PII span as the classifiers report it (character offsets into message `message`)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def message(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Classified:
+    """The classifier outputs the policy reads (a view of `classifiers.Signals`)."""
+
+    domain: str
+    domain_scores: Mapping[str, float]
+    prompt_attack: float
+    attack_threshold: float
+    difficulty: float
+    pii: Sequence[PiiFinding]
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the policy knows about one request."""
+
+    request: ChatRequest
+    headers: Mapping[str, str] = field(default_factory=dict)
+    classified: Classified | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Prompt tokens: the classifier's count, else about four characters a token."""
+        if self.classified is not None:
+            return self.classified.tokens
+        return sum(len(t) for t in self.request.texts()) // 4 + 1
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What the router knows of the world at decision time."""
+
+    unhealthy: frozenset[str] = frozenset()
+    tenant_spent: float = 0.0  # this request's tenant, in the current budget window
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Changes to the request body and headers that a decision asks for."""
+
+    system_prompt: SystemPromptStep | None = None
+    reasoning: ReasoningStep | None = None
+    max_tokens: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    redact: tuple[PiiFinding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,12 +115,19 @@ class Decision:
     model: ModelConfig | None = None
     status: int = 200
     message: str = ""
+    code: str = "blocked_by_policy"
+    error_type: str = "invalid_request_error"
     fired: Mapping[str, float] = field(default_factory=dict)
+    matched: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    steps: Steps = Steps()
+    tenant: str | None = None
+    cost: float = 0.0
 
     @property
     def reason(self) -> str:
-        """A compact, header-safe explanation: decision, fired signals, notes."""
+        """A compact, header-safe explanation: decision, fired signals, model, rejections."""
         parts = [f"decision={self.decision}"]
         if self.fired:
             parts.append(
@@ -46,47 +135,80 @@ class Decision:
             )
         if self.model is not None:
             parts.append(f"model={self.model.name}")
+        if self.rejected:
+            parts.append("rejected=" + ",".join(self.rejected))
         parts.extend(self.notes)
         return "; ".join(parts).encode("ascii", "replace").decode()
 
 
-def evaluate_signals(config: RouterConfig, request: ChatRequest) -> dict[str, float]:
-    """Score every configured signal; the result holds only those that fired (score > 0)."""
-    text = request.prompt_text()
+# -- signals -----------------------------------------------------------------------------------
+
+
+def evaluate_signals(config: RouterConfig, obs: Observation) -> dict[str, float]:
+    """Score every configured signal; the result holds only those that fired, with their score."""
     fired: dict[str, float] = {}
     for signal in config.signals:
-        score = _keyword_score(signal, text)
-        if score > 0:
+        score = signal_score(signal, obs)
+        if score is not None:
             fired[signal.name] = score
     return fired
 
 
-def decide(config: RouterConfig, request: ChatRequest, fired: Mapping[str, float]) -> Decision:
-    """The decision for a request whose `model` is virtual: the first matching rule by priority."""
-    for rule in config.ordered_decisions():
-        if holds(rule.when, fired):
-            return _act(config, rule, fired)
-    return route_to(config, config.default_model, "default", fired)
-
-
-def route_explicit(config: RouterConfig, model_name: str) -> Decision | None:
-    """The decision for a client that named a real model, or None when no such model exists."""
-    if config.model(model_name) is None:
+def signal_score(signal: SignalConfig, obs: Observation) -> float | None:
+    """The score of a signal that fired, or None. Classifier signals never fire without one."""
+    request, classified = obs.request, obs.classified
+    if isinstance(signal, KeywordSignal):
+        return (
+            1.0
+            if _keyword_regex(signal.keywords, signal.patterns).search(request.prompt_text())
+            else None
+        )
+    if isinstance(signal, TokensSignal):
+        tokens = obs.tokens
+        hit = tokens >= signal.min and (signal.max is None or tokens <= signal.max)
+        return float(tokens) if hit else None
+    if isinstance(signal, TurnsSignal):
+        turns = sum(1 for m in request.messages if m.get("role") == "user")
+        return float(turns) if turns >= signal.min else None
+    if isinstance(signal, ToolsSignal):
+        return 1.0 if request.has_tools else None
+    if isinstance(signal, HeaderSignal):
+        return _header_score(signal, obs.headers.get(signal.header))
+    if classified is None:
         return None
-    return route_to(config, model_name, "explicit", {})
+    if isinstance(signal, DomainSignal):
+        score = classified.domain_scores.get(classified.domain, 0.0)
+        return score if classified.domain in signal.domains and score >= signal.min_score else None
+    if isinstance(signal, PromptAttackSignal):
+        threshold = classified.attack_threshold if signal.threshold is None else signal.threshold
+        return classified.prompt_attack if classified.prompt_attack >= threshold else None
+    if isinstance(signal, DifficultySignal):
+        return classified.difficulty if classified.difficulty >= signal.threshold else None
+    assert isinstance(signal, PiiSignal)
+    found = _pii_matching(classified.pii, signal.pii_types, signal.min_score)
+    return max(f.score for f in found) if found else None
 
 
-def route_to(
-    config: RouterConfig,
-    model_name: str,
-    decision: str,
-    fired: Mapping[str, float],
-    notes: tuple[str, ...] = (),
-) -> Decision:
-    model = config.model(model_name)
-    if model is None:  # the config validator makes this unreachable for names it checked
-        raise KeyError(model_name)
-    return Decision("route", decision, model=model, fired=fired, notes=notes)
+def _header_score(signal: HeaderSignal, value: str | None) -> float | None:
+    if value is None:
+        return None
+    if not signal.values and signal.pattern is None:
+        return 1.0
+    if value in signal.values or (signal.pattern and re.fullmatch(signal.pattern, value)):
+        return 1.0
+    return None
+
+
+def _pii_matching(
+    found: Sequence[PiiFinding], types: Sequence[str], min_score: float
+) -> list[PiiFinding]:
+    return [f for f in found if f.score >= min_score and (not types or f.type in types)]
+
+
+@lru_cache(maxsize=256)
+def _keyword_regex(keywords: tuple[str, ...], patterns: tuple[str, ...]) -> re.Pattern[str]:
+    words = [rf"(?<!\w){re.escape(k)}(?!\w)" for k in keywords]
+    return re.compile("|".join([*words, *(f"(?:{p})" for p in patterns)]), re.IGNORECASE)
 
 
 def holds(rule: Rule, fired: Mapping[str, float]) -> bool:
@@ -100,19 +222,225 @@ def holds(rule: Rule, fired: Mapping[str, float]) -> bool:
     return not holds(rule.child, fired)
 
 
-def _act(config: RouterConfig, rule: DecisionConfig, fired: Mapping[str, float]) -> Decision:
-    if rule.block is not None:
-        return Decision(
-            "block", rule.name, status=rule.block.status, message=rule.block.message, fired=fired
+# -- decisions ---------------------------------------------------------------------------------
+
+
+def is_virtual(config: RouterConfig, model: str) -> bool:
+    return model in config.virtual_models
+
+
+def decide(config: RouterConfig, obs: Observation, pool: PoolState = PoolState()) -> Decision:
+    """The decision for one request. The caller has checked that `obs.request.model` is virtual
+    or a configured model (see `Router.route`)."""
+    fired = evaluate_signals(config, obs)
+    tenant = obs.headers.get(config.budgets.header) if config.budgets else None
+    base = Decision("route", "default", fired=fired, tenant=tenant)
+
+    if is_virtual(config, obs.request.model):
+        matched = [d for d in config.ordered_decisions() if holds(d.when, fired)]
+        base = replace(base, matched=tuple(d.name for d in matched))
+        rule = matched[0] if matched else None
+    else:
+        rule = None
+        base = replace(base, decision="explicit")
+    if rule is not None and rule.block is not None:
+        return _block(base, rule.name, rule.block.status, rule.block.message)
+
+    candidates = [config.model(n) for n in (rule.route if rule else [_target(config, obs)])]
+    pool_models = [m for m in candidates if m is not None]
+    decision = replace(base, decision=rule.name if rule else base.decision)
+    return _choose(config, obs, pool, decision, pool_models, rule)
+
+
+def _target(config: RouterConfig, obs: Observation) -> str:
+    model = obs.request.model
+    return config.default_model if is_virtual(config, model) else model
+
+
+def _choose(
+    config: RouterConfig,
+    obs: Observation,
+    pool: PoolState,
+    decision: Decision,
+    candidates: list[ModelConfig],
+    rule: DecisionConfig | None,
+) -> Decision:
+    rejected: list[str] = []
+    steps = _steps(rule)
+    pii = _acted_on_pii(config, obs)
+
+    # The decision's own PII step.
+    if rule is not None and rule.pii is not None and pii:
+        types = ",".join(sorted({f.type for f in pii}))
+        if rule.pii == "block":
+            return _block(
+                decision,
+                decision.decision,
+                403,
+                f"This request contains personal data ({types}); it is not forwarded.",
+                code="pii_blocked",
+            )
+        if rule.pii == "redact":
+            steps = replace(steps, redact=tuple(pii))
+        else:
+            candidates = _keep_private(config, candidates, rejected, f"pii:{types}")
+
+    # Boundaries: data that must not leave, unless it was redacted away.
+    redacted = {id(f) for f in steps.redact}
+    for boundary in config.boundaries:
+        held = [f for f in _boundary_pii(boundary, obs) if id(f) not in redacted]
+        if not held or all(m.boundary == "private" for m in candidates):
+            continue
+        types = ",".join(sorted({f.type for f in held}))
+        if boundary.action == "block" and not any(m.boundary == "private" for m in candidates):
+            return _block(
+                decision,
+                decision.decision,
+                boundary.status,
+                boundary.message,
+                code="boundary_blocked",
+                note=f"boundary={boundary.name}",
+            )
+        candidates = _keep_private(
+            config, candidates, rejected, f"boundary={boundary.name}:{types}"
         )
-    return route_to(config, rule.route[0], rule.name, fired)
+
+    # Budget.
+    notes: list[str] = []
+    budget = config.budgets
+    if budget is not None and decision.tenant is not None:
+        limit = budget.limits.get(decision.tenant, budget.default_limit)
+        if limit is not None and pool.tenant_spent >= limit:
+            if budget.on_exhausted == "reject":
+                return _block(
+                    decision,
+                    decision.decision,
+                    429,
+                    f"Tenant {decision.tenant!r} has spent its budget of {limit:g} cost "
+                    f"units for this {budget.window_s} s window; retry later.",
+                    code="budget_exhausted",
+                    error_type="rate_limit_error",
+                )
+            allowed = {m.name for m in candidates} | {m.name for m in config.models}
+            allowed &= {m.name for m in _allowed_models(config, obs, steps)}
+            pool_names = budget.step_down_to or tuple(allowed)
+            cheaper = [m for m in config.cheapest(pool_names) if m.name in allowed]
+            if cheaper:
+                rejected += [f"{m.name}:budget" for m in candidates if m.name != cheaper[0].name]
+                candidates = cheaper[:1] + [m for m in cheaper[1:] if m.cost <= cheaper[0].cost]
+                notes.append(f"budget=step_down({limit:g})")
+
+    # Health: the first healthy candidate wins.
+    chosen = next((m for m in candidates if m.name not in pool.unhealthy), None)
+    for model in candidates:
+        if model is chosen:
+            break
+        rejected.append(f"{model.name}:unhealthy")
+    if chosen is None:
+        if (
+            not candidates
+        ):  # unreachable with a validated config: the cheapest model is always allowed
+            return _block(
+                decision,
+                decision.decision,
+                503,
+                "No model may serve this request.",
+                code="no_model",
+                error_type="server_error",
+            )
+        chosen = candidates[0]
+        notes.append("all_candidates_unhealthy")
+    if chosen.reasoning_family is None and steps.reasoning is not None:
+        steps = replace(steps, reasoning=None)
+    cost = _estimate_cost(config, obs, chosen, steps)
+    return replace(
+        decision,
+        model=chosen,
+        rejected=tuple(rejected),
+        notes=(*decision.notes, *notes),
+        steps=steps,
+        cost=cost,
+    )
 
 
-def _keyword_score(signal: KeywordSignal, text: str) -> float:
-    return 1.0 if _keyword_regex(signal.keywords, signal.patterns).search(text) else 0.0
+def _steps(rule: DecisionConfig | None) -> Steps:
+    if rule is None:
+        return Steps()
+    return Steps(
+        system_prompt=rule.system_prompt,
+        reasoning=rule.reasoning,
+        max_tokens=rule.max_tokens,
+        headers=dict(rule.headers),
+    )
 
 
-@lru_cache(maxsize=256)
-def _keyword_regex(keywords: tuple[str, ...], patterns: tuple[str, ...]) -> re.Pattern[str]:
-    words = [rf"(?<!\w){re.escape(k)}(?!\w)" for k in keywords]
-    return re.compile("|".join([*words, *(f"(?:{p})" for p in patterns)]), re.IGNORECASE)
+def _acted_on_pii(config: RouterConfig, obs: Observation) -> list[PiiFinding]:
+    """PII found by the policy's pii signals (what a decision's `pii` step acts on)."""
+    if obs.classified is None:
+        return []
+    found: dict[int, PiiFinding] = {}
+    for signal in config.signals:
+        if isinstance(signal, PiiSignal):
+            for f in _pii_matching(obs.classified.pii, signal.pii_types, signal.min_score):
+                found[id(f)] = f
+    return list(found.values())
+
+
+def _boundary_pii(boundary: BoundaryConfig, obs: Observation) -> list[PiiFinding]:
+    if obs.classified is None:
+        return []
+    return _pii_matching(obs.classified.pii, boundary.pii_types, boundary.min_score)
+
+
+def _keep_private(
+    config: RouterConfig, candidates: list[ModelConfig], rejected: list[str], why: str
+) -> list[ModelConfig]:
+    private = [m for m in candidates if m.boundary == "private"]
+    rejected += [f"{m.name}:{why}" for m in candidates if m.boundary == "external"]
+    if private:
+        return private
+    cheapest = [m for m in config.cheapest() if m.boundary == "private"]
+    return cheapest[:1]
+
+
+def _allowed_models(config: RouterConfig, obs: Observation, steps: Steps) -> list[ModelConfig]:
+    """Models no boundary forbids for this request."""
+    redacted = {id(f) for f in steps.redact}
+    held = any(id(f) not in redacted for b in config.boundaries for f in _boundary_pii(b, obs))
+    return [m for m in config.models if not (held and m.boundary == "external")]
+
+
+def _estimate_cost(
+    config: RouterConfig, obs: Observation, model: ModelConfig, steps: Steps
+) -> float:
+    body = obs.request.body
+    asked = body.get("max_completion_tokens") or body.get("max_tokens")
+    default = config.budgets.completion_tokens_estimate if config.budgets else 256
+    completion = asked if isinstance(asked, int) and asked > 0 else default
+    if steps.max_tokens is not None:
+        completion = min(completion, steps.max_tokens)
+    return (obs.tokens + completion) * model.cost / 1e6
+
+
+def _block(
+    decision: Decision,
+    name: str,
+    status: int,
+    message: str,
+    *,
+    code: str = "blocked_by_policy",
+    error_type: str = "invalid_request_error",
+    note: str | None = None,
+) -> Decision:
+    notes = (*decision.notes, note) if note else decision.notes
+    return replace(
+        decision,
+        action="block",
+        decision=name,
+        status=status,
+        message=message,
+        code=code,
+        model=None,
+        notes=notes,
+        error_type=error_type,
+    )

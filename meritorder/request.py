@@ -67,12 +67,6 @@ class ChatRequest:
         """All message text joined, for keyword signals."""
         return "\n".join(self.texts())
 
-    def with_model(self, upstream_model: str) -> bytes:
-        """The body to forward, with `model` replaced by the upstream's model id."""
-        body = dict(self.body)
-        body["model"] = upstream_model
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
 
 def message_text(message: Mapping[str, Any]) -> str:
     """The text of one chat message; content may be a string or a list of typed parts."""

@@ -1,8 +1,8 @@
 """The routing core: holds the live policy and turns a parsed request into a `Decision`.
 
-It adds to the pure policy what needs time and state: the deciding time budget, the fail-open or
-fail-closed behaviour, and swapping in a new policy. The ext_proc adapter, the gRPC API and the
-CLI all route through here.
+It adds to the pure policy what needs time and state: the classifier call under the deciding
+time budget, the fail-open or fail-closed behaviour, upstream health, budget spending, and
+swapping in a new policy. The ext_proc adapter, the gRPC API and the CLI all route through here.
 """
 
 from __future__ import annotations
@@ -10,24 +10,43 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
+from dataclasses import replace
+from typing import Protocol
 
 import structlog
 
 from meritorder import policy
+from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.config import RouterConfig
 from meritorder.errors import RequestError
-from meritorder.policy import Decision
+from meritorder.health import HealthMonitor
+from meritorder.policy import Classified, Decision, Observation, PoolState
 from meritorder.request import ChatRequest
 
 log = structlog.get_logger("meritorder.router")
 
 
+class Classifier(Protocol):
+    """What the router needs from `classifiers`: the policy's view of one request's signals."""
+
+    async def classify(self, request: ChatRequest) -> Classified: ...
+
+
 class Router:
     """Decides where each request goes under the current policy."""
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(
+        self,
+        config: RouterConfig,
+        classifier: Classifier | None = None,
+        budgets: BudgetStore | None = None,
+        health: HealthMonitor | None = None,
+    ) -> None:
         self._config = config
         self._models_json = _models_listing(config)
+        self.classifier = classifier
+        self.budgets = budgets or InMemoryBudgetStore()
+        self.health = health or HealthMonitor()
 
     @property
     def config(self) -> RouterConfig:
@@ -47,10 +66,8 @@ class Router:
     ) -> Decision:
         """The decision for `request`; raises `RequestError` for an unknown model or fail-closed."""
         config = self._config  # one policy for the whole request, even if a reload lands meanwhile
-        if request.model in config.virtual_models:
-            return await self._decide_within_budget(config, request)
-        decision = policy.route_explicit(config, request.model)
-        if decision is None:
+        headers = headers or {}
+        if not policy.is_virtual(config, request.model) and config.model(request.model) is None:
             raise RequestError(
                 404,
                 f"The model {request.model!r} does not exist. Use one of "
@@ -58,30 +75,53 @@ class Router:
                 param="model",
                 code="model_not_found",
             )
+        try:
+            decision = await asyncio.wait_for(
+                self._decide(config, request, headers), config.routing.decision_timeout_ms / 1000
+            )
+        except Exception as exc:  # deciding must never take the request down with it
+            decision = self._on_error(config, request, exc)
+        if decision.action == "route" and decision.tenant is not None and config.budgets:
+            await self.budgets.charge(decision.tenant, decision.cost, config.budgets.window_s)
         return decision
 
-    async def _decide_within_budget(self, config: RouterConfig, request: ChatRequest) -> Decision:
-        budget = config.routing.decision_timeout_ms / 1000
-        try:
-            return await asyncio.wait_for(self._decide(config, request), budget)
-        except Exception as exc:  # deciding must never take the request down with it
-            why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            if config.routing.on_error == "fail_closed":
-                log.error("decision failed, failing closed", why=why, error=str(exc))
-                raise RequestError(
-                    503,
-                    "The router could not decide where to send this request; try again.",
-                    type="server_error",
-                    code="router_unavailable",
-                ) from exc
-            log.warning("decision failed, routing to the default model", why=why, error=str(exc))
-            return policy.route_to(
-                config, config.default_model, "fallback", {}, notes=(f"fallback={why}",)
-            )
+    async def observe(self, request: ChatRequest, headers: Mapping[str, str]) -> Observation:
+        """What the policy sees of `request`; the classifier runs only if the policy needs it."""
+        config = self._config
+        classified = None
+        if self.classifier is not None and config.uses_classifier():
+            classified = await self.classifier.classify(request)
+        return Observation(request, headers, classified)
 
-    async def _decide(self, config: RouterConfig, request: ChatRequest) -> Decision:
-        fired = policy.evaluate_signals(config, request)
-        return policy.decide(config, request, fired)
+    async def _decide(
+        self, config: RouterConfig, request: ChatRequest, headers: Mapping[str, str]
+    ) -> Decision:
+        obs = await self.observe(request, headers)
+        spent = 0.0
+        if config.budgets is not None:
+            tenant = headers.get(config.budgets.header)
+            if tenant is not None:
+                spent = await self.budgets.spent(tenant, config.budgets.window_s)
+        decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
+        if config.uses_classifier() and obs.classified is None:
+            decision = replace(decision, notes=(*decision.notes, "classifier=unavailable"))
+        return decision
+
+    def _on_error(self, config: RouterConfig, request: ChatRequest, exc: Exception) -> Decision:
+        why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+        if config.routing.on_error == "fail_closed":
+            log.error("decision failed, failing closed", why=why, error=str(exc))
+            raise RequestError(
+                503,
+                "The router could not decide where to send this request; try again.",
+                type="server_error",
+                code="router_unavailable",
+            ) from exc
+        target = request.model if config.model(request.model) else config.default_model
+        log.warning(
+            "decision failed, routing without signals", why=why, model=target, error=str(exc)
+        )
+        return Decision("route", "fallback", model=config.model(target), notes=(f"fallback={why}",))
 
 
 def _models_listing(config: RouterConfig) -> bytes:

@@ -1,0 +1,114 @@
+"""Applying a decision to the body that goes upstream."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
+from meritorder.policy import Decision, Steps
+from meritorder.request import Endpoint, parse_request
+from meritorder.rewrite import forward_body
+
+CONFIG = parse_config("""
+models:
+  - {name: plain, cluster: a, upstream_model: up/plain, cost: 1}
+  - {name: qwen, cluster: b, upstream_model: up/qwen, cost: 1,
+     reasoning_family: chat_template_kwargs.enable_thinking}
+  - {name: o3, cluster: c, upstream_model: up/o3, cost: 1, reasoning_family: reasoning_effort}
+default_model: plain
+""")
+
+
+@dataclass(frozen=True)
+class Pii:
+    type: str
+    start: int
+    end: int
+    score: float = 0.9
+    message: int | None = 0
+
+
+def forward(
+    body: dict[str, Any], model: str = "plain", endpoint: Endpoint = Endpoint.CHAT, **steps: Any
+) -> dict[str, Any]:
+    request = parse_request(endpoint, json.dumps(body).encode(), max_bytes=1 << 20)
+    decision = Decision("route", "d", model=CONFIG.model(model), steps=Steps(**steps))
+    result: dict[str, Any] = json.loads(forward_body(request, decision))
+    return result
+
+
+def chat(*messages: tuple[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": r, "content": c} for r, c in messages], **extra}
+
+
+def test_the_model_is_rewritten_and_every_other_field_kept() -> None:
+    body = chat(("user", "héllo"), temperature=0.2, n=2, stream=True)
+    assert forward(body) == {**body, "model": "up/plain"}
+
+
+def test_system_prompt_prepend_keeps_the_clients_and_replace_drops_it() -> None:
+    body = chat(("system", "client rules"), ("user", "hi"))
+    prepended = forward(body, system_prompt=SystemPromptStep(text="ours"))["messages"]
+    assert [m["content"] for m in prepended] == ["ours", "client rules", "hi"]
+    replaced = forward(body, system_prompt=SystemPromptStep(mode="replace", text="ours"))[
+        "messages"
+    ]
+    assert [m["content"] for m in replaced] == ["ours", "hi"]
+
+
+def test_reasoning_is_switched_in_the_chosen_family_format() -> None:
+    on = ReasoningStep(enabled=True, effort="high")
+    qwen = forward(chat(("user", "x"), chat_template_kwargs={"foo": 1}), "qwen", reasoning=on)
+    assert qwen["chat_template_kwargs"] == {"foo": 1, "enable_thinking": True}
+    off = forward(chat(("user", "x")), "qwen", reasoning=ReasoningStep(enabled=False))
+    assert off["chat_template_kwargs"] == {"enable_thinking": False}
+    assert forward(chat(("user", "x")), "o3", reasoning=on)["reasoning_effort"] == "high"
+    plain = forward(chat(("user", "x")), "plain", reasoning=on)
+    assert "reasoning_effort" not in plain and "chat_template_kwargs" not in plain
+
+
+def test_max_tokens_is_capped_never_raised() -> None:
+    assert forward(chat(("user", "x"), max_tokens=500), max_tokens=100)["max_tokens"] == 100
+    assert forward(chat(("user", "x"), max_tokens=50), max_tokens=100)["max_tokens"] == 50
+    assert forward(chat(("user", "x"), max_completion_tokens=900), max_tokens=100) == {
+        **chat(("user", "x"), max_completion_tokens=100),
+        "model": "up/plain",
+    }
+    assert forward(chat(("user", "x")), max_tokens=100)["max_tokens"] == 100
+
+
+def test_redaction_masks_each_span_in_its_own_message() -> None:
+    body = chat(("system", "mail bob@x.io"), ("user", "call 555-123-4567 or bob@x.io"))
+    spans = (
+        Pii("EMAIL_ADDRESS", 5, 13, message=0),
+        Pii("PHONE_NUMBER", 5, 17, message=1),
+        Pii("EMAIL_ADDRESS", 21, 29, message=1),
+    )
+    messages = forward(body, redact=spans)["messages"]
+    assert [m["content"] for m in messages] == [
+        "mail [EMAIL_ADDRESS]",
+        "call [PHONE_NUMBER] or [EMAIL_ADDRESS]",
+    ]
+
+
+def test_redaction_maps_offsets_across_text_parts() -> None:
+    parts = [
+        {"type": "text", "text": "hi"},
+        {"type": "image_url", "image_url": {"url": "u"}},
+        {"type": "text", "text": "ssn 123-45-6789"},
+    ]
+    # the classifier read "hi\nssn 123-45-6789": the SSN spans 7..18
+    messages = forward(chat(("user", parts)), redact=(Pii("US_SSN", 7, 18),))["messages"]
+    assert messages[0]["content"][2]["text"] == "ssn [US_SSN]"
+    assert messages[0]["content"][1] == parts[1]
+
+
+def test_redaction_in_a_text_completion_prompt() -> None:
+    out = forward(
+        {"model": "auto", "prompt": "key 10.0.0.1"},
+        endpoint=Endpoint.COMPLETIONS,
+        redact=(Pii("IP_ADDRESS", 4, 12),),
+    )
+    assert out["prompt"] == "key [IP_ADDRESS]"
