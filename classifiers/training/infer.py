@@ -1,0 +1,59 @@
+"""Tokenization and batched onnxruntime inference for the fused signals graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def encode(tokenizer, texts: list[str], max_length: int, offsets: bool = False):
+    enc = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=offsets,
+        add_special_tokens=True,
+    )
+    return enc
+
+
+class OnnxRunner:
+    def __init__(self, path: Path, threads: int = 2) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def run_ids(self, ids: list[list[int]], batch: int = 32) -> dict:
+        n = len(ids)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        dom = np.zeros((n, 0), np.float32)
+        att = np.zeros(n, np.float32)
+        dif = np.zeros(n, np.float32)
+        pii: list = [None] * n
+        dom_rows = [None] * n
+        for b in range(0, n, batch):
+            idx = order[b : b + batch]
+            L = max(len(ids[i]) for i in idx)
+            x = np.zeros((len(idx), L), np.int64)
+            m = np.zeros((len(idx), L), np.int64)
+            for r, i in enumerate(idx):
+                x[r, : len(ids[i])] = ids[i]
+                m[r, : len(ids[i])] = 1
+            d, a, f, p = self.session.run(None, {"input_ids": x, "attention_mask": m})
+            for r, i in enumerate(idx):
+                dom_rows[i] = d[r]
+                att[i] = a[r]
+                dif[i] = f[r]
+                pii[i] = p[r, : len(ids[i])]
+        if n:
+            dom = np.stack(dom_rows)
+        return {"domain": dom, "attack": att, "difficulty": dif, "pii": pii}
+
+    def run_texts(self, tokenizer, texts: list[str], max_length: int, batch: int = 32) -> dict:
+        enc = encode(tokenizer, texts, max_length)
+        return self.run_ids(enc["input_ids"], batch)

@@ -1,0 +1,62 @@
+"""Fused multi-task model: one MiniLM encoder, four heads, and the ONNX export wrapper."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import DOMAIN_LABELS, PII_TAGS, base_model_dir
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+class SignalModel(nn.Module):
+    def __init__(self, attn_implementation: str = "sdpa") -> None:
+        super().__init__()
+        from transformers import BertModel
+
+        self.encoder = BertModel.from_pretrained(
+            str(base_model_dir()), add_pooling_layer=False, attn_implementation=attn_implementation
+        )
+        h = self.encoder.config.hidden_size
+        self.dropout = nn.Dropout(0.1)
+        self.domain = nn.Linear(h, len(DOMAIN_LABELS))
+        self.attack = nn.Linear(h, 1)
+        self.difficulty = nn.Sequential(nn.Linear(h, 128), nn.GELU(), nn.Linear(128, 1))
+        self.pii = nn.Linear(h, len(PII_TAGS))
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        hidden = self.encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=torch.zeros_like(input_ids),
+        ).last_hidden_state
+        pooled = self.dropout(masked_mean(hidden, attention_mask))
+        return {
+            "domain": self.domain(pooled),
+            "attack": self.attack(pooled).squeeze(-1),
+            "difficulty": self.difficulty(pooled).squeeze(-1),
+            "pii": self.pii(self.dropout(hidden)),
+        }
+
+
+class ExportWrapper(nn.Module):
+    """Probabilities out, token_type_ids baked in as zeros."""
+
+    def __init__(self, model: SignalModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        out = self.model(input_ids, attention_mask)
+        return (
+            torch.softmax(out["domain"], dim=-1),
+            torch.sigmoid(out["attack"]),
+            torch.sigmoid(out["difficulty"]),
+            torch.softmax(out["pii"], dim=-1),
+        )
