@@ -335,7 +335,8 @@ class BudgetConfig(_Strict):
 
     A request costs (estimated prompt tokens + max_tokens or `completion_tokens_estimate`)
     x model cost / 1M. Once a tenant has spent its ceiling, it steps down to the cheapest of
-    `step_down_to` (the cheapest allowed model when empty), or gets a 429 (`reject`)."""
+    `step_down_to` (the cheapest allowed model when empty), or gets a 429 (`reject`). With
+    `step_down`, `hard_limit_ratio` x the ceiling is where stepping down ends in 429s too."""
 
     header: str = Field(default="x-tenant", pattern=r"^[A-Za-z0-9-]+$")
     window_s: int = Field(default=3600, gt=0)
@@ -343,6 +344,7 @@ class BudgetConfig(_Strict):
     default_limit: float | None = Field(default=None, ge=0, description="None: unlimited")
     on_exhausted: Literal["step_down", "reject"] = "step_down"
     step_down_to: tuple[str, ...] = ()
+    hard_limit_ratio: float | None = Field(default=None, ge=1)
     completion_tokens_estimate: int = Field(default=256, ge=0)
 
     @field_validator("header")
@@ -354,6 +356,9 @@ class BudgetConfig(_Strict):
 class RoutingConfig(_Strict):
     decision_timeout_ms: float = Field(default=150, gt=0, le=60_000)
     on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    health_check_interval_s: float = Field(default=5.0, gt=0)
+    # Consecutive failed checks or 5xx responses after which a model's fallbacks take over.
+    unhealthy_after: int = Field(default=2, ge=1)
 
 
 MAX_BODY_BYTES_CEILING = 64 << 20

@@ -310,8 +310,13 @@ def _choose(
     budget = config.budgets
     if budget is not None and decision.tenant is not None:
         limit = budget.limits.get(decision.tenant, budget.default_limit)
+        hard = (
+            limit * budget.hard_limit_ratio
+            if limit is not None and budget.hard_limit_ratio
+            else None
+        )
         if limit is not None and pool.tenant_spent >= limit:
-            if budget.on_exhausted == "reject":
+            if budget.on_exhausted == "reject" or (hard is not None and pool.tenant_spent >= hard):
                 return _block(
                     decision,
                     decision.decision,

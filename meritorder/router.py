@@ -42,11 +42,10 @@ class Router:
         budgets: BudgetStore | None = None,
         health: HealthMonitor | None = None,
     ) -> None:
-        self._config = config
-        self._models_json = _models_listing(config)
         self.classifier = classifier
         self.budgets = budgets or InMemoryBudgetStore()
         self.health = health or HealthMonitor()
+        self.replace_config(config)
 
     @property
     def config(self) -> RouterConfig:
@@ -56,6 +55,7 @@ class Router:
         """Use `config` for every request that starts from now on."""
         self._config = config
         self._models_json = _models_listing(config)
+        self.health.failures = config.routing.unhealthy_after
 
     def models_json(self) -> bytes:
         """The body of `GET /v1/models`: virtual and real models of the policy."""

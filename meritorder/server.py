@@ -13,9 +13,11 @@ from pathlib import Path
 
 import grpc
 import structlog
+from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from extproc.access_log import AccessLogService
 from extproc.processor import Processor
 from extproc.service import ExternalProcessorService
 from meritorder.api import RouterService
@@ -94,6 +96,7 @@ def build_server(
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
         ExternalProcessorService(Processor(router)), server
     )
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogService(router.health), server)
     router_pb2_grpc.add_RouterServicer_to_server(RouterService(router), server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -118,15 +121,20 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(
-        ConfigWatcher(options.config_path, router).run(options.reload_interval_s)
-    )
+    watcher = ConfigWatcher(options.config_path, router)
+    tasks = [
+        asyncio.create_task(watcher.run(options.reload_interval_s)),
+        asyncio.create_task(
+            router.health.run(lambda: router.config.models, config.routing.health_check_interval_s)
+        ),
+    ]
     await stop.wait()
 
     log.info("shutting down, draining open streams", grace_s=options.shutdown_grace_s)
     health_servicer.enter_graceful_shutdown()
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await server.stop(options.shutdown_grace_s)
     log.info("router stopped")

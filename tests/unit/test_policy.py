@@ -304,6 +304,19 @@ def test_an_exhausted_budget_steps_down_to_the_cheapest_model(bounded: RouterCon
     assert any(n.startswith("budget=step_down") for n in spent.notes)
 
 
+def test_a_stepped_down_tenant_gets_429_past_the_hard_limit(bounded: RouterConfig) -> None:
+    config = parse_config(
+        BOUNDED.replace("on_exhausted: step_down", "on_exhausted: step_down\n  hard_limit_ratio: 2")
+    )
+    headers = {"x-tenant": "acme"}
+    assert where(run(config, "python", headers=headers, pool=PoolState(tenant_spent=1.5))) == (
+        "code",
+        "small",
+    )
+    rejected = run(config, "python", headers=headers, pool=PoolState(tenant_spent=2.0))
+    assert (rejected.action, rejected.status, rejected.code) == ("block", 429, "budget_exhausted")
+
+
 def test_an_exhausted_budget_rejects_with_429_when_configured(bounded: RouterConfig) -> None:
     config = parse_config(BOUNDED.replace("on_exhausted: step_down", "on_exhausted: reject"))
     decision = run(config, "hi", headers={"x-tenant": "frugal"}, pool=PoolState(tenant_spent=0.6))
