@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO, cast
 
+from meritorder.batch import explain, route_lines
 from meritorder.config import ConfigError, load_config
+from meritorder.errors import RequestError
 from meritorder.logs import configure_logging
+from meritorder.router import Router
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,9 +32,24 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="check policy files; exit 1 on any problem")
     validate.add_argument("configs", nargs="+", type=Path)
 
+    route = commands.add_parser("route", help="route JSONL prompts offline; one decision per line")
+    route.add_argument("--config", required=True, type=Path)
+    route.add_argument("--input", default="-", help="JSONL file, or - for stdin")
+    route.add_argument("--output", default="-", help="JSONL file, or - for stdout")
+
+    explain = commands.add_parser("explain", help="show how the policy decides for one prompt")
+    explain.add_argument("--config", required=True, type=Path)
+    explain.add_argument("--model", help="the model the client asks for (default: virtual)")
+    explain.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    explain.add_argument("prompt")
+
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.configs)
+    if args.command == "route":
+        return _route(args)
+    if args.command == "explain":
+        return _explain(args)
     return _serve(args)
 
 
@@ -46,6 +67,54 @@ def _validate(paths: list[Path]) -> int:
             f"{len(config.decisions)} decisions)"
         )
     return 1 if failed else 0
+
+
+def _offline_router(path: Path) -> Router:
+    configure_logging(json_logs=False, level="WARNING")
+    return Router(load_config(path), enforce_timeout=False)
+
+
+def _route(args: argparse.Namespace) -> int:
+    try:
+        router = _offline_router(args.config)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    with _open(args.input, "r") as source, _open(args.output, "w") as sink:
+        bad = asyncio.run(route_lines(router, source, sink))
+    if bad:
+        print(f"{bad} line(s) could not be routed (see their 'error')", file=sys.stderr)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    try:
+        router = _offline_router(args.config)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    headers = {}
+    for item in args.header:
+        name, sep, value = item.partition(":")
+        if not sep:
+            print(f"--header {item!r}: expected NAME:VALUE", file=sys.stderr)
+            return 2
+        headers[name.strip().lower()] = value.strip()
+    try:
+        print(asyncio.run(explain(router, args.prompt, headers, args.model)))
+    except RequestError as error:
+        print(f"error {error.status}: {error.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@contextlib.contextmanager
+def _open(path: str, mode: str) -> Iterator[TextIO]:
+    if path == "-":
+        yield sys.stdin if mode == "r" else sys.stdout
+        return
+    with open(path, mode, encoding="utf-8") as handle:
+        yield cast(TextIO, handle)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -41,7 +41,11 @@ class Router:
         classifier: Classifier | None = None,
         budgets: BudgetStore | None = None,
         health: HealthMonitor | None = None,
+        *,
+        enforce_timeout: bool = True,
     ) -> None:
+        # Offline tools (route, explain, eval) have no client waiting: they switch the budget off.
+        self.enforce_timeout = enforce_timeout
         self.classifier = classifier
         self.budgets = budgets or InMemoryBudgetStore()
         self.health = health or HealthMonitor()
@@ -62,9 +66,13 @@ class Router:
         return self._models_json
 
     async def route(
-        self, request: ChatRequest, headers: Mapping[str, str] | None = None
+        self,
+        request: ChatRequest,
+        headers: Mapping[str, str] | None = None,
+        observed: Observation | None = None,
     ) -> Decision:
-        """The decision for `request`; raises `RequestError` for an unknown model or fail-closed."""
+        """The decision for `request`; raises `RequestError` for an unknown model or fail-closed.
+        `observed` skips classification when the caller already observed the request."""
         config = self._config  # one policy for the whole request, even if a reload lands meanwhile
         headers = headers or {}
         if not policy.is_virtual(config, request.model) and config.model(request.model) is None:
@@ -75,10 +83,14 @@ class Router:
                 param="model",
                 code="model_not_found",
             )
+        deciding = self._decide(config, request, headers, observed)
         try:
-            decision = await asyncio.wait_for(
-                self._decide(config, request, headers), config.routing.decision_timeout_ms / 1000
-            )
+            if self.enforce_timeout:
+                decision = await asyncio.wait_for(
+                    deciding, config.routing.decision_timeout_ms / 1000
+                )
+            else:
+                decision = await deciding
         except Exception as exc:  # deciding must never take the request down with it
             decision = self._on_error(config, request, exc)
         if decision.action == "route" and decision.tenant is not None and config.budgets:
@@ -94,9 +106,13 @@ class Router:
         return Observation(request, headers, classified)
 
     async def _decide(
-        self, config: RouterConfig, request: ChatRequest, headers: Mapping[str, str]
+        self,
+        config: RouterConfig,
+        request: ChatRequest,
+        headers: Mapping[str, str],
+        observed: Observation | None,
     ) -> Decision:
-        obs = await self.observe(request, headers)
+        obs = observed or await self.observe(request, headers)
         spent = 0.0
         if config.budgets is not None:
             tenant = headers.get(config.budgets.header)

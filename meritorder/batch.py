@@ -1,0 +1,155 @@
+"""Offline routing: `meritorder route` (JSONL in, decisions out) and `meritorder explain`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+from meritorder.errors import RequestError
+from meritorder.policy import Classified, Decision, signal_score
+from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.router import Router
+
+CHUNK = 64  # lines routed concurrently, so the classifier can batch them
+
+
+def request_from(line: Mapping[str, Any], router: Router) -> ChatRequest:
+    """A chat request from a `{"text"}` or `{"messages"}` input line (the classify format)."""
+    messages = line.get("messages")
+    if messages is None:
+        text = line.get("text")
+        if not isinstance(text, str):
+            raise ValueError("each line needs a string 'text' or a 'messages' array")
+        messages = [{"role": "user", "content": text}]
+    model = line.get("model", router.config.virtual_models[0])
+    body = json.dumps({"model": model, "messages": messages}).encode()
+    return parse_request(Endpoint.CHAT, body, max_bytes=router.config.limits.max_body_bytes)
+
+
+def signals_json(decision: Decision, classified: Classified | None) -> dict[str, Any]:
+    """The signals part of a routed line: fired policy signals and the classifier's raw outputs."""
+    out: dict[str, Any] = {"fired": dict(decision.fired)}
+    if classified is not None:
+        out.update(
+            domain=classified.domain,
+            domain_score=classified.domain_scores.get(classified.domain, 0.0),
+            prompt_attack=classified.prompt_attack,
+            difficulty=classified.difficulty,
+            pii=sorted({f.type for f in classified.pii}),
+            tokens=classified.tokens,
+        )
+    return out
+
+
+async def route_one(router: Router, line: Mapping[str, Any]) -> dict[str, Any]:
+    headers = {str(k).lower(): str(v) for k, v in (line.get("headers") or {}).items()}
+    request = request_from(line, router)
+    obs = await router.observe(request, headers)
+    decision = await router.route(request, headers, observed=obs)
+    return {
+        "id": line.get("id"),
+        "decision": decision.decision,
+        "model": decision.model.name if decision.model else None,
+        "action": decision.action,
+        "status": decision.status if decision.action == "block" else 200,
+        "reason": decision.reason,
+        "signals": signals_json(decision, obs.classified),
+    }
+
+
+async def route_lines(router: Router, lines: Iterable[str], output: TextIO) -> int:
+    """Route every JSONL line; a bad line yields `{"id", "error"}` and the rest go on.
+    Returns the number of bad lines."""
+    bad = 0
+    chunk: list[str] = []
+
+    async def flush() -> None:
+        nonlocal bad
+        results = await asyncio.gather(*(_route_text(router, text) for text in chunk))
+        for result in results:
+            bad += "error" in result
+            output.write(json.dumps(result, ensure_ascii=False) + "\n")
+        output.flush()
+        chunk.clear()
+
+    for text in lines:
+        if text.strip():
+            chunk.append(text)
+        if len(chunk) >= CHUNK:
+            await flush()
+    if chunk:
+        await flush()
+    return bad
+
+
+async def _route_text(router: Router, text: str) -> dict[str, Any]:
+    try:
+        line = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {"id": None, "error": f"invalid JSON: {exc}"}
+    if not isinstance(line, dict):
+        return {"id": None, "error": "each line must be a JSON object"}
+    try:
+        return await route_one(router, line)
+    except (RequestError, ValueError) as exc:
+        return {"id": line.get("id"), "error": str(exc)}
+
+
+async def explain(router: Router, text: str, headers: Mapping[str, str], model: str | None) -> str:
+    """A readable account of one decision: every signal, the rules, what was rejected and why."""
+    line = {"text": text, **({"model": model} if model else {})}
+    request = request_from(line, router)
+    obs = await router.observe(request, headers)
+    decision = await router.route(request, headers, observed=obs)
+    config = router.config
+    out = [f"request: model={request.model!r}, ~{obs.tokens} tokens"]
+    if obs.classified is not None:
+        c = obs.classified
+        top = sorted(c.domain_scores.items(), key=lambda kv: -kv[1])[:3]
+        out += [
+            "classifier:",
+            "  domain        " + ", ".join(f"{k} {v:.2f}" for k, v in top),
+            f"  prompt_attack {c.prompt_attack:.3f} (threshold {c.attack_threshold:.3f})",
+            f"  difficulty    {c.difficulty:.3f}",
+            "  pii           "
+            + (", ".join(f"{f.type}@{f.start}-{f.end} {f.score:.2f}" for f in c.pii) or "none"),
+        ]
+    elif config.uses_classifier():
+        out.append("classifier: unavailable (classifier signals cannot fire)")
+    out.append("signals:")
+    for signal in config.signals:
+        score = signal_score(signal, obs)
+        state = "-" if score is None else f"fired {score:.3f}"
+        out.append(f"  {signal.name:<16} {signal.type:<14} {state}")
+    out.append("decisions (by priority):")
+    for rule in config.ordered_decisions():
+        mark = (
+            "WON"
+            if rule.name == decision.decision
+            else ("matched" if rule.name in decision.matched else "-")
+        )
+        out.append(f"  {rule.priority:>5}  {rule.name:<16} {mark}")
+    if decision.action == "block":
+        out.append(f"result: BLOCK {decision.status} ({decision.code}): {decision.message}")
+    else:
+        assert decision.model is not None
+        out.append(
+            f"result: route to {decision.model.name} ({decision.model.boundary}, "
+            f"upstream {decision.model.upstream_model}) via decision {decision.decision!r}"
+        )
+        out.append(f"estimated cost: {decision.cost:.6f}")
+    for rejected in decision.rejected:
+        out.append(f"rejected: {rejected}")
+    for note in decision.notes:
+        out.append(f"note: {note}")
+    steps = decision.steps
+    if steps.system_prompt or steps.reasoning or steps.max_tokens or steps.headers or steps.redact:
+        out.append(
+            f"steps: system_prompt={bool(steps.system_prompt)} reasoning={steps.reasoning} "
+            f"max_tokens={steps.max_tokens} headers={dict(steps.headers)} "
+            f"redact={len(steps.redact)}"
+        )
+    out.append(f"x-meritorder-reason: {decision.reason}")
+    return "\n".join(out)
