@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
     explain.add_argument("prompt")
 
+    evaluation = commands.add_parser("eval", help="cost and accuracy of a policy vs single models")
+    evaluation.add_argument("--config", required=True, type=Path)
+    evaluation.add_argument(
+        "--data", required=True, type=Path, help="JSONL with per-model `correct`"
+    )
+    evaluation.add_argument("--prompts", type=Path, help="JSONL {id, text} to join by id")
+    evaluation.add_argument(
+        "--pair",
+        default="llama-3.1-8b-instruct,llama-3.1-70b-instruct",
+        help="WEAK,STRONG models for the difficulty sweep",
+    )
+    evaluation.add_argument("--plot", type=Path, help="write the frontier as a PNG")
+    evaluation.add_argument("--json", type=Path, help="write the figures as JSON")
+
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.configs)
@@ -50,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return _route(args)
     if args.command == "explain":
         return _explain(args)
+    if args.command == "eval":
+        return _eval(args)
     return _serve(args)
 
 
@@ -105,6 +122,25 @@ def _explain(args: argparse.Namespace) -> int:
     except RequestError as error:
         print(f"error {error.status}: {error.message}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from meritorder import evaluate
+
+    try:
+        router = _offline_router(args.config)
+        rows = evaluate.load_rows(args.data, args.prompts)
+    except (ConfigError, ValueError, OSError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    weak, _, strong = args.pair.partition(",")
+    report = asyncio.run(evaluate.evaluate(router, rows, (weak, strong) if strong else None))
+    print(report.table())
+    if args.json:
+        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    if args.plot:
+        evaluate.plot(report, {m.name: m.cost for m in router.config.models}, args.plot)
     return 0
 
 

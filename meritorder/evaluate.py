@@ -1,0 +1,248 @@
+"""`meritorder eval`: what a policy buys on data with per-model correctness.
+
+Each data line holds a prompt (`text` or `messages`, or joined by `id` from `--prompts`) and
+`correct: {model: 0|1}`. The policy routes every prompt; its accuracy and mean cost are set next
+to every single model, the oracle (the cheapest correct model per prompt) and random routing.
+For a weak/strong pair, sweeping the difficulty threshold draws the cost-quality curve:
+PGR(s) = (acc(s) - acc_weak) / (acc_strong - acc_weak) where a share s of prompts (highest
+difficulty first) goes to the strong model; APGR is its area over s in [0, 1] (random = 0.5),
+and CPT(x) is the smallest share of strong calls whose PGR reaches x.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meritorder.batch import route_one
+from meritorder.config import RouterConfig
+from meritorder.router import Router
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    accuracy: float
+    cost: float
+
+
+@dataclass(frozen=True)
+class Sweep:
+    weak: str
+    strong: str
+    shares: tuple[float, ...]
+    accuracy: tuple[float, ...]
+    apgr: float
+    cpt: Mapping[float, float]
+
+
+@dataclass
+class Report:
+    rows: int
+    policy: Point
+    singles: list[Point]
+    oracle: Point
+    random: Point
+    sweep: Sweep | None = None
+    chosen: Mapping[str, int] = field(default_factory=dict)
+
+    def best_single(self) -> Point:
+        return max(self.singles, key=lambda p: (p.accuracy, -p.cost))
+
+    def to_json(self) -> dict[str, Any]:
+        def point(p: Point) -> dict[str, Any]:
+            return {"name": p.name, "accuracy": round(p.accuracy, 4), "cost": round(p.cost, 4)}
+
+        out: dict[str, Any] = {
+            "rows": self.rows,
+            "policy": point(self.policy),
+            "singles": [point(p) for p in self.singles],
+            "oracle": point(self.oracle),
+            "random": point(self.random),
+            "chosen": dict(self.chosen),
+        }
+        best = self.best_single()
+        out["vs_best_single"] = {
+            "model": best.name,
+            "accuracy_delta": round(self.policy.accuracy - best.accuracy, 4),
+            "cost_ratio": round(self.policy.cost / best.cost, 4) if best.cost else None,
+        }
+        if self.sweep is not None:
+            out["sweep"] = {
+                "weak": self.sweep.weak,
+                "strong": self.sweep.strong,
+                "apgr": round(self.sweep.apgr, 4),
+                "cpt": {f"{int(k * 100)}%": round(v, 4) for k, v in self.sweep.cpt.items()},
+            }
+        return out
+
+    def table(self) -> str:
+        best = self.best_single()
+        lines = [
+            f"{self.rows} prompts",
+            "",
+            "| router | accuracy | mean cost | cost vs best single |",
+            "|---|---:|---:|---:|",
+        ]
+        for p in [
+            self.policy,
+            *sorted(self.singles, key=lambda p: p.cost),
+            self.oracle,
+            self.random,
+        ]:
+            ratio = f"{p.cost / best.cost:.0%}" if best.cost else "-"
+            lines.append(f"| {p.name} | {p.accuracy:.3f} | {p.cost:.2f} | {ratio} |")
+        if self.sweep is not None:
+            s = self.sweep
+            cpt = ", ".join(f"CPT({int(k * 100)}%) = {v:.2f}" for k, v in s.cpt.items())
+            lines += ["", f"difficulty sweep {s.weak} -> {s.strong}: APGR = {s.apgr:.3f}; {cpt}"]
+        return "\n".join(lines)
+
+
+def load_rows(data: Path, prompts: Path | None = None) -> list[dict[str, Any]]:
+    """Data lines, with their prompt joined from `prompts` by id when they carry none."""
+    rows = [
+        json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    if prompts is not None:
+        texts = {}
+        for line in prompts.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                texts[item["id"]] = item["text"]
+        rows = [{**r, "text": texts[r["id"]]} for r in rows if "text" in r or r["id"] in texts]
+    missing = [r.get("id") for r in rows if "text" not in r and "messages" not in r]
+    if missing:
+        raise ValueError(f"{len(missing)} rows have no prompt (e.g. {missing[:3]}); pass --prompts")
+    return rows
+
+
+async def evaluate(
+    router: Router, rows: Sequence[Mapping[str, Any]], pair: tuple[str, str] | None
+) -> Report:
+    config = router.config
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(rows), 64):
+        chunk = rows[start : start + 64]
+        results += await asyncio.gather(*(route_one(router, r) for r in chunk))
+    chosen = [r["model"] for r in results]
+    difficulty = [float(r["signals"].get("difficulty", 0.0)) for r in results]
+    return score(config, rows, chosen, difficulty, pair)
+
+
+def score(
+    config: RouterConfig,
+    rows: Sequence[Mapping[str, Any]],
+    chosen: Sequence[str | None],
+    difficulty: Sequence[float],
+    pair: tuple[str, str] | None,
+) -> Report:
+    """Accuracy and cost of the routed choices and of the baselines (pure; see module doc)."""
+    costs = {m.name: m.cost for m in config.models}
+    names = [m for m in costs if any(m in r["correct"] for r in rows)]
+
+    def right(row: Mapping[str, Any], model: str | None) -> int:
+        return int(row["correct"].get(model, 0)) if model else 0
+
+    n = len(rows)
+    policy = Point(
+        "policy",
+        sum(right(r, m) for r, m in zip(rows, chosen, strict=True)) / n,
+        sum(costs[m] for m in chosen if m) / n,
+    )
+    singles = [Point(m, sum(right(r, m) for r in rows) / n, costs[m]) for m in names]
+    by_cost = sorted(names, key=lambda m: costs[m])
+    oracle_models = [next((m for m in by_cost if right(r, m)), by_cost[0]) for r in rows]
+    oracle = Point(
+        "oracle",
+        sum(right(r, m) for r, m in zip(rows, oracle_models, strict=True)) / n,
+        sum(costs[m] for m in oracle_models) / n,
+    )
+    rand = Point(
+        "random",
+        sum(p.accuracy for p in singles) / len(singles),
+        sum(p.cost for p in singles) / len(singles),
+    )
+    counts: dict[str, int] = {}
+    for m in chosen:
+        counts[m or "blocked"] = counts.get(m or "blocked", 0) + 1
+    sweep = _sweep(rows, difficulty, pair) if pair and all(p in names for p in pair) else None
+    return Report(n, policy, singles, oracle, rand, sweep, dict(sorted(counts.items())))
+
+
+def _sweep(
+    rows: Sequence[Mapping[str, Any]], difficulty: Sequence[float], pair: tuple[str, str]
+) -> Sweep:
+    weak, strong = pair
+    n = len(rows)
+    # Highest difficulty first; the seeded shuffle breaks ties fairly when scores are equal.
+    order = list(range(n))
+    random.Random(0).shuffle(order)
+    order.sort(key=lambda i: -difficulty[i])
+    weak_right = [int(rows[i]["correct"].get(weak, 0)) for i in order]
+    strong_right = [int(rows[i]["correct"].get(strong, 0)) for i in order]
+    base = sum(weak_right)
+    accuracy = [base / n]
+    for k in range(n):  # move the k-th hardest prompt to the strong model
+        base += strong_right[k] - weak_right[k]
+        accuracy.append(base / n)
+    shares = [k / n for k in range(n + 1)]
+    acc_weak, acc_strong = accuracy[0], accuracy[-1]
+    gap = acc_strong - acc_weak
+    pgr = [(a - acc_weak) / gap if gap else 0.0 for a in accuracy]
+    apgr = sum((pgr[k] + pgr[k + 1]) / 2 for k in range(n)) / n
+    cpt = {x: next(s for s, p in zip(shares, pgr, strict=True) if p >= x) for x in (0.5, 0.8)}
+    return Sweep(weak, strong, tuple(shares), tuple(accuracy), apgr, cpt)
+
+
+def plot(report: Report, costs: Mapping[str, float], path: Path) -> None:
+    """The cost-quality frontier: single models, oracle, random, the policy, the sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    for p in report.singles:
+        ax.scatter(p.cost, p.accuracy, color="tab:gray")
+        ax.annotate(
+            p.name, (p.cost, p.accuracy), fontsize=7, xytext=(4, 2), textcoords="offset points"
+        )
+    if report.sweep is not None:
+        s = report.sweep
+        sweep_cost = [
+            costs[s.weak] + share * (costs[s.strong] - costs[s.weak]) for share in s.shares
+        ]
+        ax.plot(
+            sweep_cost,
+            s.accuracy,
+            color="tab:blue",
+            label=f"difficulty sweep {s.weak} → {s.strong}",
+        )
+    ax.scatter(
+        report.oracle.cost, report.oracle.accuracy, marker="^", color="tab:green", label="oracle"
+    )
+    ax.scatter(
+        report.random.cost, report.random.accuracy, marker="x", color="black", label="random"
+    )
+    ax.scatter(
+        report.policy.cost,
+        report.policy.accuracy,
+        marker="*",
+        s=220,
+        color="tab:red",
+        label="policy",
+    )
+    ax.set_xlabel("mean cost per request (config cost units)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Cost-quality on {report.rows} prompts")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
