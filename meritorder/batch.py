@@ -118,11 +118,14 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
         ]
     elif config.uses_classifier():
         out.append("classifier: unavailable (classifier signals cannot fire)")
+    width = max(
+        [len(s.name) for s in config.signals] + [len(d.name) for d in config.decisions] + [8]
+    )
     out.append("signals:")
     for signal in config.signals:
         score = signal_score(signal, obs)
         state = "-" if score is None else f"fired {score:.3f}"
-        out.append(f"  {signal.name:<16} {signal.type:<14} {state}")
+        out.append(f"  {signal.name:<{width}} {signal.type:<14} {state}")
     out.append("decisions (by priority):")
     for rule in config.ordered_decisions():
         mark = (
@@ -130,7 +133,7 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
             if rule.name == decision.decision
             else ("matched" if rule.name in decision.matched else "-")
         )
-        out.append(f"  {rule.priority:>5}  {rule.name:<16} {mark}")
+        out.append(f"  {rule.priority:>5}  {rule.name:<{width}} {mark}")
     if decision.action == "block":
         out.append(f"result: BLOCK {decision.status} ({decision.code}): {decision.message}")
     else:
