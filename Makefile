@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml setup.py $(wildcard proto/meritorder/v1/*.proto)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# xds-protos ships its own, older copy of opentelemetry/proto/ over opentelemetry-proto's
+	# files, which breaks the OTLP exporter; put opentelemetry-proto's own files back.
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps \
+	    "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 ## Envoy on :10000 (OpenAI API), the router on :50051, mock upstreams on :8101-8103.

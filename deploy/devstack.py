@@ -40,12 +40,13 @@ class Ports:
     router: int = 50051
     admin: int = 9901
     mocks: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MOCKS))
+    otlp: int = 4317  # where Envoy sends its spans
+    metrics: int = 9464  # the router's Prometheus endpoint
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(
-            _free_port(), _free_port(), _free_port(), {m: _free_port() for m in DEFAULT_MOCKS}
-        )
+        mocks = {m: _free_port() for m in DEFAULT_MOCKS}
+        return cls(_free_port(), _free_port(), _free_port(), mocks, _free_port(), _free_port())
 
     def remap(self) -> dict[int, int]:
         """Default port -> this port, for rewriting the Envoy bootstrap."""
@@ -54,6 +55,7 @@ class Ports:
             defaults.listener: self.listener,
             defaults.router: self.router,
             defaults.admin: self.admin,
+            defaults.otlp: self.otlp,
         }
         mapping.update({DEFAULT_MOCKS[m]: p for m, p in self.mocks.items()})
         return mapping
@@ -120,6 +122,8 @@ class Stack:
             str(self.router_config),
             "--port",
             str(self.ports.router),
+            "--metrics-port",
+            str(self.ports.metrics),
         ]
         self._spawn("router", cmd, env=env)
         self._wait_port("router", self.ports.router, timeout=60)

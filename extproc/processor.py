@@ -16,8 +16,10 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
     ProcessingRequest,
     ProcessingResponse,
 )
+from opentelemetry.trace import Span
 
 from extproc import mutations
+from meritorder import telemetry
 from meritorder.errors import RequestError, bad_request
 from meritorder.policy import Decision
 from meritorder.request import Endpoint, body_too_large, parse_request
@@ -40,6 +42,14 @@ class StreamState:
     path: str = ""
     endpoint: Endpoint | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    span: Span | None = None  # the `meritorder.route` span of a routed request, until it ends
+    # W3C trace context of Envoy's own ext_proc call span (gRPC metadata), when Envoy traces.
+    envoy_trace: dict[str, str] = field(default_factory=dict)
+
+    def end_span(self) -> None:
+        if self.span is not None:
+            self.span.end()
+            self.span = None
 
 
 class Processor:
@@ -56,9 +66,13 @@ class Processor:
             if phase == "request_body":
                 return await self.on_request_body(state, request.request_body)
         except RequestError as error:
+            telemetry.record_error(state.span, error.code or "request_error", error.status)
+            state.end_span()
             return mutations.error_response(error)
         except Exception as exc:  # a bug must cost one request, never the stream or the server
             log.exception("processing failed", phase=phase, path=state.path)
+            telemetry.record_error(state.span, type(exc).__name__, 500)
+            state.end_span()
             failure = RequestError(
                 500,
                 f"The router failed to process the request ({type(exc).__name__}).",
@@ -83,6 +97,10 @@ class Processor:
         if endpoint is None or state.method != "POST":
             return mutations.continue_headers(remove=spoofed)
         state.endpoint = endpoint
+        operation = "chat" if endpoint is Endpoint.CHAT else "text_completion"
+        # Envoy's span for this ext_proc call is the closest parent; else the client's traceparent.
+        carrier = {**state.headers, **state.envoy_trace}
+        state.span = telemetry.start_route_span(carrier, operation)
 
         limit = self.router.config.limits.max_body_bytes
         length = state.headers.get("content-length", "")
@@ -93,26 +111,39 @@ class Processor:
         return mutations.continue_headers(remove=spoofed)
 
     async def on_request_body(self, state: StreamState, body: HttpBody) -> ProcessingResponse:
-        if state.endpoint is None:
+        if state.endpoint is None or state.span is None:
             return mutations.continue_body()
-        request = parse_request(
-            state.endpoint, body.body, max_bytes=self.router.config.limits.max_body_bytes
-        )
-        decision = await self.router.route(request, state.headers)
-        log.info(
-            "routed",
-            decision=decision.decision,
-            action=decision.action,
-            model=decision.model.name if decision.model else None,
-            reason=decision.reason,
-        )
-        if decision.action == "block" or decision.model is None:
-            error = RequestError(
-                decision.status, decision.message, type=decision.error_type, code=decision.code
+        span = state.span
+        with telemetry.current(span):
+            with telemetry.stage("parse"):
+                request = parse_request(
+                    state.endpoint, body.body, max_bytes=self.router.config.limits.max_body_bytes
+                )
+            span.set_attribute("gen_ai.request.model", request.model)
+            span.set_attribute("meritorder.stream", request.stream)
+            decision = await self.router.route(request, state.headers)
+            telemetry.record_decision(span, decision)
+            log.info(
+                "routed",
+                decision=decision.decision,
+                action=decision.action,
+                model=decision.model.name if decision.model else None,
+                reason=decision.reason,
             )
-            return mutations.error_response(error, decision_headers(decision))
-        headers = [*decision_headers(decision), *decision.steps.headers.items()]
-        return mutations.reroute_with_body(headers, forward_body(request, decision))
+            with telemetry.stage("mutation"):
+                if decision.action == "block" or decision.model is None:
+                    error = RequestError(
+                        decision.status,
+                        decision.message,
+                        type=decision.error_type,
+                        code=decision.code,
+                    )
+                    reply = mutations.error_response(error, decision_headers(decision))
+                else:
+                    headers = [*decision_headers(decision), *decision.steps.headers.items()]
+                    reply = mutations.reroute_with_body(headers, forward_body(request, decision))
+        state.end_span()
+        return reply
 
 
 def decision_headers(decision: Decision) -> list[tuple[str, str]]:

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", required=True, type=Path, help="policy file (YAML)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=50051)
+    serve.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     serve.add_argument(
         "--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal"
     )
@@ -162,9 +163,10 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    asyncio.run(
-        serve(config, ServerOptions(config_path=args.config, host=args.host, port=args.port))
+    options = ServerOptions(
+        config_path=args.config, host=args.host, port=args.port, metrics_port=args.metrics_port
     )
+    asyncio.run(serve(config, options))
     return 0
 
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # not frozen: raising sets __traceback__
 class RequestError(Exception):
     """A client or routing error, carried to the client as `{"error": {...}}` with `status`."""
 

@@ -124,6 +124,7 @@ class Decision:
     steps: Steps = Steps()
     tenant: str | None = None
     cost: float = 0.0
+    classified: Classified | None = None
 
     @property
     def reason(self) -> str:
@@ -234,7 +235,7 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = PoolState()
     or a configured model (see `Router.route`)."""
     fired = evaluate_signals(config, obs)
     tenant = obs.headers.get(config.budgets.header) if config.budgets else None
-    base = Decision("route", "default", fired=fired, tenant=tenant)
+    base = Decision("route", "default", fired=fired, tenant=tenant, classified=obs.classified)
 
     if is_virtual(config, obs.request.model):
         matched = [d for d in config.ordered_decisions() if holds(d.when, fired)]

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import structlog
 
-from meritorder import policy
+from meritorder import policy, telemetry
 from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.config import RouterConfig
 from meritorder.errors import RequestError
@@ -112,13 +112,19 @@ class Router:
         headers: Mapping[str, str],
         observed: Observation | None,
     ) -> Decision:
-        obs = observed or await self.observe(request, headers)
+        if observed is not None:
+            obs = observed
+        else:
+            with telemetry.stage("classify") as span:
+                obs = await self.observe(request, headers)
+                span.set_attribute("meritorder.classifier.ran", obs.classified is not None)
         spent = 0.0
         if config.budgets is not None:
             tenant = headers.get(config.budgets.header)
             if tenant is not None:
                 spent = await self.budgets.spent(tenant, config.budgets.window_s)
-        decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
+        with telemetry.stage("policy"):
+            decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
         if config.uses_classifier() and obs.classified is None:
             decision = replace(decision, notes=(*decision.notes, "classifier=unavailable"))
         return decision

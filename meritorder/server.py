@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from extproc.access_log import AccessLogService
 from extproc.processor import Processor
 from extproc.service import ExternalProcessorService
+from meritorder import telemetry
 from meritorder.api import RouterService
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
 from meritorder.router import Router
@@ -41,6 +42,7 @@ class ServerOptions:
     reload_interval_s: float = 1.0
     shutdown_grace_s: float = 10.0
     reuse_port: bool = False
+    metrics_port: int | None = None
 
 
 class ConfigWatcher:
@@ -106,6 +108,9 @@ def build_server(
 
 async def serve(config: RouterConfig, options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then drain open streams for up to the grace period."""
+    telemetry.setup_tracing()
+    if options.metrics_port is not None:
+        telemetry.METRICS.serve(options.metrics_port, options.host)
     router = Router(config)
     server, health_servicer = build_server(router, options)
     await server.start()
@@ -137,4 +142,5 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await server.stop(options.shutdown_grace_s)
+    telemetry.shutdown_tracing()
     log.info("router stopped")
