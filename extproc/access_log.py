@@ -1,7 +1,10 @@
-"""Envoy's gRPC access log service (ALS): learn upstream health from the responses Envoy saw.
+"""Envoy's gRPC access log service (ALS): what happened after the decision.
 
-Envoy streams one entry per finished request, off the request path, so the router learns each
-model's response statuses without a response-phase round trip through ext_proc.
+Envoy streams one entry per finished request, off the request path. For each routed request the
+router learns the model's health from the response status, and records on the decision's trace
+what the upstream reported: status, and token usage (which Envoy's json_to_metadata filter reads
+from non-streaming JSON responses into the `meritorder.usage` metadata namespace). The tenant's
+budget is then corrected from the estimate to the measured cost.
 """
 
 from __future__ import annotations
@@ -9,16 +12,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+import structlog
+from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
 from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage, StreamAccessLogsResponse
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
 
 from extproc.processor import MODEL_HEADER
-from meritorder.health import HealthMonitor
+from meritorder import telemetry
+from meritorder.router import Router
+
+log = structlog.get_logger("meritorder.access_log")
+
+USAGE_NAMESPACE = "meritorder.usage"
 
 
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
-    def __init__(self, health: HealthMonitor) -> None:
-        self.health = health
+    def __init__(self, router: Router) -> None:
+        self.router = router
 
     async def StreamAccessLogs(
         self,
@@ -27,8 +39,48 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
     ) -> StreamAccessLogsResponse:
         async for message in request_iterator:
             for entry in message.http_logs.log_entry:
-                model = entry.request.request_headers.get(MODEL_HEADER)
-                # Only requests that were routed and sent to a cluster say anything about it.
-                if model and entry.common_properties.upstream_cluster:
-                    self.health.observe_status(model, entry.response.response_code.value)
+                await self.record(entry)
         return StreamAccessLogsResponse()
+
+    async def record(self, entry: HTTPAccessLogEntry) -> None:
+        model = entry.request.request_headers.get(MODEL_HEADER)
+        # Only requests that were routed and sent to a cluster say anything about a model.
+        if not model or not entry.common_properties.upstream_cluster:
+            return
+        status = entry.response.response_code.value
+        self.router.health.observe_status(model, status)
+        pending = self.router.ledger.pop(entry.request.request_id)
+        if pending is None:
+            return
+        usage = entry.common_properties.metadata.filter_metadata.get(USAGE_NAMESPACE)
+        fields = usage.fields if usage is not None else {}
+        prompt = int(fields["prompt_tokens"].number_value) if "prompt_tokens" in fields else None
+        completion = (
+            int(fields["completion_tokens"].number_value) if "completion_tokens" in fields else None
+        )
+        measured = None
+        if prompt is not None and completion is not None:
+            measured = (prompt + completion) * pending.cost_per_million / 1e6
+            telemetry.METRICS.tokens.labels(model=model, kind="input").inc(prompt)
+            telemetry.METRICS.tokens.labels(model=model, kind="output").inc(completion)
+        telemetry.METRICS.upstream_responses.labels(model=model, status=str(status)).inc()
+
+        parent = pending.span_context
+        ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+        with telemetry.tracer().start_as_current_span("meritorder.response", context=ctx) as span:
+            span.set_attribute("meritorder.model", model)
+            span.set_attribute("http.response.status_code", status)
+            span.set_attribute("meritorder.cost.estimate", pending.estimated_cost)
+            if prompt is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", prompt)
+            if completion is not None:
+                span.set_attribute("gen_ai.usage.output_tokens", completion)
+            if measured is not None:
+                span.set_attribute("meritorder.cost.measured", measured)
+            if status >= 500 or status == 0:
+                span.set_status(Status(StatusCode.ERROR, f"upstream status {status}"))
+                span.set_attribute("error.type", str(status))
+
+        if measured is not None and pending.tenant is not None and pending.budget_window_s:
+            correction = measured - pending.estimated_cost
+            await self.router.budgets.charge(pending.tenant, correction, pending.budget_window_s)

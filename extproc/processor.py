@@ -21,6 +21,7 @@ from opentelemetry.trace import Span
 from extproc import mutations
 from meritorder import telemetry
 from meritorder.errors import RequestError, bad_request
+from meritorder.ledger import Pending
 from meritorder.policy import Decision
 from meritorder.request import Endpoint, body_too_large, parse_request
 from meritorder.rewrite import forward_body
@@ -142,8 +143,28 @@ class Processor:
                 else:
                     headers = [*decision_headers(decision), *decision.steps.headers.items()]
                     reply = mutations.reroute_with_body(headers, forward_body(request, decision))
+                    self._await_response(state, decision, span)
         state.end_span()
         return reply
+
+    def _await_response(self, state: StreamState, decision: Decision, span: Span) -> None:
+        """Remember the decision until Envoy's access log reports the upstream's answer."""
+        request_id = state.headers.get("x-request-id")
+        if request_id is None or decision.model is None:
+            return
+        budgets = self.router.config.budgets
+        context = span.get_span_context()
+        self.router.ledger.add(
+            request_id,
+            Pending(
+                span_context=context if context.is_valid else None,
+                model=decision.model.name,
+                cost_per_million=decision.model.cost,
+                estimated_cost=decision.cost,
+                tenant=decision.tenant,
+                budget_window_s=budgets.window_s if budgets else None,
+            ),
+        )
 
 
 def decision_headers(decision: Decision) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.config import RouterConfig
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
+from meritorder.ledger import Ledger
 from meritorder.policy import Classified, Decision, Observation, PoolState
 from meritorder.request import ChatRequest
 
@@ -49,6 +50,7 @@ class Router:
         self.classifier = classifier
         self.budgets = budgets or InMemoryBudgetStore()
         self.health = health or HealthMonitor()
+        self.ledger = Ledger()
         self.replace_config(config)
 
     @property

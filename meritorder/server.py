@@ -98,7 +98,7 @@ def build_server(
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
         ExternalProcessorService(Processor(router)), server
     )
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogService(router.health), server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogService(router), server)
     router_pb2_grpc.add_RouterServicer_to_server(RouterService(router), server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

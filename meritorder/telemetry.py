@@ -189,6 +189,13 @@ class Metrics:
             "meritorder_budget_rejections", "Requests refused for a spent budget", registry=r
         )
         self.errors = Counter("meritorder_errors", "Errors by type", ["type"], registry=r)
+        self.upstream_responses = Counter(
+            "meritorder_upstream_responses", "Upstream responses by model and status",
+            ["model", "status"], registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "meritorder_tokens", "Tokens the upstreams reported", ["model", "kind"], registry=r
+        )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -197,3 +197,42 @@ def test_metrics_endpoint_counts_decisions_blocks_and_errors(
     assert value(after, 'meritorder_stage_seconds_count{stage="policy"}') > value(
         before, 'meritorder_stage_seconds_count{stage="policy"}'
     )
+
+
+def test_the_upstreams_status_and_usage_are_recorded_on_the_same_trace(
+    stack: Stack, receiver: OtlpReceiver, client: openai.OpenAI
+) -> None:
+    trace_id, parent = traceparent()
+    completion = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "a python question"}],
+        extra_headers={"traceparent": parent},
+    )
+    route = route_span(receiver, trace_id)
+    (response,) = receiver.wait_for(
+        lambda s: s.trace_id == trace_id and s.name == "meritorder.response"
+    )
+    assert response.parent_span_id == route.span_id
+    attrs = response.attributes
+    assert attrs["http.response.status_code"] == 200
+    assert completion.usage is not None
+    assert attrs["gen_ai.usage.input_tokens"] == completion.usage.prompt_tokens
+    assert attrs["gen_ai.usage.output_tokens"] == completion.usage.completion_tokens
+    measured = (completion.usage.prompt_tokens + completion.usage.completion_tokens) * 0.5 / 1e6
+    assert attrs["meritorder.cost.measured"] == pytest.approx(measured)
+
+
+def test_a_failing_upstream_is_recorded_with_error_status(
+    stack: Stack, receiver: OtlpReceiver, client: openai.OpenAI
+) -> None:
+    trace_id, parent = traceparent()
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(
+            model="large",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"traceparent": parent, "x-mock-status": "502"},
+        )
+    (response,) = receiver.wait_for(
+        lambda s: s.trace_id == trace_id and s.name == "meritorder.response"
+    )
+    assert response.status_code == 2 and response.attributes["http.response.status_code"] == 502
