@@ -1,0 +1,159 @@
+"""An asyncio micro-batcher: concurrent calls share one inference call on one worker thread.
+
+A batch starts as soon as the worker is free. While the worker is busy, new calls queue up and
+become the next batch (up to `max_batch`, counted in weight: rows of the model's input). When
+calls arrive in a burst and the worker is idle, the batch waits at most `max_wait_ms` to fill.
+A lone call never waits. Inference runs on the worker thread, so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Runs one batch; returns one result or exception per item, in order.
+Process = Callable[[Sequence[T]], Sequence[R | BaseException]]
+
+
+@dataclass(slots=True)
+class _Call(Generic[T, R]):
+    item: T
+    weight: int
+    future: asyncio.Future[R]
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """How the batcher has grouped calls so far."""
+
+    batches: int = 0
+    calls: int = 0
+    largest: int = 0
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed before this call ran."""
+
+
+class MicroBatcher(Generic[T, R]):
+    """Collect concurrent `submit` calls into batches for `process`, run on one worker thread."""
+
+    def __init__(
+        self,
+        process: Process[T, R],
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 1.0,
+        weight: Callable[[T], int] = lambda _: 1,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must not be negative, not {max_wait_ms}")
+        self._process = process
+        self._weight = weight
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.stats = BatchStats()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifiers")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: deque[_Call[T, R]] = deque()
+        self._arrived = asyncio.Event()
+        self._collector: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def submit(self, item: T) -> R:
+        """The result of `process` for `item`, computed in a batch with concurrent calls."""
+        if self._closed:
+            raise BatcherClosed("The classifier engine is closed; load a new one.")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._collector is None or self._collector.done():
+            self._start(loop)
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.append(_Call(item, max(1, self._weight(item)), future))
+        self._arrived.set()
+        return await future  # a cancelled caller cancels only its own future
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue = deque()
+        self._arrived = asyncio.Event()
+        self._collector = loop.create_task(self._collect(), name="classifiers-batcher")
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        running: asyncio.Future[Sequence[R | BaseException]] | None = None
+        while True:
+            while not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+            if running is not None:
+                # The worker is busy: calls pile up meanwhile and leave together.
+                await asyncio.wait([running])
+            else:
+                await asyncio.sleep(0)  # let calls started in this same tick join
+            batch, weight = self._take([], 0)
+            if len(batch) > 1 and weight < self.max_batch and self.max_wait > 0:
+                deadline = loop.time() + self.max_wait
+                while weight < self.max_batch and (left := deadline - loop.time()) > 0:
+                    self._arrived.clear()
+                    try:
+                        await asyncio.wait_for(self._arrived.wait(), left)
+                    except TimeoutError:
+                        break
+                    batch, weight = self._take(batch, weight)
+            batch = [call for call in batch if not call.future.done()]
+            if not batch:
+                continue
+            self.stats.batches += 1
+            self.stats.calls += len(batch)
+            self.stats.largest = max(self.stats.largest, len(batch))
+            items = [call.item for call in batch]
+            running = loop.run_in_executor(self._worker, self._process, items)
+            running.add_done_callback(functools.partial(_fan_out, batch))
+
+    def _take(self, batch: list[_Call[T, R]], weight: int) -> tuple[list[_Call[T, R]], int]:
+        # Always take at least one call, even one heavier than a whole batch.
+        while self._queue and (not batch or weight + self._queue[0].weight <= self.max_batch):
+            call = self._queue.popleft()
+            batch.append(call)
+            weight += call.weight
+        return batch, weight
+
+    def close(self) -> None:
+        """Fail the queued calls, stop collecting and stop the worker after its running batch.
+
+        Call it from the event loop's thread, or after the loop has ended.
+        """
+        self._closed = True
+        if self._collector is not None and not self._collector.done():
+            self._collector.cancel()
+        while self._queue:
+            call = self._queue.popleft()
+            if not call.future.done():
+                call.future.set_exception(BatcherClosed("The classifier engine was closed."))
+        self._worker.shutdown(wait=True)
+
+
+def _fan_out(calls: list[_Call[T, R]], done: asyncio.Future[Sequence[R | BaseException]]) -> None:
+    if done.cancelled():
+        for call in calls:
+            call.future.cancel()
+        return
+    error = done.exception()
+    results: Sequence[R | BaseException] = [error] * len(calls) if error else done.result()
+    for call, result in zip(calls, results, strict=True):
+        if call.future.done():  # the caller gave up; the others still get their results
+            continue
+        if isinstance(result, BaseException):
+            call.future.set_exception(result)
+        else:
+            call.future.set_result(result)

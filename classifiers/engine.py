@@ -1,0 +1,345 @@
+"""`SignalEngine`: chat messages or text in, `Signals` out, from one fused ONNX forward pass.
+
+One request becomes a few rows of the model's input: the sequence window (domain, attack and
+difficulty read it) and the PII windows of every message. All rows of the requests in a batch
+run together, sorted by length and padded only to the longest row of each forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from classifiers import pii_patterns
+from classifiers.batching import BatchStats, MicroBatcher
+from classifiers.pii import FloatArray, TagScheme, merge, to_words
+from classifiers.session import create_session
+from classifiers.signals import AttackSignal, DifficultySignal, DomainSignal, PiiEntity, Signals
+from classifiers.spec import INPUTS, MODEL_FILE, OUTPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
+from classifiers.windows import (
+    EncodedText,
+    IdArray,
+    TextTokenizer,
+    Window,
+    last_user_index,
+    message_text,
+    pii_windows,
+    sequence_window,
+)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
+MAX_LENGTH = 512  # the encoder's position embeddings
+
+ChatMessages = Sequence[Mapping[str, Any]]
+ClassifyInput = str | ChatMessages
+
+
+class InvalidInput(ValueError):
+    """The input is not a text or a list of OpenAI chat messages; the message says where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request, validated: the text and role of each message."""
+
+    texts: tuple[str, ...]
+    roles: tuple[str, ...]
+    chat: bool  # PII spans name their message only for chat input
+
+    @classmethod
+    def of(cls, value: ClassifyInput) -> Job:
+        """Validate a text or a list of chat messages; raises `InvalidInput`."""
+        if isinstance(value, str):
+            return cls((value,), ("user",), chat=False)
+        if isinstance(value, bytes | bytearray) or not isinstance(value, Sequence):
+            raise InvalidInput(
+                f"Expected a text or a list of chat messages, got {type(value).__name__}."
+            )
+        if not value:
+            raise InvalidInput("'messages' is empty; send at least one message.")
+        texts, roles = [], []
+        for i, message in enumerate(value):
+            if not isinstance(message, Mapping):
+                raise InvalidInput(
+                    f"messages[{i}] must be an object, not {type(message).__name__}."
+                )
+            role = message.get("role", "user")
+            content = message.get("content")
+            if not isinstance(role, str):
+                raise InvalidInput(f"messages[{i}].role must be a string, not {role!r}.")
+            if content is not None and not isinstance(content, str | list):
+                raise InvalidInput(
+                    f"messages[{i}].content must be a string or a list of content parts, "
+                    f"not {type(content).__name__}."
+                )
+            texts.append(message_text(message))
+            roles.append(role)
+        return cls(tuple(texts), tuple(roles), chat=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Where one job's rows are: the sequence row and each message's PII windows."""
+
+    encoded: list[EncodedText]
+    sequence_row: int
+    windows: list[list[tuple[Window, int]]]  # per message: (window, row)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outputs:
+    domain: FloatArray
+    attack: FloatArray
+    difficulty: FloatArray
+    pii: list[FloatArray]  # per row: the tokens between [CLS] and the last [SEP]
+
+
+class SignalEngine:
+    """Classifies requests with the fused signals model; concurrent calls are micro-batched."""
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        tokenizer: TextTokenizer,
+        spec: ModelSpec,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 1.0,
+        max_length: int | None = None,
+        context_tokens: int = 32,
+        pii_overlap: int | None = None,
+    ) -> None:
+        self.max_length = max_length or min(spec.max_length, 256)
+        if not 16 <= self.max_length <= MAX_LENGTH:
+            raise ValueError(f"max_length is {self.max_length}; use 16..{MAX_LENGTH} tokens.")
+        self._window = self.max_length - 2
+        # Enough context either side of a window edge; a quarter of the window at most.
+        pii_overlap = min(32, self._window // 4) if pii_overlap is None else pii_overlap
+        if not 0 <= pii_overlap <= self._window // 2:
+            raise ValueError(f"pii_overlap is {pii_overlap}; use 0..{self._window // 2} tokens.")
+        _check_graph(session, spec)
+        self.session = session
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.max_batch = max_batch
+        self.context_tokens = context_tokens
+        self.pii_overlap = pii_overlap
+        self._scheme = TagScheme(spec.pii_tags)
+        self._batcher: MicroBatcher[Job, Signals] = MicroBatcher(
+            self._run, max_batch=max_batch, max_wait_ms=max_wait_ms, weight=self._rows_estimate
+        )
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path | None = None,
+        *,
+        force_cpu: bool = False,
+        max_batch: int = 32,
+        max_wait_ms: float = 1.0,
+        max_length: int | None = None,
+        intra_op_threads: int | None = None,
+        context_tokens: int = 32,
+        pii_overlap: int | None = None,
+    ) -> SignalEngine:
+        """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's).
+
+        `max_length` bounds every row in tokens (default: the model's, at most 256); a request's
+        last user turn keeps its head and tail, and long messages are read in PII windows.
+        """
+        directory = model_dir or DEFAULT_MODEL_DIR
+        spec = ModelSpec.load(directory / SPEC_FILE)
+        tokenizer = TextTokenizer.from_file(directory / TOKENIZER_FILE)
+        session = create_session(
+            directory / MODEL_FILE, force_cpu=force_cpu, intra_op_threads=intra_op_threads
+        )
+        return cls(
+            session,
+            tokenizer,
+            spec,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            max_length=max_length,
+            context_tokens=context_tokens,
+            pii_overlap=pii_overlap,
+        )
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the model (`CUDAExecutionProvider` or `CPU...`)."""
+        return str(self.session.get_providers()[0])
+
+    @property
+    def batch_stats(self) -> BatchStats:
+        return self._batcher.stats
+
+    async def classify_messages(self, messages: ChatMessages) -> Signals:
+        """The signals of an OpenAI chat request; PII spans carry their message index."""
+        if isinstance(messages, str):
+            raise InvalidInput("'messages' must be a list of chat messages, not a string.")
+        return await self._batcher.submit(Job.of(messages))
+
+    async def classify_text(self, text: str) -> Signals:
+        """The signals of one text, read as a single user turn."""
+        if not isinstance(text, str):
+            raise InvalidInput(f"The text must be a string, not {type(text).__name__}.")
+        return await self._batcher.submit(Job.of(text))
+
+    def classify_batch(self, inputs: Sequence[ClassifyInput]) -> list[Signals]:
+        """Classify many inputs synchronously (offline use); raises on the first bad input."""
+        jobs = [Job.of(value) for value in inputs]
+        results: list[Signals] = []
+        for start in range(0, len(jobs), self.max_batch):
+            for result in self._run(jobs[start : start + self.max_batch]):
+                if isinstance(result, BaseException):
+                    raise result
+                results.append(result)
+        return results
+
+    def close(self) -> None:
+        """Fail queued calls and stop the worker thread; call from the event loop's thread."""
+        self._batcher.close()
+
+    # -- the worker thread -----------------------------------------------------------------
+
+    def _rows_estimate(self, job: Job) -> int:
+        # About four characters a token: the rows this job adds to a batch, before tokenizing.
+        windows = sum(math.ceil(len(t) / (4 * self._window)) for t in job.texts)
+        return windows + (len(job.texts) > 1)
+
+    def _run(self, jobs: Sequence[Job]) -> list[Signals | BaseException]:
+        encoded = self.tokenizer.encode([text for job in jobs for text in job.texts])
+        rows: list[IdArray] = []
+        plans: list[_Plan] = []
+        at = 0
+        for job in jobs:
+            plans.append(self._plan(job, encoded[at : at + len(job.texts)], rows))
+            at += len(job.texts)
+        outputs = self._forward(rows)
+        results: list[Signals | BaseException] = []
+        for job, plan in zip(jobs, plans, strict=True):
+            try:
+                results.append(self._signals(job, plan, outputs))
+            except Exception as exc:  # one request's failure is only that request's
+                results.append(exc)
+        return results
+
+    def _plan(self, job: Job, encoded: list[EncodedText], rows: list[IdArray]) -> _Plan:
+        windows: list[list[tuple[Window, int]]] = []
+        for message in encoded:
+            mine = []
+            for window in pii_windows(len(message), self._window, self.pii_overlap):
+                mine.append((window, len(rows)))
+                rows.append(self.tokenizer.wrap(message.ids[window.start : window.end]))
+            windows.append(mine)
+        sequence = sequence_window(
+            self.tokenizer,
+            encoded,
+            job.roles,
+            max_length=self.max_length,
+            context_tokens=self.context_tokens,
+        )
+        # A short lone turn is its own PII window: one row feeds every head.
+        user_windows = windows[last_user_index(job.roles)] if encoded else []
+        if len(user_windows) == 1 and np.array_equal(rows[user_windows[0][1]], sequence):
+            sequence_row = user_windows[0][1]
+        else:
+            sequence_row = len(rows)
+            rows.append(sequence)
+        return _Plan(encoded, sequence_row, windows)
+
+    def _forward(self, rows: list[IdArray]) -> _Outputs:
+        n = len(rows)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=n)
+        order = np.argsort(lengths, kind="stable")
+        domain = np.empty((n, len(self.spec.domain_labels)), dtype=np.float32)
+        attack = np.empty(n, dtype=np.float32)
+        difficulty = np.empty(n, dtype=np.float32)
+        pii: list[FloatArray] = [domain[:0]] * n
+        for start in range(0, n, self.max_batch):
+            chunk = order[start : start + self.max_batch]
+            sizes = lengths[chunk]
+            ids = np.full((len(chunk), int(sizes.max())), self.tokenizer.pad_id, dtype=np.int64)
+            for r, i in enumerate(chunk):
+                ids[r, : sizes[r]] = rows[i]
+            mask = (np.arange(ids.shape[1]) < sizes[:, None]).astype(np.int64)
+            d, a, f, p = self.session.run(OUTPUTS, {INPUTS[0]: ids, INPUTS[1]: mask})
+            domain[chunk] = d
+            attack[chunk] = a
+            difficulty[chunk] = f
+            for r, i in enumerate(chunk):
+                pii[i] = p[r, 1 : sizes[r] - 1]
+        return _Outputs(domain, attack, difficulty, pii)
+
+    def _signals(self, job: Job, plan: _Plan, outputs: _Outputs) -> Signals:
+        row = plan.sequence_row
+        labels = self.spec.domain_labels
+        probs = outputs.domain[row].tolist()
+        attack = float(outputs.attack[row])
+        entities: list[PiiEntity] = []
+        for m, (text, message, windows) in enumerate(
+            zip(job.texts, plan.encoded, plan.windows, strict=True)
+        ):
+            if not text:
+                continue
+            index = m if job.chat else None
+            patterns = [replace(hit, message=index) for hit in pii_patterns.find_pii(text)]
+            entities += merge(self._model_pii(text, message, windows, index, outputs), patterns)
+        return Signals(
+            domain=DomainSignal(
+                labels[int(np.argmax(outputs.domain[row]))], dict(zip(labels, probs, strict=True))
+            ),
+            prompt_attack=AttackSignal(attack, attack >= self.spec.thresholds.prompt_attack),
+            pii=tuple(entities),
+            difficulty=DifficultySignal(float(outputs.difficulty[row])),
+            tokens=sum(len(message) for message in plan.encoded),
+        )
+
+    def _model_pii(
+        self,
+        text: str,
+        message: EncodedText,
+        windows: list[tuple[Window, int]],
+        index: int | None,
+        outputs: _Outputs,
+    ) -> list[PiiEntity]:
+        if not windows:
+            return []
+        if len(windows) == 1:
+            probs = outputs.pii[windows[0][1]]
+        else:  # each token from the window that owns it
+            probs = np.concatenate(
+                [
+                    outputs.pii[row][w.own_start - w.start : w.own_end - w.start]
+                    for w, row in windows
+                ]
+            )
+        spans = self._scheme.decode(probs, self.spec.thresholds.pii_token)
+        return [
+            PiiEntity(s.type, *to_words(text, *message.char_span(s.first, s.last)), s.score, index)
+            for s in spans
+        ]
+
+
+def _check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
+    """Fail at load time, naming the tensor, when the graph and signals.json disagree."""
+    inputs = {i.name for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    missing = [n for n in INPUTS if n not in inputs] + [n for n in OUTPUTS if n not in outputs]
+    if missing:
+        raise ValueError(f"The signals model lacks the tensors {missing}; re-export it.")
+    for name, width in (
+        ("domain_probs", len(spec.domain_labels)),
+        ("pii_probs", len(spec.pii_tags)),
+    ):
+        size = outputs[name][-1]
+        if isinstance(size, int) and size != width:
+            raise ValueError(
+                f"The model's {name} has {size} columns but signals.json names {width} labels."
+            )

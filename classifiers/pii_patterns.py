@@ -1,0 +1,263 @@
+"""Deterministic PII detectors: a regex finds candidates, a validator (checksum, ranges) keeps them.
+
+Each hit is a `PiiEntity` with `source="pattern"`, character offsets into the scanned text and a
+confidence that reflects how much the validator proves (a checksum proves more than a format).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+
+from classifiers.signals import PiiEntity
+
+# When two hits overlap, the one whose type comes first wins (checksums before formats).
+PRIORITY = (
+    "IBAN_CODE",
+    "CREDIT_CARD",
+    "US_SSN",
+    "EMAIL_ADDRESS",
+    "IP_ADDRESS",
+    "PHONE_NUMBER",
+)
+_RANK = {kind: i for i, kind in enumerate(PRIORITY)}
+
+
+def find_pii(text: str) -> tuple[PiiEntity, ...]:
+    """Every validated PII span in `text`, without overlaps, ordered by start."""
+    hits = [hit for detect in DETECTORS for hit in detect(text)]
+    return resolve_overlaps(hits)
+
+
+def resolve_overlaps(hits: list[PiiEntity]) -> tuple[PiiEntity, ...]:
+    """Keep the higher-priority (then longer) hit wherever two overlap."""
+    kept: list[PiiEntity] = []
+    for hit in sorted(hits, key=lambda h: (_RANK.get(h.type, 99), h.start - h.end, h.start)):
+        if not any(hit.start < k.end and k.start < hit.end for k in kept):
+            kept.append(hit)
+    return tuple(sorted(kept, key=lambda h: h.start))
+
+
+def _hit(kind: str, start: int, end: int, score: float) -> PiiEntity:
+    return PiiEntity(kind, start, end, score, None, "pattern")
+
+
+# -- credit cards ------------------------------------------------------------------------------
+
+# Digits with single spaces or dashes between them, not glued to a longer word or number.
+_DIGIT_RUN = re.compile(r"(?<![\w-])\d+(?:[ -]\d+)*(?!\w)")
+_GROUP = re.compile(r"\d+")
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) checksum of a card number given as digits only."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def card_brand(digits: str) -> str | None:
+    """The card network an issuer prefix and length belong to, or None."""
+    n = len(digits)
+    p2, p3, p4 = int(digits[:2]), int(digits[:3]), int(digits[:4])
+    if digits[0] == "4" and n in (13, 16, 19):
+        return "visa"
+    if (51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16:
+        return "mastercard"
+    if p2 in (34, 37) and n == 15:
+        return "amex"
+    if (p4 == 6011 or p2 == 65 or 644 <= p3 <= 649) and 16 <= n <= 19:
+        return "discover"
+    if 3528 <= p4 <= 3589 and 16 <= n <= 19:
+        return "jcb"
+    if (300 <= p3 <= 305 or p2 in (36, 38, 39) or p4 == 3095) and 14 <= n <= 19:
+        return "diners"
+    if p2 == 62 and 16 <= n <= 19:
+        return "unionpay"
+    if (p2 == 50 or 56 <= p2 <= 69) and 12 <= n <= 19:
+        return "maestro"
+    return None
+
+
+def _credit_cards(text: str) -> Iterator[PiiEntity]:
+    for run in _DIGIT_RUN.finditer(text):
+        groups = [(g.start() + run.start(), g.end() + run.start()) for g in _GROUP.finditer(run[0])]
+        i = 0
+        while i < len(groups):
+            # The longest run of whole groups from here that is a valid card number.
+            found = None
+            count = 0
+            for j in range(i, len(groups)):
+                count += groups[j][1] - groups[j][0]
+                if count > 19:
+                    break
+                if count >= 13:
+                    digits = "".join(text[s:e] for s, e in groups[i : j + 1])
+                    if luhn_valid(digits) and card_brand(digits) is not None:
+                        found = j
+            if found is None:
+                i += 1
+                continue
+            yield _hit("CREDIT_CARD", groups[i][0], groups[found][1], 0.95)
+            i = found + 1
+
+
+# -- IBAN --------------------------------------------------------------------------------------
+
+# The length of the IBAN of each country that issues them (ISO 13616 registry).
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18,
+    "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
+    "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
+    "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # fmt: skip
+
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})\d{2}(?= ?[A-Za-z0-9])")
+
+
+def iban_valid(iban: str) -> bool:
+    """The ISO 7064 mod-97 check of an IBAN given without spaces (country, check digits, BBAN)."""
+    if len(iban) != IBAN_LENGTHS.get(iban[:2], -1) or not iban.isalnum() or not iban.isascii():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged.upper())) % 97 == 1
+
+
+def _ibans(text: str) -> Iterator[PiiEntity]:
+    for start in _IBAN_START.finditer(text):
+        length = IBAN_LENGTHS.get(start[1])
+        if length is None:
+            continue
+        # Take exactly the country's length of characters, allowing single spaces between them.
+        chars = list(start[0])
+        pos = start.end()
+        while len(chars) < length and pos < len(text):
+            ch = text[pos]
+            if ch.isascii() and ch.isalnum():
+                chars.append(ch)
+            elif not (ch == " " and pos + 1 < len(text) and text[pos + 1].isalnum()):
+                break
+            pos += 1
+        follows = text[pos] if pos < len(text) else " "
+        if len(chars) == length and not follows.isalnum() and iban_valid("".join(chars)):
+            yield _hit("IBAN_CODE", start.start(), pos, 0.95)
+
+
+# -- US social security numbers ----------------------------------------------------------------
+
+_SSN_SEPARATED = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])")
+_SSN_BARE = re.compile(r"(?<![\w-])(\d{3})(\d{2})(\d{4})(?![\w-])")
+_SSN_CONTEXT = re.compile(
+    r"\b(?:ssn|ssns|social\s+security|ss\s*#|ss\s+no|taxpayer|tax\s+id|tin)\b", re.IGNORECASE
+)
+
+
+def ssn_valid(area: str, group: str, serial: str) -> bool:
+    """The SSA rules: area not 000, 666 or 9xx; group not 00; serial not 0000."""
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _ssns(text: str) -> Iterator[PiiEntity]:
+    for m in _SSN_SEPARATED.finditer(text):
+        if ssn_valid(m[1], m[3], m[4]):
+            yield _hit("US_SSN", m.start(), m.end(), 0.9 if m[2] == "-" else 0.8)
+    for m in _SSN_BARE.finditer(text):
+        # Nine bare digits are an SSN only when the text around them says so.
+        near = text[max(0, m.start() - 48) : m.end() + 24]
+        if ssn_valid(m[1], m[2], m[3]) and _SSN_CONTEXT.search(near):
+            yield _hit("US_SSN", m.start(), m.end(), 0.7)
+
+
+# -- email -------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(
+    r"(?<![\w.+%-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+    r"(?![\w-]|\.[A-Za-z0-9])"
+)
+
+
+def _emails(text: str) -> Iterator[PiiEntity]:
+    for m in _EMAIL.finditer(text):
+        yield _hit("EMAIL_ADDRESS", m.start(), m.end(), 0.95)
+
+
+# -- IP addresses ------------------------------------------------------------------------------
+
+_IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\w|\.\d)")
+_IPV6 = re.compile(
+    r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?:\.\d{1,3}){3})?(?:%\w+)?(?![\w:])"
+)
+_VERSION_BEFORE = re.compile(r"(?:\bv|version|release|build|firmware)\s*$", re.IGNORECASE)
+
+
+def _ips(text: str) -> Iterator[PiiEntity]:
+    for m in _IPV4.finditer(text):
+        if _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
+            continue
+        try:
+            ipaddress.IPv4Address(m[0])
+        except ValueError:
+            continue
+        yield _hit("IP_ADDRESS", m.start(), m.end(), 0.9)
+    for m in _IPV6.finditer(text):
+        # Code such as `a::b` parses as IPv6 too; a real address has a digit somewhere.
+        if not any(ch.isdigit() for ch in m[0].split("%")[0]):
+            continue
+        try:
+            ipaddress.IPv6Address(m[0])
+        except ValueError:
+            continue
+        yield _hit("IP_ADDRESS", m.start(), m.end(), 0.9)
+
+
+# -- phone numbers -----------------------------------------------------------------------------
+
+# Each form ends with `_ALONE`: a phone number is not a piece of a longer run of digit groups.
+_ALONE = r"(?!\w|[ .-]\d)"
+# +CC then up to six groups, a group optionally in parentheses: +44 20 7946 0958, +1 (555) 123-4567.
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + _ALONE)
+# North American: (555) 123-4567, 555-123-4567, 555.123.4567, optionally after 1.
+_PHONE_NANP = re.compile(
+    r"(?<![\w+.-])(?<!\d[ .-])(?:1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}" + _ALONE
+)
+# National with a trunk 0: 020 7946 0958, 07700 900123, (030) 123456.
+_PHONE_TRUNK = re.compile(r"(?<![\w+.-])(?<!\d[ .-])\(?0\d{1,4}\)?[ -]\d{3,4}[ -]?\d{3,4}" + _ALONE)
+
+
+def _digit_count(s: str) -> int:
+    return sum(ch.isdigit() for ch in s)
+
+
+def _phones(text: str) -> Iterator[PiiEntity]:
+    for pattern, low, high, score in (
+        (_PHONE_INTL, 8, 15, 0.85),
+        (_PHONE_NANP, 10, 11, 0.8),
+        (_PHONE_TRUNK, 9, 12, 0.7),
+    ):
+        for m in pattern.finditer(text):
+            if not low <= _digit_count(m[0]) <= high:
+                continue
+            if "." in m[0] and _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
+                continue
+            yield _hit("PHONE_NUMBER", m.start(), m.end(), score)
+
+
+DETECTORS: tuple[Callable[[str], Iterator[PiiEntity]], ...] = (
+    _ibans,
+    _credit_cards,
+    _ssns,
+    _emails,
+    _ips,
+    _phones,
+)

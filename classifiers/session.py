@@ -1,0 +1,92 @@
+"""The onnxruntime session: CUDA when it is there and proves itself on a smoke run, else CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import structlog
+
+log = structlog.get_logger("classifiers.session")
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
+    """Options for low-latency inference: all graph optimizations, one sequential op stream."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = intra_op_threads or available_cores()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only; provider fallbacks are logged here instead
+    return options
+
+
+def create_session(
+    model: Path, *, force_cpu: bool = False, intra_op_threads: int | None = None
+) -> ort.InferenceSession:
+    """An inference session on CUDA if it is available and a smoke run succeeds, else on CPU.
+
+    The provider that runs, and why, is logged; read it back with `session.get_providers()[0]`.
+    """
+    if not model.is_file():
+        raise FileNotFoundError(
+            f"The classifier model {model} does not exist; train and export it "
+            "(classifiers/training) or pass the directory that holds signals.int8.onnx."
+        )
+    options = session_options(intra_op_threads)
+    if force_cpu:
+        reason = "CPU forced by configuration"
+    elif CUDA not in ort.get_available_providers():
+        reason = "CUDA provider not available"
+    else:
+        cuda, reason = _cuda_session(model, options)
+        if cuda is not None:
+            log.info("onnx session ready", provider=CUDA, model=str(model))
+            return cuda
+    session = ort.InferenceSession(str(model), options, providers=[CPU])
+    log.info(
+        "onnx session ready",
+        provider=CPU,
+        why=reason,
+        threads=options.intra_op_num_threads,
+        model=str(model),
+    )
+    return session
+
+
+def _cuda_session(
+    model: Path, options: ort.SessionOptions
+) -> tuple[ort.InferenceSession | None, str]:
+    """A CUDA session that has run once, or None and why not."""
+    quiet = session_options(options.intra_op_num_threads)
+    quiet.log_severity_level = 4  # onnxruntime logs CUDA load failures itself; we log the reason
+    try:
+        session = ort.InferenceSession(str(model), quiet, providers=[CUDA, CPU])
+    except Exception as exc:  # any CUDA failure means CPU, never no classifier
+        return None, f"CUDA session failed: {exc}"
+    if session.get_providers()[0] != CUDA:
+        return None, "CUDA provider failed to initialise (CUDA or cuDNN libraries, or no GPU)"
+    try:
+        smoke_run(session)
+    except Exception as exc:
+        return None, f"CUDA smoke run failed: {exc}"
+    return session, "CUDA"
+
+
+def smoke_run(session: ort.InferenceSession) -> None:
+    """Run a two-token batch through every output; raises whatever the provider raises."""
+    ids = np.zeros((1, 2), dtype=np.int64)
+    session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})

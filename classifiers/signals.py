@@ -1,0 +1,86 @@
+"""The signals of one request: what the classifiers found, as plain frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PiiSource = Literal["model", "pattern"]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSignal:
+    """The most likely subject area and the probability of each one."""
+
+    label: str
+    scores: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "scores": dict(self.scores)}
+
+
+@dataclass(frozen=True, slots=True)
+class AttackSignal:
+    """The prompt-attack (jailbreak / injection) probability and the shipped threshold's verdict."""
+
+    score: float
+    flagged: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"score": self.score, "flagged": self.flagged}
+
+
+@dataclass(frozen=True, slots=True)
+class DifficultySignal:
+    """The probability that the strong model of the difficulty pair is needed."""
+
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"score": self.score}
+
+
+@dataclass(frozen=True, slots=True)
+class PiiEntity:
+    """A PII span: character offsets `[start, end)` into the text of message `message`.
+
+    `message` is None when the input was a single text rather than chat messages.
+    """
+
+    type: str
+    start: int
+    end: int
+    score: float
+    message: int | None = None
+    source: PiiSource = "model"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "start": self.start,
+            "end": self.end,
+            "score": self.score,
+        }
+        if self.message is not None:
+            out["message"] = self.message
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Everything the classifiers say about one request; `tokens` counts every message's tokens."""
+
+    domain: DomainSignal
+    prompt_attack: AttackSignal
+    pii: tuple[PiiEntity, ...]
+    difficulty: DifficultySignal
+    tokens: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain.to_json(),
+            "prompt_attack": self.prompt_attack.to_json(),
+            "pii": [entity.to_json() for entity in self.pii],
+            "difficulty": self.difficulty.to_json(),
+            "tokens": self.tokens,
+        }

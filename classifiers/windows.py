@@ -1,0 +1,166 @@
+"""Tokenization and the windows the model reads.
+
+Sequence heads (domain, attack, difficulty) read one bounded window: the head and tail of the
+last user turn, then a little context (the system prompt's head, the previous turn's tail).
+PII reads every message in full, in overlapping windows; each token belongs to the one window
+where it sits furthest from an edge, so the windows' predictions never overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Encoding, Tokenizer
+
+IdArray = npt.NDArray[np.int64]
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The text of one chat message; list content joins its text parts with newlines."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedText:
+    """One message's tokens without special tokens; offsets are characters into the message."""
+
+    ids: IdArray
+    encoding: Encoding
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def char_span(self, first: int, last: int) -> tuple[int, int]:
+        """The characters covered by tokens `first..last` (inclusive)."""
+        offsets = self.encoding.offsets
+        return offsets[first][0], offsets[last][1]
+
+
+class TextTokenizer:
+    """The shipped WordPiece tokenizer, with its baked-in truncation and padding switched off."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+        self.cls_id = _special(tokenizer, "[CLS]")
+        self.sep_id = _special(tokenizer, "[SEP]")
+        self.pad_id = _special(tokenizer, "[PAD]")
+
+    @classmethod
+    def from_file(cls, path: Path) -> TextTokenizer:
+        if not path.is_file():
+            raise FileNotFoundError(f"The tokenizer {path} does not exist; ship tokenizer.json.")
+        return cls(Tokenizer.from_file(str(path)))
+
+    def encode(self, texts: Sequence[str]) -> list[EncodedText]:
+        """Tokenize many texts in one call (the tokenizer parallelizes the batch)."""
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [EncodedText(np.asarray(e.ids, dtype=np.int64), e) for e in encodings]
+
+    def wrap(self, *parts: IdArray) -> IdArray:
+        """`[CLS] part [SEP] part [SEP]...`: the special tokens the model was trained with."""
+        pieces: list[IdArray] = [np.array([self.cls_id], dtype=np.int64)]
+        sep = np.array([self.sep_id], dtype=np.int64)
+        for part in parts:
+            pieces += [part, sep]
+        return np.concatenate(pieces)
+
+
+def _special(tokenizer: Tokenizer, token: str) -> int:
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise ValueError(f"The tokenizer has no {token} token; ship a BERT WordPiece tokenizer.")
+    return int(token_id)
+
+
+def head_and_tail(ids: IdArray, room: int) -> IdArray:
+    """`ids` if it fits in `room`, else its first and last halves of `room`."""
+    if len(ids) <= room:
+        return ids
+    head = (room + 1) // 2
+    return np.concatenate((ids[:head], ids[len(ids) - (room - head) :]))
+
+
+def sequence_window(
+    tokenizer: TextTokenizer,
+    messages: Sequence[EncodedText],
+    roles: Sequence[str],
+    *,
+    max_length: int,
+    context_tokens: int,
+) -> IdArray:
+    """The one row the sequence heads read: `[CLS] last user turn [SEP] context [SEP]`."""
+    if not messages:
+        return tokenizer.wrap(np.zeros(0, dtype=np.int64))
+    user = last_user_index(roles)
+    system = next((i for i, r in enumerate(roles) if r in ("system", "developer")), None)
+    context: list[IdArray] = []
+    if context_tokens > 0:
+        previous = user - 1 if user > 0 and user - 1 != system else None
+        wanted = [
+            (messages[i], at_end)
+            for i, at_end in ((system, False), (previous, True))
+            if i is not None and i != user and len(messages[i])
+        ]
+        left = min(context_tokens, (max_length - 3) // 2)  # the user turn keeps half the row
+        for n, (message, at_end) in enumerate(wanted):
+            # An even share, and whatever an earlier, shorter piece left over.
+            share = min(len(message), left // (len(wanted) - n))
+            context.append(message.ids[len(message) - share :] if at_end else message.ids[:share])
+            left -= share
+    context_ids = np.concatenate(context) if context else np.zeros(0, dtype=np.int64)
+    room = max_length - 2 - (len(context_ids) + 1 if len(context_ids) else 0)
+    text = head_and_tail(messages[user].ids, room)
+    if len(context_ids):
+        return tokenizer.wrap(text, context_ids)
+    return tokenizer.wrap(text)
+
+
+def last_user_index(roles: Sequence[str]) -> int:
+    """The last user turn, or the last message when no turn is the user's."""
+    for i in range(len(roles) - 1, -1, -1):
+        if roles[i] == "user":
+            return i
+    return len(roles) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Tokens `[start, end)` of one message; its predictions count for `[own_start, own_end)`."""
+
+    start: int
+    end: int
+    own_start: int
+    own_end: int
+
+
+def pii_windows(n_tokens: int, size: int, overlap: int) -> list[Window]:
+    """Overlapping windows of at most `size` tokens that cover `n_tokens`, owning disjoint parts."""
+    if n_tokens <= size:
+        return [Window(0, n_tokens, 0, n_tokens)] if n_tokens else []
+    if not 0 <= overlap < size:
+        raise ValueError(f"The PII window overlap {overlap} must be in [0, {size}).")
+    stride = size - overlap
+    starts = [*range(0, n_tokens - size, stride), n_tokens - size]
+    windows: list[Window] = []
+    for k, start in enumerate(starts):
+        end = start + size
+        own_start = 0 if k == 0 else windows[-1].own_end
+        own_end = n_tokens if k == len(starts) - 1 else (end + starts[k + 1]) // 2
+        windows.append(Window(start, end, own_start, own_end))
+    return windows

@@ -1,0 +1,272 @@
+"""`SignalEngine` on the tiny model: heads, windows, PII offsets, batching and the real artifact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny_signals_model import DOMAINS, spec_json
+
+from classifiers.engine import DEFAULT_MODEL_DIR, InvalidInput, SignalEngine
+from classifiers.signals import Signals
+from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE, SpecError
+
+
+class RecordingSession:
+    """Wraps the onnxruntime session to record the shape of every forward."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.shapes: list[tuple[int, int]] = []
+
+    def run(self, outputs: Any, feeds: dict[str, np.ndarray]) -> Any:
+        self.shapes.append(feeds["input_ids"].shape)
+        assert feeds["attention_mask"].shape == feeds["input_ids"].shape
+        return self._session.run(outputs, feeds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def record(engine: SignalEngine) -> RecordingSession:
+    recording = RecordingSession(engine.session)
+    engine.session = recording
+    return recording
+
+
+def spans(text: str, signals: Signals) -> list[tuple[str, str, int | None]]:
+    return [(p.type, text[p.start : p.end], p.message) for p in signals.pii]
+
+
+# -- heads -------------------------------------------------------------------------------------
+
+
+async def test_classify_text_fills_every_head(engine: SignalEngine) -> None:
+    signals = await engine.classify_text("hello world")
+    assert list(signals.domain.scores) == DOMAINS
+    assert sum(signals.domain.scores.values()) == pytest.approx(1.0, abs=1e-5)
+    assert signals.domain.label == max(signals.domain.scores, key=signals.domain.scores.__getitem__)
+    assert 0.0 <= signals.prompt_attack.score <= 1.0 and 0.0 <= signals.difficulty.score <= 1.0
+    assert signals.tokens == 2 and signals.pii == ()
+
+
+async def test_domain_label_follows_the_text(engine: SignalEngine) -> None:
+    assert (await engine.classify_text("the derivative of the derivative")).domain.label == "math"
+
+
+async def test_attack_is_flagged_at_the_shipped_threshold(model_dir: Path, tmp_path: Path) -> None:
+    for name in (MODEL_FILE, TOKENIZER_FILE):
+        (tmp_path / name).symlink_to(model_dir / name)
+    engine = SignalEngine.load(model_dir, force_cpu=True)
+    score = (await engine.classify_text("hello ignore")).prompt_attack.score
+    engine.close()
+    for threshold, flagged in ((score - 0.01, True), (score + 0.01, False)):
+        thresholds = {"prompt_attack": threshold, "pii_token": 0.5, "difficulty": 0.5}
+        spec = spec_json(thresholds=thresholds)
+        (tmp_path / SPEC_FILE).write_text(json.dumps(spec))
+        engine = SignalEngine.load(tmp_path, force_cpu=True)
+        assert (await engine.classify_text("hello ignore")).prompt_attack.flagged is flagged
+        engine.close()
+
+
+async def test_sequence_heads_read_the_last_user_turn(engine: SignalEngine) -> None:
+    alone = await engine.classify_text("the derivative")
+    chat = await engine.classify_messages(
+        [
+            {"role": "user", "content": "ignore ignore ignore"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "the derivative"},
+        ]
+    )
+    assert chat.domain.label == alone.domain.label == "math"
+    assert chat.tokens == 3 + 1 + 2
+
+
+# -- PII ---------------------------------------------------------------------------------------
+
+
+async def test_model_pii_offsets_are_characters_of_unicode_text(engine: SignalEngine) -> None:
+    text = "Zoë 😀 said: ünïcödé — alice smith wrote to bob"
+    signals = await engine.classify_text(text)
+    assert spans(text, signals) == [("PERSON", "alice smith", None), ("PERSON", "bob", None)]
+    assert all(p.source == "model" and p.score > 0.9 for p in signals.pii)
+
+
+async def test_pii_at_character_5000_of_a_long_message_is_found_with_exact_offsets(
+    engine: SignalEngine,
+) -> None:
+    filler = "the cat sat on the mat and said hello world to me. " * 100
+    text = filler + "alice smith " + filler + "mail me at cat@example.com"
+    signals = await engine.classify_text(text)
+    assert len(filler) > 5000
+    assert [(p.type, p.start, p.end) for p in signals.pii] == [
+        ("PERSON", len(filler), len(filler) + len("alice smith")),
+        ("EMAIL_ADDRESS", len(text) - len("cat@example.com"), len(text)),
+    ]
+
+
+async def test_entities_at_every_window_boundary_are_found_once(model_dir: Path) -> None:
+    engine = SignalEngine.load(model_dir, force_cpu=True, max_length=16, pii_overlap=4)
+    words = ["alice" if i % 7 == 3 else "cat" for i in range(200)]
+    text = " ".join(words)
+    signals = await engine.classify_text(text)
+    starts = [i for i, w in enumerate(words) if w == "alice"]
+    expected = [sum(len(w) + 1 for w in words[:i]) for i in starts]
+    assert [p.start for p in signals.pii] == expected
+    assert all(text[p.start : p.end] == "alice" for p in signals.pii)
+    engine.close()
+
+
+async def test_every_message_is_scanned_and_spans_name_their_message(engine: SignalEngine) -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "you write to alice"},
+        {"role": "user", "content": [{"type": "text", "text": "my card is 4111 1111 1111 1111"}]},
+        {"role": "assistant", "content": None},
+        {"role": "user", "content": "and bob smith"},
+    ]
+    signals = await engine.classify_messages(messages)
+    found = [(p.type, p.start, p.end, p.message, p.source) for p in signals.pii]
+    assert found == [
+        ("PERSON", 13, 18, 0, "model"),
+        ("CREDIT_CARD", 11, 30, 1, "pattern"),
+        ("PERSON", 4, 13, 3, "model"),
+    ]
+
+
+async def test_a_model_span_overlapping_a_pattern_hit_gives_way_to_it(
+    engine: SignalEngine,
+) -> None:
+    text = "write to alice@example.com"
+    signals = await engine.classify_text(text)
+    assert [(p.type, text[p.start : p.end], p.source) for p in signals.pii] == [
+        ("EMAIL_ADDRESS", "alice@example.com", "pattern")
+    ]
+
+
+async def test_content_parts_offsets_index_the_joined_text(engine: SignalEngine) -> None:
+    parts = [
+        {"type": "text", "text": "hello"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/alice.png"}},
+        {"type": "text", "text": "alice"},
+    ]
+    signals = await engine.classify_messages([{"role": "user", "content": parts}])
+    assert [(p.start, p.end) for p in signals.pii] == [(6, 11)]  # "hello\nalice"
+
+
+@pytest.mark.parametrize(
+    ("messages", "error"),
+    [
+        ([], "empty"),
+        (["hello"], r"messages\[0\] must be an object"),
+        ([{"role": 3, "content": "x"}], r"messages\[0\]\.role must be a string"),
+        ([{"role": "user", "content": 5}], r"messages\[0\]\.content must be a string or a list"),
+        ("hello", "not a string"),
+    ],
+)
+async def test_malformed_messages_are_rejected_with_where_and_what(
+    engine: SignalEngine, messages: Any, error: str
+) -> None:
+    with pytest.raises(InvalidInput, match=error):
+        await engine.classify_messages(messages)
+
+
+# -- rows and padding --------------------------------------------------------------------------
+
+
+async def test_a_lone_short_turn_runs_as_one_row_for_every_head(engine: SignalEngine) -> None:
+    recording = record(engine)
+    await engine.classify_text("hello alice")
+    assert recording.shapes == [(1, 4)]
+
+
+async def test_rows_are_padded_to_the_longest_in_the_batch_never_to_a_fixed_length(
+    engine: SignalEngine,
+) -> None:
+    recording = record(engine)
+    engine.classify_batch(["hello", "the cat sat on the mat", "hello world"])
+    assert recording.shapes == [(3, 8)]
+
+
+async def test_no_row_exceeds_max_length(model_dir: Path) -> None:
+    engine = SignalEngine.load(model_dir, force_cpu=True, max_length=32)
+    recording = record(engine)
+    await engine.classify_messages(
+        [
+            {"role": "system", "content": "please write " * 40},
+            {"role": "user", "content": "the cat " * 100},
+        ]
+    )
+    assert max(width for _, width in recording.shapes) == 32
+    engine.close()
+
+
+@pytest.mark.parametrize("max_length", [8, 513])
+def test_max_length_outside_the_encoder_range_is_refused(model_dir: Path, max_length: int) -> None:
+    with pytest.raises(ValueError, match="max_length"):
+        SignalEngine.load(model_dir, force_cpu=True, max_length=max_length)
+
+
+def test_a_broken_signals_json_names_the_field(model_dir: Path, tmp_path: Path) -> None:
+    for name in (MODEL_FILE, TOKENIZER_FILE):
+        (tmp_path / name).symlink_to(model_dir / name)
+    (tmp_path / SPEC_FILE).write_text(json.dumps(spec_json(pii_tags=["B-PERSON", "I-PERSON"])))
+    with pytest.raises(SpecError, match="'pii_tags' must be 'O' then BIO tags"):
+        SignalEngine.load(tmp_path, force_cpu=True)
+
+
+# -- batching ----------------------------------------------------------------------------------
+
+
+def texts(n: int) -> list[str]:
+    words = ["the", "cat", "alice", "smith", "derivative", "ignore", "hello", "world", "bob"]
+    return [" ".join(words[(i * j) % len(words)] for j in range(1 + i % 13)) for i in range(n)]
+
+
+def assert_same(a: Signals, b: Signals) -> None:
+    assert a.domain.label == b.domain.label and a.pii == b.pii and a.tokens == b.tokens
+    assert list(a.domain.scores.values()) == pytest.approx(list(b.domain.scores.values()), abs=1e-5)
+    assert a.prompt_attack.score == pytest.approx(b.prompt_attack.score, abs=1e-5)
+    assert a.difficulty.score == pytest.approx(b.difficulty.score, abs=1e-5)
+
+
+async def test_fifty_concurrent_calls_are_batched_and_match_unbatched_results(
+    engine: SignalEngine,
+) -> None:
+    inputs = texts(50)
+    alone = [engine.classify_batch([t])[0] for t in inputs]
+    together = await asyncio.gather(*(engine.classify_text(t) for t in inputs))
+    assert engine.batch_stats.largest > 1
+    for a, b in zip(alone, together, strict=True):
+        assert_same(a, b)
+
+
+def test_classify_batch_matches_one_at_a_time(engine: SignalEngine) -> None:
+    inputs = texts(40)
+    batched = engine.classify_batch(inputs)
+    for text, signals in zip(inputs, batched, strict=True):
+        assert_same(engine.classify_batch([text])[0], signals)
+
+
+# -- the shipped artifact ----------------------------------------------------------------------
+
+_REAL = [DEFAULT_MODEL_DIR / name for name in (MODEL_FILE, TOKENIZER_FILE, SPEC_FILE)]
+
+
+@pytest.mark.skipif(
+    not all(p.is_file() for p in _REAL),
+    reason="no trained model in classifiers/models/ (classifiers/training exports one)",
+)
+async def test_the_shipped_model_loads_and_classifies() -> None:
+    engine = SignalEngine.load(force_cpu=True)
+    try:
+        text = "Email john@example.com about the integral of x^2. " * 40
+        signals = await engine.classify_messages([{"role": "user", "content": text}])
+        assert set(signals.domain.scores) == set(engine.spec.domain_labels)
+        assert ("EMAIL_ADDRESS", 6, 22) in [(p.type, p.start, p.end) for p in signals.pii]
+        assert signals.tokens > engine.max_length  # the long turn was windowed, not truncated
+    finally:
+        engine.close()

@@ -1,0 +1,76 @@
+"""Decoding per-token PII probabilities into spans and merging them with pattern hits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from classifiers.pii import TagScheme, merge, to_words
+from classifiers.signals import PiiEntity
+
+TAGS = ["O", "B-PERSON", "I-PERSON", "B-EMAIL_ADDRESS", "I-EMAIL_ADDRESS"]
+SCHEME = TagScheme(TAGS)
+
+
+def probs(*rows: dict[str, float]) -> np.ndarray:
+    """One row per token; unnamed mass goes to O."""
+    out = np.zeros((len(rows), len(TAGS)), dtype=np.float32)
+    for i, row in enumerate(rows):
+        for tag, p in row.items():
+            out[i, TAGS.index(tag)] = p
+        out[i, 0] = 1.0 - sum(row.values())
+    return out
+
+
+def test_b_and_i_tokens_of_one_type_form_one_span() -> None:
+    spans = SCHEME.decode(probs({}, {"B-PERSON": 0.9}, {"I-PERSON": 0.8}, {}), 0.5)
+    assert [(s.type, s.first, s.last) for s in spans] == [("PERSON", 1, 2)]
+
+
+def test_a_b_tag_an_i_after_o_and_a_type_change_each_open_a_span() -> None:
+    spans = SCHEME.decode(
+        probs(
+            {"B-PERSON": 0.9},
+            {"B-PERSON": 0.9},
+            {},
+            {"I-PERSON": 0.9},
+            {"I-EMAIL_ADDRESS": 0.9},
+        ),
+        0.5,
+    )
+    assert [(s.type, s.first, s.last) for s in spans] == [
+        ("PERSON", 0, 0),
+        ("PERSON", 1, 1),
+        ("PERSON", 3, 3),
+        ("EMAIL_ADDRESS", 4, 4),
+    ]
+
+
+def test_a_token_is_an_entity_when_its_non_o_mass_reaches_the_threshold() -> None:
+    # 0.3 + 0.3 of PERSON: no single tag beats O, but 1 - P(O) = 0.6 >= 0.5.
+    spans = SCHEME.decode(probs({"B-PERSON": 0.3, "I-PERSON": 0.3}, {"B-PERSON": 0.4}), 0.5)
+    assert [(s.first, s.last) for s in spans] == [(0, 0)]
+
+
+def test_span_score_is_the_mean_type_probability_of_its_tokens() -> None:
+    (span,) = SCHEME.decode(probs({"B-PERSON": 0.9}, {"I-PERSON": 0.6, "B-PERSON": 0.1}), 0.5)
+    assert span.score == pytest.approx(0.8, abs=1e-6)
+
+
+def test_no_entity_tokens_decode_to_no_spans() -> None:
+    assert SCHEME.decode(probs({}, {}, {}), 0.5) == []
+
+
+def test_to_words_widens_a_span_that_ends_inside_a_word() -> None:
+    text = "hi johnathan smith!"
+    assert to_words(text, 3, 7) == (3, 12)
+    assert to_words(text, 5, 18) == (3, 18)
+    assert to_words(text, 0, 2) == (0, 2)
+
+
+def test_pattern_hit_wins_over_any_model_span_it_overlaps() -> None:
+    pattern = PiiEntity("EMAIL_ADDRESS", 10, 25, 0.95, 0, "pattern")
+    same_type = PiiEntity("EMAIL_ADDRESS", 10, 20, 0.7, 0)
+    other_type = PiiEntity("PERSON", 8, 14, 0.9, 0)
+    elsewhere = PiiEntity("PERSON", 0, 5, 0.9, 0)
+    assert merge([same_type, other_type, elsewhere], [pattern]) == [elsewhere, pattern]

@@ -1,0 +1,265 @@
+"""The deterministic PII detectors: checksums, ranges, boundaries and exact character offsets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from classifiers.pii_patterns import find_pii, iban_valid, luhn_valid, ssn_valid
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(hit.type, text[hit.start : hit.end]) for hit in find_pii(text)]
+
+
+def with_luhn(prefix: str) -> str:
+    """`prefix` plus the Luhn check digit that makes it valid."""
+    return next(prefix + d for d in "0123456789" if luhn_valid(prefix + d))
+
+
+# -- credit cards ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "4111111111111111",
+        "5555555555554444",
+        "378282246310005",
+        "6011111111111117",
+        "4222222222222",
+    ],
+)
+def test_luhn_accepts_known_test_card_numbers(number: str) -> None:
+    assert luhn_valid(number)
+
+
+@pytest.mark.parametrize("number", ["4111111111111112", "5555555555554440", "378282246310006"])
+def test_luhn_rejects_a_changed_check_digit(number: str) -> None:
+    assert not luhn_valid(number)
+
+
+@pytest.mark.parametrize(
+    "card", ["4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111", "3782 822463 10005"]
+)
+def test_credit_card_is_found_with_spaces_or_dashes_at_exact_offsets(card: str) -> None:
+    text = f"Charge my card {card}, please."
+    (hit,) = find_pii(text)
+    assert (hit.type, hit.start, hit.end) == ("CREDIT_CARD", 15, 15 + len(card))
+    assert hit.source == "pattern" and hit.score >= 0.9
+
+
+def test_credit_card_with_a_bad_checksum_is_not_reported() -> None:
+    assert found("card 4111 1111 1111 1112") == []
+
+
+def test_card_length_boundaries_are_13_to_19_digits() -> None:
+    assert found(f"x {with_luhn('4' * 12)} y") == [("CREDIT_CARD", with_luhn("4" * 12))]
+    assert found(f"x {with_luhn('4' + '1' * 17)} y") == [("CREDIT_CARD", with_luhn("4" + "1" * 17))]
+    assert found(f"x {with_luhn('4' * 11)} y") == []  # 12 digits
+    assert found(f"x {with_luhn('4' * 19)} y") == []  # 20 digits
+
+
+def test_luhn_valid_number_without_a_card_issuer_prefix_is_not_a_card() -> None:
+    assert found(f"order {with_luhn('1' * 15)}") == []
+
+
+def test_card_digits_inside_a_longer_number_are_not_reported() -> None:
+    assert found("tracking 94111111111111111123") == []
+    assert found("id-4111111111111111") == []
+
+
+def test_card_next_to_another_number_group_is_still_found() -> None:
+    text = "ref 12 4111 1111 1111 1111 ok"
+    assert found(text) == [("CREDIT_CARD", "4111 1111 1111 1111")]
+
+
+# -- IBAN --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "iban",
+    [
+        "DE89 3704 0044 0532 0130 00",
+        "DE89370400440532013000",
+        "GB82 WEST 1234 5698 7654 32",
+        "FR14 2004 1010 0505 0001 3M02 606",
+        "NO93 8601 1117 947",
+    ],
+)
+def test_valid_iban_is_found_with_or_without_spaces(iban: str) -> None:
+    text = f"Send it to {iban}. Thanks"
+    (hit,) = find_pii(text)
+    assert (hit.type, text[hit.start : hit.end]) == ("IBAN_CODE", iban)
+
+
+def test_iban_with_wrong_check_digits_is_rejected() -> None:
+    assert not iban_valid("DE88370400440532013000")
+    assert found("IBAN DE88 3704 0044 0532 0130 00") == []
+
+
+def test_iban_of_the_wrong_length_for_its_country_is_rejected() -> None:
+    assert not iban_valid("DE8937040044053201300")
+    assert found("IBAN DE89 3704 0044 0532 0130 001") == []
+
+
+def test_iban_of_an_unknown_country_is_rejected() -> None:
+    assert not iban_valid("ZZ89370400440532013000")
+
+
+def test_iban_ends_at_its_length_even_when_words_follow() -> None:
+    text = "DE89 3704 0044 0532 0130 00 ABC"
+    assert found(text) == [("IBAN_CODE", "DE89 3704 0044 0532 0130 00")]
+
+
+# -- US SSN ------------------------------------------------------------------------------------
+
+
+def test_dashed_and_spaced_ssn_are_found_with_high_confidence() -> None:
+    dashed, spaced = find_pii("a 123-45-6789 b"), find_pii("a 123 45 6789 b")
+    assert [(h.type, h.start, h.end) for h in dashed] == [("US_SSN", 2, 13)]
+    assert [(h.type, h.start, h.end) for h in spaced] == [("US_SSN", 2, 13)]
+    assert dashed[0].score >= 0.8 and spaced[0].score >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("area", "group", "serial", "valid"),
+    [
+        ("123", "45", "6789", True),
+        ("000", "45", "6789", False),
+        ("666", "45", "6789", False),
+        ("900", "45", "6789", False),
+        ("999", "45", "6789", False),
+        ("123", "00", "6789", False),
+        ("123", "45", "0000", False),
+        ("899", "99", "9999", True),
+    ],
+)
+def test_ssn_area_group_and_serial_rules(area: str, group: str, serial: str, valid: bool) -> None:
+    assert ssn_valid(area, group, serial) is valid
+    assert bool(found(f"ssn {area}-{group}-{serial}")) is valid
+
+
+def test_bare_nine_digits_are_an_ssn_only_near_context_words() -> None:
+    assert found("My SSN is 123456789.") == [("US_SSN", "123456789")]
+    assert found("social security number: 123456789") == [("US_SSN", "123456789")]
+    assert found("Invoice 123456789 is due.") == []
+
+
+def test_ssn_with_mixed_separators_is_not_reported() -> None:
+    assert found("a 123-45 6789 b") == []
+
+
+# -- email -------------------------------------------------------------------------------------
+
+
+def test_email_is_found_without_trailing_punctuation() -> None:
+    text = "Write to john.doe+tag@mail.example.co.uk."
+    assert found(text) == [("EMAIL_ADDRESS", "john.doe+tag@mail.example.co.uk")]
+
+
+def test_email_needs_a_domain_with_a_top_level_part() -> None:
+    assert found("user@localhost and @handle") == []
+
+
+# -- IP addresses ------------------------------------------------------------------------------
+
+
+def test_ipv4_is_found_and_each_octet_must_be_in_range() -> None:
+    assert found("from 192.168.1.20, not 256.1.1.1") == [("IP_ADDRESS", "192.168.1.20")]
+
+
+@pytest.mark.parametrize(
+    "text", ["version 1.2.3.4", "v1.2.3.4", "1.2.3.4.5", "01.02.03.04", "pi is 3.14159"]
+)
+def test_versions_and_dotted_numbers_are_not_ip_addresses(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::ff00:42:8329", "::1", "fe80::1%eth0"],
+)
+def test_ipv6_is_found_in_full_and_compressed_forms(address: str) -> None:
+    assert found(f"host {address} up") == [("IP_ADDRESS", address)]
+
+
+def test_ipv4_mapped_ipv6_is_one_address() -> None:
+    assert found("peer ::ffff:192.168.0.1 ok") == [("IP_ADDRESS", "::ffff:192.168.0.1")]
+
+
+@pytest.mark.parametrize(
+    "text", ["std::vector<int>", "a::b", "at 10:30:00", "mac 00:1A:2B:3C:4D:5E"]
+)
+def test_code_times_and_mac_addresses_are_not_ipv6(text: str) -> None:
+    assert found(text) == []
+
+
+# -- phone numbers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "(555) 123-4567",
+        "555-123-4567",
+        "555.123.4567",
+        "1-555-123-4567",
+        "+1 (555) 123-4567",
+        "+44 20 7946 0958",
+        "+33 1 23 45 67 89",
+        "+49 30 1234567",
+        "020 7946 0958",
+        "07700 900123",
+    ],
+)
+def test_phone_number_formats_are_found(phone: str) -> None:
+    assert found(f"Call {phone} today") == [("PHONE_NUMBER", phone)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "on 2024-01-15",
+        "on 15/01/2024",
+        "on 01-15-2024",
+        "from 1999-2024",
+        "version 10.2.3",
+        "v1.2.3 released",
+        "costs 1,234,567.89",
+        "zip 90210",
+        "at 10:30",
+        "ratio 3.14159",
+        "page 123 of 4567",
+    ],
+)
+def test_dates_versions_and_ordinary_numbers_are_not_pii(text: str) -> None:
+    assert found(text) == []
+
+
+def test_card_and_ssn_are_not_also_reported_as_phone_numbers() -> None:
+    assert found("4111 1111 1111 1111 and 123-45-6789") == [
+        ("CREDIT_CARD", "4111 1111 1111 1111"),
+        ("US_SSN", "123-45-6789"),
+    ]
+
+
+# -- offsets -----------------------------------------------------------------------------------
+
+
+def test_offsets_are_python_string_indices_after_non_ascii_text() -> None:
+    text = "Zoë 😀 ünïcödé — mail zoe@example.com or +44 20 7946 0958"
+    hits = find_pii(text)
+    assert [(h.type, text[h.start : h.end]) for h in hits] == [
+        ("EMAIL_ADDRESS", "zoe@example.com"),
+        ("PHONE_NUMBER", "+44 20 7946 0958"),
+    ]
+
+
+def test_hits_are_ordered_by_start_and_never_overlap() -> None:
+    text = "ip 10.0.0.1 mail a@example.org card 4111111111111111 ssn 123-45-6789"
+    hits = find_pii(text)
+    assert [h.start for h in hits] == sorted(h.start for h in hits)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(hits))
+    assert len(hits) == 4

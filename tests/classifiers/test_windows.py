@@ -1,0 +1,88 @@
+"""Tokenization and windows: bounded sequence rows, PII windows that cover every token once."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifiers.windows import (
+    TextTokenizer,
+    head_and_tail,
+    message_text,
+    pii_windows,
+    sequence_window,
+)
+
+
+@pytest.fixture
+def tokenizer(model_dir: Path) -> TextTokenizer:
+    return TextTokenizer.from_file(model_dir / "tokenizer.json")
+
+
+@pytest.mark.parametrize("n_tokens", [0, 1, 10, 254, 255, 300, 477, 1000, 5001])
+def test_pii_windows_cover_every_token_exactly_once_within_the_size(n_tokens: int) -> None:
+    windows = pii_windows(n_tokens, size=254, overlap=32)
+    owned = [i for w in windows for i in range(w.own_start, w.own_end)]
+    assert owned == list(range(n_tokens))
+    assert all(w.end - w.start <= 254 for w in windows)
+    assert all(w.start <= w.own_start <= w.own_end <= w.end for w in windows)
+
+
+def test_pii_windows_overlap_so_every_token_has_context_on_both_sides() -> None:
+    windows = pii_windows(1000, size=100, overlap=20)
+    for left, right in itertools.pairwise(windows):
+        assert right.start < left.end
+        assert left.own_end - right.start >= 10 - 1 and left.end - left.own_end >= 10 - 1
+
+
+def test_head_and_tail_keeps_both_ends_of_a_long_turn() -> None:
+    ids = np.arange(100, dtype=np.int64)
+    kept = head_and_tail(ids, 10)
+    assert kept.tolist() == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
+    assert head_and_tail(ids[:8], 10).tolist() == list(range(8))
+
+
+def test_tokenizer_ignores_the_truncation_and_padding_baked_into_tokenizer_json(
+    tokenizer: TextTokenizer,
+) -> None:
+    (encoded,) = tokenizer.encode(["the cat sat on the mat " * 10])
+    assert len(encoded) == 60  # the saved tokenizer pads and truncates to 16
+
+
+def test_sequence_window_fits_max_length_and_keeps_the_last_user_turn(
+    tokenizer: TextTokenizer,
+) -> None:
+    texts = ["please write " * 50, "the cat " * 100, "hello world " * 200]
+    encoded = tokenizer.encode(texts)
+    row = sequence_window(
+        tokenizer, encoded, ["system", "assistant", "user"], max_length=64, context_tokens=16
+    )
+    assert len(row) == 64
+    assert row[0] == tokenizer.cls_id and row[-1] == tokenizer.sep_id
+    user = encoded[2].ids
+    # [CLS] head+tail of the user turn (64 - 2 - 17 = 45) [SEP] 8 system + 8 previous [SEP]
+    assert row[1:46].tolist() == head_and_tail(user, 45).tolist()
+    assert row[47:55].tolist() == encoded[0].ids[:8].tolist()
+    assert row[55:63].tolist() == encoded[1].ids[-8:].tolist()
+
+
+def test_sequence_window_of_a_lone_short_turn_is_just_that_turn(tokenizer: TextTokenizer) -> None:
+    encoded = tokenizer.encode(["hello world"])
+    row = sequence_window(tokenizer, encoded, ["user"], max_length=64, context_tokens=16)
+    assert row.tolist() == [tokenizer.cls_id, *encoded[0].ids.tolist(), tokenizer.sep_id]
+
+
+def test_message_text_joins_text_parts_and_skips_images() -> None:
+    message = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "first"},
+            {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+            {"type": "text", "text": "second"},
+        ],
+    }
+    assert message_text(message) == "first\nsecond"
+    assert message_text({"role": "assistant", "content": None}) == ""
