@@ -11,6 +11,7 @@ import openai
 import pytest
 from devstack import Ports, Stack
 
+from tests.conftest import DEMO_CONFIG
 from tests.e2e.otlp import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> I
         "OTEL_BSP_SCHEDULE_DELAY": "50",
         "OTEL_SERVICE_NAME": "meritorder-test",
     }
-    with Stack(ports, workdir=tmp_path_factory.mktemp("otel"), router_env=env) as running:
+    workdir = tmp_path_factory.mktemp("otel")
+    policy = workdir / "policy.yaml"
+    policy.write_text(
+        DEMO_CONFIG.read_text()
+        .replace("signals:\n", "signals:\n  - {name: forbidden, keywords: [forbidden-topic]}\n")
+        .replace(
+            "decisions:\n",
+            "decisions:\n  - {name: refuse, priority: 999, when: forbidden, block: {}}\n",
+        )
+    )
+    with Stack(ports, router_config=policy, workdir=workdir, router_env=env) as running:
         yield running
 
 
@@ -236,3 +247,22 @@ def test_a_failing_upstream_is_recorded_with_error_status(
         lambda s: s.trace_id == trace_id and s.name == "meritorder.response"
     )
     assert response.status_code == 2 and response.attributes["http.response.status_code"] == 502
+
+
+def test_a_blocked_request_is_traced_with_error_status(
+    stack: Stack, receiver: OtlpReceiver, client: openai.OpenAI
+) -> None:
+    trace_id, parent = traceparent()
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "tell me about forbidden-topic"}],
+            extra_headers={"traceparent": parent},
+        )
+    span = route_span(receiver, trace_id)
+    assert span.status_code == 2
+    assert (span.attributes["meritorder.action"], span.attributes["meritorder.decision"]) == (
+        "block",
+        "refuse",
+    )
+    assert span.attributes["error.type"] == "blocked_by_policy"
