@@ -321,8 +321,16 @@ class SignalEngine:
                 ]
             )
         spans = self._scheme.decode(probs, self.spec.thresholds.pii_token)
+        if not spans:
+            return []
+        offsets = message.encoding.offsets  # built on each access: read it once
         return [
-            PiiEntity(s.type, *to_words(text, *message.char_span(s.first, s.last)), s.score, index)
+            PiiEntity(
+                s.type,
+                *to_words(text, offsets[s.first][0], offsets[s.last][1]),
+                s.score,
+                index,
+            )
             for s in spans
         ]
 

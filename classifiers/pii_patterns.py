@@ -22,10 +22,13 @@ PRIORITY = (
     "PHONE_NUMBER",
 )
 _RANK = {kind: i for i, kind in enumerate(PRIORITY)}
+_MAY_HOLD_PII = re.compile(r"[\d@]")
 
 
 def find_pii(text: str) -> tuple[PiiEntity, ...]:
     """Every validated PII span in `text`, without overlaps, ordered by start."""
+    if not _MAY_HOLD_PII.search(text):  # every detector needs a digit, or the @ of an email
+        return ()
     hits = [hit for detect in DETECTORS for hit in detect(text)]
     return resolve_overlaps(hits)
 

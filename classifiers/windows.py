@@ -44,11 +44,6 @@ class EncodedText:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def char_span(self, first: int, last: int) -> tuple[int, int]:
-        """The characters covered by tokens `first..last` (inclusive)."""
-        offsets = self.encoding.offsets
-        return offsets[first][0], offsets[last][1]
-
 
 class TextTokenizer:
     """The shipped WordPiece tokenizer, with its baked-in truncation and padding switched off."""
