@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         Signals,
     )
     from classifiers.spec import ModelSpec, SpecError
-    from classifiers.windows import message_text
+    from classifiers.text import message_text
 
 _EXPORTS = {
     "BatcherClosed": "batching",
@@ -41,7 +41,7 @@ _EXPORTS = {
     "Signals": "signals",
     "ModelSpec": "spec",
     "SpecError": "spec",
-    "message_text": "windows",
+    "message_text": "text",
 }
 
 __all__ = [

@@ -22,13 +22,13 @@ from classifiers.pii import FloatArray, TagScheme, merge, to_words
 from classifiers.session import create_session
 from classifiers.signals import AttackSignal, DifficultySignal, DomainSignal, PiiEntity, Signals
 from classifiers.spec import INPUTS, MODEL_FILE, OUTPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
+from classifiers.text import message_text
 from classifiers.windows import (
     EncodedText,
     IdArray,
     TextTokenizer,
     Window,
     last_user_index,
-    message_text,
     pii_windows,
     sequence_window,
 )

@@ -51,6 +51,8 @@ def create_session(
         reason = "CPU forced by configuration"
     elif CUDA not in ort.get_available_providers():
         reason = "CUDA provider not available"
+    elif not _nvidia_driver_present():
+        reason = "no NVIDIA driver on this host (/proc/driver/nvidia is absent)"
     else:
         cuda, reason = _cuda_session(model, options)
         if cuda is not None:
@@ -90,3 +92,8 @@ def smoke_run(session: ort.InferenceSession) -> None:
     """Run a two-token batch through every output; raises whatever the provider raises."""
     ids = np.zeros((1, 2), dtype=np.int64)
     session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+
+
+def _nvidia_driver_present() -> bool:
+    # Without a driver, onnxruntime-gpu would still try (and loudly fail) to load CUDA libraries.
+    return Path("/proc/driver/nvidia").exists()

@@ -8,30 +8,15 @@ where it sits furthest from an edge, so the windows' predictions never overlap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Encoding, Tokenizer
 
 IdArray = npt.NDArray[np.int64]
-
-
-def message_text(message: Mapping[str, Any]) -> str:
-    """The text of one chat message; list content joins its text parts with newlines."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from meritorder.batch import explain, route_lines
+from meritorder.classify import load_classifier
 from meritorder.config import ConfigError, load_config
 from meritorder.errors import RequestError
 from meritorder.logs import configure_logging
@@ -27,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=50051)
     serve.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    serve.add_argument(
+        "--model-dir", type=Path, help="classifier model directory (default: shipped)"
+    )
+    serve.add_argument(
+        "--no-classifier", action="store_true", help="keyword and request signals only"
+    )
+    serve.add_argument("--cpu", action="store_true", help="never use the CUDA provider")
     serve.add_argument(
         "--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal"
     )
@@ -44,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--model", help="the model the client asks for (default: virtual)")
     explain.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
     explain.add_argument("prompt")
+
+    classify = commands.add_parser("classify", help="signals of JSONL prompts (text or messages)")
+    classify.add_argument("--input", default="-", help="JSONL file, or - for stdin")
+    classify.add_argument("--output", default="-", help="JSONL file, or - for stdout")
+    classify.add_argument("--model-dir", type=Path, help="classifier model directory")
+    classify.add_argument("--cpu", action="store_true", help="never use the CUDA provider")
 
     evaluation = commands.add_parser("eval", help="cost and accuracy of a policy vs single models")
     evaluation.add_argument("--config", required=True, type=Path)
@@ -68,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return _explain(args)
     if args.command == "eval":
         return _eval(args)
+    if args.command == "classify":
+        return _classify(args)
     return _serve(args)
 
 
@@ -89,7 +105,9 @@ def _validate(paths: list[Path]) -> int:
 
 def _offline_router(path: Path) -> Router:
     configure_logging(json_logs=False, level="WARNING")
-    return Router(load_config(path), enforce_timeout=False)
+    config = load_config(path)
+    classifier = load_classifier() if config.uses_classifier() else None
+    return Router(config, classifier, enforce_timeout=False)
 
 
 def _route(args: argparse.Namespace) -> int:
@@ -123,6 +141,24 @@ def _explain(args: argparse.Namespace) -> int:
     except RequestError as error:
         print(f"error {error.status}: {error.message}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from classifiers.cli import run_classify
+    from classifiers.engine import SignalEngine
+    from classifiers.spec import SpecError
+
+    configure_logging(json_logs=False, level="WARNING")
+    try:
+        engine = SignalEngine.load(args.model_dir, force_cpu=args.cpu)
+    except (OSError, SpecError, ValueError) as error:
+        print(f"cannot load the classifier model: {error}", file=sys.stderr)
+        return 2
+    with _open(args.input, "r") as source, _open(args.output, "w") as sink:
+        failed = run_classify(source, sink, engine)
+    if failed:
+        print("some lines could not be classified (see their 'error')", file=sys.stderr)
     return 0
 
 
@@ -164,7 +200,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 2
     options = ServerOptions(
-        config_path=args.config, host=args.host, port=args.port, metrics_port=args.metrics_port
+        config_path=args.config,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        classifier=not args.no_classifier,
+        model_dir=args.model_dir,
+        force_cpu=args.cpu,
     )
     asyncio.run(serve(config, options))
     return 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from classifiers.text import message_text
 from meritorder.errors import RequestError, bad_request
 
 CHAT_PATH = "/v1/chat/completions"
@@ -66,20 +67,6 @@ class ChatRequest:
     def prompt_text(self) -> str:
         """All message text joined, for keyword signals."""
         return "\n".join(self.texts())
-
-
-def message_text(message: Mapping[str, Any]) -> str:
-    """The text of one chat message; content may be a string or a list of typed parts."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return ""
 
 
 def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> ChatRequest:

@@ -22,6 +22,7 @@ from extproc.processor import Processor
 from extproc.service import ExternalProcessorService
 from meritorder import telemetry
 from meritorder.api import RouterService
+from meritorder.classify import load_classifier
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
 from meritorder.router import Router
 from meritorder.v1 import router_pb2_grpc
@@ -43,6 +44,9 @@ class ServerOptions:
     shutdown_grace_s: float = 10.0
     reuse_port: bool = False
     metrics_port: int | None = None
+    classifier: bool = True
+    model_dir: Path | None = None
+    force_cpu: bool = False
 
 
 class ConfigWatcher:
@@ -111,7 +115,12 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     telemetry.setup_tracing()
     if options.metrics_port is not None:
         telemetry.METRICS.serve(options.metrics_port, options.host)
-    router = Router(config)
+    classifier = (
+        load_classifier(options.model_dir, force_cpu=options.force_cpu)
+        if options.classifier
+        else None
+    )
+    router = Router(config, classifier)
     server, health_servicer = build_server(router, options)
     await server.start()
     for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor", "meritorder.v1.Router"):
@@ -142,5 +151,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await server.stop(options.shutdown_grace_s)
+    if classifier is not None:
+        classifier.close()
     telemetry.shutdown_tracing()
     log.info("router stopped")

@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 from structlog.testing import capture_logs
 
+from classifiers import session as session_module
 from classifiers.session import CPU, CUDA, available_cores, create_session, session_options
 
 
@@ -56,6 +57,7 @@ def test_a_failing_cuda_smoke_run_falls_back_to_cpu_with_the_error(
         return _FakeCudaSession() if CUDA in providers else real(path, options, providers=providers)
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(session_module, "_nvidia_driver_present", lambda: True)
     monkeypatch.setattr(ort, "InferenceSession", fake)
     with capture_logs() as logs:
         session = create_session(model_dir / "signals.int8.onnx")
@@ -74,3 +76,23 @@ def test_cpu_options_use_every_core_and_all_graph_optimizations() -> None:
 def test_a_missing_model_file_says_where_it_was_looked_for(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"signals\.int8\.onnx does not exist"):
         create_session(tmp_path / "signals.int8.onnx")
+
+
+def test_a_host_without_an_nvidia_driver_uses_cpu_without_trying_cuda(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tried: list[Sequence[str]] = []
+    real = ort.InferenceSession
+
+    def spy(path: str, options: Any, providers: Sequence[str]) -> Any:
+        tried.append(providers)
+        return real(path, options, providers=providers)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(session_module, "_nvidia_driver_present", lambda: False)
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    with capture_logs() as logs:
+        session = create_session(model_dir / "signals.int8.onnx")
+    assert session.get_providers()[0] == CPU
+    assert tried == [[CPU]]
+    assert any("no NVIDIA driver" in str(entry.get("why")) for entry in logs)

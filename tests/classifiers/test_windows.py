@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classifiers.text import message_text
 from classifiers.windows import (
     TextTokenizer,
     head_and_tail,
-    message_text,
     pii_windows,
     sequence_window,
 )
