@@ -8,6 +8,7 @@ run together, sorted by length and padded only to the longest row of each forwar
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +21,14 @@ from classifiers import pii_patterns
 from classifiers.batching import BatchStats, MicroBatcher
 from classifiers.pii import FloatArray, TagScheme, merge, to_words
 from classifiers.session import create_session
-from classifiers.signals import AttackSignal, DifficultySignal, DomainSignal, PiiEntity, Signals
+from classifiers.signals import (
+    AttackSignal,
+    BatchTiming,
+    DifficultySignal,
+    DomainSignal,
+    PiiEntity,
+    Signals,
+)
 from classifiers.spec import INPUTS, MODEL_FILE, OUTPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
 from classifiers.text import message_text
 from classifiers.windows import (
@@ -214,6 +222,7 @@ class SignalEngine:
         return windows + (len(job.texts) > 1)
 
     def _run(self, jobs: Sequence[Job]) -> list[Signals | BaseException]:
+        tokenize_start = time.time_ns()
         encoded = self.tokenizer.encode([text for job in jobs for text in job.texts])
         rows: list[IdArray] = []
         plans: list[_Plan] = []
@@ -221,11 +230,15 @@ class SignalEngine:
         for job in jobs:
             plans.append(self._plan(job, encoded[at : at + len(job.texts)], rows))
             at += len(job.texts)
+        inference_start = time.time_ns()
         outputs = self._forward(rows)
+        timing = BatchTiming(
+            len(jobs), len(rows), tokenize_start, inference_start, inference_start, time.time_ns()
+        )
         results: list[Signals | BaseException] = []
         for job, plan in zip(jobs, plans, strict=True):
             try:
-                results.append(self._signals(job, plan, outputs))
+                results.append(replace(self._signals(job, plan, outputs), timing=timing))
             except Exception as exc:  # one request's failure is only that request's
                 results.append(exc)
         return results

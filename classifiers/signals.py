@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 PiiSource = Literal["model", "pattern"]
@@ -67,6 +67,18 @@ class PiiEntity:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchTiming:
+    """When the batch that served a request was tokenized and run (epoch nanoseconds)."""
+
+    requests: int
+    rows: int
+    tokenize_start_ns: int
+    tokenize_end_ns: int
+    inference_start_ns: int
+    inference_end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class Signals:
     """Everything the classifiers say about one request; `tokens` counts every message's tokens."""
 
@@ -75,6 +87,7 @@ class Signals:
     pii: tuple[PiiEntity, ...]
     difficulty: DifficultySignal
     tokens: int
+    timing: BatchTiming | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,11 +23,11 @@ class EngineClassifier:
     def __init__(self, engine: SignalEngine) -> None:
         self.engine = engine
         self.attack_threshold = engine.spec.thresholds.prompt_attack
-        self._batches_seen = engine.batch_stats.batches
 
     async def classify(self, request: ChatRequest) -> Classified:
         signals = await self.engine.classify_messages(request.messages)
-        self._record_batches()
+        if signals.timing is not None:
+            telemetry.record_batch(signals.timing)
         return Classified(
             domain=signals.domain.label,
             domain_scores=signals.domain.scores,
@@ -37,13 +37,6 @@ class EngineClassifier:
             pii=signals.pii,
             tokens=signals.tokens,
         )
-
-    def _record_batches(self) -> None:
-        stats = self.engine.batch_stats
-        if stats.batches > self._batches_seen:
-            calls_per_batch = stats.calls / max(stats.batches, 1)
-            telemetry.METRICS.batch_size.observe(calls_per_batch)
-            self._batches_seen = stats.batches
 
     def close(self) -> None:
         self.engine.close()

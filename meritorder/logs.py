@@ -27,7 +27,7 @@ def configure_logging(*, json_logs: bool | None = None, level: str = "INFO") -> 
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_StderrLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # tools and tests may reconfigure (or capture) logging
     )
 
 

@@ -21,6 +21,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 if TYPE_CHECKING:
+    from classifiers.signals import BatchTiming
     from meritorder.policy import Decision
 
 log = structlog.get_logger("meritorder.telemetry")
@@ -95,6 +96,19 @@ def current(span: Span) -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+def record_batch(timing: BatchTiming) -> None:
+    """The tokenize and inference spans of the classifier batch that served this request."""
+    METRICS.batch_size.observe(timing.requests)
+    for name, start, end in (
+        ("tokenize", timing.tokenize_start_ns, timing.tokenize_end_ns),
+        ("inference", timing.inference_start_ns, timing.inference_end_ns),
+    ):
+        span = tracer().start_span(name, start_time=start)
+        span.set_attribute("meritorder.classifier.batch_requests", timing.requests)
+        span.set_attribute("meritorder.classifier.batch_rows", timing.rows)
+        span.end(end_time=end)
 
 
 def record_decision(span: Span, decision: Decision) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from meritorder.config import RouterConfig, load_config
 
@@ -15,3 +17,10 @@ DEMO_CONFIG = REPO / "deploy" / "config.yaml"
 @pytest.fixture
 def demo_config() -> RouterConfig:
     return load_config(DEMO_CONFIG)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands under test configure structlog globally; give every test the defaults back."""
+    yield
+    structlog.reset_defaults()

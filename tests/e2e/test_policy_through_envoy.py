@@ -103,7 +103,13 @@ def test_reasoning_is_switched_on_in_each_models_own_format(
 
 
 def test_a_spent_budget_steps_down_then_answers_429(stack: Stack) -> None:
-    body = {"model": "large", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
+    # Streamed, so no usage comes back to replace the estimates: the charges are exact.
+    body = {
+        "model": "large",
+        "max_tokens": 1000,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     served = []
     with httpx.Client(base_url=stack.base_url, headers={"x-tenant": "acme"}) as http:
         for _ in range(5):
