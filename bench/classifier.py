@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Classifier cost: the fused signals model through the runtime vs the bare onnxruntime forward.
+
+    python bench/classifier.py [--quick] [--out bench/results/classifier.json]
+
+Measures, on the machine it runs on (provider and threads recorded):
+  1. single request latency p50/p99 at 16..512 tokens: `SignalEngine.classify_text` (tokenize,
+     windows, all four heads, PII decoding and validators) next to the bare `session.run` of the
+     same graph on the same token ids, so the serving overhead is visible;
+  2. throughput under concurrency with micro-batching (128-token prompts);
+  3. fused vs separate: one forward for all heads vs four forwards of the same-size encoder, the
+     cost a one-encoder-per-task design pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifiers.engine import SignalEngine
+from classifiers.spec import INPUTS, OUTPUTS
+
+LENGTHS = (16, 64, 128, 256, 512)
+SOURCE = Path(__file__).resolve().parent.parent / "examples" / "data" / "mmlu_pro_dev.jsonl"
+
+
+def prompt_of(engine: SignalEngine, tokens: int) -> str:
+    """Real question text cut to exactly `tokens` word pieces."""
+    words: list[str] = []
+    for line in SOURCE.read_text().splitlines():
+        words += json.loads(line)["text"].split()
+        if len(words) > tokens * 2:
+            break
+    encoding = engine.tokenizer._tokenizer.encode(" ".join(words), add_special_tokens=False)
+    end = encoding.offsets[tokens - 1][1]
+    return " ".join(words)[:end]
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {
+        "p50": round(pick(0.5), 3),
+        "p99": round(pick(0.99), 3),
+        "mean": round(statistics.fmean(ordered), 3),
+    }
+
+
+def bare_forward(
+    engine: SignalEngine, tokens: int, repeats: int, passes: int = 1
+) -> dict[str, float]:
+    ids = np.full((1, min(tokens, engine.max_length - 2) + 2), 1000, dtype=np.int64)
+    ids[0, 0], ids[0, -1] = engine.tokenizer.cls_id, engine.tokenizer.sep_id
+    mask = np.ones_like(ids)
+    feed = {INPUTS[0]: ids, INPUTS[1]: mask}
+    for _ in range(5):
+        engine.session.run(OUTPUTS, feed)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(passes):
+            engine.session.run(OUTPUTS, feed)
+        samples.append((time.perf_counter() - start) * 1000)
+    return percentiles(samples)
+
+
+async def single(engine: SignalEngine, text: str, repeats: int) -> dict[str, float]:
+    for _ in range(5):
+        await engine.classify_text(text)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        await engine.classify_text(text)
+        samples.append((time.perf_counter() - start) * 1000)
+    return percentiles(samples)
+
+
+async def concurrent(
+    engine: SignalEngine, text: str, concurrency: int, total: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            await engine.classify_text(text)
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    batches_before = engine.batch_stats.batches
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    batches = engine.batch_stats.batches - batches_before
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "per_second": round(len(latencies) / elapsed, 1),
+        "mean_batch": round(len(latencies) / max(batches, 1), 2),
+        **percentiles(latencies),
+    }
+
+
+def machine(engine: SignalEngine) -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    import os
+
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "provider": engine.provider,
+        "python": platform.python_version(),
+        "model": engine.spec.version,
+        "max_length": engine.max_length,
+    }
+
+
+async def main(quick: bool, out: Path) -> dict[str, Any]:
+    repeats = 30 if quick else 200
+    results: dict[str, Any] = {}
+    for max_length in (256, 512):
+        engine = SignalEngine.load(force_cpu=True, max_length=max_length)
+        rows = []
+        for tokens in LENGTHS:
+            text = prompt_of(engine, tokens)
+            runtime = await single(engine, text, repeats)
+            bare = bare_forward(engine, tokens, repeats)
+            rows.append(
+                {
+                    "tokens": tokens,
+                    "runtime_ms": runtime,
+                    "bare_forward_ms": bare,
+                    "overhead_ratio_p50": round(runtime["p50"] / bare["p50"], 2),
+                }
+            )
+        results[f"single_max_length_{max_length}"] = rows
+        if max_length == 256:
+            results["machine"] = machine(engine)
+            text = prompt_of(engine, 128)
+            total = 200 if quick else 1000
+            results["concurrency_128_tokens"] = [
+                await concurrent(engine, text, c, total) for c in (1, 4, 16, 64)
+            ]
+            results["fused_vs_separate_128_tokens"] = {
+                "fused_one_pass_ms": bare_forward(engine, 128, repeats),
+                "four_task_passes_ms": bare_forward(engine, 128, repeats, passes=4),
+            }
+        engine.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['provider']}, model {m['model']}.",
+        "",
+        row("tokens", "runtime p50 / p99 ms (window 256)", "bare forward p50 ms", "runtime / bare",
+            "runtime p50 / p99 ms (window 512)", "bare p50 (window 512)"),
+        "|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    pairs = zip(results["single_max_length_256"], results["single_max_length_512"], strict=True)
+    for a, b in pairs:
+        ra, rb = a["runtime_ms"], b["runtime_ms"]
+        lines.append(
+            row(a["tokens"], f"{ra['p50']} / {ra['p99']}", a["bare_forward_ms"]["p50"],
+                a["overhead_ratio_p50"], f"{rb['p50']} / {rb['p99']}", b["bare_forward_ms"]["p50"])
+        )  # fmt: skip
+    lines += [
+        "",
+        row("concurrency (128 tokens)", "classifications/s", "mean batch", "p50 ms", "p99 ms"),
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["concurrency_128_tokens"]:
+        lines.append(row(r["concurrency"], r["per_second"], r["mean_batch"], r["p50"], r["p99"]))
+    fused = results["fused_vs_separate_128_tokens"]
+    lines += [
+        "",
+        f"Fused vs separate (128 tokens, bare forward): one pass for all four heads p50 "
+        f"{fused['fused_one_pass_ms']['p50']} ms; four same-size per-task passes p50 "
+        f"{fused['four_task_passes_ms']['p50']} ms.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/classifier.json"))
+    args = parser.parse_args()
+    print(table(asyncio.run(main(args.quick, args.out))))
