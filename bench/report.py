@@ -1,0 +1,282 @@
+"""Figures from a path-overhead run: the summary of each level, the targets, the plot and the
+Markdown tables that `bench/run.py` writes into docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.loadgen import LevelResult
+
+# Markers in docs/BENCHMARKS.md between which a full run writes its tables; the prose around
+# them is written by hand and left alone.
+BEGIN = "<!-- bench:path-overhead:begin (written by bench/run.py; edit outside) -->"
+END = "<!-- bench:path-overhead:end -->"
+
+
+def summarize(result: LevelResult, roles: Sequence[str]) -> dict[str, Any]:
+    """The figures of one level: latency percentiles (ms), throughput, CPU per request."""
+    ms = np.asarray(result.latencies_ns, dtype=np.float64) / 1e6
+    ok = len(ms)
+    before, after = result.probes
+    per_request: dict[str, float | None] = {}
+    for role in roles:
+        if before is None or before.get(role) is None or after.get(role) is None:
+            per_request[role] = None
+        else:
+            per_request[role] = round((after[role] - before[role]) * 1000 / max(1, ok), 4)
+    per_request["loadgen"] = round(result.loadgen_cpu_s * 1000 / max(1, result.completed), 4)
+    return {
+        "concurrency": result.concurrency,
+        "requests": result.completed,
+        "ok": ok,
+        "errors": result.errors,
+        "error_kinds": result.error_kinds,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "rps": round(ok / result.elapsed_s, 1) if result.elapsed_s else 0.0,
+        "p50_ms": _pct(ms, 50),
+        "p95_ms": _pct(ms, 95),
+        "p99_ms": _pct(ms, 99),
+        "mean_ms": round(float(ms.mean()), 3) if ok else None,
+        "cpu_ms_per_request": per_request,
+        "response_headers": result.last_headers,
+    }
+
+
+def _pct(values: np.ndarray[Any, Any], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if len(values) else None
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: float | None
+    threshold: float
+    higher_is_better: bool
+    unit: str
+    detail: str
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        if self.higher_is_better:
+            return self.measured >= self.threshold
+        return self.measured <= self.threshold
+
+    def as_dict(self) -> dict[str, Any]:
+        margin = None if self.measured is None else round(self.measured - self.threshold, 3)
+        return {
+            "name": self.name,
+            "measured": self.measured,
+            "threshold": self.threshold,
+            "unit": self.unit,
+            "higher_is_better": self.higher_is_better,
+            "met": self.met,
+            "margin": margin,
+            "detail": self.detail,
+        }
+
+
+def _level(paths: Mapping[str, Any], path: str, concurrency: int) -> dict[str, Any] | None:
+    for level in paths.get(path, {}).get("levels", []):
+        if level["concurrency"] == concurrency:
+            return dict(level)
+    return None
+
+
+def _get(paths: Mapping[str, Any], path: str, concurrency: int, key: str) -> float | None:
+    level = _level(paths, path, concurrency)
+    return None if level is None or level.get(key) is None else float(level[key])
+
+
+def _sub(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 3)
+
+
+def targets(paths: Mapping[str, Any]) -> list[Target]:
+    """The issue's targets, each from figures of this one run."""
+    a1, b1, c1 = (_get(paths, p, 1, "p50_ms") for p in ("envoy", "explicit", "auto"))
+    mock1, d1 = _get(paths, "mock", 1, "p50_ms"), _get(paths, "litellm", 1, "p50_ms")
+    c_added, d_added = _sub(c1, mock1), _sub(d1, mock1)
+    b16, c16, d16 = (_get(paths, p, 16, "rps") for p in ("explicit", "auto", "litellm"))
+    c_rps1 = _get(paths, "auto", 1, "rps")
+    return [
+        Target(
+            "(b) router, explicit model: added p50 over (a) at c=1",
+            _sub(b1, a1),
+            1.5,
+            False,
+            "ms",
+            f"p50 (b) {b1} ms - p50 (a) {a1} ms",
+        ),
+        Target(
+            "(b) router, explicit model: requests/s at c=16",
+            b16,
+            1000.0,
+            True,
+            "req/s",
+            "closed loop, 16 connections",
+        ),
+        Target(
+            "(c) adds less p50 than (d) at c=1 (each over the bare mock)",
+            _sub(c_added, d_added),
+            0.0,
+            False,
+            "ms",
+            f"(c) adds {c_added} ms, (d) adds {d_added} ms over the mock's {mock1} ms; "
+            "measured = (c) added - (d) added, must be < 0",
+        ),
+        Target(
+            "(c) serves more requests/s than (d) at c=16",
+            _sub(c16, d16),
+            0.0,
+            True,
+            "req/s",
+            f"(c) {c16} req/s - (d) {d16} req/s; must be > 0",
+        ),
+        Target(
+            "(c) auto: requests/s at c=16 over requests/s at c=1",
+            round(c16 / c_rps1, 2) if c16 is not None and c_rps1 else None,
+            3.0,
+            True,
+            "x",
+            f"(c) {c16} req/s at c=16 / {c_rps1} req/s at c=1",
+        ),
+    ]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The generated part of docs/BENCHMARKS.md: conditions, one table per path, targets."""
+    machine, conditions = report["machine"], report["conditions"]
+    lines = [
+        f"Run of {report['finished_at']} (`{report['command']}`, commit "
+        f"`{report['git_commit']}`): {machine['cpu_model']}, {machine['cores']} cores, "
+        f"Python {machine['python']}, Envoy {machine['envoy']}, LiteLLM {machine['litellm']}.",
+        "",
+        f"**Load conditions:** {conditions['summary']}",
+        "",
+        f"Classifier: {report['classifier']['summary']}",
+        "",
+    ]
+    for key, path in report["paths"].items():
+        lines += [f"#### {path['label']}", ""]
+        if path.get("skipped"):
+            lines += [f"Not measured: {path['skipped']}", ""]
+            continue
+        roles = [r for r in path["cpu_roles"] if r != "loadgen"]
+        head = [
+            "conc.",
+            "requests",
+            "errors",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "req/s",
+            *(f"{r} CPU ms/req" for r in [*roles, "loadgen"]),
+            "load1",
+        ]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+        for level in path["levels"]:
+            cpu = level["cpu_ms_per_request"]
+            row = [
+                level["concurrency"],
+                level["requests"],
+                level["errors"],
+                level["p50_ms"],
+                level["p95_ms"],
+                level["p99_ms"],
+                level["rps"],
+                *(cpu.get(r) for r in [*roles, "loadgen"]),
+                level["load1_before"],
+            ]
+            lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+        lines.append("")
+        if key == "auto":
+            decision = path["levels"][-1]["response_headers"]
+            lines += [f"Decision headers of the last (c) response: `{decision}`", ""]
+    lines += [
+        "#### Added latency (p50, ms) over the bare mock",
+        "",
+        "| path | " + " | ".join(f"c={c}" for c in report["method"]["concurrency"]) + " |",
+        "|---|" + "---:|" * len(report["method"]["concurrency"]),
+    ]
+    for key, path in report["paths"].items():
+        if key in ("loadgen", "mock") or path.get("skipped"):
+            continue
+        added = [
+            _sub(
+                _get(report["paths"], key, c, "p50_ms"), _get(report["paths"], "mock", c, "p50_ms")
+            )
+            for c in report["method"]["concurrency"]
+        ]
+        lines.append(f"| {path['label']} | " + " | ".join(_fmt(v) for v in added) + " |")
+    lines += ["", "#### Targets", "", "| target | measured | threshold | result | detail |"]
+    lines.append("|---|---:|---:|---|---|")
+    for target in report["targets"]:
+        verdict = {True: "**met**", False: "**missed**", None: "not measured"}[target["met"]]
+        if target["met"] is not None:
+            verdict += f" (by {abs(target['margin']):g} {target['unit']})"
+        comparison = ">=" if target["higher_is_better"] else "<="
+        lines.append(
+            f"| {target['name']} | {_fmt(target['measured'])} {target['unit']} | "
+            f"{comparison} {target['threshold']:g} | {verdict} | {target['detail']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_doc(doc: Path, generated: str) -> bool:
+    """Replace the generated block of `doc`; False if its markers are missing."""
+    text = doc.read_text() if doc.exists() else ""
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        return False
+    doc.write_text(pattern.sub(lambda _: f"{BEGIN}\n{generated}\n{END}", text, count=1))
+    return True
+
+
+def plot(report: Mapping[str, Any], path: Path) -> None:
+    """p50 latency and requests/s against concurrency, one line per path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (latency, rps) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for path_data in report["paths"].values():
+        levels = path_data.get("levels") or []
+        if not levels:
+            continue
+        conc = [lv["concurrency"] for lv in levels]
+        latency.plot(conc, [lv["p50_ms"] for lv in levels], marker="o", label=path_data["label"])
+        rps.plot(conc, [lv["rps"] for lv in levels], marker="o", label=path_data["label"])
+    for axis, title, unit in (
+        (latency, "p50 latency", "ms (log)"),
+        (rps, "throughput", "requests/s (log)"),
+    ):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xticks(report["method"]["concurrency"])
+        axis.set_xticklabels([str(c) for c in report["method"]["concurrency"]])
+        axis.set_xlabel("concurrency (closed-loop connections)")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+    latency.legend(fontsize=7)
+    fig.suptitle(f"Path overhead: {report['conditions']['summary']}", fontsize=9, wrap=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
