@@ -8,6 +8,7 @@ generator, at concurrency 1, 4, 16 and 64 (closed loop):
   mock      the mock upstream alone
   (a) envoy     Envoy without ext_proc (deploy/envoy/envoy.yaml less the ext_proc filter and the
                 gRPC access log; the client sets x-meritorder-model: small)
+  (b0) noop     Envoy as shipped + a no-op grpc.aio ext_proc (bench/noop_extproc.py): the floor
   (b) explicit  Envoy + router, "model": "small" (no classification)
   (c) auto      Envoy + router, "model": "auto" (deploy/config.yaml: every signal and the policy)
   (d) litellm   the LiteLLM proxy forwarding "small" to the mock, no Envoy
@@ -274,15 +275,17 @@ def litellm_proxy(workdir: Path, mock_port: int, port: int, master_key: str) -> 
 
 
 @contextlib.contextmanager
-def trivial_server(workdir: Path, port: int) -> Iterator[int]:
-    log = (workdir / "trivial.log").open("ab")
+def bench_server(workdir: Path, script: str, args: list[str], port: int) -> Iterator[int]:
+    """One of the bench's own servers (`bench/<script>`), listening on `port`; yields its pid."""
+    log = workdir / f"{Path(script).stem}.log"
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "loadgen.py"), "serve", "--port", str(port)],
-        stdout=log,
+        [sys.executable, str(REPO / "bench" / script), *args, "--port", str(port)],
+        stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
     try:
-        _wait_http(process, None, workdir / "trivial.log", port=port)
+        _wait_http(process, None, log, port=port)
         yield process.pid
     finally:
         process.terminate()
@@ -378,7 +381,7 @@ def run_all(bench: Bench, workdir: Path) -> dict[str, Any]:
     small = ports.mocks["small"]
 
     port = Ports.free().listener
-    with trivial_server(workdir, port) as pid:
+    with bench_server(workdir, "loadgen.py", ["serve"], port) as pid:
         bench.measure(
             "loadgen",
             "load generator alone (trivial server)",
@@ -420,6 +423,21 @@ def run_all(bench: Bench, workdir: Path) -> dict[str, Any]:
                     {"x-meritorder-model": "small"},
                 ),
                 {"envoy": envoy_pid, "mock": mock_pid},
+            )
+
+        noop_dir = _sub(workdir, "noop")
+        noop = Stack(ports, workdir=noop_dir)
+        with (
+            bench_server(noop_dir, "noop_extproc.py", [], ports.router) as noop_pid,
+            _started(noop),
+        ):
+            noop.start_envoy()
+            bench.measure(
+                "noop",
+                "(b0) Envoy + no-op ext_proc (grpc.aio floor)",
+                ports.listener,
+                build_request(HOST, ports.listener, CHAT, chat_body("small")),
+                {"extproc": noop_pid, "envoy": noop.processes["envoy"].pid, "mock": mock_pid},
             )
 
         full = Stack(ports, router_config=ROUTER_CONFIG, workdir=_sub(workdir, "router"))
@@ -586,9 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(figures, indent=2) + "\n")
     report.plot(figures, out / "path_overhead.png")
     generated = report.markdown(figures)
-    (out / "path_overhead.md").write_text(generated + "\n")
-    print(f"wrote {json_path.relative_to(REPO)}, path_overhead.png and path_overhead.md")
-    if not args.quick:
+    print(f"wrote {json_path.relative_to(REPO)} and path_overhead.png")
+    if args.quick:
+        (out / "path_overhead.md").write_text(generated + "\n")
+        print("the tables: bench/results/tmp/path_overhead.md (the doc is left alone)")
+    else:
         if report.write_doc(DOC, generated):
             print(f"updated the tables in {DOC.relative_to(REPO)}")
         else:
