@@ -100,10 +100,11 @@ class Router:
         return decision
 
     async def observe(self, request: ChatRequest, headers: Mapping[str, str]) -> Observation:
-        """What the policy sees of `request`; the classifier runs only if the policy needs it."""
+        """What the policy sees of `request`; the classifier runs only if the policy needs it:
+        for a virtual model with classifier signals, or for any model when boundaries apply."""
         config = self._config
         classified = None
-        if self.classifier is not None and config.uses_classifier():
+        if self.classifier is not None and _needs_classifier(config, request):
             classified = await self.classifier.classify(request)
         return Observation(request, headers, classified)
 
@@ -127,7 +128,7 @@ class Router:
                 spent = await self.budgets.spent(tenant, config.budgets.window_s)
         with telemetry.stage("policy"):
             decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
-        if config.uses_classifier() and obs.classified is None:
+        if obs.classified is None and _needs_classifier(config, request):
             decision = replace(decision, notes=(*decision.notes, "classifier=unavailable"))
         return decision
 
@@ -141,11 +142,22 @@ class Router:
                 type="server_error",
                 code="router_unavailable",
             ) from exc
-        target = request.model if config.model(request.model) else config.default_model
+        model = config.model(request.model) or config.model(config.default_model)
+        assert model is not None  # the config validator guarantees default_model exists
+        if config.boundaries and model.boundary == "external":
+            # Unread data may hold what a boundary protects: keep it inside.
+            model = next((m for m in config.cheapest() if m.boundary == "private"), model)
         log.warning(
-            "decision failed, routing without signals", why=why, model=target, error=str(exc)
+            "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )
-        return Decision("route", "fallback", model=config.model(target), notes=(f"fallback={why}",))
+        return Decision("route", "fallback", model=model, notes=(f"fallback={why}",))
+
+
+def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:
+    """Classifier signals matter for a virtual model; boundaries matter for every model."""
+    if config.boundaries:
+        return True
+    return policy.is_virtual(config, request.model) and config.uses_classifier()
 
 
 def _models_listing(config: RouterConfig) -> bytes:

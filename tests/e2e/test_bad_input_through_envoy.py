@@ -85,9 +85,10 @@ def test_a_chunked_body_over_the_limit_gets_a_413_json_error(http: httpx.Client)
 def test_a_large_body_under_the_limit_is_routed(client: openai.OpenAI) -> None:
     text = "python " * 100_000  # ~700 KB: far above small gateway buffers, under the 1 MiB limit
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": text}]
+        model="small", messages=[{"role": "user", "content": text}]
     )
-    assert raw.headers["x-meritorder-model"] == "coder"
+    assert raw.headers["x-meritorder-model"] == "small"
+    assert raw.parse().model == "mock/small-1b"
 
 
 def test_the_server_keeps_serving_after_bad_input(

@@ -16,7 +16,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 
 from extproc.processor import Processor, StreamState
-from meritorder.config import RouterConfig
+from meritorder.config import RouterConfig, parse_config
 from meritorder.router import Router
 
 OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
@@ -220,3 +220,29 @@ async def test_response_phases_pass_through_if_a_custom_envoy_sends_them(
     for phase in ("response_headers", "response_body", "request_trailers", "response_trailers"):
         response = await Stream(processor).send(ProcessingRequest(**{phase: {}}))
         assert response.WhichOneof("response") == phase
+
+
+async def test_failing_open_never_sends_unread_data_outside_a_boundary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = parse_config("""
+models:
+  - {name: cheap, cluster: a, upstream_model: c, cost: 0.1}
+  - {name: api, cluster: b, upstream_model: x, cost: 5, boundary: external}
+default_model: api
+boundaries: [{name: pii-inside}]
+""")
+    router = Router(config)
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("classifier down")
+
+    monkeypatch.setattr(router, "_decide", broken)
+    for model in ("auto", "api"):
+        headers = set_headers(
+            await Stream(Processor(router)).request(chat(model, "my ssn is 078-05-1120"))
+        )
+        assert (headers["x-meritorder-model"], headers["x-meritorder-decision"]) == (
+            "cheap",
+            "fallback",
+        )
