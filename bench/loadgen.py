@@ -144,6 +144,9 @@ class LevelResult:
     loadgen_cpu_s: float = 0.0
     probes: tuple[Any, Any] = (None, None)
     last_headers: dict[str, str] = field(default_factory=dict)
+    # How the router decided (x-meritorder-decision, plus any fallback or classifier note of
+    # x-meritorder-reason): a timeout fallback under load shows up here, not as an error.
+    decisions: dict[str, int] = field(default_factory=dict)
 
     @property
     def completed(self) -> int:
@@ -152,6 +155,15 @@ class LevelResult:
     def fail(self, kind: str) -> None:
         self.errors += 1
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+
+def _decision_key(headers: Mapping[str, str]) -> str:
+    notes = [
+        note.strip()
+        for note in headers.get("x-meritorder-reason", "").split(";")
+        if note.strip().startswith(("fallback=", "classifier="))
+    ]
+    return ";".join([headers.get("x-meritorder-decision", "-"), *notes])
 
 
 class _Budget:
@@ -200,6 +212,9 @@ async def _worker(
         if reply.status == 200:
             result.latencies_ns.append(elapsed)
             result.last_headers = reply.headers
+            if reply.headers:
+                key = _decision_key(reply.headers)
+                result.decisions[key] = result.decisions.get(key, 0) + 1
         else:
             result.fail(f"http_{reply.status}")
     return conn

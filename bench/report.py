@@ -45,6 +45,7 @@ def summarize(result: LevelResult, roles: Sequence[str]) -> dict[str, Any]:
         "mean_ms": round(float(ms.mean()), 3) if ok else None,
         "cpu_ms_per_request": per_request,
         "response_headers": result.last_headers,
+        "decisions": result.decisions,
     }
 
 
@@ -60,10 +61,12 @@ class Target:
     higher_is_better: bool
     unit: str
     detail: str
+    # Why the figure does not count, e.g. the router fell back instead of deciding.
+    invalid: str | None = None
 
     @property
     def met(self) -> bool | None:
-        if self.measured is None:
+        if self.measured is None or self.invalid:
             return None
         if self.higher_is_better:
             return self.measured >= self.threshold
@@ -80,6 +83,7 @@ class Target:
             "met": self.met,
             "margin": margin,
             "detail": self.detail,
+            "invalid": self.invalid,
         }
 
 
@@ -93,6 +97,25 @@ def _level(paths: Mapping[str, Any], path: str, concurrency: int) -> dict[str, A
 def _get(paths: Mapping[str, Any], path: str, concurrency: int, key: str) -> float | None:
     level = _level(paths, path, concurrency)
     return None if level is None or level.get(key) is None else float(level[key])
+
+
+def fallbacks(paths: Mapping[str, Any], path: str, concurrency: int) -> float:
+    """The share of a level's responses that the router routed on a timeout or error fallback."""
+    level = _level(paths, path, concurrency) or {}
+    tally: dict[str, int] = level.get("decisions") or {}
+    total = sum(tally.values())
+    fell = sum(n for key, n in tally.items() if "fallback=" in key)
+    return fell / total if total else 0.0
+
+
+def _invalid(paths: Mapping[str, Any], path: str, levels: tuple[int, ...]) -> str | None:
+    shares = {c: fallbacks(paths, path, c) for c in levels}
+    bad = {c: share for c, share in shares.items() if share > 0.01}
+    if not bad:
+        return None
+    return "the router fell back instead of deciding for " + ", ".join(
+        f"{share:.0%} of requests at c={c}" for c, share in bad.items()
+    )
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -131,6 +154,7 @@ def targets(paths: Mapping[str, Any]) -> list[Target]:
             "ms",
             f"(c) adds {c_added} ms, (d) adds {d_added} ms over the mock's {mock1} ms; "
             "measured = (c) added - (d) added, must be < 0",
+            _invalid(paths, "auto", (1,)),
         ),
         Target(
             "(c) serves more requests/s than (d) at c=16",
@@ -139,6 +163,7 @@ def targets(paths: Mapping[str, Any]) -> list[Target]:
             True,
             "req/s",
             f"(c) {c16} req/s - (d) {d16} req/s; must be > 0",
+            _invalid(paths, "auto", (16,)),
         ),
         Target(
             "(c) auto: requests/s at c=16 over requests/s at c=1",
@@ -147,6 +172,7 @@ def targets(paths: Mapping[str, Any]) -> list[Target]:
             True,
             "x",
             f"(c) {c16} req/s at c=16 / {c_rps1} req/s at c=1",
+            _invalid(paths, "auto", (1, 16)),
         ),
     ]
 
@@ -169,7 +195,9 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         f"**Load conditions:** {conditions['summary']}",
         "",
-        f"Classifier: {report['classifier']['summary']}",
+        f"Router policy: `{report['policy']['path']}` (sha256 `{report['policy']['sha256']}`"
+        + (", uncommitted changes" if report["policy"]["dirty"] else ", as committed")
+        + f"). Classifier: {report['classifier']['summary']}",
         "",
     ]
     for key, path in report["paths"].items():
@@ -205,9 +233,11 @@ def markdown(report: Mapping[str, Any]) -> str:
             ]
             lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
         lines.append("")
-        if key == "auto":
-            decision = path["levels"][-1]["response_headers"]
-            lines += [f"Decision headers of the last (c) response: `{decision}`", ""]
+        if key in ("explicit", "auto"):
+            tallies = "; ".join(
+                f"c={lv['concurrency']}: `{lv['decisions']}`" for lv in path["levels"]
+            )
+            lines += [f"Decisions (x-meritorder-decision; fallback notes): {tallies}", ""]
     lines += [
         "#### Added latency (p50, ms) over the bare mock",
         "",
@@ -228,7 +258,9 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines.append("|---|---:|---:|---|---|")
     for target in report["targets"]:
         verdict = {True: "**met**", False: "**missed**", None: "not measured"}[target["met"]]
-        if target["met"] is not None:
+        if target["invalid"]:
+            verdict = f"**not valid**: {target['invalid']}"
+        elif target["met"] is not None:
             verdict += f" (by {abs(target['margin']):g} {target['unit']})"
         comparison = ">=" if target["higher_is_better"] else "<="
         lines.append(

@@ -16,7 +16,9 @@ generator, at concurrency 1, 4, 16 and 64 (closed loop):
     python bench/run.py           # the full run: bench/results/ and docs/BENCHMARKS.md
     python bench/run.py --quick   # a smoke run with few requests: bench/results/tmp/ only
 
-Writes path_overhead.json (figures, machine, load conditions) and path_overhead.png.
+Writes path_overhead.json (figures, machine, load conditions) and path_overhead.png, and the
+tables into docs/BENCHMARKS.md. `--config FILE` runs (b) and (c) with another policy and writes
+path_overhead.<name>.{json,png,md} instead, leaving the doc alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -375,7 +378,7 @@ class Bench:
         self.paths[key] = {"label": label, "cpu_roles": [], "levels": [], "skipped": why}
 
 
-def run_all(bench: Bench, workdir: Path) -> dict[str, Any]:
+def run_all(bench: Bench, workdir: Path, policy: Path) -> dict[str, Any]:
     """Start each path, measure it, stop it; returns what the router said about its classifier."""
     ports = Ports.free()
     small = ports.mocks["small"]
@@ -440,7 +443,7 @@ def run_all(bench: Bench, workdir: Path) -> dict[str, Any]:
                 {"extproc": noop_pid, "envoy": noop.processes["envoy"].pid, "mock": mock_pid},
             )
 
-        full = Stack(ports, router_config=ROUTER_CONFIG, workdir=_sub(workdir, "router"))
+        full = Stack(ports, router_config=policy, workdir=_sub(workdir, "router"))
         with _started(full):
             full.start_router()
             full.start_envoy()
@@ -471,7 +474,7 @@ def run_all(bench: Bench, workdir: Path) -> dict[str, Any]:
                 )
         except StackError as error:
             bench.skip("litellm", litellm_label, str(error).splitlines()[0])
-    return classifier_state(router_log, bench.paths)
+    return classifier_state(router_log, bench.paths, policy)
 
 
 @contextlib.contextmanager
@@ -488,7 +491,7 @@ def _sub(workdir: Path, name: str) -> Path:
     return path
 
 
-def classifier_state(router_log: str, paths: dict[str, Any]) -> dict[str, Any]:
+def classifier_state(router_log: str, paths: dict[str, Any], policy: Path) -> dict[str, Any]:
     """Whether (c) ran the classifier, from the router's log and its x-meritorder-reason."""
     from meritorder.config import load_config
 
@@ -498,7 +501,7 @@ def classifier_state(router_log: str, paths: dict[str, Any]) -> dict[str, Any]:
             event = json.loads(line)
             if str(event.get("event", "")).startswith("classifier"):
                 loaded = event
-    uses = load_config(ROUTER_CONFIG).uses_classifier()
+    uses = load_config(policy).uses_classifier()
     levels = paths.get("auto", {}).get("levels", [])
     reason = levels[-1]["response_headers"].get("x-meritorder-reason", "") if levels else ""
     active = uses and "classifier=unavailable" not in reason
@@ -509,7 +512,7 @@ def classifier_state(router_log: str, paths: dict[str, Any]) -> dict[str, Any]:
         summary = "the policy uses it but the router reported classifier=unavailable."
     else:
         summary = (
-            f"not used by {ROUTER_CONFIG.relative_to(REPO)} (keyword and pattern signals only), "
+            f"not used by the policy (keyword and pattern signals only), "
             f"so (c) ran no model; the router loaded it anyway: "
             f"{(loaded or {}).get('event', 'no log line')}"
             + (f", provider {provider}" if provider else "")
@@ -558,6 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="few requests; results in tmp/")
     parser.add_argument("--keep", action="store_true", help="keep the process logs' directory")
+    parser.add_argument(
+        "--config", type=Path, default=ROUTER_CONFIG, help="the router's policy for (b) and (c)"
+    )
     args = parser.parse_args(argv)
 
     out = RESULTS / "tmp" if args.quick else RESULTS
@@ -569,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     start_load = load1()
     print(f"path overhead ({'quick' if args.quick else 'full'}), logs in {workdir}", flush=True)
     try:
-        classifier = run_all(bench, workdir)
+        classifier = run_all(bench, workdir, args.config.resolve())
     except StackError as error:
         print(f"bench could not start a path: {error}", file=sys.stderr)
         print(f"logs in {workdir}", file=sys.stderr)
@@ -596,18 +602,22 @@ def main(argv: list[str] | None = None) -> int:
             "cpu": "utime+stime from /proc/<pid>/stat (process tree) over the measured part",
             "envoy": "deploy/envoy/envoy.yaml (ports moved), --concurrency 2",
         },
+        "policy": policy_state(args.config.resolve()),
         "classifier": classifier,
         "paths": bench.paths,
     }
     figures["targets"] = [t.as_dict() for t in report.targets(bench.paths)]
-    json_path = out / "path_overhead.json"
+    # Another policy than the shipped one gets its own files and leaves the doc alone.
+    default_policy = args.config.resolve() == ROUTER_CONFIG.resolve()
+    stem = "path_overhead" if default_policy else f"path_overhead.{args.config.stem}"
+    json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(figures, indent=2) + "\n")
-    report.plot(figures, out / "path_overhead.png")
+    report.plot(figures, out / f"{stem}.png")
     generated = report.markdown(figures)
-    print(f"wrote {json_path.relative_to(REPO)} and path_overhead.png")
-    if args.quick:
-        (out / "path_overhead.md").write_text(generated + "\n")
-        print("the tables: bench/results/tmp/path_overhead.md (the doc is left alone)")
+    print(f"wrote {json_path.relative_to(REPO)} and {stem}.png")
+    if args.quick or not default_policy:
+        (out / f"{stem}.md").write_text(generated + "\n")
+        print(f"the tables: {(out / stem).relative_to(REPO)}.md (the doc is left alone)")
     else:
         if report.write_doc(DOC, generated):
             print(f"updated the tables in {DOC.relative_to(REPO)}")
@@ -617,8 +627,31 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     for target in figures["targets"]:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
+        if target["invalid"]:
+            verdict = "NOT VALID"
         print(f"  {verdict:12} {target['name']}: {target['measured']} {target['unit']}")
     return 0
+
+
+def policy_state(policy: Path) -> dict[str, Any]:
+    """Which policy (b) and (c) ran, and whether it or the router's code had local changes."""
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", str(policy), "meritorder", "extproc", "classifiers"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    ).stdout.splitlines()
+    changed = [line[3:] for line in changed if "classifiers/training" not in line]
+    try:
+        shown = str(policy.relative_to(REPO))
+    except ValueError:
+        shown = str(policy)
+    return {
+        "path": shown,
+        "sha256": hashlib.sha256(policy.read_bytes()).hexdigest()[:12],
+        "dirty": bool(changed),
+        "uncommitted": changed,
+    }
 
 
 def _git_commit() -> str:
