@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format proto clean
+.PHONY: install run test lint format proto clean bench models
 
 install: $(STAMP)
 
@@ -40,6 +40,13 @@ format: $(STAMP)
 ## Regenerate the gRPC stubs after editing proto/ (the install does it too).
 proto: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+
+## Benchmarks (never part of `make test`): path overhead vs Envoy alone and LiteLLM, then the
+## classifier's cost. Figures go to bench/results/ and docs/BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/classifier.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info meritorder/v1 .pytest_cache .mypy_cache .ruff_cache
