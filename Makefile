@@ -41,6 +41,22 @@ format: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 
+## Retrain the classifier from scratch (deterministic, CPU; about 40 minutes on two cores) and
+## rewrite classifiers/models/: the ONNX graph, signals.json, metrics.json and MODEL_CARD.md.
+## Its own venv: training needs the CPU onnxruntime next to torch, not the router's onnxruntime-gpu.
+TRAIN_VENV := .venv-train
+TRAIN_STAMP := $(TRAIN_VENV)/.installed-stamp
+
+$(TRAIN_STAMP): pyproject.toml
+	test -x $(TRAIN_VENV)/bin/python || $(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TRAIN_VENV)/bin/python -m pip install --quiet $$($(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"]))')
+	touch $@
+
+models: $(TRAIN_STAMP)
+	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.train
+	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate
+
 ## Benchmarks (never part of `make test`): path overhead vs Envoy alone and LiteLLM, then the
 ## classifier's cost. Figures go to bench/results/ and docs/BENCHMARKS.md.
 bench: $(STAMP)
