@@ -150,7 +150,20 @@ def _attack_groups(attacks: list[dict]) -> dict[str, str]:
 # --------------------------------------------------------------------------- prepare
 
 
-def prepare(verbose: bool = True) -> None:
+def _generated(name: str, make, regenerate: bool) -> list[dict]:
+    """Committed generated files are the source of truth; regenerate only when missing or asked to.
+
+    (faker's date() depends on the current date, so regeneration is not byte-stable over time.)
+    """
+    path = GEN_DIR / name
+    if path.exists() and not regenerate:
+        return read_jsonl(path)
+    rows = make()
+    write_jsonl(path, rows)
+    return rows
+
+
+def prepare(verbose: bool = True, regenerate: bool = False) -> None:
     pro = read_jsonl(DATA_DIR / "domain" / "mmlu_pro_mmlu_sourced.jsonl")
     extra = read_jsonl(DATA_DIR / "domain" / "mmlu_subjects.jsonl")
     rows = _domain_row_split(pro)
@@ -171,8 +184,7 @@ def prepare(verbose: bool = True) -> None:
 
     attacks = read_jsonl(DATA_DIR / "guard" / "prompt_attacks.jsonl")
     benign = read_jsonl(DATA_DIR / "guard" / "benign_prompts.jsonl")
-    gen_attack = synth.generate_attack_rows(SEED)
-    write_jsonl(GEN_DIR / "prompt_attack_synth.jsonl", gen_attack)
+    gen_attack = _generated("prompt_attack_synth.jsonl", lambda: synth.generate_attack_rows(SEED), regenerate)
     groups = _attack_groups(attacks)
     att = {"train": [], "calib": [], "dev": []}
     for a in attacks:
@@ -199,17 +211,19 @@ def prepare(verbose: bool = True) -> None:
     )
 
     presidio = read_jsonl(DATA_DIR / "pii" / "presidio_synth_v2.jsonl")
-    gen_pii = synth.generate_pii_rows(SEED)
-    write_jsonl(GEN_DIR / "pii_synth.jsonl", gen_pii)
+    gen_pii = _generated("pii_synth.jsonl", lambda: synth.generate_pii_rows(SEED), regenerate)
     pii = {"train": [], "calib": [], "dev": []}
     for r in presidio:
         pii[_three_way(str(r["template_id"]), "presidio")].append(r["id"])
     for r in gen_pii:
         pii[_three_way(r["template_id"], "synth-pii", 0.12, 0.25)].append(r["id"])
+    gen_extra = _generated("pii_synth_extra.jsonl", lambda: synth.generate_pii_extra_rows(SEED + 7), regenerate)
+    pii["train"] += [r["id"] for r in gen_extra]
     write_json(
         SPLIT_DIR / "pii.json",
         {
-            "method": "presidio_synth_v2 by template_id; faker sentences by template_id (sha256 bucket)",
+            "method": "presidio_synth_v2 by template_id; faker sentences by template_id (sha256 bucket); "
+            "pii_synth_extra.jsonl (ids starting with 'x') is training-only",
             **{k: sorted(v) for k, v in pii.items()},
         },
     )
@@ -220,6 +234,36 @@ def prepare(verbose: bool = True) -> None:
 
 
 # --------------------------------------------------------------------------- task views
+
+def merge_address_fragments(text: str, entities: list[dict]) -> list[dict]:
+    """Make presidio's STREET_ADDRESS convention consistent.
+
+    Most presidio templates label a whole postal address as one STREET_ADDRESS span (street, city, country,
+    zip); some templates instead emit the pieces separately (building number, street, "Apt. 329", zip, with
+    the city/country as GPE). A chain of STREET_ADDRESS/GPE/ZIP_CODE spans separated only by whitespace or
+    punctuation that contains >= 2 STREET_ADDRESS pieces is merged into one STREET_ADDRESS span; everything
+    else is unchanged. Non-PII_TYPES are dropped afterwards (they map to O).
+    """
+    addr_like = sorted((e for e in entities if e["type"] in ("STREET_ADDRESS", "GPE", "ZIP_CODE")),
+                       key=lambda e: e["start"])
+    chains, cur = [], []
+    for e in addr_like:
+        if cur and re.fullmatch(r"[\s,.;\-]*", text[cur[-1]["end"]:e["start"]] if e["start"] >= cur[-1]["end"] else "x"):
+            cur.append(e)
+        else:
+            if cur:
+                chains.append(cur)
+            cur = [e]
+    if cur:
+        chains.append(cur)
+    merged, consumed = [], set()
+    for ch in chains:
+        if sum(e["type"] == "STREET_ADDRESS" for e in ch) >= 2:
+            merged.append({"type": "STREET_ADDRESS", "start": ch[0]["start"], "end": max(e["end"] for e in ch)})
+            consumed.update(id(e) for e in ch)
+    out = [e for e in entities if id(e) not in consumed and e["type"] in PII_TYPES] + merged
+    return sorted(out, key=lambda e: e["start"])
+
 
 
 def load_all() -> dict:
@@ -259,10 +303,11 @@ def load_all() -> dict:
         piirows[r["id"]] = {
             **r,
             "kind": "presidio",
-            "entities": [e for e in r["entities"] if e["type"] in PII_TYPES],
+            "entities": merge_address_fragments(r["text"], r["entities"]),
+            "entities_raw": [e for e in r["entities"] if e["type"] in PII_TYPES],
         }
-    for r in read_jsonl(GEN_DIR / "pii_synth.jsonl"):
-        piirows[r["id"]] = {**r, "kind": "faker"}
+    for r in read_jsonl(GEN_DIR / "pii_synth.jsonl") + read_jsonl(GEN_DIR / "pii_synth_extra.jsonl"):
+        piirows[r["id"]] = {**r, "kind": "faker", "entities_raw": r["entities"]}
     pii = js("pii.json")
 
     out = {"domain_pro": pro, "domain_extra": extra, "rows": rows, "subject": subj}
@@ -271,6 +316,10 @@ def load_all() -> dict:
         out[f"attack_{split}"] = [guard[i] for i in att[split]]
         out[f"pii_{split}"] = [piirows[i] for i in pii[split]]
     out["domain_extra_train"] = [extra[i] for i in rows["extra_train_from_mmlu_subjects"]]
+    # stage-1 view of PII: raw presidio spans (PII types only), no training-only extra templates
+    for split in ("train", "calib"):
+        out[f"pii_{split}_v1"] = [{**r, "entities": r["entities_raw"]} for r in out[f"pii_{split}"]
+                                  if not r["id"].startswith("x")]
     return out
 
 

@@ -173,3 +173,27 @@ def bootstrap_ci(fn, n: int, reps: int = 1000, seed: int = 7) -> tuple[float, fl
 
 
 __all__ = ["TRAIN_LENGTH"]
+
+
+def decode_pred_spans(probs: np.ndarray, valid: list[bool], threshold: float) -> set[tuple[str, int, int]]:
+    """Run-based decoding used at runtime.
+
+    A token is an entity token when 1 - P(O) >= threshold (special tokens never are). Each maximal run of
+    consecutive entity tokens becomes one span; its type is the entity type with the largest summed B+I
+    probability over the run. This keeps a span's type consistent (token-wise argmax can flip an address's
+    digits to PHONE_NUMBER mid-span) and ignores spurious B tags inside a run.
+    """
+    n_types = (probs.shape[1] - 1) // 2
+    is_ent = (1.0 - probs[:, 0] >= threshold) & np.asarray(valid, bool)
+    spans, i, n = set(), 0, len(is_ent)
+    while i < n:
+        if not is_ent[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and is_ent[j + 1]:
+            j += 1
+        mass = probs[i:j + 1, 1:].reshape(j - i + 1, n_types, 2).sum(axis=(0, 2))
+        spans.add((PII_TAGS[1 + 2 * int(np.argmax(mass))][2:], i, j))
+        i = j + 1
+    return spans

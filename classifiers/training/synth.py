@@ -5,6 +5,7 @@ Every generated row carries a `template_id`; dev/calibration splits hold out who
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 
@@ -540,7 +541,7 @@ def generate_pii_rows(seed: int, per_template: int = 30) -> list[dict]:
                         "VER": lambda: (
                             f"{rng.randint(0, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}"
                         ),
-                        "DATE": lambda: fakes["en_US"].date(),
+                        "DATE": lambda: fakes["en_US"].date(end_datetime=datetime.datetime(2025, 1, 1)),
                         "ROOM": lambda: str(rng.randint(100, 999)),
                         "HEX": lambda: f"{rng.randint(0, 16**8):08X}",
                     }[kind]()
@@ -554,4 +555,53 @@ def generate_pii_rows(seed: int, per_template: int = 30) -> list[dict]:
             if rng.random() < 0.1:
                 text = text.lower()
             rows.append({"id": f"{tid}-{k}", "text": text, "entities": ents, "template_id": tid})
+    return rows
+
+
+# Extra, training-only templates (added after the first full run showed the pattern types were confused with
+# each other). They are generated from a separate seed/stream so the original rows and splits stay identical.
+PII_EXTRA_TEMPLATES = [
+    "Social security number: {US_SSN}", "can you verify that SSN {US_SSN} belongs to {PERSON}?",
+    "Employee {PERSON} (SSN {US_SSN}) started in March.", "I typed my social {US_SSN} into a form, was that a scam?",
+    "SSN# {US_SSN}", "the applicant's ssn is {US_SSN} and her phone is {PHONE_NUMBER}",
+    "Text me at {PHONE_NUMBER}", "Phone: {PHONE_NUMBER}", "my number changed to {PHONE_NUMBER}",
+    "reach {PERSON} on {PHONE_NUMBER} or {EMAIL_ADDRESS}", "Is {PHONE_NUMBER} a UK or US number?",
+    "Missed call from {PHONE_NUMBER} at 3am, who is it?", "Email: {EMAIL_ADDRESS}", "Why does {EMAIL_ADDRESS} bounce?",
+    "Add {EMAIL_ADDRESS} to the mailing list", "my login is {EMAIL_ADDRESS} and I can't sign in",
+    "write a reply to {PERSON} <{EMAIL_ADDRESS}> declining the offer",
+    "card number {CREDIT_CARD} exp 11/26 cvv 123", "Is {CREDIT_CARD} a Visa or a Mastercard?",
+    "I was charged twice on {CREDIT_CARD}", "cc: {CREDIT_CARD}", "IBAN: {IBAN_CODE}",
+    "Beneficiary {PERSON}, IBAN {IBAN_CODE}, BIC DEUTDEFF", "is {IBAN_CODE} a valid iban?",
+    "pay the supplier at {IBAN_CODE} by the end of the month", "IP: {IP_ADDRESS}",
+    "ssh into {IP_ADDRESS} fails with permission denied", "nginx logs show {IP_ADDRESS} hammering the login page",
+    "whitelist {IP_ADDRESS} and {IP_ADDRESS} please", "my router is at {IP_ADDRESS}, how do I log in?",
+    "Address: {STREET_ADDRESS}", "deliver to {STREET_ADDRESS} please", "{PERSON}\n{STREET_ADDRESS}",
+    "is {STREET_ADDRESS} in a flood zone?", "I live at {STREET_ADDRESS} and need a plumber this week.",
+    "Billing address: {STREET_ADDRESS}; shipping address: {STREET_ADDRESS}", "{PERSON} wrote the report.",
+    "Please schedule a call with {PERSON} and {PERSON} on Tuesday.", "Hi {PERSON}, thanks for your help!",
+    "write a birthday poem for {PERSON}", "my boss {PERSON} keeps micromanaging me, any advice?",
+    "Dear {PERSON},\n\nI'm writing to follow up on my application.\n\nRegards,\n{PERSON}",
+    "{PERSON} | {PHONE_NUMBER} | {STREET_ADDRESS}",
+    '{"name": "{PERSON}", "email": "{EMAIL_ADDRESS}", "ip": "{IP_ADDRESS}"}',
+    "The meeting with {PERSON} from accounting moved to 4pm; her cell is {PHONE_NUMBER}.",
+]
+PII_EXTRA_NEGATIVE_TEMPLATES = [
+    "Call 911 in an emergency.", "Room {ROOM} is on the fourth floor.", "invoice INV-{ORDER} totals $1,234.56",
+    "port 8080 is already in use, how do I free it?", "The Treaty of Versailles was signed in 1919.",
+    "What's 16 digits times 4?", "Our API returns error {ROOM} when the token expires.",
+    "Order {ORDER} was split into two shipments.",
+]
+
+
+def generate_pii_extra_rows(seed: int, per_template: int = 30) -> list[dict]:
+    saved = (PII_TEMPLATES[:], PII_NEGATIVE_TEMPLATES[:])
+    try:
+        PII_TEMPLATES[:] = PII_EXTRA_TEMPLATES
+        PII_NEGATIVE_TEMPLATES[:] = PII_EXTRA_NEGATIVE_TEMPLATES
+        rows = generate_pii_rows(seed, per_template)
+    finally:
+        PII_TEMPLATES[:], PII_NEGATIVE_TEMPLATES[:] = saved
+    for r in rows:
+        r["id"] = "x" + r["id"]
+        r["template_id"] = "x" + r["template_id"]
     return rows

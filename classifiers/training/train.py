@@ -1,7 +1,7 @@
 """Data prep + multi-task training + ONNX export + int8 quantization + threshold calibration.
 
-    python -m classifiers.training.train            # full, deterministic run
-    python -m classifiers.training.train --max-steps 20 --subject-max-steps 5   # pipeline smoke test
+python -m classifiers.training.train            # full, deterministic run
+python -m classifiers.training.train --max-steps 20 --subject-max-steps 5   # pipeline smoke test
 """
 
 from __future__ import annotations
@@ -19,28 +19,67 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
-from . import data as data_mod  # noqa: E402
-from .common import (DOMAIN_LABELS, MAX_LENGTH, MODELS_DIR, ONNX_INPUTS, ONNX_OUTPUTS, OUT_DIR, PII_TAGS,  # noqa: E402
-                     SEED, STRONG_MODEL, TRAIN_LENGTH, VERSION, WEAK_MODEL, base_model_dir, format_mc,
-                     load_tokenizer, seed_everything, write_json)
-from .metrics import (apgr, cpt, decode_spans, f1_from_counts, macro_f1, pii_counts,  # noqa: E402
-                      pii_predict_tags, roc_auc, threshold_at_fpr, token_labels)
-from .model import ExportWrapper, SignalModel  # noqa: E402
+from . import data as data_mod
+from .common import (
+    DOMAIN_LABELS,
+    MAX_LENGTH,
+    MODELS_DIR,
+    ONNX_INPUTS,
+    ONNX_OUTPUTS,
+    OUT_DIR,
+    PII_TAGS,
+    SEED,
+    STRONG_MODEL,
+    TRAIN_LENGTH,
+    VERSION,
+    WEAK_MODEL,
+    base_model_dir,
+    format_mc,
+    load_tokenizer,
+    seed_everything,
+    write_json,
+)
+from .metrics import (
+    apgr,
+    cpt,
+    decode_pred_spans,
+    decode_spans,
+    f1_from_counts,
+    macro_f1,
+    pii_counts,
+    pii_predict_tags,
+    roc_auc,
+    threshold_at_fpr,
+    token_labels,
+)
+from .model import ExportWrapper, SignalModel
 
 DOM2ID = {d: i for i, d in enumerate(DOMAIN_LABELS)}
 
 REQUEST_WRAPS = [
-    "Can you help me with this: {q}", "Explain {q}", "I'm studying for an exam. {q}", "Quick question: {q}",
-    "{q} Please explain your reasoning.", "Help me understand this problem: {q}",
-    "My professor asked: {q} How would you answer?", "Here's a question from my homework:\n{q}\nWhat is the answer?",
-    "Answer the following question.\n\n{q}", "Could you walk me through this? {q}", "{q}\nThanks!",
-    "I'm confused about this one. {q}", "Can you explain the answer to: {q}", "hey so {q}",
-    "I got this wrong on a quiz, why? {q}", "Please solve: {q}", "ELI5: {q}",
-    "Write a short explanation for the following.\n{q}", "I need a detailed answer. {q}",
+    "Can you help me with this: {q}",
+    "Explain {q}",
+    "I'm studying for an exam. {q}",
+    "Quick question: {q}",
+    "{q} Please explain your reasoning.",
+    "Help me understand this problem: {q}",
+    "My professor asked: {q} How would you answer?",
+    "Here's a question from my homework:\n{q}\nWhat is the answer?",
+    "Answer the following question.\n\n{q}",
+    "Could you walk me through this? {q}",
+    "{q}\nThanks!",
+    "I'm confused about this one. {q}",
+    "Can you explain the answer to: {q}",
+    "hey so {q}",
+    "I got this wrong on a quiz, why? {q}",
+    "Please solve: {q}",
+    "ELI5: {q}",
+    "Write a short explanation for the following.\n{q}",
+    "I need a detailed answer. {q}",
 ]
 
 
@@ -74,7 +113,9 @@ def resample(rows: list, frac: float, rng: random.Random) -> list:
     return out
 
 
-def build_epoch(d: dict, rng: random.Random, cfg: dict, domain_only: bool = False, subject: dict | None = None) -> list[dict]:
+def build_epoch(
+    d: dict, rng: random.Random, cfg: dict, domain_only: bool = False, subject: dict | None = None
+) -> list[dict]:
     ex = []
     if subject is None:
         pro_rows, extra_rows = d["domain_train"], d["domain_extra_train"]
@@ -86,7 +127,9 @@ def build_epoch(d: dict, rng: random.Random, cfg: dict, domain_only: bool = Fals
         if not domain_only:
             e["attack"] = 0.0
             if "weak" in r and subject is None:
-                e["difficulty"] = (r["strong"] - r["weak"] + 1) / 2.0  # soft target: expected gain of the strong model
+                e["difficulty"] = (
+                    r["strong"] - r["weak"] + 1
+                ) / 2.0  # soft target: expected gain of the strong model
         ex.append(e)
     for r in resample(extra_rows, cfg["extra_frac"], rng):
         e = {"text": augment_question(r["text"], r["options"], rng), "domain": DOM2ID[r["label"]]}
@@ -97,14 +140,19 @@ def build_epoch(d: dict, rng: random.Random, cfg: dict, domain_only: bool = Fals
         for r in resample(d["attack_train"], cfg["attack_frac"], rng):
             text = r["text"].lower() if rng.random() < 0.1 else r["text"]
             ex.append({"text": text, "attack": float(r["attack"])})
-        for r in resample(d["pii_train"], cfg["pii_frac"], rng):
+        for r in resample(d[cfg.get("pii_key", "pii_train")], cfg["pii_frac"], rng):
             ex.append({"text": r["text"], "entities": r["entities"], "attack": 0.0})
     rng.shuffle(ex)
     return ex
 
 
 def tokenize_examples(tok, ex: list[dict]) -> None:
-    enc = tok([e["text"] for e in ex], truncation=True, max_length=TRAIN_LENGTH, return_offsets_mapping=True)
+    enc = tok(
+        [e["text"] for e in ex],
+        truncation=True,
+        max_length=TRAIN_LENGTH,
+        return_offsets_mapping=True,
+    )
     for e, ids, offs in zip(ex, enc["input_ids"], enc["offset_mapping"]):
         e["ids"] = ids
         if "entities" in e:
@@ -116,8 +164,8 @@ def make_batches(ex: list[dict], bs: int, rng: random.Random) -> list[list[dict]
     batches = []
     chunk = bs * 50
     for c in range(0, len(ex), chunk):
-        part = sorted(ex[c:c + chunk], key=lambda e: len(e["ids"]))
-        batches += [part[i:i + bs] for i in range(0, len(part), bs)]
+        part = sorted(ex[c : c + chunk], key=lambda e: len(e["ids"]))
+        batches += [part[i : i + bs] for i in range(0, len(part), bs)]
     rng.shuffle(batches)
     return batches
 
@@ -132,8 +180,8 @@ def collate(batch: list[dict]) -> dict:
     dif = torch.full((n,), float("nan"))
     pii = torch.full((n, L), -100, dtype=torch.long)
     for i, e in enumerate(batch):
-        ids[i, :len(e["ids"])] = torch.tensor(e["ids"])
-        mask[i, :len(e["ids"])] = 1
+        ids[i, : len(e["ids"])] = torch.tensor(e["ids"])
+        mask[i, : len(e["ids"])] = 1
         if "domain" in e:
             dom[i] = e["domain"]
         if "attack" in e:
@@ -141,7 +189,7 @@ def collate(batch: list[dict]) -> dict:
         if "difficulty" in e:
             dif[i] = e["difficulty"]
         if "pii" in e:
-            pii[i, :len(e["pii"])] = torch.tensor(e["pii"])
+            pii[i, : len(e["pii"])] = torch.tensor(e["pii"])
     return {"ids": ids, "mask": mask, "domain": dom, "attack": att, "difficulty": dif, "pii": pii}
 
 
@@ -149,7 +197,9 @@ def compute_loss(out: dict, b: dict, w: dict) -> tuple[torch.Tensor, dict]:
     total = torch.zeros(())
     parts = {}
     if (b["domain"] >= 0).any():
-        l = nn.functional.cross_entropy(out["domain"], b["domain"], ignore_index=-100, label_smoothing=0.05)
+        l = nn.functional.cross_entropy(
+            out["domain"], b["domain"], ignore_index=-100, label_smoothing=0.05
+        )
         total = total + w["domain"] * l
         parts["domain"] = float(l)
     for k in ("attack", "difficulty"):
@@ -159,7 +209,9 @@ def compute_loss(out: dict, b: dict, w: dict) -> tuple[torch.Tensor, dict]:
             total = total + w[k] * l
             parts[k] = float(l)
     if (b["pii"] >= 0).any():
-        l = nn.functional.cross_entropy(out["pii"].reshape(-1, len(PII_TAGS)), b["pii"].reshape(-1), ignore_index=-100)
+        l = nn.functional.cross_entropy(
+            out["pii"].reshape(-1, len(PII_TAGS)), b["pii"].reshape(-1), ignore_index=-100
+        )
         total = total + w["pii"] * l
         parts["pii"] = float(l)
     return total, parts
@@ -170,10 +222,14 @@ def torch_predict(model: SignalModel, tok, texts: list[str], bs: int = 64) -> di
     model.eval()
     enc = tok(texts, truncation=True, max_length=TRAIN_LENGTH)["input_ids"]
     order = np.argsort([len(x) for x in enc], kind="stable")
-    res = {"domain": [None] * len(texts), "attack": np.zeros(len(texts)), "difficulty": np.zeros(len(texts)),
-           "pii": [None] * len(texts)}
+    res = {
+        "domain": [None] * len(texts),
+        "attack": np.zeros(len(texts)),
+        "difficulty": np.zeros(len(texts)),
+        "pii": [None] * len(texts),
+    }
     for s in range(0, len(order), bs):
-        idx = order[s:s + bs]
+        idx = order[s : s + bs]
         b = collate([{"ids": enc[i]} for i in idx])
         out = model(b["ids"], b["mask"])
         dp = torch.softmax(out["domain"], -1).numpy()
@@ -182,19 +238,33 @@ def torch_predict(model: SignalModel, tok, texts: list[str], bs: int = 64) -> di
             res["domain"][i] = dp[r]
             res["attack"][i] = float(torch.sigmoid(out["attack"][r]))
             res["difficulty"][i] = float(torch.sigmoid(out["difficulty"][r]))
-            res["pii"][i] = pp[r, :len(enc[i])]
+            res["pii"][i] = pp[r, : len(enc[i])]
     model.train()
     res["domain"] = np.stack(res["domain"]) if texts else np.zeros((0, len(DOMAIN_LABELS)))
     return res
 
 
 def pii_gold(tok, rows: list[dict], max_length: int):
-    enc = tok([r["text"] for r in rows], truncation=True, max_length=max_length, return_offsets_mapping=True)
-    gold = [token_labels(o, r["entities"], len(i)) for r, o, i in zip(rows, enc["offset_mapping"], enc["input_ids"])]
+    enc = tok(
+        [r["text"] for r in rows],
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+    )
+    gold = [
+        token_labels(o, r["entities"], len(i))
+        for r, o, i in zip(rows, enc["offset_mapping"], enc["input_ids"])
+    ]
     return enc["input_ids"], gold
 
 
-def pii_f1(gold: list[list[int]], probs: list[np.ndarray], threshold: float) -> float:
+def pii_f1(gold: list[list[int]], probs: list[np.ndarray], threshold: float, runs: bool = False) -> float:
+    """Exact-span entity F1. runs=True: the shipped run-based decoding; False: token-argmax BIO decoding
+    (used, unchanged, for checkpoint selection in both training stages)."""
+    if runs:
+        g_sp = [decode_spans(g) for g in gold]
+        p_sp = [decode_pred_spans(p, [x != -100 for x in g], threshold) for g, p in zip(gold, probs)]
+        return f1_from_counts(pii_counts(g_sp, p_sp))
     g_sp, p_sp = [], []
     for g, p in zip(gold, probs):
         pred = pii_predict_tags(p, threshold).tolist()
@@ -204,44 +274,59 @@ def pii_f1(gold: list[list[int]], probs: list[np.ndarray], threshold: float) -> 
     return f1_from_counts(pii_counts(g_sp, p_sp))
 
 
-def calib_report(pred_fn, tok, d: dict) -> dict:
+def calib_report(pred_fn, tok, d: dict, pii_key: str = "pii_calib") -> dict:
     """Calibration-split metrics (never dev) used for checkpoint selection."""
     dom = d["domain_calib"]
     p = pred_fn([format_mc(r["text"], r["options"]) for r in dom])
     y = np.array([DOM2ID[r["label"]] for r in dom])
-    rep = {"domain_macro_f1": macro_f1(y, p["domain"].argmax(1), len(DOMAIN_LABELS)),
-           "domain_acc": float(np.mean(p["domain"].argmax(1) == y)),
-           "apgr": apgr(p["difficulty"], [r["weak"] for r in dom], [r["strong"] for r in dom])}
+    rep = {
+        "domain_macro_f1": macro_f1(y, p["domain"].argmax(1), len(DOMAIN_LABELS)),
+        "domain_acc": float(np.mean(p["domain"].argmax(1) == y)),
+        "apgr": apgr(p["difficulty"], [r["weak"] for r in dom], [r["strong"] for r in dom]),
+    }
     att = d["attack_calib"]
     pa = pred_fn([r["text"] for r in att])
     ya = np.array([r["attack"] for r in att] + [0] * len(dom))
     sa = np.concatenate([pa["attack"], p["attack"]])
     rep["attack_auc"] = roc_auc(ya, sa)
-    _, gold = pii_gold(tok, d["pii_calib"], TRAIN_LENGTH)
-    pp = pred_fn([r["text"] for r in d["pii_calib"]])
+    _, gold = pii_gold(tok, d[pii_key], TRAIN_LENGTH)
+    pp = pred_fn([r["text"] for r in d[pii_key]])
     rep["pii_f1"] = pii_f1(gold, pp["pii"], 0.5)
     rep["score"] = rep["domain_macro_f1"] + rep["attack_auc"] + rep["pii_f1"] + (rep["apgr"] - 0.5)
     return rep
 
 
-def train_model(d: dict, tok, cfg: dict, log, domain_only: bool = False, subject: dict | None = None) -> tuple[dict, dict]:
+def train_model(
+    d: dict,
+    tok,
+    cfg: dict,
+    log,
+    domain_only: bool = False,
+    subject: dict | None = None,
+    init_state: dict | None = None,
+) -> tuple[dict, dict]:
     seed_everything(cfg["seed"], cfg["threads"])
     rng = random.Random(cfg["seed"])
     model = SignalModel()
+    if init_state is not None:
+        model.load_state_dict(init_state)
     model.train()
     head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     enc_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
-    opt = torch.optim.AdamW([{"params": enc_params, "lr": cfg["lr"]}, {"params": head_params, "lr": cfg["head_lr"]}],
-                            weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [{"params": enc_params, "lr": cfg["lr"]}, {"params": head_params, "lr": cfg["head_lr"]}],
+        weight_decay=0.01,
+    )
     n_per_epoch = len(build_epoch(d, random.Random(0), cfg, domain_only, subject))
     total = cfg["epochs"] * math.ceil(n_per_epoch / cfg["batch_size"])
     if cfg.get("max_steps"):
         total = min(total, cfg["max_steps"])
     warm = max(1, int(0.06 * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
     step, t0 = 0, time.time()
-    best, best_state, history = -1e9, None, []
+    best, best_state, history = cfg.get("baseline_score", -1e9), init_state, []
     for epoch in range(cfg["epochs"]):
         ex = build_epoch(d, rng, cfg, domain_only, subject)
         tokenize_examples(tok, ex)
@@ -262,13 +347,21 @@ def train_model(d: dict, tok, cfg: dict, log, domain_only: bool = False, subject
             for k, v in parts.items():
                 run[k] = 0.98 * run.get(k, v) + 0.02 * v
             if step % 50 == 0 or step == total:
-                log({"step": step, "of": total, "epoch": epoch, "elapsed_s": round(time.time() - t0, 1),
-                     **{f"loss_{k}": round(v, 4) for k, v in run.items()}})
+                log(
+                    {
+                        "step": step,
+                        "of": total,
+                        "epoch": epoch,
+                        "elapsed_s": round(time.time() - t0, 1),
+                        **{f"loss_{k}": round(v, 4) for k, v in run.items()},
+                    }
+                )
         if domain_only:
             rep = {"epoch": epoch}
             best_state = copy.deepcopy(model.state_dict())
         else:
-            rep = calib_report(lambda texts: torch_predict(model, tok, texts), tok, d)
+            pii_key = "pii_calib_v1" if cfg.get("pii_key") == "pii_train_v1" else "pii_calib"
+            rep = calib_report(lambda texts: torch_predict(model, tok, texts), tok, d, pii_key)
             rep["epoch"] = epoch
             if rep["score"] > best:
                 best, best_state = rep["score"], copy.deepcopy(model.state_dict())
@@ -278,13 +371,17 @@ def train_model(d: dict, tok, cfg: dict, log, domain_only: bool = False, subject
         log({"calib": rep})
         if step >= total:
             break
-    return best_state, {"steps": step, "train_seconds": round(time.time() - t0, 1), "history": history,
-                        "examples_per_epoch": n_per_epoch}
+    return best_state, {
+        "steps": step,
+        "train_seconds": round(time.time() - t0, 1),
+        "history": history,
+        "examples_per_epoch": n_per_epoch,
+    }
 
 
 def export_onnx(state: dict, tok, fp32_path, int8_path) -> dict:
-    import onnx  # noqa: PLC0415
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = SignalModel(attn_implementation="eager")
     model.load_state_dict(state)
@@ -295,16 +392,28 @@ def export_onnx(state: dict, tok, fp32_path, int8_path) -> dict:
     fp32_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
-            wrapper, (ids, mask), str(fp32_path), input_names=ONNX_INPUTS, output_names=ONNX_OUTPUTS,
-            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                          "domain_probs": {0: "batch"}, "attack_prob": {0: "batch"},
-                          "difficulty_prob": {0: "batch"}, "pii_probs": {0: "batch", 1: "seq"}},
-            opset_version=17, do_constant_folding=True, dynamo=False)
+            wrapper,
+            (ids, mask),
+            str(fp32_path),
+            input_names=ONNX_INPUTS,
+            output_names=ONNX_OUTPUTS,
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "seq"},
+                "attention_mask": {0: "batch", 1: "seq"},
+                "domain_probs": {0: "batch"},
+                "attack_prob": {0: "batch"},
+                "difficulty_prob": {0: "batch"},
+                "pii_probs": {0: "batch", 1: "seq"},
+            },
+            opset_version=17,
+            do_constant_folding=True,
+            dynamo=False,
+        )
         ref = [t.numpy() for t in wrapper(ids, mask)]
     onnx.checker.check_model(str(fp32_path))
     int8_path.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=False)
-    from .infer import OnnxRunner  # noqa: PLC0415
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+    from .infer import OnnxRunner
 
     check = {}
     for name, path in (("fp32", fp32_path), ("int8", int8_path)):
@@ -317,7 +426,7 @@ def export_onnx(state: dict, tok, fp32_path, int8_path) -> dict:
 
 
 def calibrate_thresholds(int8_path, tok, d: dict) -> dict:
-    from .infer import OnnxRunner  # noqa: PLC0415
+    from .infer import OnnxRunner
 
     runner = OnnxRunner(int8_path)
     pred = lambda texts: runner.run_texts(tok, texts, TRAIN_LENGTH)  # noqa: E731
@@ -331,7 +440,7 @@ def calibrate_thresholds(int8_path, tok, d: dict) -> dict:
     _, gold = pii_gold(tok, d["pii_calib"], TRAIN_LENGTH)
     pp = pred([r["text"] for r in d["pii_calib"]])
     grid = [round(x, 2) for x in np.arange(0.2, 0.81, 0.05)]
-    f1s = {t: pii_f1(gold, pp["pii"], t) for t in grid}
+    f1s = {t: pii_f1(gold, pp["pii"], t, runs=True) for t in grid}
     t_pii = max(grid, key=lambda t: (round(f1s[t], 4), -abs(t - 0.5)))
     weak = np.array([r["weak"] for r in dom])
     strong = np.array([r["strong"] for r in dom])
@@ -339,19 +448,48 @@ def calibrate_thresholds(int8_path, tok, d: dict) -> dict:
     k = max(1, int(round(share * len(dom))))
     t_dif = float(np.sort(pd["difficulty"])[::-1][k - 1])
     return {
-        "thresholds": {"prompt_attack": round(t_att, 6), "pii_token": t_pii, "difficulty": round(t_dif, 6)},
+        "thresholds": {
+            "prompt_attack": round(t_att, 6),
+            "pii_token": t_pii,
+            "difficulty": round(t_dif, 6),
+        },
         "calibration": {
-            "prompt_attack": {"rule": "lowest threshold with <=1% FPR on calibration benign rows "
-                                      "(benign_prompts calib sources + hard-negative calib templates + MMLU calib rows)",
-                              "n_negatives": int(len(neg)), "n_positives": int(len(pos)),
-                              "calib_recall": float(np.mean(pos >= t_att)), "calib_fpr": float(np.mean(neg >= t_att))},
-            "pii_token": {"rule": "token is an entity when 1-P(O) >= t; t maximizes exact-span entity F1 on the "
-                                  "PII calibration templates (grid 0.20..0.80)", "calib_f1_by_threshold": f1s},
-            "difficulty": {"rule": "score of the last row routed to the strong model at CPT(50%) on the calibration "
-                                   "rows (share of strong calls recovering 50% of the 8B->70B gap)",
-                           "calib_cpt50": share, "calib_apgr": apgr(pd["difficulty"], weak, strong)},
+            "prompt_attack": {
+                "rule": "lowest threshold with <=1% FPR on calibration benign rows "
+                "(benign_prompts calib sources + hard-negative calib templates + MMLU calib rows)",
+                "n_negatives": len(neg),
+                "n_positives": len(pos),
+                "calib_recall": float(np.mean(pos >= t_att)),
+                "calib_fpr": float(np.mean(neg >= t_att)),
+            },
+            "pii_token": {
+                "rule": "token is an entity when 1-P(O) >= t (run-based span decoding); t maximizes exact-span entity F1 on the "
+                "PII calibration templates (grid 0.20..0.80)",
+                "calib_f1_by_threshold": f1s,
+            },
+            "difficulty": {
+                "rule": "score of the last row routed to the strong model at CPT(50%) on the calibration "
+                "rows (share of strong calls recovering 50% of the 8B->70B gap)",
+                "calib_cpt50": share,
+                "calib_apgr": apgr(pd["difficulty"], weak, strong),
+            },
         },
     }
+
+
+def stage1_info_from_log(path) -> dict:
+    """Rebuild the stage-1 summary from out/train_log.jsonl when stage 2 is resumed in a new process."""
+    hist, steps = [], 0
+    for line in open(path, encoding="utf-8"):
+        obj = json.loads(line)
+        if "calib" in obj and "domain_macro_f1" in obj["calib"]:
+            hist.append(obj["calib"])
+        if "step" in obj and "loss_pii" in obj:
+            steps = max(steps, obj["step"])
+        if "export" in obj:
+            break
+    return {"steps": steps, "train_seconds": hist[-1]["elapsed_s"] if hist else None, "history": hist,
+            "source": "reconstructed from out/train_log.jsonl"}
 
 
 def main() -> None:
@@ -359,10 +497,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--max-steps", type=int, default=0, help="cap optimizer steps (smoke tests)")
     ap.add_argument("--subject-epochs", type=int, default=1)
-    ap.add_argument("--subject-max-steps", type=int, default=0)
+    ap.add_argument("--subject-max-steps", type=int, default=150)
     ap.add_argument("--skip-subject", action="store_true")
     ap.add_argument("--subject-only", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--calibrate-only", action="store_true", help="only re-derive thresholds and signals.json from the int8 artifact"
+    )
+    ap.add_argument(
+        "--resume-stage2", action="store_true", help="load out/model_stage1.pt instead of re-running stage 1"
+    )
     args = ap.parse_args()
 
     wall0 = time.time()
@@ -381,54 +525,120 @@ def main() -> None:
     d = data_mod.load_all()
     log({"data": data_mod.summary(d)})
     tok = load_tokenizer()
-    cfg = {"seed": SEED, "threads": args.threads, "epochs": args.epochs, "max_steps": args.max_steps,
-           "batch_size": 32, "lr": 6e-5, "head_lr": 5e-4,
-           "pro_frac": 1.0, "extra_frac": 0.45, "attack_frac": 1.5, "pii_frac": 1.3,
-           "loss_weights": {"domain": 1.0, "attack": 1.0, "difficulty": 0.5, "pii": 1.0}}
-    summary = {"version": VERSION, "torch": torch.__version__, "config": cfg}
-    if not args.subject_only:
-        state, info = train_model(d, tok, cfg, log)
-        summary["main"] = info
+    cfg = {
+        "seed": SEED,
+        "threads": args.threads,
+        "epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "batch_size": 32,
+        "lr": 6e-5,
+        "head_lr": 5e-4,
+        "pro_frac": 1.0,
+        "extra_frac": 0.45,
+        "attack_frac": 1.5,
+        "pii_frac": 1.3,
+        "pii_key": "pii_train_v1",
+        "loss_weights": {"domain": 1.0, "attack": 1.0, "difficulty": 0.5, "pii": 1.0},
+    }
+    # stage 2: PII-focused continuation with replay of the other tasks (merged presidio address spans and the
+    # training-only extra PII templates); kept only if the calibration composite improves
+    cfg2 = dict(cfg, seed=SEED + 2, epochs=1, max_steps=args.max_steps, lr=3e-5, head_lr=3e-4,
+                pro_frac=0.25, extra_frac=0.1, attack_frac=0.6, pii_frac=1.5, pii_key="pii_train")
+    summary = {"version": VERSION, "torch": torch.__version__, "config": cfg, "config_stage2": cfg2}
+    prev_summary = MODELS_DIR / "train_summary.json"
+    if args.calibrate_only:
+        args.skip_subject = True
+    if not args.subject_only and not args.calibrate_only:
+        if args.resume_stage2:
+            state = torch.load(OUT_DIR / "model_stage1.pt")
+            old = json.loads(prev_summary.read_text()) if prev_summary.exists() else {}
+            summary["main"] = stage1_info_from_log(log_path)
+            summary["main"]["resumed_from"] = "out/model_stage1.pt"
+        else:
+            state, info = train_model(d, tok, cfg, log)
+            summary["main"] = info
+            torch.save(state, OUT_DIR / "model_stage1.pt")
+        model = SignalModel()
+        model.load_state_dict(state)
+        base = calib_report(lambda texts: torch_predict(model, tok, texts), tok, d)
+        log({"calib_stage1_v2_labels": base})
+        del model
+        state2, info2 = train_model(d, tok, dict(cfg2, baseline_score=base["score"]), log, init_state=state)
+        info2["stage1_calib"] = base
+        info2["kept_stage2"] = state2 is not state
+        summary["stage2"] = info2
+        state = state2
         torch.save(state, OUT_DIR / "model.pt")
         fp32, int8 = OUT_DIR / "signals.fp32.onnx", MODELS_DIR / "signals.int8.onnx"
         summary["export_check"] = export_onnx(state, tok, fp32, int8)
         log({"export": summary["export_check"]})
+    if not args.subject_only:
+        int8 = MODELS_DIR / "signals.int8.onnx"
         cal = calibrate_thresholds(int8, tok, d)
         log({"thresholds": cal["thresholds"]})
         shutil.copyfile(base_model_dir() / "tokenizer.json", MODELS_DIR / "tokenizer.json")
-        write_json(MODELS_DIR / "signals.json", {
-            "version": VERSION, "max_length": MAX_LENGTH, "train_length": TRAIN_LENGTH,
-            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384, uncased)",
-            "domain_labels": DOMAIN_LABELS, "pii_tags": PII_TAGS,
-            "thresholds": cal["thresholds"],
-            "difficulty_pair": {"weak": WEAK_MODEL, "strong": STRONG_MODEL},
-            "pooling": "masked mean over last hidden state",
-            "pii_decoding": "per token: if 1-P(O) >= thresholds.pii_token take the argmax non-O tag, else O; "
-                            "spans follow BIO (an I- tag after O or another type opens a span)",
-            "inputs": [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
-                       {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]}],
-            "outputs": [{"name": "domain_probs", "dtype": "float32", "shape": ["batch", len(DOMAIN_LABELS)]},
-                        {"name": "attack_prob", "dtype": "float32", "shape": ["batch"]},
-                        {"name": "difficulty_prob", "dtype": "float32", "shape": ["batch"]},
-                        {"name": "pii_probs", "dtype": "float32", "shape": ["batch", "seq", len(PII_TAGS)]}],
-            "calibration": cal["calibration"],
-        })
+        write_json(
+            MODELS_DIR / "signals.json",
+            {
+                "version": VERSION,
+                "max_length": MAX_LENGTH,
+                "train_length": TRAIN_LENGTH,
+                "base_model": "sentence-transformers/all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384, uncased)",
+                "domain_labels": DOMAIN_LABELS,
+                "pii_tags": PII_TAGS,
+                "thresholds": cal["thresholds"],
+                "difficulty_pair": {"weak": WEAK_MODEL, "strong": STRONG_MODEL},
+                "pooling": "masked mean over last hidden state",
+                "pii_decoding": "a token is an entity token when 1 - P(O) >= thresholds.pii_token (special tokens "
+                "never); each maximal run of consecutive entity tokens is one span; its type is the entity type with "
+                "the largest summed B+I probability over the run",
+                "inputs": [
+                    {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
+                    {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]},
+                ],
+                "outputs": [
+                    {
+                        "name": "domain_probs",
+                        "dtype": "float32",
+                        "shape": ["batch", len(DOMAIN_LABELS)],
+                    },
+                    {"name": "attack_prob", "dtype": "float32", "shape": ["batch"]},
+                    {"name": "difficulty_prob", "dtype": "float32", "shape": ["batch"]},
+                    {
+                        "name": "pii_probs",
+                        "dtype": "float32",
+                        "shape": ["batch", "seq", len(PII_TAGS)],
+                    },
+                ],
+                "calibration": cal["calibration"],
+            },
+        )
     if not args.skip_subject:
         subj = d["subject"]
-        scfg = dict(cfg, epochs=args.subject_epochs, max_steps=args.subject_max_steps,
-                    pro_frac=1.0, extra_frac=0.35)
+        scfg = dict(
+            cfg,
+            epochs=args.subject_epochs,
+            max_steps=args.subject_max_steps,
+            pro_frac=1.0,
+            extra_frac=0.35,
+        )
         state, info = train_model(d, tok, scfg, log, domain_only=True, subject=subj)
         summary["subject_run"] = info
         summary["subject_export_check"] = export_onnx(
-            state, tok, OUT_DIR / "subject_split.fp32.onnx", OUT_DIR / "subject_split.int8.onnx")
+            state, tok, OUT_DIR / "subject_split.fp32.onnx", OUT_DIR / "subject_split.int8.onnx"
+        )
     summary["total_wall_seconds"] = round(time.time() - wall0, 1)
-    prev = MODELS_DIR / "train_summary.json"
+    prev = prev_summary
+    if args.calibrate_only and prev.exists():
+        old = json.loads(prev.read_text())
+        old["thresholds_recalibrated_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        summary = old
     if args.subject_only and prev.exists():
         old = json.loads(prev.read_text())
         old.update({k: v for k, v in summary.items() if k.startswith("subject")})
         summary = old
     write_json(MODELS_DIR / "train_summary.json", summary)
-    log({"done": summary["total_wall_seconds"]})
+    log({"done": summary.get("total_wall_seconds")})
 
 
 if __name__ == "__main__":
