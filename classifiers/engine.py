@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from classifiers import pii_patterns
 from classifiers.batching import BatchStats, MicroBatcher
-from classifiers.pii import FloatArray, TagScheme, merge, to_words
+from classifiers.pii import VALIDATED_TYPES, FloatArray, TagScheme, merge, tidy_span, to_words
 from classifiers.session import create_session
 from classifiers.signals import (
     AttackSignal,
@@ -337,15 +337,16 @@ class SignalEngine:
         if not spans:
             return []
         offsets = message.encoding.offsets  # built on each access: read it once
-        return [
-            PiiEntity(
-                s.type,
-                *to_words(text, offsets[s.first][0], offsets[s.last][1]),
-                s.score,
-                index,
+        found = []
+        for s in spans:
+            if s.type in VALIDATED_TYPES:
+                continue  # the validators own these types: an unvalidated model span is noise
+            bounds = tidy_span(
+                text, *to_words(text, offsets[s.first][0], offsets[s.last][1]), s.type
             )
-            for s in spans
-        ]
+            if bounds is not None:
+                found.append(PiiEntity(s.type, *bounds, s.score, index))
+        return found
 
 
 def _check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:

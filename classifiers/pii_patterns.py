@@ -87,6 +87,15 @@ def card_brand(digits: str) -> str | None:
     return None
 
 
+def _payment_card(digits: str) -> bool:
+    """A known network's number, or (as Presidio does) a 13-19 digit number whose major industry
+    identifier is travel or banking (3-6): issuers outside the known ranges exist, and the Luhn
+    check already rules out nine in ten random digit strings."""
+    if card_brand(digits) is not None:
+        return True
+    return len(digits) >= 13 and digits[0] in "3456"
+
+
 def _credit_cards(text: str) -> Iterator[PiiEntity]:
     for run in _DIGIT_RUN.finditer(text):
         groups = [(g.start() + run.start(), g.end() + run.start()) for g in _GROUP.finditer(run[0])]
@@ -99,9 +108,9 @@ def _credit_cards(text: str) -> Iterator[PiiEntity]:
                 count += groups[j][1] - groups[j][0]
                 if count > 19:
                     break
-                if count >= 13:
+                if count >= 12:
                     digits = "".join(text[s:e] for s, e in groups[i : j + 1])
-                    if luhn_valid(digits) and card_brand(digits) is not None:
+                    if luhn_valid(digits) and _payment_card(digits):
                         found = j
             if found is None:
                 i += 1
@@ -125,11 +134,13 @@ IBAN_LENGTHS = {
     "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }  # fmt: skip
 
-_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})\d{2}(?= ?[A-Za-z0-9])")
+# Country codes are upper case in print, but people type them in lower case too ("es91 2100 ...").
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})\d{2}(?= ?[A-Za-z0-9])")
 
 
 def iban_valid(iban: str) -> bool:
     """The ISO 7064 mod-97 check of an IBAN given without spaces (country, check digits, BBAN)."""
+    iban = iban.upper()
     if len(iban) != IBAN_LENGTHS.get(iban[:2], -1) or not iban.isalnum() or not iban.isascii():
         return False
     rearranged = iban[4:] + iban[:4]
@@ -138,7 +149,7 @@ def iban_valid(iban: str) -> bool:
 
 def _ibans(text: str) -> Iterator[PiiEntity]:
     for start in _IBAN_START.finditer(text):
-        length = IBAN_LENGTHS.get(start[1])
+        length = IBAN_LENGTHS.get(start[1].upper())
         if length is None:
             continue
         # Take exactly the country's length of characters, allowing single spaces between them.

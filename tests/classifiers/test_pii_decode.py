@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from classifiers.pii import TagScheme, merge, to_words
+from classifiers.pii import TagScheme, merge, tidy_span, to_words
 from classifiers.signals import PiiEntity
 
 TAGS = ["O", "B-PERSON", "I-PERSON", "B-EMAIL_ADDRESS", "I-EMAIL_ADDRESS"]
@@ -27,23 +27,21 @@ def test_b_and_i_tokens_of_one_type_form_one_span() -> None:
     assert [(s.type, s.first, s.last) for s in spans] == [("PERSON", 1, 2)]
 
 
-def test_a_b_tag_an_i_after_o_and_a_type_change_each_open_a_span() -> None:
+def test_each_run_of_entity_tokens_is_one_span_typed_by_its_largest_mass() -> None:
+    # As the model was calibrated (signals.json `pii_decoding`): B- tags inside a run do not split
+    # it, a gap does, and the run takes the type with the most B+I probability over its tokens.
     spans = SCHEME.decode(
         probs(
             {"B-PERSON": 0.9},
             {"B-PERSON": 0.9},
             {},
             {"I-PERSON": 0.9},
-            {"I-EMAIL_ADDRESS": 0.9},
+            {"I-EMAIL_ADDRESS": 0.6},
+            {"B-EMAIL_ADDRESS": 0.7},
         ),
         0.5,
     )
-    assert [(s.type, s.first, s.last) for s in spans] == [
-        ("PERSON", 0, 0),
-        ("PERSON", 1, 1),
-        ("PERSON", 3, 3),
-        ("EMAIL_ADDRESS", 4, 4),
-    ]
+    assert [(s.type, s.first, s.last) for s in spans] == [("PERSON", 0, 1), ("EMAIL_ADDRESS", 3, 5)]
 
 
 def test_a_token_is_an_entity_when_its_non_o_mass_reaches_the_threshold() -> None:
@@ -74,3 +72,23 @@ def test_pattern_hit_wins_over_any_model_span_it_overlaps() -> None:
     other_type = PiiEntity("PERSON", 8, 14, 0.9, 0)
     elsewhere = PiiEntity("PERSON", 0, 5, 0.9, 0)
     assert merge([same_type, other_type, elsewhere], [pattern]) == [elsewhere, pattern]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "span", "expected"),
+    [
+        ("call 3660170548- now", "PHONE_NUMBER", (5, 16), "3660170548"),
+        ("60-56-85-91\n\nEmail", "PHONE_NUMBER", (0, 14), "60-56-85-91"),
+        ("Dr. J. Smith,", "PERSON", (4, 13), "J. Smith"),
+        ("at 12 Main St.\n\nSpringfield", "STREET_ADDRESS", (3, 27), "12 Main St.\n\nSpringfield"),
+    ],
+)
+def test_model_spans_lose_spilled_separators(
+    text: str, kind: str, span: tuple[int, int], expected: str
+) -> None:
+    bounds = tidy_span(text, *span, kind)
+    assert bounds is not None and text[bounds[0] : bounds[1]] == expected
+
+
+def test_a_span_of_only_separators_is_dropped() -> None:
+    assert tidy_span("a - b", 1, 4, "PERSON") is None

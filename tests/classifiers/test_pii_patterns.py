@@ -263,3 +263,19 @@ def test_hits_are_ordered_by_start_and_never_overlap() -> None:
     assert [h.start for h in hits] == sorted(h.start for h in hits)
     assert all(a.end <= b.start for a, b in itertools.pairwise(hits))
     assert len(hits) == 4
+
+
+def test_an_iban_typed_in_lower_case_is_found_and_wins_over_the_card_inside_it() -> None:
+    text = "pay to es91 2100 0418 4502 0005 1332 today"
+    (hit,) = find_pii(text)
+    assert (hit.type, text[hit.start : hit.end]) == ("IBAN_CODE", "es91 2100 0418 4502 0005 1332")
+
+
+@pytest.mark.parametrize("number", ["3591210350344663", "583745588520"])
+def test_luhn_valid_card_numbers_outside_the_known_ranges_are_cards(number: str) -> None:
+    (hit,) = find_pii(f"my card is {number}, ok")
+    assert hit.type == "CREDIT_CARD"
+
+
+def test_a_luhn_valid_number_without_a_card_industry_digit_is_not_a_card() -> None:
+    assert not [h for h in find_pii("order 1234567812345670 shipped") if h.type == "CREDIT_CARD"]

@@ -1,0 +1,171 @@
+"""What the router actually sees: the runtime (`SignalEngine`: windows, span decoding, model spans
+merged with the checksum-validated patterns) on the same dev splits as `evaluate.py`.
+
+Runs in the router's venv (it needs the runtime, not torch):
+
+    .venv/bin/python -m classifiers.training.runtime_eval
+
+Writes `runtime` into classifiers/models/metrics.json and the block between the RUNTIME markers of
+MODEL_CARD.md. Span matching is exact on character offsets, as in `evaluate.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from classifiers.engine import SignalEngine
+
+from .common import MODELS_DIR
+from .data import load_all
+from .metrics import bootstrap_ci, f1_from_counts, pii_counts
+
+PATTERN_TYPES = (
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "EMAIL_ADDRESS",
+    "IP_ADDRESS",
+    "PHONE_NUMBER",
+)
+MARK_BEGIN = "<!-- RUNTIME:BEGIN (written by classifiers.training.runtime_eval) -->"
+MARK_END = "<!-- RUNTIME:END -->"
+
+
+def pii(engine: SignalEngine, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    signals = engine.classify_batch([r["text"] for r in rows])
+    gold = [{(e["type"], e["start"], e["end"]) for e in r["entities"]} for r in rows]
+    pred = [{(e.type, e.start, e.end) for e in s.pii} for s in signals]
+    counts = pii_counts(gold, pred)
+    types = sorted({t for g in gold for t, _, _ in g})
+
+    def f1(typ: str | None = None, idx: Any = None) -> float:
+        chosen = counts if idx is None else [counts[i] for i in idx]
+        return f1_from_counts(chosen, typ)
+
+    return {
+        "n": len(rows),
+        "entity_f1": round(f1(), 4),
+        "entity_f1_ci95": [round(x, 4) for x in bootstrap_ci(lambda i: f1(None, i), len(rows))],
+        "pattern_types_f1": round(_f1_types(counts, PATTERN_TYPES), 4),
+        "pattern_types_f1_ci95": [
+            round(x, 4)
+            for x in bootstrap_ci(
+                lambda i: _f1_types([counts[j] for j in i], PATTERN_TYPES), len(rows)
+            )
+        ],
+        "per_type_f1": {t: round(f1(t), 4) for t in types},
+        "per_type_support": dict(Counter(t for g in gold for t, _, _ in g)),
+    }
+
+
+def _f1_types(counts: list[Counter], types: tuple[str, ...]) -> float:
+    tp = fp = fn = 0
+    for c in counts:
+        for (t, k), v in c.items():
+            if t not in types:
+                continue
+            tp += v if k == "tp" else 0
+            fp += v if k == "fp" else 0
+            fn += v if k == "fn" else 0
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else float("nan")
+
+
+def attack(engine: SignalEngine, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    signals = engine.classify_batch([r["text"] for r in rows])
+    y = np.array([int(r["attack"]) for r in rows])
+    s = np.array([x.prompt_attack.score for x in signals])
+    flagged = np.array([x.prompt_attack.flagged for x in signals])
+    benign = y == 0
+    return {
+        "n": len(rows),
+        "roc_auc": round(float(roc_auc(y, s)), 4),
+        "recall_at_shipped_threshold": round(float(flagged[y == 1].mean()), 4),
+        "benign_flagged_at_shipped_threshold": round(float(flagged[benign].mean()), 4),
+    }
+
+
+def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """Mann-Whitney ROC-AUC with average ranks for ties (no scipy in the router's venv)."""
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def domain(engine: SignalEngine, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    signals = engine.classify_batch([r["text"] for r in rows])
+    hits = [s.domain.label == r["label"] for s, r in zip(signals, rows, strict=True)]
+    return {"n": len(rows), "accuracy": round(float(np.mean(hits)), 4)}
+
+
+def main() -> None:
+    data = load_all()
+    engine = SignalEngine.load(force_cpu=True)
+    results = {
+        "what": "SignalEngine (runtime windows, span decoding, model + validated patterns), dev splits",
+        "pii": pii(engine, data["pii_dev"]),
+        "prompt_attack": attack(engine, data["attack_dev"]),
+        "domain_question_only": domain(engine, data["domain_dev"]),
+    }
+    metrics_path = MODELS_DIR / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["runtime"] = results
+    metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
+    _write_card(results)
+    print(json.dumps(results, indent=1))
+
+
+def _write_card(results: dict[str, Any]) -> None:
+    p = results["pii"]
+    a = results["prompt_attack"]
+    lines = [
+        MARK_BEGIN,
+        "",
+        "### Runtime (what the router sees)",
+        "",
+        "`python -m classifiers.training.runtime_eval` runs the shipped `SignalEngine` (windows, span",
+        "decoding as in `signals.json`, model spans merged with the checksum-validated patterns) on",
+        "the same dev rows. 95% bootstrap intervals.",
+        "",
+        "| signal | figure | target |",
+        "| --- | --- | --- |",
+        f"| PII entity F1, all types | {p['entity_f1']} {p['entity_f1_ci95']} | >= 0.90 |",
+        f"| PII entity F1, pattern types ({', '.join(PATTERN_TYPES)}) | {p['pattern_types_f1']} "
+        f"{p['pattern_types_f1_ci95']} | >= 0.97 |",
+        "| PII per type | " + ", ".join(f"{t} {v}" for t, v in p["per_type_f1"].items()) + " | |",
+        f"| prompt attack ROC-AUC | {a['roc_auc']} | >= 0.98 |",
+        f"| prompt attack recall / benign flagged at the shipped threshold | "
+        f"{a['recall_at_shipped_threshold']} / {a['benign_flagged_at_shipped_threshold']} | |",
+        f"| domain accuracy (question text as the runtime reads it) | "
+        f"{results['domain_question_only']['accuracy']} | >= 0.85 |",
+        "",
+        MARK_END,
+    ]
+    card_path = MODELS_DIR / "MODEL_CARD.md"
+    card = card_path.read_text()
+    block = "\n".join(lines)
+    if MARK_BEGIN in card:
+        card = re.sub(
+            re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), lambda _: block, card, flags=re.S
+        )
+    else:
+        card = card.rstrip() + "\n\n" + block + "\n"
+    card_path.write_text(card)
+
+
+if __name__ == "__main__":
+    main()
