@@ -15,6 +15,7 @@ import csv
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "classifiers" / "training" / "data"
@@ -85,6 +86,36 @@ def main() -> None:
                 }
                 out.write(json.dumps(item, ensure_ascii=False) + "\n")
     print(json.dumps(picks, indent=1))
+    domain_routing_bound(ROOT / "examples" / "data" / "mmlu_pro_dev.jsonl", costs, STRONG)
+
+
+def domain_routing_bound(dev_path: Path, costs: dict[str, float], best_single: str) -> None:
+    """The most any per-domain routing can buy on dev, with perfect domain labels and the model of
+    each domain chosen by looking at the dev answers themselves: the cheapest assignment that is
+    at least as accurate as `best_single`. No policy built on domain signals can beat it."""
+    rows = [json.loads(line) for line in dev_path.open()]
+    by_domain: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_domain[row["category"]].append(row)
+    target = sum(r["correct"].get(best_single, 0) for r in rows)
+    # Knapsack over domains: for each reachable number of correct answers, the least cost.
+    frontier: dict[int, float] = {0: 0.0}
+    for domain_rows in by_domain.values():
+        options = [
+            (sum(r["correct"].get(m, 0) for r in domain_rows), costs[m] * len(domain_rows))
+            for m in costs
+        ]
+        step: dict[int, float] = {}
+        for right, cost in frontier.items():
+            for more, extra in options:
+                if right + more not in step or step[right + more] > cost + extra:
+                    step[right + more] = cost + extra
+        frontier = step
+    cheapest = min(cost for right, cost in frontier.items() if right >= target) / len(rows)
+    print(
+        f"per-domain routing bound on dev: at least {best_single}'s accuracy costs "
+        f"{cheapest:.1f} ({cheapest / costs[best_single]:.0%} of {best_single})"
+    )
 
 
 def _name(domain: str) -> str:
