@@ -184,7 +184,9 @@ def prepare(verbose: bool = True, regenerate: bool = False) -> None:
 
     attacks = read_jsonl(DATA_DIR / "guard" / "prompt_attacks.jsonl")
     benign = read_jsonl(DATA_DIR / "guard" / "benign_prompts.jsonl")
-    gen_attack = _generated("prompt_attack_synth.jsonl", lambda: synth.generate_attack_rows(SEED), regenerate)
+    gen_attack = _generated(
+        "prompt_attack_synth.jsonl", lambda: synth.generate_attack_rows(SEED), regenerate
+    )
     groups = _attack_groups(attacks)
     att = {"train": [], "calib": [], "dev": []}
     for a in attacks:
@@ -217,7 +219,9 @@ def prepare(verbose: bool = True, regenerate: bool = False) -> None:
         pii[_three_way(str(r["template_id"]), "presidio")].append(r["id"])
     for r in gen_pii:
         pii[_three_way(r["template_id"], "synth-pii", 0.12, 0.25)].append(r["id"])
-    gen_extra = _generated("pii_synth_extra.jsonl", lambda: synth.generate_pii_extra_rows(SEED + 7), regenerate)
+    gen_extra = _generated(
+        "pii_synth_extra.jsonl", lambda: synth.generate_pii_extra_rows(SEED + 7), regenerate
+    )
     pii["train"] += [r["id"] for r in gen_extra]
     write_json(
         SPLIT_DIR / "pii.json",
@@ -235,6 +239,7 @@ def prepare(verbose: bool = True, regenerate: bool = False) -> None:
 
 # --------------------------------------------------------------------------- task views
 
+
 def merge_address_fragments(text: str, entities: list[dict]) -> list[dict]:
     """Make presidio's STREET_ADDRESS convention consistent.
 
@@ -244,11 +249,16 @@ def merge_address_fragments(text: str, entities: list[dict]) -> list[dict]:
     punctuation that contains >= 2 STREET_ADDRESS pieces is merged into one STREET_ADDRESS span; everything
     else is unchanged. Non-PII_TYPES are dropped afterwards (they map to O).
     """
-    addr_like = sorted((e for e in entities if e["type"] in ("STREET_ADDRESS", "GPE", "ZIP_CODE")),
-                       key=lambda e: e["start"])
+    addr_like = sorted(
+        (e for e in entities if e["type"] in ("STREET_ADDRESS", "GPE", "ZIP_CODE")),
+        key=lambda e: e["start"],
+    )
     chains, cur = [], []
     for e in addr_like:
-        if cur and re.fullmatch(r"[\s,.;\-]*", text[cur[-1]["end"]:e["start"]] if e["start"] >= cur[-1]["end"] else "x"):
+        if cur and re.fullmatch(
+            r"[\s,.;\-]*",
+            text[cur[-1]["end"] : e["start"]] if e["start"] >= cur[-1]["end"] else "x",
+        ):
             cur.append(e)
         else:
             if cur:
@@ -259,11 +269,16 @@ def merge_address_fragments(text: str, entities: list[dict]) -> list[dict]:
     merged, consumed = [], set()
     for ch in chains:
         if sum(e["type"] == "STREET_ADDRESS" for e in ch) >= 2:
-            merged.append({"type": "STREET_ADDRESS", "start": ch[0]["start"], "end": max(e["end"] for e in ch)})
+            merged.append(
+                {
+                    "type": "STREET_ADDRESS",
+                    "start": ch[0]["start"],
+                    "end": max(e["end"] for e in ch),
+                }
+            )
             consumed.update(id(e) for e in ch)
     out = [e for e in entities if id(e) not in consumed and e["type"] in PII_TYPES] + merged
     return sorted(out, key=lambda e: e["start"])
-
 
 
 def load_all() -> dict:
@@ -306,7 +321,9 @@ def load_all() -> dict:
             "entities": merge_address_fragments(r["text"], r["entities"]),
             "entities_raw": [e for e in r["entities"] if e["type"] in PII_TYPES],
         }
-    for r in read_jsonl(GEN_DIR / "pii_synth.jsonl") + read_jsonl(GEN_DIR / "pii_synth_extra.jsonl"):
+    for r in read_jsonl(GEN_DIR / "pii_synth.jsonl") + read_jsonl(
+        GEN_DIR / "pii_synth_extra.jsonl"
+    ):
         piirows[r["id"]] = {**r, "kind": "faker", "entities_raw": r["entities"]}
     pii = js("pii.json")
 
@@ -318,8 +335,11 @@ def load_all() -> dict:
     out["domain_extra_train"] = [extra[i] for i in rows["extra_train_from_mmlu_subjects"]]
     # stage-1 view of PII: raw presidio spans (PII types only), no training-only extra templates
     for split in ("train", "calib"):
-        out[f"pii_{split}_v1"] = [{**r, "entities": r["entities_raw"]} for r in out[f"pii_{split}"]
-                                  if not r["id"].startswith("x")]
+        out[f"pii_{split}_v1"] = [
+            {**r, "entities": r["entities_raw"]}
+            for r in out[f"pii_{split}"]
+            if not r["id"].startswith("x")
+        ]
     return out
 
 

@@ -238,7 +238,9 @@ def eval_pii(runner, tok, rows, threshold):
         }
     out["per_type"] = per
     out["entity_f1_presidio_raw_gold"] = round(f1_from_counts([raw_counts[i] for i in pres]), 4)
-    out["street_address_f1_presidio_raw_gold"] = round(f1_from_counts([raw_counts[i] for i in pres], "STREET_ADDRESS"), 4)
+    out["street_address_f1_presidio_raw_gold"] = round(
+        f1_from_counts([raw_counts[i] for i in pres], "STREET_ADDRESS"), 4
+    )
     return out
 
 

@@ -175,7 +175,9 @@ def bootstrap_ci(fn, n: int, reps: int = 1000, seed: int = 7) -> tuple[float, fl
 __all__ = ["TRAIN_LENGTH"]
 
 
-def decode_pred_spans(probs: np.ndarray, valid: list[bool], threshold: float) -> set[tuple[str, int, int]]:
+def decode_pred_spans(
+    probs: np.ndarray, valid: list[bool], threshold: float
+) -> set[tuple[str, int, int]]:
     """Run-based decoding used at runtime.
 
     A token is an entity token when 1 - P(O) >= threshold (special tokens never are). Each maximal run of
@@ -193,7 +195,7 @@ def decode_pred_spans(probs: np.ndarray, valid: list[bool], threshold: float) ->
         j = i
         while j + 1 < n and is_ent[j + 1]:
             j += 1
-        mass = probs[i:j + 1, 1:].reshape(j - i + 1, n_types, 2).sum(axis=(0, 2))
+        mass = probs[i : j + 1, 1:].reshape(j - i + 1, n_types, 2).sum(axis=(0, 2))
         spans.add((PII_TAGS[1 + 2 * int(np.argmax(mass))][2:], i, j))
         i = j + 1
     return spans

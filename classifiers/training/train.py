@@ -258,12 +258,16 @@ def pii_gold(tok, rows: list[dict], max_length: int):
     return enc["input_ids"], gold
 
 
-def pii_f1(gold: list[list[int]], probs: list[np.ndarray], threshold: float, runs: bool = False) -> float:
+def pii_f1(
+    gold: list[list[int]], probs: list[np.ndarray], threshold: float, runs: bool = False
+) -> float:
     """Exact-span entity F1. runs=True: the shipped run-based decoding; False: token-argmax BIO decoding
     (used, unchanged, for checkpoint selection in both training stages)."""
     if runs:
         g_sp = [decode_spans(g) for g in gold]
-        p_sp = [decode_pred_spans(p, [x != -100 for x in g], threshold) for g, p in zip(gold, probs)]
+        p_sp = [
+            decode_pred_spans(p, [x != -100 for x in g], threshold) for g, p in zip(gold, probs)
+        ]
         return f1_from_counts(pii_counts(g_sp, p_sp))
     g_sp, p_sp = [], []
     for g, p in zip(gold, probs):
@@ -488,8 +492,12 @@ def stage1_info_from_log(path) -> dict:
             steps = max(steps, obj["step"])
         if "export" in obj:
             break
-    return {"steps": steps, "train_seconds": hist[-1]["elapsed_s"] if hist else None, "history": hist,
-            "source": "reconstructed from out/train_log.jsonl"}
+    return {
+        "steps": steps,
+        "train_seconds": hist[-1]["elapsed_s"] if hist else None,
+        "history": hist,
+        "source": "reconstructed from out/train_log.jsonl",
+    }
 
 
 def main() -> None:
@@ -502,10 +510,14 @@ def main() -> None:
     ap.add_argument("--subject-only", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
-        "--calibrate-only", action="store_true", help="only re-derive thresholds and signals.json from the int8 artifact"
+        "--calibrate-only",
+        action="store_true",
+        help="only re-derive thresholds and signals.json from the int8 artifact",
     )
     ap.add_argument(
-        "--resume-stage2", action="store_true", help="load out/model_stage1.pt instead of re-running stage 1"
+        "--resume-stage2",
+        action="store_true",
+        help="load out/model_stage1.pt instead of re-running stage 1",
     )
     args = ap.parse_args()
 
@@ -542,8 +554,19 @@ def main() -> None:
     }
     # stage 2: PII-focused continuation with replay of the other tasks (merged presidio address spans and the
     # training-only extra PII templates); kept only if the calibration composite improves
-    cfg2 = dict(cfg, seed=SEED + 2, epochs=1, max_steps=args.max_steps, lr=3e-5, head_lr=3e-4,
-                pro_frac=0.25, extra_frac=0.1, attack_frac=0.6, pii_frac=1.5, pii_key="pii_train")
+    cfg2 = dict(
+        cfg,
+        seed=SEED + 2,
+        epochs=1,
+        max_steps=args.max_steps,
+        lr=3e-5,
+        head_lr=3e-4,
+        pro_frac=0.25,
+        extra_frac=0.1,
+        attack_frac=0.6,
+        pii_frac=1.5,
+        pii_key="pii_train",
+    )
     summary = {"version": VERSION, "torch": torch.__version__, "config": cfg, "config_stage2": cfg2}
     prev_summary = MODELS_DIR / "train_summary.json"
     if args.calibrate_only:
@@ -563,7 +586,9 @@ def main() -> None:
         base = calib_report(lambda texts: torch_predict(model, tok, texts), tok, d)
         log({"calib_stage1_v2_labels": base})
         del model
-        state2, info2 = train_model(d, tok, dict(cfg2, baseline_score=base["score"]), log, init_state=state)
+        state2, info2 = train_model(
+            d, tok, dict(cfg2, baseline_score=base["score"]), log, init_state=state
+        )
         info2["stage1_calib"] = base
         info2["kept_stage2"] = state2 is not state
         summary["stage2"] = info2
