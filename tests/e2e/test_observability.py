@@ -84,8 +84,13 @@ def test_the_router_span_continues_the_callers_trace_with_the_decision(
     assert attrs["meritorder.reason"] == raw.headers["x-meritorder-reason"]
     assert "meritorder.cost.estimate" in attrs
     assert span.status_code != 2
-    children = {s.name for s in receiver.wait_for(lambda s: s.parent_span_id == span.span_id)}
-    assert {"parse", "classify", "policy", "mutation"} <= children
+    children = {s.name: s for s in receiver.wait_for(lambda s: s.parent_span_id == span.span_id)}
+    assert {"parse", "classify", "policy", "mutation"} <= set(children)
+    # The demo policy reads classifier signals: the classify stage shows the batch it ran in.
+    model_stages = receiver.wait_for(lambda s: s.parent_span_id == children["classify"].span_id)
+    assert {s.name for s in model_stages} == {"tokenize", "inference"}
+    assert all(s.attributes["meritorder.classifier.batch_requests"] >= 1 for s in model_stages)
+    assert attrs["meritorder.classifier.domain"] == "computer science"
 
 
 def test_envoy_and_router_spans_are_one_trace(
