@@ -114,7 +114,7 @@ def main() -> int:
     request = build_request(HOST, ports.listener, CHAT, chat_body(args.model))
     stack = Stack(ports, workdir=Path(tempfile.mkdtemp(prefix="meritorder-profile-")))
     with stack:
-        pid = stack.processes["router"].pid
+        pid = stack.processes.running["router"].pid
 
         def load(requests: int, seconds: float) -> int:
             result = asyncio.run(
