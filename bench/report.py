@@ -114,7 +114,7 @@ def _invalid(paths: Mapping[str, Any], path: str, levels: tuple[int, ...]) -> st
     if not bad:
         return None
     return "the router fell back instead of deciding for " + ", ".join(
-        f"{share:.0%} of requests at c={c}" for c, share in bad.items()
+        f"{share:.1%} of requests at c={c}" for c, share in bad.items()
     )
 
 
