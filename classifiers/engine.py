@@ -19,7 +19,15 @@ import onnxruntime as ort
 
 from classifiers import pii_patterns
 from classifiers.batching import BatchStats, MicroBatcher
-from classifiers.pii import VALIDATED_TYPES, FloatArray, TagScheme, merge, tidy_span, to_words
+from classifiers.pii import (
+    VALIDATED_TYPES,
+    FloatArray,
+    IntArray,
+    TagScheme,
+    merge,
+    tidy_span,
+    to_words,
+)
 from classifiers.session import create_session
 from classifiers.signals import (
     AttackSignal,
@@ -244,13 +252,6 @@ class SignalEngine:
         return results
 
     def _plan(self, job: Job, encoded: list[EncodedText], rows: list[IdArray]) -> _Plan:
-        windows: list[list[tuple[Window, int]]] = []
-        for message in encoded:
-            mine = []
-            for window in pii_windows(len(message), self._window, self.pii_overlap):
-                mine.append((window, len(rows)))
-                rows.append(self.tokenizer.wrap(message.ids[window.start : window.end]))
-            windows.append(mine)
         sequence = sequence_window(
             self.tokenizer,
             encoded,
@@ -258,11 +259,23 @@ class SignalEngine:
             max_length=self.max_length,
             context_tokens=self.context_tokens,
         )
-        # A short lone turn is its own PII window: one row feeds every head.
-        user_windows = windows[last_user_index(job.roles)] if encoded else []
-        if len(user_windows) == 1 and np.array_equal(rows[user_windows[0][1]], sequence):
-            sequence_row = user_windows[0][1]
-        else:
+        user = last_user_index(job.roles) if encoded else -1
+        sequence_row: int | None = None
+        windows: list[list[tuple[Window, int]]] = []
+        for m, message in enumerate(encoded):
+            mine = []
+            spans = pii_windows(len(message), self._window, self.pii_overlap)
+            for window in spans:
+                if m == user and len(spans) == 1 and _opens_with(sequence, message.ids):
+                    # The whole user turn leads the sequence row ([CLS] turn [SEP] context):
+                    # one row feeds every head and the turn's PII tags.
+                    sequence_row = len(rows)
+                    rows.append(sequence)
+                else:
+                    rows.append(self.tokenizer.wrap(message.ids[window.start : window.end]))
+                mine.append((window, len(rows) - 1))
+            windows.append(mine)
+        if sequence_row is None:
             sequence_row = len(rows)
             rows.append(sequence)
         return _Plan(encoded, sequence_row, windows)
@@ -275,8 +288,7 @@ class SignalEngine:
         attack = np.empty(n, dtype=np.float32)
         difficulty = np.empty(n, dtype=np.float32)
         pii: list[FloatArray] = [domain[:0]] * n
-        for start in range(0, n, self.max_batch):
-            chunk = order[start : start + self.max_batch]
+        for chunk in _length_buckets(order, lengths, self.max_batch):
             sizes = lengths[chunk]
             ids = np.full((len(chunk), int(sizes.max())), self.tokenizer.pad_id, dtype=np.int64)
             for r, i in enumerate(chunk):
@@ -324,8 +336,9 @@ class SignalEngine:
     ) -> list[PiiEntity]:
         if not windows:
             return []
-        if len(windows) == 1:
-            probs = outputs.pii[windows[0][1]]
+        if len(windows) == 1:  # the row may run on past the message (the sequence row's context)
+            window, row = windows[0]
+            probs = outputs.pii[row][: window.end - window.start]
         else:  # each token from the window that owns it
             probs = np.concatenate(
                 [
@@ -347,6 +360,28 @@ class SignalEngine:
             if bounds is not None:
                 found.append(PiiEntity(s.type, *bounds, s.score, index))
         return found
+
+
+def _opens_with(row: IdArray, ids: IdArray) -> bool:
+    """Whether `row` is [CLS] followed by all of `ids` (then [SEP] and anything)."""
+    return len(row) >= len(ids) + 2 and np.array_equal(row[1 : len(ids) + 1], ids)
+
+
+def _length_buckets(order: IntArray, lengths: IntArray, max_batch: int) -> list[IntArray]:
+    """Rows (`order`: sorted by length) in batches of at most `max_batch` whose longest row is at
+    most twice their shortest: every row is padded to its batch's longest, and the encoder's cost
+    grows with the padded length, so a short system prompt must not ride with a long user turn."""
+    buckets: list[IntArray] = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        if (
+            end == len(order)
+            or end - start == max_batch
+            or lengths[order[end]] > 2 * lengths[order[start]]
+        ):
+            buckets.append(order[start:end])
+            start = end
+    return buckets
 
 
 def _check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:

@@ -113,6 +113,12 @@ def record_batch(timing: BatchTiming) -> None:
 
 def record_decision(span: Span, decision: Decision) -> None:
     """Every fact of a decision that an operator needs, none of the prompt."""
+    _count_decision(decision)
+    if span.is_recording():  # without an exporter (or unsampled), attributes would be thrown away
+        _annotate(span, decision)
+
+
+def _annotate(span: Span, decision: Decision) -> None:
     span.set_attribute("meritorder.decision", decision.decision)
     span.set_attribute("meritorder.action", decision.action)
     span.set_attribute("meritorder.reason", decision.reason)
@@ -150,6 +156,9 @@ def record_decision(span: Span, decision: Decision) -> None:
     if decision.action == "block":
         span.set_status(Status(StatusCode.ERROR, f"blocked: {decision.code}"))
         span.set_attribute("error.type", decision.code)
+
+
+def _count_decision(decision: Decision) -> None:
     outcome = "blocked" if decision.action == "block" else "routed"
     METRICS.requests.labels(
         decision=decision.decision,

@@ -187,8 +187,15 @@ async def test_rows_are_padded_to_the_longest_in_the_batch_never_to_a_fixed_leng
     engine: SignalEngine,
 ) -> None:
     recording = record(engine)
-    engine.classify_batch(["hello", "the cat sat on the mat", "hello world"])
-    assert recording.shapes == [(3, 8)]
+    engine.classify_batch(["hello", "hello world", "the cat sat on"])
+    assert recording.shapes == [(3, 6)]
+
+
+async def test_short_rows_are_not_padded_to_far_longer_ones(engine: SignalEngine) -> None:
+    recording = record(engine)
+    engine.classify_batch(["hello", "hello world", "the cat sat on the mat and the cat sat"])
+    # 3 and 4 tokens run together; the 12-token row (over twice the shortest) runs alone
+    assert recording.shapes == [(2, 4), (1, 12)]
 
 
 async def test_no_row_exceeds_max_length(model_dir: Path) -> None:
