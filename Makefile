@@ -50,6 +50,9 @@ TRAIN_STAMP := $(TRAIN_VENV)/.installed-stamp
 $(TRAIN_STAMP): pyproject.toml
 	test -x $(TRAIN_VENV)/bin/python || $(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	# torch first, alone: this exact version is the CPU build on local disk; any other spec,
+	# asked for by a dependency resolved alongside it, pulls a CUDA build of several GB.
+	$(TRAIN_VENV)/bin/python -m pip install --quiet torch==2.13.0
 	$(TRAIN_VENV)/bin/python -m pip install --quiet $$($(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"]))')
 	touch $@
 
