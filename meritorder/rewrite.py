@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from classifiers.signals import PiiEntity
 from meritorder.policy import Decision, PiiFinding
 from meritorder.request import ChatRequest, Endpoint
 
@@ -83,20 +83,9 @@ def _mask_parts(parts: list[Any], spans: Sequence[PiiFinding]) -> list[Any]:
         if isinstance(part, dict) and isinstance(part.get("text"), str):
             text = part["text"]
             inside = [f for f in spans if offset <= f.start and f.end <= offset + len(text)]
-            shifted = [_Span(f.type, f.start - offset, f.end - offset) for f in inside]
+            shifted = [PiiEntity(f.type, f.start - offset, f.end - offset, f.score) for f in inside]
             result.append({**part, "text": _mask(text, shifted)})
             offset += len(text) + 1  # the newline that joins text parts
         else:
             result.append(part)
     return result
-
-
-@dataclass(frozen=True)
-class _Span:
-    """A span moved into one content part's own offsets."""
-
-    type: str
-    start: int
-    end: int
-    score: float = 1.0
-    message: int | None = None

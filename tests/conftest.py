@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from classifiers.signals import PiiEntity
 from meritorder.config import RouterConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,3 +25,8 @@ def _fresh_logging() -> Iterator[None]:
     """Commands under test configure structlog globally; give every test the defaults back."""
     yield
     structlog.reset_defaults()
+
+
+def Pii(type: str, start: int, end: int, score: float = 0.9, message: int | None = 0) -> PiiEntity:
+    """A PII finding as the classifier reports it (message 0 by default)."""
+    return PiiEntity(type, start, end, score, message)

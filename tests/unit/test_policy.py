@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from meritorder.config import RouterConfig, parse_config
 from meritorder.policy import Classified, Decision, Observation, PoolState, decide, evaluate_signals
 from meritorder.request import ChatRequest, Endpoint, parse_request
+from tests.conftest import Pii
 
 POLICY = """
 models:
@@ -44,15 +44,6 @@ decisions:
   - {name: private-pii, priority: 30, when: personal, route: [gpt, coder], pii: private}
   - {name: agents, priority: 20, when: {any: [agent, long, chatty]}, route: [large]}
 """
-
-
-@dataclass(frozen=True)
-class Pii:
-    type: str
-    start: int
-    end: int
-    score: float = 0.9
-    message: int | None = 0
 
 
 def classified(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
 from meritorder.policy import Decision, Steps
 from meritorder.request import Endpoint, parse_request
 from meritorder.rewrite import forward_body
+from tests.conftest import Pii
 
 CONFIG = parse_config("""
 models:
@@ -19,15 +19,6 @@ models:
   - {name: o3, cluster: c, upstream_model: up/o3, cost: 1, reasoning_family: reasoning_effort}
 default_model: plain
 """)
-
-
-@dataclass(frozen=True)
-class Pii:
-    type: str
-    start: int
-    end: int
-    score: float = 0.9
-    message: int | None = 0
 
 
 def forward(
