@@ -36,7 +36,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devstack import ENVOY_CONFIG, ROUTER_CONFIG, Ports, Stack, StackError
+from devstack import ENVOY_CONFIG, ROUTER_CONFIG, Ports, Processes, Stack, StackError
 
 from bench import report
 from bench.loadgen import build_request, run_level
@@ -256,70 +255,24 @@ def litellm_proxy(workdir: Path, mock_port: int, port: int, master_key: str) -> 
     config = workdir / "litellm.yaml"
     config.write_text(yaml.safe_dump(litellm_config(mock_port, master_key)))
     # No network here: use the bundled model price map rather than fetching it.
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
-    log = (workdir / "litellm.log").open("ab")
-    process = subprocess.Popen(
-        [binary, "--config", str(config), "--host", HOST, "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=workdir,
-    )
-    try:
-        _wait_http(process, f"http://{HOST}:{port}/health/liveliness", workdir / "litellm.log")
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    with Processes(workdir) as processes:
+        process = processes.spawn(
+            "litellm", [binary, "--config", str(config), "--host", HOST, "--port", str(port)], env
+        )
+        processes.wait_http("litellm", f"http://{HOST}:{port}/health/liveliness", timeout=180)
         yield process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextlib.contextmanager
 def bench_server(workdir: Path, script: str, args: list[str], port: int) -> Iterator[int]:
     """One of the bench's own servers (`bench/<script>`), listening on `port`; yields its pid."""
-    log = workdir / f"{Path(script).stem}.log"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / script), *args, "--port", str(port)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    try:
-        _wait_http(process, None, log, port=port)
+    name = Path(script).stem
+    with Processes(workdir) as processes:
+        cmd = [sys.executable, str(REPO / "bench" / script), *args, "--port", str(port)]
+        process = processes.spawn(name, cmd)
+        processes.wait_port(name, port, timeout=180)
         yield process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-
-
-def _wait_http(
-    process: subprocess.Popen[bytes],
-    url: str | None,
-    log: Path,
-    port: int | None = None,
-    timeout: float = 180,
-) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StackError(f"exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if url is None:
-                with socket.create_connection((HOST, port or 0), timeout=1):
-                    return
-            else:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise StackError(f"not ready within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def clear_mock(port: int) -> None:
