@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--cpu", action="store_true", help="never use the CUDA provider")
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="router processes sharing the port (SO_REUSEPORT); worker i serves metrics on "
+        "--metrics-port + i",
+    )
+    serve.add_argument(
         "--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal"
     )
 
@@ -199,6 +206,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print(f"--workers {args.workers}: use 1 or more", file=sys.stderr)
+        return 2
     options = ServerOptions(
         config_path=args.config,
         host=args.host,
@@ -207,9 +217,14 @@ def _serve(args: argparse.Namespace) -> int:
         classifier=not args.no_classifier,
         model_dir=args.model_dir,
         force_cpu=args.cpu,
+        reuse_port=args.workers > 1,
     )
-    asyncio.run(serve(config, options))
-    return 0
+    if args.workers == 1:
+        asyncio.run(serve(config, options))
+        return 0
+    from meritorder.server import serve_workers
+
+    return serve_workers(config, options, args.workers, json_logs=args.json_logs)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -155,3 +157,40 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         classifier.close()
     telemetry.shutdown_tracing()
     log.info("router stopped")
+
+
+def serve_workers(
+    config: RouterConfig, options: ServerOptions, workers: int, json_logs: bool | None = None
+) -> int:
+    """Run `workers` router processes on one port (SO_REUSEPORT: the kernel spreads Envoy's
+    connections over them); SIGTERM or SIGINT is passed on, and each drains its own streams.
+    Returns 0 when every worker exited cleanly."""
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    for index in range(workers):
+        metrics = None if options.metrics_port is None else options.metrics_port + index
+        worker = replace(options, metrics_port=metrics)
+        process = context.Process(
+            target=_worker, args=(config, worker, json_logs), name=f"router-{index}"
+        )
+        process.start()
+        processes.append(process)
+    log.info("router workers started", workers=workers, pids=[p.pid for p in processes])
+
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in processes:
+        process.join()
+    return 0 if all(p.exitcode == 0 for p in processes) else 1
+
+
+def _worker(config: RouterConfig, options: ServerOptions, json_logs: bool | None) -> None:
+    from meritorder.logs import configure_logging
+
+    configure_logging(json_logs=json_logs)
+    asyncio.run(serve(config, options))
