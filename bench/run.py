@@ -417,6 +417,26 @@ def run_all(bench: Bench, workdir: Path, policy: Path) -> dict[str, Any]:
                 bench.measure(key, label, ports.listener, request, pids)
             router_log = full.log("router")
 
+        # Scaling: the same explicit path with two router processes on one port.
+        workers = Stack(
+            ports, router_config=policy, workdir=_sub(workdir, "workers"),
+            router_args=["--workers", "2"],
+        )  # fmt: skip
+        with _started(workers):
+            workers.start_router()
+            workers.start_envoy()
+            bench.measure(
+                "explicit_2w",
+                '(b2) Envoy + 2 router workers, "model": "small"',
+                ports.listener,
+                build_request(HOST, ports.listener, CHAT, chat_body("small")),
+                {
+                    "router": workers.processes.running["router"].pid,
+                    "envoy": workers.processes.running["envoy"].pid,
+                    "mock": mock_pid,
+                },
+            )
+
         litellm_label = "(d) LiteLLM proxy, no Envoy"
         litellm_port = Ports.free().listener
         key = f"sk-bench-{secrets.token_hex(16)}"

@@ -158,12 +158,14 @@ class Stack:
         envoy_config: Path = ENVOY_CONFIG,
         workdir: Path | None = None,
         router_env: Mapping[str, str] | None = None,
+        router_args: Sequence[str] = (),
     ) -> None:
         self.ports = ports or Ports()
         self.router_config = router_config
         self.envoy_config = envoy_config
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="meritorder-stack-"))
         self.router_env = dict(router_env or {})
+        self.router_args = list(router_args)
         self.processes = Processes(self.workdir)
 
     @property
@@ -206,6 +208,7 @@ class Stack:
             str(self.ports.router),
             "--metrics-port",
             str(self.ports.metrics),
+            *self.router_args,
         ]
         self.processes.spawn("router", cmd, env=env)
         self.processes.wait_port("router", self.ports.router, timeout=60)
