@@ -25,6 +25,7 @@ from classifiers.pii import (
     IntArray,
     TagScheme,
     merge,
+    plausible,
     tidy_span,
     to_words,
 )
@@ -357,7 +358,7 @@ class SignalEngine:
             bounds = tidy_span(
                 text, *to_words(text, offsets[s.first][0], offsets[s.last][1]), s.type
             )
-            if bounds is not None:
+            if bounds is not None and plausible(s.type, text[bounds[0] : bounds[1]]):
                 found.append(PiiEntity(s.type, *bounds, s.score, index))
         return found
 

@@ -87,6 +87,18 @@ def tidy_span(text: str, start: int, end: int, kind: str) -> tuple[int, int] | N
     return (start, end) if end > start else None
 
 
+_PHONE_CHARS = frozenset("0123456789+()-./ \t")
+
+
+def plausible(kind: str, text: str) -> bool:
+    """A model span that can be what it is called: a phone number is 7 to 15 digits (E.164)
+    with nothing but dialling punctuation around them (the model also tags arithmetic)."""
+    if kind != "PHONE_NUMBER":
+        return True
+    digits = sum(ch.isdigit() for ch in text)
+    return 7 <= digits <= 15 and all(ch in _PHONE_CHARS for ch in text)
+
+
 def _abbreviation(text: str, start: int, end: int) -> bool:
     # "J." or "St." keep their dot: a single letter or a short capitalised word before it.
     if text[end - 1] != ".":

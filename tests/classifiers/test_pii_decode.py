@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from classifiers.pii import TagScheme, merge, tidy_span, to_words
+from classifiers.pii import TagScheme, merge, plausible, tidy_span, to_words
 from classifiers.signals import PiiEntity
 
 TAGS = ["O", "B-PERSON", "I-PERSON", "B-EMAIL_ADDRESS", "I-EMAIL_ADDRESS"]
@@ -92,3 +92,19 @@ def test_model_spans_lose_spilled_separators(
 
 def test_a_span_of_only_separators_is_dropped() -> None:
     assert tidy_span("a - b", 1, 4, "PERSON") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("0176 2345 678", True),
+        ("+44 (20) 7946-0958", True),
+        ("2+2", False),  # arithmetic the model tags as a phone number
+        ("x^2 sin x from 0 to pi", False),
+        ("4\n6582YH\nLage Mierde", False),
+        ("1234567890123456", False),  # 16 digits: longer than any E.164 number
+    ],
+)
+def test_a_phone_span_must_look_like_a_phone_number(text: str, ok: bool) -> None:
+    assert plausible("PHONE_NUMBER", text) is ok
+    assert plausible("PERSON", text)  # only phone numbers have a shape to check
