@@ -56,9 +56,11 @@ $(TRAIN_STAMP): pyproject.toml
 	$(TRAIN_VENV)/bin/python -m pip install --quiet $$($(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"]))')
 	touch $@
 
-models: $(TRAIN_STAMP)
+models: $(TRAIN_STAMP) $(STAMP)
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.train
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate
+	# What the router sees: the runtime (windows, decoding, validators) on the same dev splits.
+	$(BIN)/python -m classifiers.training.runtime_eval
 
 ## Benchmarks (never part of `make test`): path overhead vs Envoy alone and LiteLLM, then the
 ## classifier's cost. Figures go to bench/results/ and docs/BENCHMARKS.md.
