@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import grpc
 
 from meritorder.errors import RequestError
-from meritorder.policy import Decision, evaluate_signals
+from meritorder.policy import Classified, Decision, Observation, evaluate_signals
 from meritorder.request import ChatRequest, Endpoint, parse_request
 from meritorder.router import Router
 from meritorder.v1 import router_pb2, router_pb2_grpc
@@ -31,8 +31,11 @@ class RouterService(router_pb2_grpc.RouterServicer):
         context: grpc.aio.ServicerContext,
     ) -> router_pb2.ClassifyResponse:
         chat = await self._parse(request.messages, request.text, "", context)
-        fired = evaluate_signals(self.router.config, await self.router.observe(chat, {}))
-        return router_pb2.ClassifyResponse(signals=router_pb2.Signals(fired=fired))
+        # Classify reports the classifier's view whether or not the policy reads it.
+        classifier = self.router.classifier
+        classified = await classifier.classify(chat) if classifier is not None else None
+        fired = evaluate_signals(self.router.config, Observation(chat, {}, classified))
+        return router_pb2.ClassifyResponse(signals=_signals_proto(fired, classified))
 
     async def Route(
         self,
@@ -47,7 +50,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
                 _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message
             )
         return router_pb2.RouteResponse(
-            signals=router_pb2.Signals(fired=dict(decision.fired)),
+            signals=_signals_proto(decision.fired, decision.classified),
             decision=_decision_proto(decision),
         )
 
@@ -74,6 +77,23 @@ class RouterService(router_pb2_grpc.RouterServicer):
                 _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message
             )
             raise  # unreachable: abort raises
+
+
+def _signals_proto(fired: Mapping[str, float], classified: Classified | None) -> router_pb2.Signals:
+    signals = router_pb2.Signals(fired=dict(fired), classifier=classified is not None)
+    if classified is not None:
+        signals.domain.label = classified.domain
+        signals.domain.scores.update(classified.domain_scores)
+        signals.prompt_attack = classified.prompt_attack
+        signals.difficulty = classified.difficulty
+        signals.tokens = classified.tokens
+        signals.pii.extend(
+            router_pb2.PiiEntity(
+                type=f.type, start=f.start, end=f.end, score=f.score, message=f.message or 0
+            )
+            for f in classified.pii
+        )
+    return signals
 
 
 def _decision_proto(decision: Decision) -> router_pb2.Decision:

@@ -16,10 +16,11 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meritorder.config import load_config
+from meritorder.policy import Classified
 from meritorder.router import Router
 from meritorder.server import ConfigWatcher, ServerOptions, build_server
 from meritorder.v1 import router_pb2, router_pb2_grpc
-from tests.conftest import DEMO_CONFIG
+from tests.conftest import DEMO_CONFIG, Pii
 from tests.unit.test_processor import body_msg, chat, headers_msg
 
 
@@ -146,3 +147,24 @@ async def _exchange(
             yield message
 
     return [reply async for reply in stub.Process(requests())]
+
+
+class FixedClassifier:
+    """Stands in for the ONNX classifier: the same view of every request."""
+
+    async def classify(self, request: object) -> Classified:
+        return Classified(
+            "math", {"math": 0.9, "law": 0.1}, 0.02, 0.5, 0.7, (Pii("EMAIL_ADDRESS", 3, 9),), 12
+        )
+
+
+async def test_classify_rpc_reports_the_classifier_view(running: Running) -> None:
+    running.router.classifier = FixedClassifier()
+    stub = router_pb2_grpc.RouterStub(running.channel)
+    reply = await stub.Classify(router_pb2.ClassifyRequest(text="mail a@b.co"))
+    signals = reply.signals
+    assert signals.classifier and signals.domain.label == "math" and signals.tokens == 12
+    assert signals.difficulty == pytest.approx(0.7) and signals.prompt_attack == pytest.approx(0.02)
+    assert [(p.type, p.start, p.end) for p in signals.pii] == [("EMAIL_ADDRESS", 3, 9)]
+    # the demo policy's classifier signals fire on this view: stem (math), hard, personal
+    assert dict(signals.fired) == pytest.approx({"stem": 0.9, "hard": 0.7, "personal": 0.9})
