@@ -473,7 +473,7 @@ def parse_config(text: str, source: str = "<config>") -> RouterConfig:
         return RouterConfig.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        problems = [_describe(e, data) for e in errors if not _is_echo(e, errors)]
+        problems = [_describe(e) for e in errors if not _is_echo(e, errors)]
         raise ConfigError(
             source, [line for p in problems for line in p.split(_PROBLEM_SEPARATOR)]
         ) from exc
@@ -487,13 +487,12 @@ def _is_echo(error: Any, errors: list[Any]) -> bool:
     )
 
 
-def _describe(error: Any, data: Any) -> str:
+def _describe(error: Any) -> str:
     loc = _location(error["loc"])
     kind = error["type"]
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        parent = _lookup(data, error["loc"][:-1])
-        allowed = _allowed_fields(error["loc"][:-1], parent)
+        allowed = _allowed_fields(error["loc"][:-1])
         close = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"allowed fields: {', '.join(allowed)}"
         return f"{loc}: unknown field; {hint}"
@@ -507,7 +506,7 @@ def _describe(error: Any, data: Any) -> str:
     if kind.startswith("union_tag") or "input" not in error:
         return f"{loc}: {message}"
     if kind in ("value_error", "assertion_error"):
-        return f"{loc or 'file'}: {message}" if loc else message
+        return f"{loc}: {message}" if loc else message
     return f"{loc}: {message} (got {error['input']!r})"
 
 
@@ -538,15 +537,6 @@ _SIGNAL_TAGS = frozenset(
 )
 
 
-def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
-    for item in loc:
-        try:
-            data = data[item]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
 _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
     "models": ModelConfig,
     "decisions": DecisionConfig,
@@ -569,7 +559,7 @@ _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
 }
 
 
-def _allowed_fields(loc: tuple[Any, ...], parent: Any) -> list[str]:
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
     names = [str(x) for x in loc if isinstance(x, str) and x in _FIELDS_BY_SECTION]
     model = _FIELDS_BY_SECTION[names[-1]] if names else RouterConfig
     return [f.alias or name for name, f in model.model_fields.items()]
