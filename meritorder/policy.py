@@ -161,7 +161,7 @@ def signal_score(signal: SignalConfig, obs: Observation) -> float | None:
     if isinstance(signal, KeywordSignal):
         return (
             1.0
-            if _keyword_regex(signal.keywords, signal.patterns).search(request.prompt_text())
+            if _keyword_regex(signal.keywords, signal.patterns).search(request.prompt_text)
             else None
         )
     if isinstance(signal, TokensSignal):

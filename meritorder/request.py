@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 from classifiers.text import message_text
@@ -64,8 +65,9 @@ class ChatRequest:
                 return message_text(message)
         return self.texts()[-1] if self.messages else ""
 
+    @cached_property
     def prompt_text(self) -> str:
-        """All message text joined, for keyword signals."""
+        """All message text joined, for keyword signals (joined once, read by every signal)."""
         return "\n".join(self.texts())
 
 

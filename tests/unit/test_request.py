@@ -91,7 +91,7 @@ def test_completions_need_a_prompt() -> None:
 
 def test_completion_prompt_list_is_joined_for_signals() -> None:
     request = parse({"model": "auto", "prompt": ["a", "b"]}, Endpoint.COMPLETIONS)
-    assert request.prompt_text() == "a\nb"  # type: ignore[attr-defined]
+    assert request.prompt_text == "a\nb"  # type: ignore[attr-defined]
 
 
 def test_text_parts_are_read_and_images_skipped() -> None:
