@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 from devstack import Ports, Stack
+from openai.types.chat import ChatCompletion
 
 from tests.conftest import DEMO_CONFIG
 from tests.e2e.otlp import OtlpReceiver, ReceivedSpan
@@ -55,6 +56,17 @@ def traceparent() -> tuple[str, str]:
     return trace_id, f"00-{trace_id}-{secrets.token_hex(8)}-01"
 
 
+def ask_in_new_trace(client: openai.OpenAI, content: str) -> tuple[str, ChatCompletion]:
+    """A chat completion for model `auto` in a fresh trace; the trace id and the completion."""
+    trace_id, parent = traceparent()
+    completion = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": content}],
+        extra_headers={"traceparent": parent},
+    )
+    return trace_id, completion
+
+
 def route_span(receiver: OtlpReceiver, trace_id: str) -> ReceivedSpan:
     spans = receiver.wait_for(lambda s: s.trace_id == trace_id and s.name == "meritorder.route")
     assert spans, f"no meritorder.route span in trace {trace_id}"
@@ -96,12 +108,7 @@ def test_the_router_span_continues_the_callers_trace_with_the_decision(
 def test_envoy_and_router_spans_are_one_trace(
     stack: Stack, receiver: OtlpReceiver, client: openai.OpenAI
 ) -> None:
-    trace_id, parent = traceparent()
-    client.chat.completions.create(
-        model="auto",
-        messages=[{"role": "user", "content": "hi"}],
-        extra_headers={"traceparent": parent},
-    )
+    trace_id, _ = ask_in_new_trace(client, "hi")
     route = route_span(receiver, trace_id)
     envoy = receiver.wait_for(lambda s: s.trace_id == trace_id and s.service == "meritorder-envoy")
     assert envoy, "Envoy exported no span in the caller's trace"
@@ -157,12 +164,7 @@ def test_bad_requests_are_traced_with_error_status(
 def test_no_prompt_text_in_any_exported_span_or_log_line(
     stack: Stack, receiver: OtlpReceiver, client: openai.OpenAI
 ) -> None:
-    trace_id, parent = traceparent()
-    client.chat.completions.create(
-        model="auto",
-        messages=[{"role": "user", "content": SECRET_PROMPT}],
-        extra_headers={"traceparent": parent},
-    )
+    trace_id, _ = ask_in_new_trace(client, SECRET_PROMPT)
     route_span(receiver, trace_id)
     secret = SECRET_PROMPT.split()[0].encode()
     assert not any(secret in blob for blob in receiver.raw)
@@ -172,12 +174,7 @@ def test_no_prompt_text_in_any_exported_span_or_log_line(
 def test_each_decision_logs_one_json_line_with_its_trace_id(
     stack: Stack, receiver: OtlpReceiver, client: openai.OpenAI
 ) -> None:
-    trace_id, parent = traceparent()
-    client.chat.completions.create(
-        model="auto",
-        messages=[{"role": "user", "content": "log me"}],
-        extra_headers={"traceparent": parent},
-    )
+    trace_id, _ = ask_in_new_trace(client, "log me")
     route_span(receiver, trace_id)
     lines = [json.loads(line) for line in stack.log("router").splitlines() if line.startswith("{")]
     routed = [
@@ -218,12 +215,7 @@ def test_metrics_endpoint_counts_decisions_blocks_and_errors(
 def test_the_upstreams_status_and_usage_are_recorded_on_the_same_trace(
     stack: Stack, receiver: OtlpReceiver, client: openai.OpenAI
 ) -> None:
-    trace_id, parent = traceparent()
-    completion = client.chat.completions.create(
-        model="auto",
-        messages=[{"role": "user", "content": "a python question"}],
-        extra_headers={"traceparent": parent},
-    )
+    trace_id, completion = ask_in_new_trace(client, "a python question")
     route = route_span(receiver, trace_id)
     (response,) = receiver.wait_for(
         lambda s: s.trace_id == trace_id and s.name == "meritorder.response"
