@@ -85,9 +85,14 @@ class Router:
                 param="model",
                 code="model_not_found",
             )
+        # Only the classifier and the budget store can be slow; without them a decision is a few
+        # microseconds of pure policy, and a timeout task would cost more than the decision.
+        timed = self.enforce_timeout and (
+            config.budgets is not None or (observed is None and self._classifies(config, request))
+        )
         deciding = self._decide(config, request, headers, observed)
         try:
-            if self.enforce_timeout:
+            if timed:
                 decision = await asyncio.wait_for(
                     deciding, config.routing.decision_timeout_ms / 1000
                 )
@@ -104,9 +109,13 @@ class Router:
         for a virtual model with classifier signals, or for any model when boundaries apply."""
         config = self._config
         classified = None
-        if self.classifier is not None and _needs_classifier(config, request):
+        if self._classifies(config, request):
+            assert self.classifier is not None
             classified = await self.classifier.classify(request)
         return Observation(request, headers, classified)
+
+    def _classifies(self, config: RouterConfig, request: ChatRequest) -> bool:
+        return self.classifier is not None and _needs_classifier(config, request)
 
     async def _decide(
         self,

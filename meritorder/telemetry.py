@@ -81,9 +81,13 @@ def start_route_span(headers: Mapping[str, str], operation: str) -> Span:
 def stage(name: str) -> Iterator[Span]:
     """A child span of the current span, timed into the stage histogram."""
     started = time.perf_counter()
+    parent = trace.get_current_span()
     try:
-        with tracer().start_as_current_span(name) as span:
-            yield span
+        if parent.is_recording():
+            with tracer().start_as_current_span(name) as span:
+                yield span
+        else:  # nothing would be exported: time the stage, skip the span and its context switch
+            yield parent
     finally:
         METRICS.stage_seconds.labels(stage=name).observe(time.perf_counter() - started)
 
@@ -101,6 +105,8 @@ def current(span: Span) -> Iterator[None]:
 def record_batch(timing: BatchTiming) -> None:
     """The tokenize and inference spans of the classifier batch that served this request."""
     METRICS.batch_size.observe(timing.requests)
+    if not trace.get_current_span().is_recording():
+        return
     for name, start, end in (
         ("tokenize", timing.tokenize_start_ns, timing.tokenize_end_ns),
         ("inference", timing.inference_start_ns, timing.inference_end_ns),

@@ -16,7 +16,8 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 
 from extproc.processor import Processor, StreamState
-from meritorder.config import RouterConfig, parse_config
+from meritorder.config import BudgetConfig, RouterConfig, parse_config
+from meritorder.policy import Classified
 from meritorder.router import Router
 
 OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
@@ -161,19 +162,20 @@ async def test_a_client_cannot_preset_the_routing_header(processor: Processor) -
     assert set_headers(response)["x-meritorder-model"] == "small"
 
 
-async def test_a_slow_decision_fails_open_to_the_default_model(
-    demo_config: RouterConfig, monkeypatch: pytest.MonkeyPatch
+async def test_a_slow_classifier_fails_open_to_the_default_model(
+    demo_config: RouterConfig,
 ) -> None:
+    class SlowClassifier:
+        async def classify(self, request: object) -> Classified:
+            await asyncio.sleep(1)
+            raise AssertionError("the decision budget should have expired first")
+
     router = Router(
         demo_config.model_copy(
             update={"routing": demo_config.routing.model_copy(update={"decision_timeout_ms": 5})}
-        )
+        ),
+        classifier=SlowClassifier(),
     )
-
-    async def slow(*_: object) -> None:
-        await asyncio.sleep(1)
-
-    monkeypatch.setattr(router, "_decide", slow)
     response = await Stream(Processor(router)).request(chat("auto", "python"))
     headers = set_headers(response)
     assert (headers["x-meritorder-model"], headers["x-meritorder-decision"]) == (
@@ -246,3 +248,28 @@ boundaries: [{name: pii-inside}]
             "cheap",
             "fallback",
         )
+
+
+async def test_a_slow_budget_store_fails_open_too(demo_config: RouterConfig) -> None:
+    budgets = BudgetConfig(header="x-tenant", window_s=60, default_limit=100)
+    config = demo_config.model_copy(
+        update={
+            "budgets": budgets,
+            "routing": demo_config.routing.model_copy(update={"decision_timeout_ms": 5}),
+        }
+    )
+    router = Router(config)
+
+    class SlowStore:
+        async def spent(self, tenant: str, window_s: float) -> float:
+            await asyncio.sleep(1)
+            return 0.0
+
+        async def charge(self, tenant: str, cost: float, window_s: float) -> None:
+            return None
+
+    router.budgets = SlowStore()  # type: ignore[assignment]
+    response = await Stream(Processor(router)).request(
+        chat("small", "hello"), **{"x-tenant": "acme"}
+    )
+    assert "fallback=timeout" in set_headers(response)["x-meritorder-reason"]
