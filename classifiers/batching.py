@@ -121,9 +121,12 @@ class MicroBatcher(Generic[T, R]):
             running.add_done_callback(functools.partial(_fan_out, batch))
 
     def _take(self, batch: list[_Call[T, R]], weight: int) -> tuple[list[_Call[T, R]], int]:
-        # Always take at least one call, even one heavier than a whole batch.
+        # Always take at least one call, even one heavier than a whole batch. Calls whose caller
+        # gave up (its decision budget ran out) leave the queue without taking a batch's room.
         while self._queue and (not batch or weight + self._queue[0].weight <= self.max_batch):
             call = self._queue.popleft()
+            if call.future.done():
+                continue
             batch.append(call)
             weight += call.weight
         return batch, weight

@@ -110,6 +110,22 @@ async def test_a_cancelled_caller_does_not_break_its_batch() -> None:
     batcher.close()
 
 
+async def test_calls_given_up_while_queued_leave_room_for_the_waiting_ones() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = MicroBatcher(recorder, max_batch=2)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await wait_until(recorder.entered)
+    calls = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2, 3)]
+    await asyncio.sleep(0)
+    calls[0].cancel()  # its decision budget ran out while the worker was busy
+    await asyncio.sleep(0)
+    recorder.gate.set()
+    assert await first == 0 and await calls[1] == 4 and await calls[2] == 6
+    assert recorder.batches == [[0], [2, 3]]
+    batcher.close()
+
+
 async def test_the_event_loop_keeps_running_while_a_batch_is_computed() -> None:
     recorder = Recorder()
     recorder.gate.clear()
