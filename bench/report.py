@@ -122,13 +122,15 @@ def _sub(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 3)
 
 
-def targets(paths: Mapping[str, Any]) -> list[Target]:
-    """The issue's targets, each from figures of this one run."""
+def targets(paths: Mapping[str, Any], bare_ms: float | None = None) -> list[Target]:
+    """The issue's targets, each from figures of this one run; `bare_ms` is the bare model
+    forward of (c)'s request (None when (c) ran no model)."""
     a1, b1, c1 = (_get(paths, p, 1, "p50_ms") for p in ("envoy", "explicit", "auto"))
     mock1, d1 = _get(paths, "mock", 1, "p50_ms"), _get(paths, "litellm", 1, "p50_ms")
     c_added, d_added = _sub(c1, mock1), _sub(d1, mock1)
     b16, c16, d16 = (_get(paths, p, 16, "rps") for p in ("explicit", "auto", "litellm"))
     c_rps1 = _get(paths, "auto", 1, "rps")
+    c_over_a = _sub(c1, a1)
     return [
         Target(
             "(b) router, explicit model: added p50 over (a) at c=1",
@@ -174,6 +176,24 @@ def targets(paths: Mapping[str, Any]) -> list[Target]:
             f"(c) {c16} req/s at c=16 / {c_rps1} req/s at c=1",
             _invalid(paths, "auto", (1, 16)),
         ),
+        Target(
+            "(c) auto: p50 end to end at c=1 (~128-token prompt, through Envoy)",
+            c1,
+            10.0,
+            False,
+            "ms",
+            "the whole request: Envoy, router with every signal, mock upstream",
+            _invalid(paths, "auto", (1,)),
+        ),
+        Target(
+            "(c) auto: added p50 over (a) at c=1, in bare model forwards of the same request",
+            round(c_over_a / bare_ms, 2) if c_over_a is not None and bare_ms else None,
+            1.2,
+            False,
+            "x",
+            f"((c) {c1} ms - (a) {a1} ms) / bare onnxruntime forward {bare_ms} ms",
+            _invalid(paths, "auto", (1,)),
+        ),
     ]
 
 
@@ -200,6 +220,14 @@ def markdown(report: Mapping[str, Any]) -> str:
         + f"). Classifier: {report['classifier']['summary']}",
         "",
     ]
+    bare = report.get("bare_forward")
+    if bare:
+        lines += [
+            f"Bare model forward of (c)'s request, measured first: p50 {bare['p50_ms']} ms, "
+            f"p99 {bare['p99_ms']} ms ({bare['runs']} runs; rows of "
+            f"{' + '.join(str(n) for n in bare['rows_tokens'])} tokens, {bare['provider']}).",
+            "",
+        ]
     for key, path in report["paths"].items():
         lines += [f"#### {path['label']}", ""]
         if path.get("skipped"):

@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -505,6 +506,40 @@ def classifier_state(router_log: str, paths: dict[str, Any], policy: Path) -> di
     }
 
 
+def bare_forward(runs: int = 300) -> dict[str, Any]:
+    """The bare onnxruntime forward of (c)'s request: `session.run` on exactly the rows the
+    router's engine makes of it (system prompt and user turn), one row per run as the engine's
+    length buckets run them, before any path starts. No tokenizing, no decoding, no batching."""
+    import numpy as np
+
+    from classifiers.engine import SignalEngine
+
+    engine = SignalEngine.load(force_cpu=True)
+    messages = json.loads(chat_body("auto"))["messages"]
+    rows = engine.model_rows(messages)
+    feeds = [
+        {"input_ids": row[None, :], "attention_mask": np.ones((1, len(row)), dtype=np.int64)}
+        for row in rows
+    ]
+    session = engine.session
+    times = []
+    for i in range(runs + 20):
+        started = time.perf_counter()
+        for feed in feeds:
+            session.run(None, feed)
+        if i >= 20:  # warm-up
+            times.append((time.perf_counter() - started) * 1000)
+    engine.close()
+    return {
+        "rows_tokens": [len(r) for r in rows],
+        "runs": runs,
+        "p50_ms": round(float(np.percentile(times, 50)), 3),
+        "p99_ms": round(float(np.percentile(times, 99)), 3),
+        "provider": session.get_providers()[0],
+        "threads": "as the router: all cores of the affinity mask",
+    }
+
+
 def conditions(paths: dict[str, Any], before: float, after: float) -> dict[str, Any]:
     """Whether the machine was quiet. The load average during the levels counts the bench's own
     processes, so only the load before anything started and the training job count against it."""
@@ -553,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.datetime.now(datetime.UTC)
     start_load = load1()
     print(f"path overhead ({'quick' if args.quick else 'full'}), logs in {workdir}", flush=True)
+    # First, on the machine as quiet as the run finds it: what (c)'s request costs the model alone.
+    bare = bare_forward(60 if args.quick else 300) if policy_uses_classifier(args.config) else None
     try:
         classifier = run_all(bench, workdir, args.config.resolve())
     except StackError as error:
@@ -583,9 +620,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "policy": policy_state(args.config.resolve()),
         "classifier": classifier,
+        "bare_forward": bare,
         "paths": bench.paths,
     }
-    figures["targets"] = [t.as_dict() for t in report.targets(bench.paths)]
+    bare_ms = bare["p50_ms"] if bare else None
+    figures["targets"] = [t.as_dict() for t in report.targets(bench.paths, bare_ms)]
     # Another policy than the shipped one gets its own files and leaves the doc alone.
     default_policy = args.config.resolve() == ROUTER_CONFIG.resolve()
     stem = "path_overhead" if default_policy else f"path_overhead.{args.config.stem}"
@@ -610,6 +649,12 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "NOT VALID"
         print(f"  {verdict:12} {target['name']}: {target['measured']} {target['unit']}")
     return 0
+
+
+def policy_uses_classifier(policy: Path) -> bool:
+    from meritorder.config import load_config
+
+    return load_config(policy).uses_classifier()
 
 
 def policy_state(policy: Path) -> dict[str, Any]:

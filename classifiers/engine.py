@@ -219,6 +219,14 @@ class SignalEngine:
                 results.append(result)
         return results
 
+    def model_rows(self, value: ClassifyInput) -> list[IdArray]:
+        """The rows of the model's input that one request becomes (`[CLS] ... [SEP]` token ids):
+        what the encoder runs for it, e.g. to time the bare forward pass of the same request."""
+        job = Job.of(value)
+        rows: list[IdArray] = []
+        self._plan(job, self.tokenizer.encode(list(job.texts)), rows)
+        return rows
+
     def close(self) -> None:
         """Fail queued calls and stop the worker thread; call from the event loop's thread."""
         self._batcher.close()

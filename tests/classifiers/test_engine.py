@@ -183,6 +183,20 @@ async def test_a_lone_short_turn_runs_as_one_row_for_every_head(engine: SignalEn
     assert recording.shapes == [(1, 4)]
 
 
+def test_model_rows_are_what_the_encoder_runs_for_a_request(engine: SignalEngine) -> None:
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello alice"},
+    ]
+    rows = engine.model_rows(messages)
+    recording = record(engine)
+    engine.classify_batch([messages])
+    assert sum(b for b, _ in recording.shapes) == len(rows) == 2  # the system prompt, the turn
+    assert max(n for _, n in recording.shapes) == max(len(r) for r in rows)
+    cls, sep = engine.tokenizer.cls_id, engine.tokenizer.sep_id
+    assert all(r[0] == cls and r[-1] == sep for r in rows)
+
+
 async def test_rows_are_padded_to_the_longest_in_the_batch_never_to_a_fixed_length(
     engine: SignalEngine,
 ) -> None:
