@@ -376,21 +376,31 @@ def _opens_with(row: IdArray, ids: IdArray) -> bool:
     return len(row) >= len(ids) + 2 and np.array_equal(row[1 : len(ids) + 1], ids)
 
 
+# What one more `session.run` costs, in tokens of encoder work: ~1 ms of fixed cost per run on
+# the bench CPU, where a token costs ~0.07 ms (bench/results/classifier.json, 16 vs 128 tokens).
+_RUN_COST_TOKENS = 16
+
+
 def _length_buckets(order: IntArray, lengths: IntArray, max_batch: int) -> list[IntArray]:
-    """Rows (`order`: sorted by length) in batches of at most `max_batch` whose longest row is at
-    most twice their shortest: every row is padded to its batch's longest, and the encoder's cost
-    grows with the padded length, so a short system prompt must not ride with a long user turn."""
+    """Rows (`order`: sorted by length) in batches of at most `max_batch`, split where that is
+    cheapest: every row is padded to its batch's longest, and the encoder's cost grows with the
+    padded tokens, so a short system prompt must not ride with a long user turn, nor two short
+    PII windows with the long sequence row; each extra run costs `_RUN_COST_TOKENS`."""
+    n = len(order)
+    sizes = lengths[order]
+    best = [0] * (n + 1)  # best[j]: the cheapest cost of rows [0, j)
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        best[j], cut[j] = min(
+            (best[i] + (j - i) * int(sizes[j - 1]) + _RUN_COST_TOKENS, i)
+            for i in range(max(0, j - max_batch), j)
+        )
     buckets: list[IntArray] = []
-    start = 0
-    for end in range(1, len(order) + 1):
-        if (
-            end == len(order)
-            or end - start == max_batch
-            or lengths[order[end]] > 2 * lengths[order[start]]
-        ):
-            buckets.append(order[start:end])
-            start = end
-    return buckets
+    j = n
+    while j > 0:
+        buckets.append(order[cut[j] : j])
+        j = cut[j]
+    return buckets[::-1]
 
 
 def _check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:

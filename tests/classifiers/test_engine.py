@@ -207,9 +207,15 @@ async def test_rows_are_padded_to_the_longest_in_the_batch_never_to_a_fixed_leng
 
 async def test_short_rows_are_not_padded_to_far_longer_ones(engine: SignalEngine) -> None:
     recording = record(engine)
-    engine.classify_batch(["hello", "hello world", "the cat sat on the mat and the cat sat"])
-    # 3 and 4 tokens run together; the 12-token row (over twice the shortest) runs alone
-    assert recording.shapes == [(2, 4), (1, 12)]
+    engine.classify_batch(["hello", "hello world", "the cat sat on the mat " * 8])
+    # 3 and 4 tokens run together; padding them to the 50-token row would cost more than a run
+    assert recording.shapes == [(2, 4), (1, 50)]
+
+
+async def test_rows_of_similar_length_share_one_run(engine: SignalEngine) -> None:
+    recording = record(engine)
+    engine.classify_batch(["the cat sat on the mat " * 7, "the cat sat on the mat " * 8])
+    assert recording.shapes == [(2, 50)]
 
 
 async def test_no_row_exceeds_max_length(model_dir: Path) -> None:

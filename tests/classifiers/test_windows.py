@@ -31,6 +31,18 @@ def test_pii_windows_cover_every_token_exactly_once_within_the_size(n_tokens: in
     assert all(w.start <= w.own_start <= w.own_end <= w.end for w in windows)
 
 
+@pytest.mark.parametrize("n_tokens", [255, 300, 477, 1000, 5001])
+def test_pii_windows_are_as_few_and_as_short_as_the_overlap_allows(n_tokens: int) -> None:
+    windows = pii_windows(n_tokens, size=254, overlap=32)
+    assert len(windows) == -(-(n_tokens - 32) // (254 - 32))
+    assert len({w.end - w.start for w in windows}) == 1  # one length: one padded batch
+    assert windows[-1].end == n_tokens
+    assert all(left.end - right.start >= 32 for left, right in itertools.pairwise(windows))
+    # no more tokens than the content and the overlaps need, rounding aside
+    total = sum(w.end - w.start for w in windows)
+    assert total <= n_tokens + 32 * (len(windows) - 1) + len(windows)
+
+
 def test_pii_windows_overlap_so_every_token_has_context_on_both_sides() -> None:
     windows = pii_windows(1000, size=100, overlap=20)
     for left, right in itertools.pairwise(windows):
