@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ PATTERN_TYPES = (
     "IP_ADDRESS",
     "PHONE_NUMBER",
 )
+PROBE = Path(__file__).parent / "data" / "probe" / "domain_requests.jsonl"
 MARK_BEGIN = "<!-- RUNTIME:BEGIN (written by classifiers.training.runtime_eval) -->"
 MARK_END = "<!-- RUNTIME:END -->"
 
@@ -112,6 +114,27 @@ def domain(engine: SignalEngine, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"n": len(rows), "accuracy": round(float(np.mean(hits)), 4)}
 
 
+def domain_requests(engine: SignalEngine) -> dict[str, Any]:
+    """The domain head on hand-written, request-style prompts (not MMLU phrasing, never trained
+    on): how it transfers to the way real traffic asks about the same subjects."""
+    rows = [json.loads(line) for line in PROBE.open(encoding="utf-8")]
+    signals = engine.classify_batch([r["text"] for r in rows])
+    hits = np.array([s.domain.label == r["label"] for s, r in zip(signals, rows, strict=True)])
+    wrong = Counter(
+        f"{r['label']} -> {s.domain.label}"
+        for s, r, hit in zip(signals, rows, hits, strict=True)
+        if not hit
+    )
+    return {
+        "n": len(rows),
+        "accuracy": round(float(hits.mean()), 4),
+        "accuracy_ci95": [
+            round(x, 4) for x in bootstrap_ci(lambda i: float(hits[i].mean()), len(rows))
+        ],
+        "confusions": dict(wrong.most_common()),
+    }
+
+
 def main() -> None:
     data = load_all()
     engine = SignalEngine.load(force_cpu=True)
@@ -120,6 +143,7 @@ def main() -> None:
         "pii": pii(engine, data["pii_dev"]),
         "prompt_attack": attack(engine, data["attack_dev"]),
         "domain_question_only": domain(engine, data["domain_dev"]),
+        "domain_requests_probe": domain_requests(engine),
     }
     metrics_path = MODELS_DIR / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
@@ -132,6 +156,7 @@ def main() -> None:
 def _write_card(results: dict[str, Any]) -> None:
     p = results["pii"]
     a = results["prompt_attack"]
+    r = results["domain_requests_probe"]
     lines = [
         MARK_BEGIN,
         "",
@@ -152,6 +177,13 @@ def _write_card(results: dict[str, Any]) -> None:
         f"{a['recall_at_shipped_threshold']} / {a['benign_flagged_at_shipped_threshold']} | |",
         f"| domain accuracy (question text as the runtime reads it) | "
         f"{results['domain_question_only']['accuracy']} | >= 0.85 |",
+        f"| domain accuracy on {r['n']} hand-written request-style prompts, 5 per category "
+        f"(`data/probe/domain_requests.jsonl`, never trained on) | {r['accuracy']} "
+        f"{r['accuracy_ci95']} | |",
+        "",
+        "Probe confusions (label -> predicted): "
+        + (", ".join(f"{k} ({v})" for k, v in r["confusions"].items()) or "none")
+        + ".",
         "",
         MARK_END,
     ]
