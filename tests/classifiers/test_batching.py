@@ -32,6 +32,18 @@ async def wait_until(event: threading.Event) -> None:
         await asyncio.sleep(0.001)
 
 
+async def busy(
+    max_batch: int = 32,
+) -> tuple[Recorder, MicroBatcher[int, int], asyncio.Future[int]]:
+    """A batcher whose worker is held on the recorder's gate, running its first call (0)."""
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = MicroBatcher(recorder, max_batch=max_batch)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await wait_until(recorder.entered)
+    return recorder, batcher, first
+
+
 async def test_concurrent_calls_share_batches_and_each_gets_its_own_result() -> None:
     recorder = Recorder()
     batcher = MicroBatcher(recorder, max_batch=8)
@@ -59,11 +71,7 @@ async def test_an_item_heavier_than_a_batch_still_runs_alone() -> None:
 
 
 async def test_calls_arriving_while_the_worker_is_busy_form_the_next_batch() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = MicroBatcher(recorder, max_batch=32)
-    first = asyncio.ensure_future(batcher.submit(0))
-    await wait_until(recorder.entered)
+    recorder, batcher, first = await busy(32)
     rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 6)]
     await asyncio.sleep(0)
     recorder.gate.set()
@@ -93,11 +101,7 @@ async def test_a_failing_batch_fails_every_caller_in_it() -> None:
 
 
 async def test_a_cancelled_caller_does_not_break_its_batch() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = MicroBatcher(recorder, max_batch=32)
-    first = asyncio.ensure_future(batcher.submit(0))
-    await wait_until(recorder.entered)
+    recorder, batcher, first = await busy(32)
     doomed = asyncio.ensure_future(batcher.submit(1))
     kept = asyncio.ensure_future(batcher.submit(2))
     await asyncio.sleep(0)
@@ -111,11 +115,7 @@ async def test_a_cancelled_caller_does_not_break_its_batch() -> None:
 
 
 async def test_calls_given_up_while_queued_leave_room_for_the_waiting_ones() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = MicroBatcher(recorder, max_batch=2)
-    first = asyncio.ensure_future(batcher.submit(0))
-    await wait_until(recorder.entered)
+    recorder, batcher, first = await busy(2)
     calls = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2, 3)]
     await asyncio.sleep(0)
     calls[0].cancel()  # its decision budget ran out while the worker was busy
