@@ -333,6 +333,10 @@ def load_all() -> dict:
         out[f"attack_{split}"] = [guard[i] for i in att[split]]
         out[f"pii_{split}"] = [piirows[i] for i in pii[split]]
     out["domain_extra_train"] = [extra[i] for i in rows["extra_train_from_mmlu_subjects"]]
+    # training-only request-style rows (stage 2); never in a dev or calibration split
+    out["domain_requests_train"] = _generated(
+        "domain_requests_synth.jsonl", lambda: synth.generate_domain_request_rows(SEED + 13), False
+    )
     # stage-1 view of PII: raw presidio spans (PII types only), no training-only extra templates
     for split in ("train", "calib"):
         out[f"pii_{split}_v1"] = [

@@ -633,3 +633,57 @@ def generate_pii_extra_rows(seed: int, per_template: int = 30) -> list[dict]:
         r["id"] = "x" + r["id"]
         r["template_id"] = "x" + r["template_id"]
     return rows
+
+
+# --------------------------------------------------------------------------- domain requests
+
+# Training-only (stage 2): requests about a subject's topics, phrased the way people ask rather
+# than as MMLU items. The topics are this project's own lists; none is taken from an evaluation
+# file. Every template is subject-neutral, so the label can only come from the topic.
+DOMAIN_TOPICS = {
+    "biology": ["photosynthesis in C4 plants", "how vaccines train the immune system", "natural selection", "the structure of DNA", "enzyme kinetics", "the Krebs cycle", "gene expression in bacteria", "coral reef ecosystems", "how neurons fire an action potential", "stem cells", "the evolution of whales", "symbiosis between fungi and plant roots", "protein folding", "the human microbiome", "cell membrane transport"],
+    "business": ["a marketing plan for a new bakery", "customer churn in subscription businesses", "negotiating with suppliers", "writing a business plan for investors", "inventory management for an online store", "how to run a productive team meeting", "pricing strategy for a consulting firm", "brand positioning", "corporate governance and the board of directors", "managing cash flow in a startup", "hiring the first sales rep", "franchising a restaurant", "business ethics in supply chains", "a pitch deck for a seed round", "key performance indicators for a call center"],
+    "chemistry": ["stoichiometry of combustion reactions", "why ionic compounds dissolve in water", "reaction rates and catalysts", "titration curves", "organic functional groups", "electrochemical cells", "chemical equilibrium and Le Chatelier's principle", "hydrogen bonding", "the periodic trends of electronegativity", "polymerization", "oxidation states", "buffer solutions", "molar mass calculations", "isomers in organic chemistry", "the ideal gas law in the lab"],
+    "computer science": ["recursion in Python", "how TCP handles packet loss", "Big O notation", "dynamic programming", "a REST API in Node.js", "garbage collection in Java", "database indexing", "a race condition in multithreaded code", "Docker containers versus virtual machines", "git rebase versus merge", "a binary heap", "unit tests for a JavaScript function", "memory leaks in C++", "how compilers parse code", "public key cryptography"],
+    "economics": ["supply and demand", "the causes of inflation", "fiscal policy during a recession", "opportunity cost", "monopoly pricing", "exchange rates and trade deficits", "game theory and the prisoner's dilemma", "GDP and how it is measured", "the Phillips curve", "price elasticity of demand", "externalities and carbon taxes", "the business cycle", "labor market unemployment", "tariffs and free trade", "marginal utility"],
+    "engineering": ["a cantilever beam under load", "heat exchangers", "stress and strain in materials", "designing a voltage regulator circuit", "fluid flow in pipes", "gear ratios in a gearbox", "fatigue failure in metals", "thermodynamic cycles in power plants", "signal filtering with op-amps", "reinforced concrete design", "control systems and feedback loops", "welding joint strength", "HVAC duct sizing", "bridge truss analysis", "tolerances in mechanical drawings"],
+    "health": ["high blood pressure", "managing seasonal allergies", "vitamin D deficiency", "a healthy diet for weight loss", "symptoms of a concussion", "how antibiotics work and when to take them", "lower back pain from sitting", "migraine headaches", "recovering from the flu", "cholesterol levels", "anxiety and heart palpitations", "first aid for burns", "childhood vaccination schedules", "insomnia", "physical therapy after knee surgery"],
+    "history": ["the fall of the Berlin Wall", "the causes of World War I", "the Industrial Revolution in Britain", "the American civil rights movement", "ancient Egyptian pyramids", "the Ottoman Empire", "the Renaissance in Italy", "the Cold War arms race", "colonialism in Africa", "the Great Depression", "the Byzantine Empire", "the Protestant Reformation", "the Silk Road", "the American Revolution", "the Mongol conquests"],
+    "law": ["tenant rights when a landlord won't make repairs", "how copyright applies to song lyrics", "the difference between civil and criminal cases", "what to do after a car accident that wasn't my fault", "writing a non-compete agreement", "how wills and probate work", "self-defense laws", "trademark registration", "employment discrimination claims", "small claims court", "the Fourth Amendment and police searches", "child custody arrangements", "breach of contract remedies", "GDPR compliance for a website", "defamation on social media"],
+    "math": ["integration by parts", "proof by induction", "solving systems of linear equations", "probability of drawing two aces", "the Pythagorean theorem", "limits and continuity", "complex numbers", "geometric series", "matrix multiplication", "conditional probability and Bayes' rule", "prime factorization", "the chain rule", "permutations and combinations", "logarithm rules", "the area under a curve"],
+    "other": ["a birthday party for a six-year-old", "packing for a week of hiking", "a cover letter for a barista job", "a weekly meal plan", "decorating a small apartment", "a bedtime story about a dragon", "choosing a used car", "a wedding speech for my best friend", "training a puppy to sit", "a road trip across Portugal", "organizing my closet", "gift ideas for my dad", "a poem about the ocean", "a workout routine at home", "planning a garden"],
+    "philosophy": ["Plato's allegory of the cave", "the trolley problem", "existentialism and Sartre", "the mind-body problem", "Hume's problem of induction", "moral relativism", "Descartes' cogito", "the meaning of life according to the Stoics", "Nietzsche's idea of the will to power", "the social contract", "personal identity over time", "whether animals have moral rights", "Aristotle's virtue ethics", "the philosophy of free speech", "the problem of evil"],
+    "physics": ["Newton's laws of motion", "the photoelectric effect", "special relativity and time dilation", "projectile motion", "conservation of momentum in collisions", "electric fields and Coulomb's law", "the Doppler effect", "thermodynamics and entropy", "how lasers work", "nuclear fission", "wave-particle duality", "orbital mechanics of satellites", "friction on an inclined plane", "magnetic induction", "the speed of sound in air"],
+    "psychology": ["confirmation bias", "attachment styles in relationships", "how memory is formed", "Maslow's hierarchy of needs", "the bystander effect", "impostor syndrome", "child development stages according to Piaget", "habit formation", "the placebo effect", "social anxiety", "motivation and self-determination theory", "groupthink", "emotional intelligence", "the Stanford prison experiment", "how stress affects decision making"],
+}
+DOMAIN_REQUEST_TEMPLATES = [
+    "Explain {t}.",
+    "Can you help me understand {t}?",
+    "I have an exam tomorrow. Summarize the key points of {t}.",
+    "Write a short overview of {t} for a beginner.",
+    "What are common misconceptions about {t}?",
+    "Give me three questions to test my knowledge of {t}.",
+    "ELI5 {t}",
+    "I'm writing a report on {t}. Where should I start?",
+    "What's the most important thing to know about {t}?",
+    "hey can you tell me about {t}",
+    "Compare two different views on {t}.",
+    "Make a study plan for learning {t} in two weeks.",
+]
+
+
+def generate_domain_request_rows(seed: int) -> list[dict]:
+    """Every topic under every template: a request-style row per pair, labelled with its subject."""
+    rng = random.Random(seed)
+    rows = []
+    for label, topics in DOMAIN_TOPICS.items():
+        for ti, topic in enumerate(topics):
+            for k, template in enumerate(DOMAIN_REQUEST_TEMPLATES):
+                text = template.format(t=topic)
+                if rng.random() < 0.15:
+                    text = text.lower()
+                slug = label.replace(" ", "_")
+                rows.append(
+                    {"id": f"req-{slug}-{ti:02d}-{k:02d}", "text": text, "label": label}
+                )
+    return rows

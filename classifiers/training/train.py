@@ -136,6 +136,9 @@ def build_epoch(
         if not domain_only:
             e["attack"] = 0.0
         ex.append(e)
+    if cfg.get("request_frac"):  # stage 2: requests about each subject, as people ask them
+        for r in resample(d["domain_requests_train"], cfg["request_frac"], rng):
+            ex.append({"text": r["text"], "domain": DOM2ID[r["label"]], "attack": 0.0})
     if not domain_only:
         for r in resample(d["attack_train"], cfg["attack_frac"], rng):
             text = r["text"].lower() if rng.random() < 0.1 else r["text"]
@@ -566,6 +569,7 @@ def main() -> None:
         attack_frac=0.6,
         pii_frac=1.5,
         pii_key="pii_train",
+        request_frac=0.5,
     )
     summary = {"version": VERSION, "torch": torch.__version__, "config": cfg, "config_stage2": cfg2}
     prev_summary = MODELS_DIR / "train_summary.json"
