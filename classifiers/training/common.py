@@ -103,6 +103,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
+def write_card_section(section: str, begin: str, end: str) -> None:
+    """Put `section` (which opens with `begin` and closes with `end`) into MODEL_CARD.md in place
+    of the block between those markers, or at the end when the card has no such block yet."""
+    card = MODELS_DIR / "MODEL_CARD.md"
+    text = card.read_text(encoding="utf-8") if card.exists() else "# Signals model card\n"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    card.write_text(text, encoding="utf-8")
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:

@@ -26,6 +26,7 @@ from .common import (
     SEED,
     TRAIN_LENGTH,
     format_mc,
+    write_card_section,
     write_json,
 )
 from .infer import OnnxRunner
@@ -39,9 +40,9 @@ from .metrics import (
     macro_f1,
     pgr_curve,
     pii_counts,
+    pii_gold,
     recall_at_fpr,
     roc_auc,
-    token_labels,
 )
 from .train import augment_question
 
@@ -184,17 +185,8 @@ def eval_attack(runner, tok, rows, mmlu_res, threshold):
 
 
 def eval_pii(runner, tok, rows, threshold):
-    enc = tok(
-        [r["text"] for r in rows],
-        truncation=True,
-        max_length=TRAIN_LENGTH,
-        return_offsets_mapping=True,
-    )
-    gold = [
-        token_labels(o, r["entities"], len(i))
-        for r, o, i in zip(rows, enc["offset_mapping"], enc["input_ids"])
-    ]
-    res = runner.run_ids(enc["input_ids"])
+    ids, gold = pii_gold(tok, rows, TRAIN_LENGTH)
+    res = runner.run_ids(ids)
     g_sp, p_sp = [], []
     for g, p in zip(gold, res["pii"]):
         g_sp.append(decode_spans(g))
@@ -202,10 +194,7 @@ def eval_pii(runner, tok, rows, threshold):
     counts = pii_counts(g_sp, p_sp)
     kinds = np.array([r["kind"] for r in rows])
     # secondary: presidio's raw spans (address pieces not merged)
-    raw_sp = [
-        decode_spans(token_labels(o, r["entities_raw"], len(i)))
-        for r, o, i in zip(rows, enc["offset_mapping"], enc["input_ids"])
-    ]
+    raw_sp = [decode_spans(g) for g in pii_gold(tok, rows, TRAIN_LENGTH, "entities_raw")[1]]
     raw_counts = pii_counts(raw_sp, p_sp)
     pres = [i for i, k in enumerate(kinds) if k == "presidio"]
 
@@ -470,14 +459,7 @@ def main() -> None:
     }
     m["eval_seconds"] = round(time.time() - t0, 1)
     write_json(MODELS_DIR / "metrics.json", m)
-    card = MODELS_DIR / "MODEL_CARD.md"
-    section = render(m)
-    text = card.read_text() if card.exists() else f"# Signals model card\n\n{BEGIN}\n{END}\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    card.write_text(text)
+    write_card_section(render(m), BEGIN, END)
     print(json.dumps({"targets": m["targets"], "eval_seconds": m["eval_seconds"]}))
 
 

@@ -101,6 +101,21 @@ def token_labels(offsets, entities, n_tokens: int) -> list[int]:
     return labels
 
 
+def pii_gold(tok, rows: list[dict], max_length: int, key: str = "entities"):
+    """Token ids (truncated to `max_length`) and gold BIO tag ids from each row's `key` spans."""
+    enc = tok(
+        [r["text"] for r in rows],
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+    )
+    gold = [
+        token_labels(o, r[key], len(i))
+        for r, o, i in zip(rows, enc["offset_mapping"], enc["input_ids"])
+    ]
+    return enc["input_ids"], gold
+
+
 def decode_spans(tags: list[int]) -> set[tuple[str, int, int]]:
     """BIO tag ids -> {(type, first_token, last_token)}; -100 positions are skipped; I- after O opens a span."""
     spans, cur = set(), None

@@ -12,7 +12,6 @@ MODEL_CARD.md. Span matching is exact on character offsets, as in `evaluate.py`.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 
 from classifiers.engine import SignalEngine
 
-from .common import MODELS_DIR
+from .common import MODELS_DIR, write_card_section
 from .data import load_all
 from .metrics import bootstrap_ci, f1_from_counts, pii_counts
 
@@ -187,16 +186,7 @@ def _write_card(results: dict[str, Any]) -> None:
         "",
         MARK_END,
     ]
-    card_path = MODELS_DIR / "MODEL_CARD.md"
-    card = card_path.read_text()
-    block = "\n".join(lines)
-    if MARK_BEGIN in card:
-        card = re.sub(
-            re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), lambda _: block, card, flags=re.S
-        )
-    else:
-        card = card.rstrip() + "\n\n" + block + "\n"
-    card_path.write_text(card)
+    write_card_section("\n".join(lines), MARK_BEGIN, MARK_END)
 
 
 if __name__ == "__main__":

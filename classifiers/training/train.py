@@ -51,6 +51,7 @@ from .metrics import (
     f1_from_counts,
     macro_f1,
     pii_counts,
+    pii_gold,
     pii_predict_tags,
     roc_auc,
     threshold_at_fpr,
@@ -245,20 +246,6 @@ def torch_predict(model: SignalModel, tok, texts: list[str], bs: int = 64) -> di
     model.train()
     res["domain"] = np.stack(res["domain"]) if texts else np.zeros((0, len(DOMAIN_LABELS)))
     return res
-
-
-def pii_gold(tok, rows: list[dict], max_length: int):
-    enc = tok(
-        [r["text"] for r in rows],
-        truncation=True,
-        max_length=max_length,
-        return_offsets_mapping=True,
-    )
-    gold = [
-        token_labels(o, r["entities"], len(i))
-        for r, o, i in zip(rows, enc["offset_mapping"], enc["input_ids"])
-    ]
-    return enc["input_ids"], gold
 
 
 def pii_f1(
