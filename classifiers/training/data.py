@@ -223,6 +223,11 @@ def prepare(verbose: bool = True, regenerate: bool = False) -> None:
         "pii_synth_extra.jsonl", lambda: synth.generate_pii_extra_rows(SEED + 7), regenerate
     )
     pii["train"] += [r["id"] for r in gen_extra]
+    _generated(
+        "domain_requests_synth.jsonl",
+        lambda: synth.generate_domain_request_rows(SEED + 13),
+        regenerate,
+    )
     write_json(
         SPLIT_DIR / "pii.json",
         {
@@ -334,9 +339,7 @@ def load_all() -> dict:
         out[f"pii_{split}"] = [piirows[i] for i in pii[split]]
     out["domain_extra_train"] = [extra[i] for i in rows["extra_train_from_mmlu_subjects"]]
     # training-only request-style rows (stage 2); never in a dev or calibration split
-    out["domain_requests_train"] = _generated(
-        "domain_requests_synth.jsonl", lambda: synth.generate_domain_request_rows(SEED + 13), False
-    )
+    out["domain_requests_train"] = read_jsonl(GEN_DIR / "domain_requests_synth.jsonl")
     # stage-1 view of PII: raw presidio spans (PII types only), no training-only extra templates
     for split in ("train", "calib"):
         out[f"pii_{split}_v1"] = [
