@@ -484,15 +484,13 @@ def _sub(workdir: Path, name: str) -> Path:
 
 def classifier_state(router_log: str, paths: dict[str, Any], policy: Path) -> dict[str, Any]:
     """Whether (c) ran the classifier, from the router's log and its x-meritorder-reason."""
-    from meritorder.config import load_config
-
     loaded: dict[str, Any] | None = None
     for line in router_log.splitlines():
         with contextlib.suppress(ValueError):
             event = json.loads(line)
             if str(event.get("event", "")).startswith("classifier"):
                 loaded = event
-    uses = load_config(policy).uses_classifier()
+    uses = policy_uses_classifier(policy)
     levels = paths.get("auto", {}).get("levels", [])
     reason = levels[-1]["response_headers"].get("x-meritorder-reason", "") if levels else ""
     active = uses and "classifier=unavailable" not in reason
