@@ -33,13 +33,13 @@ async def wait_until(event: threading.Event) -> None:
 
 
 async def busy(
-    max_batch: int = 32,
+    max_batch: int = 32, first_item: int = 0
 ) -> tuple[Recorder, MicroBatcher[int, int], asyncio.Future[int]]:
-    """A batcher whose worker is held on the recorder's gate, running its first call (0)."""
+    """A batcher whose worker is held on the recorder's gate, running its first call."""
     recorder = Recorder()
     recorder.gate.clear()
     batcher = MicroBatcher(recorder, max_batch=max_batch)
-    first = asyncio.ensure_future(batcher.submit(0))
+    first = asyncio.ensure_future(batcher.submit(first_item))
     await wait_until(recorder.entered)
     return recorder, batcher, first
 
@@ -127,11 +127,7 @@ async def test_calls_given_up_while_queued_leave_room_for_the_waiting_ones() -> 
 
 
 async def test_the_event_loop_keeps_running_while_a_batch_is_computed() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = MicroBatcher(recorder)
-    call = asyncio.ensure_future(batcher.submit(1))
-    await wait_until(recorder.entered)
+    recorder, batcher, call = await busy(first_item=1)
     ticks = 0
     for _ in range(5):
         await asyncio.sleep(0)
@@ -143,11 +139,7 @@ async def test_the_event_loop_keeps_running_while_a_batch_is_computed() -> None:
 
 
 async def test_closing_fails_queued_calls_and_refuses_new_ones() -> None:
-    recorder = Recorder()
-    recorder.gate.clear()
-    batcher = MicroBatcher(recorder)
-    running = asyncio.ensure_future(batcher.submit(1))
-    await wait_until(recorder.entered)
+    recorder, batcher, running = await busy(first_item=1)
     queued = asyncio.ensure_future(batcher.submit(2))
     await asyncio.sleep(0)
     recorder.gate.set()
