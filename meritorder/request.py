@@ -6,6 +6,8 @@ Plain Python with typed errors (`RequestError`, 400/413); nothing here knows abo
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -77,12 +79,7 @@ def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> ChatRequ
         raise body_too_large(len(raw), max_bytes)
     if not raw.strip():
         raise bad_request("The request body is empty; send a JSON object.", code="empty_body")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(
-            f"The request body is not valid JSON: {exc}.", code="invalid_json"
-        ) from exc
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise bad_request(
             f"The request body must be a JSON object, not {_json_type(body)}.", code="invalid_body"
@@ -100,6 +97,70 @@ def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> ChatRequ
         return ChatRequest(endpoint, body, _validate_messages(body))
     prompt = body.get("prompt")
     return ChatRequest(endpoint, body, [{"role": "user", "content": _prompt_text(prompt)}])
+
+
+def load_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8 only, no NaN or infinite numbers, at most `MAX_JSON_DEPTH` levels of
+    nesting and no lone surrogates, so what the router forwards is what every parser reads."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request(
+            f"The request body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON.",
+            code="invalid_json",
+        ) from exc
+    try:
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    except ValueError as exc:  # syntax, NaN/Infinity, 1e999, integers of over 4300 digits
+        raise bad_request(
+            f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from exc
+    _check_tree(body)
+    return body
+
+
+MAX_JSON_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number; send a finite number or null")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal} does not fit a 64-bit float; send a finite number")
+    return value
+
+
+def _too_deep() -> RequestError:
+    return bad_request(
+        f"The request body nests deeper than {MAX_JSON_DEPTH} levels; flatten it.",
+        code="invalid_json",
+    )
+
+
+def _check_tree(body: object) -> None:
+    """Depth and lone surrogates (a `\\ud800` escape decodes to a string nothing can encode)."""
+    stack: list[tuple[object, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii() and _SURROGATE.search(node):
+                raise bad_request(
+                    "The request body holds a lone UTF-16 surrogate escape (\\ud800-\\udfff); "
+                    "send valid Unicode text.",
+                    code="invalid_json",
+                )
+            continue
+        if isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise _too_deep()
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
 
 
 def body_too_large(size: int, limit: int) -> RequestError:
@@ -169,19 +230,44 @@ def _validate_content(content: object, param: str, role: str) -> None:
 
 
 def _prompt_text(prompt: object) -> str:
+    """The text of every completions `prompt` shape OpenAI accepts: a string, an array of
+    strings, an array of token ids, or an array of token-id arrays (pre-tokenized prompts have
+    no text to read)."""
     if isinstance(prompt, str):
         return prompt
-    if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
-        return "\n".join(prompt)
-    if isinstance(prompt, list) and all(
-        isinstance(p, int) and not isinstance(p, bool) for p in prompt
-    ):
-        return ""  # pre-tokenized prompt: valid, but there is no text to read
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(p, str) for p in prompt):
+            return "\n".join(prompt)
+        if all(_is_token(p) for p in prompt):
+            return ""
+        if all(isinstance(p, list) and p and all(_is_token(t) for t in p) for p in prompt):
+            return ""
+    if prompt is None:
+        raise bad_request(
+            "'prompt' is required for /v1/completions.",
+            param="prompt",
+            code="missing_required_parameter",
+        )
     raise bad_request(
-        "'prompt' is required and must be a string or an array of strings.",
+        "'prompt' must be a string, a non-empty array of strings, of token ids (integers) or of "
+        f"non-empty token-id arrays; got {_prompt_shape(prompt)}.",
         param="prompt",
-        code="invalid_type" if prompt is not None else "missing_required_parameter",
+        code="invalid_type",
     )
+
+
+def _is_token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _prompt_shape(prompt: object) -> str:
+    """What a bad prompt is, for the error message: 'an empty array', 'an array holding ...'."""
+    if not isinstance(prompt, list):
+        return _json_type(prompt)
+    if not prompt:
+        return "an empty array"
+    kinds = sorted({_json_type(p) for p in prompt})
+    return f"an array holding {' and '.join(kinds)}"
 
 
 def _json_type(value: object) -> str:

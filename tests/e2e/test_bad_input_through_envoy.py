@@ -3,6 +3,8 @@ upstream, and leaves the router serving."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -37,6 +39,27 @@ JSON = {"content-type": "application/json"}
             b'{"model": "auto", "stream": 1, "messages": [{"role": "user", "content": "x"}]}',
             "invalid_type",
             "stream",
+        ),
+        # What parsers read differently: refused, never forwarded.
+        (
+            b'{"model": "auto", "temperature": NaN, "messages": [{"role": "user", "content": ""}]}',
+            "invalid_json",
+            None,
+        ),
+        (
+            b'{"model": "auto", "top_p": -Infinity, "messages": [{"role": "user", "content": ""}]}',
+            "invalid_json",
+            None,
+        ),
+        (
+            b'{"model": "auto", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b', "messages": []}',
+            "invalid_json",
+            None,
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800 hi"}]}',
+            "invalid_json",
+            None,
         ),
     ],
 )
@@ -106,3 +129,13 @@ def test_sdk_surfaces_the_error_message(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="auto", messages=[])
     assert "'messages' must be a non-empty array" in str(caught.value)
+
+
+def test_a_pre_tokenized_completions_batch_is_routed(
+    http: httpx.Client, upstreams: MockRecorder
+) -> None:
+    body = {"model": "auto", "prompt": [[1734, 318], [40, 1101, 257]], "max_tokens": 4}
+    response = http.post("/v1/completions", json=body)
+    assert response.status_code == 200
+    (seen,) = [r for requests in upstreams.received().values() for r in requests]
+    assert json.loads(seen["body"])["prompt"] == body["prompt"]

@@ -121,3 +121,65 @@ def test_assistant_tool_call_turn_without_content_is_valid() -> None:
 )
 def test_only_completion_paths_are_routed(path: str, endpoint: Endpoint | None) -> None:
     assert Endpoint.for_path(path) is endpoint
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b'{"model": "auto", "temperature": NaN}', "NaN"),
+        (b'{"model": "auto", "temperature": Infinity}', "Infinity"),
+        (b'{"model": "auto", "temperature": -Infinity}', "-Infinity"),
+        (b'{"model": "auto", "temperature": 1e400}', "1e400"),
+        (b'{"model": "auto", "seed": ' + b"9" * 5000 + b"}", "digits"),
+        (b'{"model": "auto", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "deeper than"),
+        (b'{"model": "auto", "x": ' + b"[" * 65 + b"]" * 65 + b"}", "deeper than"),
+        (b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800"}]}', "surrogate"),
+        (b'{"model": "auto", "\\udfff": 1}', "surrogate"),
+        (b'{"model": "auto", "messages": "\xff"}', "UTF-8"),
+        ('{"model": "auto"}'.encode("utf-16"), "UTF-8"),
+    ],
+)
+def test_json_that_parsers_read_differently_is_400(raw: bytes, says: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_request(Endpoint.CHAT, raw, max_bytes=1 << 20)
+    assert (caught.value.status, caught.value.code) == (400, "invalid_json")
+    assert says in caught.value.message
+
+
+def test_paired_surrogate_escapes_and_moderate_nesting_are_valid() -> None:
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "smile \ud83d\ude00"}],
+        "metadata": {"a": [[[[{"b": [1.5, -2e10]}]]]]},
+    }
+    raw = json.dumps(body).encode()  # ensure_ascii: the emoji travels as a surrogate pair
+    assert b"\\ud83d\\ude00" in raw
+    request = parse_request(Endpoint.CHAT, raw, max_bytes=1 << 20)
+    assert request.texts() == ["smile \U0001f600"]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["one", ["one", "two"], [1, 2, 3], [[1, 2], [3]]],
+)
+def test_every_completions_prompt_shape_is_accepted(prompt: object) -> None:
+    request = parse({"model": "auto", "prompt": prompt}, Endpoint.COMPLETIONS)
+    assert request.endpoint is Endpoint.COMPLETIONS  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "says"),
+    [
+        ([], "got an empty array"),
+        ([1, "a"], "got an array holding a number and a string"),
+        ([[1], []], "got an array holding an array"),
+        ([[1, -2]], "got an array holding an array"),
+        ([True], "got an array holding a boolean"),
+        (3, "got a number"),
+    ],
+)
+def test_bad_completions_prompts_say_what_is_wrong(prompt: object, says: str) -> None:
+    error = error_of({"model": "auto", "prompt": prompt}, Endpoint.COMPLETIONS)
+    assert (error.param, error.code) == ("prompt", "invalid_type")
+    assert says in error.message
+    assert "required" not in error.message
