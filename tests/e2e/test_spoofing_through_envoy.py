@@ -59,6 +59,9 @@ UNROUTED: list[tuple[str, str]] = [
             "/v1/messages",
             "/v1/chat/completions/",
             "/V1/CHAT/COMPLETIONS",
+            "/v1/CHAT/completions",
+            "/v1/chat/completions;x=1",
+            "/v1/chat/completions%20",
             "/v1/chat/completions/../../embeddings",
             "/",
             "/anything",
@@ -71,16 +74,27 @@ UNROUTED: list[tuple[str, str]] = [
     ),
     ("GET", "/v1/embeddings"),
 ]
-# Spellings Envoy normalizes to a routed path: the router sees, and routes, the normal form.
+# Spellings Envoy normalizes to a routed path (dot segments, `//`, encoded unreserved characters,
+# a backslash): the router sees, and routes, the normal form.
 ROUTED: list[tuple[str, bytes]] = [
     ("/v1/chat/completions", CHAT),
     ("//v1/chat/completions", CHAT),
     ("/v1//chat/completions", CHAT),
     ("/v1/./chat/completions", CHAT),
+    ("/v1/%2e/chat/completions", CHAT),
+    ("/v1/chat/%63ompletions", CHAT),
+    ("/v1/chat\\completions", CHAT),
     ("/v1/chat/completions?x=1", CHAT),
     ("/v1/completions", TEXT),
 ]
-ESCAPED = ["/v1/chat%2Fcompletions", "/v1/chat%2fcompletions", "/v1%5Cchat/completions"]
+# Paths Envoy refuses to normalize: escaped slashes, a NUL, a fragment.
+MALFORMED = [
+    "/v1/chat%2Fcompletions",
+    "/v1/chat%2fcompletions",
+    "/v1%5Cchat/completions",
+    "/v1/chat/completions%00",
+    "/v1/chat/completions#x",
+]
 
 # Every path and method with every own header at once; every spelling of the header on a few.
 # (Stripping does not depend on the path, nor routing on the spelling: the matrix stays small.)
@@ -192,8 +206,8 @@ def test_on_a_routed_path_the_model_is_the_routers_choice(
     assert own_headers(seen)["x-meritorder-model"] == "small"
 
 
-@pytest.mark.parametrize("path", ESCAPED)
-def test_an_escaped_slash_is_refused_with_an_openai_400(
+@pytest.mark.parametrize("path", MALFORMED)
+def test_a_path_envoy_cannot_normalize_is_refused_with_an_openai_400(
     stack: Stack, upstreams: MockRecorder, path: str
 ) -> None:
     reply = send(stack.ports.listener, "POST", path, SPOOFS["own-headers"], CHAT)
