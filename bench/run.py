@@ -222,7 +222,8 @@ def _envoy_binary() -> str:
 
 
 def plain_envoy_bootstrap(source: Path = ENVOY_CONFIG) -> dict[str, Any]:
-    """deploy/envoy/envoy.yaml without the ext_proc filter and the gRPC access log to the router.
+    """deploy/envoy/envoy.yaml without the ext_proc filter, the gRPC access log to the router and
+    the early removal of client x-meritorder-* headers (here the client plays the router).
 
     Everything else (routes on x-meritorder-model, tracing, the stdout access log, the token
     metadata filter) stays, so (a) and (b) differ only by the router."""
@@ -231,6 +232,7 @@ def plain_envoy_bootstrap(source: Path = ENVOY_CONFIG) -> dict[str, Any]:
         for chain in listener["filter_chains"]:
             for network_filter in chain["filters"]:
                 hcm = network_filter["typed_config"]
+                hcm.pop("early_header_mutation_extensions", None)
                 hcm["http_filters"] = [
                     f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_proc"
                 ]

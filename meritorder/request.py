@@ -29,8 +29,11 @@ class Endpoint(Enum):
 
     @classmethod
     def for_path(cls, path: str) -> Endpoint | None:
-        """The routed endpoint for a request path (query string ignored), or None."""
-        bare = path.split("?", 1)[0].rstrip("/")
+        """The routed endpoint for a request path (query string ignored), or None.
+
+        Exact and case-sensitive, as the model routes of deploy/envoy/envoy.yaml match, after
+        Envoy has normalized the path (dot segments, merged slashes)."""
+        bare = path.split("?", 1)[0]
         for endpoint in cls:
             if bare == endpoint.value:
                 return endpoint

@@ -9,7 +9,8 @@ Standard library only. Each response is sent in one write with TCP_NODELAY, so t
 distort latency measurements. Test hooks:
   - `x-mock-status: 503` on a request makes the mock answer with that status;
   - `x-mock-stream-delay-ms: 50` spaces SSE events out (default: the whole stream in one write);
-  - `GET /__mock/requests` lists the requests it received (`DELETE` clears the list).
+  - `GET /__mock/requests` lists the requests it received, on any path and method, answered or
+    not (`DELETE` clears the list); `/__mock/*` and `/health*` are not recorded.
 """
 
 from __future__ import annotations
@@ -71,19 +72,29 @@ class MockModel:
             writer.write(_response(200, json.dumps(self.requests).encode()))
         elif path.startswith("/health"):
             writer.write(_response(200, b'{"status":"ok"}'))
-        elif method == "POST" and path.split("?")[0] in ("/v1/chat/completions", "/v1/completions"):
-            self.requests.append(
-                {"path": path, "headers": headers, "body": body.decode("utf-8", "replace")}
-            )
-            await self._complete(writer, path, headers, body)
         else:
-            writer.write(
-                _response(
-                    404,
-                    b'{"error":{"message":"mock: no such endpoint",'
-                    b'"type":"invalid_request_error"}}',
-                )
+            # Everything that reaches the mock, so a test can tell that nothing should have.
+            self.requests.append(
+                {
+                    "method": method,
+                    "path": path,
+                    "headers": headers,
+                    "body": body.decode("utf-8", "replace"),
+                }
             )
+            if method == "POST" and path.split("?")[0] in (
+                "/v1/chat/completions",
+                "/v1/completions",
+            ):
+                await self._complete(writer, path, headers, body)
+            else:
+                writer.write(
+                    _response(
+                        404,
+                        b'{"error":{"message":"mock: no such endpoint",'
+                        b'"type":"invalid_request_error"}}',
+                    )
+                )
         await writer.drain()
         return keep_alive
 

@@ -16,7 +16,9 @@ import yaml
 from kustomize_subset import KustomizeError, Object, find, render, strategic_merge
 from processes import REPO
 
+from extproc.processor import DECISION_HEADER, MODEL_HEADER, REASON_HEADER
 from meritorder.config import RouterConfig, load_config
+from meritorder.request import Endpoint
 
 K8S = REPO / "deploy" / "kubernetes"
 TREES = ["base", "gateway", "overlays/inference-extension", "overlays/tracing"]
@@ -27,6 +29,10 @@ ROUTING_HEADER = "x-meritorder-model"
 PICKER_HEADER = "x-gateway-destination-endpoint"
 ENVOY_BOOTSTRAPS = [REPO / "deploy" / "envoy" / "envoy.yaml", *sorted((K8S / "sim").glob("*.yaml"))]
 ENVOY_BOOTSTRAPS = [p for p in ENVOY_BOOTSTRAPS if "static_resources" in p.read_text()]
+# Every x-meritorder-* header that something behind the Gateway trusts: the router's decision
+# headers and the tenant header an authenticating filter sets.
+OWN_HEADERS = {MODEL_HEADER, DECISION_HEADER, REASON_HEADER, "x-meritorder-tenant"}
+ROUTED_PATHS = {endpoint.value for endpoint in Endpoint}
 
 
 def rendered(tree: str) -> list[Object]:
@@ -247,6 +253,58 @@ def test_unrouted_requests_get_the_json_404_catch_all(tree: str) -> None:
     assert response["statusCode"] == 404
     assert response["contentType"] == "application/json"
     assert yaml.safe_load(response["body"]["inline"])["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("tree", GATEWAYS)
+def test_client_sent_routing_headers_are_removed_before_any_route_is_matched(tree: str) -> None:
+    objects = rendered(tree)
+    policy = find(objects, "ClientTrafficPolicy", "meritorder", "meritorder")
+    removed = {h.lower() for h in policy["spec"]["headers"]["earlyRequestHeaders"]["remove"]}
+    matched = {
+        header["name"].lower()
+        for route in routes_of_gateway(objects, "meritorder")
+        for rule in route["spec"]["rules"]
+        for match in rule["matches"]
+        for header in match.get("headers", [])
+    }
+
+    assert policy["spec"]["targetRefs"][0]["name"] == "meritorder"
+    assert removed >= OWN_HEADERS
+    assert matched <= removed  # no route of the client-facing Gateway matches a client header
+    assert policy["spec"]["path"]["escapedSlashesAction"] == "RejectRequest"
+
+
+@pytest.mark.parametrize("tree", GATEWAYS)
+def test_model_routes_match_only_the_requests_the_router_processes(tree: str) -> None:
+    objects = rendered(tree)
+    for route in [o for o in objects if o["kind"] == "HTTPRoute"]:
+        for rule in route["spec"]["rules"]:
+            model_matches = [m for m in rule["matches"] if m.get("headers")]
+            paths = {(m["path"]["type"], m["path"]["value"], m["method"]) for m in model_matches}
+            assert {p for _, p, _ in paths} in (set(), ROUTED_PATHS), route["metadata"]["name"]
+            assert {(t, method) for t, _, method in paths} <= {("Exact", "POST")}
+
+
+def test_the_inference_gateway_is_reached_from_the_front_gateway_only() -> None:
+    objects = rendered("overlays/inference-extension")
+    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    owner = "gateway.envoyproxy.io/owning-gateway-name"
+    namespace = "gateway.envoyproxy.io/owning-gateway-namespace"
+    [rule] = policy["spec"]["ingress"]
+    [source] = rule["from"]
+
+    kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        owner: "meritorder-inference",
+        namespace: "meritorder",
+    }
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert source == {
+        "podSelector": {"matchLabels": {owner: "meritorder", namespace: "meritorder"}}
+    }
+    # The inference Gateway needs the front Gateway's routing header: it must not remove it.
+    inner = find(objects, "ClientTrafficPolicy", "meritorder-inference", "meritorder")
+    assert MODEL_HEADER not in str(inner["spec"].get("headers", {}))
 
 
 @pytest.mark.parametrize("tree", GATEWAYS)

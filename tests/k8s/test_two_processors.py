@@ -41,6 +41,13 @@ class Topology:
     base_url: str  # the two-Gateway layout (two-gateways.yaml)
     single_gateway_url: str  # the layout that does not work (single-gateway.yaml)
     replica_ports: dict[str, int]  # mock name -> port
+    admin_url: str  # the two-Gateway Envoy's admin interface
+
+    def sent_to_inference_gateway(self) -> int:
+        """Requests the front Gateway has forwarded to the inference Gateway so far."""
+        stat = "cluster.inference-gateway.upstream_rq_total"
+        stats = httpx.get(f"{self.admin_url}/stats", params={"filter": f"^{stat}$"}).text
+        return int(stats.split(":")[1]) if stats.strip() else 0
 
     def replica_at(self, endpoint: str) -> str:
         port = int(endpoint.rsplit(":", 1)[1])
@@ -76,7 +83,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
                 processes.wait_port("mocks", port)
             processes.spawn("router", router_command(SIM / "policy.yaml", router))
             processes.wait_port("router", router, timeout=60)
-            urls = {}
+            urls, admins = {}, {}
             for layout in ("two-gateways", "single-gateway"):
                 listener, admin = free_port(), free_port()
                 remap = {10080: listener, 10081: free_port(), 9902: admin, 50051: router}
@@ -91,7 +98,15 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
                 processes.spawn(layout, command)
                 processes.wait_http(layout, f"http://127.0.0.1:{admin}/ready")
                 urls[layout] = f"http://127.0.0.1:{listener}"
-            yield Topology(processes, picker, urls["two-gateways"], urls["single-gateway"], ports)
+                admins[layout] = f"http://127.0.0.1:{admin}"
+            yield Topology(
+                processes,
+                picker,
+                urls["two-gateways"],
+                urls["single-gateway"],
+                ports,
+                admins["two-gateways"],
+            )
         finally:
             server.stop()
 
@@ -144,7 +159,8 @@ def test_both_replicas_of_a_pool_serve_across_requests(
 
 def test_neither_processor_undoes_the_other(topology: Topology, client: openai.OpenAI) -> None:
     # A client-set destination must not steer the request: the picker overwrites it, and
-    # meritorder leaves it alone (it only strips the x-meritorder-* headers a client sends).
+    # meritorder leaves it alone (only the x-meritorder-* headers a client sends are removed:
+    # by the Gateway before routing, and by the router too).
     decoy = f"127.0.0.1:{topology.replica_ports['small-b']}"
     raw = client.chat.completions.with_raw_response.create(
         model="auto",
@@ -189,11 +205,68 @@ def test_on_one_gateway_a_rerouted_request_gets_no_endpoint(
     assert unrouted.text == "no healthy upstream"
     assert topology.picker.picks == []
 
-    # A client-set header naming another pool creates that pool's picker filter: in a cluster,
-    # the small pool's picker would choose among small's pods for a request routed to coder.
-    misrouted = httpx.post(url, json=body, headers={"x-meritorder-model": "small"})
-    assert misrouted.status_code == 200
-    assert [p.routed_model for p in topology.picker.picks] == ["coder"]
+    # Nor can a client-set header naming a pool create that pool's picker filter (which would
+    # choose among small's pods for a request routed to coder): the Gateway removed it first.
+    spoofed = httpx.post(url, json=body, headers={"x-meritorder-model": "small"})
+    assert spoofed.status_code == 503
+    assert topology.picker.picks == []
+
+
+SPOOFED = [
+    ("x-meritorder-model", "small"),
+    ("X-Meritorder-Model", "coder"),
+    ("x-meritorder-decision", "spoofed"),
+    ("x-meritorder-tenant", "spoofed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/embeddings"),
+        ("GET", "/v1/chat/completions"),
+        ("PUT", "/v1/completions"),
+        ("POST", "/V1/CHAT/COMPLETIONS"),
+        ("POST", "/v1/chat/completions/"),
+        ("POST", "/anything"),
+    ],
+)
+def test_a_client_routing_header_takes_an_unrouted_request_to_no_pool(
+    topology: Topology, client: openai.OpenAI, method: str, path: str
+) -> None:
+    forwarded = topology.sent_to_inference_gateway()
+    response = httpx.request(
+        method,
+        f"{topology.base_url}{path}",
+        json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+        headers=SPOOFED,
+    )
+
+    assert response.status_code == 404
+    # It never left the front Gateway (the router removes client x-meritorder-* headers too,
+    # which alone would only stop it at the inference Gateway's catch-all).
+    assert topology.sent_to_inference_gateway() == forwarded
+    assert response.json()["error"]["code"] == "not_found"
+    assert topology.picker.picks == []
+    assert not any(topology.received(r) for replicas in REPLICAS.values() for r in replicas)
+
+
+def test_on_a_routed_path_no_client_header_reaches_the_pool(
+    topology: Topology, client: openai.OpenAI
+) -> None:
+    response = httpx.post(
+        f"{topology.base_url}//v1//chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": "Say hi"}]},
+        headers=SPOOFED,
+    )
+
+    assert response.status_code == 200
+    [pick] = topology.picker.picks
+    assert pick.routed_model == "small"
+    [seen] = topology.received(topology.replica_at(pick.endpoint or ""))
+    own = {k: v for k, v in seen["headers"].items() if k.startswith("x-meritorder-")}
+    assert own["x-meritorder-model"] == "small"
+    assert "x-meritorder-tenant" not in own and "spoofed" not in own.values()
 
 
 def test_router_down_fails_closed_without_reaching_the_picker(

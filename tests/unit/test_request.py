@@ -114,7 +114,9 @@ def test_assistant_tool_call_turn_without_content_is_valid() -> None:
     [
         ("/v1/chat/completions", Endpoint.CHAT),
         ("/v1/chat/completions?x=1", Endpoint.CHAT),
-        ("/v1/completions/", Endpoint.COMPLETIONS),
+        ("/v1/completions", Endpoint.COMPLETIONS),
+        ("/v1/completions/", None),
+        ("/V1/CHAT/COMPLETIONS", None),
         ("/v1/embeddings", None),
         ("/v1/chat/completionsX", None),
     ],
