@@ -163,7 +163,9 @@ class Router:
             if held.fitted:
                 return decision
             spent = held.spent
-        raise AssertionError("unreachable: a decision on a spent budget has no ceiling to miss")
+        # A decision on a spent budget is stepped down without a hard limit (no ceiling) or a
+        # 429: only a broken store refuses that reservation.
+        raise RuntimeError(f"the budget store refused a reservation for {tenant!r} with no limit")
 
     def _on_error(self, config: RouterConfig, request: ChatRequest, exc: Exception) -> Decision:
         why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
