@@ -41,12 +41,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         Ports.free(), router_config=POLICY, workdir=tmp_path_factory.mktemp("tenants")
     ) as running:
         yield running
+        running.stop_router(signal.SIGKILL)  # nothing to drain: its budgets are all it holds
 
 
 @pytest.fixture
 def fresh(stack: Stack, upstreams: MockRecorder) -> MockRecorder:
     """A new router process: every budget starts unspent (the store is in memory)."""
-    stack.stop_router(signal.SIGKILL)  # its state is all this discards; no need to drain
+    stack.stop_router(signal.SIGKILL)
     stack.start_router()
     return upstreams
 
@@ -174,3 +175,61 @@ def test_concurrent_requests_cannot_overspend_a_budget(stack: Stack, fresh: Mock
     # All 40 are served; the premium model saw exactly what the budgets allow: 1 + 3.
     assert served.count("large") == 4 and served.count("small") == 36
     assert len(fresh.received()["large"]) == 4
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The demo stack exactly as shipped: deploy/config.yaml behind deploy/envoy/envoy.yaml."""
+    with Stack(Ports.free(), workdir=tmp_path_factory.mktemp("shipped")) as running:
+        yield running
+        running.stop_router(signal.SIGKILL)
+
+
+def test_the_shipped_configs_hold_unverified_spending_to_its_budget(shipped: Stack) -> None:
+    # deploy/config.yaml: unverified requests share 30 cost units, acme has 6. This request is
+    # estimated at 1 + 999999 tokens: 3 units on large, 0.1 on small.
+    body = {**PREMIUM, "max_tokens": 999_999}
+    recorder = MockRecorder(shipped)
+    recorder.clear()
+
+    def send(headers: list[tuple[str, str]]) -> str | int:
+        url = f"{shipped.base_url}/v1/chat/completions"
+        return served_by(httpx.post(url, json=body, headers=headers, timeout=30))
+
+    anonymous = [send([]) for _ in range(11)]
+    assert anonymous == ["large"] * 10 + ["small"]
+    spoofed = [
+        send(headers)
+        for headers in (
+            [("x-tenant", "acme")],
+            [("x-meritorder-tenant", "acme")],
+            [("X-MERITORDER-TENANT", "globex")],
+            [(TOKEN_HEADER, mint_token("acme", ttl_s=-3600))],
+        )
+    ]
+    assert spoofed == ["small", "small", "small", 401]
+    assert len(recorder.received()["large"]) == 10
+    # A verified tenant still has its own budget.
+    assert send([(TOKEN_HEADER, mint_token("acme"))]) == "large"
+
+
+def test_unverified_requests_can_be_refused_with_a_json_401(
+    stack: Stack, upstreams: MockRecorder, tmp_path: Path
+) -> None:
+    refusing = tmp_path / "refusing.yaml"
+    refusing.write_text(POLICY.read_text().replace("unverified_limit: 0.003", "unverified: refuse"))
+    stack.stop_router(signal.SIGKILL)
+    stack.router_config = refusing
+    try:
+        stack.start_router()
+        for headers in ({}, {"x-meritorder-tenant": "acme"}, {TOKEN_HEADER: mint_token(None)}):
+            response = post(stack, headers)
+            assert response.status_code == 401
+            error = response.json()["error"]  # the router's own error, not rewritten by Envoy
+            assert (error["type"], error["code"]) == ("authentication_error", "tenant_required")
+        assert served_by(post(stack, {TOKEN_HEADER: mint_token("acme")})) == "large"
+        assert sum(len(seen) for seen in upstreams.received().values()) == 1
+    finally:
+        stack.stop_router(signal.SIGKILL)
+        stack.router_config = POLICY
+        stack.start_router()
