@@ -4,7 +4,8 @@ The router talks to a `BudgetStore`; the embedded `InMemoryBudgetStore` serves o
 store shared by several replicas (Redis, a database) implements the same three async methods with
 the same fixed-window semantics: the window of time `now` is `floor(now / window_s)`, and
 `reserve` must be one atomic step in the store (in Redis, one Lua script: read the window's sum,
-compare, INCRBYFLOAT, EXPIRE), or concurrent requests can together spend past a limit.
+compare, INCRBYFLOAT, EXPIRE), or concurrent requests can together spend past a limit. A
+reservation whose caller timed out after the store committed it stays charged: the safe side.
 """
 
 from __future__ import annotations
