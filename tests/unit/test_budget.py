@@ -28,6 +28,7 @@ budgets:
   default_limit: 0.006
   unverified_limit: 0.003
   step_down_to: [small]
+routing: {decision_timeout_ms: 10000}  # a loaded machine must not turn decisions into fallbacks
 """
 TENANT = "x-meritorder-tenant"
 
@@ -81,7 +82,7 @@ def test_a_request_goes_to_a_model_only_if_its_cost_fits_what_is_left(
 
 
 def test_past_the_hard_limit_a_stepped_down_request_gets_429(config: RouterConfig) -> None:
-    hard = parse_config(POLICY + "  hard_limit_ratio: 2\n")
+    hard = parse_config(POLICY.replace("[small]", "[small]\n  hard_limit_ratio: 2"))
     acme = {TENANT: "acme"}
     stepped = decision(hard, 0.017, acme)  # 0.017 + 0.001 fits the hard limit of 0.018
     assert (model_of(stepped), stepped.budget_limit) == ("small", pytest.approx(0.018))
