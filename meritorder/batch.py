@@ -11,6 +11,7 @@ from meritorder.errors import RequestError
 from meritorder.policy import Classified, Decision, signal_score
 from meritorder.request import ChatRequest, Endpoint, parse_request
 from meritorder.router import Router
+from meritorder.tenant import UNVERIFIED
 
 CHUNK = 64  # lines routed concurrently, so the classifier can batch them
 
@@ -143,6 +144,17 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
             f"upstream {decision.model.upstream_model}) via decision {decision.decision!r}"
         )
         out.append(f"estimated cost: {decision.cost:.6f}")
+    if decision.tenant is not None and config.budgets is not None:
+        limit = config.budgets.limit_for(decision.tenant)
+        who = (
+            "no verified tenant, the shared unverified"
+            if decision.tenant == UNVERIFIED
+            else f"tenant {decision.tenant},"
+        )
+        out.append(
+            f"budget: {who} limit {'unlimited' if limit is None else f'{limit:g}'} per "
+            f"{config.budgets.window_s} s (tenant header {config.budgets.header})"
+        )
     for rejected in decision.rejected:
         out.append(f"rejected: {rejected}")
     for note in decision.notes:

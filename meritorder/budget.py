@@ -1,14 +1,30 @@
 """Tenant budgets: how much each tenant has spent in the current window.
 
 The router talks to a `BudgetStore`; the embedded `InMemoryBudgetStore` serves one replica. A
-store shared by several replicas (Redis, a database) implements the same two async methods with
-the same fixed-window semantics: the window of time `now` is `floor(now / window_s)`.
+store shared by several replicas (Redis, a database) implements the same three async methods with
+the same fixed-window semantics: the window of time `now` is `floor(now / window_s)`, and
+`reserve` must be one atomic step in the store (in Redis, one Lua script: read the window's sum,
+compare, INCRBYFLOAT, EXPIRE), or concurrent requests can together spend past a limit. A
+reservation whose caller timed out after the store committed it stays charged: the safe side.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+# Costs are sums of floats: a request that exactly fills a budget must still fit.
+_TOLERANCE = 1e-9
+
+
+def fits(spent: float, amount: float, limit: float | None) -> bool:
+    """Whether spending `amount` on top of `spent` stays within `limit` (None: no limit)."""
+    return limit is None or spent + amount <= limit + _TOLERANCE * max(1.0, abs(limit))
+
+
+class Reservation(NamedTuple):
+    fitted: bool  # whether `amount` was added
+    spent: float  # the tenant's spending in the window after the attempt
 
 
 class BudgetStore(Protocol):
@@ -16,32 +32,67 @@ class BudgetStore(Protocol):
         """Cost units `tenant` has spent in the window that contains `now`."""
         ...
 
+    async def reserve(
+        self,
+        tenant: str,
+        amount: float,
+        limit: float | None,
+        window_s: int,
+        now: float | None = None,
+    ) -> Reservation:
+        """Atomically add `amount` to `tenant`'s spending if the sum `fits` within `limit`."""
+        ...
+
     async def charge(
         self, tenant: str, amount: float, window_s: int, now: float | None = None
     ) -> None:
-        """Add `amount` to `tenant`'s spending in the window that contains `now`."""
+        """Add `amount` (negative to refund) whatever the limit: settles a measured cost."""
         ...
 
 
 class InMemoryBudgetStore:
-    """Fixed windows in a dict; old windows are dropped as new ones start."""
+    """Fixed windows in a dict; old windows are dropped as new ones start.
+
+    No method awaits anything, so each runs to completion on the event loop: `reserve`'s check
+    and add cannot interleave with another request's."""
 
     def __init__(self) -> None:
         self._spent: dict[tuple[str, int, int], float] = {}
 
     async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
-        return self._spent.get((tenant, window_s, _window(window_s, now)), 0.0)
+        return self._get(tenant, window_s, now)
+
+    async def reserve(
+        self,
+        tenant: str,
+        amount: float,
+        limit: float | None,
+        window_s: int,
+        now: float | None = None,
+    ) -> Reservation:
+        now = time.time() if now is None else now  # one window for the check and the add
+        spent = self._get(tenant, window_s, now)
+        if not fits(spent, amount, limit):
+            return Reservation(False, spent)
+        return Reservation(True, self._add(tenant, amount, window_s, now))
 
     async def charge(
         self, tenant: str, amount: float, window_s: int, now: float | None = None
     ) -> None:
+        self._add(tenant, amount, window_s, now)
+
+    def _get(self, tenant: str, window_s: int, now: float | None) -> float:
+        return self._spent.get((tenant, window_s, _window(window_s, now)), 0.0)
+
+    def _add(self, tenant: str, amount: float, window_s: int, now: float | None) -> float:
         window = _window(window_s, now)
         key = (tenant, window_s, window)
         if key not in self._spent:
             self._spent = {
                 k: v for k, v in self._spent.items() if k[2] >= window or k[1] != window_s
             }
-        self._spent[key] = self._spent.get(key, 0.0) + amount
+        self._spent[key] = total = self._spent.get(key, 0.0) + amount
+        return total
 
 
 def _window(window_s: int, now: float | None) -> int:

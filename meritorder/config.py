@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from meritorder.tenant import MAX_TENANT_LENGTH, UNVERIFIED, normalize_tenant
+
 
 class ConfigError(ValueError):
     """A policy file that cannot be used; `problems` are one line each: where, what, how to fix."""
@@ -331,17 +333,26 @@ class BoundaryConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
-    """A spending ceiling per tenant (read from `header`) in cost units per `window_s`.
+    """A spending ceiling per tenant in cost units per `window_s`.
+
+    The tenant is read from `header`, which the gateway must set from a verified identity and
+    strip from clients (the shipped Envoy sets x-meritorder-tenant from a JWT claim). Names are
+    normalized (see `meritorder.tenant`). Listed tenants get their `limits`, others
+    `default_limit`; requests without a valid tenant share one budget of `unverified_limit`
+    (`default_limit` when unset), or get a 401 with `unverified: refuse`.
 
     A request costs (estimated prompt tokens + max_tokens or `completion_tokens_estimate`)
-    x model cost / 1M. Once a tenant has spent its ceiling, it steps down to the cheapest of
-    `step_down_to` (the cheapest allowed model when empty), or gets a 429 (`reject`). With
-    `step_down`, `hard_limit_ratio` x the ceiling is where stepping down ends in 429s too."""
+    x model cost / 1M, and goes to a model only if that cost fits in what the tenant has left.
+    Otherwise it steps down to the cheapest of `step_down_to` (the cheapest allowed model when
+    empty), or gets a 429 (`reject`). With `step_down`, `hard_limit_ratio` x the ceiling bounds
+    the stepped-down spending too (429 past it)."""
 
-    header: str = Field(default="x-tenant", pattern=r"^[A-Za-z0-9-]+$")
+    header: str = Field(default="x-meritorder-tenant", pattern=r"^[A-Za-z0-9-]+$")
     window_s: int = Field(default=3600, gt=0)
     limits: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     default_limit: float | None = Field(default=None, ge=0, description="None: unlimited")
+    unverified: Literal["budget", "refuse"] = "budget"
+    unverified_limit: float | None = Field(default=None, ge=0, description="None: default_limit")
     on_exhausted: Literal["step_down", "reject"] = "step_down"
     step_down_to: tuple[str, ...] = ()
     hard_limit_ratio: float | None = Field(default=None, ge=1)
@@ -351,6 +362,47 @@ class BudgetConfig(_Strict):
     @classmethod
     def _lowercase(cls, header: str) -> str:
         return header.lower()
+
+    @field_validator("limits")
+    @classmethod
+    def _normalized_tenants(cls, limits: dict[str, float]) -> dict[str, float]:
+        """Keys in canonical form, so a tenant's limit applies however its token spells it."""
+        problems: list[str] = []
+        normalized: dict[str, str] = {}
+        for name in limits:
+            canonical = normalize_tenant(name)
+            if canonical is None:
+                problems.append(
+                    f"{name!r} is not a valid tenant name; use 1-{MAX_TENANT_LENGTH} characters "
+                    "of a-z 0-9 . _ : @ - (case and full-width forms are folded)"
+                )
+            elif canonical in normalized:
+                problems.append(
+                    f"{normalized[canonical]!r} and {name!r} are the same tenant {canonical!r} "
+                    "once normalized; keep one of them"
+                )
+            else:
+                normalized[canonical] = name
+        if problems:
+            # The first line gets its location from pydantic; ConfigError splits the others off.
+            where = [problems[0], *(f"budgets.limits: {p}" for p in problems[1:])]
+            raise ValueError(_PROBLEM_SEPARATOR.join(where))
+        return {canonical: limits[name] for canonical, name in normalized.items()}
+
+    @model_validator(mode="after")
+    def _one_unverified_rule(self) -> BudgetConfig:
+        if self.unverified == "refuse" and self.unverified_limit is not None:
+            raise ValueError(
+                "unverified_limit: unverified requests are refused (unverified: refuse), "
+                "so they have no budget; remove unverified_limit or set unverified: budget"
+            )
+        return self
+
+    def limit_for(self, tenant: str) -> float | None:
+        """The ceiling of a tenant's budget (a normalized name or `UNVERIFIED`); None: unlimited."""
+        if tenant == UNVERIFIED:
+            return self.default_limit if self.unverified_limit is None else self.unverified_limit
+        return self.limits.get(tenant, self.default_limit)
 
 
 class RoutingConfig(_Strict):

@@ -6,7 +6,7 @@ Order of a decision:
   1. score every signal; the decisions whose rule holds are `matched`, the first one wins;
   2. its action: block, or an ordered list of candidate models (explicit requests: the named one);
   3. the decision's PII step (block / redact / private), then the privacy boundaries;
-  4. the tenant's budget (step down or 429);
+  4. the tenant's budget: the cost must fit in what is left (else step down, or 429);
   5. the first healthy candidate wins; the rest are the fallbacks not taken.
 """
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Literal, Protocol
 
+from meritorder.budget import fits
 from meritorder.config import (
     AllOf,
     AnyOf,
@@ -41,6 +42,7 @@ from meritorder.config import (
     TurnsSignal,
 )
 from meritorder.request import ChatRequest
+from meritorder.tenant import UNVERIFIED, tenant_of
 
 
 class PiiFinding(Protocol):
@@ -122,8 +124,10 @@ class Decision:
     rejected: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     steps: Steps = Steps()
-    tenant: str | None = None
+    tenant: str | None = None  # the budget's tenant (or tenant.UNVERIFIED) when budgets apply
     cost: float = 0.0
+    # The ceiling `cost` was checked against: the router reserves the cost under it. None: none.
+    budget_limit: float | None = None
     classified: Classified | None = None
 
     @property
@@ -240,8 +244,17 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = PoolState()
     virtual = is_virtual(config, obs.request.model)
     # Rules are only read for virtual models; an explicit request needs no signal scores.
     fired = evaluate_signals(config, obs) if virtual else {}
-    tenant = obs.headers.get(config.budgets.header) if config.budgets else None
+    tenant = tenant_of(obs.headers, config.budgets.header) if config.budgets else None
     base = Decision("route", "default", fired=fired, tenant=tenant, classified=obs.classified)
+    if config.budgets and config.budgets.unverified == "refuse" and tenant == UNVERIFIED:
+        return _block(
+            base,
+            "unverified",
+            401,
+            "This request has no verified tenant; authenticate as a tenant and retry.",
+            code="tenant_required",
+            error_type="authentication_error",
+        )
 
     if virtual:
         matched = [d for d in config.ordered_decisions() if holds(d.when, fired)]
@@ -312,35 +325,33 @@ def _choose(
             config, candidates, rejected, f"boundary={boundary.name}:{types}"
         )
 
-    # Budget.
+    # Budget: the estimated cost must fit in what the tenant has left of its ceiling.
     notes: list[str] = []
+    ceiling: float | None = None
     budget = config.budgets
     if budget is not None and decision.tenant is not None:
-        limit = budget.limits.get(decision.tenant, budget.default_limit)
-        hard = (
-            limit * budget.hard_limit_ratio
-            if limit is not None and budget.hard_limit_ratio
-            else None
-        )
-        if limit is not None and pool.tenant_spent >= limit:
-            if budget.on_exhausted == "reject" or (hard is not None and pool.tenant_spent >= hard):
-                return _block(
-                    decision,
-                    decision.decision,
-                    429,
-                    f"Tenant {decision.tenant!r} has spent its budget of {limit:g} cost "
-                    f"units for this {budget.window_s} s window; retry later.",
-                    code="budget_exhausted",
-                    error_type="rate_limit_error",
-                )
+        limit = ceiling = budget.limit_for(decision.tenant)
+        spent = pool.tenant_spent
+        if limit is not None and not _fits(
+            config, obs, steps, spent, _preferred(candidates, pool), limit
+        ):
+            hard = limit * budget.hard_limit_ratio if budget.hard_limit_ratio else None
+            exhausted = _exhausted(decision, budget.window_s, limit)
+            if budget.on_exhausted == "reject":
+                return exhausted
             allowed = {m.name for m in candidates} | {m.name for m in config.models}
             allowed &= {m.name for m in _allowed_models(config, obs, steps)}
             pool_names = budget.step_down_to or tuple(allowed)
             cheaper = [m for m in config.cheapest(pool_names) if m.name in allowed]
-            if cheaper:
-                rejected += [f"{m.name}:budget" for m in candidates if m.name != cheaper[0].name]
-                candidates = cheaper[:1] + [m for m in cheaper[1:] if m.cost <= cheaper[0].cost]
-                notes.append(f"budget=step_down({limit:g})")
+            if not cheaper:
+                return exhausted
+            rejected += [f"{m.name}:budget" for m in candidates if m.name != cheaper[0].name]
+            candidates = cheaper[:1] + [m for m in cheaper[1:] if m.cost <= cheaper[0].cost]
+            notes.append(f"budget=step_down({limit:g})")
+            # Stepped down, spending is bounded by the hard limit only (none: unbounded).
+            ceiling = hard
+            if not _fits(config, obs, steps, spent, _preferred(candidates, pool), hard):
+                return exhausted
 
     # Health: the first healthy candidate wins.
     chosen = next((m for m in candidates if m.name not in pool.unhealthy), None)
@@ -372,6 +383,42 @@ def _choose(
         notes=(*decision.notes, *notes),
         steps=steps,
         cost=cost,
+        budget_limit=ceiling,
+    )
+
+
+def _preferred(candidates: Sequence[ModelConfig], pool: PoolState) -> ModelConfig | None:
+    """The candidate the health step will choose: the first healthy one, else the first."""
+    return next((m for m in candidates if m.name not in pool.unhealthy), None) or next(
+        iter(candidates), None
+    )
+
+
+def _fits(
+    config: RouterConfig,
+    obs: Observation,
+    steps: Steps,
+    spent: float,
+    model: ModelConfig | None,
+    limit: float | None,
+) -> bool:
+    return model is None or fits(spent, _estimate_cost(config, obs, model, steps), limit)
+
+
+def _exhausted(decision: Decision, window_s: int, limit: float) -> Decision:
+    who = (
+        "Requests without a verified tenant have"
+        if decision.tenant == UNVERIFIED
+        else f"Tenant {decision.tenant!r} has"
+    )
+    return _block(
+        decision,
+        decision.decision,
+        429,
+        f"{who} no budget left for this request (the ceiling is {limit:g} cost units per "
+        f"{window_s} s window); retry later.",
+        code="budget_exhausted",
+        error_type="rate_limit_error",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Protocol
@@ -17,14 +18,18 @@ import structlog
 
 from meritorder import policy, telemetry
 from meritorder.budget import BudgetStore, InMemoryBudgetStore
-from meritorder.config import RouterConfig
+from meritorder.config import BudgetConfig, RouterConfig
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
 from meritorder.ledger import Ledger
 from meritorder.policy import Classified, Decision, Observation, PoolState
 from meritorder.request import ChatRequest
+from meritorder.tenant import tenant_of
 
 log = structlog.get_logger("meritorder.router")
+
+# Decisions re-made when concurrent requests took the budget between the read and the reserve.
+_RESERVE_ATTEMPTS = 3
 
 
 class Classifier(Protocol):
@@ -100,8 +105,6 @@ class Router:
                 decision = await deciding
         except Exception as exc:  # deciding must never take the request down with it
             decision = self._on_error(config, request, exc)
-        if decision.action == "route" and decision.tenant is not None and config.budgets:
-            await self.budgets.charge(decision.tenant, decision.cost, config.budgets.window_s)
         return decision
 
     async def observe(self, request: ChatRequest, headers: Mapping[str, str]) -> Observation:
@@ -130,16 +133,39 @@ class Router:
             with telemetry.stage("classify") as span:
                 obs = await self.observe(request, headers)
                 span.set_attribute("meritorder.classifier.ran", obs.classified is not None)
-        spent = 0.0
-        if config.budgets is not None:
-            tenant = headers.get(config.budgets.header)
-            if tenant is not None:
-                spent = await self.budgets.spent(tenant, config.budgets.window_s)
-        with telemetry.stage("policy"):
-            decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
+        if config.budgets is None:
+            with telemetry.stage("policy"):
+                decision = policy.decide(config, obs, PoolState(self.health.unhealthy))
+        else:
+            decision = await self._decide_and_reserve(config, config.budgets, obs)
         if obs.classified is None and _needs_classifier(config, request):
             decision = replace(decision, notes=(*decision.notes, "classifier=unavailable"))
         return decision
+
+    async def _decide_and_reserve(
+        self, config: RouterConfig, budgets: BudgetConfig, obs: Observation
+    ) -> Decision:
+        """Decide on the tenant's spending, then reserve the decision's cost in one atomic step
+        of the store. If concurrent requests spent meanwhile, decide again on what is left."""
+        tenant = tenant_of(obs.headers, budgets.header)
+        spent = await self.budgets.spent(tenant, budgets.window_s)
+        for attempt in range(_RESERVE_ATTEMPTS + 1):
+            if attempt == _RESERVE_ATTEMPTS:
+                # Still contended: decide as if the budget were spent (stepped down or 429).
+                spent = math.inf
+            with telemetry.stage("policy"):
+                decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
+            if decision.action != "route":
+                return decision
+            held = await self.budgets.reserve(
+                tenant, decision.cost, decision.budget_limit, budgets.window_s
+            )
+            if held.fitted:
+                return decision
+            spent = held.spent
+        # A decision on a spent budget is stepped down without a hard limit (no ceiling) or a
+        # 429: only a broken store refuses that reservation.
+        raise RuntimeError(f"the budget store refused a reservation for {tenant!r} with no limit")
 
     def _on_error(self, config: RouterConfig, request: ChatRequest, exc: Exception) -> Decision:
         why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
@@ -156,6 +182,12 @@ class Router:
         if config.boundaries and model.boundary == "external":
             # Unread data may hold what a boundary protects: keep it inside.
             model = next((m for m in config.cheapest() if m.boundary == "private"), model)
+        if config.budgets is not None:
+            # Nothing was reserved against a budget: spend no more than the cheapest model costs.
+            cheapest = [
+                m for m in config.cheapest() if m.boundary == "private" or not config.boundaries
+            ]
+            model = cheapest[0] if cheapest else model
         log.warning(
             "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )

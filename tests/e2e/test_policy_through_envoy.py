@@ -13,6 +13,7 @@ import grpc
 import httpx
 import openai
 import pytest
+from demo.mint_token import TOKEN_HEADER, mint_token
 from devstack import Ports, Stack
 
 from meritorder.v1 import router_pb2, router_pb2_grpc
@@ -111,16 +112,20 @@ def test_a_spent_budget_steps_down_then_answers_429(stack: Stack) -> None:
         "messages": [{"role": "user", "content": "hi"}],
     }
     served = []
-    with httpx.Client(base_url=stack.base_url, headers={"x-tenant": "acme"}) as http:
-        for _ in range(5):
+    acme = {TOKEN_HEADER: mint_token("acme")}
+    with httpx.Client(base_url=stack.base_url, headers=acme) as http:
+        for _ in range(6):
             response = http.post("/v1/chat/completions", json=body)
             served.append(response.headers.get("x-meritorder-model") or response.status_code)
         assert response.status_code == 429
         error = response.json()["error"]
         assert (error["type"], error["code"]) == ("rate_limit_error", "budget_exhausted")
         # Each request is charged (prompt + max_tokens) x cost / 1M: large costs 0.003, small 0.001;
-        # the ceiling is 0.005 and the hard limit 1.5 x that.
-        assert served == ["large", "large", "small", "small", 429]
+        # a request goes to large only while its cost fits the ceiling of 0.005, and stepped
+        # down only while it fits the hard limit of 1.5 x that.
+        assert served == ["large", "small", "small", "small", "small", 429]
         # Another tenant is unaffected.
-        other = http.post("/v1/chat/completions", json=body, headers={"x-tenant": "globex"})
+        other = http.post(
+            "/v1/chat/completions", json=body, headers={TOKEN_HEADER: mint_token("globex")}
+        )
         assert other.headers["x-meritorder-model"] == "large"

@@ -1,0 +1,187 @@
+"""Budgets: the store's atomic reserve, the policy's fit check, and the router deciding and
+reserving in one step so that concurrent requests cannot together spend past a ceiling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from meritorder.budget import InMemoryBudgetStore, Reservation
+from meritorder.config import RouterConfig, parse_config
+from meritorder.policy import Decision, Observation, PoolState, decide
+from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.router import Router
+from meritorder.tenant import UNVERIFIED
+
+# A request for "hi" with max_tokens 999 is estimated at 1000 tokens: 0.003 on large, 0.001 on
+# small.
+POLICY = """
+models:
+  - {name: small, cluster: a, upstream_model: s, cost: 1}
+  - {name: large, cluster: b, upstream_model: l, cost: 3, boundary: external}
+default_model: small
+budgets:
+  window_s: 60
+  limits: {acme: 0.009}
+  default_limit: 0.006
+  unverified_limit: 0.003
+  step_down_to: [small]
+routing: {decision_timeout_ms: 10000}  # a loaded machine must not turn decisions into fallbacks
+"""
+TENANT = "x-meritorder-tenant"
+
+
+@pytest.fixture
+def config() -> RouterConfig:
+    return parse_config(POLICY)
+
+
+def premium() -> ChatRequest:
+    body = {"model": "large", "max_tokens": 999, "messages": [{"role": "user", "content": "hi"}]}
+    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+
+
+def decision(config: RouterConfig, spent: float, headers: dict[str, str] | None = None) -> Decision:
+    return decide(config, Observation(premium(), headers or {}), PoolState(tenant_spent=spent))
+
+
+def model_of(decision: Decision) -> str | int:
+    return decision.model.name if decision.model else decision.status
+
+
+async def test_a_reservation_is_added_only_if_it_fits_the_limit() -> None:
+    store = InMemoryBudgetStore()
+    fills = [await store.reserve("acme", 0.003, 0.009, 60, now=0) for _ in range(4)]
+    # Three costs of 0.003 exactly fill 0.009, despite float rounding; the fourth does not fit.
+    assert [r.fitted for r in fills] == [True, True, True, False]
+    assert fills[-1] == Reservation(False, pytest.approx(0.009))
+    assert await store.spent("acme", 60, now=0) == pytest.approx(0.009)
+    assert (await store.reserve("acme", 5.0, None, 60, now=0)).fitted  # no limit: always fits
+
+
+async def test_a_charge_settles_whatever_the_limit_and_windows_are_separate() -> None:
+    store = InMemoryBudgetStore()
+    await store.reserve("acme", 0.004, 0.005, 60, now=10)
+    await store.charge("acme", -0.003, 60, now=10)  # measured cheaper than estimated
+    assert await store.spent("acme", 60, now=10) == pytest.approx(0.001)
+    assert await store.spent("acme", 60, now=70) == 0.0  # the next window starts empty
+    assert await store.spent("globex", 60, now=10) == 0.0
+
+
+def test_a_request_goes_to_a_model_only_if_its_cost_fits_what_is_left(
+    config: RouterConfig,
+) -> None:
+    acme = {TENANT: "acme"}
+    assert model_of(decision(config, 0.006, acme)) == "large"  # 0.006 + 0.003 fits 0.009
+    stepped = decision(config, 0.0061, acme)  # not fully spent, but this request would overspend
+    assert model_of(stepped) == "small"
+    assert "budget=step_down(0.009)" in stepped.notes
+    assert stepped.budget_limit is None  # no hard limit: stepped-down spending is unbounded
+
+
+def test_past_the_hard_limit_a_stepped_down_request_gets_429(config: RouterConfig) -> None:
+    hard = parse_config(POLICY.replace("[small]", "[small]\n  hard_limit_ratio: 2"))
+    acme = {TENANT: "acme"}
+    stepped = decision(hard, 0.017, acme)  # 0.017 + 0.001 fits the hard limit of 0.018
+    assert (model_of(stepped), stepped.budget_limit) == ("small", pytest.approx(0.018))
+    refused = decision(hard, 0.0171, acme)
+    assert (refused.status, refused.code, refused.error_type) == (
+        429,
+        "budget_exhausted",
+        "rate_limit_error",
+    )
+
+
+def test_requests_without_a_verified_tenant_share_the_unverified_budget(
+    config: RouterConfig,
+) -> None:
+    for headers in ({}, {"x-tenant": "acme"}, {TENANT: "not a name"}):
+        fresh = decision(config, 0.0, headers)
+        assert (fresh.tenant, model_of(fresh), fresh.budget_limit) == (UNVERIFIED, "large", 0.003)
+        spent = decision(config, 0.003, headers)
+        assert model_of(spent) == "small"
+        rejected = parse_config(POLICY.replace("step_down_to: [small]", "on_exhausted: reject"))
+        refused = decision(rejected, 0.003, headers)
+        assert refused.status == 429
+        assert refused.message.startswith("Requests without a verified tenant have no budget")
+
+
+def test_unverified_requests_are_refused_with_401_when_configured() -> None:
+    config = parse_config(POLICY.replace("unverified_limit: 0.003", "unverified: refuse"))
+    refused = decision(config, 0.0)
+    assert (refused.action, refused.status, refused.code, refused.error_type) == (
+        "block",
+        401,
+        "tenant_required",
+        "authentication_error",
+    )
+    assert model_of(decision(config, 0.0, {TENANT: "newco"})) == "large"
+
+
+class YieldingStore(InMemoryBudgetStore):
+    """Reads suspend, as a shared store's round trips do: other requests run in between."""
+
+    async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
+        await asyncio.sleep(0)
+        return await super().spent(tenant, window_s, now)
+
+
+async def test_concurrent_requests_cannot_together_spend_past_a_ceiling(
+    config: RouterConfig,
+) -> None:
+    store = YieldingStore()
+    router = Router(config, budgets=store)
+    headers = [{}] * 30 + [{TENANT: "acme"}] * 30 + [{TENANT: "newco"}] * 30
+    decisions = await asyncio.gather(*(router.route(premium(), h) for h in headers))
+    served = [model_of(d) for d in decisions]
+    # Each ceiling admits exactly its share of premium requests: 1, 3 and 2.
+    assert [served[i : i + 30].count("large") for i in (0, 30, 60)] == [1, 3, 2]
+    assert all(d.decision != "fallback" for d in decisions)
+    assert await store.spent(UNVERIFIED, 60) == pytest.approx(0.003 + 29 * 0.001)
+    assert await store.spent("acme", 60) == pytest.approx(0.009 + 27 * 0.001)
+
+
+class ContendedStore(InMemoryBudgetStore):
+    """Other replicas always take what is left first, then refund: every reservation under a
+    ceiling misses, while the spending read back stays unchanged."""
+
+    async def reserve(
+        self,
+        tenant: str,
+        amount: float,
+        limit: float | None,
+        window_s: int,
+        now: float | None = None,
+    ) -> Reservation:
+        self.attempts = getattr(self, "attempts", 0) + 1
+        if limit is not None:
+            return Reservation(False, await self.spent(tenant, window_s, now))
+        return await super().reserve(tenant, amount, limit, window_s, now)
+
+
+async def test_a_request_that_keeps_losing_the_race_is_decided_as_over_budget(
+    config: RouterConfig,
+) -> None:
+    store = ContendedStore()
+    routed = await Router(config, budgets=store).route(premium(), {TENANT: "acme"})
+    # Three decisions on the budget as read, then one as if it were spent: bounded work.
+    assert (routed.decision, model_of(routed), store.attempts) == ("explicit", "small", 4)
+    assert "budget=step_down(0.009)" in routed.notes
+
+
+async def test_a_decision_that_times_out_falls_back_to_the_cheapest_model(
+    config: RouterConfig,
+) -> None:
+    class SlowStore(InMemoryBudgetStore):
+        async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
+            await asyncio.sleep(1)
+            return 0.0
+
+    quick = config.model_copy(
+        update={"routing": config.routing.model_copy(update={"decision_timeout_ms": 5})}
+    )
+    routed = await Router(quick, budgets=SlowStore()).route(premium(), {})
+    # Nothing was reserved, so the premium model the client named is not where it goes.
+    assert (routed.decision, model_of(routed)) == ("fallback", "small")
