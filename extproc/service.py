@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -9,12 +10,24 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
 from extproc.processor import Processor, StreamState
+from extproc.streams import next_unless
 from meritorder.telemetry import record_error
 
 
 class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServicer):
     def __init__(self, processor: Processor) -> None:
         self.processor = processor
+        self._draining = asyncio.Event()
+
+    def drain(self) -> None:
+        """End every stream whose request has been answered, now and from now on.
+
+        Envoy keeps an ext_proc stream open until the upstream's response has ended (minutes for
+        a long completion), though with the request phases answered it has nothing left to ask.
+        Ending such a stream with status OK leaves the response untouched (cancelling it instead
+        would reset the client's response), so a stopping server need not wait for upstreams.
+        """
+        self._draining.set()
 
     async def Process(
         self,
@@ -25,10 +38,30 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
         for key, value in context.invocation_metadata() or ():
             if key in ("traceparent", "tracestate") and isinstance(value, str):
                 state.envoy_trace[key] = value
+        requests = aiter(request_iterator)
+        answered = False
         try:
-            async for request in request_iterator:
-                yield await self.processor.process(state, request)
+            while True:
+                if answered:  # only the end of the stream, or the drain, is still to come
+                    request = await next_unless(requests, self._draining)
+                else:
+                    request = await anext(requests, None)
+                if request is None:
+                    return
+                reply = await self.processor.process(state, request)
+                yield reply
+                answered = _answers_last_request_phase(request, reply)
         finally:
             if state.span is not None:  # the client or Envoy gave up before a decision
                 record_error(state.span, "stream_closed", 499)
                 state.end_span()
+
+
+def _answers_last_request_phase(request: ProcessingRequest, reply: ProcessingResponse) -> bool:
+    """Whether Envoy will send nothing more about the request (deploy/envoy sends no response
+    phases): the buffered body was answered, the request was answered by the router itself, or
+    it has no body."""
+    kind = reply.WhichOneof("response")
+    if kind in ("request_body", "immediate_response"):
+        return True
+    return kind == "request_headers" and bool(request.request_headers.end_of_stream)
