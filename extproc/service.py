@@ -10,14 +10,14 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
 from extproc.processor import Processor, StreamState
-from extproc.streams import next_unless
 from meritorder.telemetry import record_error
 
 
 class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServicer):
     def __init__(self, processor: Processor) -> None:
         self.processor = processor
-        self._draining = asyncio.Event()
+        self._draining = False
+        self._waiting: set[asyncio.Task[object]] = set()  # answered, waiting for Envoy to close
 
     def drain(self) -> None:
         """End every stream whose request has been answered, now and from now on.
@@ -27,7 +27,9 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
         Ending such a stream with status OK leaves the response untouched (cancelling it instead
         would reset the client's response), so a stopping server need not wait for upstreams.
         """
-        self._draining.set()
+        self._draining = True
+        for task in self._waiting:
+            task.cancel(_DRAIN)
 
     async def Process(
         self,
@@ -42,10 +44,12 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
         answered = False
         try:
             while True:
-                if answered:  # only the end of the stream, or the drain, is still to come
-                    request = await next_unless(requests, self._draining)
-                else:
+                if not answered:
                     request = await anext(requests, None)
+                elif self._draining:
+                    return
+                else:
+                    request = await self._until_closed_or_drained(requests)
                 if request is None:
                     return
                 reply = await self.processor.process(state, request)
@@ -55,6 +59,32 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
             if state.span is not None:  # the client or Envoy gave up before a decision
                 record_error(state.span, "stream_closed", 499)
                 state.end_span()
+
+
+    async def _until_closed_or_drained(
+        self, requests: AsyncIterator[ProcessingRequest]
+    ) -> ProcessingRequest | None:
+        """The stream's next message, or None when Envoy closes it or the server drains.
+
+        `drain` wakes this wait by cancelling the stream's task with a marker, which is taken
+        back here: the handler then returns and the call ends with OK. Racing the read against
+        an event instead would cost two tasks per request on the hot path.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            return await anext(requests, None)
+        except asyncio.CancelledError as cancelled:
+            if not (self._draining and cancelled.args == (_DRAIN,)):
+                raise
+            task.uncancel()
+            return None
+        finally:
+            self._waiting.discard(task)
+
+
+_DRAIN = "meritorder: server draining"
 
 
 def _answers_last_request_phase(request: ProcessingRequest, reply: ProcessingResponse) -> bool:
