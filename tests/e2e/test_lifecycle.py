@@ -19,7 +19,8 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from devstack import ROUTER_CONFIG, Ports, Processes, Stack, free_port
+import yaml
+from devstack import ENVOY_CONFIG, ROUTER_CONFIG, Ports, Processes, Stack, free_port, render_envoy
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.conftest import repo_path
@@ -266,3 +267,62 @@ def test_a_killed_router_is_reported_and_stops_the_demo(demos: list[Demo]) -> No
     while any(_alive(pid) for pid in children.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [name for name, pid in children.items() if _alive(pid)]
+
+
+def test_envoy_sends_no_new_streams_to_a_draining_router_when_another_is_up(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(
+        Ports.free(), workdir=tmp_path, router_args=["--no-classifier", "--drain-s", "30"]
+    )
+    other = free_port()
+    config = render_envoy(ENVOY_CONFIG, {})
+    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "meritorder"]
+    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    endpoints.append({"endpoint": {"address": {"socket_address": {
+        "address": "127.0.0.1", "port_value": other}}}})  # fmt: skip
+    stack.envoy_config = tmp_path / "two-routers.yaml"
+    stack.envoy_config.write_text(yaml.safe_dump(config))
+    try:
+        stack.start_mocks()
+        stack.start_router()
+        stack.processes.spawn(
+            "other",
+            [sys.executable, "-m", "meritorder.cli", "serve", "--json-logs", "--no-classifier",
+             "--config", str(ROUTER_CONFIG), "--port", str(other)],
+        )  # fmt: skip
+        stack.processes.wait_port("other", other)
+        stack.start_envoy()
+        draining = f"127.0.0.1:{stack.ports.router}"
+        _wait_for_health(stack, {draining: "healthy", f"127.0.0.1:{other}": "healthy"})
+
+        stack.processes.running["router"].send_signal(signal.SIGTERM)
+        _wait_for_health(stack, {draining: "/failed_active_hc"})
+        routed_before = stack.log("router").count('"routed"')
+        with httpx.Client(base_url=stack.base_url, timeout=30) as http:
+            statuses = [http.post("/v1/chat/completions", json=BODY).status_code for _ in range(20)]
+        assert statuses == [200] * 20
+        assert stack.log("router").count('"routed"') == routed_before  # all went to the other
+        assert stack.log("other").count('"routed"') >= 20
+        # a second signal cuts the 30 s drain window short
+        stack.processes.running["router"].send_signal(signal.SIGTERM)
+        assert stack.processes.running["router"].wait(timeout=10) == 0
+    finally:
+        stack.stop()
+
+
+def _wait_for_health(stack: Stack, wanted: dict[str, str], timeout: float = 15) -> None:
+    """Until Envoy's admin shows each `address` of the router cluster with that health flag."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{stack.ports.admin}/clusters").text
+        flags = {
+            line.split("::")[1]: line.split("::", 3)[3]
+            for line in text.splitlines()
+            if line.startswith("meritorder::") and "::health_flags::" in line
+        }
+        if all(flag in flags.get(address, "") for address, flag in wanted.items()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"Envoy's router health never became {wanted}:\n{text}")
