@@ -60,7 +60,6 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
                 record_error(state.span, "stream_closed", 499)
                 state.end_span()
 
-
     async def _until_closed_or_drained(
         self, requests: AsyncIterator[ProcessingRequest]
     ) -> ProcessingRequest | None:
