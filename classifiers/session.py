@@ -30,8 +30,9 @@ def session_options(
     options = ort.SessionOptions()
     # onnxruntime's CPU arena keeps the largest buffers it ever needed (one long prompt's batch
     # left the router ~340 MB larger for good) unless `release_arena` shrinks it. Without the
-    # arena, every large run allocates and faults its buffers in afresh: a 200 KB prompt took
-    # twice as long (docs/BENCHMARKS.md, "Router memory after large prompts"), so it stays on.
+    # arena, every large run allocates and faults its buffers in afresh: a 50 KB prompt took
+    # 1.7-2.3 times as long (docs/BENCHMARKS.md, "Router memory after large prompts"), so it
+    # stays on.
     options.enable_cpu_mem_arena = cpu_arena
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -3,15 +3,17 @@
 A large prompt makes the tokenizer and onnxruntime allocate hundreds of MB. Once the request is
 done, onnxruntime's arena keeps its chunks and glibc's malloc keeps freed pages in its arenas,
 so the router's RSS would stay high for good. A background task watches RSS and, when it has
-grown well past its low point, releases both (in a thread, off the request path): the caller's
-releasers first (the classifier's arena shrink), then `malloc_trim`. Requests of ordinary size
-never trigger it.
+grown well past its low point, releases both once the process is quiet (in a thread, off the
+request path): the caller's releasers first (the classifier's arena shrink), then `malloc_trim`.
+Requests of ordinary size never trigger it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,10 +31,11 @@ except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim th
 
 # How far above its low point RSS may grow before memory is released.
 GROWTH_BYTES = 32 << 20
-# While RSS stays high, each release waits twice as long as the one before, up to this: a long
-# classifier batch is not made to fault its buffers in again every second, and memory that is
-# really in use costs a two-token run and a trim every few seconds at most.
-MAX_BACKOFF_S = 8.0
+# Memory is released once the process is quiet (a large batch that is still running would only
+# fault its buffers in again), but at least this often while RSS stays high.
+MAX_WAIT_S = 8.0
+# Quiet: under half a core of CPU over the last interval.
+QUIET_CPU = 0.5
 
 
 def rss_bytes(pid: int | str = "self") -> int:
@@ -69,20 +72,30 @@ async def release_periodically(
     interval_s: float = 1.0,
     growth_bytes: int = GROWTH_BYTES,
 ) -> None:
-    """Every `interval_s`, release memory if RSS is `growth_bytes` above its low point."""
+    """Every `interval_s`, release memory if RSS is `growth_bytes` above its low point and the
+    process is quiet, or has not been released for `MAX_WAIT_S`."""
     if _libc is None:
         log.warning("malloc_trim unavailable (not glibc): freed heap stays with the allocator")
     low = rss_bytes()
-    wait = interval_s
+    last = time.monotonic()
+    cpu = _cpu_seconds()
     while True:
-        await asyncio.sleep(wait)
-        now = rss_bytes()
+        await asyncio.sleep(interval_s)
+        now, cpu_then, cpu = rss_bytes(), cpu, _cpu_seconds()
         low = min(low, now)
         if now - low < growth_bytes:
-            wait = interval_s
+            last = time.monotonic()
+            continue
+        busy = cpu - cpu_then > QUIET_CPU * interval_s
+        if busy and time.monotonic() - last < MAX_WAIT_S:
             continue
         await asyncio.to_thread(release, releasers)
+        last = time.monotonic()
         log.info(
             "memory returned to the OS", rss_before_mb=now >> 20, rss_after_mb=rss_bytes() >> 20
         )
-        wait = min(wait * 2, MAX_BACKOFF_S)
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
