@@ -5,6 +5,7 @@ stack, loudly, when a child dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -212,9 +213,11 @@ class Demo:
         }
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """Kill whatever is left (a failed test's stack too: each child has its own group)."""
+        for pid in [self.process.pid, *_descendants(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
 
 
 @pytest.fixture
