@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -87,15 +88,33 @@ def test_sigterm_under_load_fails_no_request_and_the_router_exits_within_5s(
 
 
 def test_sigterm_under_load_with_two_workers_fails_no_request(tmp_path: Path) -> None:
-    args = ["--workers", "2", "--no-classifier"]
+    # Worker i serves metrics on --metrics-port + i: both ports must be free.
+    args = ["--workers", "2", "--no-classifier", "--metrics-port", str(_free_port_pair())]
     with Stack(Ports.free(), workdir=tmp_path, router_args=args) as stack:
-        _sigterm_under_load(stack)
+        _sigterm_under_load(stack, workers=2)
 
 
-def _sigterm_under_load(stack: Stack, clients: int = 6) -> None:
+def _free_port_pair() -> int:
+    """A port P such that P and P + 1 are both free now."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def _sigterm_under_load(stack: Stack, workers: int = 1, clients: int = 6) -> None:
     """Clients keep sending until 1 s into the router's 2 s drain window; every request
     started before or during it must be answered by a model, and the router must exit 0."""
     router = stack.processes.running["router"]
+    deadline = time.monotonic() + 60  # every worker serving (the port opens with the first)
+    while stack.log("router").count("router listening") < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
     results: list[tuple[float, int | str]] = []  # (start, status or error)
     lock = threading.Lock()
     stop_load = threading.Event()
@@ -135,7 +154,7 @@ def _sigterm_under_load(stack: Stack, clients: int = 6) -> None:
     assert not failed, f"{len(failed)} of {len(results)} requests failed: {failed[:5]}"
     after_signal = [start for start, _ in results if start > signalled]
     assert len(after_signal) >= clients  # the drain window served new requests too
-    assert code == 0
+    assert code == 0, stack.log("router")[-3000:]
     assert exited_after < 5, f"the router took {exited_after:.1f}s to exit"
     assert "router stopped" in stack.log("router")
 
