@@ -11,6 +11,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -193,10 +195,42 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await server.shutdown(hurry)
-    if classifier is not None:
-        classifier.close()
     telemetry.shutdown_tracing()
+    if classifier is not None:
+        _close_within(classifier, CLASSIFIER_CLOSE_S, started)
     log.info("router stopped", after_s=round(time.monotonic() - started, 3))
+
+
+# How long the classifier may take to stop once every request has been answered.
+CLASSIFIER_CLOSE_S = 1.0
+
+
+def _close_within(classifier: EngineClassifier, limit_s: float, started: float) -> None:
+    """Close the classifier, or end the process if that takes longer than `limit_s`.
+
+    Closing waits for the batch that is running, and a batch of a huge prompt can run on for
+    many seconds (24 s for 200 KB on two cores), though its request was answered long ago
+    (the decision fell back on its time budget). Every stream has ended and the spans have been
+    flushed by now, so that work is worth nothing: exit with 0 rather than make SIGTERM slow.
+    """
+
+    def give_up() -> None:
+        log.warning(
+            "router stopped without waiting for the classifier's running batch",
+            after_s=round(time.monotonic() - started, 3),
+            waited_s=limit_s,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    watchdog = threading.Timer(limit_s, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        classifier.close()
+    finally:
+        watchdog.cancel()
 
 
 def _releasers(classifier: EngineClassifier | None) -> list[Callable[[], None]]:

@@ -94,6 +94,27 @@ def test_sigterm_under_load_with_two_workers_fails_no_request(tmp_path: Path) ->
         _sigterm_under_load(stack, workers=2)
 
 
+def test_sigterm_right_after_a_huge_prompt_still_exits_within_5s(tmp_path: Path) -> None:
+    # The classifier may still be reading the prompt long after its request was answered (the
+    # decision falls back on its time budget); the router must not wait for that work.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        ROUTER_CONFIG.read_text().replace("max_body_bytes: 1048576", "max_body_bytes: 4194304")
+    )
+    with Stack(Ports.free(), router_config=policy, workdir=tmp_path) as stack:
+        words = " ".join(f"paragraph {i} of a long pasted report" for i in range(6000))
+        body = {"model": "auto", "messages": [{"role": "user", "content": words}]}
+        response = httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 200
+        router = stack.processes.running["router"]
+        signalled = time.monotonic()
+        router.send_signal(signal.SIGTERM)
+        code = router.wait(timeout=30)
+        exited_after = time.monotonic() - signalled
+    assert code == 0, stack.log("router")[-3000:]
+    assert exited_after < 5, f"the router took {exited_after:.1f}s to exit"
+
+
 def _free_port_pair() -> int:
     """A port P such that P and P + 1 are both free now."""
     for _ in range(100):
