@@ -26,6 +26,8 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
         a long completion), though with the request phases answered it has nothing left to ask.
         Ending such a stream with status OK leaves the response untouched (cancelling it instead
         would reset the client's response), so a stopping server need not wait for upstreams.
+        A custom Envoy config that also sends response phases loses them for the requests that
+        are answered while the server drains.
         """
         self._draining = True
         for task in self._waiting:
