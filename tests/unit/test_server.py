@@ -165,6 +165,26 @@ async def test_shutdown_ends_answered_streams_with_ok_instead_of_cancelling_them
     assert await stream.call.code() == grpc.StatusCode.OK
 
 
+async def test_a_bodiless_request_s_stream_ends_after_its_headers_while_draining(
+    running: Running,
+) -> None:
+    stream = OpenStream(running.channel)
+    await stream.send(headers_msg("GET", "/v1/files", end=True))  # nothing more will come
+    await asyncio.wait_for(running.server.shutdown(), 10)
+    assert await stream.call.code() == grpc.StatusCode.OK
+
+
+async def test_a_stream_waiting_for_its_body_is_not_ended_by_the_drain(running: Running) -> None:
+    stream = OpenStream(running.channel)
+    await stream.send(headers_msg())
+    running.server.extproc.drain()
+    await asyncio.sleep(0.1)
+    assert stream.call.done() is False  # its request is still in flight
+    reply = await stream.send(body_msg(chat("auto", "python")))
+    assert reply.request_body.response.clear_route_cache
+    assert await stream.call.code() == grpc.StatusCode.OK
+
+
 async def test_shutdown_ends_the_access_log_stream(running: Running) -> None:
     running.server.options.shutdown_grace_s = 60
     stub = als_pb2_grpc.AccessLogServiceStub(running.channel)
