@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml setup.py $(wildcard proto/meritorder/v1/*.proto)
 	    "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
-## Envoy on :10000 (OpenAI API), the router on :50051, mock upstreams on :8101-8103.
+## Envoy on :10000 (OpenAI API), the router on :50051, mock upstreams on :8101-8103
+## (`make run RUN_ARGS=--free-ports` picks free ports). Ctrl-C stops it all within ~5 s.
 run: $(STAMP)
-	$(BIN)/python deploy/devstack.py
+	$(BIN)/python deploy/devstack.py $(RUN_ARGS)
 
 ## Lint, type-check, then the whole suite (unit and end-to-end through the real Envoy).
 test: lint

@@ -23,9 +23,17 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
+def session_options(
+    intra_op_threads: int | None = None, *, cpu_arena: bool = True
+) -> ort.SessionOptions:
     """Options for low-latency inference: all graph optimizations, one sequential op stream."""
     options = ort.SessionOptions()
+    # onnxruntime's CPU arena keeps the largest buffers it ever needed (one long prompt's batch
+    # left the router ~340 MB larger for good) unless `release_arena` shrinks it. Without the
+    # arena, every large run allocates and faults its buffers in afresh: a 50 KB prompt took
+    # 1.7-2.3 times as long (docs/BENCHMARKS.md, "Router memory after large prompts"), so it
+    # stays on.
+    options.enable_cpu_mem_arena = cpu_arena
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = intra_op_threads or available_cores()
@@ -38,7 +46,11 @@ def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
 
 
 def create_session(
-    model: Path, *, force_cpu: bool = False, intra_op_threads: int | None = None
+    model: Path,
+    *,
+    force_cpu: bool = False,
+    intra_op_threads: int | None = None,
+    cpu_arena: bool = True,
 ) -> ort.InferenceSession:
     """An inference session on CUDA if it is available and a smoke run succeeds, else on CPU.
 
@@ -49,7 +61,7 @@ def create_session(
             f"The classifier model {model} does not exist; train and export it "
             "(classifiers/training) or pass the directory that holds signals.int8.onnx."
         )
-    options = session_options(intra_op_threads)
+    options = session_options(intra_op_threads, cpu_arena=cpu_arena)
     if force_cpu:
         reason = "CPU forced by configuration"
     elif CUDA not in ort.get_available_providers():
@@ -76,7 +88,7 @@ def _cuda_session(
     model: Path, options: ort.SessionOptions
 ) -> tuple[ort.InferenceSession | None, str]:
     """A CUDA session that has run once, or None and why not."""
-    quiet = session_options(options.intra_op_num_threads)
+    quiet = session_options(options.intra_op_num_threads, cpu_arena=options.enable_cpu_mem_arena)
     quiet.log_severity_level = 4  # onnxruntime logs CUDA load failures itself; we log the reason
     try:
         session = ort.InferenceSession(str(model), quiet, providers=[CUDA, CPU])
@@ -91,10 +103,22 @@ def _cuda_session(
     return session, "CUDA"
 
 
-def smoke_run(session: ort.InferenceSession) -> None:
+def smoke_run(session: ort.InferenceSession, run_options: ort.RunOptions | None = None) -> None:
     """Run a two-token batch through every output; raises whatever the provider raises."""
     ids = np.zeros((1, 2), dtype=np.int64)
-    session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)}, run_options)
+
+
+def release_arena(session: ort.InferenceSession) -> None:
+    """Hand the unused chunks of the session's memory arenas back to the allocator.
+
+    onnxruntime shrinks arenas only at the end of a run that asks for it, so this is a two-token
+    run that asks. Chunks in use by a concurrent run are kept. Safe from any thread.
+    """
+    arenas = "cpu:0;gpu:0" if session.get_providers()[0] == CUDA else "cpu:0"
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", arenas)
+    smoke_run(session, options)
 
 
 def _nvidia_driver_present() -> bool:

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Start the whole demo: MOCK upstreams, the meritorder router and the real Envoy.
 
-`make run` runs this with the default ports; the end-to-end tests use `Stack` with free ports
-(the Envoy bootstrap is rewritten only where ports differ).
+`make run` runs this with the default ports (`--free-ports` picks free ones); the end-to-end
+tests use `Stack` with free ports (the Envoy bootstrap is rewritten only where ports differ).
+Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a few seconds). A child that
+dies stops the whole stack: its name, exit code and last log lines are printed and the exit
+status is 1, so a crashed router is never left behind a live Envoy.
 """
 
 from __future__ import annotations
@@ -65,8 +68,12 @@ class StackError(RuntimeError):
     pass
 
 
+# How long a child gets to exit after SIGTERM before SIGKILL. The router drains for 2 s.
+STOP_TIMEOUT_S = 5.0
+
+
 class Processes:
-    """Named child processes, each logging to workdir/NAME.log, stopped in reverse order."""
+    """Named child processes, each logging to workdir/NAME.log, stopped together."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -79,33 +86,47 @@ class Processes:
     def spawn(
         self, name: str, cmd: Sequence[str], env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        """Start `cmd` from the repository root; `env` adds to this process's environment."""
-        out = (self.workdir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            list(cmd),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            cwd=DEPLOY.parent,
-        )
+        """Start `cmd` from the repository root; `env` adds to this process's environment.
+
+        Each child gets its own process group, so a terminal's Ctrl-C reaches only this process,
+        which then stops the children itself, in a known order and time.
+        """
+        with (self.workdir / f"{name}.log").open("ab") as out:
+            process = subprocess.Popen(
+                list(cmd),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                cwd=DEPLOY.parent,
+                process_group=0,
+            )
         self.running[name] = process
         return process
 
-    def stop(self, name: str, sig: int = signal.SIGTERM) -> int | None:
-        """Signal `name` and wait for it (killing it after 15 s); its exit code."""
+    def stop(
+        self, name: str, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S
+    ) -> int | None:
+        """Signal `name` and wait for it (SIGKILL after `timeout`); its exit code."""
         process = self.running.pop(name, None)
-        if process is None or process.poll() is not None:
-            return process.returncode if process else None
-        process.send_signal(sig)
-        try:
-            return process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
+        if process is None:
+            return None
+        _stop([process], sig, timeout)
+        return process.returncode
 
-    def stop_all(self) -> None:
-        for name in reversed(list(self.running)):
-            self.stop(name)
+    def stop_all(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM every child at once, then SIGKILL those still running after `timeout`."""
+        processes = list(self.running.values())
+        self.running.clear()
+        _stop(processes, signal.SIGTERM, timeout)
+
+    def wait_for_exit(self, poll_s: float = 0.2) -> tuple[str, int]:
+        """Block until a child exits; its name and exit code (negative: killed by that signal)."""
+        while True:
+            for name, process in self.running.items():
+                code = process.poll()
+                if code is not None:
+                    return name, code
+            time.sleep(poll_s)
 
     def __enter__(self) -> Processes:
         return self
@@ -146,6 +167,19 @@ class Processes:
         process = self.running[name]
         if process.poll() is not None:
             raise StackError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
+
+
+def _stop(processes: Sequence[subprocess.Popen[bytes]], sig: int, timeout: float) -> None:
+    live = [p for p in processes if p.poll() is None]
+    for process in live:
+        process.send_signal(sig)
+    deadline = time.monotonic() + timeout
+    for process in live:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Stack:
@@ -268,25 +302,64 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def main() -> int:
+class _Stopped(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _on_stop_signal(signum: int, _frame: object) -> None:
+    # Once: a second Ctrl-C must not cut short the stop that the first one started.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Stopped(signal.Signals(signum).name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, default=ROUTER_CONFIG, help="router policy file")
-    args = parser.parse_args()
-    stack = Stack(
-        router_config=args.config, workdir=Path(tempfile.mkdtemp(prefix="meritorder-run-"))
+    parser.add_argument(
+        "--free-ports", action="store_true", help="pick free ports instead of the defaults"
     )
+    parser.add_argument(
+        "--no-classifier", action="store_true", help="run the router without the ONNX model"
+    )
+    args = parser.parse_args(argv)
+    stack = Stack(
+        ports=Ports.free() if args.free_ports else Ports(),
+        router_config=args.config,
+        workdir=Path(tempfile.mkdtemp(prefix="meritorder-run-")),
+        router_args=["--no-classifier"] if args.no_classifier else [],
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_stop_signal)
     try:
-        stack.start()
-    except StackError as error:
-        print(f"could not start the demo: {error}", file=sys.stderr)
+        try:
+            stack.start()
+        except StackError as error:
+            print(f"could not start the demo: {error}", file=sys.stderr)
+            return 1
+        _print_banner(stack)
+        name, code = stack.processes.wait_for_exit()
+        print(_death_notice(stack, name, code), file=sys.stderr, flush=True)
         return 1
+    except _Stopped as stopped:
+        print(f"{stopped}: stopping the demo", flush=True)
+        return 0
+    finally:
+        stack.stop()
+
+
+def _print_banner(stack: Stack) -> None:
     mocks = ", ".join(f"{m} :{p}" for m, p in stack.ports.mocks.items())
+    pids = ", ".join(f"{name}={p.pid}" for name, p in stack.processes.running.items())
     print(
         f"""
 meritorder is up (logs in {stack.workdir}):
   OpenAI API (Envoy)   {stack.base_url}/v1
   router (gRPC)        127.0.0.1:{stack.ports.router}
+  router metrics       http://127.0.0.1:{stack.ports.metrics}/metrics
+  Envoy admin          http://127.0.0.1:{stack.ports.admin}
   mock upstreams       {mocks} (MOCKS, not models)
+  processes            {pids}
 
 Try:
   curl -si {stack.base_url}/v1/chat/completions -H 'content-type: application/json' \\
@@ -294,13 +367,17 @@ Try:
 Ctrl-C stops everything.""",
         flush=True,
     )
-    try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    finally:
-        stack.stop()
-    return 0
+
+
+def _death_notice(stack: Stack, name: str, code: int) -> str:
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+    lines = stack.log(name).splitlines()[-20:]
+    tail = "\n".join(f"  | {line}" for line in lines) or "  | (no output)"
+    return (
+        f"\n{name} {how}; stopping the demo. Last lines of {stack.workdir / (name + '.log')}:\n"
+        f"{tail}"
+    )
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     sys.exit(main())

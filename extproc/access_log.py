@@ -9,6 +9,7 @@ budget is then corrected from the estimate to the measured cost.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -20,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
 
 from extproc.processor import MODEL_HEADER
+from extproc.streams import next_unless
 from meritorder import telemetry
 from meritorder.router import Router
 
@@ -31,13 +33,26 @@ USAGE_NAMESPACE = "meritorder.usage"
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
     def __init__(self, router: Router) -> None:
         self.router = router
+        self._end = asyncio.Event()
+
+    def end_streams(self) -> None:
+        """End the open log streams (status OK); a stream opened later is served as usual.
+
+        Envoy keeps one log stream open for as long as the server lets it, which would hold a
+        stopping server for its whole grace period; once ended, Envoy opens a new stream on its
+        next flush, to a healthy router if it has one.
+        """
+        self._end.set()
+        self._end = asyncio.Event()
 
     async def StreamAccessLogs(
         self,
         request_iterator: AsyncIterator[StreamAccessLogsMessage],
         context: grpc.aio.ServicerContext,
     ) -> StreamAccessLogsResponse:
-        async for message in request_iterator:
+        end = self._end
+        requests = aiter(request_iterator)
+        while (message := await next_unless(requests, end)) is not None:
             for entry in message.http_logs.log_entry:
                 await self.record(entry)
         return StreamAccessLogsResponse()

@@ -43,6 +43,19 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics-port + i",
     )
     serve.add_argument(
+        "--drain-s",
+        type=float,
+        default=2.0,
+        help="after SIGTERM, keep serving new streams this long while health says NOT_SERVING "
+        "(default 2)",
+    )
+    serve.add_argument(
+        "--shutdown-grace-s",
+        type=float,
+        default=2.0,
+        help="then wait this long for requests still being decided (default 2)",
+    )
+    serve.add_argument(
         "--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal"
     )
 
@@ -209,6 +222,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"--workers {args.workers}: use 1 or more", file=sys.stderr)
         return 2
+    for flag, value in (("--drain-s", args.drain_s), ("--shutdown-grace-s", args.shutdown_grace_s)):
+        if not 0 <= value <= 300:
+            print(f"{flag} {value}: use 0 to 300 seconds", file=sys.stderr)
+            return 2
     options = ServerOptions(
         config_path=args.config,
         host=args.host,
@@ -218,6 +235,8 @@ def _serve(args: argparse.Namespace) -> int:
         model_dir=args.model_dir,
         force_cpu=args.cpu,
         reuse_port=args.workers > 1,
+        drain_s=args.drain_s,
+        shutdown_grace_s=args.shutdown_grace_s,
     )
     if args.workers == 1:
         asyncio.run(serve(config, options))

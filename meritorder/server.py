@@ -1,6 +1,7 @@
 """The gRPC server: ext_proc, the meritorder.v1.Router API and health on one port.
 
-Also owns the process lifecycle: policy hot reload and graceful shutdown on SIGTERM.
+Also owns the process lifecycle: policy hot reload, returning freed memory to the OS, and the
+drain on SIGTERM (`RouterServer.shutdown`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,9 +27,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from extproc.access_log import AccessLogService
 from extproc.processor import Processor
 from extproc.service import ExternalProcessorService
-from meritorder import telemetry
+from meritorder import memory, telemetry
 from meritorder.api import RouterService
-from meritorder.classify import load_classifier
+from meritorder.classify import EngineClassifier, load_classifier
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
 from meritorder.router import Router
 from meritorder.v1 import router_pb2_grpc
@@ -43,7 +48,11 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 50051
     reload_interval_s: float = 1.0
-    shutdown_grace_s: float = 10.0
+    # After SIGTERM: health says NOT_SERVING at once, but new streams are still served for
+    # `drain_s` (load balancers need a moment to notice); then requests still being decided get
+    # up to `shutdown_grace_s` before the process exits.
+    drain_s: float = 2.0
+    shutdown_grace_s: float = 2.0
     reuse_port: bool = False
     metrics_port: int | None = None
     classifier: bool = True
@@ -91,29 +100,59 @@ class ConfigWatcher:
             self.check()
 
 
-def build_server(
-    router: Router, options: ServerOptions
-) -> tuple[grpc.aio.Server, health.HealthServicer]:
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", _GRPC_MAX_MESSAGE),
-            ("grpc.max_send_message_length", _GRPC_MAX_MESSAGE),
-            ("grpc.so_reuseport", 1 if options.reuse_port else 0),
-        ]
-    )
-    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
-        ExternalProcessorService(Processor(router)), server
-    )
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(AccessLogService(router), server)
-    router_pb2_grpc.add_RouterServicer_to_server(RouterService(router), server)  # type: ignore[no-untyped-call]
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    server.add_insecure_port(f"{options.host}:{options.port}")
-    return server, health_servicer
+HEALTH_SERVICES = ("", "envoy.service.ext_proc.v3.ExternalProcessor", "meritorder.v1.Router")
+
+
+class RouterServer:
+    """The gRPC server with its services: ext_proc, access log, Router API and health."""
+
+    def __init__(self, router: Router, options: ServerOptions) -> None:
+        self.options = options
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", _GRPC_MAX_MESSAGE),
+                ("grpc.max_send_message_length", _GRPC_MAX_MESSAGE),
+                ("grpc.so_reuseport", 1 if options.reuse_port else 0),
+            ]
+        )
+        self.extproc = ExternalProcessorService(Processor(router))
+        self.access_log = AccessLogService(router)
+        self.health = health.HealthServicer()
+        external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
+            self.extproc, self.server
+        )
+        als_pb2_grpc.add_AccessLogServiceServicer_to_server(self.access_log, self.server)
+        router_pb2_grpc.add_RouterServicer_to_server(RouterService(router), self.server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.server.add_insecure_port(f"{options.host}:{options.port}")
+
+    async def start(self) -> None:
+        await self.server.start()
+        for service in HEALTH_SERVICES:
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    async def shutdown(self, hurry: asyncio.Event | None = None) -> None:
+        """Drain, then stop: what SIGTERM does. Setting `hurry` cuts the drain window short.
+
+        During the window the server reports NOT_SERVING but still serves new streams, so a
+        request that Envoy sends before it has noticed is routed, not refused. Streams whose
+        request has been answered end at once, and the access log streams end at the start and
+        at the end of the window (Envoy would hold them open forever); then the server stops
+        taking streams and waits up to the grace period for the requests still being decided.
+        """
+        self.health.enter_graceful_shutdown()
+        self.extproc.drain()
+        self.access_log.end_streams()
+        if self.options.drain_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for((hurry or asyncio.Event()).wait(), self.options.drain_s)
+        self.access_log.end_streams()
+        await self.server.stop(self.options.shutdown_grace_s)
 
 
 async def serve(config: RouterConfig, options: ServerOptions) -> None:
-    """Serve until SIGTERM or SIGINT, then drain open streams for up to the grace period."""
+    """Serve until SIGTERM or SIGINT, then drain (`RouterServer.shutdown`); a second signal
+    skips the rest of the drain window."""
     telemetry.setup_tracing()
     if options.metrics_port is not None:
         telemetry.METRICS.serve(options.metrics_port, options.host)
@@ -123,47 +162,92 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         else None
     )
     router = Router(config, classifier)
-    server, health_servicer = build_server(router, options)
+    server = RouterServer(router, options)
     await server.start()
-    for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor", "meritorder.v1.Router"):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "router listening",
         address=f"{options.host}:{options.port}",
         models=[m.name for m in config.models],
     )
 
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
     watcher = ConfigWatcher(options.config_path, router)
     tasks = [
         asyncio.create_task(watcher.run(options.reload_interval_s)),
         asyncio.create_task(
             router.health.run(lambda: router.config.models, config.routing.health_check_interval_s)
         ),
+        asyncio.create_task(memory.release_periodically(_releasers(classifier))),
     ]
     await stop.wait()
 
-    log.info("shutting down, draining open streams", grace_s=options.shutdown_grace_s)
-    health_servicer.enter_graceful_shutdown()
+    started = time.monotonic()
+    log.info(
+        "draining: health NOT_SERVING, still serving new streams",
+        drain_s=options.drain_s,
+        grace_s=options.shutdown_grace_s,
+    )
     for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    await server.stop(options.shutdown_grace_s)
-    if classifier is not None:
-        classifier.close()
+    await server.shutdown(hurry)
     telemetry.shutdown_tracing()
-    log.info("router stopped")
+    if classifier is not None:
+        _close_within(classifier, CLASSIFIER_CLOSE_S, started)
+    log.info("router stopped", after_s=round(time.monotonic() - started, 3))
+
+
+# How long the classifier may take to stop once every request has been answered.
+CLASSIFIER_CLOSE_S = 1.0
+
+
+def _close_within(classifier: EngineClassifier, limit_s: float, started: float) -> None:
+    """Close the classifier, or end the process if that takes longer than `limit_s`.
+
+    Closing waits for the batch that is running, and a batch of a huge prompt can run on for
+    many seconds (24 s for 200 KB on two cores), though its request was answered long ago
+    (the decision fell back on its time budget). Every stream has ended and the spans have been
+    flushed by now, so that work is worth nothing: exit with 0 rather than make SIGTERM slow.
+    """
+
+    def give_up() -> None:
+        log.warning(
+            "router stopped without waiting for the classifier's running batch",
+            after_s=round(time.monotonic() - started, 3),
+            waited_s=limit_s,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    watchdog = threading.Timer(limit_s, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        classifier.close()
+    finally:
+        watchdog.cancel()
+
+
+def _releasers(classifier: EngineClassifier | None) -> list[Callable[[], None]]:
+    """What holds memory beyond malloc's reach: the classifier's onnxruntime arena."""
+    if classifier is None:
+        return []
+    from classifiers.session import release_arena  # onnxruntime only when a classifier runs
+
+    session = classifier.engine.session
+    return [lambda: release_arena(session)]
 
 
 def serve_workers(
     config: RouterConfig, options: ServerOptions, workers: int, json_logs: bool | None = None
 ) -> int:
     """Run `workers` router processes on one port (SO_REUSEPORT: the kernel spreads Envoy's
-    connections over them); SIGTERM or SIGINT is passed on, and each drains its own streams.
+    connections over them); SIGTERM or SIGINT is passed on, and each drains like `serve`.
     Returns 0 when every worker exited cleanly."""
     context = multiprocessing.get_context("spawn")
     processes = []

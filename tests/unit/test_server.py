@@ -11,6 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from envoy.service.accesslog.v3 import als_pb2_grpc
+from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from meritorder.config import load_config
 from meritorder.policy import Classified
 from meritorder.router import Router
-from meritorder.server import ConfigWatcher, ServerOptions, build_server
+from meritorder.server import ConfigWatcher, RouterServer, ServerOptions
 from meritorder.v1 import router_pb2, router_pb2_grpc
 from tests.conftest import DEMO_CONFIG, Pii
 from tests.unit.test_processor import body_msg, chat, headers_msg
@@ -31,7 +33,7 @@ def free_port() -> int:
 
 
 class Running:
-    def __init__(self, server: grpc.aio.Server, router: Router, channel: grpc.aio.Channel) -> None:
+    def __init__(self, server: RouterServer, router: Router, channel: grpc.aio.Channel) -> None:
         self.server = server
         self.router = router
         self.channel = channel
@@ -43,9 +45,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     shutil.copy(DEMO_CONFIG, config_path)
     router = Router(load_config(config_path))
     port = free_port()
-    server, health = build_server(router, ServerOptions(config_path=config_path, port=port))
+    options = ServerOptions(config_path=config_path, port=port, drain_s=0.5, shutdown_grace_s=5)
+    server = RouterServer(router, options)
     await server.start()
-    health.set("", health_pb2.HealthCheckResponse.SERVING)
     max_size = 8 << 20
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{port}",
@@ -55,7 +57,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         ],
     ) as channel:
         yield Running(server, router, channel)
-    await server.stop(0)
+    await server.server.stop(0)
 
 
 async def test_health_reports_serving(running: Running) -> None:
@@ -98,25 +100,115 @@ async def test_ext_proc_accepts_bodies_above_grpc_default_message_size(running: 
     assert replies[1].immediate_response.status.code == 413
 
 
-async def test_open_streams_are_drained_on_shutdown(running: Running) -> None:
-    stub = external_processor_pb2_grpc.ExternalProcessorStub(running.channel)
-    queue: asyncio.Queue[ProcessingRequest | None] = asyncio.Queue()
+class OpenStream:
+    """An ext_proc stream driven message by message, left open as Envoy leaves it open."""
 
-    async def requests() -> AsyncIterator[ProcessingRequest]:
-        while (item := await queue.get()) is not None:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.queue: asyncio.Queue[ProcessingRequest | None] = asyncio.Queue()
+        stub = external_processor_pb2_grpc.ExternalProcessorStub(channel)
+        self.call = stub.Process(self._requests())
+
+    async def _requests(self) -> AsyncIterator[ProcessingRequest]:
+        while (item := await self.queue.get()) is not None:
             yield item
 
-    call = stub.Process(requests())
-    await queue.put(headers_msg())
-    first = await call.read()
-    assert first.WhichOneof("response") == "request_headers"
-    stopping = asyncio.create_task(running.server.stop(5))  # SIGTERM path: stop with a grace period
+    async def send(self, message: ProcessingRequest) -> ProcessingResponse:
+        await self.queue.put(message)
+        reply = await self.call.read()
+        assert isinstance(reply, ProcessingResponse), reply
+        return reply
+
+
+async def _health(channel: grpc.aio.Channel) -> int:
+    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    return int(reply.status)
+
+
+async def test_shutdown_reports_not_serving_at_once_and_still_serves_new_streams(
+    running: Running,
+) -> None:
+    stopping = asyncio.create_task(running.server.shutdown())
+    await asyncio.sleep(0)  # the shutdown has begun: its drain window is open
+    assert await _health(running.channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+    stream = OpenStream(running.channel)  # opened after SIGTERM, as Envoy may still do
+    assert (await stream.send(headers_msg())).WhichOneof("response") == "request_headers"
+    reply = await stream.send(body_msg(chat("auto", "python")))
+    assert reply.request_body.response.clear_route_cache  # routed, not refused
+    # the server ends the answered stream itself, with OK, though Envoy keeps its side open
+    assert await stream.call.code() == grpc.StatusCode.OK
+    await asyncio.wait_for(stopping, 10)
+
+
+async def test_a_request_in_flight_when_the_drain_window_ends_is_still_answered(
+    running: Running,
+) -> None:
+    stream = OpenStream(running.channel)
+    await stream.send(headers_msg())
+    stopping = asyncio.create_task(running.server.shutdown())
+    await asyncio.sleep(running.server.options.drain_s + 0.2)  # past the window: in the grace
+    reply = await stream.send(body_msg(chat("auto", "python")))
+    assert reply.request_body.response.clear_route_cache
+    assert await stream.call.code() == grpc.StatusCode.OK
+    await asyncio.wait_for(stopping, 10)
+
+
+async def test_shutdown_ends_answered_streams_with_ok_instead_of_cancelling_them(
+    running: Running,
+) -> None:
+    # Envoy holds a stream open until the upstream's response ends; cancelling it at the end of
+    # the grace period would reset that response. The grace here is far longer than the wait.
+    running.server.options.shutdown_grace_s = 60
+    stream = OpenStream(running.channel)
+    await stream.send(headers_msg())
+    await stream.send(body_msg(chat("auto", "python")))
+    await asyncio.wait_for(running.server.shutdown(), 10)
+    assert await stream.call.code() == grpc.StatusCode.OK
+
+
+async def test_a_bodiless_request_s_stream_ends_after_its_headers_while_draining(
+    running: Running,
+) -> None:
+    stream = OpenStream(running.channel)
+    await stream.send(headers_msg("GET", "/v1/files", end=True))  # nothing more will come
+    await asyncio.wait_for(running.server.shutdown(), 10)
+    assert await stream.call.code() == grpc.StatusCode.OK
+
+
+async def test_a_stream_waiting_for_its_body_is_not_ended_by_the_drain(running: Running) -> None:
+    stream = OpenStream(running.channel)
+    await stream.send(headers_msg())
+    running.server.extproc.drain()
     await asyncio.sleep(0.1)
-    await queue.put(body_msg(chat("auto", "python")))
-    second = await call.read()
-    assert second.request_body.response.clear_route_cache  # the in-flight request was still routed
-    await queue.put(None)
-    await stopping
+    assert stream.call.done() is False  # its request is still in flight
+    reply = await stream.send(body_msg(chat("auto", "python")))
+    assert reply.request_body.response.clear_route_cache
+    assert await stream.call.code() == grpc.StatusCode.OK
+
+
+async def test_shutdown_ends_the_access_log_stream(running: Running) -> None:
+    running.server.options.shutdown_grace_s = 60
+    stub = als_pb2_grpc.AccessLogServiceStub(running.channel)
+    forever = asyncio.Event()
+
+    async def never_ending() -> AsyncIterator[StreamAccessLogsMessage]:
+        yield StreamAccessLogsMessage()
+        await forever.wait()
+
+    call = stub.StreamAccessLogs(never_ending())
+    await asyncio.sleep(0.1)  # the stream is open on the server
+    await asyncio.wait_for(running.server.shutdown(), 10)
+    assert await asyncio.wait_for(call.code(), 5) == grpc.StatusCode.OK
+    forever.set()
+
+
+async def test_a_second_signal_cuts_the_drain_window_short(running: Running) -> None:
+    running.server.options.drain_s = 60
+    hurry = asyncio.Event()
+    stopping = asyncio.create_task(running.server.shutdown(hurry))
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # draining
+    hurry.set()
+    await asyncio.wait_for(stopping, 10)
 
 
 def test_a_valid_new_policy_replaces_the_old_and_an_invalid_one_is_ignored(tmp_path: Path) -> None:
