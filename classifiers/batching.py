@@ -26,7 +26,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Requeue(Generic[T]):
     """`process`'s answer for an item with more work to do: run `item` in a later batch."""

@@ -5,7 +5,8 @@ difficulty read it) and the windows of its messages (PII tags, and the attack he
 window, so an attack hidden in the middle of filler is read too). The rows of one request are
 capped (`max_rows`): past the cap the windows are the head, the tail and evenly spaced ones of the
 middle, and a request longer than `FULL_TOKENIZE_CHARS` is tokenized only where its rows read,
-its token count estimated from those slices. So a 1 MiB prompt costs about what 14 KB do.
+its token count estimated from those slices. The attack head also reads paragraphs alone, up to
+`attack_tokens`. So a 1 MiB prompt costs about what 12 KB do.
 
 All rows of the requests in a batch run together, sorted by length and padded only to the
 longest row of each forward. A request with more rows than `step_rows` runs them over several
@@ -63,7 +64,10 @@ from classifiers.windows import (
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 MAX_LENGTH = 512  # the encoder's position embeddings
-DEFAULT_MAX_ROWS = 16  # ~14 KB of English read in full; ~0.3 s of one CPU core (BENCHMARKS.md)
+DEFAULT_MAX_ROWS = 8  # the sequence row and 7 windows: ~6 KB of English tagged in full
+# The paragraphs the attack head reads, in row tokens: ~12 KB of English, so an attack padded
+# with 8 KB of filler is read whatever paragraph it hides in.
+DEFAULT_ATTACK_TOKENS = 3072
 DEFAULT_STEP_ROWS = 4
 # Up to this many characters (all messages) a request is tokenized in full, ~20 ms on the bench
 # CPU; a 1 MiB prompt would take ~0.55 s of the worker, so past it only what the rows read is.
@@ -206,6 +210,7 @@ class SignalEngine:
         context_tokens: int = 32,
         pii_overlap: int | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
+        attack_tokens: int = DEFAULT_ATTACK_TOKENS,
         step_rows: int = DEFAULT_STEP_ROWS,
         attack_window_threshold: float = ATTACK_WINDOW_THRESHOLD,
     ) -> None:
@@ -219,6 +224,8 @@ class SignalEngine:
             raise ValueError(f"pii_overlap is {pii_overlap}; use 0..{self._window // 2} tokens.")
         if max_rows < 2:
             raise ValueError(f"max_rows is {max_rows}; use at least 2 (the sequence row and one).")
+        if attack_tokens < 0:
+            raise ValueError(f"attack_tokens is {attack_tokens}; use 0 or more.")
         if not 1 <= step_rows <= max_batch:
             raise ValueError(f"step_rows is {step_rows}; use 1..max_batch ({max_batch}).")
         if not 0 < attack_window_threshold < 1:
@@ -231,6 +238,7 @@ class SignalEngine:
         self.context_tokens = context_tokens
         self.pii_overlap = pii_overlap
         self.max_rows = max_rows
+        self.attack_tokens = attack_tokens
         self.step_rows = step_rows
         self.attack_window_threshold = attack_window_threshold
         # Text enough for one window in almost any script (English: ~4 characters a token).
@@ -254,6 +262,7 @@ class SignalEngine:
         context_tokens: int = 32,
         pii_overlap: int | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
+        attack_tokens: int = DEFAULT_ATTACK_TOKENS,
         step_rows: int = DEFAULT_STEP_ROWS,
         attack_window_threshold: float = ATTACK_WINDOW_THRESHOLD,
     ) -> SignalEngine:
@@ -261,7 +270,7 @@ class SignalEngine:
 
         `max_length` bounds every row in tokens (default: the model's, at most 256); a request's
         last user turn keeps its head and tail, and its messages are read in windows, at most
-        `max_rows` rows a request (and paragraphs for the attack head, as many tokens again),
+        `max_rows` rows a request (and paragraphs for the attack head, `attack_tokens` of them),
         about `step_rows` rows' worth a batch; a paragraph fires the attack signal at
         `attack_window_threshold`.
         """
@@ -281,6 +290,7 @@ class SignalEngine:
             context_tokens=context_tokens,
             pii_overlap=pii_overlap,
             max_rows=max_rows,
+            attack_tokens=attack_tokens,
             step_rows=step_rows,
             attack_window_threshold=attack_window_threshold,
         )
@@ -465,7 +475,7 @@ class SignalEngine:
     ) -> list[int]:
         """Rows for the paragraphs `parts` (token ids, start, end, and the row that already holds
         exactly them, if one does), spread evenly within the attack budget."""
-        budget = self.max_rows * self.max_length
+        budget = self.attack_tokens
         cost = [b - a + 2 for _, a, b, _ in parts]  # a row: the paragraph, [CLS] and [SEP]
         keep = len(parts) if sum(cost) <= budget else len(parts) * budget // sum(cost)
         while keep > 1 and sum(cost[i] for i in spread(len(parts), keep)) > budget:
@@ -515,8 +525,8 @@ class SignalEngine:
         views = [np.concatenate(ends[m]) if m in ends else none for m in range(len(job.texts))]
         rows[0] = self._sequence_row(job, views)
         total = sum(len(t) for t in job.texts)
-        tokens = round(total * read_tokens / read_chars) if read_chars else 0
-        return _Plan(rows, 0, pieces, self._attack_rows(parts, rows), tokens)
+        estimate = round(total * read_tokens / read_chars) if read_chars else 0
+        return _Plan(rows, 0, pieces, self._attack_rows(parts, rows), estimate)
 
     def _sequence_row(self, job: Job, ids: list[IdArray]) -> IdArray:
         return sequence_window(

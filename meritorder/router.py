@@ -185,22 +185,13 @@ class Router:
             return replace(decision, notes=(*notes, "degraded=signals_skipped"))
         unavailable = config.routing.on_unavailable
         notes = (*notes, "required=" + ",".join(required))
-        log.warning("required signals missing", why=why, required=required, action=unavailable.action)
+        log.warning(
+            "required signals missing", why=why, required=required, action=unavailable.action
+        )
+        retry = f"retry in {unavailable.retry_after_s} s."
         if unavailable.action == "block":
-            return replace(
-                decision,
-                action="block",
-                decision="signals_unavailable",
-                model=None,
-                status=unavailable.status,
-                message=(
-                    "The router could not check this request in time; retry in "
-                    f"{unavailable.retry_after_s} s."
-                ),
-                code="signals_unavailable",
-                error_type="server_error",
-                notes=(*notes, "degraded=required_block"),
-            )
+            message = f"The router could not check this request in time; {retry}"
+            return _refuse(decision, unavailable.status, message, notes)
         if unavailable.action == "route":
             safe = config.model(unavailable.model or "")
             assert safe is not None  # the config validator checked the name
@@ -211,23 +202,14 @@ class Router:
                 model=safe,
                 notes=(*notes, "degraded=required_route"),
             )
-        if decision.action == "route" and decision.model is not None:
-            if decision.model.boundary == "external":
-                private = _cheapest_private(config)
-                if private is None:  # nothing private to keep it on: refuse rather than leak
-                    return replace(
-                        decision,
-                        action="block",
-                        decision="signals_unavailable",
-                        model=None,
-                        status=unavailable.status,
-                        message="No private model may serve this unchecked request.",
-                        code="signals_unavailable",
-                        error_type="server_error",
-                        notes=(*notes, "degraded=required_block"),
-                    )
-                rejected = (*decision.rejected, f"{decision.model.name}:signals_unavailable")
-                decision = replace(decision, model=private, rejected=rejected)
+        model = decision.model
+        if decision.action == "route" and model is not None and model.boundary == "external":
+            private = _cheapest_private(config)
+            if private is None:  # nothing private to keep it on: refuse rather than leak
+                message = f"No private model may serve this unchecked request; {retry}"
+                return _refuse(decision, unavailable.status, message, notes)
+            rejected = (*decision.rejected, f"{model.name}:signals_unavailable")
+            decision = replace(decision, model=private, rejected=rejected)
         return replace(decision, notes=(*notes, "degraded=required_private"))
 
     def _on_error(self, config: RouterConfig, request: ChatRequest, exc: Exception) -> Decision:
@@ -256,6 +238,21 @@ def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:
     if config.boundaries:
         return True
     return policy.is_virtual(config, request.model) and config.uses_classifier()
+
+
+def _refuse(decision: Decision, status: int, message: str, notes: tuple[str, ...]) -> Decision:
+    """The 503-style answer for a request whose required signals are missing."""
+    return replace(
+        decision,
+        action="block",
+        decision="signals_unavailable",
+        model=None,
+        status=status,
+        message=message,
+        code="signals_unavailable",
+        error_type="server_error",
+        notes=(*notes, "degraded=required_block"),
+    )
 
 
 def _cheapest_private(config: RouterConfig) -> ModelConfig | None:

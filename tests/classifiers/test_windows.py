@@ -75,7 +75,10 @@ def test_sequence_window_fits_max_length_and_keeps_the_last_user_turn(
     texts = ["please write " * 50, "the cat " * 100, "hello world " * 200]
     encoded = tokenizer.encode(texts)
     row = sequence_window(
-        tokenizer, [e.ids for e in encoded], ["system", "assistant", "user"], max_length=64,
+        tokenizer,
+        [e.ids for e in encoded],
+        ["system", "assistant", "user"],
+        max_length=64,
         context_tokens=16,
     )
     assert len(row) == 64
@@ -89,7 +92,9 @@ def test_sequence_window_fits_max_length_and_keeps_the_last_user_turn(
 
 def test_sequence_window_of_a_lone_short_turn_is_just_that_turn(tokenizer: TextTokenizer) -> None:
     encoded = tokenizer.encode(["hello world"])
-    row = sequence_window(tokenizer, [e.ids for e in encoded], ["user"], max_length=64, context_tokens=16)
+    row = sequence_window(
+        tokenizer, [e.ids for e in encoded], ["user"], max_length=64, context_tokens=16
+    )
     assert row.tolist() == [tokenizer.cls_id, *encoded[0].ids.tolist(), tokenizer.sep_id]
 
 
