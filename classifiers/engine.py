@@ -414,9 +414,8 @@ class SignalEngine:
         keep = self.max_rows - 1
         for k in range(keep):  # evenly from the very first character to the very last
             at = k * max(0, total - size) // max(1, keep - 1)
+            # The message holding character `at` (never an empty one: it holds no character).
             m = int(np.searchsorted(bounds, at, side="right")) - 1
-            while lengths[m] == 0:  # an empty message owns no text: the next one does
-                m += 1
             start = max(0, at - int(bounds[m]))
             if start:  # begin at a word, not in the middle of one
                 space = job.texts[m].find(" ", start, start + 64)
