@@ -11,8 +11,9 @@ count and the wall time (median of `--repeats`). Run it against an older checkou
 Calibration: the attack head reads each paragraph of a long request alone, so a long benign
 request has many chances to fire. `--calibrate` builds long benign requests (`--size` characters
 of benign and hard-benign prompts) and padded attacks (an attack between two halves of such
-filler), and prints the paragraph threshold at which `--target-fp` of the benign requests fire,
-with the share of padded attacks caught at it: the figure behind `ATTACK_WINDOW_THRESHOLD`.
+filler, and the same inside one long paragraph of filler), and prints the paragraph threshold at
+which `--target-fp` of the benign requests fire, with the share of padded attacks caught at it:
+the figure behind `ATTACK_WINDOW_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -100,12 +101,15 @@ def calibrate(engine: SignalEngine, size: int, count: int, target_fp: float) -> 
     attacks = texts("prompt_attacks.jsonl", "attack")
     rng.shuffle(attacks)
     benign = [filler(pool, size, rng) for _ in range(count)]
-    padded = []
+    padded, inline = [], []
     for attack in attacks[:count]:
-        half = filler(pool, size // 2, rng)
-        padded.append(f"{half}\n\n{attack}\n\n{filler(pool, size // 2, rng)}")
+        before, after = filler(pool, size // 2, rng), filler(pool, size // 2, rng)
+        padded.append(f"{before}\n\n{attack}\n\n{after}")
+        # the same attack inside one long paragraph of filler (no line breaks at all)
+        inline.append(" ".join(f"{before} {attack} {after}".split()))
     benign_max = paragraph_max(engine, benign)
     attack_max = paragraph_max(engine, padded)
+    inline_max = paragraph_max(engine, inline)
     threshold = float(np.quantile(benign_max, 1 - target_fp))
     result: dict[str, Any] = {
         "size_chars": size,
@@ -114,12 +118,14 @@ def calibrate(engine: SignalEngine, size: int, count: int, target_fp: float) -> 
         "target_fp": target_fp,
         "threshold": round(threshold, 6),
         "padded_attacks_caught": round(float((attack_max >= threshold).mean()), 4),
+        "inline_padded_attacks_caught": round(float((inline_max >= threshold).mean()), 4),
         "by_threshold": {},
     }
     for t in (0.5, 0.9, 0.99, 0.999, round(threshold, 6)):
         result["by_threshold"][str(t)] = {
             "benign_fp": round(float((benign_max >= t).mean()), 4),
             "padded_caught": round(float((attack_max >= t).mean()), 4),
+            "inline_caught": round(float((inline_max >= t).mean()), 4),
         }
     print(json.dumps(result, indent=1), flush=True)
     return result
