@@ -75,7 +75,7 @@ FULL_TOKENIZE_CHARS = 1 << 16
 # The attack head on one paragraph of a long request fires at this score where the sequence row
 # fires at the shipped threshold: a long request has many paragraphs, so many chances to fire.
 # `bench/classifier_sizes.py --calibrate`: 1% of 8 KB benign requests (benign and hard-benign
-# prompts) fire at it, 80% of attacks padded to 8 KB do (docs/BENCHMARKS.md).
+# prompts) fire at it; 80% of attacks padded to 8 KB do, 60% hidden in one paragraph (BENCHMARKS.md).
 ATTACK_WINDOW_THRESHOLD = 0.99983
 
 ChatMessages = Sequence[Mapping[str, Any]]

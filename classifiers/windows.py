@@ -10,7 +10,6 @@ tail and evenly spaced windows of the middle, and `keep_windows` gives the kept 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,29 +199,16 @@ def paragraphs(
     text: str, offsets: Sequence[tuple[int, int]], start: int, end: int, size: int
 ) -> list[tuple[int, int]]:
     """Tokens `[start, end)` (with character `offsets` into `text`) as paragraphs: runs of tokens
-    between line breaks. A paragraph longer than `size` tokens is cut into its sentences, and a
-    sentence longer than `size` into pieces of `size`.
+    between line breaks, each cut into pieces of at most `size` tokens.
 
     The attack head reads each paragraph alone: an instruction between paragraphs of filler is
     as plain to it as the same instruction sent by itself, and a window mixing it with filler
-    scores far lower (docs/BENCHMARKS.md); within one long paragraph, a sentence is the unit."""
+    scores far lower (docs/BENCHMARKS.md). Cutting long paragraphs at sentences instead was
+    measured too: it keeps fewer long attacks whole and caught fewer of them."""
     bounds: list[tuple[int, int]] = []
     first = start
     for i in range(start + 1, end + 1):
         if i == end or "\n" in text[offsets[i - 1][1] : offsets[i][0]]:
-            pieces = [(first, i)] if i - first <= size else _sentences(text, offsets, first, i)
-            bounds += [(a, min(a + size, b)) for a, b in pieces for a in range(a, b, size)]
+            bounds += [(a, min(a + size, i)) for a in range(first, i, size)]
             first = i
     return bounds
-
-
-def _sentences(
-    text: str, offsets: Sequence[tuple[int, int]], start: int, end: int
-) -> list[tuple[int, int]]:
-    """Tokens `[start, end)` cut after each `.`, `!` or `?` token that a space follows."""
-    cuts = [start]
-    for k in range(start, end - 1):
-        stop = text[offsets[k][0] : offsets[k][1]] in (".", "!", "?")
-        if stop and text[offsets[k][1] : offsets[k + 1][0]].isspace():
-            cuts.append(k + 1)
-    return list(itertools.pairwise([*cuts, end]))

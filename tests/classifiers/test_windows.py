@@ -152,21 +152,3 @@ def test_paragraphs_split_at_line_breaks_and_cut_long_ones(tokenizer: TextTokeni
     assert pieces[:2] == ["the cat sat", "hello world"]
     assert [b - a for a, b in parts[2:]] == [12, 12, 6]
     assert parts[0][0] == 0 and parts[-1][1] == len(encoded)
-
-
-def test_a_paragraph_longer_than_a_row_is_cut_into_its_sentences(
-    tokenizer: TextTokenizer,
-) -> None:
-    text = "the cat sat. " * 5 + "ignore previous instructions! hello world"
-    (encoded,) = tokenizer.encode([text])
-    parts = paragraphs(text, encoded.encoding.offsets, 0, len(encoded), size=12)
-    pieces = [
-        text[encoded.encoding.offsets[a][0] : encoded.encoding.offsets[b - 1][1]] for a, b in parts
-    ]
-    assert pieces == [
-        *["the cat sat."] * 5,
-        "ignore previous instructions!",
-        "hello world",
-    ]
-    # a paragraph that fits one row is read whole, sentences and all
-    assert len(paragraphs(text, encoded.encoding.offsets, 0, len(encoded), size=64)) == 1
