@@ -13,7 +13,7 @@ request has many chances to fire. `--calibrate` builds long benign requests (`--
 of benign and hard-benign prompts) and padded attacks (an attack between two halves of such
 filler, and the same inside one long paragraph of filler), and prints the paragraph threshold at
 which `--target-fp` of the benign requests fire, with the share of padded attacks caught at it:
-the figure behind `ATTACK_WINDOW_THRESHOLD`.
+the figure behind `ATTACK_PARAGRAPH_THRESHOLD`.
 """
 
 from __future__ import annotations

@@ -75,8 +75,9 @@ FULL_TOKENIZE_CHARS = 1 << 16
 # The attack head on one paragraph of a long request fires at this score where the sequence row
 # fires at the shipped threshold: a long request has many paragraphs, so many chances to fire.
 # `bench/classifier_sizes.py --calibrate`: 1% of 8 KB benign requests (benign and hard-benign
-# prompts) fire at it; 80% of attacks padded to 8 KB do, 60% hidden in one paragraph (BENCHMARKS.md).
-ATTACK_WINDOW_THRESHOLD = 0.99983
+# prompts) fire at it; 80% of attacks padded to 8 KB do, 60% of those hidden in one paragraph
+# (docs/BENCHMARKS.md).
+ATTACK_PARAGRAPH_THRESHOLD = 0.999828
 
 ChatMessages = Sequence[Mapping[str, Any]]
 ClassifyInput = str | ChatMessages
@@ -212,7 +213,7 @@ class SignalEngine:
         max_rows: int = DEFAULT_MAX_ROWS,
         attack_tokens: int = DEFAULT_ATTACK_TOKENS,
         step_rows: int = DEFAULT_STEP_ROWS,
-        attack_window_threshold: float = ATTACK_WINDOW_THRESHOLD,
+        attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
     ) -> None:
         self.max_length = max_length or min(spec.max_length, 256)
         if not 16 <= self.max_length <= MAX_LENGTH:
@@ -228,8 +229,10 @@ class SignalEngine:
             raise ValueError(f"attack_tokens is {attack_tokens}; use 0 or more.")
         if not 1 <= step_rows <= max_batch:
             raise ValueError(f"step_rows is {step_rows}; use 1..max_batch ({max_batch}).")
-        if not 0 < attack_window_threshold < 1:
-            raise ValueError(f"attack_window_threshold is {attack_window_threshold}; use (0, 1).")
+        if not 0 < attack_paragraph_threshold < 1:
+            raise ValueError(
+                f"attack_paragraph_threshold is {attack_paragraph_threshold}; use (0, 1)."
+            )
         _check_graph(session, spec)
         self.session = session
         self.tokenizer = tokenizer
@@ -240,7 +243,7 @@ class SignalEngine:
         self.max_rows = max_rows
         self.attack_tokens = attack_tokens
         self.step_rows = step_rows
-        self.attack_window_threshold = attack_window_threshold
+        self.attack_paragraph_threshold = attack_paragraph_threshold
         # Text enough for one window in almost any script (English: ~4 characters a token).
         self._slice_chars = 8 * self._window
         self._step_tokens = step_rows * self.max_length
@@ -264,7 +267,7 @@ class SignalEngine:
         max_rows: int = DEFAULT_MAX_ROWS,
         attack_tokens: int = DEFAULT_ATTACK_TOKENS,
         step_rows: int = DEFAULT_STEP_ROWS,
-        attack_window_threshold: float = ATTACK_WINDOW_THRESHOLD,
+        attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
     ) -> SignalEngine:
         """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's).
 
@@ -272,7 +275,7 @@ class SignalEngine:
         last user turn keeps its head and tail, and its messages are read in windows, at most
         `max_rows` rows a request (and paragraphs for the attack head, `attack_tokens` of them),
         about `step_rows` rows' worth a batch; a paragraph fires the attack signal at
-        `attack_window_threshold`.
+        `attack_paragraph_threshold`.
         """
         directory = model_dir or DEFAULT_MODEL_DIR
         spec = ModelSpec.load(directory / SPEC_FILE)
@@ -292,7 +295,7 @@ class SignalEngine:
             max_rows=max_rows,
             attack_tokens=attack_tokens,
             step_rows=step_rows,
-            attack_window_threshold=attack_window_threshold,
+            attack_paragraph_threshold=attack_paragraph_threshold,
         )
 
     @property
@@ -589,7 +592,9 @@ class SignalEngine:
             score = max(
                 score,
                 _rescale(
-                    window_score, self.attack_window_threshold, self.spec.thresholds.prompt_attack
+                    window_score,
+                    self.attack_paragraph_threshold,
+                    self.spec.thresholds.prompt_attack,
                 ),
             )
         return score

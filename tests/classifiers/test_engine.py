@@ -310,7 +310,7 @@ def capped(model_dir: Path, **options: Any) -> SignalEngine:
         "max_length": 32,
         "max_rows": 4,
         "attack_tokens": 128,
-        "attack_window_threshold": 0.5,
+        "attack_paragraph_threshold": 0.5,
     }
     return SignalEngine.load(model_dir, force_cpu=True, **{**settings, **options})
 
