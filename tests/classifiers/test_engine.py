@@ -364,12 +364,22 @@ def test_pattern_pii_is_found_anywhere_in_a_long_prompt(model_dir: Path) -> None
     engine.close()
 
 
-async def test_a_long_request_runs_in_steps_that_small_ones_join(model_dir: Path) -> None:
+async def test_a_short_request_is_answered_between_the_steps_of_a_long_one(
+    model_dir: Path,
+) -> None:
     engine = capped(model_dir, max_rows=16, step_rows=2)
+    answered: list[str] = []
+
+    async def classify(name: str, text: str) -> Signals:
+        signals = await engine.classify_text(text)
+        answered.append(name)
+        return signals
+
     long, short = await asyncio.gather(
-        engine.classify_text(FILLER * 200), engine.classify_text("hello world")
+        classify("long", FILLER * 200), classify("short", "hello world")
     )
-    assert engine.batch_stats.requeued > 0  # the long one took several batches
+    assert answered == ["short", "long"]  # it did not wait for the long one's last step
+    assert engine.batch_stats.requeued > 0
     assert short.tokens == 2 and long.tokens == 1200
     engine.close()
 
