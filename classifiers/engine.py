@@ -455,13 +455,14 @@ class SignalEngine:
             if windows:
                 pieces.append(_Piece(m, 0, message, windows))
         same = {(p.message, w.start, w.end): r for p in pieces for w, r in p.windows}
+        # A request the sequence row reads whole needs no paragraph rows: the attack head reads
+        # it as it was trained and calibrated, at the shipped threshold.
         parts = [
             (message.ids, a, b, same.get((m, a, b)))
             for m, message in enumerate(encoded)
+            if len(rows) > 1
             for a, b in self._paragraphs(job.texts[m], message, 0, len(message))
         ]
-        if len(rows) == 1:
-            parts = []  # the sequence row reads the whole request, as the attack head was trained
         attack_rows = self._attack_rows(parts, rows)
         return _Plan(rows, 0, pieces, attack_rows, sum(len(message) for message in encoded))
 
