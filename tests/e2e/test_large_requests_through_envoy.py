@@ -70,7 +70,7 @@ def forwarded(upstreams: MockRecorder) -> list[str]:
     ]
 
 
-def test_jailbreaks_sent_during_a_large_request_are_refused(
+def test_jailbreaks_sent_during_and_after_a_large_request_are_refused(
     stack: Stack, upstreams: MockRecorder
 ) -> None:
     large = filler(500_000)
@@ -84,6 +84,7 @@ def test_jailbreaks_sent_during_a_large_request_are_refused(
             if in_flight.done():
                 break
         big = in_flight.result()
+        rounds.append(list(pool.map(lambda p: send(stack, p), JAILBREAKS)))  # and after it
     assert overlapped, "the large request was answered before any jailbreak was sent"
     assert big.status_code == 200 or refusal(big) == (503, "signals_unavailable")
     for responses in rounds:
