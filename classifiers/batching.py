@@ -4,6 +4,12 @@ A batch starts as soon as the worker is free. While the worker is busy, new call
 become the next batch (up to `max_batch`, counted in weight: rows of the model's input). When
 calls arrive in a burst and the worker is idle, the batch waits at most `max_wait_ms` to fill.
 A lone call never waits. Inference runs on the worker thread, so the event loop stays free.
+
+Fair by cost: `process` may answer `Requeue(item)` for an item with work left (a long request's
+remaining rows); it goes to the back of the queue with its new weight, so the calls that arrived
+meanwhile run before its next step, and no call waits behind more than one step of another.
+A caller that gives up (`asyncio.wait_for` at its deadline) cancels its call: a queued call, or
+the requeued rest of one, is dropped without running.
 """
 
 from __future__ import annotations
@@ -19,8 +25,16 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Runs one batch; returns one result or exception per item, in order.
-Process = Callable[[Sequence[T]], Sequence[R | BaseException]]
+
+@dataclass(frozen=True, slots=True)
+class Requeue(Generic[T]):
+    """`process`'s answer for an item with more work to do: run `item` in a later batch."""
+
+    item: T
+
+
+# Runs one batch; returns one result, exception or `Requeue` per item, in order.
+Process = Callable[[Sequence[T]], Sequence[R | Requeue[T] | BaseException]]
 
 
 @dataclass(slots=True)
@@ -28,6 +42,7 @@ class _Call(Generic[T, R]):
     item: T
     weight: int
     future: asyncio.Future[R]
+    requeued: bool = False
 
 
 @dataclass(slots=True)
@@ -37,6 +52,7 @@ class BatchStats:
     batches: int = 0
     calls: int = 0
     largest: int = 0
+    requeued: int = 0  # steps after a call's first
 
 
 class BatcherClosed(RuntimeError):
@@ -90,7 +106,7 @@ class MicroBatcher(Generic[T, R]):
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
-        running: asyncio.Future[Sequence[R | BaseException]] | None = None
+        running: asyncio.Future[Sequence[R | Requeue[T] | BaseException]] | None = None
         while True:
             while not self._queue:
                 self._arrived.clear()
@@ -114,11 +130,12 @@ class MicroBatcher(Generic[T, R]):
             if not batch:
                 continue
             self.stats.batches += 1
-            self.stats.calls += len(batch)
+            self.stats.calls += sum(not call.requeued for call in batch)
+            self.stats.requeued += sum(call.requeued for call in batch)
             self.stats.largest = max(self.stats.largest, len(batch))
             items = [call.item for call in batch]
             running = loop.run_in_executor(self._worker, self._process, items)
-            running.add_done_callback(functools.partial(_fan_out, batch))
+            running.add_done_callback(functools.partial(self._fan_out, batch))
 
     def _take(self, batch: list[_Call[T, R]], weight: int) -> tuple[list[_Call[T, R]], int]:
         # Always take at least one call, even one heavier than a whole batch. Calls whose caller
@@ -145,18 +162,28 @@ class MicroBatcher(Generic[T, R]):
                 call.future.set_exception(BatcherClosed("The classifier engine was closed."))
         self._worker.shutdown(wait=True)
 
-
-def _fan_out(calls: list[_Call[T, R]], done: asyncio.Future[Sequence[R | BaseException]]) -> None:
-    if done.cancelled():
-        for call in calls:
-            call.future.cancel()
-        return
-    error = done.exception()
-    results: Sequence[R | BaseException] = [error] * len(calls) if error else done.result()
-    for call, result in zip(calls, results, strict=True):
-        if call.future.done():  # the caller gave up; the others still get their results
-            continue
-        if isinstance(result, BaseException):
-            call.future.set_exception(result)
-        else:
-            call.future.set_result(result)
+    def _fan_out(
+        self,
+        calls: list[_Call[T, R]],
+        done: asyncio.Future[Sequence[R | Requeue[T] | BaseException]],
+    ) -> None:
+        if done.cancelled():
+            for call in calls:
+                call.future.cancel()
+            return
+        error = done.exception()
+        results = [error] * len(calls) if error else done.result()
+        for call, result in zip(calls, results, strict=True):
+            if call.future.done():  # the caller gave up; the others still get their results
+                continue
+            if isinstance(result, Requeue):
+                if self._closed:
+                    call.future.set_exception(BatcherClosed("The classifier engine was closed."))
+                    continue
+                weight = max(1, self._weight(result.item))
+                self._queue.append(_Call(result.item, weight, call.future, requeued=True))
+                self._arrived.set()
+            elif isinstance(result, BaseException):
+                call.future.set_exception(result)
+            else:
+                call.future.set_result(result)

@@ -1,8 +1,16 @@
 """`SignalEngine`: chat messages or text in, `Signals` out, from one fused ONNX forward pass.
 
 One request becomes a few rows of the model's input: the sequence window (domain, attack and
-difficulty read it) and the PII windows of every message. All rows of the requests in a batch
-run together, sorted by length and padded only to the longest row of each forward.
+difficulty read it) and the windows of its messages (PII tags, and the attack head window by
+window, so an attack hidden in the middle of filler is read too). The rows of one request are
+capped (`max_rows`): past the cap the windows are the head, the tail and evenly spaced ones of the
+middle, and a request longer than `FULL_TOKENIZE_CHARS` is tokenized only where its rows read,
+its token count estimated from those slices. The attack head also reads paragraphs alone, up to
+`attack_tokens`. So a 1 MiB prompt costs about what 12 KB do.
+
+All rows of the requests in a batch run together, sorted by length and padded only to the
+longest row of each forward. A request with more rows than `step_rows` runs them over several
+batches (the batcher requeues it), so small requests that arrive meanwhile go in between.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from classifiers import pii_patterns
-from classifiers.batching import BatchStats, MicroBatcher
+from classifiers.batching import BatchStats, MicroBatcher, Requeue
 from classifiers.pii import (
     VALIDATED_TYPES,
     FloatArray,
@@ -45,13 +53,31 @@ from classifiers.windows import (
     IdArray,
     TextTokenizer,
     Window,
+    keep_windows,
     last_user_index,
+    paragraphs,
     pii_windows,
+    runs,
     sequence_window,
+    spread,
 )
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 MAX_LENGTH = 512  # the encoder's position embeddings
+DEFAULT_MAX_ROWS = 8  # the sequence row and 7 windows: ~6 KB of English tagged in full
+# The paragraphs the attack head reads, in row tokens: ~12 KB of English, so an attack padded
+# with 8 KB of filler is read whatever paragraph it hides in.
+DEFAULT_ATTACK_TOKENS = 3072
+DEFAULT_STEP_ROWS = 4
+# Up to this many characters (all messages) a request is tokenized in full, ~20 ms on the bench
+# CPU; a 1 MiB prompt would take ~0.55 s of the worker, so past it only what the rows read is.
+FULL_TOKENIZE_CHARS = 1 << 16
+# The attack head on one paragraph of a long request fires at this score where the sequence row
+# fires at the shipped threshold: a long request has many paragraphs, so many chances to fire.
+# `bench/classifier_sizes.py --calibrate`: 1% of 8 KB benign requests (benign and hard-benign
+# prompts) fire at it; 80% of attacks padded to 8 KB do, 60% of those hidden in one paragraph
+# (docs/BENCHMARKS.md).
+ATTACK_PARAGRAPH_THRESHOLD = 0.999828
 
 ChatMessages = Sequence[Mapping[str, Any]]
 ClassifyInput = str | ChatMessages
@@ -101,12 +127,36 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    """Where one job's rows are: the sequence row and each message's PII windows."""
+class _Piece:
+    """Tokens of one message that rows read: the whole message, or a slice of a long one."""
 
-    encoded: list[EncodedText]
+    message: int
+    char_start: int  # where the offsets of `encoded` start in the message's text
+    encoded: EncodedText
+    windows: list[tuple[Window, int]]  # the kept windows and their rows
+
+    def encoding_offsets(self) -> list[tuple[int, int]]:
+        return list(self.encoded.encoding.offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One job's rows: the sequence row and the windows that PII and the attack head read."""
+
+    rows: list[IdArray]
     sequence_row: int
-    windows: list[list[tuple[Window, int]]]  # per message: (window, row)
+    pieces: list[_Piece]
+    attack_rows: list[int]  # the rows of single paragraphs, which the attack head also reads
+    tokens: int  # every message's tokens; estimated past what was tokenized
+
+    def step_end(self, done: int, tokens: int) -> int:
+        """Where a step that starts at row `done` ends: about `tokens` of rows, one at least."""
+        end = done + 1
+        total = len(self.rows[done])
+        while end < len(self.rows) and total + len(self.rows[end]) <= tokens:
+            total += len(self.rows[end])
+            end += 1
+        return end
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +165,35 @@ class _Outputs:
     attack: FloatArray
     difficulty: FloatArray
     pii: list[FloatArray]  # per row: the tokens between [CLS] and the last [SEP]
+
+    def rows(self, start: int, end: int) -> _Outputs:
+        return _Outputs(
+            self.domain[start:end],
+            self.attack[start:end],
+            self.difficulty[start:end],
+            self.pii[start:end],
+        )
+
+    @classmethod
+    def join(cls, parts: Sequence[_Outputs]) -> _Outputs:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            np.concatenate([p.domain for p in parts]),
+            np.concatenate([p.attack for p in parts]),
+            np.concatenate([p.difficulty for p in parts]),
+            [row for p in parts for row in p.pii],
+        )
+
+
+@dataclass(slots=True)
+class _Work:
+    """A job on its way through the batcher: planned in its first batch, then its rows in steps."""
+
+    job: Job
+    plan: _Plan | None = None
+    outputs: list[_Outputs] = field(default_factory=list)
+    done: int = 0  # rows run so far
 
 
 class SignalEngine:
@@ -131,6 +210,10 @@ class SignalEngine:
         max_length: int | None = None,
         context_tokens: int = 32,
         pii_overlap: int | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        attack_tokens: int = DEFAULT_ATTACK_TOKENS,
+        step_rows: int = DEFAULT_STEP_ROWS,
+        attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
     ) -> None:
         self.max_length = max_length or min(spec.max_length, 256)
         if not 16 <= self.max_length <= MAX_LENGTH:
@@ -140,6 +223,16 @@ class SignalEngine:
         pii_overlap = min(32, self._window // 4) if pii_overlap is None else pii_overlap
         if not 0 <= pii_overlap <= self._window // 2:
             raise ValueError(f"pii_overlap is {pii_overlap}; use 0..{self._window // 2} tokens.")
+        if max_rows < 2:
+            raise ValueError(f"max_rows is {max_rows}; use at least 2 (the sequence row and one).")
+        if attack_tokens < 0:
+            raise ValueError(f"attack_tokens is {attack_tokens}; use 0 or more.")
+        if not 1 <= step_rows <= max_batch:
+            raise ValueError(f"step_rows is {step_rows}; use 1..max_batch ({max_batch}).")
+        if not 0 < attack_paragraph_threshold < 1:
+            raise ValueError(
+                f"attack_paragraph_threshold is {attack_paragraph_threshold}; use (0, 1)."
+            )
         _check_graph(session, spec)
         self.session = session
         self.tokenizer = tokenizer
@@ -147,9 +240,16 @@ class SignalEngine:
         self.max_batch = max_batch
         self.context_tokens = context_tokens
         self.pii_overlap = pii_overlap
+        self.max_rows = max_rows
+        self.attack_tokens = attack_tokens
+        self.step_rows = step_rows
+        self.attack_paragraph_threshold = attack_paragraph_threshold
+        # Text enough for one window in almost any script (English: ~4 characters a token).
+        self._slice_chars = 8 * self._window
+        self._step_tokens = step_rows * self.max_length
         self._scheme = TagScheme(spec.pii_tags)
-        self._batcher: MicroBatcher[Job, Signals] = MicroBatcher(
-            self._run, max_batch=max_batch, max_wait_ms=max_wait_ms, weight=self._rows_estimate
+        self._batcher: MicroBatcher[_Work, Signals] = MicroBatcher(
+            self._run, max_batch=max_batch, max_wait_ms=max_wait_ms, weight=self._weight
         )
 
     @classmethod
@@ -164,11 +264,18 @@ class SignalEngine:
         intra_op_threads: int | None = None,
         context_tokens: int = 32,
         pii_overlap: int | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        attack_tokens: int = DEFAULT_ATTACK_TOKENS,
+        step_rows: int = DEFAULT_STEP_ROWS,
+        attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
     ) -> SignalEngine:
         """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's).
 
         `max_length` bounds every row in tokens (default: the model's, at most 256); a request's
-        last user turn keeps its head and tail, and long messages are read in PII windows.
+        last user turn keeps its head and tail, and its messages are read in windows, at most
+        `max_rows` rows a request (and paragraphs for the attack head, `attack_tokens` of them),
+        about `step_rows` rows' worth a batch; a paragraph fires the attack signal at
+        `attack_paragraph_threshold`.
         """
         directory = model_dir or DEFAULT_MODEL_DIR
         spec = ModelSpec.load(directory / SPEC_FILE)
@@ -185,6 +292,10 @@ class SignalEngine:
             max_length=max_length,
             context_tokens=context_tokens,
             pii_overlap=pii_overlap,
+            max_rows=max_rows,
+            attack_tokens=attack_tokens,
+            step_rows=step_rows,
+            attack_paragraph_threshold=attack_paragraph_threshold,
         )
 
     @property
@@ -200,32 +311,34 @@ class SignalEngine:
         """The signals of an OpenAI chat request; PII spans carry their message index."""
         if isinstance(messages, str):
             raise InvalidInput("'messages' must be a list of chat messages, not a string.")
-        return await self._batcher.submit(Job.of(messages))
+        return await self._batcher.submit(_Work(Job.of(messages)))
 
     async def classify_text(self, text: str) -> Signals:
         """The signals of one text, read as a single user turn."""
         if not isinstance(text, str):
             raise InvalidInput(f"The text must be a string, not {type(text).__name__}.")
-        return await self._batcher.submit(Job.of(text))
+        return await self._batcher.submit(_Work(Job.of(text)))
 
     def classify_batch(self, inputs: Sequence[ClassifyInput]) -> list[Signals]:
         """Classify many inputs synchronously (offline use); raises on the first bad input."""
-        jobs = [Job.of(value) for value in inputs]
-        results: list[Signals] = []
-        for start in range(0, len(jobs), self.max_batch):
-            for result in self._run(jobs[start : start + self.max_batch]):
-                if isinstance(result, BaseException):
-                    raise result
-                results.append(result)
-        return results
+        works = [_Work(Job.of(value)) for value in inputs]
+        results: dict[int, Signals] = {}
+        for start in range(0, len(works), self.max_batch):
+            pending = dict(enumerate(works[start : start + self.max_batch], start))
+            while pending:  # a long request takes several steps
+                for i, result in zip(list(pending), self._run(list(pending.values())), strict=True):
+                    if isinstance(result, BaseException):
+                        raise result
+                    if not isinstance(result, Requeue):
+                        results[i] = result
+                        del pending[i]
+        return [results[i] for i in range(len(works))]
 
     def model_rows(self, value: ClassifyInput) -> list[IdArray]:
         """The rows of the model's input that one request becomes (`[CLS] ... [SEP]` token ids):
         what the encoder runs for it, e.g. to time the bare forward pass of the same request."""
         job = Job.of(value)
-        rows: list[IdArray] = []
-        self._plan(job, self.tokenizer.encode(list(job.texts)), rows)
-        return rows
+        return self._plan(job, self.tokenizer.encode(self._texts_to_encode(job))).rows
 
     def close(self) -> None:
         """Fail queued calls and stop the worker thread; call from the event loop's thread."""
@@ -233,61 +346,199 @@ class SignalEngine:
 
     # -- the worker thread -----------------------------------------------------------------
 
-    def _rows_estimate(self, job: Job) -> int:
-        # About four characters a token: the rows this job adds to a batch, before tokenizing.
-        windows = sum(math.ceil(len(t) / (4 * self._window)) for t in job.texts)
-        return windows + (len(job.texts) > 1)
+    def _weight(self, work: _Work) -> int:
+        """What `work` adds to its next batch, in full-length rows (before planning: about four
+        characters a token, a row per window and as much again for paragraphs, within a step)."""
+        if work.plan is not None:
+            rows = work.plan.rows[work.done : work.plan.step_end(work.done, self._step_tokens)]
+            return math.ceil(sum(len(r) for r in rows) / self.max_length)
+        windows = sum(math.ceil(len(t) / (4 * self._window)) for t in work.job.texts)
+        return min(self.step_rows, 2 * windows + (len(work.job.texts) > 1))
 
-    def _run(self, jobs: Sequence[Job]) -> list[Signals | BaseException]:
+    def _run(self, works: Sequence[_Work]) -> list[Signals | Requeue[_Work] | BaseException]:
         tokenize_start = time.time_ns()
-        encoded = self.tokenizer.encode([text for job in jobs for text in job.texts])
-        rows: list[IdArray] = []
-        plans: list[_Plan] = []
+        unplanned = [w for w in works if w.plan is None]
+        texts = [self._texts_to_encode(w.job) for w in unplanned]
+        encoded = self.tokenizer.encode([t for job_texts in texts for t in job_texts])
         at = 0
-        for job in jobs:
-            plans.append(self._plan(job, encoded[at : at + len(job.texts)], rows))
-            at += len(job.texts)
+        for work, job_texts in zip(unplanned, texts, strict=True):
+            work.plan = self._plan(work.job, encoded[at : at + len(job_texts)])
+            at += len(job_texts)
+        rows: list[IdArray] = []
+        taken: list[int] = []
+        for work in works:
+            assert work.plan is not None
+            step = work.plan.rows[work.done : work.plan.step_end(work.done, self._step_tokens)]
+            rows += step
+            taken.append(len(step))
         inference_start = time.time_ns()
         outputs = self._forward(rows)
         timing = BatchTiming(
-            len(jobs), len(rows), tokenize_start, inference_start, inference_start, time.time_ns()
+            len(works), len(rows), tokenize_start, inference_start, inference_start, time.time_ns()
         )
-        results: list[Signals | BaseException] = []
-        for job, plan in zip(jobs, plans, strict=True):
+        results: list[Signals | Requeue[_Work] | BaseException] = []
+        at = 0
+        for work, n in zip(works, taken, strict=True):
+            assert work.plan is not None
+            work.outputs.append(outputs.rows(at, at + n))
+            work.done += n
+            at += n
+            if work.done < len(work.plan.rows):
+                results.append(Requeue(work))
+                continue
             try:
-                results.append(replace(self._signals(job, plan, outputs), timing=timing))
+                signals = self._signals(work.job, work.plan, _Outputs.join(work.outputs))
+                results.append(replace(signals, timing=timing))
             except Exception as exc:  # one request's failure is only that request's
                 results.append(exc)
         return results
 
-    def _plan(self, job: Job, encoded: list[EncodedText], rows: list[IdArray]) -> _Plan:
-        sequence = sequence_window(
+    def _texts_to_encode(self, job: Job) -> list[str]:
+        """What to tokenize of `job`: every message, or only the slices a long request's rows
+        read (see `_slices`)."""
+        if sum(len(t) for t in job.texts) <= FULL_TOKENIZE_CHARS:
+            return list(job.texts)
+        return [job.texts[m][start:end] for m, start, end in self._slices(job)]
+
+    def _slices(self, job: Job) -> list[tuple[int, int, int]]:
+        """(message, start, end) character slices of a long job: first those the sequence row
+        reads (the head and tail of the last user turn, of the system prompt, of the previous
+        turn), then `max_rows - 1` spread evenly over all its text, one window each."""
+        size = self._slice_chars
+        user = last_user_index(job.roles)
+        system = next((i for i, r in enumerate(job.roles) if r in ("system", "developer")), None)
+        slices: list[tuple[int, int, int]] = []
+        for m in dict.fromkeys(i for i in (user, system, user - 1) if i is not None and i >= 0):
+            n = len(job.texts[m])
+            slices += [(m, 0, n)] if n <= 2 * size else [(m, 0, size), (m, n - size, n)]
+        lengths = [len(t) for t in job.texts]
+        bounds = np.cumsum([0, *lengths])
+        total = int(bounds[-1])
+        keep = self.max_rows - 1
+        for k in range(keep):  # evenly from the very first character to the very last
+            at = k * max(0, total - size) // max(1, keep - 1)
+            # The message holding character `at` (never an empty one: it holds no character).
+            m = int(np.searchsorted(bounds, at, side="right")) - 1
+            start = max(0, at - int(bounds[m]))
+            if start:  # begin at a word, not in the middle of one
+                space = job.texts[m].find(" ", start, start + 64)
+                start = space + 1 if space >= 0 else start
+            slices.append((m, start, min(lengths[m], start + size)))
+        return slices
+
+    def _plan(self, job: Job, encoded: list[EncodedText]) -> _Plan:
+        if sum(len(t) for t in job.texts) <= FULL_TOKENIZE_CHARS:
+            return self._plan_full(job, encoded)
+        return self._plan_sliced(job, encoded)
+
+    def _plan_full(self, job: Job, encoded: list[EncodedText]) -> _Plan:
+        """Every message tokenized: its windows, the kept ones spread over the whole request."""
+        sequence = self._sequence_row(job, [message.ids for message in encoded])
+        user = last_user_index(job.roles)
+        spans = [pii_windows(len(message), self._window, self.pii_overlap) for message in encoded]
+        # A user turn that fits one window and leads the sequence row ([CLS] turn [SEP] context):
+        # one row feeds every head and the turn's PII tags.
+        shared = user if len(spans[user]) == 1 and _opens_with(sequence, encoded[user].ids) else -1
+        candidates = [(m, k) for m, s in enumerate(spans) if m != shared for k in range(len(s))]
+        kept = {candidates[i] for i in spread(len(candidates), self.max_rows - 1)}
+        rows = [sequence]
+        pieces: list[_Piece] = []
+        for m, message in enumerate(encoded):
+            if m == shared:
+                pieces.append(_Piece(m, 0, message, [(spans[m][0], 0)]))
+                continue
+            indices = [k for k in range(len(spans[m])) if (m, k) in kept]
+            windows = []
+            for window in keep_windows(spans[m], indices):
+                rows.append(self.tokenizer.wrap(message.ids[window.start : window.end]))
+                windows.append((window, len(rows) - 1))
+            if windows:
+                pieces.append(_Piece(m, 0, message, windows))
+        same = {(p.message, w.start, w.end): r for p in pieces for w, r in p.windows}
+        # A request the sequence row reads whole needs no paragraph rows: the attack head reads
+        # it as it was trained and calibrated, at the shipped threshold.
+        parts = [
+            (message.ids, a, b, same.get((m, a, b)))
+            for m, message in enumerate(encoded)
+            if len(rows) > 1
+            for a, b in self._paragraphs(job.texts[m], message, 0, len(message))
+        ]
+        attack_rows = self._attack_rows(parts, rows)
+        return _Plan(rows, 0, pieces, attack_rows, sum(len(message) for message in encoded))
+
+    def _paragraphs(
+        self, text: str, tokens: EncodedText, start: int, end: int
+    ) -> list[tuple[int, int]]:
+        if end <= start:
+            return []
+        return paragraphs(text, tokens.encoding.offsets, start, end, self._window)
+
+    def _attack_rows(
+        self, parts: list[tuple[IdArray, int, int, int | None]], rows: list[IdArray]
+    ) -> list[int]:
+        """Rows for the paragraphs `parts` (token ids, start, end, and the row that already holds
+        exactly them, if one does), spread evenly within the attack budget."""
+        budget = self.attack_tokens
+        cost = [b - a + 2 for _, a, b, _ in parts]  # a row: the paragraph, [CLS] and [SEP]
+        keep = len(parts) if sum(cost) <= budget else len(parts) * budget // sum(cost)
+        while keep > 1 and sum(cost[i] for i in spread(len(parts), keep)) > budget:
+            keep -= 1
+        attack_rows = []
+        for i in spread(len(parts), keep):
+            ids, a, b, row = parts[i]
+            if row is None:
+                rows.append(self.tokenizer.wrap(ids[a:b]))
+                row = len(rows) - 1
+            attack_rows.append(row)
+        return attack_rows
+
+    def _plan_sliced(self, job: Job, encoded: list[EncodedText]) -> _Plan:
+        """A long job tokenized in slices (`_slices`): the sequence row from the slices of its
+        ends, one window from each spread slice, the token count scaled up from the slices."""
+        slices = self._slices(job)
+        spread_from = len(slices) - (self.max_rows - 1)
+        ends: dict[int, list[IdArray]] = {}
+        rows: list[IdArray] = [np.zeros(0, dtype=np.int64)]  # the sequence row, once known
+        pieces: list[_Piece] = []
+        parts: list[tuple[IdArray, int, int, int | None]] = []
+        read_chars = read_tokens = 0
+        for n, ((m, start, end), tokens) in enumerate(zip(slices, encoded, strict=True)):
+            read_chars += end - start
+            read_tokens += len(tokens)
+            if n < spread_from:  # a whole short message, or the head or tail of a long one
+                whole = start == 0 and end == len(job.texts[m])
+                ids = tokens.ids if whole else tokens.ids[: self._window]
+                ends.setdefault(m, []).append(tokens.ids[-self._window :] if m in ends else ids)
+                continue
+            size = min(len(tokens), self._window)
+            if size == 0:
+                continue
+            # The first slice reads the very start of the request, the last its very end, the
+            # others their middle: the spread points, whatever the text's characters per token.
+            first = 0 if n == spread_from else (len(tokens) - size) // (1 + (n < len(slices) - 1))
+            rows.append(self.tokenizer.wrap(tokens.ids[first : first + size]))
+            window = Window(first, first + size, first, first + size)
+            pieces.append(_Piece(m, start, tokens, [(window, len(rows) - 1)]))
+            text = job.texts[m][start:end]
+            parts += [
+                (tokens.ids, a, b, len(rows) - 1 if (a, b) == (first, first + size) else None)
+                for a, b in self._paragraphs(text, tokens, first, first + size)
+            ]
+        none = np.zeros(0, dtype=np.int64)
+        views = [np.concatenate(ends[m]) if m in ends else none for m in range(len(job.texts))]
+        rows[0] = self._sequence_row(job, views)
+        total = sum(len(t) for t in job.texts)
+        estimate = round(total * read_tokens / read_chars) if read_chars else 0
+        return _Plan(rows, 0, pieces, self._attack_rows(parts, rows), estimate)
+
+    def _sequence_row(self, job: Job, ids: list[IdArray]) -> IdArray:
+        return sequence_window(
             self.tokenizer,
-            encoded,
+            ids,
             job.roles,
             max_length=self.max_length,
             context_tokens=self.context_tokens,
         )
-        user = last_user_index(job.roles) if encoded else -1
-        sequence_row: int | None = None
-        windows: list[list[tuple[Window, int]]] = []
-        for m, message in enumerate(encoded):
-            mine = []
-            spans = pii_windows(len(message), self._window, self.pii_overlap)
-            for window in spans:
-                if m == user and len(spans) == 1 and _opens_with(sequence, message.ids):
-                    # The whole user turn leads the sequence row ([CLS] turn [SEP] context):
-                    # one row feeds every head and the turn's PII tags.
-                    sequence_row = len(rows)
-                    rows.append(sequence)
-                else:
-                    rows.append(self.tokenizer.wrap(message.ids[window.start : window.end]))
-                mine.append((window, len(rows) - 1))
-            windows.append(mine)
-        if sequence_row is None:
-            sequence_row = len(rows)
-            rows.append(sequence)
-        return _Plan(encoded, sequence_row, windows)
 
     def _forward(self, rows: list[IdArray]) -> _Outputs:
         n = len(rows)
@@ -315,16 +566,15 @@ class SignalEngine:
         row = plan.sequence_row
         labels = self.spec.domain_labels
         probs = outputs.domain[row].tolist()
-        attack = float(outputs.attack[row])
+        attack = self._attack_score(plan, outputs)
+        model_pii = self._model_pii(job, plan, outputs)
         entities: list[PiiEntity] = []
-        for m, (text, message, windows) in enumerate(
-            zip(job.texts, plan.encoded, plan.windows, strict=True)
-        ):
+        for m, text in enumerate(job.texts):
             if not text:
                 continue
             index = m if job.chat else None
             patterns = [replace(hit, message=index) for hit in pii_patterns.find_pii(text)]
-            entities += merge(self._model_pii(text, message, windows, index, outputs), patterns)
+            entities += merge(model_pii[m], patterns)
         return Signals(
             domain=DomainSignal(
                 labels[int(np.argmax(outputs.domain[row]))], dict(zip(labels, probs, strict=True))
@@ -332,43 +582,57 @@ class SignalEngine:
             prompt_attack=AttackSignal(attack, attack >= self.spec.thresholds.prompt_attack),
             pii=tuple(entities),
             difficulty=DifficultySignal(float(outputs.difficulty[row])),
-            tokens=sum(len(message) for message in plan.encoded),
+            tokens=plan.tokens,
         )
 
-    def _model_pii(
-        self,
-        text: str,
-        message: EncodedText,
-        windows: list[tuple[Window, int]],
-        index: int | None,
-        outputs: _Outputs,
-    ) -> list[PiiEntity]:
-        if not windows:
-            return []
-        if len(windows) == 1:  # the row may run on past the message (the sequence row's context)
-            window, row = windows[0]
-            probs = outputs.pii[row][: window.end - window.start]
-        else:  # each token from the window that owns it
-            probs = np.concatenate(
-                [
-                    outputs.pii[row][w.own_start - w.start : w.own_end - w.start]
-                    for w, row in windows
-                ]
+    def _attack_score(self, plan: _Plan, outputs: _Outputs) -> float:
+        """The sequence row's attack score, or a paragraph's on the same scale if higher."""
+        score = float(outputs.attack[plan.sequence_row])
+        if plan.attack_rows:
+            window_score = float(outputs.attack[plan.attack_rows].max())
+            score = max(
+                score,
+                _rescale(
+                    window_score,
+                    self.attack_paragraph_threshold,
+                    self.spec.thresholds.prompt_attack,
+                ),
             )
-        spans = self._scheme.decode(probs, self.spec.thresholds.pii_token)
-        if not spans:
-            return []
-        offsets = message.encoding.offsets  # built on each access: read it once
-        found = []
-        for s in spans:
-            if s.type in VALIDATED_TYPES:
-                continue  # the validators own these types: an unvalidated model span is noise
-            bounds = tidy_span(
-                text, *to_words(text, offsets[s.first][0], offsets[s.last][1]), s.type
-            )
-            if bounds is not None and plausible(s.type, text[bounds[0] : bounds[1]]):
-                found.append(PiiEntity(s.type, *bounds, s.score, index))
+        return score
+
+    def _model_pii(self, job: Job, plan: _Plan, outputs: _Outputs) -> list[list[PiiEntity]]:
+        """The model's PII spans per message, each token read from the window that owns it."""
+        found: list[list[PiiEntity]] = [[] for _ in job.texts]
+        for piece in plan.pieces:
+            text = job.texts[piece.message]
+            index = piece.message if job.chat else None
+            offsets: list[tuple[int, int]] | None = None  # built on each access: read it once
+            for group in runs([window for window, _ in piece.windows]):
+                kept = [piece.windows[i] for i in group]
+                probs = np.concatenate(
+                    [outputs.pii[r][w.own_start - w.start : w.own_end - w.start] for w, r in kept]
+                )
+                spans = self._scheme.decode(probs, self.spec.thresholds.pii_token)
+                if not spans:
+                    continue
+                offsets = offsets or piece.encoding_offsets()
+                first = kept[0][0].own_start
+                for s in spans:
+                    if s.type in VALIDATED_TYPES:
+                        continue  # the validators own these: an unvalidated model span is noise
+                    start = piece.char_start + offsets[first + s.first][0]
+                    end = piece.char_start + offsets[first + s.last][1]
+                    bounds = tidy_span(text, *to_words(text, start, end), s.type)
+                    if bounds is not None and plausible(s.type, text[bounds[0] : bounds[1]]):
+                        found[piece.message].append(PiiEntity(s.type, *bounds, s.score, index))
         return found
+
+
+def _rescale(score: float, at: float, threshold: float) -> float:
+    """`score` mapped monotonically onto [0, 1] so that `at` becomes `threshold`."""
+    if score <= at:
+        return score * threshold / at
+    return threshold + (score - at) * (1 - threshold) / (1 - at)
 
 
 def _opens_with(row: IdArray, ids: IdArray) -> bool:

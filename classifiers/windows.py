@@ -2,8 +2,10 @@
 
 Sequence heads (domain, attack, difficulty) read one bounded window: the head and tail of the
 last user turn, then a little context (the system prompt's head, the previous turn's tail).
-PII reads every message in full, in overlapping windows; each token belongs to the one window
-where it sits furthest from an edge, so the windows' predictions never overlap.
+PII (and the attack head, window by window) reads messages in overlapping windows; each token
+belongs to the one window where it sits furthest from an edge, so the windows' predictions never
+overlap. A request gets a bounded number of windows: past the cap, `spread` keeps the head, the
+tail and evenly spaced windows of the middle, and `keep_windows` gives the kept ones their tokens.
 """
 
 from __future__ import annotations
@@ -78,13 +80,15 @@ def head_and_tail(ids: IdArray, room: int) -> IdArray:
 
 def sequence_window(
     tokenizer: TextTokenizer,
-    messages: Sequence[EncodedText],
+    messages: Sequence[IdArray],
     roles: Sequence[str],
     *,
     max_length: int,
     context_tokens: int,
 ) -> IdArray:
-    """The one row the sequence heads read: `[CLS] last user turn [SEP] context [SEP]`."""
+    """The one row the sequence heads read: `[CLS] last user turn [SEP] context [SEP]`.
+
+    `messages` are each message's token ids; of a long message, its head and tail are enough."""
     if not messages:
         return tokenizer.wrap(np.zeros(0, dtype=np.int64))
     user = last_user_index(roles)
@@ -101,11 +105,11 @@ def sequence_window(
         for n, (message, at_end) in enumerate(wanted):
             # An even share, and whatever an earlier, shorter piece left over.
             share = min(len(message), left // (len(wanted) - n))
-            context.append(message.ids[len(message) - share :] if at_end else message.ids[:share])
+            context.append(message[len(message) - share :] if at_end else message[:share])
             left -= share
     context_ids = np.concatenate(context) if context else np.zeros(0, dtype=np.int64)
     room = max_length - 2 - (len(context_ids) + 1 if len(context_ids) else 0)
-    text = head_and_tail(messages[user].ids, room)
+    text = head_and_tail(messages[user], room)
     if len(context_ids):
         return tokenizer.wrap(text, context_ids)
     return tokenizer.wrap(text)
@@ -148,3 +152,63 @@ def pii_windows(n_tokens: int, size: int, overlap: int) -> list[Window]:
         own_end = n_tokens if k == len(starts) - 1 else (end + starts[k + 1]) // 2
         windows.append(Window(start, end, own_start, own_end))
     return windows
+
+
+def spread(count: int, keep: int) -> list[int]:
+    """`keep` of the indices `0..count-1`, evenly spaced, the first and the last included."""
+    if keep >= count:
+        return list(range(count))
+    if keep <= 0:
+        return []
+    if keep == 1:
+        return [0]
+    return [k * (count - 1) // (keep - 1) for k in range(keep)]
+
+
+def keep_windows(windows: Sequence[Window], indices: Sequence[int]) -> list[Window]:
+    """The windows at `indices` (ascending); a kept window whose neighbour was dropped owns its
+    tokens up to its own edge, so the kept windows' predictions still never overlap."""
+    kept: list[Window] = []
+    for position, i in enumerate(indices):
+        window = windows[i]
+        after_kept = position > 0 and indices[position - 1] == i - 1
+        before_kept = position + 1 < len(indices) and indices[position + 1] == i + 1
+        kept.append(
+            Window(
+                window.start,
+                window.end,
+                window.own_start if after_kept else window.start,
+                window.own_end if before_kept else window.end,
+            )
+        )
+    return kept
+
+
+def runs(windows: Sequence[Window]) -> list[list[int]]:
+    """The kept windows in groups whose owned tokens are contiguous (decoded as one stretch)."""
+    groups: list[list[int]] = []
+    for i, window in enumerate(windows):
+        if groups and windows[groups[-1][-1]].own_end == window.own_start:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def paragraphs(
+    text: str, offsets: Sequence[tuple[int, int]], start: int, end: int, size: int
+) -> list[tuple[int, int]]:
+    """Tokens `[start, end)` (with character `offsets` into `text`) as paragraphs: runs of tokens
+    between line breaks, each cut into pieces of at most `size` tokens.
+
+    The attack head reads each paragraph alone: an instruction between paragraphs of filler is
+    as plain to it as the same instruction sent by itself, and a window mixing it with filler
+    scores far lower (docs/BENCHMARKS.md). Cutting long paragraphs at sentences instead was
+    measured too: it keeps fewer long attacks whole and caught fewer of them."""
+    bounds: list[tuple[int, int]] = []
+    first = start
+    for i in range(start + 1, end + 1):
+        if i == end or "\n" in text[offsets[i - 1][1] : offsets[i][0]]:
+            bounds += [(a, min(a + size, i)) for a in range(first, i, size)]
+            first = i
+    return bounds

@@ -98,6 +98,14 @@ class _Signal(_Strict):
     name: str = Field(pattern=_NAME)
 
 
+class _ClassifierSignal(_Signal):
+    required: bool = Field(
+        default=False,
+        description="when the classifier cannot compute it in time, the request gets "
+        "routing.on_unavailable instead of being decided as if the signal were clean",
+    )
+
+
 class KeywordSignal(_Signal):
     """Fires when the prompt contains any of `keywords` (whole words, case-insensitive) or matches
     any of `patterns` (Python regular expressions, case-insensitive)."""
@@ -128,7 +136,7 @@ class KeywordSignal(_Signal):
         return self
 
 
-class DomainSignal(_Signal):
+class DomainSignal(_ClassifierSignal):
     """Fires when the classifier's top domain is one of `domains` with at least `min_score`."""
 
     type: Literal["domain"]
@@ -136,7 +144,7 @@ class DomainSignal(_Signal):
     min_score: float = Field(default=0.0, ge=0, le=1)
 
 
-class PromptAttackSignal(_Signal):
+class PromptAttackSignal(_ClassifierSignal):
     """Fires when the jailbreak / prompt-injection probability reaches `threshold`
     (default: the threshold shipped with the classifier model)."""
 
@@ -144,7 +152,7 @@ class PromptAttackSignal(_Signal):
     threshold: float | None = Field(default=None, ge=0, le=1)
 
 
-class PiiSignal(_Signal):
+class PiiSignal(_ClassifierSignal):
     """Fires when PII of one of `pii_types` (any type when empty) is found with `min_score`."""
 
     type: Literal["pii"]
@@ -152,7 +160,7 @@ class PiiSignal(_Signal):
     min_score: float = Field(default=0.5, ge=0, le=1)
 
 
-class DifficultySignal(_Signal):
+class DifficultySignal(_ClassifierSignal):
     """Fires when the probability that the strong model beats the weak one reaches `threshold`."""
 
     type: Literal["difficulty"]
@@ -405,12 +413,49 @@ class BudgetConfig(_Strict):
         return self.limits.get(tenant, self.default_limit)
 
 
+class UnavailableAction(_Strict):
+    """What a request gets when a required signal (a `required: true` classifier signal, or PII
+    under a boundary) could not be computed in time: refused, kept on private models, or sent to
+    one named safe model. Never decided as if the signal were clean."""
+
+    action: Literal["block", "private", "route"] = "block"
+    model: str | None = Field(default=None, description="the safe model, for action: route")
+    status: int = Field(default=503, ge=400, le=599)
+    retry_after_s: int = Field(default=1, ge=0, description="the retry hint of a block")
+
+    @model_validator(mode="after")
+    def _model_iff_route(self) -> UnavailableAction:
+        if self.action == "route" and self.model is None:
+            raise ValueError("action 'route' sends the request to 'model'; name the safe model")
+        if self.action != "route" and self.model is not None:
+            raise ValueError(
+                f"model {self.model!r} is only used with action 'route' (got {self.action!r}); "
+                "remove it or set action: route"
+            )
+        return self
+
+
 class RoutingConfig(_Strict):
     decision_timeout_ms: float = Field(default=150, gt=0, le=60_000)
+    # How long a request waits for its classifier signals when one of them is required: longer
+    # than the routing budget, so security holds under load; keep it under Envoy's ext_proc
+    # message_timeout (2 s in deploy/envoy/envoy.yaml).
+    required_timeout_ms: float = Field(default=1000, gt=0, le=60_000)
     on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    on_unavailable: UnavailableAction = UnavailableAction()
     health_check_interval_s: float = Field(default=5.0, gt=0)
     # Consecutive failed checks or 5xx responses after which a model's fallbacks take over.
     unhealthy_after: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _required_waits_longer(self) -> RoutingConfig:
+        if self.required_timeout_ms < self.decision_timeout_ms:
+            raise ValueError(
+                f"required_timeout_ms ({self.required_timeout_ms:g}) is shorter than "
+                f"decision_timeout_ms ({self.decision_timeout_ms:g}); required signals wait at "
+                "least as long as routing ones: raise it (default 1000)"
+            )
+        return self
 
 
 MAX_BODY_BYTES_CEILING = 64 << 20
@@ -462,6 +507,15 @@ class RouterConfig(_Strict):
         if self.budgets is not None:
             for j, model in enumerate(self.budgets.step_down_to):
                 problems += _unknown(f"budgets.step_down_to[{j}]", model, models)
+        safe = self.routing.on_unavailable.model
+        if safe is not None:
+            problems += _unknown("routing.on_unavailable.model", safe, models)
+            chosen = self.model(safe)
+            if self.boundaries and chosen is not None and chosen.boundary == "external":
+                problems.append(
+                    f"routing.on_unavailable.model: {safe!r} is external, and unread requests "
+                    "may hold what the boundaries keep inside; name a private model"
+                )
         if problems:
             # One message per problem; ConfigError splits them back into lines.
             raise ValueError(_PROBLEM_SEPARATOR.join(problems))
@@ -469,6 +523,12 @@ class RouterConfig(_Strict):
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def required_signals(self, virtual: bool) -> list[str]:
+        """What must be computed before a request is decided: the `required` classifier signals
+        (read for virtual models only) and, for every request, the boundaries' PII."""
+        names = [s.name for s in self.signals if isinstance(s, _ClassifierSignal) and s.required]
+        return [*(names if virtual else ()), *(f"boundary:{b.name}" for b in self.boundaries)]
 
     def uses_classifier(self) -> bool:
         """Whether any signal or boundary needs the classifier model."""
@@ -593,6 +653,7 @@ _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
     "models": ModelConfig,
     "decisions": DecisionConfig,
     "routing": RoutingConfig,
+    "on_unavailable": UnavailableAction,
     "limits": LimitsConfig,
     "block": BlockAction,
     "system_prompt": SystemPromptStep,

@@ -1,8 +1,14 @@
 """The routing core: holds the live policy and turns a parsed request into a `Decision`.
 
-It adds to the pure policy what needs time and state: the classifier call under the deciding
-time budget, the fail-open or fail-closed behaviour, upstream health, budget spending, and
-swapping in a new policy. The ext_proc adapter, the gRPC API and the CLI all route through here.
+It adds to the pure policy what needs time and state: the classifier call under its time
+budget, what a request gets when its signals are missing (required ones: `routing.on_unavailable`;
+routing-only ones: decided on the cheap signals, marked degraded), the fail-open or fail-closed
+behaviour, upstream health, budget spending, and swapping in a new policy. The ext_proc adapter,
+the gRPC API and the CLI all route through here.
+
+Time budgets: the classifier gets `routing.decision_timeout_ms`, or `routing.required_timeout_ms`
+when a required signal is at stake for this request; the rest of deciding (the budget store,
+the policy) gets `decision_timeout_ms` on its own.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -18,7 +24,7 @@ import structlog
 
 from meritorder import policy, telemetry
 from meritorder.budget import BudgetStore, InMemoryBudgetStore
-from meritorder.config import BudgetConfig, RouterConfig
+from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
 from meritorder.ledger import Ledger
@@ -90,14 +96,16 @@ class Router:
                 param="model",
                 code="model_not_found",
             )
-        # Only the classifier and the budget store can be slow; without them a decision is a few
-        # microseconds of pure policy, and a timeout task would cost more than the decision.
-        timed = self.enforce_timeout and (
-            config.budgets is not None or (observed is None and self._classifies(config, request))
-        )
-        deciding = self._decide(config, request, headers, observed)
         try:
-            if timed:
+            if observed is None:
+                observed, missing = await self._observe_in_time(config, request, headers)
+            else:
+                unread = observed.classified is None and _needs_classifier(config, request)
+                missing = "unavailable" if unread else None
+            deciding = self._decide(config, request, observed, missing)
+            # Only the budget store can still be slow; without one a decision is a few
+            # microseconds of pure policy, and a timeout task would cost more than the decision.
+            if self.enforce_timeout and config.budgets is not None:
                 decision = await asyncio.wait_for(
                     deciding, config.routing.decision_timeout_ms / 1000
                 )
@@ -120,30 +128,96 @@ class Router:
     def _classifies(self, config: RouterConfig, request: ChatRequest) -> bool:
         return self.classifier is not None and _needs_classifier(config, request)
 
+    async def _observe_in_time(
+        self, config: RouterConfig, request: ChatRequest, headers: Mapping[str, str]
+    ) -> tuple[Observation, str | None]:
+        """The observation, and why the classifier's signals are missing from it (None: they are
+        there, or the policy needs none). Classifier trouble never fails the request here."""
+        if not _needs_classifier(config, request):
+            return Observation(request, headers), None
+        if self.classifier is None:
+            return Observation(request, headers), "unavailable"
+        required = config.required_signals(policy.is_virtual(config, request.model))
+        routing = config.routing
+        budget_ms = routing.required_timeout_ms if required else routing.decision_timeout_ms
+        with telemetry.stage("classify") as span:
+            classifying = self.classifier.classify(request)
+            try:
+                if self.enforce_timeout:
+                    classified = await asyncio.wait_for(classifying, budget_ms / 1000)
+                else:
+                    classified = await classifying
+            except Exception as exc:  # timeout or failure: decided without, never silently
+                why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                span.set_attribute("meritorder.classifier.ran", False)
+                span.set_attribute("meritorder.classifier.missing", why)
+                log.warning(
+                    "classifier signals missing", why=why, required=required, budget_ms=budget_ms
+                )
+                return Observation(request, headers), why
+            span.set_attribute("meritorder.classifier.ran", True)
+        return Observation(request, headers, classified), None
+
     async def _decide(
         self,
         config: RouterConfig,
         request: ChatRequest,
-        headers: Mapping[str, str],
-        observed: Observation | None,
+        obs: Observation,
+        missing: str | None,
     ) -> Decision:
-        if observed is not None:
-            obs = observed
-        else:
-            with telemetry.stage("classify") as span:
-                obs = await self.observe(request, headers)
-                span.set_attribute("meritorder.classifier.ran", obs.classified is not None)
-        if config.budgets is None:
+        def decide(spent: float) -> Decision:
             with telemetry.stage("policy"):
-                decision = policy.decide(config, obs, PoolState(self.health.unhealthy))
-        else:
-            decision = await self._decide_and_reserve(config, config.budgets, obs)
-        if obs.classified is None and _needs_classifier(config, request):
-            decision = replace(decision, notes=(*decision.notes, "classifier=unavailable"))
-        return decision
+                decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
+            if missing is None:
+                return decision
+            return self._without_signals(config, request, decision, missing)
+
+        if config.budgets is None:
+            return decide(0.0)
+        return await self._decide_and_reserve(config.budgets, obs, decide)
+
+    def _without_signals(
+        self, config: RouterConfig, request: ChatRequest, decision: Decision, why: str
+    ) -> Decision:
+        """A decision made without the classifier's signals: `routing.on_unavailable` when one of
+        them was required (and a classifier was meant to compute it), else marked degraded."""
+        notes = (*decision.notes, f"classifier={why}")
+        required = config.required_signals(policy.is_virtual(config, request.model))
+        if not required or why == "unavailable":
+            # Routing-only signals may fail open; so does a router started without a classifier
+            # (logged at startup). Either way the decision says what it could not read.
+            return replace(decision, notes=(*notes, "degraded=signals_skipped"))
+        unavailable = config.routing.on_unavailable
+        notes = (*notes, "required=" + ",".join(required))
+        log.warning(
+            "required signals missing", why=why, required=required, action=unavailable.action
+        )
+        retry = f"retry in {unavailable.retry_after_s} s."
+        if unavailable.action == "block":
+            message = f"The router could not check this request in time; {retry}"
+            return _refuse(decision, unavailable.status, message, notes)
+        if unavailable.action == "route":
+            safe = config.model(unavailable.model or "")
+            assert safe is not None  # the config validator checked the name
+            return replace(
+                decision,
+                action="route",
+                decision="signals_unavailable",
+                model=safe,
+                notes=(*notes, "degraded=required_route"),
+            )
+        model = decision.model
+        if decision.action == "route" and model is not None and model.boundary == "external":
+            private = _cheapest_private(config)
+            if private is None:  # nothing private to keep it on: refuse rather than leak
+                message = f"No private model may serve this unchecked request; {retry}"
+                return _refuse(decision, unavailable.status, message, notes)
+            rejected = (*decision.rejected, f"{model.name}:signals_unavailable")
+            decision = replace(decision, model=private, rejected=rejected)
+        return replace(decision, notes=(*notes, "degraded=required_private"))
 
     async def _decide_and_reserve(
-        self, config: RouterConfig, budgets: BudgetConfig, obs: Observation
+        self, budgets: BudgetConfig, obs: Observation, decide: Callable[[float], Decision]
     ) -> Decision:
         """Decide on the tenant's spending, then reserve the decision's cost in one atomic step
         of the store. If concurrent requests spent meanwhile, decide again on what is left."""
@@ -153,8 +227,7 @@ class Router:
             if attempt == _RESERVE_ATTEMPTS:
                 # Still contended: decide as if the budget were spent (stepped down or 429).
                 spent = math.inf
-            with telemetry.stage("policy"):
-                decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
+            decision = decide(spent)
             if decision.action != "route":
                 return decision
             held = await self.budgets.reserve(
@@ -181,13 +254,13 @@ class Router:
         assert model is not None  # the config validator guarantees default_model exists
         if config.boundaries and model.boundary == "external":
             # Unread data may hold what a boundary protects: keep it inside.
-            model = next((m for m in config.cheapest() if m.boundary == "private"), model)
+            model = _cheapest_private(config) or model
         if config.budgets is not None:
             # Nothing was reserved against a budget: spend no more than the cheapest model costs.
-            cheapest = [
+            allowed = [
                 m for m in config.cheapest() if m.boundary == "private" or not config.boundaries
             ]
-            model = cheapest[0] if cheapest else model
+            model = allowed[0] if allowed else model
         log.warning(
             "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )
@@ -199,6 +272,25 @@ def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:
     if config.boundaries:
         return True
     return policy.is_virtual(config, request.model) and config.uses_classifier()
+
+
+def _refuse(decision: Decision, status: int, message: str, notes: tuple[str, ...]) -> Decision:
+    """The 503-style answer for a request whose required signals are missing."""
+    return replace(
+        decision,
+        action="block",
+        decision="signals_unavailable",
+        model=None,
+        status=status,
+        message=message,
+        code="signals_unavailable",
+        error_type="server_error",
+        notes=(*notes, "degraded=required_block"),
+    )
+
+
+def _cheapest_private(config: RouterConfig) -> ModelConfig | None:
+    return next((m for m in config.cheapest() if m.boundary == "private"), None)
 
 
 def _models_listing(config: RouterConfig) -> bytes:

@@ -130,9 +130,14 @@ def _annotate(span: Span, decision: Decision) -> None:
     span.set_attribute("meritorder.reason", decision.reason)
     span.set_attribute("meritorder.matched", list(decision.matched))
     span.set_attribute("meritorder.rejected", list(decision.rejected))
-    span.set_attribute(
-        "meritorder.fallback", any(r.endswith(":unhealthy") for r in decision.rejected)
-    )
+    fallback, degraded = _fallback(decision), _degraded(decision)
+    span.set_attribute("meritorder.fallback", fallback is not None)
+    if fallback is not None:
+        span.set_attribute("meritorder.fallback.reason", fallback)
+    span.set_attribute("meritorder.degraded", degraded is not None)
+    if degraded is not None:
+        span.set_attribute("meritorder.degraded.cause", degraded[0])
+        span.set_attribute("meritorder.degraded.action", degraded[1])
     span.set_attribute("meritorder.cost.estimate", decision.cost)
     if decision.tenant is not None:
         span.set_attribute("meritorder.tenant", decision.tenant)
@@ -175,8 +180,33 @@ def _count_decision(decision: Decision) -> None:
         METRICS.blocks.labels(decision=decision.decision, code=decision.code).inc()
         if decision.code == "budget_exhausted":
             METRICS.budget_rejections.inc()
-    if any(r.endswith(":unhealthy") for r in decision.rejected):
-        METRICS.fallbacks.labels(decision=decision.decision).inc()
+    fallback = _fallback(decision)
+    if fallback is not None:
+        METRICS.fallbacks.labels(decision=decision.decision, reason=fallback).inc()
+    degraded = _degraded(decision)
+    if degraded is not None:
+        cause, action = degraded
+        METRICS.degraded.labels(decision=decision.decision, cause=cause, action=action).inc()
+
+
+def _notes(decision: Decision) -> dict[str, str]:
+    return dict(note.partition("=")[::2] for note in decision.notes)
+
+
+def _fallback(decision: Decision) -> str | None:
+    """Why the decision fell back: deciding failed (`timeout`, an error's type), or a chosen
+    model was unhealthy and a fallback took its place (`unhealthy`)."""
+    why = _notes(decision).get("fallback")
+    if why:
+        return why
+    return "unhealthy" if any(r.endswith(":unhealthy") for r in decision.rejected) else None
+
+
+def _degraded(decision: Decision) -> tuple[str, str] | None:
+    """(why the classifier's signals were missing, what the router did instead), if they were."""
+    notes = _notes(decision)
+    action = notes.get("degraded")
+    return (notes.get("classifier", "unknown"), action) if action else None
 
 
 def record_error(span: Span | None, error_type: str, status: int) -> None:
@@ -208,8 +238,16 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
         )  # fmt: skip
         self.fallbacks = Counter(
-            "meritorder_fallbacks", "Decisions that skipped an unhealthy model", ["decision"],
-            registry=r,
+            "meritorder_fallbacks",
+            "Decisions that fell back: deciding failed (timeout, error) or a model was unhealthy",
+            ["decision", "reason"], registry=r,
+        )  # fmt: skip
+        self.degraded = Counter(
+            "meritorder_degraded_decisions",
+            "Decisions made without the classifier's signals (cause: timeout, an error type, "
+            "unavailable), by what was done instead (signals_skipped, required_block, "
+            "required_private, required_route)",
+            ["decision", "cause", "action"], registry=r,
         )  # fmt: skip
         self.blocks = Counter(
             "meritorder_blocks", "Blocked requests", ["decision", "code"], registry=r

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from classifiers.batching import BatcherClosed, MicroBatcher
+from classifiers.batching import BatcherClosed, MicroBatcher, Requeue
 
 
 class Recorder:
@@ -123,6 +123,73 @@ async def test_calls_given_up_while_queued_leave_room_for_the_waiting_ones() -> 
     recorder.gate.set()
     assert await first == 0 and await calls[1] == 4 and await calls[2] == 6
     assert recorder.batches == [[0], [2, 3]]
+    batcher.close()
+
+
+class Stepper:
+    """A `process` where an item of 100 or more has steps left: it is requeued as item - 100;
+    each batch waits for one permit, so a test lets the worker run one batch at a time."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.permits = threading.Semaphore(0)
+        self.entered = threading.Event()
+
+    def __call__(self, items: Sequence[int]) -> list[int | Requeue[int] | BaseException]:
+        self.entered.set()
+        self.permits.acquire(timeout=10)
+        self.batches.append(list(items))
+        return [Requeue(i - 100) if i >= 100 else i * 2 for i in items]
+
+    async def step(self) -> None:
+        """Let the running batch finish and wait until the next one starts."""
+        self.entered.clear()
+        self.permits.release()
+        await wait_until(self.entered)
+
+
+def heavy(item: int) -> int:
+    return 3 if item >= 100 else 1
+
+
+async def test_calls_arriving_during_a_long_item_run_before_its_next_step() -> None:
+    stepper = Stepper()
+    batcher = MicroBatcher(stepper, max_batch=3, weight=heavy)
+    long = asyncio.ensure_future(batcher.submit(250))  # three steps: 250, 150, 50
+    await wait_until(stepper.entered)
+    small = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0)
+    await stepper.step()
+    assert stepper.batches == [[250]]
+    await stepper.step()
+    assert stepper.batches == [[250], [1, 2]]  # the small calls went before the rest of 250
+    stepper.permits.release(2)
+    assert await asyncio.gather(long, *small) == [100, 2, 4]
+    assert stepper.batches == [[250], [1, 2], [150], [50]]
+    assert (batcher.stats.calls, batcher.stats.requeued) == (3, 2)
+    batcher.close()
+
+
+async def test_a_caller_that_gives_up_drops_the_rest_of_its_steps() -> None:
+    stepper = Stepper()
+    batcher = MicroBatcher(stepper, max_batch=3, weight=heavy)
+    with pytest.raises(TimeoutError):  # its deadline passes during its first step
+        await asyncio.wait_for(batcher.submit(250), 0.01)
+    later = asyncio.ensure_future(batcher.submit(7))
+    await stepper.step()  # the first step ends, and the next batch is 7's, not 250's rest
+    stepper.permits.release()
+    assert await later == 14
+    assert stepper.batches == [[250], [7]]
+    batcher.close()
+
+
+async def test_a_call_whose_deadline_passes_while_queued_never_runs() -> None:
+    recorder, batcher, first = await busy(32)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(batcher.submit(5), 0.01)  # the worker is held all along
+    recorder.gate.set()
+    assert await first == 0 and await batcher.submit(6) == 12
+    assert recorder.batches == [[0], [6]]
     batcher.close()
 
 

@@ -1,4 +1,5 @@
-"""Tokenization and windows: bounded sequence rows, PII windows that cover every token once."""
+"""Tokenization and windows: bounded sequence rows, PII windows that cover every token once,
+the windows kept under a cap, and the paragraphs the attack head reads."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from classifiers.text import message_text
 from classifiers.windows import (
     TextTokenizer,
     head_and_tail,
+    keep_windows,
+    paragraphs,
     pii_windows,
+    runs,
     sequence_window,
+    spread,
 )
 
 
@@ -70,7 +75,11 @@ def test_sequence_window_fits_max_length_and_keeps_the_last_user_turn(
     texts = ["please write " * 50, "the cat " * 100, "hello world " * 200]
     encoded = tokenizer.encode(texts)
     row = sequence_window(
-        tokenizer, encoded, ["system", "assistant", "user"], max_length=64, context_tokens=16
+        tokenizer,
+        [e.ids for e in encoded],
+        ["system", "assistant", "user"],
+        max_length=64,
+        context_tokens=16,
     )
     assert len(row) == 64
     assert row[0] == tokenizer.cls_id and row[-1] == tokenizer.sep_id
@@ -83,7 +92,9 @@ def test_sequence_window_fits_max_length_and_keeps_the_last_user_turn(
 
 def test_sequence_window_of_a_lone_short_turn_is_just_that_turn(tokenizer: TextTokenizer) -> None:
     encoded = tokenizer.encode(["hello world"])
-    row = sequence_window(tokenizer, encoded, ["user"], max_length=64, context_tokens=16)
+    row = sequence_window(
+        tokenizer, [e.ids for e in encoded], ["user"], max_length=64, context_tokens=16
+    )
     assert row.tolist() == [tokenizer.cls_id, *encoded[0].ids.tolist(), tokenizer.sep_id]
 
 
@@ -98,3 +109,46 @@ def test_message_text_joins_text_parts_and_skips_images() -> None:
     }
     assert message_text(message) == "first\nsecond"
     assert message_text({"role": "assistant", "content": None}) == ""
+
+
+@pytest.mark.parametrize(("count", "keep"), [(10, 4), (100, 7), (5, 5), (3, 9), (9, 2), (9, 1)])
+def test_spread_keeps_the_head_the_tail_and_an_even_middle(count: int, keep: int) -> None:
+    kept = spread(count, keep)
+    assert len(kept) == min(count, keep) and kept == sorted(set(kept))
+    assert kept[0] == 0 and (keep == 1 or kept[-1] == count - 1)
+    gaps = [b - a for a, b in itertools.pairwise(kept)]
+    assert not gaps or max(gaps) - min(gaps) <= 1
+
+
+def test_kept_windows_own_disjoint_tokens_and_each_its_whole_span_beside_a_gap() -> None:
+    windows = pii_windows(5000, size=254, overlap=32)
+    indices = spread(len(windows), 7)
+    kept = keep_windows(windows, indices)
+    owned = [i for w in kept for i in range(w.own_start, w.own_end)]
+    assert owned == sorted(set(owned))  # never predicted twice
+    for window, original in zip(kept, (windows[i] for i in indices), strict=True):
+        assert (window.start, window.end) == (original.start, original.end)
+    # beside a dropped neighbour a kept window owns up to its own edges
+    assert all((w.own_start, w.own_end) == (w.start, w.end) for w in kept[1:-1])
+    assert runs(kept) == [[i] for i in range(len(kept))]
+
+
+def test_adjacent_kept_windows_run_together_as_in_the_full_tiling() -> None:
+    windows = pii_windows(1000, size=100, overlap=20)
+    kept = keep_windows(windows, [0, 1, 2, 7, 8])
+    assert runs(kept) == [[0, 1, 2], [3, 4]]
+    assert [(w.own_start, w.own_end) for w in kept[:2]] == [
+        (windows[0].own_start, windows[0].own_end),
+        (windows[1].own_start, windows[1].own_end),
+    ]
+    assert kept[2].own_end == kept[2].end and kept[3].own_start == kept[3].start
+
+
+def test_paragraphs_split_at_line_breaks_and_cut_long_ones(tokenizer: TextTokenizer) -> None:
+    text = "the cat sat\n\nhello world\n" + "cat " * 30
+    (encoded,) = tokenizer.encode([text])
+    parts = paragraphs(text, encoded.encoding.offsets, 0, len(encoded), size=12)
+    pieces = [tokenizer._tokenizer.decode(encoded.ids[a:b].tolist()) for a, b in parts]
+    assert pieces[:2] == ["the cat sat", "hello world"]
+    assert [b - a for a, b in parts[2:]] == [12, 12, 6]
+    assert parts[0][0] == 0 and parts[-1][1] == len(encoded)

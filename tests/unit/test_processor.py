@@ -162,27 +162,45 @@ async def test_a_client_cannot_preset_the_routing_header(processor: Processor) -
     assert set_headers(response)["x-meritorder-model"] == "small"
 
 
-async def test_a_slow_classifier_fails_open_to_the_default_model(
+class SlowClassifier:
+    async def classify(self, request: object) -> Classified:
+        await asyncio.sleep(10)
+        raise AssertionError("the classifier's budget should have expired first")
+
+
+def impatient(config: RouterConfig, *, attack_required: bool) -> RouterConfig:
+    """`config` with budgets of a few ms, and its attack signal required or not."""
+    signals = tuple(
+        s.model_copy(update={"required": attack_required}) if s.type == "prompt_attack" else s
+        for s in config.signals
+    )
+    routing = config.routing.model_copy(
+        update={"decision_timeout_ms": 5, "required_timeout_ms": 10}
+    )
+    return config.model_copy(update={"signals": signals, "routing": routing})
+
+
+async def test_a_slow_classifier_degrades_to_the_cheap_signals_when_none_is_required(
     demo_config: RouterConfig,
 ) -> None:
-    class SlowClassifier:
-        async def classify(self, request: object) -> Classified:
-            await asyncio.sleep(1)
-            raise AssertionError("the decision budget should have expired first")
+    router = Router(impatient(demo_config, attack_required=False), classifier=SlowClassifier())
+    headers = set_headers(await Stream(Processor(router)).request(chat("auto", "python")))
+    assert (headers["x-meritorder-model"], headers["x-meritorder-decision"]) == ("coder", "code")
+    assert "classifier=timeout" in headers["x-meritorder-reason"]
+    assert "degraded=signals_skipped" in headers["x-meritorder-reason"]
 
-    router = Router(
-        demo_config.model_copy(
-            update={"routing": demo_config.routing.model_copy(update={"decision_timeout_ms": 5})}
-        ),
-        classifier=SlowClassifier(),
+
+async def test_a_slow_classifier_blocks_when_the_attack_signal_is_required(
+    demo_config: RouterConfig,
+) -> None:
+    router = Router(impatient(demo_config, attack_required=True), classifier=SlowClassifier())
+    status, body = immediate(await Stream(Processor(router)).request(chat("auto", "python")))
+    assert (status, body["error"]["type"], body["error"]["code"]) == (
+        503,
+        "server_error",
+        "signals_unavailable",
     )
-    response = await Stream(Processor(router)).request(chat("auto", "python"))
-    headers = set_headers(response)
-    assert (headers["x-meritorder-model"], headers["x-meritorder-decision"]) == (
-        "small",
-        "fallback",
-    )
-    assert "fallback=timeout" in headers["x-meritorder-reason"]
+    assert "retry in 1 s" in body["error"]["message"]
 
 
 async def test_a_failing_decision_fails_closed_with_503_when_configured(

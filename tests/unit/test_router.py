@@ -1,0 +1,244 @@
+"""The router's time budgets: required signals are waited for and never read as clean when they
+are missing; routing-only ones fail open, marked; every fallback and degradation is counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from meritorder import telemetry
+from meritorder.config import ConfigError, RouterConfig, parse_config
+from meritorder.policy import Classified, Decision
+from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.router import Router
+
+POLICY = """
+models:
+  - {name: local, cluster: a, upstream_model: l, cost: 0.1}
+  - {name: coder, cluster: b, upstream_model: c, cost: 0.5}
+  - {name: api, cluster: c, upstream_model: x, cost: 5, boundary: external}
+default_model: api
+signals:
+  - {name: attack, type: prompt_attack, required: %(required)s}
+  - {name: code, keywords: [python]}
+decisions:
+  - {name: refuse, priority: 100, when: attack, block: {status: 403, message: refused}}
+  - {name: code, priority: 50, when: code, route: [coder]}
+routing:
+  decision_timeout_ms: 5
+  required_timeout_ms: %(required_ms)s
+  on_unavailable: %(unavailable)s
+"""
+
+
+def policy(
+    *, required: bool = True, required_ms: float = 10, unavailable: str = "{action: block}"
+) -> RouterConfig:
+    return parse_config(
+        POLICY % {"required": required, "required_ms": required_ms, "unavailable": unavailable}
+    )
+
+
+def chat(text: str, model: str = "auto") -> ChatRequest:
+    body = {"model": model, "messages": [{"role": "user", "content": text}]}
+    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+
+
+def classified(attack: float) -> Classified:
+    return Classified("other", {"other": 1.0}, attack, 0.5, 0.0, (), 3)
+
+
+class Classifier:
+    """Answers `attack` after `delay` seconds (forever: never answers)."""
+
+    def __init__(self, attack: float = 0.0, delay: float | None = None) -> None:
+        self.attack, self.delay = attack, delay
+
+    async def classify(self, request: ChatRequest) -> Classified:
+        if self.delay is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(self.delay)
+        return classified(self.attack)
+
+
+class Broken:
+    async def classify(self, request: ChatRequest) -> Classified:
+        raise RuntimeError("the model fell over")
+
+
+async def test_a_required_signal_is_waited_for_past_the_routing_budget() -> None:
+    # slower than decision_timeout_ms (5 ms), well within required_timeout_ms (10 s)
+    router = Router(policy(required_ms=10_000), Classifier(attack=0.9, delay=0.05))
+    decision = await router.route(chat("python please"))
+    assert (decision.action, decision.decision) == ("block", "refuse")
+
+
+async def test_a_routing_only_signal_keeps_the_routing_budget_and_fails_open_marked() -> None:
+    router = Router(policy(required=False, required_ms=10_000), Classifier(attack=0.9))
+    decision = await router.route(chat("python please"))
+    assert (decision.action, decision.decision, decision.model and decision.model.name) == (
+        "route",
+        "code",
+        "coder",
+    )  # the cheap signals still decide
+    assert "classifier=timeout" in decision.reason
+    assert "degraded=signals_skipped" in decision.reason
+
+
+async def test_a_missing_required_signal_blocks_with_a_retry_hint_when_configured() -> None:
+    router = Router(policy(unavailable="{action: block, retry_after_s: 2}"), Classifier())
+    decision = await router.route(chat("hello"))
+    assert (decision.action, decision.status, decision.code, decision.error_type) == (
+        "block",
+        503,
+        "signals_unavailable",
+        "server_error",
+    )
+    assert "retry in 2 s" in decision.message
+    assert "required=attack" in decision.reason and "degraded=required_block" in decision.reason
+
+
+async def test_a_missing_required_signal_keeps_the_request_private_when_configured() -> None:
+    router = Router(policy(unavailable="{action: private}"), Classifier())
+    decision = await router.route(chat("hello"))  # would go to the external default
+    assert decision.action == "route" and decision.model is not None
+    assert decision.model.boundary == "private" and decision.model.name == "local"
+    assert "api:signals_unavailable" in decision.rejected
+    assert "degraded=required_private" in decision.reason
+
+
+async def test_a_missing_required_signal_goes_to_the_named_safe_model_when_configured() -> None:
+    router = Router(policy(unavailable="{action: route, model: coder}"), Broken())
+    decision = await router.route(chat("hello"))
+    assert (decision.decision, decision.model and decision.model.name) == (
+        "signals_unavailable",
+        "coder",
+    )
+    assert "classifier=RuntimeError" in decision.reason
+
+
+async def test_boundary_pii_is_required_even_for_an_explicitly_named_model() -> None:
+    config = parse_config(
+        POLICY % {"required": False, "required_ms": 10, "unavailable": "{action: block}"}
+        + "boundaries: [{name: inside}]\n"
+    )
+    decision = await Router(config, Classifier()).route(chat("my ssn is ...", model="api"))
+    assert (decision.action, decision.code) == ("block", "signals_unavailable")
+    assert "required=boundary:inside" in decision.reason
+
+
+async def test_a_computed_signal_is_used_as_computed() -> None:
+    router = Router(policy(), Classifier(attack=0.0, delay=0))
+    decision = await router.route(chat("hello"))
+    assert (decision.action, decision.decision) == ("route", "default")
+    assert "classifier=" not in decision.reason and "degraded" not in decision.reason
+
+
+def counter(name: str, **labels: str) -> float:
+    return telemetry.METRICS.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_every_degraded_decision_is_counted_by_cause_and_action() -> None:
+    labels = {"decision": "signals_unavailable", "cause": "timeout", "action": "required_block"}
+    before = counter("meritorder_degraded_decisions_total", **labels)
+    decision = await Router(policy(), Classifier()).route(chat("hello"))
+    telemetry.record_decision(telemetry.tracer().start_span("test"), decision)
+    assert counter("meritorder_degraded_decisions_total", **labels) == before + 1
+
+
+async def test_a_fallback_on_timeout_is_counted() -> None:
+    config = parse_config(
+        POLICY % {"required": False, "required_ms": 10, "unavailable": "{action: block}"}
+        + "budgets: {default_limit: 10}\n"
+    )
+    router = Router(config)
+
+    class SlowStore:
+        async def spent(self, tenant: str, window_s: float) -> float:
+            await asyncio.Event().wait()
+            return 0.0
+
+        async def charge(self, tenant: str, cost: float, window_s: float) -> None:
+            return None
+
+    router.budgets = SlowStore()  # type: ignore[assignment]
+    before = counter("meritorder_fallbacks_total", decision="fallback", reason="timeout")
+    decision = await router.route(chat("hello"), {"x-tenant": "acme"})
+    telemetry.record_decision(telemetry.tracer().start_span("test"), decision)
+    assert decision.decision == "fallback" and "fallback=timeout" in decision.reason
+    assert counter("meritorder_fallbacks_total", decision="fallback", reason="timeout") == (
+        before + 1
+    )
+
+
+class Recorder:
+    """A span that keeps its attributes."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, Any] = {}
+
+    def is_recording(self) -> bool:
+        return True
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_status(self, *_: Any) -> None:
+        return None
+
+
+async def test_the_span_says_a_decision_was_degraded_and_why() -> None:
+    decision: Decision = await Router(policy(), Classifier()).route(chat("hello"))
+    span = Recorder()
+    telemetry.record_decision(span, decision)  # type: ignore[arg-type]
+    assert span.attributes["meritorder.degraded"] is True
+    assert span.attributes["meritorder.degraded.cause"] == "timeout"
+    assert span.attributes["meritorder.degraded.action"] == "required_block"
+    assert span.attributes["meritorder.fallback"] is False
+
+
+@pytest.mark.parametrize(
+    ("routing", "problem"),
+    [
+        (
+            "{decision_timeout_ms: 150, required_timeout_ms: 100}",
+            "routing: required_timeout_ms (100) is shorter than decision_timeout_ms (150)",
+        ),
+        ("{on_unavailable: {action: route}}", "routing.on_unavailable: action 'route' sends"),
+        (
+            "{on_unavailable: {action: block, model: local}}",
+            "routing.on_unavailable: model 'local' is only used with action 'route'",
+        ),
+        (
+            "{on_unavailable: {action: route, model: locl}}",
+            "routing.on_unavailable.model: unknown model 'locl'; did you mean 'local'?",
+        ),
+        (
+            "{on_unavailable: {action: route, model: api}}",
+            "routing.on_unavailable.model: 'api' is external",
+        ),
+        ("{on_unavailable: {action: drop}}", "routing.on_unavailable.action: Input should be"),
+    ],
+)
+def test_bad_routing_settings_name_the_field_the_value_and_the_fix(
+    routing: str, problem: str
+) -> None:
+    text = (POLICY.split("routing:")[0] % {"required": True}) + (
+        f"boundaries: [{{name: inside}}]\nrouting: {routing}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_required_is_refused_on_a_signal_the_router_computes_itself() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            POLICY.replace("keywords: [python]", "keywords: [python], required: true")
+            % {"required": True, "required_ms": 10, "unavailable": "{action: block}"}
+        )
+    assert any("required" in p and "unknown field" in p for p in caught.value.problems)
