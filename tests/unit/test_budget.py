@@ -28,7 +28,7 @@ budgets:
   default_limit: 0.006
   unverified_limit: 0.003
   step_down_to: [small]
-routing: {decision_timeout_ms: 10000}  # a loaded machine must not turn decisions into fallbacks
+routing: {decision_timeout_ms: 10000, required_timeout_ms: 10000}  # no fallbacks when loaded
 """
 TENANT = "x-meritorder-tenant"
 
