@@ -31,6 +31,8 @@ import yaml
 DEPLOY = Path(__file__).resolve().parent
 ENVOY_CONFIG = DEPLOY / "envoy" / "envoy.yaml"
 ROUTER_CONFIG = DEPLOY / "config.yaml"
+# What the router serves without the ONNX model: the demo's decisions on keywords alone.
+KEYWORDS_CONFIG = DEPLOY / "keywords.yaml"
 MOCK = DEPLOY / "demo" / "mock_upstream.py"
 
 # The ports written in deploy/envoy/envoy.yaml.
@@ -315,7 +317,12 @@ def _on_stop_signal(signum: int, _frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", type=Path, default=ROUTER_CONFIG, help="router policy file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"router policy file (default: {ROUTER_CONFIG.name}, or {KEYWORDS_CONFIG.name} "
+        "with --no-classifier)",
+    )
     parser.add_argument(
         "--free-ports", action="store_true", help="pick free ports instead of the defaults"
     )
@@ -323,9 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-classifier", action="store_true", help="run the router without the ONNX model"
     )
     args = parser.parse_args(argv)
+    config = args.config or (KEYWORDS_CONFIG if args.no_classifier else ROUTER_CONFIG)
     stack = Stack(
         ports=Ports.free() if args.free_ports else Ports(),
-        router_config=args.config,
+        router_config=config,
         workdir=Path(tempfile.mkdtemp(prefix="meritorder-run-")),
         router_args=["--no-classifier"] if args.no_classifier else [],
     )

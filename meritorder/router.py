@@ -180,12 +180,12 @@ class Router:
         self, config: RouterConfig, request: ChatRequest, decision: Decision, why: str
     ) -> Decision:
         """A decision made without the classifier's signals: `routing.on_unavailable` when one of
-        them was required (and a classifier was meant to compute it), else marked degraded."""
+        them was required, else marked degraded."""
         notes = (*decision.notes, f"classifier={why}")
         required = config.required_signals(policy.is_virtual(config, request.model))
-        if not required or why == "unavailable":
-            # Routing-only signals may fail open; so does a router started without a classifier
-            # (logged at startup). Either way the decision says what it could not read.
+        if not required:
+            # Routing-only signals may fail open, marked with what could not be read. Required
+            # ones never do, whatever the cause: a timeout, an error, or no classifier at all.
             return replace(decision, notes=(*notes, "degraded=signals_skipped"))
         unavailable = config.routing.on_unavailable
         notes = (*notes, "required=" + ",".join(required))

@@ -161,6 +161,14 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         if options.classifier
         else None
     )
+    required = config.required_signals(virtual=True)
+    if classifier is None and required:
+        log.warning(
+            "no classifier: the policy's required signals cannot be computed, so every request "
+            "that needs them gets routing.on_unavailable",
+            required=required,
+            action=config.routing.on_unavailable.action,
+        )
     router = Router(config, classifier)
     server = RouterServer(router, options)
     await server.start()

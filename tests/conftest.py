@@ -13,11 +13,19 @@ from meritorder.config import RouterConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "deploy" / "config.yaml"
+# The demo's models and keyword decisions without classifier signals: for routers that run
+# without the classifier (a required signal there is missing by construction).
+KEYWORDS_CONFIG = REPO / "deploy" / "keywords.yaml"
 
 
 @pytest.fixture
 def demo_config() -> RouterConfig:
     return load_config(DEMO_CONFIG)
+
+
+@pytest.fixture
+def keywords_config() -> RouterConfig:
+    return load_config(KEYWORDS_CONFIG)
 
 
 @pytest.fixture(autouse=True)

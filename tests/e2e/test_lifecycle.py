@@ -22,7 +22,16 @@ import grpc
 import httpx
 import pytest
 import yaml
-from devstack import ENVOY_CONFIG, ROUTER_CONFIG, Ports, Processes, Stack, free_port, render_envoy
+from devstack import (
+    ENVOY_CONFIG,
+    KEYWORDS_CONFIG,
+    ROUTER_CONFIG,
+    Ports,
+    Processes,
+    Stack,
+    free_port,
+    render_envoy,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.conftest import repo_path
@@ -90,7 +99,9 @@ def test_sigterm_under_load_fails_no_request_and_the_router_exits_within_5s(
 def test_sigterm_under_load_with_two_workers_fails_no_request(tmp_path: Path) -> None:
     # Worker i serves metrics on --metrics-port + i: both ports must be free.
     args = ["--workers", "2", "--no-classifier", "--metrics-port", str(_free_port_pair())]
-    with Stack(Ports.free(), workdir=tmp_path, router_args=args) as stack:
+    with Stack(
+        Ports.free(), router_config=KEYWORDS_CONFIG, workdir=tmp_path, router_args=args
+    ) as stack:
         _sigterm_under_load(stack, workers=2)
 
 
@@ -316,7 +327,10 @@ def test_envoy_sends_no_new_streams_to_a_draining_router_when_another_is_up(
     tmp_path: Path,
 ) -> None:
     stack = Stack(
-        Ports.free(), workdir=tmp_path, router_args=["--no-classifier", "--drain-s", "30"]
+        Ports.free(),
+        router_config=KEYWORDS_CONFIG,
+        workdir=tmp_path,
+        router_args=["--no-classifier", "--drain-s", "30"],
     )
     other = free_port()
     config = render_envoy(ENVOY_CONFIG, {})
@@ -332,7 +346,7 @@ def test_envoy_sends_no_new_streams_to_a_draining_router_when_another_is_up(
         stack.processes.spawn(
             "other",
             [sys.executable, "-m", "meritorder.cli", "serve", "--json-logs", "--no-classifier",
-             "--config", str(ROUTER_CONFIG), "--port", str(other)],
+             "--config", str(KEYWORDS_CONFIG), "--port", str(other)],
         )  # fmt: skip
         stack.processes.wait_port("other", other)
         stack.start_envoy()

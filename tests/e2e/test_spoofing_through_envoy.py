@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from devstack import Ports, Stack, free_port
+from devstack import KEYWORDS_CONFIG, Ports, Stack, free_port
 
 from tests.e2e.conftest import MockRecorder, repo_path
 
@@ -298,7 +298,12 @@ def test_a_route_the_operator_declares_goes_to_its_own_cluster_never_a_header_ch
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("outage")
-    with Stack(Ports.free(), workdir=workdir, router_args=["--no-classifier"]) as running:
+    with Stack(
+        Ports.free(),
+        router_config=KEYWORDS_CONFIG,
+        workdir=workdir,
+        router_args=["--no-classifier"],
+    ) as running:
         yield running
 
 

@@ -59,8 +59,8 @@ class Stream:
 
 
 @pytest.fixture
-def processor(demo_config: RouterConfig) -> Processor:
-    return Processor(Router(demo_config))
+def processor(keywords_config: RouterConfig) -> Processor:
+    return Processor(Router(keywords_config))
 
 
 def set_headers(response: ProcessingResponse) -> dict[str, str]:

@@ -22,7 +22,7 @@ from meritorder.policy import Classified
 from meritorder.router import Router
 from meritorder.server import ConfigWatcher, RouterServer, ServerOptions
 from meritorder.v1 import router_pb2, router_pb2_grpc
-from tests.conftest import DEMO_CONFIG, Pii
+from tests.conftest import DEMO_CONFIG, KEYWORDS_CONFIG, Pii
 from tests.unit.test_processor import body_msg, chat, headers_msg
 
 
@@ -42,7 +42,7 @@ class Running:
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     config_path = tmp_path / "policy.yaml"
-    shutil.copy(DEMO_CONFIG, config_path)
+    shutil.copy(KEYWORDS_CONFIG, config_path)
     router = Router(load_config(config_path))
     port = free_port()
     options = ServerOptions(config_path=config_path, port=port, drain_s=0.5, shutdown_grace_s=5)
@@ -252,6 +252,7 @@ class FixedClassifier:
 
 async def test_classify_rpc_reports_the_classifier_view(running: Running) -> None:
     running.router.classifier = FixedClassifier()
+    running.router.replace_config(load_config(DEMO_CONFIG))
     stub = router_pb2_grpc.RouterStub(running.channel)
     reply = await stub.Classify(router_pb2.ClassifyRequest(text="mail a@b.co"))
     signals = reply.signals
