@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from classifiers import pii_patterns
+from classifiers import pii_scan
 from classifiers.batching import BatchStats, MicroBatcher
 from classifiers.pii import (
     VALIDATED_TYPES,
@@ -68,6 +68,8 @@ class Job:
     texts: tuple[str, ...]
     roles: tuple[str, ...]
     chat: bool  # PII spans name their message only for chat input
+    # (path, text) of the request's other text-bearing fields: the pattern detectors read them.
+    fields: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, value: ClassifyInput) -> Job:
@@ -196,11 +198,14 @@ class SignalEngine:
     def batch_stats(self) -> BatchStats:
         return self._batcher.stats
 
-    async def classify_messages(self, messages: ChatMessages) -> Signals:
-        """The signals of an OpenAI chat request; PII spans carry their message index."""
+    async def classify_messages(
+        self, messages: ChatMessages, fields: Sequence[tuple[str, str]] = ()
+    ) -> Signals:
+        """The signals of an OpenAI chat request; PII spans carry their message index, or the
+        path of the other field (`fields`: (path, text) pairs) they were found in."""
         if isinstance(messages, str):
             raise InvalidInput("'messages' must be a list of chat messages, not a string.")
-        return await self._batcher.submit(Job.of(messages))
+        return await self._batcher.submit(replace(Job.of(messages), fields=tuple(fields)))
 
     async def classify_text(self, text: str) -> Signals:
         """The signals of one text, read as a single user turn."""
@@ -317,14 +322,18 @@ class SignalEngine:
         probs = outputs.domain[row].tolist()
         attack = float(outputs.attack[row])
         entities: list[PiiEntity] = []
+        # Patterns read every text and field together, so a value split between two is found.
+        found = pii_scan.scan([*job.texts, *(text for _, text in job.fields)])
         for m, (text, message, windows) in enumerate(
             zip(job.texts, plan.encoded, plan.windows, strict=True)
         ):
             if not text:
                 continue
             index = m if job.chat else None
-            patterns = [replace(hit, message=index) for hit in pii_patterns.find_pii(text)]
+            patterns = [replace(hit, message=index) for hit in found[m]]
             entities += merge(self._model_pii(text, message, windows, index, outputs), patterns)
+        for (path, _), hits in zip(job.fields, found[len(job.texts) :], strict=True):
+            entities += [replace(hit, field=path) for hit in hits]
         return Signals(
             domain=DomainSignal(
                 labels[int(np.argmax(outputs.domain[row]))], dict(zip(labels, probs, strict=True))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from classifiers.signals import PiiEntity
 
@@ -25,11 +25,17 @@ _RANK = {kind: i for i, kind in enumerate(PRIORITY)}
 _MAY_HOLD_PII = re.compile(r"[\d@]")
 
 
-def find_pii(text: str) -> tuple[PiiEntity, ...]:
-    """Every validated PII span in `text`, without overlaps, ordered by start."""
+Detector = Callable[[str], Iterator[PiiEntity]]
+
+
+def find_pii(text: str, detectors: Sequence[Detector] | None = None) -> tuple[PiiEntity, ...]:
+    """Every validated PII span in `text` (by `detectors`, default all), without overlaps,
+    ordered by start."""
     if not _MAY_HOLD_PII.search(text):  # every detector needs a digit, or the @ of an email
         return ()
-    hits = [hit for detect in DETECTORS for hit in detect(text)]
+    hits = [
+        hit for detect in (DETECTORS if detectors is None else detectors) for hit in detect(text)
+    ]
     return resolve_overlaps(hits)
 
 
@@ -267,7 +273,7 @@ def _phones(text: str) -> Iterator[PiiEntity]:
             yield _hit("PHONE_NUMBER", m.start(), m.end(), score)
 
 
-DETECTORS: tuple[Callable[[str], Iterator[PiiEntity]], ...] = (
+DETECTORS: tuple[Detector, ...] = (
     _ibans,
     _credit_cards,
     _ssns,
@@ -275,3 +281,5 @@ DETECTORS: tuple[Callable[[str], Iterator[PiiEntity]], ...] = (
     _ips,
     _phones,
 )
+# The detectors of grouped numbers: what separators between digit groups can hide.
+NUMBER_DETECTORS: tuple[Detector, ...] = (_ibans, _credit_cards, _ssns, _phones)

@@ -6,6 +6,7 @@ Plain Python with typed errors (`RequestError`, 400/413); nothing here knows abo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -69,6 +70,75 @@ class ChatRequest:
     def prompt_text(self) -> str:
         """All message text joined, for keyword signals (joined once, read by every signal)."""
         return "\n".join(self.texts())
+
+    def field_texts(self) -> list[tuple[str, str]]:
+        """(path, text) of every text-bearing field outside the message text, which an upstream
+        receives just the same: tool calls and their arguments, names, tool descriptions and
+        schemas, `response_format`, `user`, `metadata`, image and file parts (URLs, file names,
+        inline data), the completions `suffix`, ... Dict keys that are not plain identifiers
+        count as text too, and so do integers of 7 digits or more."""
+        out: list[tuple[str, str]] = []
+        for key, value in self.body.items():
+            if key not in _READ_AS_MESSAGES:
+                _strings(value, key, out)
+        if self.endpoint is Endpoint.CHAT:
+            for i, message in enumerate(self.messages):
+                for key, value in message.items():
+                    path = f"messages[{i}].{key}"
+                    if key == "content" and isinstance(value, list):
+                        for j, part in enumerate(value):
+                            _part_strings(part, f"{path}[{j}]", out)
+                    elif key not in ("role", "content"):
+                        _strings(value, path, out)
+        return out
+
+    def inspected_texts(self) -> list[tuple[str, str]]:
+        """(path, text) of everything the PII detectors read: each message's text (as
+        `classifiers.text.message_text` joins it), then every other text-bearing field."""
+        content = "prompt" if self.endpoint is Endpoint.COMPLETIONS else "messages[{}].content"
+        texts = [(content.format(i), text) for i, text in enumerate(self.texts())]
+        return [*texts, *self.field_texts()]
+
+
+# Body keys whose text the message view already reads; `logit_bias` keys are token ids.
+_READ_AS_MESSAGES = frozenset({"model", "messages", "prompt", "logit_bias"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_LONG_NUMBER = 10**6  # seven digits: shorter integers (token limits, seeds...) are not PII
+
+
+def _strings(value: object, path: str, out: list[tuple[str, str]]) -> None:
+    """Append (path, text) for every string, unusual dict key and long integer under `value`."""
+    stack = [(path, value)]
+    while stack:  # iterative: a deeply nested body must not exhaust the recursion limit
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if item:
+                out.append((where, item))
+        elif isinstance(item, bool) or item is None or isinstance(item, float):
+            continue
+        elif isinstance(item, int):
+            if abs(item) >= _LONG_NUMBER:
+                out.append((where, str(item)))
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                if _IDENTIFIER.fullmatch(key):
+                    stack.append((f"{where}.{key}", child))
+                else:  # the path names no key that could itself be the personal data
+                    out.append((f"{where}.<key>", key))
+                    stack.append((f"{where}.<key>", child))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{j}]", child) for j, child in reversed(list(enumerate(item))))
+
+
+def _part_strings(part: object, path: str, out: list[tuple[str, str]]) -> None:
+    """A content part's strings, but its `text` (part of the message text) and `type`."""
+    if not isinstance(part, dict):
+        _strings(part, path, out)
+        return
+    for key, value in part.items():
+        if key == "type" or (key == "text" and isinstance(value, str)):
+            continue
+        _strings(value, f"{path}.{key}", out)
 
 
 def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> ChatRequest:

@@ -1,0 +1,74 @@
+"""PII in a whole request: the pattern detectors over the texts as written and as a reader would
+see through them (`classifiers.normalize`), and over the texts joined, so a value split between
+two messages, two content parts or two fields is found too.
+
+Every span is reported with offsets into the ORIGINAL text it lies in; a span found inside an
+encoded or spelled-out run covers the whole run, so masking it masks every encoded character.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from classifiers import pii_patterns
+from classifiers.normalize import collapse_separators, normalize, separators
+from classifiers.signals import PiiEntity
+
+JOINER = "\n"  # between texts: the line break a reader sees between two messages
+_PLAIN_SEPARATORS = frozenset({" ", "-"})  # what the detectors read between digit groups
+_AMBIGUOUS_ALONE = frozenset({".", ":"})  # one of these alone is a decimal point or a clock
+
+
+def find_obfuscated(text: str) -> tuple[PiiEntity, ...]:
+    """Validated PII in `text`, as written or obfuscated, without overlaps, offsets into `text`."""
+    found = list(pii_patterns.find_pii(text))
+    seen = normalize(text)
+    if seen.text != text:
+        for hit in pii_patterns.find_pii(seen.text):
+            found.append(_moved(hit, seen.original_span(hit.start, hit.end)))
+    grouped = collapse_separators(seen.text)
+    if grouped.text != seen.text:
+        for hit in pii_patterns.find_pii(grouped.text, pii_patterns.NUMBER_DETECTORS):
+            start, end = grouped.source_span(hit.start, hit.end)
+            if deliberate(separators(seen.text[start:end])):
+                found.append(_moved(hit, seen.original_span(start, end)))
+    return pii_patterns.resolve_overlaps(found)
+
+
+def deliberate(runs: Sequence[str]) -> bool:
+    """Whether the separator runs inside a grouped number read as one way of writing it (all
+    dots, all slashes, ...) with at most one line break (where two texts were joined), rather
+    than as numbers that merely stand near each other: a decimal, a date and a time, a table."""
+    unusual = [run for run in runs if run not in _PLAIN_SEPARATORS]
+    breaks = sum("\n" in run for run in unusual)
+    kinds = {run.strip(" \t") or run for run in unusual if "\n" not in run}
+    if breaks > 1 or len(kinds) > 1:
+        return False
+    if not kinds:
+        return True
+    (kind,) = kinds
+    return kind not in _AMBIGUOUS_ALONE or sum("\n" not in run for run in unusual) > 1
+
+
+def scan(texts: Sequence[str]) -> list[list[PiiEntity]]:
+    """The PII spans of each text, found in all of them read as one (joined by newlines); a span
+    across a join is reported in each text it touches, with offsets into that text."""
+    per_text: list[list[PiiEntity]] = [[] for _ in texts]
+    if not any(texts):
+        return per_text
+    starts = []
+    at = 0
+    for text in texts:
+        starts.append(at)
+        at += len(text) + len(JOINER)
+    for hit in find_obfuscated(JOINER.join(texts)):
+        for i, (start, text) in enumerate(zip(starts, texts, strict=True)):
+            lo, hi = max(hit.start, start), min(hit.end, start + len(text))
+            if lo < hi:
+                per_text[i].append(replace(hit, start=lo - start, end=hi - start))
+    return per_text
+
+
+def _moved(hit: PiiEntity, span: tuple[int, int]) -> PiiEntity:
+    return replace(hit, start=span[0], end=span[1])
