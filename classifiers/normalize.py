@@ -209,7 +209,7 @@ def _unicode(text: str) -> Mapped:
 # -- base64 and hex runs -----------------------------------------------------------------------
 
 MIN_ENCODED = 16  # characters of base64 or hex: shorter runs are words, ids and numbers
-_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Za-z])")
 _PRINTABLE_SHARE = 0.9
 
