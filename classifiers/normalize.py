@@ -35,6 +35,7 @@ class Mapped:
     starts: tuple[int, ...]
     sources: tuple[int, ...]  # one entry more than `starts`: the source's length last
     aligned: tuple[bool, ...]
+    changed: tuple[tuple[int, int], ...] = ()  # where `text` differs from its source
 
     def source_span(self, start: int, end: int) -> tuple[int, int]:
         """The span of the source that `text[start:end]` (non-empty) came from."""
@@ -43,6 +44,15 @@ class Mapped:
         j = bisect_right(self.starts, end - 1) - 1
         last = self.sources[j] + (end - self.starts[j]) if self.aligned[j] else self.sources[j + 1]
         return first, last
+
+    def target_span(self, start: int, end: int) -> tuple[int, int]:
+        """A span of `text` covering what `source[start:end]` became (whole segments at most)."""
+        i = max(0, bisect_right(self.sources, start, hi=len(self.starts)) - 1)
+        j = max(0, bisect_right(self.sources, max(start, end - 1), hi=len(self.starts)) - 1)
+        first = self.starts[i] + (start - self.sources[i]) if self.aligned[i] else self.starts[i]
+        stop = self.starts[j + 1] if j + 1 < len(self.starts) else len(self.text)
+        last = self.starts[j] + (end - self.sources[j]) if self.aligned[j] else stop
+        return first, max(first, min(last, len(self.text)))
 
 
 def identity(text: str) -> Mapped:
@@ -57,10 +67,15 @@ class _Builder:
         self.starts: list[int] = []
         self.sources: list[int] = []
         self.aligned: list[bool] = []
+        self.changed: list[tuple[int, int]] = []
         self.length = 0
         self.source = 0
 
-    def put(self, new: str, source_length: int, *, aligned: bool = False) -> None:
+    def put(
+        self, new: str, source_length: int, *, aligned: bool = False, changed: bool = True
+    ) -> None:
+        if changed:
+            self.mark(self.length, self.length + len(new))
         aligned = aligned and len(new) == source_length
         if not (aligned and self.aligned and self.aligned[-1]):  # aligned runs share a segment
             self.starts.append(self.length)
@@ -70,6 +85,13 @@ class _Builder:
         self.length += len(new)
         self.source += source_length
 
+    def mark(self, start: int, end: int) -> None:
+        """Note `[start, end)` of the new text as changed; touching marks merge."""
+        if self.changed and start <= self.changed[-1][1]:
+            self.changed[-1] = (self.changed[-1][0], max(end, self.changed[-1][1]))
+        else:
+            self.changed.append((start, end))
+
     def build(self) -> Mapped:
         if not self.starts:
             return identity("")
@@ -78,6 +100,7 @@ class _Builder:
             tuple(self.starts),
             (*self.sources, self.source),
             tuple(self.aligned),
+            tuple(self.changed),
         )
 
 
@@ -92,13 +115,13 @@ def substitute(
         if new is None or new == match[0]:
             continue
         if match.start() > at:
-            out.put(text[at : match.start()], match.start() - at, aligned=True)
+            out.put(text[at : match.start()], match.start() - at, aligned=True, changed=False)
         out.put(new, match.end() - match.start())
         at = match.end()
     if at == 0:
         return identity(text)
     if at < len(text):
-        out.put(text[at:], len(text) - at, aligned=True)
+        out.put(text[at:], len(text) - at, aligned=True, changed=False)
     return out.build()
 
 
@@ -116,6 +139,13 @@ class Normalized:
 
     def then(self, step: Mapped) -> Normalized:
         return Normalized(step.text, (*self.steps, step))
+
+    def changed(self) -> list[tuple[int, int]]:
+        """Where `text` differs from the original (spans of `text`, maybe empty: a deletion)."""
+        regions: list[tuple[int, int]] = []
+        for step in self.steps:
+            regions = [step.target_span(*r) for r in regions] + list(step.changed)
+        return regions
 
 
 def normalize(text: str, *, depth: int = 2) -> Normalized:
@@ -190,6 +220,27 @@ def fold(ch: str) -> str:
     return folded
 
 
+class _FoldTable(dict[int, str]):
+    """`fold` as a `str.translate` table, filled as characters are met."""
+
+    def __missing__(self, code: int) -> str:
+        folded = self[code] = fold(chr(code))
+        return folded
+
+
+class _OddTable(dict[int, str]):
+    """Deletes the characters `fold` maps to exactly one character: what is left folds to more
+    or fewer characters than it has."""
+
+    def __missing__(self, code: int) -> str:
+        odd = self[code] = "" if len(fold(chr(code))) == 1 else chr(code)
+        return odd
+
+
+_FOLD = _FoldTable()
+_ODD = _OddTable()
+
+
 def _unicode(text: str) -> Mapped:
     if not _FOLDABLE.search(text):
         return identity(text)
@@ -197,12 +248,21 @@ def _unicode(text: str) -> Mapped:
     at = 0
     for run in _FOLDABLE.finditer(text):
         if run.start() > at:
-            out.put(text[at : run.start()], run.start() - at, aligned=True)
-        for ch in run[0]:
-            out.put(fold(ch), 1, aligned=True)
+            out.put(text[at : run.start()], run.start() - at, aligned=True, changed=False)
+        chars = run[0]
+        folded = chars.translate(_FOLD)
+        if not chars.translate(_ODD):  # one character each: a run of aligned pieces
+            start = out.length
+            out.put(folded, len(chars), aligned=True, changed=False)
+            for i in [i for i, (a, b) in enumerate(zip(chars, folded, strict=True)) if a != b]:
+                out.mark(start + i, start + i + 1)
+        else:
+            for ch in chars:
+                new = fold(ch)
+                out.put(new, 1, aligned=True, changed=new != ch)
         at = run.end()
     if at < len(text):
-        out.put(text[at:], len(text) - at, aligned=True)
+        out.put(text[at:], len(text) - at, aligned=True, changed=False)
     return out.build()
 
 
@@ -324,7 +384,12 @@ _SPELLED = re.compile(rf"\b{_TOKEN}(?:[\s,.;:/-]+{_TOKEN})+\b", re.IGNORECASE)
 _PIECES = re.compile(r"(double|triple)\s+(\w+)|(\w+)|([^\w]+)", re.IGNORECASE)
 
 
+_DIGIT_WORD = re.compile(r"zero|oh|one|two|three|four|five|six|seven|eight|nine", re.IGNORECASE)
+
+
 def _digits(match: re.Match[str]) -> str | None:
+    if not _DIGIT_WORD.search(match[0]):  # digits and separators only: nothing spelled out
+        return None
     out: list[str] = []
     words = 0
     previous_digits = False

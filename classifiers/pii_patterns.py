@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
 from classifiers.signals import PiiEntity
@@ -41,11 +42,17 @@ def find_pii(text: str, detectors: Sequence[Detector] | None = None) -> tuple[Pi
 
 def resolve_overlaps(hits: list[PiiEntity]) -> tuple[PiiEntity, ...]:
     """Keep the higher-priority (then longer) hit wherever two overlap."""
-    kept: list[PiiEntity] = []
+    kept: list[PiiEntity] = []  # by start; they never overlap, so their ends ascend too
+    starts: list[int] = []
     for hit in sorted(hits, key=lambda h: (_RANK.get(h.type, 99), h.start - h.end, h.start)):
-        if not any(hit.start < k.end and k.start < hit.end for k in kept):
-            kept.append(hit)
-    return tuple(sorted(kept, key=lambda h: h.start))
+        at = bisect_left(starts, hit.start)
+        if (at > 0 and kept[at - 1].end > hit.start) or (
+            at < len(kept) and kept[at].start < hit.end
+        ):
+            continue
+        kept.insert(at, hit)
+        starts.insert(at, hit.start)
+    return tuple(kept)
 
 
 def _hit(kind: str, start: int, end: int, score: float) -> PiiEntity:

@@ -8,6 +8,7 @@ encoded or spelled-out run covers the whole run, so masking it masks every encod
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -24,16 +25,51 @@ def find_obfuscated(text: str) -> tuple[PiiEntity, ...]:
     """Validated PII in `text`, as written or obfuscated, without overlaps, offsets into `text`."""
     found = list(pii_patterns.find_pii(text))
     seen = normalize(text)
-    if seen.text != text:
-        for hit in pii_patterns.find_pii(seen.text):
-            found.append(_moved(hit, seen.original_span(hit.start, hit.end)))
+    # The text as written was read whole; its rewritten views are read only around what changed.
+    for hit in _near(seen.text, seen.changed(), pii_patterns.DETECTORS):
+        found.append(_moved(hit, seen.original_span(hit.start, hit.end)))
     grouped = collapse_separators(seen.text)
-    if grouped.text != seen.text:
-        for hit in pii_patterns.find_pii(grouped.text, pii_patterns.NUMBER_DETECTORS):
-            start, end = grouped.source_span(hit.start, hit.end)
-            if deliberate(separators(seen.text[start:end])):
-                found.append(_moved(hit, seen.original_span(start, end)))
+    for hit in _near(grouped.text, list(grouped.changed), pii_patterns.NUMBER_DETECTORS):
+        start, end = grouped.source_span(hit.start, hit.end)
+        if deliberate(separators(seen.text[start:end])):
+            found.append(_moved(hit, seen.original_span(start, end)))
     return pii_patterns.resolve_overlaps(found)
+
+
+CONTEXT = 128  # characters read either side of a rewritten piece: more than any value spans
+
+
+def _near(
+    text: str, changed: Sequence[tuple[int, int]], detectors: Sequence[pii_patterns.Detector]
+) -> list[PiiEntity]:
+    """Hits in `text` that touch a changed region, reading `CONTEXT` characters around each."""
+    if not changed:
+        return []
+    regions: list[tuple[int, int]] = []  # merged: ascending starts and ends
+    for start, end in sorted(changed):
+        if regions and start <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
+        else:
+            regions.append((start, end))
+    starts = [start for start, _ in regions]
+    hits: list[PiiEntity] = []
+    i = 0
+    while i < len(regions):
+        # One window for every region within reach of the one before.
+        first, last = regions[i]
+        j = i + 1
+        while j < len(regions) and regions[j][0] <= last + 2 * CONTEXT:
+            last = regions[j][1]
+            j += 1
+        lo, hi = max(0, first - CONTEXT), min(len(text), last + CONTEXT)
+        for hit in pii_patterns.find_pii(text[lo:hi], detectors):
+            start, end = hit.start + lo, hit.end + lo
+            # A window's edge can cut a number short: only hits at a change are the window's.
+            k = bisect_right(starts, end) - 1
+            if k >= 0 and regions[k][1] >= start:
+                hits.append(replace(hit, start=start, end=end))
+        i = j
+    return hits
 
 
 def deliberate(runs: Sequence[str]) -> bool:
