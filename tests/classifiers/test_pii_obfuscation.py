@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from classifiers.engine import SignalEngine
+from classifiers.engine import DEFAULT_MODEL_DIR, SignalEngine
 from classifiers.normalize import normalize
 from classifiers.pii_scan import find_obfuscated, scan
+from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
+from meritorder.classify import EngineClassifier
+from meritorder.config import load_config
 from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.router import Router
 from tests.pii_corpus import LOOKALIKES, OBFUSCATED
 
 
 def request(body: dict[str, Any]) -> ChatRequest:
-    raw = json.dumps({"model": "auto", **body}).encode()
+    raw = json.dumps({"model": "auto", **body}).encode()  # a `model` in `body` wins
     return parse_request(Endpoint.CHAT, raw, max_bytes=1 << 22)
 
 
@@ -127,3 +132,28 @@ def test_texts_without_obfuscation_are_read_as_written() -> None:
 )
 def test_look_alikes_of_obfuscated_pii_are_left_alone(text: str) -> None:
     assert find_obfuscated(text) == ()
+
+
+# -- the shipped policy and model ----------------------------------------------------------------
+
+_SHIPPED = [DEFAULT_MODEL_DIR / name for name in (MODEL_FILE, TOKENIZER_FILE, SPEC_FILE)]
+
+
+@pytest.mark.skipif(
+    not all(p.is_file() for p in _SHIPPED),
+    reason="no trained model in classifiers/models/ (classifiers/training exports one)",
+)
+async def test_under_the_enterprise_policy_no_obfuscation_reaches_the_external_model() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / "enterprise.yaml")
+    classifier = EngineClassifier(SignalEngine.load(force_cpu=True))
+    router = Router(config, classifier, enforce_timeout=False)
+    try:
+        for param in OBFUSCATED:
+            (row,) = param.values
+            for model in ("auto", "gpt-frontier"):
+                decision = await router.route(request({**row["body"], "model": model}))
+                served = decision.model
+                assert served is None or served.boundary == "private", (row["id"], model)
+                assert row["type"] not in decision.client_reason
+    finally:
+        classifier.close()
