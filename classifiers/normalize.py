@@ -6,10 +6,11 @@ masks). A piece rewritten character for character (a full-width digit to an ASCI
 character for character; a piece rewritten as a whole (a base64 run to its decoded text, "four
 one one one" to "4111", "jane [at] example [dot] com" to an address) maps to all of itself.
 
-The steps, in order: HTML entities and %XX escapes; Unicode (NFKC, every script's digits to
-ASCII, format and combining characters dropped, look-alike separators folded); base64 and hex
-runs that decode to text; e-mail addresses written with [at] / (dot) / " at " ... " dot ";
-spelled-out digit sequences. `collapse_separators` is a further view for grouped numbers.
+The steps, in order: HTML entities, %XX and backslash (\\uXXXX, \\xXX) escapes; Unicode (NFKC,
+every script's digits to ASCII, format and combining characters dropped, look-alike separators
+folded); base64 and hex runs that decode to text; e-mail addresses written with [at] / (dot) /
+" at " ... " dot "; spelled-out digit sequences. `collapse_separators` is a further view for
+grouped numbers.
 """
 
 from __future__ import annotations
@@ -172,19 +173,24 @@ def normalized_text(text: str, depth: int) -> str:
 
 # -- HTML entities and %XX escapes -------------------------------------------------------------
 
-_ESCAPE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z]{2,8});|%[2-7][0-9A-Fa-f]")
+# HTML entities, %XX, and the backslash escapes of JSON, Python and C strings (a tool call's
+# `arguments` is JSON text the model decodes: "\u0034" reaches it as "4").
+_ESCAPE = re.compile(
+    r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z]{2,8});|%[2-7][0-9A-Fa-f]"
+    r"|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}"
+)
 
 
 def _unescape_one(match: re.Match[str]) -> str | None:
     token = match[0]
-    if token[0] == "%":
-        ch = chr(int(token[1:], 16))
-        return ch if ch.isprintable() else None
-    return html.unescape(token)
+    if token[0] == "&":
+        return html.unescape(token)
+    ch = chr(int(token[2:] if token[0] == "\\" else token[1:], 16))
+    return ch if ch.isprintable() else None
 
 
 def _unescape(text: str) -> Mapped:
-    if "&" not in text and "%" not in text:
+    if "&" not in text and "%" not in text and "\\" not in text:
         return identity(text)
     return substitute(text, _ESCAPE, _unescape_one)
 

@@ -343,9 +343,11 @@ def _choose(
     redacted = {id(f) for f in steps.redact}
     for boundary in config.boundaries:
         held = [f for f in _boundary_pii(boundary, obs) if id(f) not in redacted]
-        if not held or all(m.boundary == "private" for m in candidates):
+        unread = obs.request.unreadable
+        if not (held or unread) or all(m.boundary == "private" for m in candidates):
             continue
-        types = ",".join(sorted({f.type for f in held}))
+        # Text the router cannot read (token ids) may hold anything: it stays inside too.
+        types = ",".join(sorted({f.type for f in held} | ({"UNREADABLE"} if unread else set())))
         if boundary.action == "block" and not any(m.boundary == "private" for m in candidates):
             return _block(
                 decision,
@@ -466,6 +468,7 @@ def _allowed_models(config: RouterConfig, obs: Observation, steps: Steps) -> lis
     """Models no boundary forbids for this request."""
     redacted = {id(f) for f in steps.redact}
     held = any(id(f) not in redacted for b in config.boundaries for f in _boundary_pii(b, obs))
+    held = held or bool(config.boundaries and obs.request.unreadable)
     return [m for m in config.models if not (held and m.boundary == "external")]
 
 

@@ -71,6 +71,16 @@ class ChatRequest:
         """All message text joined, for keyword signals (joined once, read by every signal)."""
         return "\n".join(self.texts())
 
+    @property
+    def unreadable(self) -> bool:
+        """Whether the request carries prompt text the router cannot read (token ids)."""
+        prompt = self.body.get("prompt") if self.endpoint is Endpoint.COMPLETIONS else None
+        return (
+            isinstance(prompt, list)
+            and bool(prompt)
+            and not any(isinstance(p, str) for p in prompt)
+        )
+
     def field_texts(self) -> list[tuple[str, str]]:
         """(path, text) of every text-bearing field outside the message text, which an upstream
         receives just the same: tool calls and their arguments, names, tool descriptions and

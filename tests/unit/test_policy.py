@@ -372,3 +372,14 @@ def test_a_pii_block_names_no_type_to_the_client(bounded: RouterConfig) -> None:
     decision = run(parse_config(text), "a@b.c", signals=classified(pii=(Pii("US_SSN", 0, 5),)))
     assert "US_SSN" not in decision.message and "US_SSN" not in decision.client_reason
     assert "pii=US_SSN" in decision.reason
+
+
+def test_a_prompt_of_token_ids_stays_inside_a_boundary(bounded: RouterConfig) -> None:
+    body = {"model": "gpt", "prompt": [40, 3809, 318, 604, 16243]}  # unreadable: may hold PII
+    request = parse_request(Endpoint.COMPLETIONS, json.dumps(body).encode(), max_bytes=1 << 20)
+    decision = decide(bounded, Observation(request, {}, classified()))
+    assert where(decision) == ("explicit", "small")
+    assert decision.rejected == ("gpt:boundary=no-pii-out:UNREADABLE",)
+    readable = {"model": "gpt", "prompt": "hello"}
+    request = parse_request(Endpoint.COMPLETIONS, json.dumps(readable).encode(), max_bytes=1 << 20)
+    assert where(decide(bounded, Observation(request, {}, classified()))) == ("explicit", "gpt")
