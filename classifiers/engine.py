@@ -323,7 +323,7 @@ class SignalEngine:
         attack = float(outputs.attack[row])
         entities: list[PiiEntity] = []
         # Patterns read every text and field together, so a value split between two is found.
-        found = pii_scan.scan([*job.texts, *(text for _, text in job.fields)])
+        found = pii_scan.scan([*job.texts, *(text for _, text in job.fields)], len(job.texts))
         for m, (text, message, windows) in enumerate(
             zip(job.texts, plan.encoded, plan.windows, strict=True)
         ):

@@ -21,7 +21,7 @@ import html
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -330,14 +330,16 @@ def _decoder(pattern: re.Pattern[str], depth: int) -> Callable[[str], Mapped]:
 
 _OPEN, _CLOSE = r"[\[({<]", r"[\])}>]"
 _AT_WORD = r"[ \t]+at[ \t]+"
-_AT = (
-    rf"(?:[ \t]*{_OPEN}[ \t]*(?:at|@)[ \t]*{_CLOSE}[ \t]*|{_AT_WORD}|[ \t]+@[ \t]*|[ \t]*@[ \t]+|@)"
-)
+# A spaced @ may have one line break by it: an address split across two messages at the @.
+_SPACED_AT = r"(?:[ \t]+\n?|\n)[ \t]*@[ \t]*\n?[ \t]*|[ \t]*@(?:[ \t]+\n?|\n)[ \t]*"
+_BRACKETED_AT = rf"[ \t]*{_OPEN}[ \t]*(?:at|@)[ \t]*{_CLOSE}[ \t]*"
+_AT = rf"(?:{_BRACKETED_AT}|{_AT_WORD}|{_SPACED_AT}|@)"
 _DOT_WORD = r"[ \t]+dot[ \t]+"
 _DOT = rf"(?:[ \t]*{_OPEN}[ \t]*(?:dot|\.)[ \t]*{_CLOSE}[ \t]*|{_DOT_WORD}|\.)"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_%+-]{0,62}[A-Za-z0-9])?"
 _SPELLED_EMAIL = re.compile(
-    rf"(?<![\w.+%@-]){_LABEL}(?:{_DOT}{_LABEL})*{_AT}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}[A-Za-z]{{2,24}}(?![\w@-])",
+    rf"(?<![\w.+%@-]){_LABEL}(?:{_DOT}{_LABEL})*{_AT}"
+    rf"{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}[A-Za-z]{{2,24}}(?![\w@-])",
     re.IGNORECASE,
 )
 _AT_ONLY = re.compile(_AT, re.IGNORECASE)
@@ -447,6 +449,6 @@ def collapse_separators(text: str) -> Mapped:
     return substitute(text, SEPARATOR_RUN, lambda m: " ")
 
 
-def separators(text: str) -> Sequence[str]:
-    """The separator runs between digits in `text`, as written."""
-    return [m[0] for m in SEPARATOR_RUN.finditer(text)]
+def separators(text: str, start: int, end: int) -> list[tuple[int, int, str]]:
+    """The separator runs between digits in `text[start:end]`: (start, end, the run)."""
+    return [(m.start(), m.end(), m[0]) for m in SEPARATOR_RUN.finditer(text, start, end)]

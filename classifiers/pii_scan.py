@@ -8,7 +8,7 @@ encoded or spelled-out run covers the whole run, so masking it masks every encod
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -21,8 +21,10 @@ _PLAIN_SEPARATORS = frozenset({" ", "-"})  # what the detectors read between dig
 _AMBIGUOUS_ALONE = frozenset({".", ":"})  # one of these alone is a decimal point or a clock
 
 
-def find_obfuscated(text: str) -> tuple[PiiEntity, ...]:
-    """Validated PII in `text`, as written or obfuscated, without overlaps, offsets into `text`."""
+def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ...]:
+    """Validated PII in `text`, as written or obfuscated, without overlaps, offsets into `text`.
+    `joins`: where `text` joins several texts (offsets of the joiners), which a number split
+    across them may cross any number of times."""
     found = list(pii_patterns.find_pii(text))
     seen = normalize(text)
     # The text as written was read whole; its rewritten views are read only around what changed.
@@ -31,7 +33,12 @@ def find_obfuscated(text: str) -> tuple[PiiEntity, ...]:
     grouped = collapse_separators(seen.text)
     for hit in _near(grouped.text, list(grouped.changed), pii_patterns.NUMBER_DETECTORS):
         start, end = grouped.source_span(hit.start, hit.end)
-        if deliberate(separators(seen.text[start:end])):
+        runs = [
+            run
+            for s, e, run in separators(seen.text, start, end)
+            if not _joins(seen.original_span(s, e), joins)
+        ]
+        if deliberate(runs):
             found.append(_moved(hit, seen.original_span(start, end)))
     return pii_patterns.resolve_overlaps(found)
 
@@ -73,9 +80,9 @@ def _near(
 
 
 def deliberate(runs: Sequence[str]) -> bool:
-    """Whether the separator runs inside a grouped number read as one way of writing it (all
-    dots, all slashes, ...) with at most one line break (where two texts were joined), rather
-    than as numbers that merely stand near each other: a decimal, a date and a time, a table."""
+    """Whether the separator runs inside a grouped number (but the joins between texts) read as
+    one way of writing it (all dots, all slashes, ...) with at most one line break, rather than
+    as numbers that merely stand near each other: a decimal, a date and a time, a table."""
     unusual = [run for run in runs if run not in _PLAIN_SEPARATORS]
     breaks = sum("\n" in run for run in unusual)
     kinds = {run.strip(" \t") or run for run in unusual if "\n" not in run}
@@ -87,9 +94,11 @@ def deliberate(runs: Sequence[str]) -> bool:
     return kind not in _AMBIGUOUS_ALONE or sum("\n" not in run for run in unusual) > 1
 
 
-def scan(texts: Sequence[str]) -> list[list[PiiEntity]]:
+def scan(texts: Sequence[str], messages: int | None = None) -> list[list[PiiEntity]]:
     """The PII spans of each text, found in all of them read as one (joined by newlines); a span
-    across a join is reported in each text it touches, with offsets into that text."""
+    across a join is reported in each text it touches, with offsets into that text. A number may
+    be split across any number of the first `messages` texts (default: all), but across only two
+    of the others (fields, where lists of short numbers are common)."""
     per_text: list[list[PiiEntity]] = [[] for _ in texts]
     if not any(texts):
         return per_text
@@ -98,12 +107,20 @@ def scan(texts: Sequence[str]) -> list[list[PiiEntity]]:
     for text in texts:
         starts.append(at)
         at += len(text) + len(JOINER)
-    for hit in find_obfuscated(JOINER.join(texts)):
+    free = len(texts) if messages is None else messages
+    joins = [start - 1 for start in starts[1:free]]
+    for hit in find_obfuscated(JOINER.join(texts), joins):
         for i, (start, text) in enumerate(zip(starts, texts, strict=True)):
             lo, hi = max(hit.start, start), min(hit.end, start + len(text))
             if lo < hi:
                 per_text[i].append(replace(hit, start=lo - start, end=hi - start))
     return per_text
+
+
+def _joins(span: tuple[int, int], joins: Sequence[int]) -> bool:
+    """Whether `span` holds one of the offsets `joins` (ascending)."""
+    i = bisect_left(joins, span[0])
+    return i < len(joins) and joins[i] < span[1]
 
 
 def _moved(hit: PiiEntity, span: tuple[int, int]) -> PiiEntity:

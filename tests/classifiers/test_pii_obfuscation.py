@@ -28,8 +28,9 @@ def request(body: dict[str, Any]) -> ChatRequest:
 
 def found_where(body: dict[str, Any]) -> set[tuple[str, str]]:
     """(field path, PII type) of every pattern hit in the request, as the engine scans it."""
-    texts = request(body).inspected_texts()
-    hits = scan([text for _, text in texts])
+    req = request(body)
+    texts = req.inspected_texts()
+    hits = scan([text for _, text in texts], len(req.messages))
     return {(texts[i][0], hit.type) for i, spans in enumerate(hits) for hit in spans}
 
 
