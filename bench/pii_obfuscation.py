@@ -17,6 +17,7 @@ from pathlib import Path
 from classifiers import pii_patterns
 from classifiers.pii_scan import find_obfuscated, scan
 from classifiers.signals import PiiEntity
+from classifiers.text import part_joins
 from meritorder.request import Endpoint, parse_request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,8 @@ def corpus_found(before: bool) -> float:
                      for h in pii_patterns.find_pii(t)}  # fmt: skip
         else:
             texts = request.inspected_texts()
-            per = scan([t for _, t in texts])
+            joins = [part_joins(m) for m in request.messages]
+            per = scan([t for _, t in texts], len(request.messages), joins)
             found = {(texts[i][0], h.type) for i, hs in enumerate(per) for h in hs}
         hits += (row["where"], row["type"]) in found
     return hits / len(rows)

@@ -39,7 +39,7 @@ from classifiers.signals import (
     Signals,
 )
 from classifiers.spec import INPUTS, MODEL_FILE, OUTPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
-from classifiers.text import message_text
+from classifiers.text import message_text, part_joins
 from classifiers.windows import (
     EncodedText,
     IdArray,
@@ -70,6 +70,7 @@ class Job:
     chat: bool  # PII spans name their message only for chat input
     # (path, text) of the request's other text-bearing fields: the pattern detectors read them.
     fields: tuple[tuple[str, str], ...] = ()
+    part_joins: tuple[tuple[int, ...], ...] = ()  # per message: where its text parts meet
 
     @classmethod
     def of(cls, value: ClassifyInput) -> Job:
@@ -82,7 +83,7 @@ class Job:
             )
         if not value:
             raise InvalidInput("'messages' is empty; send at least one message.")
-        texts, roles = [], []
+        texts, roles, joins = [], [], []
         for i, message in enumerate(value):
             if not isinstance(message, Mapping):
                 raise InvalidInput(
@@ -99,7 +100,8 @@ class Job:
                 )
             texts.append(message_text(message))
             roles.append(role)
-        return cls(tuple(texts), tuple(roles), chat=True)
+            joins.append(part_joins(message))
+        return cls(tuple(texts), tuple(roles), chat=True, part_joins=tuple(joins))
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +325,8 @@ class SignalEngine:
         attack = float(outputs.attack[row])
         entities: list[PiiEntity] = []
         # Patterns read every text and field together, so a value split between two is found.
-        found = pii_scan.scan([*job.texts, *(text for _, text in job.fields)], len(job.texts))
+        texts = [*job.texts, *(text for _, text in job.fields)]
+        found = pii_scan.scan(texts, len(job.texts), job.part_joins)
         for m, (text, message, windows) in enumerate(
             zip(job.texts, plan.encoded, plan.windows, strict=True)
         ):

@@ -94,11 +94,16 @@ def deliberate(runs: Sequence[str]) -> bool:
     return kind not in _AMBIGUOUS_ALONE or sum("\n" not in run for run in unusual) > 1
 
 
-def scan(texts: Sequence[str], messages: int | None = None) -> list[list[PiiEntity]]:
+def scan(
+    texts: Sequence[str],
+    messages: int | None = None,
+    part_joins: Sequence[Sequence[int]] = (),
+) -> list[list[PiiEntity]]:
     """The PII spans of each text, found in all of them read as one (joined by newlines); a span
     across a join is reported in each text it touches, with offsets into that text. A number may
-    be split across any number of the first `messages` texts (default: all), but across only two
-    of the others (fields, where lists of short numbers are common)."""
+    be split across any number of the first `messages` texts (default: all) and of their content
+    parts (`part_joins`: per text, where its parts were joined), but across only two of the
+    other texts (fields, where lists of short numbers are common)."""
     per_text: list[list[PiiEntity]] = [[] for _ in texts]
     if not any(texts):
         return per_text
@@ -109,7 +114,8 @@ def scan(texts: Sequence[str], messages: int | None = None) -> list[list[PiiEnti
         at += len(text) + len(JOINER)
     free = len(texts) if messages is None else messages
     joins = [start - 1 for start in starts[1:free]]
-    for hit in find_obfuscated(JOINER.join(texts), joins):
+    joins += [starts[i] + j for i, inner in enumerate(part_joins[:free]) for j in inner]
+    for hit in find_obfuscated(JOINER.join(texts), sorted(joins)):
         for i, (start, text) in enumerate(zip(starts, texts, strict=True)):
             lo, hi = max(hit.start, start), min(hit.end, start + len(text))
             if lo < hi:

@@ -14,6 +14,7 @@ from classifiers.engine import DEFAULT_MODEL_DIR, SignalEngine
 from classifiers.normalize import normalize
 from classifiers.pii_scan import find_obfuscated, scan
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
+from classifiers.text import part_joins
 from meritorder.classify import EngineClassifier
 from meritorder.config import load_config
 from meritorder.request import ChatRequest, Endpoint, parse_request
@@ -30,7 +31,8 @@ def found_where(body: dict[str, Any]) -> set[tuple[str, str]]:
     """(field path, PII type) of every pattern hit in the request, as the engine scans it."""
     req = request(body)
     texts = req.inspected_texts()
-    hits = scan([text for _, text in texts], len(req.messages))
+    joins = [part_joins(m) for m in req.messages]
+    hits = scan([text for _, text in texts], len(req.messages), joins)
     return {(texts[i][0], hit.type) for i, spans in enumerate(hits) for hit in spans}
 
 
