@@ -88,18 +88,15 @@ class ChatRequest:
         inline data), the completions `suffix`, ... Dict keys that are not plain identifiers
         count as text too, and so do integers of 7 digits or more."""
         out: list[tuple[str, str]] = []
-        for key, value in self.body.items():
-            if key not in _READ_AS_MESSAGES:
-                _strings(value, key, out)
+        _strings({k: v for k, v in self.body.items() if k not in _READ_AS_MESSAGES}, "", out)
         if self.endpoint is Endpoint.CHAT:
             for i, message in enumerate(self.messages):
-                for key, value in message.items():
-                    path = f"messages[{i}].{key}"
-                    if key == "content" and isinstance(value, list):
-                        for j, part in enumerate(value):
-                            _part_strings(part, f"{path}[{j}]", out)
-                    elif key not in ("role", "content"):
-                        _strings(value, path, out)
+                path = f"messages[{i}]"
+                _strings({k: v for k, v in message.items() if k not in _MESSAGE_TEXT}, path, out)
+                content = message.get("content")
+                if isinstance(content, list):
+                    for j, part in enumerate(content):
+                        _part_strings(part, f"{path}.content[{j}]", out)
         return out
 
     def inspected_texts(self) -> list[tuple[str, str]]:
@@ -112,6 +109,7 @@ class ChatRequest:
 
 # Body keys whose text the message view already reads; `logit_bias` keys are token ids.
 _READ_AS_MESSAGES = frozenset({"model", "messages", "prompt", "logit_bias"})
+_MESSAGE_TEXT = frozenset({"role", "content"})  # a validated role; content is message text
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _LONG_NUMBER = 10**6  # seven digits: shorter integers (token limits, seeds...) are not PII
 
@@ -131,11 +129,12 @@ def _strings(value: object, path: str, out: list[tuple[str, str]]) -> None:
                 out.append((where, str(item)))
         elif isinstance(item, dict):
             for key, child in reversed(item.items()):
-                if _IDENTIFIER.fullmatch(key):
-                    stack.append((f"{where}.{key}", child))
-                else:  # the path names no key that could itself be the personal data
-                    out.append((f"{where}.<key>", key))
-                    stack.append((f"{where}.<key>", child))
+                # The path names no key that could itself be the personal data.
+                name = key if _IDENTIFIER.fullmatch(key) else "<key>"
+                inner = f"{where}.{name}" if where else name
+                if name == "<key>":
+                    out.append((inner, key))
+                stack.append((inner, child))
         elif isinstance(item, list):
             stack.extend((f"{where}[{j}]", child) for j, child in reversed(list(enumerate(item))))
 
