@@ -443,12 +443,21 @@ SEPARATOR_RUN = re.compile(
 )
 
 
-def collapse_separators(text: str) -> Mapped:
+def collapse_separators(text: str, glue: Callable[[int, int], bool] | None = None) -> Mapped:
     """`text` with each separator run between two digits replaced by one space, so that
-    4111.1111.1111.1111 reads as the grouped number 4111 1111 1111 1111."""
-    return substitute(text, SEPARATOR_RUN, lambda m: " ")
+    4111.1111.1111.1111 reads as the grouped number 4111 1111 1111 1111; or removed where
+    `glue(start, end)` says so (where two texts were joined: 41111 | 11111111111)."""
+    if glue is None:
+        return substitute(text, SEPARATOR_RUN, lambda m: " ")
+    return substitute(text, SEPARATOR_RUN, lambda m: "" if glue(m.start(), m.end()) else " ")
+
+
+_ANY_SEPARATOR = re.compile(
+    r"(?<=\d)(?:[ \t]*[._/\\|*~:+-]{1,2}[ \t]*|[ \t]+|[ \t]*\n[ \t]*)(?=\d)"
+)
 
 
 def separators(text: str, start: int, end: int) -> list[tuple[int, int, str]]:
-    """The separator runs between digits in `text[start:end]`: (start, end, the run)."""
-    return [(m.start(), m.end(), m[0]) for m in SEPARATOR_RUN.finditer(text, start, end)]
+    """Every separator run between digits in `text[start:end]`, single spaces and dashes
+    included: (start, end, the run)."""
+    return [(m.start(), m.end(), m[0]) for m in _ANY_SEPARATOR.finditer(text, start, end)]

@@ -109,6 +109,18 @@ def _payment_card(digits: str) -> bool:
     return len(digits) >= 13 and digits[0] in "3456"
 
 
+def card_grouping(lengths: Sequence[int]) -> bool:
+    """Whether digit groups of these lengths are written as card numbers are: in one run, in
+    fours (the last maybe shorter), 4-6-5 or 4-6-4 (Amex, Diners), or digit by digit. A slice
+    of a list of numbers (`12 345 6 78 ...`) is Luhn-valid one time in ten, but not grouped
+    like a card."""
+    if len(lengths) == 1 or all(n == 1 for n in lengths):
+        return True
+    if all(n == 4 for n in lengths[:-1]) and 1 <= lengths[-1] <= 4:
+        return True
+    return tuple(lengths) in ((4, 6, 5), (4, 6, 4))
+
+
 def _credit_cards(text: str) -> Iterator[PiiEntity]:
     for run in _DIGIT_RUN.finditer(text):
         groups = [(g.start() + run.start(), g.end() + run.start()) for g in _GROUP.finditer(run[0])]
@@ -123,7 +135,12 @@ def _credit_cards(text: str) -> Iterator[PiiEntity]:
                     break
                 if count >= 12:
                     digits = "".join(text[s:e] for s, e in groups[i : j + 1])
-                    if luhn_valid(digits) and _payment_card(digits):
+                    lengths = [e - s for s, e in groups[i : j + 1]]
+                    # Oddly grouped digits are a card when they are the whole run, not when
+                    # they are a slice of a longer list of numbers.
+                    whole = i == 0 and j == len(groups) - 1
+                    grouped = whole or card_grouping(lengths)
+                    if luhn_valid(digits) and _payment_card(digits) and grouped:
                         found = j
             if found is None:
                 i += 1

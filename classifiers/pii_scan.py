@@ -30,16 +30,22 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
     # The text as written was read whole; its rewritten views are read only around what changed.
     for hit in _near(seen.text, seen.changed(), pii_patterns.DETECTORS):
         found.append(_moved(hit, seen.original_span(hit.start, hit.end)))
-    grouped = collapse_separators(seen.text)
-    for hit in _near(grouped.text, list(grouped.changed), pii_patterns.NUMBER_DETECTORS):
-        start, end = grouped.source_span(hit.start, hit.end)
-        runs = [
-            run
-            for s, e, run in separators(seen.text, start, end)
-            if not _joins(seen.original_span(s, e), joins)
-        ]
-        if deliberate(runs):
-            found.append(_moved(hit, seen.original_span(start, end)))
+
+    def joined(start: int, end: int) -> bool:
+        return _joins(seen.original_span(start, end), joins)
+
+    # Groups read spaced; and, where texts meet, glued too (a number split mid-group).
+    views = [collapse_separators(seen.text)]
+    if joins:
+        glued = collapse_separators(seen.text, joined)
+        if glued.text != views[0].text:
+            views.append(glued)
+    for grouped in views:
+        for hit in _near(grouped.text, list(grouped.changed), pii_patterns.NUMBER_DETECTORS):
+            start, end = grouped.source_span(hit.start, hit.end)
+            runs = [run for s, e, run in separators(seen.text, start, end) if not joined(s, e)]
+            if deliberate(runs):
+                found.append(_moved(hit, seen.original_span(start, end)))
     return pii_patterns.resolve_overlaps(found)
 
 
@@ -81,8 +87,9 @@ def _near(
 
 def deliberate(runs: Sequence[str]) -> bool:
     """Whether the separator runs inside a grouped number (but the joins between texts) read as
-    one way of writing it (all dots, all slashes, ...) with at most one line break, rather than
-    as numbers that merely stand near each other: a decimal, a date and a time, a table."""
+    one way of writing it (all dots, all slashes, ...; spaces only beside a line break), with at
+    most one line break, rather than as numbers that merely stand near each other: a decimal, a
+    list of decimals, a date and a time, a table."""
     unusual = [run for run in runs if run not in _PLAIN_SEPARATORS]
     breaks = sum("\n" in run for run in unusual)
     kinds = {run.strip(" \t") or run for run in unusual if "\n" not in run}
@@ -90,6 +97,8 @@ def deliberate(runs: Sequence[str]) -> bool:
         return False
     if not kinds:
         return True
+    if any(run in _PLAIN_SEPARATORS for run in runs):
+        return False  # "12.5 13.7 14.2": decimals in a list, not one dotted number
     (kind,) = kinds
     return kind not in _AMBIGUOUS_ALONE or sum("\n" not in run for run in unusual) > 1
 
