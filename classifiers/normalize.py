@@ -167,11 +167,11 @@ def normalize(text: str, *, depth: int = 2) -> Normalized:
     return result
 
 
-def normalized_text(text: str, depth: int) -> str:
+def _normalized_text(text: str, depth: int) -> str:
     return normalize(text, depth=depth).text
 
 
-# -- HTML entities and %XX escapes -------------------------------------------------------------
+# -- HTML entities, %XX and backslash escapes ------------------------------------------------
 
 # HTML entities, %XX, and the backslash escapes of JSON, Python and C strings (a tool call's
 # `arguments` is JSON text the model decodes: "\u0034" reaches it as "4").
@@ -319,7 +319,7 @@ def _decoder(pattern: re.Pattern[str], depth: int) -> Callable[[str], Mapped]:
         def decoded(match: re.Match[str]) -> str | None:
             plain = decode_run(match[0])
             # Spaces keep the decoded text from gluing to its neighbours.
-            return None if plain is None else f" {normalized_text(plain, depth - 1)} "
+            return None if plain is None else f" {_normalized_text(plain, depth - 1)} "
 
         return substitute(text, pattern, decoded)
 

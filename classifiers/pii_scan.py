@@ -74,7 +74,7 @@ def _near(
         while j < len(regions) and regions[j][0] <= last + 2 * CONTEXT:
             last = regions[j][1]
             j += 1
-        lo, hi = max(0, first - CONTEXT), min(len(text), last + CONTEXT)
+        lo, hi = _widen(text, max(0, first - CONTEXT), min(len(text), last + CONTEXT))
         for hit in pii_patterns.find_pii(text[lo:hi], detectors):
             start, end = hit.start + lo, hit.end + lo
             # A window's edge can cut a number short: only hits at a change are the window's.
@@ -130,6 +130,21 @@ def scan(
             if lo < hi:
                 per_text[i].append(replace(hit, start=lo - start, end=hi - start))
     return per_text
+
+
+_RUN_CHARS = frozenset("0123456789 -.")
+_MAX_WIDEN = 4 * CONTEXT
+
+
+def _widen(text: str, lo: int, hi: int) -> tuple[int, int]:
+    """`[lo, hi)` moved out of any run of digit groups it cuts (so a slice of a list of numbers
+    never reads as a whole number), by at most `_MAX_WIDEN` characters either way."""
+    floor, ceiling = max(0, lo - _MAX_WIDEN), min(len(text), hi + _MAX_WIDEN)
+    while lo > floor and text[lo - 1] in _RUN_CHARS:
+        lo -= 1
+    while hi < ceiling and text[hi] in _RUN_CHARS:
+        hi += 1
+    return lo, hi
 
 
 def _joins(span: tuple[int, int], joins: Sequence[int]) -> bool:
