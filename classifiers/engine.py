@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from classifiers import pii_patterns
+from classifiers import pii_scan
 from classifiers.batching import BatchStats, MicroBatcher, Requeue
 from classifiers.pii import (
     VALIDATED_TYPES,
@@ -47,7 +47,7 @@ from classifiers.signals import (
     Signals,
 )
 from classifiers.spec import INPUTS, MODEL_FILE, OUTPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
-from classifiers.text import message_text
+from classifiers.text import message_text, part_joins
 from classifiers.windows import (
     EncodedText,
     IdArray,
@@ -94,6 +94,9 @@ class Job:
     texts: tuple[str, ...]
     roles: tuple[str, ...]
     chat: bool  # PII spans name their message only for chat input
+    # (path, text) of the request's other text-bearing fields: the pattern detectors read them.
+    fields: tuple[tuple[str, str], ...] = ()
+    part_joins: tuple[tuple[int, ...], ...] = ()  # per message: where its text parts meet
 
     @classmethod
     def of(cls, value: ClassifyInput) -> Job:
@@ -106,7 +109,7 @@ class Job:
             )
         if not value:
             raise InvalidInput("'messages' is empty; send at least one message.")
-        texts, roles = [], []
+        texts, roles, joins = [], [], []
         for i, message in enumerate(value):
             if not isinstance(message, Mapping):
                 raise InvalidInput(
@@ -123,7 +126,8 @@ class Job:
                 )
             texts.append(message_text(message))
             roles.append(role)
-        return cls(tuple(texts), tuple(roles), chat=True)
+            joins.append(part_joins(message))
+        return cls(tuple(texts), tuple(roles), chat=True, part_joins=tuple(joins))
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,11 +311,14 @@ class SignalEngine:
     def batch_stats(self) -> BatchStats:
         return self._batcher.stats
 
-    async def classify_messages(self, messages: ChatMessages) -> Signals:
-        """The signals of an OpenAI chat request; PII spans carry their message index."""
+    async def classify_messages(
+        self, messages: ChatMessages, fields: Sequence[tuple[str, str]] = ()
+    ) -> Signals:
+        """The signals of an OpenAI chat request; PII spans carry their message index, or the
+        path of the other field (`fields`: (path, text) pairs) they were found in."""
         if isinstance(messages, str):
             raise InvalidInput("'messages' must be a list of chat messages, not a string.")
-        return await self._batcher.submit(_Work(Job.of(messages)))
+        return await self._batcher.submit(_Work(replace(Job.of(messages), fields=tuple(fields))))
 
     async def classify_text(self, text: str) -> Signals:
         """The signals of one text, read as a single user turn."""
@@ -569,12 +576,17 @@ class SignalEngine:
         attack = self._attack_score(plan, outputs)
         model_pii = self._model_pii(job, plan, outputs)
         entities: list[PiiEntity] = []
+        # Patterns read every text and field together, so a value split between two is found.
+        texts = [*job.texts, *(text for _, text in job.fields)]
+        found = pii_scan.scan(texts, len(job.texts), job.part_joins)
         for m, text in enumerate(job.texts):
             if not text:
                 continue
             index = m if job.chat else None
-            patterns = [replace(hit, message=index) for hit in pii_patterns.find_pii(text)]
+            patterns = [replace(hit, message=index) for hit in found[m]]
             entities += merge(model_pii[m], patterns)
+        for (path, _), hits in zip(job.fields, found[len(job.texts) :], strict=True):
+            entities += [replace(hit, field=path) for hit in hits]
         return Signals(
             domain=DomainSignal(
                 labels[int(np.argmax(outputs.domain[row]))], dict(zip(labels, probs, strict=True))

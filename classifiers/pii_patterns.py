@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 
 from classifiers.signals import PiiEntity
 
@@ -25,21 +26,33 @@ _RANK = {kind: i for i, kind in enumerate(PRIORITY)}
 _MAY_HOLD_PII = re.compile(r"[\d@]")
 
 
-def find_pii(text: str) -> tuple[PiiEntity, ...]:
-    """Every validated PII span in `text`, without overlaps, ordered by start."""
+Detector = Callable[[str], Iterator[PiiEntity]]
+
+
+def find_pii(text: str, detectors: Sequence[Detector] | None = None) -> tuple[PiiEntity, ...]:
+    """Every validated PII span in `text` (by `detectors`, default all), without overlaps,
+    ordered by start."""
     if not _MAY_HOLD_PII.search(text):  # every detector needs a digit, or the @ of an email
         return ()
-    hits = [hit for detect in DETECTORS for hit in detect(text)]
+    hits = [
+        hit for detect in (DETECTORS if detectors is None else detectors) for hit in detect(text)
+    ]
     return resolve_overlaps(hits)
 
 
 def resolve_overlaps(hits: list[PiiEntity]) -> tuple[PiiEntity, ...]:
     """Keep the higher-priority (then longer) hit wherever two overlap."""
-    kept: list[PiiEntity] = []
+    kept: list[PiiEntity] = []  # by start; they never overlap, so their ends ascend too
+    starts: list[int] = []
     for hit in sorted(hits, key=lambda h: (_RANK.get(h.type, 99), h.start - h.end, h.start)):
-        if not any(hit.start < k.end and k.start < hit.end for k in kept):
-            kept.append(hit)
-    return tuple(sorted(kept, key=lambda h: h.start))
+        at = bisect_left(starts, hit.start)
+        if (at > 0 and kept[at - 1].end > hit.start) or (
+            at < len(kept) and kept[at].start < hit.end
+        ):
+            continue
+        kept.insert(at, hit)
+        starts.insert(at, hit.start)
+    return tuple(kept)
 
 
 def _hit(kind: str, start: int, end: int, score: float) -> PiiEntity:
@@ -96,6 +109,18 @@ def _payment_card(digits: str) -> bool:
     return len(digits) >= 13 and digits[0] in "3456"
 
 
+def card_grouping(lengths: Sequence[int]) -> bool:
+    """Whether digit groups of these lengths are written as card numbers are: in one run, in
+    fours (the last maybe shorter), 4-6-5 or 4-6-4 (Amex, Diners), or digit by digit. A slice
+    of a list of numbers (`12 345 6 78 ...`) is Luhn-valid one time in ten, but not grouped
+    like a card."""
+    if len(lengths) == 1 or all(n == 1 for n in lengths):
+        return True
+    if all(n == 4 for n in lengths[:-1]) and 1 <= lengths[-1] <= 4:
+        return True
+    return tuple(lengths) in ((4, 6, 5), (4, 6, 4))
+
+
 def _credit_cards(text: str) -> Iterator[PiiEntity]:
     for run in _DIGIT_RUN.finditer(text):
         groups = [(g.start() + run.start(), g.end() + run.start()) for g in _GROUP.finditer(run[0])]
@@ -110,7 +135,12 @@ def _credit_cards(text: str) -> Iterator[PiiEntity]:
                     break
                 if count >= 12:
                     digits = "".join(text[s:e] for s, e in groups[i : j + 1])
-                    if luhn_valid(digits) and _payment_card(digits):
+                    lengths = [e - s for s, e in groups[i : j + 1]]
+                    # Oddly grouped digits are a card when they are the whole run, not when
+                    # they are a slice of a longer list of numbers.
+                    whole = i == 0 and j == len(groups) - 1
+                    grouped = whole or card_grouping(lengths)
+                    if luhn_valid(digits) and _payment_card(digits) and grouped:
                         found = j
             if found is None:
                 i += 1
@@ -267,7 +297,7 @@ def _phones(text: str) -> Iterator[PiiEntity]:
             yield _hit("PHONE_NUMBER", m.start(), m.end(), score)
 
 
-DETECTORS: tuple[Callable[[str], Iterator[PiiEntity]], ...] = (
+DETECTORS: tuple[Detector, ...] = (
     _ibans,
     _credit_cards,
     _ssns,
@@ -275,3 +305,5 @@ DETECTORS: tuple[Callable[[str], Iterator[PiiEntity]], ...] = (
     _ips,
     _phones,
 )
+# The detectors of grouped numbers: what separators between digit groups can hide.
+NUMBER_DETECTORS: tuple[Detector, ...] = (_ibans, _credit_cards, _ssns, _phones)

@@ -44,7 +44,9 @@ class DifficultySignal:
 class PiiEntity:
     """A PII span: character offsets `[start, end)` into the text of message `message`.
 
-    `message` is None when the input was a single text rather than chat messages.
+    `message` is None when the input was a single text rather than chat messages, or when the
+    span lies in another field of the request: then `field` is its path (`tools[0].function.
+    description`) and the offsets are into that field's text.
     """
 
     type: str
@@ -53,6 +55,7 @@ class PiiEntity:
     score: float
     message: int | None = None
     source: PiiSource = "model"
+    field: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -63,6 +66,8 @@ class PiiEntity:
         }
         if self.message is not None:
             out["message"] = self.message
+        if self.field is not None:
+            out["field"] = self.field
         return out
 
 

@@ -12,10 +12,25 @@ def message_text(message: Mapping[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return ""
+    return "\n".join(text_parts(content))
+
+
+def text_parts(content: object) -> list[str]:
+    """The texts of list content's text parts (none for any other content)."""
+    if not isinstance(content, list):
+        return []
+    return [
+        part["text"]
+        for part in content
+        if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+    ]
+
+
+def part_joins(message: Mapping[str, Any]) -> tuple[int, ...]:
+    """Where `message_text` joined two text parts: the offsets of the newlines it put between."""
+    joins = []
+    at = -1
+    for text in text_parts(message.get("content"))[:-1]:
+        at += len(text) + 1
+        joins.append(at)
+    return tuple(joins)

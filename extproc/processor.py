@@ -169,7 +169,9 @@ class Processor:
 
 def decision_headers(decision: Decision) -> list[tuple[str, str]]:
     """The headers that carry a decision; Envoy copies them onto the response."""
-    headers = [(DECISION_HEADER, decision.decision), (REASON_HEADER, decision.reason)]
+    # The client's reason never says what was detected (`routing.reason_detail`); the log line
+    # and the span keep the full `decision.reason`.
+    headers = [(DECISION_HEADER, decision.decision), (REASON_HEADER, decision.client_reason)]
     if decision.model is not None:
         headers.insert(0, (MODEL_HEADER, decision.model.name))
     return headers

@@ -25,7 +25,7 @@ class EngineClassifier:
         self.attack_threshold = engine.spec.thresholds.prompt_attack
 
     async def classify(self, request: ChatRequest) -> Classified:
-        signals = await self.engine.classify_messages(request.messages)
+        signals = await self.engine.classify_messages(request.messages, request.field_texts())
         if signals.timing is not None:
             telemetry.record_batch(signals.timing)
         return Classified(

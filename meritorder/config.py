@@ -446,6 +446,10 @@ class RoutingConfig(_Strict):
     health_check_interval_s: float = Field(default=5.0, gt=0)
     # Consecutive failed checks or 5xx responses after which a model's fallbacks take over.
     unhealthy_after: int = Field(default=2, ge=1)
+    # What x-meritorder-reason tells the client. minimal: never what was detected (no PII
+    # signal, type or boundary name: that would tell a client how to evade them); full: all of
+    # it. Logs and traces always carry the full reason (types, never values).
+    reason_detail: Literal["minimal", "full"] = "minimal"
 
     @model_validator(mode="after")
     def _required_waits_longer(self) -> RoutingConfig:

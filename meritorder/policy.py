@@ -58,6 +58,8 @@ class PiiFinding(Protocol):
     def score(self) -> float: ...
     @property
     def message(self) -> int | None: ...
+    @property
+    def field(self) -> str | None: ...  # set when found outside message text: not redactable
 
 
 @dataclass(frozen=True)
@@ -129,21 +131,51 @@ class Decision:
     # The ceiling `cost` was checked against: the router reserves the cost under it. None: none.
     budget_limit: float | None = None
     classified: Classified | None = None
+    reason_detail: Literal["minimal", "full"] = "minimal"  # of `client_reason`
+    hidden_signals: frozenset[str] = frozenset()  # pii signals: their firing says what was found
 
     @property
     def reason(self) -> str:
-        """A compact, header-safe explanation: decision, fired signals, model, rejections."""
-        parts = [f"decision={self.decision}"]
-        if self.fired:
-            parts.append(
-                "signals=" + ",".join(f"{k}:{v:.2f}" for k, v in sorted(self.fired.items()))
-            )
-        if self.model is not None:
-            parts.append(f"model={self.model.name}")
-        if self.rejected:
-            parts.append("rejected=" + ",".join(self.rejected))
-        parts.extend(self.notes)
-        return "; ".join(parts).encode("ascii", "replace").decode()
+        """A compact, header-safe explanation for logs and traces: decision, fired signals,
+        model, rejections (PII types and boundary names included, never a value)."""
+        return _render(self.decision, self.fired, self.model, self.rejected, self.notes)
+
+    @property
+    def client_reason(self) -> str:
+        """`reason` as the client sees it (x-meritorder-reason). With `routing.reason_detail:
+        minimal`, nothing of what was detected: no pii signal, PII type or boundary name."""
+        if self.reason_detail == "full":
+            return self.reason
+        return _render(
+            self.decision,
+            {k: v for k, v in self.fired.items() if k not in self.hidden_signals},
+            self.model,
+            tuple(_DETECTED_WHY.sub(r":\1", r) for r in self.rejected),
+            tuple(_DETECTED_NOTE.sub(r"\1", n) for n in self.notes),
+        )
+
+
+# What a rejection or a note says was detected: `gpt:pii:EMAIL_ADDRESS`, `gpt:boundary=b:CARD`.
+_DETECTED_WHY = re.compile(r":(pii|boundary)(?:=[A-Za-z0-9_.-]+)?(?::[A-Z_,]+)?$")
+_DETECTED_NOTE = re.compile(r"^(boundary|pii)=.*$")
+
+
+def _render(
+    decision: str,
+    fired: Mapping[str, float],
+    model: ModelConfig | None,
+    rejected: Sequence[str],
+    notes: Sequence[str],
+) -> str:
+    parts = [f"decision={decision}"]
+    if fired:
+        parts.append("signals=" + ",".join(f"{k}:{v:.2f}" for k, v in sorted(fired.items())))
+    if model is not None:
+        parts.append(f"model={model.name}")
+    if rejected:
+        parts.append("rejected=" + ",".join(rejected))
+    parts.extend(notes)
+    return "; ".join(parts).encode("ascii", "replace").decode()
 
 
 # -- signals -----------------------------------------------------------------------------------
@@ -245,7 +277,15 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = PoolState()
     # Rules are only read for virtual models; an explicit request needs no signal scores.
     fired = evaluate_signals(config, obs) if virtual else {}
     tenant = tenant_of(obs.headers, config.budgets.header) if config.budgets else None
-    base = Decision("route", "default", fired=fired, tenant=tenant, classified=obs.classified)
+    base = Decision(
+        "route",
+        "default",
+        fired=fired,
+        tenant=tenant,
+        classified=obs.classified,
+        reason_detail=config.routing.reason_detail,
+        hidden_signals=frozenset(s.name for s in config.signals if isinstance(s, PiiSignal)),
+    )
     if config.budgets and config.budgets.unverified == "refuse" and tenant == UNVERIFIED:
         return _block(
             base,
@@ -293,15 +333,22 @@ def _choose(
     if rule is not None and rule.pii is not None and pii:
         types = ",".join(sorted({f.type for f in pii}))
         if rule.pii == "block":
+            named = f" ({types})" if config.routing.reason_detail == "full" else ""
             return _block(
                 decision,
                 decision.decision,
                 403,
-                f"This request contains personal data ({types}); it is not forwarded.",
+                f"This request contains personal data{named}; it is not forwarded.",
                 code="pii_blocked",
+                note=f"pii={types}",
             )
         if rule.pii == "redact":
-            steps = replace(steps, redact=tuple(pii))
+            # Only message text can be masked; PII in any other field (tool arguments, schemas,
+            # URLs, names...) stays in the body, so the request stays inside the boundary.
+            redactable = tuple(f for f in pii if f.field is None)
+            steps = replace(steps, redact=redactable)
+            if len(redactable) < len(pii):
+                candidates = _keep_private(config, candidates, rejected, f"pii:{types}")
         else:
             candidates = _keep_private(config, candidates, rejected, f"pii:{types}")
 
@@ -309,9 +356,11 @@ def _choose(
     redacted = {id(f) for f in steps.redact}
     for boundary in config.boundaries:
         held = [f for f in _boundary_pii(boundary, obs) if id(f) not in redacted]
-        if not held or all(m.boundary == "private" for m in candidates):
+        unread = obs.request.unreadable
+        if not (held or unread) or all(m.boundary == "private" for m in candidates):
             continue
-        types = ",".join(sorted({f.type for f in held}))
+        # Text the router cannot read (token ids) may hold anything: it stays inside too.
+        types = ",".join(sorted({f.type for f in held} | ({"UNREADABLE"} if unread else set())))
         if boundary.action == "block" and not any(m.boundary == "private" for m in candidates):
             return _block(
                 decision,
@@ -466,6 +515,7 @@ def _allowed_models(config: RouterConfig, obs: Observation, steps: Steps) -> lis
     """Models no boundary forbids for this request."""
     redacted = {id(f) for f in steps.redact}
     held = any(id(f) not in redacted for b in config.boundaries for f in _boundary_pii(b, obs))
+    held = held or bool(config.boundaries and obs.request.unreadable)
     return [m for m in config.models if not (held and m.boundary == "external")]
 
 

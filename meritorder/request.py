@@ -75,6 +75,84 @@ class ChatRequest:
         """All message text joined, for keyword signals (joined once, read by every signal)."""
         return "\n".join(self.texts())
 
+    @property
+    def unreadable(self) -> bool:
+        """Whether the request carries prompt text the router cannot read (token ids)."""
+        prompt = self.body.get("prompt") if self.endpoint is Endpoint.COMPLETIONS else None
+        return (
+            isinstance(prompt, list)
+            and bool(prompt)
+            and not any(isinstance(p, str) for p in prompt)
+        )
+
+    def field_texts(self) -> list[tuple[str, str]]:
+        """(path, text) of every text-bearing field outside the message text, which an upstream
+        receives just the same: tool calls and their arguments, names, tool descriptions and
+        schemas, `response_format`, `user`, `metadata`, image and file parts (URLs, file names,
+        inline data), the completions `suffix`, ... Dict keys that are not plain identifiers
+        count as text too, and so do integers of 7 digits or more."""
+        out: list[tuple[str, str]] = []
+        _strings({k: v for k, v in self.body.items() if k not in _READ_AS_MESSAGES}, "", out)
+        if self.endpoint is Endpoint.CHAT:
+            for i, message in enumerate(self.messages):
+                path = f"messages[{i}]"
+                _strings({k: v for k, v in message.items() if k not in _MESSAGE_TEXT}, path, out)
+                content = message.get("content")
+                if isinstance(content, list):
+                    for j, part in enumerate(content):
+                        _part_strings(part, f"{path}.content[{j}]", out)
+        return out
+
+    def inspected_texts(self) -> list[tuple[str, str]]:
+        """(path, text) of everything the PII detectors read: each message's text (as
+        `classifiers.text.message_text` joins it), then every other text-bearing field."""
+        content = "prompt" if self.endpoint is Endpoint.COMPLETIONS else "messages[{}].content"
+        texts = [(content.format(i), text) for i, text in enumerate(self.texts())]
+        return [*texts, *self.field_texts()]
+
+
+# Body keys whose text the message view already reads; `logit_bias` keys are token ids.
+_READ_AS_MESSAGES = frozenset({"model", "messages", "prompt", "logit_bias"})
+_MESSAGE_TEXT = frozenset({"role", "content"})  # a validated role; content is message text
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_LONG_NUMBER = 10**6  # seven digits: shorter integers (token limits, seeds...) are not PII
+
+
+def _strings(value: object, path: str, out: list[tuple[str, str]]) -> None:
+    """Append (path, text) for every string, unusual dict key and long integer under `value`."""
+    stack = [(path, value)]
+    while stack:  # iterative: a deeply nested body must not exhaust the recursion limit
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if item:
+                out.append((where, item))
+        elif isinstance(item, bool) or item is None or isinstance(item, float):
+            continue
+        elif isinstance(item, int):
+            if abs(item) >= _LONG_NUMBER:
+                out.append((where, str(item)))
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                # The path names no key that could itself be the personal data.
+                name = key if _IDENTIFIER.fullmatch(key) else "<key>"
+                inner = f"{where}.{name}" if where else name
+                if name == "<key>":
+                    out.append((inner, key))
+                stack.append((inner, child))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{j}]", child) for j, child in reversed(list(enumerate(item))))
+
+
+def _part_strings(part: object, path: str, out: list[tuple[str, str]]) -> None:
+    """A content part's strings, but its `text` (part of the message text) and `type`."""
+    if not isinstance(part, dict):
+        _strings(part, path, out)
+        return
+    for key, value in part.items():
+        if key == "type" or (key == "text" and isinstance(value, str)):
+            continue
+        _strings(value, f"{path}.{key}", out)
+
 
 def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> ChatRequest:
     """Parse and validate a request body; raise `RequestError` (400/413) on bad input."""

@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from classifiers.signals import PiiEntity
 from meritorder.policy import Decision, PiiFinding
 from meritorder.request import ChatRequest, Endpoint
 
@@ -50,13 +49,19 @@ def _set_reasoning(body: dict[str, Any], family: str | None, enabled: bool, effo
 
 def _redact(request: ChatRequest, body: dict[str, Any], found: Sequence[PiiFinding]) -> None:
     """Replace each PII span with `[TYPE]`. Offsets are into the message text as the classifier
-    read it: a string content, or the text parts joined by newlines."""
-    by_message: dict[int, list[PiiFinding]] = {}
+    read it (`classifiers.text.message_text`): a string content, or the text parts joined by
+    newlines; a span across two parts is masked in both. Findings in other fields are not
+    redactable: the policy keeps such requests private instead."""
+    by_message: dict[int, list[Span]] = {}
     for f in found:
-        by_message.setdefault(f.message or 0, []).append(f)
+        if f.field is None:
+            by_message.setdefault(f.message or 0, []).append((f.start, f.end, f.type))
     if request.endpoint is Endpoint.COMPLETIONS:
-        if isinstance(body.get("prompt"), str):
-            body["prompt"] = _mask(body["prompt"], by_message.get(0, []))
+        prompt = body.get("prompt")
+        if isinstance(prompt, str):
+            body["prompt"] = _mask(prompt, by_message.get(0, []))
+        elif isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+            body["prompt"] = _mask_pieces(prompt, by_message.get(0, []))  # joined by newlines
         return
     messages = [dict(m) for m in body["messages"]]
     for index, spans in by_message.items():
@@ -70,21 +75,47 @@ def _redact(request: ChatRequest, body: dict[str, Any], found: Sequence[PiiFindi
     body["messages"] = messages
 
 
-def _mask(text: str, spans: Sequence[PiiFinding]) -> str:
-    for f in sorted(spans, key=lambda f: f.start, reverse=True):
-        text = text[: f.start] + f"[{f.type}]" + text[f.end :]
+Span = tuple[int, int, str]  # start, end, PII type
+
+
+def _mask(text: str, spans: Sequence[Span]) -> str:
+    """`text` with each span (overlapping ones merged) replaced by `[TYPE]`."""
+    merged: list[list[Any]] = []
+    for start, end, kind in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end, kind])
+    for start, end, kind in reversed(merged):
+        text = text[:start] + f"[{kind}]" + text[end:]
     return text
 
 
-def _mask_parts(parts: list[Any], spans: Sequence[PiiFinding]) -> list[Any]:
+def _clip(spans: Sequence[Span], offset: int, length: int) -> list[Span]:
+    """The parts of `spans` inside `[offset, offset + length)`, relative to `offset`."""
+    return [
+        (max(s, offset) - offset, min(e, offset + length) - offset, kind)
+        for s, e, kind in spans
+        if s < offset + length and offset < e
+    ]
+
+
+def _mask_pieces(pieces: list[str], spans: Sequence[Span]) -> list[str]:
+    result = []
+    offset = 0
+    for text in pieces:
+        result.append(_mask(text, _clip(spans, offset, len(text))))
+        offset += len(text) + 1  # the newline that joins them
+    return result
+
+
+def _mask_parts(parts: list[Any], spans: Sequence[Span]) -> list[Any]:
     result = []
     offset = 0
     for part in parts:
         if isinstance(part, dict) and isinstance(part.get("text"), str):
             text = part["text"]
-            inside = [f for f in spans if offset <= f.start and f.end <= offset + len(text)]
-            shifted = [PiiEntity(f.type, f.start - offset, f.end - offset, f.score) for f in inside]
-            result.append({**part, "text": _mask(text, shifted)})
+            result.append({**part, "text": _mask(text, _clip(spans, offset, len(text)))})
             offset += len(text) + 1  # the newline that joins text parts
         else:
             result.append(part)

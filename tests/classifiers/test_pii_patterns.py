@@ -70,6 +70,15 @@ def test_card_digits_inside_a_longer_number_are_not_reported() -> None:
     assert found("id-4111111111111111") == []
 
 
+def test_a_slice_of_a_list_of_numbers_is_not_a_card() -> None:
+    # 664 53 922 160 115 380 is Luhn-valid and starts with 6, but it is six numbers of a list.
+    assert found("numbers: 965 255 664 53 922 160 115 380") == []
+
+
+def test_oddly_spaced_digits_are_a_card_when_they_are_the_whole_number() -> None:
+    assert found("card 41 11 1111 1111 1111, thanks") == [("CREDIT_CARD", "41 11 1111 1111 1111")]
+
+
 def test_card_next_to_another_number_group_is_still_found() -> None:
     text = "ref 12 4111 1111 1111 1111 ok"
     assert found(text) == [("CREDIT_CARD", "4111 1111 1111 1111")]

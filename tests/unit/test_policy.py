@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -327,3 +328,58 @@ def test_the_reason_is_compact_and_names_everything_that_mattered(config: Router
     assert (
         decision.reason == "decision=code; signals=code:1.00; model=large; rejected=coder:unhealthy"
     )
+
+
+def test_pii_in_a_field_redaction_cannot_rewrite_keeps_the_request_private(
+    bounded: RouterConfig,
+) -> None:
+    text = BOUNDED.replace(
+        "route: [gpt, coder], pii: private}", "route: [gpt, coder], pii: redact}"
+    )
+    in_text = Pii("EMAIL_ADDRESS", 0, 5)
+    in_tool_arguments = replace(
+        Pii("EMAIL_ADDRESS", 9, 14, message=None),
+        field="messages[1].tool_calls[0].function.arguments",
+    )
+    decision = run(
+        parse_config(text), "a@b.c", signals=classified(pii=(in_text, in_tool_arguments))
+    )
+    assert decision.model is not None and decision.model.boundary == "private"
+    assert decision.steps.redact == (in_text,)  # what can be masked still is
+
+
+def test_the_client_reason_never_names_what_was_detected(bounded: RouterConfig) -> None:
+    found = (Pii("CREDIT_CARD", 0, 16),)
+    for model, headers in (("auto", {"x-group": "vip"}), ("gpt", {})):
+        decision = run(bounded, "4111111111111111", model, headers, signals=classified(pii=found))
+        assert "CREDIT_CARD" in decision.reason  # logs and traces keep the type
+        shown = decision.client_reason
+        for detail in ("CREDIT_CARD", "no-pii-out", "personal"):
+            assert detail not in shown, shown
+        assert "rejected=gpt:boundary" in shown or "rejected=gpt:pii" in shown
+
+
+def test_reason_detail_full_shows_the_detection_to_the_client(bounded: RouterConfig) -> None:
+    config = parse_config(BOUNDED + "routing: {reason_detail: full}\n")
+    found = (Pii("CREDIT_CARD", 0, 16),)
+    decision = run(config, "4111111111111111", model="gpt", signals=classified(pii=found))
+    assert decision.client_reason == decision.reason
+    assert "gpt:boundary=no-pii-out:CREDIT_CARD" in decision.client_reason
+
+
+def test_a_pii_block_names_no_type_to_the_client(bounded: RouterConfig) -> None:
+    text = BOUNDED.replace("route: [gpt, coder], pii: private}", "route: [gpt, coder], pii: block}")
+    decision = run(parse_config(text), "a@b.c", signals=classified(pii=(Pii("US_SSN", 0, 5),)))
+    assert "US_SSN" not in decision.message and "US_SSN" not in decision.client_reason
+    assert "pii=US_SSN" in decision.reason
+
+
+def test_a_prompt_of_token_ids_stays_inside_a_boundary(bounded: RouterConfig) -> None:
+    body = {"model": "gpt", "prompt": [40, 3809, 318, 604, 16243]}  # unreadable: may hold PII
+    request = parse_request(Endpoint.COMPLETIONS, json.dumps(body).encode(), max_bytes=1 << 20)
+    decision = decide(bounded, Observation(request, {}, classified()))
+    assert where(decision) == ("explicit", "small")
+    assert decision.rejected == ("gpt:boundary=no-pii-out:UNREADABLE",)
+    readable = {"model": "gpt", "prompt": "hello"}
+    request = parse_request(Endpoint.COMPLETIONS, json.dumps(readable).encode(), max_bytes=1 << 20)
+    assert where(decide(bounded, Observation(request, {}, classified()))) == ("explicit", "gpt")

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue, HeaderValueOption
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
     HttpBody,
@@ -19,6 +21,7 @@ from extproc.processor import Processor, StreamState
 from meritorder.config import BudgetConfig, RouterConfig, parse_config
 from meritorder.policy import Classified
 from meritorder.router import Router
+from tests.conftest import Pii
 
 OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -291,3 +294,35 @@ async def test_a_slow_budget_store_fails_open_too(demo_config: RouterConfig) -> 
         chat("small", "hello"), **{"x-tenant": "acme"}
     )
     assert "fallback=timeout" in set_headers(response)["x-meritorder-reason"]
+
+
+class FindsACard:
+    """A classifier that finds a card number in the prompt `my card is 4111 1111 1111 1111`."""
+
+    async def classify(self, request: object) -> Classified:
+        return Classified("other", {"other": 1.0}, 0.0, 0.5, 0.0, (Pii("CREDIT_CARD", 11, 30),), 9)
+
+
+async def test_the_client_is_never_told_the_pii_type_and_no_log_holds_the_value() -> None:
+    config = parse_config("""
+models:
+  - {name: cheap, cluster: a, upstream_model: c, cost: 0.1}
+  - {name: api, cluster: b, upstream_model: x, cost: 5, boundary: external}
+default_model: api
+signals: [{name: card_numbers, type: pii, pii_types: [CREDIT_CARD]}]
+boundaries: [{name: cards-inside, pii_types: [CREDIT_CARD]}]
+""")
+    processor = Processor(Router(config, FindsACard()))
+    for model in ("auto", "api"):
+        with structlog.testing.capture_logs() as logs:
+            response = await Stream(processor).request(
+                chat(model, "my card is 4111 1111 1111 1111")
+            )
+        headers = set_headers(response)
+        assert headers["x-meritorder-model"] == "cheap"
+        shown = headers["x-meritorder-reason"]
+        assert "rejected=api:boundary" in shown
+        assert not [s for s in ("CREDIT_CARD", "cards-inside", "card_numbers") if s in shown]
+        (routed,) = [entry for entry in logs if entry["event"] == "routed"]
+        assert "api:boundary=cards-inside:CREDIT_CARD" in routed["reason"]  # the operator's view
+        assert "4111" not in json.dumps(logs, default=str)

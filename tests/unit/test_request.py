@@ -3,7 +3,7 @@ import json
 import pytest
 
 from meritorder.errors import RequestError
-from meritorder.request import Endpoint, parse_request
+from meritorder.request import ChatRequest, Endpoint, parse_request
 
 LIMIT = 1 << 20
 
@@ -185,3 +185,47 @@ def test_bad_completions_prompts_say_what_is_wrong(prompt: object, says: str) ->
     assert (error.param, error.code) == ("prompt", "invalid_type")
     assert says in error.message
     assert "required" not in error.message
+
+
+def test_every_text_bearing_field_is_inspected_with_its_path() -> None:
+    body = {
+        "model": "auto",
+        "user": "u1",
+        "metadata": {"note": "n1", "id": 12345678, "small": 42},
+        "logit_bias": {"50256": -100},
+        "tools": [{"type": "function", "function": {"name": "f", "description": "d1"}}],
+        "messages": [
+            {"role": "user", "name": "bob", "content": [
+                {"type": "text", "text": "hi"},
+                {"type": "image_url", "image_url": {"url": "https://x/?q=1"}},
+            ]},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+            ]},
+        ],
+    }  # fmt: skip
+    request = parse(body)
+    assert isinstance(request, ChatRequest)
+    inspected = dict(request.inspected_texts())
+    assert inspected["messages[0].content"] == "hi"
+    for path, text in {
+        "user": "u1",
+        "metadata.note": "n1",
+        "metadata.id": "12345678",
+        "tools[0].function.description": "d1",
+        "messages[0].name": "bob",
+        "messages[0].content[1].image_url.url": "https://x/?q=1",
+        "messages[1].tool_calls[0].function.arguments": "{}",
+    }.items():
+        assert inspected[path] == text
+    assert "metadata.small" not in inspected  # short integers are counts and limits, not PII
+    assert not [p for p in inspected if p.startswith("logit_bias")]  # token ids
+
+
+def test_a_key_that_is_not_an_identifier_is_inspected_but_never_named_in_a_path() -> None:
+    request = parse({"model": "auto", "metadata": {"jane@example.com": "x"}, "messages": [
+        {"role": "user", "content": "hi"}]})  # fmt: skip
+    assert isinstance(request, ChatRequest)
+    texts = request.field_texts()
+    assert ("metadata.<key>", "jane@example.com") in texts
+    assert not [p for p, _ in texts if "@" in p]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from dataclasses import replace
 from typing import Any
 
+from classifiers.pii_scan import scan
 from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
 from meritorder.policy import Decision, Steps
 from meritorder.request import Endpoint, parse_request
@@ -103,3 +106,51 @@ def test_redaction_in_a_text_completion_prompt() -> None:
         redact=(Pii("IP_ADDRESS", 4, 12),),
     )
     assert out["prompt"] == "key [IP_ADDRESS]"
+
+
+def redacted_as_scanned(body: dict[str, Any]) -> dict[str, Any]:
+    """The body forwarded after redacting every pattern hit, found as the engine finds them."""
+    request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    found = [
+        replace(hit, message=i) for i, hits in enumerate(scan(request.texts())) for hit in hits
+    ]
+    return forward(body, redact=tuple(found))
+
+
+def test_an_obfuscated_span_is_masked_where_it_was_written() -> None:
+    body = chat(("user", "pay \uff14111.1111.\uff11111.1111 and mail jane [at] example [dot] com"))
+    (message,) = redacted_as_scanned(body)["messages"]
+    assert message["content"] == "pay [CREDIT_CARD] and mail [EMAIL_ADDRESS]"
+
+
+def test_a_decoded_run_is_masked_whole() -> None:
+    run = base64.b64encode(b"my card is 4111 1111 1111 1111").decode()
+    (message,) = redacted_as_scanned(chat(("user", f"decode {run} now")))["messages"]
+    assert message["content"] == "decode [CREDIT_CARD] now"
+
+
+def test_a_number_split_across_parts_is_masked_in_each_part() -> None:
+    parts = [{"type": "text", "text": "card 4111 1111"}, {"type": "text", "text": "1111 1111 ok"}]
+    (message,) = redacted_as_scanned(chat(("user", parts)))["messages"]
+    assert [p["text"] for p in message["content"]] == ["card [CREDIT_CARD]", "[CREDIT_CARD] ok"]
+
+
+def test_a_number_split_across_messages_is_masked_in_both() -> None:
+    body = chat(("user", "card 4111 1111"), ("user", "1111 1111 ok"))
+    messages = redacted_as_scanned(body)["messages"]
+    assert [m["content"] for m in messages] == ["card [CREDIT_CARD]", "[CREDIT_CARD] ok"]
+
+
+def test_a_prompt_list_is_masked_piece_by_piece() -> None:
+    out = forward(
+        {"model": "auto", "prompt": ["card 4111 1111", "1111 1111 ok"]},
+        endpoint=Endpoint.COMPLETIONS,
+        redact=(Pii("CREDIT_CARD", 5, 24),),  # the prompt read as "card 4111 1111\n1111 1111 ok"
+    )
+    assert out["prompt"] == ["card [CREDIT_CARD]", "[CREDIT_CARD] ok"]
+
+
+def test_a_finding_outside_message_text_is_never_masked_into_a_message() -> None:
+    in_user_field = replace(Pii("EMAIL_ADDRESS", 0, 5, message=None), field="user")
+    out = forward(chat(("user", "hello world"), user="a@b.c"), redact=(in_user_field,))
+    assert out["messages"][0]["content"] == "hello world"

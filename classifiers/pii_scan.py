@@ -1,0 +1,157 @@
+"""PII in a whole request: the pattern detectors over the texts as written and as a reader would
+see through them (`classifiers.normalize`), and over the texts joined, so a value split between
+two messages, two content parts or two fields is found too.
+
+Every span is reported with offsets into the ORIGINAL text it lies in; a span found inside an
+encoded or spelled-out run covers the whole run, so masking it masks every encoded character.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import replace
+
+from classifiers import pii_patterns
+from classifiers.normalize import collapse_separators, normalize, separators
+from classifiers.signals import PiiEntity
+
+JOINER = "\n"  # between texts: the line break a reader sees between two messages
+_PLAIN_SEPARATORS = frozenset({" ", "-"})  # what the detectors read between digit groups
+_AMBIGUOUS_ALONE = frozenset({".", ":"})  # one of these alone is a decimal point or a clock
+
+
+def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ...]:
+    """Validated PII in `text`, as written or obfuscated, without overlaps, offsets into `text`.
+    `joins`: where `text` joins several texts (offsets of the joiners), which a number split
+    across them may cross any number of times."""
+    found = list(pii_patterns.find_pii(text))
+    seen = normalize(text)
+    # The text as written was read whole; its rewritten views are read only around what changed.
+    for hit in _near(seen.text, seen.changed(), pii_patterns.DETECTORS):
+        found.append(_moved(hit, seen.original_span(hit.start, hit.end)))
+
+    def joined(start: int, end: int) -> bool:
+        return _joins(seen.original_span(start, end), joins)
+
+    # Groups read spaced; and, where texts meet, glued too (a number split mid-group).
+    views = [collapse_separators(seen.text)]
+    if joins:
+        glued = collapse_separators(seen.text, joined)
+        if glued.text != views[0].text:
+            views.append(glued)
+    for grouped in views:
+        for hit in _near(grouped.text, list(grouped.changed), pii_patterns.NUMBER_DETECTORS):
+            start, end = grouped.source_span(hit.start, hit.end)
+            runs = [run for s, e, run in separators(seen.text, start, end) if not joined(s, e)]
+            if deliberate(runs):
+                found.append(_moved(hit, seen.original_span(start, end)))
+    return pii_patterns.resolve_overlaps(found)
+
+
+CONTEXT = 128  # characters read either side of a rewritten piece: more than any value spans
+
+
+def _near(
+    text: str, changed: Sequence[tuple[int, int]], detectors: Sequence[pii_patterns.Detector]
+) -> list[PiiEntity]:
+    """Hits in `text` that touch a changed region, reading `CONTEXT` characters around each."""
+    if not changed:
+        return []
+    regions: list[tuple[int, int]] = []  # merged: ascending starts and ends
+    for start, end in sorted(changed):
+        if regions and start <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
+        else:
+            regions.append((start, end))
+    starts = [start for start, _ in regions]
+    hits: list[PiiEntity] = []
+    i = 0
+    while i < len(regions):
+        # One window for every region within reach of the one before.
+        first, last = regions[i]
+        j = i + 1
+        while j < len(regions) and regions[j][0] <= last + 2 * CONTEXT:
+            last = regions[j][1]
+            j += 1
+        lo, hi = _widen(text, max(0, first - CONTEXT), min(len(text), last + CONTEXT))
+        for hit in pii_patterns.find_pii(text[lo:hi], detectors):
+            start, end = hit.start + lo, hit.end + lo
+            # A window's edge can cut a number short: only hits at a change are the window's.
+            k = bisect_right(starts, end) - 1
+            if k >= 0 and regions[k][1] >= start:
+                hits.append(replace(hit, start=start, end=end))
+        i = j
+    return hits
+
+
+def deliberate(runs: Sequence[str]) -> bool:
+    """Whether the separator runs inside a grouped number (but the joins between texts) read as
+    one way of writing it (all dots, all slashes, ...; spaces only beside a line break), with at
+    most one line break, rather than as numbers that merely stand near each other: a decimal, a
+    list of decimals, a date and a time, a table."""
+    unusual = [run for run in runs if run not in _PLAIN_SEPARATORS]
+    breaks = sum("\n" in run for run in unusual)
+    kinds = {run.strip(" \t") or run for run in unusual if "\n" not in run}
+    if breaks > 1 or len(kinds) > 1:
+        return False
+    if not kinds:
+        return True
+    if any(run in _PLAIN_SEPARATORS for run in runs):
+        return False  # "12.5 13.7 14.2": decimals in a list, not one dotted number
+    (kind,) = kinds
+    return kind not in _AMBIGUOUS_ALONE or sum("\n" not in run for run in unusual) > 1
+
+
+def scan(
+    texts: Sequence[str],
+    messages: int | None = None,
+    part_joins: Sequence[Sequence[int]] = (),
+) -> list[list[PiiEntity]]:
+    """The PII spans of each text, found in all of them read as one (joined by newlines); a span
+    across a join is reported in each text it touches, with offsets into that text. A number may
+    be split across any number of the first `messages` texts (default: all) and of their content
+    parts (`part_joins`: per text, where its parts were joined), but across only two of the
+    other texts (fields, where lists of short numbers are common)."""
+    per_text: list[list[PiiEntity]] = [[] for _ in texts]
+    if not any(texts):
+        return per_text
+    starts = []
+    at = 0
+    for text in texts:
+        starts.append(at)
+        at += len(text) + len(JOINER)
+    free = len(texts) if messages is None else messages
+    joins = [start - 1 for start in starts[1:free]]
+    joins += [starts[i] + j for i, inner in enumerate(part_joins[:free]) for j in inner]
+    for hit in find_obfuscated(JOINER.join(texts), sorted(joins)):
+        for i, (start, text) in enumerate(zip(starts, texts, strict=True)):
+            lo, hi = max(hit.start, start), min(hit.end, start + len(text))
+            if lo < hi:
+                per_text[i].append(replace(hit, start=lo - start, end=hi - start))
+    return per_text
+
+
+_RUN_CHARS = frozenset("0123456789 -.")
+_MAX_WIDEN = 4 * CONTEXT
+
+
+def _widen(text: str, lo: int, hi: int) -> tuple[int, int]:
+    """`[lo, hi)` moved out of any run of digit groups it cuts (so a slice of a list of numbers
+    never reads as a whole number), by at most `_MAX_WIDEN` characters either way."""
+    floor, ceiling = max(0, lo - _MAX_WIDEN), min(len(text), hi + _MAX_WIDEN)
+    while lo > floor and text[lo - 1] in _RUN_CHARS:
+        lo -= 1
+    while hi < ceiling and text[hi] in _RUN_CHARS:
+        hi += 1
+    return lo, hi
+
+
+def _joins(span: tuple[int, int], joins: Sequence[int]) -> bool:
+    """Whether `span` holds one of the offsets `joins` (ascending)."""
+    i = bisect_left(joins, span[0])
+    return i < len(joins) and joins[i] < span[1]
+
+
+def _moved(hit: PiiEntity, span: tuple[int, int]) -> PiiEntity:
+    return replace(hit, start=span[0], end=span[1])

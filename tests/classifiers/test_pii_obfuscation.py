@@ -1,0 +1,162 @@
+"""PII that survives obfuscation: the corpus through the detectors and the engine, the offset map
+back to the original text, and the look-alikes that must stay clean."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from classifiers.engine import DEFAULT_MODEL_DIR, SignalEngine
+from classifiers.normalize import normalize
+from classifiers.pii_scan import find_obfuscated, scan
+from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
+from classifiers.text import part_joins
+from meritorder.classify import EngineClassifier
+from meritorder.config import load_config
+from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.router import Router
+from tests.pii_corpus import LOOKALIKES, OBFUSCATED
+
+
+def request(body: dict[str, Any]) -> ChatRequest:
+    raw = json.dumps({"model": "auto", **body}).encode()  # a `model` in `body` wins
+    return parse_request(Endpoint.CHAT, raw, max_bytes=1 << 22)
+
+
+def found_where(body: dict[str, Any]) -> set[tuple[str, str]]:
+    """(field path, PII type) of every pattern hit in the request, as the engine scans it."""
+    req = request(body)
+    texts = req.inspected_texts()
+    joins = [part_joins(m) for m in req.messages]
+    hits = scan([text for _, text in texts], len(req.messages), joins)
+    return {(texts[i][0], hit.type) for i, spans in enumerate(hits) for hit in spans}
+
+
+@pytest.mark.parametrize("row", OBFUSCATED)
+def test_each_obfuscation_is_found_in_the_field_where_it_sits(row: dict[str, Any]) -> None:
+    assert (row["where"], row["type"]) in found_where(row["body"]), row["note"]
+
+
+@pytest.mark.parametrize("row", LOOKALIKES)
+def test_a_benign_look_alike_is_not_pii(row: dict[str, Any]) -> None:
+    assert found_where(row["body"]) == set()
+
+
+async def test_the_engine_reports_every_obfuscation_with_its_message_or_field(
+    engine: SignalEngine,
+) -> None:
+    for param in OBFUSCATED:
+        (row,) = param.values
+        req = request(row["body"])
+        signals = await engine.classify_messages(req.messages, req.field_texts())
+        places = {
+            (f"messages[{p.message}].content" if p.field is None else p.field, p.type)
+            for p in signals.pii
+            if p.source == "pattern"
+        }
+        assert (row["where"], row["type"]) in places, row["id"]
+
+
+# -- the offset map ------------------------------------------------------------------------------
+
+
+def only(text: str) -> tuple[str, str]:
+    (hit,) = find_obfuscated(text)
+    return hit.type, text[hit.start : hit.end]
+
+
+def test_full_width_digits_map_back_character_for_character() -> None:
+    card = " ".join(["\uff14\uff11\uff11\uff11", *["\uff11" * 4] * 3])  # full-width digits
+    assert only(f"pay {card} now") == ("CREDIT_CARD", card)
+
+
+def test_zero_width_characters_inside_a_number_stay_inside_its_span() -> None:
+    card = "4\u200b111 1111 1111 111\u200d1"
+    assert only(f"x {card}\u200b y") == ("CREDIT_CARD", card)
+
+
+def test_a_dotted_number_maps_to_its_dots_and_digits() -> None:
+    assert only("SSN 078.05.1120, thanks") == ("US_SSN", "078.05.1120")
+
+
+def test_a_base64_run_maps_to_the_whole_run() -> None:
+    run = base64.b64encode(b"reach me at jane.doe@example.com").decode()
+    assert only(f"decode {run} please") == ("EMAIL_ADDRESS", run)
+
+
+def test_a_spelled_out_number_maps_to_every_word_of_it() -> None:
+    words = "zero seven eight, zero five, one one two zero"
+    assert only(f"ssn: {words}.") == ("US_SSN", words)
+
+
+def test_a_bracketed_email_maps_to_the_whole_written_address() -> None:
+    written = "jane.doe [at] example [dot] com"
+    assert only(f"write to {written} today") == ("EMAIL_ADDRESS", written)
+
+
+def test_a_span_across_two_texts_is_reported_in_each_with_its_own_offsets() -> None:
+    first, second = "card 4111 1111", "1111 1111 thanks"
+    a, b = scan([first, second])
+    assert [(h.type, first[h.start : h.end]) for h in a] == [("CREDIT_CARD", "4111 1111")]
+    assert [(h.type, second[h.start : h.end]) for h in b] == [("CREDIT_CARD", "1111 1111")]
+
+
+def test_normalizing_maps_every_rewritten_piece_into_the_original() -> None:
+    text = "a\u200bb ٤٢ c [at] d [dot] com"
+    seen = normalize(text)
+    assert seen.text == "ab 42 c@d.com"
+    assert text[slice(*seen.original_span(3, 5))] == "٤٢"
+    assert text[slice(*seen.original_span(0, 2))] == "a\u200bb"
+    assert text[slice(*seen.original_span(6, len(seen.text)))] == "c [at] d [dot] com"
+
+
+def test_texts_without_obfuscation_are_read_as_written() -> None:
+    text = "Plain words, a version 1.2.3 and jane@example.com."
+    assert normalize(text).text == text
+
+
+# -- what must not become PII ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pi is 3.14159265358979 and e is 2.718281828459045",  # one dot: a decimal point
+        "rows\n4111\n1111\n1111\n1111\n",  # a column of numbers, not one number across lines
+        "at 12:30:45 on 2024/01/15 and 2024.01.16",  # clocks and dates
+        "look at example.com, then at docs dot python",  # " at " before a real dot
+        "x = W @ y.inv",  # a matrix product, not an address
+        "one, two, three, four, five, six, seven",  # counting, not a number
+    ],
+)
+def test_look_alikes_of_obfuscated_pii_are_left_alone(text: str) -> None:
+    assert find_obfuscated(text) == ()
+
+
+# -- the shipped policy and model ----------------------------------------------------------------
+
+_SHIPPED = [DEFAULT_MODEL_DIR / name for name in (MODEL_FILE, TOKENIZER_FILE, SPEC_FILE)]
+
+
+@pytest.mark.skipif(
+    not all(p.is_file() for p in _SHIPPED),
+    reason="no trained model in classifiers/models/ (classifiers/training exports one)",
+)
+async def test_under_the_enterprise_policy_no_obfuscation_reaches_the_external_model() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / "enterprise.yaml")
+    classifier = EngineClassifier(SignalEngine.load(force_cpu=True))
+    router = Router(config, classifier, enforce_timeout=False)
+    try:
+        for param in OBFUSCATED:
+            (row,) = param.values
+            for model in ("auto", "gpt-frontier"):
+                decision = await router.route(request({**row["body"], "model": model}))
+                served = decision.model
+                assert served is None or served.boundary == "private", (row["id"], model)
+                assert row["type"] not in decision.client_reason
+    finally:
+        classifier.close()
