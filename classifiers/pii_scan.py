@@ -8,6 +8,7 @@ encoded or spelled-out run covers the whole run, so masking it masks every encod
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import replace
@@ -44,7 +45,7 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
         for hit in _near(grouped.text, list(grouped.changed), pii_patterns.NUMBER_DETECTORS):
             start, end = grouped.source_span(hit.start, hit.end)
             runs = [run for s, e, run in separators(seen.text, start, end) if not joined(s, e)]
-            if deliberate(runs):
+            if deliberate(runs) or _grouped_card(hit, seen.text[start:end]):
                 found.append(_moved(hit, seen.original_span(start, end)))
     return pii_patterns.resolve_overlaps(found)
 
@@ -83,6 +84,19 @@ def _near(
                 hits.append(replace(hit, start=start, end=end))
         i = j
     return hits
+
+
+def _grouped_card(hit: PiiEntity, written: str) -> bool:
+    """A Luhn-valid card of a known range written in a card's groups (4-4-4-4, 4-6-5, ...): a
+    card whatever separators stand between the groups, mixed ones and line breaks included
+    (4111-1111 1111.1111), since nothing else is grouped exactly so and passes the checksum."""
+    if hit.type != "CREDIT_CARD":
+        return False
+    lengths = [len(group) for group in _DIGITS.findall(written)]
+    return len(lengths) >= 3 and min(lengths) > 1 and pii_patterns.card_grouping(lengths)
+
+
+_DIGITS = re.compile(r"\d+")
 
 
 def deliberate(runs: Sequence[str]) -> bool:

@@ -126,7 +126,8 @@ def test_texts_without_obfuscation_are_read_as_written() -> None:
     "text",
     [
         "pi is 3.14159265358979 and e is 2.718281828459045",  # one dot: a decimal point
-        "rows\n4111\n1111\n1111\n1111\n",  # a column of numbers, not one number across lines
+        "rows\n4111\n1112\n1113\n1114\n",  # a column of numbers that is no card number
+        "rows\n41\n1111\n1111\n1111\n11\n",  # nor one grouped like a card
         "at 12:30:45 on 2024/01/15 and 2024.01.16",  # clocks and dates
         "look at example.com, then at docs dot python",  # " at " before a real dot
         "x = W @ y.inv",  # a matrix product, not an address
