@@ -111,8 +111,9 @@ class ChatRequest:
         return [*texts, *self.field_texts()]
 
 
-# Body keys whose text the message view already reads; `logit_bias` keys are token ids.
-_READ_AS_MESSAGES = frozenset({"model", "messages", "prompt", "logit_bias"})
+# Body keys whose text the message view already reads. (`logit_bias` keys are token ids, but a
+# client can write any digits there and the upstream receives them: they are read too.)
+_READ_AS_MESSAGES = frozenset({"model", "messages", "prompt"})
 _MESSAGE_TEXT = frozenset({"role", "content"})  # a validated role; content is message text
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _LONG_NUMBER = 10**6  # seven digits: shorter integers (token limits, seeds...) are not PII
