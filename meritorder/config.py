@@ -349,8 +349,10 @@ class BudgetConfig(_Strict):
     `default_limit`; requests without a valid tenant share one budget of `unverified_limit`
     (`default_limit` when unset), or get a 401 with `unverified: refuse`.
 
-    A request costs (estimated prompt tokens + max_tokens or `completion_tokens_estimate`)
+    A request costs (estimated prompt tokens + n x (max_tokens or `completion_tokens_estimate`))
     x model cost / 1M, and goes to a model only if that cost fits in what the tenant has left.
+    With `cap_completion` (the default) a request under a limit gets the max_tokens it was
+    charged for, so no answer can outgrow its reservation.
     Otherwise it steps down to the cheapest of `step_down_to` (the cheapest allowed model when
     empty), or gets a 429 (`reject`). With `step_down`, `hard_limit_ratio` x the ceiling bounds
     the stepped-down spending too (429 past it)."""
@@ -365,6 +367,7 @@ class BudgetConfig(_Strict):
     step_down_to: tuple[str, ...] = ()
     hard_limit_ratio: float | None = Field(default=None, ge=1)
     completion_tokens_estimate: int = Field(default=256, ge=0)
+    cap_completion: bool = True
 
     @field_validator("header")
     @classmethod

@@ -402,6 +402,10 @@ def _choose(
             if not _fits(config, obs, steps, spent, _preferred(candidates, pool), hard):
                 return exhausted
 
+    if ceiling is not None and budget is not None and budget.cap_completion:
+        # What was charged bounds what may be spent: the answer gets the tokens it paid for.
+        steps = replace(steps, max_tokens=_completion_tokens(config, obs, steps))
+
     # Health: the first healthy candidate wins.
     chosen = next((m for m in candidates if m.name not in pool.unhealthy), None)
     for model in candidates:
@@ -522,13 +526,26 @@ def _allowed_models(config: RouterConfig, obs: Observation, steps: Steps) -> lis
 def _estimate_cost(
     config: RouterConfig, obs: Observation, model: ModelConfig, steps: Steps
 ) -> float:
+    completion = _completion_tokens(config, obs, steps) * _choices(obs.request.body)
+    return (obs.tokens + completion) * model.cost / 1e6
+
+
+def _completion_tokens(config: RouterConfig, obs: Observation, steps: Steps) -> int:
+    """The completion tokens a request is charged for, per choice: what it asked, else the
+    budget's estimate, under the decision's own cap."""
     body = obs.request.body
     asked = body.get("max_completion_tokens") or body.get("max_tokens")
     default = config.budgets.completion_tokens_estimate if config.budgets else 256
     completion = asked if isinstance(asked, int) and asked > 0 else default
     if steps.max_tokens is not None:
         completion = min(completion, steps.max_tokens)
-    return (obs.tokens + completion) * model.cost / 1e6
+    return completion
+
+
+def _choices(body: Mapping[str, object]) -> int:
+    """How many completions one request asks for (`n`, completions' `best_of`)."""
+    counts = [body.get(key) for key in ("n", "best_of")]
+    return max([1, *(c for c in counts if isinstance(c, int) and not isinstance(c, bool))])
 
 
 def _block(

@@ -12,6 +12,7 @@ from meritorder.budget import InMemoryBudgetStore, Reservation
 from meritorder.config import RouterConfig, parse_config
 from meritorder.policy import Decision, Observation, PoolState, decide
 from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.rewrite import forward_body
 from meritorder.router import Router
 from meritorder.tenant import UNVERIFIED
 
@@ -185,3 +186,38 @@ async def test_a_decision_that_times_out_falls_back_to_the_cheapest_model(
     routed = await Router(quick, budgets=SlowStore()).route(premium(), {})
     # Nothing was reserved, so the premium model the client named is not where it goes.
     assert (routed.decision, model_of(routed)) == ("fallback", "small")
+
+
+def chat(**fields: object) -> ChatRequest:
+    body = {"model": "large", "messages": [{"role": "user", "content": "hi"}], **fields}
+    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+
+
+def test_an_answer_under_a_limit_gets_the_tokens_it_was_charged_for(config: RouterConfig) -> None:
+    # No max_tokens asked: charged for completion_tokens_estimate (256), and capped at it, so
+    # the answer cannot cost more than what was reserved.
+    seen = Observation(chat(), {TENANT: "acme"})
+    routed = decide(config, seen, PoolState())
+    assert routed.steps.max_tokens == 256
+    assert routed.cost == pytest.approx((seen.tokens + 256) * 3 / 1e6)
+    body = json.loads(forward_body(chat(), routed))
+    assert body["max_tokens"] == 256
+    # Asked for: charged as asked, and the cap changes nothing.
+    asked = decide(config, Observation(chat(max_tokens=40), {TENANT: "acme"}), PoolState())
+    assert asked.steps.max_tokens == 40
+
+
+def test_each_choice_asked_for_is_charged(config: RouterConfig) -> None:
+    seen = Observation(chat(max_tokens=100, n=3), {TENANT: "acme"})
+    three = decide(config, seen, PoolState())
+    assert three.cost == pytest.approx((seen.tokens + 300) * 3 / 1e6)
+    # n=40 x 100 tokens on large is 0.012: past acme's 0.009, it steps down to small.
+    many = decide(config, Observation(chat(max_tokens=100, n=40), {TENANT: "acme"}), PoolState())
+    assert model_of(many) == "small"
+
+
+def test_without_a_limit_nothing_is_capped() -> None:
+    unlimited = parse_config(POLICY.replace("  default_limit: 0.006\n", ""))
+    routed = decide(unlimited, Observation(chat(), {TENANT: "newco"}), PoolState())
+    assert routed.model is not None and routed.model.name == "large"
+    assert routed.steps.max_tokens is None
