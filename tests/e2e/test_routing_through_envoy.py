@@ -51,6 +51,9 @@ def test_an_explicit_model_reaches_its_upstream_with_its_upstream_id(
         "model": "mock/large-70b",
         "messages": [{"role": "user", "content": "hi"}],
         "temperature": 0.3,
+        # The demo's unverified budget charges completion_tokens_estimate and caps the answer
+        # at it (budgets.cap_completion).
+        "max_tokens": 256,
     }
     assert seen["headers"]["content-length"] == str(len(seen["body"].encode()))  # type: ignore[index, union-attr]
 
