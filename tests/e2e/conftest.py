@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,20 @@ from devstack import Ports, Stack
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with Stack(Ports.free(), workdir=tmp_path_factory.mktemp("stack")) as running:
         yield running
+
+
+def stack_serving(policy: Path) -> Callable[..., Iterator[Stack]]:
+    """A module-scoped `stack` fixture: the real Envoy, MOCK upstreams and a router serving
+    `policy` (assign it to `stack` in a test module to override the session's)."""
+
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+        workdir = tmp_path_factory.mktemp(policy.stem)
+        with Stack(Ports.free(), router_config=policy, workdir=workdir) as running:
+            yield running
+            running.stop_router(signal.SIGKILL)  # nothing to drain: the module is done with it
+
+    return stack
 
 
 @pytest.fixture

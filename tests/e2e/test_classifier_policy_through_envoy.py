@@ -4,14 +4,12 @@ personal data never reaches the external model, attacks are refused with a JSON 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
-from devstack import Ports, Stack
 
-from tests.e2e.conftest import MockRecorder
+from tests.e2e.conftest import MockRecorder, stack_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -29,12 +27,7 @@ ATTACKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack(
-        Ports.free(), router_config=POLICY, workdir=tmp_path_factory.mktemp("pii")
-    ) as running:
-        yield running
+stack = stack_serving(POLICY)
 
 
 @pytest.mark.parametrize("prompt", PERSONAL)

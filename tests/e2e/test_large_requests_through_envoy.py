@@ -5,15 +5,14 @@ filler is refused; a long prompt fires the `long_context` tokens rule."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from devstack import Ports, Stack
+from devstack import Stack
 
-from tests.e2e.conftest import MockRecorder, repo_path
+from tests.e2e.conftest import MockRecorder, repo_path, stack_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +42,7 @@ def filler(size: int, start: int = 0) -> str:
     return "\n\n".join(parts)[:size]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack(
-        Ports.free(), router_config=POLICY, workdir=tmp_path_factory.mktemp("large")
-    ) as running:
-        yield running
+stack = stack_serving(POLICY)
 
 
 def send(stack: Stack, prompt: str) -> httpx.Response:

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from devstack import Ports, Stack
 
 from classifiers.pii_scan import scan
 from classifiers.text import part_joins
 from meritorder.config import PII_TYPES
 from meritorder.request import Endpoint, parse_request
-from tests.e2e.conftest import MockRecorder
+from tests.e2e.conftest import MockRecorder, stack_serving
 from tests.pii_corpus import LOOKALIKES, OBFUSCATED
 
 pytestmark = pytest.mark.e2e
@@ -29,12 +27,7 @@ POLICY = Path(__file__).parent / "policies" / "pii_obfuscation.yaml"
 DETECTED = (*PII_TYPES, "personal", "no-pii-outside")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack(
-        Ports.free(), router_config=POLICY, workdir=tmp_path_factory.mktemp("pii-obfuscation")
-    ) as running:
-        yield running
+stack = stack_serving(POLICY)
 
 
 def post(http: httpx.Client, body: dict[str, Any], **headers: str) -> httpx.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +13,17 @@ import httpx
 import openai
 import pytest
 from demo.mint_token import TOKEN_HEADER, mint_token
-from devstack import Ports, Stack
+from devstack import Stack
 
 from meritorder.v1 import router_pb2, router_pb2_grpc
-from tests.e2e.conftest import MockRecorder
+from tests.e2e.conftest import MockRecorder, stack_serving
 
 pytestmark = pytest.mark.e2e
 
 POLICY = Path(__file__).parent / "policies" / "operations.yaml"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack(
-        Ports.free(), router_config=POLICY, workdir=tmp_path_factory.mktemp("ops")
-    ) as running:
-        yield running
+stack = stack_serving(POLICY)
 
 
 def route_rpc(stack: Stack, text: str) -> router_pb2.RouteResponse:

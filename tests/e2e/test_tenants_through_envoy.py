@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from demo.mint_token import ISSUER, KEY_ID, TOKEN_HEADER, mint_token
 from devstack import Ports, Stack
 
-from tests.e2e.conftest import MockRecorder, repo_path
+from tests.e2e.conftest import MockRecorder, repo_path, stack_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +35,7 @@ PREMIUM = {
 }
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack(
-        Ports.free(), router_config=POLICY, workdir=tmp_path_factory.mktemp("tenants")
-    ) as running:
-        yield running
-        running.stop_router(signal.SIGKILL)  # nothing to drain: its budgets are all it holds
+stack = stack_serving(POLICY)
 
 
 @pytest.fixture
