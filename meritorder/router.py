@@ -234,6 +234,8 @@ class Router:
                 tenant, decision.cost, decision.budget_limit, budgets.window_s
             )
             if held.fitted:
+                if held.local:  # checked against this process's spending only
+                    decision = replace(decision, notes=(*decision.notes, "budget_store=local"))
                 return decision
             spent = held.spent
         # A decision on a spent budget is stepped down without a hard limit (no ceiling) or a

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import grpc
 import structlog
@@ -29,6 +30,8 @@ from extproc.processor import Processor
 from extproc.service import ExternalProcessorService
 from meritorder import memory, telemetry
 from meritorder.api import RouterService
+from meritorder.budget import BudgetStore, InMemoryBudgetStore
+from meritorder.budget_redis import RedisBudgetStore
 from meritorder.classify import EngineClassifier, load_classifier
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
 from meritorder.router import Router
@@ -58,6 +61,8 @@ class ServerOptions:
     classifier: bool = True
     model_dir: Path | None = None
     force_cpu: bool = False
+    budget_store: str | None = None  # a Redis URL: budgets shared by every router on it
+    budget_store_down: Literal["local", "fail"] = "local"
 
 
 class ConfigWatcher:
@@ -150,6 +155,16 @@ class RouterServer:
         await self.server.stop(self.options.shutdown_grace_s)
 
 
+def _budget_store(options: ServerOptions) -> BudgetStore | None:
+    """Redis when a URL is given (with this process's own store to fall back on, if asked), else
+    the router's default: this process's own."""
+    if options.budget_store is None:
+        return None
+    fallback = InMemoryBudgetStore() if options.budget_store_down == "local" else None
+    log.info("budgets in Redis", url=options.budget_store, when_down=options.budget_store_down)
+    return RedisBudgetStore(options.budget_store, fallback=fallback)
+
+
 async def serve(config: RouterConfig, options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then drain (`RouterServer.shutdown`); a second signal
     skips the rest of the drain window."""
@@ -169,7 +184,8 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
             required=required,
             action=config.routing.on_unavailable.action,
         )
-    router = Router(config, classifier)
+    budgets = _budget_store(options)
+    router = Router(config, classifier, budgets)
     server = RouterServer(router, options)
     await server.start()
     log.info(
@@ -203,6 +219,8 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await server.shutdown(hurry)
+    if isinstance(budgets, RedisBudgetStore):
+        await budgets.close()
     telemetry.shutdown_tracing()
     if classifier is not None:
         _close_within(classifier, CLASSIFIER_CLOSE_S, started)

@@ -252,6 +252,12 @@ class Metrics:
         self.blocks = Counter(
             "meritorder_blocks", "Blocked requests", ["decision", "code"], registry=r
         )
+        self.budget_store_fallbacks = Counter(
+            "meritorder_budget_store_fallbacks",
+            "Budget store calls that failed (the shared store unreachable), by operation and "
+            "what was done instead: local (this process's own store) or error",
+            ["op", "to"], registry=r,
+        )  # fmt: skip
         self.budget_rejections = Counter(
             "meritorder_budget_rejections", "Requests refused for a spent budget", registry=r
         )

