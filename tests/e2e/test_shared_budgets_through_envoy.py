@@ -15,7 +15,6 @@ import pytest
 from demo.mint_token import TOKEN_HEADER, mint_token
 from devstack import Ports, Stack
 
-from tests.conftest import RedisServer
 from tests.e2e.conftest import MockRecorder
 
 pytestmark = pytest.mark.e2e
@@ -26,23 +25,14 @@ PREMIUM = {"model": "large", "max_tokens": 999, "stream": True,
 
 
 @pytest.fixture
-def routers(tmp_path: Path, redis_server: RedisServer) -> Iterator[Stack]:
-    stack = Stack(
-        Ports.free(),
-        router_config=POLICY,
-        workdir=tmp_path,
-        router_args=["--budget-store", redis_server.url, "--budget-store-down", "local"],
-    )
-    try:
-        stack.start_mocks()
-        stack.start_router()
-        stack.add_router("router-2")
-        stack.start_envoy()
+def routers(tmp_path: Path) -> Iterator[Stack]:
+    """`make run --redis --routers 2`, serving the tenant test policy on free ports."""
+    with Stack(
+        Ports.free(), router_config=POLICY, workdir=tmp_path, redis=True, routers=2
+    ) as stack:
         yield stack
-    finally:
         for name in ("router", "router-2"):
-            stack.processes.stop(name, signal.SIGKILL)
-        stack.stop()
+            stack.processes.stop(name, signal.SIGKILL)  # nothing to drain
 
 
 def burst(stack: Stack, headers: list[dict[str, str]]) -> list[str]:
@@ -69,13 +59,11 @@ def test_two_routers_sharing_redis_grant_a_tenant_exactly_its_budget(routers: St
     assert routers.log("router-2").count('"routed"') > 0
 
 
-def test_when_redis_dies_each_router_counts_alone_and_says_so(
-    routers: Stack, redis_server: RedisServer
-) -> None:
+def test_when_redis_dies_each_router_counts_alone_and_says_so(routers: Stack) -> None:
     upstreams = MockRecorder(routers)
     upstreams.clear()
     assert burst(routers, [{}] * 4).count("large") == 1  # the shared unverified budget
-    redis_server.stop()
+    routers.processes.stop("redis", signal.SIGKILL)
     with httpx.Client(base_url=routers.base_url, timeout=30) as http:
         responses = [http.post("/v1/chat/completions", json=PREMIUM) for _ in range(10)]
     assert {r.status_code for r in responses} == {200}

