@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = json.loads(metrics_path.read_text())
     creative = benign_creative(engine)
     metrics["runtime_benign_creative"] = creative
-    _write_creative_card(creative)
+    dev = metrics.get("runtime", {}).get("prompt_attack", {})
+    _write_creative_card(creative, dev.get("benign_flagged_at_shipped_threshold"))
     if args.benign_creative:
         metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
         print(json.dumps(creative, indent=1))
@@ -230,7 +231,7 @@ def _write_card(results: dict[str, Any]) -> None:
     write_card_section("\n".join(lines), MARK_BEGIN, MARK_END)
 
 
-def _write_creative_card(c: dict[str, Any]) -> None:
+def _write_creative_card(c: dict[str, Any], dev_rate: float | None) -> None:
     flagged = ", ".join(f"`{k}` ({v})" for k, v in c["flagged"].items()) or "none"
     lines = [
         CREATIVE_BEGIN,
@@ -250,6 +251,11 @@ def _write_creative_card(c: dict[str, Any]) -> None:
         "| --- | --- | --- |",
         f"| benign creative requests with forced tools | {c['n']} | {c['false_positive_rate']} "
         f"{c['false_positive_rate_ci95']} |",
+        f"| for comparison: the benign rows of the attack dev split (above) | | {dev_rate} |",
+        "",
+        "Persona system prompts (\"You are Pixel, a cheerful illustrator bot...\") look like the",
+        "role-play jailbreaks of the training data, and the head was never shown benign ones; a",
+        "retraining with such hard negatives is future work (issue 18).",
         "",
         f"Flagged (id, attack score): {flagged}. With `model: auto` the demo policy refuses these",
         "with 403; tests/e2e/test_recorded_traffic_through_envoy.py asserts that, by name, for",
