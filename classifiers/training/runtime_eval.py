@@ -146,7 +146,9 @@ def benign_creative(engine: SignalEngine) -> dict[str, Any]:
     never trained on). Scored on the messages as the router reads them; tools do not reach the
     attack head, so the rows keep only the forced tool's name."""
     rows = [json.loads(line) for line in CREATIVE.open(encoding="utf-8")]
-    signals = engine.classify_batch([r["messages"] for r in rows])
+    # One request at a time, as an idle router scores it: in a padded batch the int8 model's
+    # attack score moves (0.852 alone, 0.777 in this set's batch for the image-tool request).
+    signals = [engine.classify_batch([r["messages"]])[0] for r in rows]
     flagged = np.array([s.prompt_attack.flagged for s in signals])
     return {
         "n": len(rows),
@@ -243,9 +245,11 @@ def _write_creative_card(c: dict[str, Any], dev_rate: float | None) -> None:
         f"`data/probe/benign_creative_requests.jsonl` holds {c['n']} benign chat requests like it:",
         "creative asks (images, poems, logos, stories...) under persona system prompts with a",
         "forced tool, hand-written, plus the tool/persona requests of the cassettes and the",
-        "replay's own false positive. Evaluation only, never trained on; the shipped model is not",
-        "retrained. Scored by `python -m classifiers.training.runtime_eval --benign-creative` on the",
-        f"messages as the router reads them, at the shipped threshold ({c['threshold']}).",
+        "replay's own false positives. Evaluation only, never trained on; the shipped model is",
+        "not retrained. Scored by `python -m classifiers.training.runtime_eval --benign-creative`",
+        "on the messages as the router reads them, one request at a time (in a padded batch the",
+        "scores move by up to ~0.08), at the shipped threshold "
+        f"({c['threshold']}).",
         "",
         "| set | n | benign flagged (false-positive rate) [95% CI] |",
         "| --- | --- | --- |",

@@ -1,6 +1,6 @@
 """Traffic nobody here wrote, replayed through the real Envoy: the recorded OpenAI requests of
-envoyproxy/ai-gateway's test cassettes plus hand-made requests that use every documented field
-(tests/data/recorded/README.md). Upstreams are MOCKS.
+envoyproxy/ai-gateway's and pydantic/pydantic-ai's test cassettes, plus hand-made requests that
+use every documented field (tests/data/recorded/README.md). Upstreams are MOCKS.
 
 Each served request (POST /v1/chat/completions, /v1/completions) is sent with `model` set to
 `auto` and to each configured model, and must pass four checks:
@@ -14,30 +14,34 @@ Each served request (POST /v1/chat/completions, /v1/completions) is sent with `m
   (d) a request the provider itself rejected (a 4xx cassette) gets a 4xx JSON error from the
       router when the router can tell it is malformed (`messages` empty or null content), and is
       otherwise forwarded unchanged: the model name was its only fault, and the replay replaces
-      it, or its fault is a sampling range (negative max_tokens, temperature 3) that the
-      provider judges. `REJECTED` pins which is which; the cassettes whose only fault is an
-      unknown model are also sent with that model and get the router's 404.
+      it, or its fault is a sampling range (negative max_tokens, temperature 3) or a feature
+      the named model lacks (a developer turn for o1-mini), which the provider judges.
+      `REJECTED` pins which is which; the cassettes whose only fault is an unknown model are
+      also sent with that model and get the router's 404.
 
 Known false positives of the attack head are asserted as they are, by name, not skipped: with
 `model: auto` they are refused with 403 (`KNOWN_FALSE_POSITIVES`; measured in
 classifiers/models/MODEL_CARD.md, "Benign creative requests with forced tools").
 
-Requests for APIs the router does not serve (embeddings, images, audio, Azure-style paths) are
-not routed: they get the catch-all's JSON 404 and reach no upstream (issue: serve embeddings).
+Requests for APIs the router does not serve (embeddings, images, audio, the Responses API,
+Azure-style paths) are not routed: they get the catch-all's JSON 404 and reach no upstream
+(another issue adds embeddings).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from devstack import Stack
 
 from meritorder.config import RouterConfig, load_config
-from tests.e2e.conftest import MockRecorder, repo_path
+from tests.e2e.conftest import repo_path
 
 pytestmark = pytest.mark.e2e
 
@@ -54,13 +58,17 @@ REJECTED: dict[str, tuple[int, str] | None] = {
     "chat-unknown-model": None,  # only the model was wrong: replaced by the replay
     "completion-unknown-model": None,
     "completion-bad-request": None,  # max_tokens -1, temperature 3: the provider's ranges
+    # What a given model supports is the provider's to judge:
+    "test_openai_o1_mini_system_role-developer": None,  # o1-mini refused a developer turn
+    "test_openai_web_search_tool_model_not_supported": None,  # gpt-4o refused web_search_options
 }
 # Known false positives of the shipped attack head (`model: auto` is refused; the threshold is
-# 0.08): name -> the attack score measured by `python -m classifiers.training.runtime_eval
-# --benign-creative` (it moves by about 0.05 with the batch a request is scored in).
+# 0.08): name -> the attack score measured alone by `python -m classifiers.training.runtime_eval
+# --benign-creative` (metrics.json `runtime_benign_creative`).
 KNOWN_FALSE_POSITIVES: dict[str, float] = {
-    "chat-text-to-image-tool": 0.845,  # the cassette of issue 18
-    "chat-predicted-output": 0.582,  # hand-made: "Rename the heading 'Intro' to 'Overview' ..."
+    "chat-text-to-image-tool": 0.852,  # the cassette of issue 18
+    "chat-predicted-output": 0.561,  # hand-made: "Rename the heading 'Intro' to 'Overview' ..."
+    "test_openai_model_thinking_part-1": 0.158,  # an assistant turn with <think> blocks
 }
 METRICS = repo_path("classifiers", "models", "metrics.json")
 
@@ -91,13 +99,48 @@ SERVED_REJECTED = [r for r in ALL if r.path in SERVED and r.status >= 400]
 NOT_SERVED = [r for r in ALL if r.path not in SERVED]
 
 
-def _send(http: httpx.Client, record: Recorded, body: dict[str, Any]) -> httpx.Response:
-    return http.request(
-        record.method,
-        record.path,
-        content=json.dumps(body).encode(),
-        headers={"content-type": record.content_type},
-    )
+class Replay:
+    """One keep-alive client for the router and the mocks: a few hundred sends stay quick."""
+
+    def __init__(self, stack: Stack, session: httpx.Client) -> None:
+        self.stack, self.session = stack, session
+
+    def send(self, record: Recorded, body: bytes) -> httpx.Response:
+        return self.session.request(
+            record.method,
+            f"{self.stack.base_url}{record.path}",
+            content=body,
+            headers={"content-type": record.content_type},
+        )
+
+    def clear(self) -> None:
+        for model in self.stack.ports.mocks:
+            self.session.delete(f"{self.stack.mock_url(model)}/__mock/requests")
+
+    def received(self) -> dict[str, list[dict[str, Any]]]:
+        """What each mock received since `clear`, for the mocks that received anything."""
+        seen = {
+            m: self.session.get(f"{self.stack.mock_url(m)}/__mock/requests").json()
+            for m in self.stack.ports.mocks
+        }
+        return {m: r for m, r in seen.items() if r}
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def replay(stack: Stack, session: httpx.Client) -> Replay:
+    replaying = Replay(stack, session)
+    replaying.clear()
+    return replaying
+
+
+def _send(replay: Replay, record: Recorded, body: dict[str, Any]) -> httpx.Response:
+    return replay.send(record, json.dumps(body).encode())
 
 
 def _expected_upstream_body(sent: dict[str, Any], decision: str, model: str) -> dict[str, Any]:
@@ -131,13 +174,13 @@ def _assert_json_error(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def _assert_forwarded(
-    response: httpx.Response, upstreams: MockRecorder, record: Recorded, sent: dict[str, Any]
+    response: httpx.Response, replay: Replay, record: Recorded, sent: dict[str, Any]
 ) -> None:
     """Checks (a), (b), (c) for a request the router routes."""
     assert response.status_code == 200, response.text
     _assert_decision_headers(response)
     model = response.headers["x-meritorder-model"]
-    received = {m: r for m, r in upstreams.received().items() if r}
+    received = replay.received()
     assert list(received) == [model] and len(received[model]) == 1, received
     (seen,) = received[model]
     assert seen["path"] == record.path
@@ -155,58 +198,51 @@ def _assert_forwarded(
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("record", SERVED_OK, ids=lambda r: r.name)
 def test_recorded_request_reaches_its_model_unchanged_but_for_the_decision(
-    http: httpx.Client, upstreams: MockRecorder, record: Recorded, target: str
+    replay: Replay, record: Recorded, target: str
 ) -> None:
     sent = {**record.json(), "model": target}
-    response = _send(http, record, sent)
+    response = _send(replay, record, sent)
     if target in CONFIG.virtual_models and record.name in KNOWN_FALSE_POSITIVES:
         # Defect, measured not hidden: the attack head refuses this benign request.
         error = _assert_json_error(response, 403)
         assert response.headers["x-meritorder-decision"] == "refuse-attacks", error
-        assert not any(upstreams.received().values())
+        assert not replay.received()
         return
-    _assert_forwarded(response, upstreams, record, sent)
+    _assert_forwarded(response, replay, record, sent)
 
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("record", SERVED_REJECTED, ids=lambda r: r.name)
 def test_request_the_provider_rejected_is_rejected_or_forwarded_unchanged(
-    http: httpx.Client, upstreams: MockRecorder, record: Recorded, target: str
+    replay: Replay, record: Recorded, target: str
 ) -> None:
     sent = {**record.json(), "model": target}
-    response = _send(http, record, sent)
+    response = _send(replay, record, sent)
     outcome = REJECTED[record.name]
     if outcome is None:
-        _assert_forwarded(response, upstreams, record, sent)
+        _assert_forwarded(response, replay, record, sent)
         return
     status, param = outcome
     assert _assert_json_error(response, status)["param"] == param
-    assert not any(upstreams.received().values())
+    assert not replay.received()
 
 
 @pytest.mark.parametrize(
     "record", [r for r in SERVED_REJECTED if r.status == 404], ids=lambda r: r.name
 )
-def test_recorded_unknown_model_gets_the_routers_404(
-    http: httpx.Client, upstreams: MockRecorder, record: Recorded
-) -> None:
-    error = _assert_json_error(_send(http, record, record.json()), 404)
+def test_recorded_unknown_model_gets_the_routers_404(replay: Replay, record: Recorded) -> None:
+    error = _assert_json_error(_send(replay, record, record.json()), 404)
     assert error["param"] == "model" and error["code"] == "model_not_found"
-    assert not any(upstreams.received().values())
+    assert not replay.received()
 
 
 @pytest.mark.parametrize("record", NOT_SERVED, ids=lambda r: r.name)
 def test_request_for_an_api_not_served_gets_the_catch_all_404(
-    http: httpx.Client, upstreams: MockRecorder, record: Recorded
+    replay: Replay, record: Recorded
 ) -> None:
-    response = http.request(
-        record.method,
-        record.path,
-        content=record.body.encode(),
-        headers={"content-type": record.content_type},
-    )
+    response = replay.send(record, record.body.encode())
     assert _assert_json_error(response, 404)["code"] == "not_found"
-    assert not any(upstreams.received().values())
+    assert not replay.received()
 
 
 def test_the_replay_covers_every_shape_it_claims() -> None:
@@ -221,7 +257,9 @@ def test_the_replay_covers_every_shape_it_claims() -> None:
     assert set(KNOWN_FALSE_POSITIVES) <= names and set(REJECTED) == {
         r.name for r in SERVED_REJECTED
     }
-    assert {"/v1/embeddings", "/v1/images/generations"} <= {r.path for r in NOT_SERVED}
+    assert {"/v1/embeddings", "/v1/images/generations", "/v1/responses"} <= {
+        r.path for r in NOT_SERVED
+    }
 
 
 def test_known_false_positives_are_the_ones_measured_in_the_model_card() -> None:
@@ -229,9 +267,6 @@ def test_known_false_positives_are_the_ones_measured_in_the_model_card() -> None
     the same scores, so neither can drift from the other."""
     flagged = json.loads(METRICS.read_text())["runtime_benign_creative"]["flagged"]
     measured = {
-        name: score
-        for key, score in flagged.items()
-        for name in [key.removeprefix("aigw-").removeprefix("replay-")]
-        if name in {r.name for r in ALL}
+        k.removeprefix("recorded:"): v for k, v in flagged.items() if k.startswith("recorded:")
     }
     assert measured == KNOWN_FALSE_POSITIVES

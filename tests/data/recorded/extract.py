@@ -1,20 +1,20 @@
 #!/usr/bin/env python3
-"""Extract the requests of go-vcr cassettes (envoyproxy/ai-gateway's recorded OpenAI traffic)
-into one JSON file per request, so the replay test needs neither the network nor YAML.
+"""Extract the requests of recorded-HTTP cassettes into one JSON file per request, so the replay
+test needs neither the network nor YAML. Reads go-vcr cassettes (envoyproxy/ai-gateway) and
+vcrpy cassettes (pydantic/pydantic-ai, whose requests keep a `parsed_body`).
 
-    git --git-dir=... archive <commit> tests/internal/testopenai/cassettes | tar -x -C /tmp/aigw
-    python tests/data/recorded/extract.py /tmp/aigw/tests/internal/testopenai/cassettes \
-        tests/data/recorded/aigw --source envoyproxy/ai-gateway@<commit>:<folder>
+    python tests/data/recorded/extract.py OUT_DIR CASSETTE_OR_FOLDER... --source OWNER/REPO@COMMIT
 
 Each output file holds the request as it was sent (method, path, content type, the body as the
-exact string recorded) and the status the provider answered, which the replay test reads to
-tell the requests the provider rejected from the ones it served.
+recorded string, or re-serialized from a `parsed_body`) and the status the provider answered,
+which the replay test reads to tell the requests the provider rejected from the ones it served.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,38 +25,53 @@ import yaml
 
 def requests_of(cassette: Path, source: str = "") -> list[dict[str, Any]]:
     """The recorded requests of one cassette, in the order they were sent; `source` prefixes
-    the cassette's file name in each record (e.g. `owner/repo@commit:folder`)."""
+    the cassette's path in each record (e.g. `owner/repo@commit`)."""
     loaded = yaml.safe_load(cassette.read_text(encoding="utf-8"))
-    out = []
     interactions = loaded.get("interactions") or []
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", cassette.stem).strip("-")
+    out = []
     for index, interaction in enumerate(interactions):
         request, response = interaction["request"], interaction.get("response") or {}
         headers = {k.lower(): v for k, v in (request.get("headers") or {}).items()}
-        url = urlsplit(request["url"])
-        name = cassette.stem if len(interactions) == 1 else f"{cassette.stem}-{index}"
+        url = urlsplit(request.get("url") or request["uri"])  # go-vcr: url; vcrpy: uri
+        status = response.get("code") or (response.get("status") or {}).get("code", 0)
         out.append(
             {
-                "name": name,
-                "source": f"{source}/{cassette.name}" if source else cassette.name,
+                "name": stem if len(interactions) == 1 else f"{stem}-{index}",
+                "source": f"{source}:{cassette}" if source else str(cassette),
                 "method": request["method"],
                 "path": url.path + (f"?{url.query}" if url.query else ""),
                 "content_type": (headers.get("content-type") or [""])[0],
-                "status": int(response.get("code", 0)),
-                "body": request.get("body") or "",
+                "status": int(status),
+                "body": _body(request),
             }
         )
     return out
 
 
+def _body(request: dict[str, Any]) -> str:
+    if "parsed_body" in request:  # pydantic-ai's vcrpy serializer keeps the JSON parsed
+        return json.dumps(request["parsed_body"], indent=2, ensure_ascii=False)
+    body = request.get("body") or ""
+    return str(body.get("string", "") if isinstance(body, dict) else body)
+
+
+def _cassettes(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        found.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cassettes", type=Path, help="a folder of go-vcr *.yaml cassettes")
     parser.add_argument("out", type=Path, help="where to write one <name>.json per request")
+    parser.add_argument("cassettes", type=Path, nargs="+", help="cassette files or folders")
     parser.add_argument("--source", default="", help="where the cassettes came from")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     count = 0
-    for cassette in sorted(args.cassettes.glob("*.yaml")):
+    for cassette in _cassettes(args.cassettes):
         for record in requests_of(cassette, args.source):
             target = args.out / f"{record['name']}.json"
             target.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
