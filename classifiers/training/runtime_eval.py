@@ -156,6 +156,14 @@ def benign_creative(engine: SignalEngine) -> dict[str, Any]:
         "false_positive_rate_ci95": [
             round(x, 4) for x in bootstrap_ci(lambda i: float(flagged[i].mean()), len(rows))
         ],
+        # Hand-written rows vs rows taken from tests/data/recorded (ids `recorded:<name>`).
+        "by_group": {
+            group: f"{int(flagged[idx].sum())}/{len(idx)}"
+            for group, idx in (
+                ("hand-written", [i for i, r in enumerate(rows) if ":" not in r["id"]]),
+                ("recorded", [i for i, r in enumerate(rows) if r["id"].startswith("recorded:")]),
+            )
+        },
         "flagged": {
             r["id"]: round(s.prompt_attack.score, 3)
             for r, s in zip(rows, signals, strict=True)
@@ -248,16 +256,18 @@ def _write_creative_card(c: dict[str, Any], dev_rate: float | None) -> None:
         "replay's own false positives. Evaluation only, never trained on; the shipped model is",
         "not retrained. Scored by `python -m classifiers.training.runtime_eval --benign-creative`",
         "on the messages as the router reads them, one request at a time (in a padded batch the",
-        "scores move by up to ~0.08), at the shipped threshold "
-        f"({c['threshold']}).",
+        f"scores move by up to ~0.08), at the shipped threshold ({c['threshold']}).",
         "",
         "| set | n | benign flagged (false-positive rate) [95% CI] |",
         "| --- | --- | --- |",
         f"| benign creative requests with forced tools | {c['n']} | {c['false_positive_rate']} "
         f"{c['false_positive_rate_ci95']} |",
+        "| of which: hand-written / from the replayed recordings | | "
+        + " / ".join(c["by_group"].values())
+        + " flagged |",
         f"| for comparison: the benign rows of the attack dev split (above) | | {dev_rate} |",
         "",
-        "Persona system prompts (\"You are Pixel, a cheerful illustrator bot...\") look like the",
+        'Persona system prompts ("You are Pixel, a cheerful illustrator bot...") look like the',
         "role-play jailbreaks of the training data, and the head was never shown benign ones; a",
         "retraining with such hard negatives is future work (issue 18).",
         "",
