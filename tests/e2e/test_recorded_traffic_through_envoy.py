@@ -24,8 +24,8 @@ Known false positives of the attack head are asserted as they are, by name, not 
 classifiers/models/MODEL_CARD.md, "Benign creative requests with forced tools").
 
 Requests for APIs the router does not serve (embeddings, images, audio, the Responses API,
-Azure-style paths) are not routed: they get the catch-all's JSON 404 and reach no upstream
-(another issue adds embeddings).
+Anthropic Messages, Azure-style paths) are not routed: they get the catch-all's JSON 404 and
+reach no upstream (another issue adds embeddings).
 """
 
 from __future__ import annotations
@@ -257,8 +257,8 @@ def test_the_replay_covers_every_shape_it_claims() -> None:
     assert set(KNOWN_FALSE_POSITIVES) <= names and set(REJECTED) == {
         r.name for r in SERVED_REJECTED
     }
-    assert {"/v1/embeddings", "/v1/images/generations", "/v1/responses"} <= {
-        r.path for r in NOT_SERVED
+    assert {"/v1/embeddings", "/v1/images/generations", "/v1/responses", "/v1/messages"} <= {
+        r.path.split("?")[0] for r in NOT_SERVED
     }
 
 

@@ -4,6 +4,7 @@ test needs neither the network nor YAML. Reads go-vcr cassettes (envoyproxy/ai-g
 vcrpy cassettes (pydantic/pydantic-ai, whose requests keep a `parsed_body`).
 
     python tests/data/recorded/extract.py OUT_DIR CASSETTE_OR_FOLDER... --source OWNER/REPO@COMMIT
+        [--prefix NAME-]
 
 Each output file holds the request as it was sent (method, path, content type, the body as the
 recorded string, or re-serialized from a `parsed_body`) and the status the provider answered,
@@ -23,12 +24,12 @@ from urllib.parse import urlsplit
 import yaml
 
 
-def requests_of(cassette: Path, source: str = "") -> list[dict[str, Any]]:
+def requests_of(cassette: Path, source: str = "", prefix: str = "") -> list[dict[str, Any]]:
     """The recorded requests of one cassette, in the order they were sent; `source` prefixes
-    the cassette's path in each record (e.g. `owner/repo@commit`)."""
+    the cassette's path in each record (e.g. `owner/repo@commit`), `prefix` its name."""
     loaded = yaml.safe_load(cassette.read_text(encoding="utf-8"))
     interactions = loaded.get("interactions") or []
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", cassette.stem).strip("-")
+    stem = prefix + re.sub(r"[^A-Za-z0-9_.-]+", "-", cassette.stem).strip("-")
     out = []
     for index, interaction in enumerate(interactions):
         request, response = interaction["request"], interaction.get("response") or {}
@@ -68,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="where to write one <name>.json per request")
     parser.add_argument("cassettes", type=Path, nargs="+", help="cassette files or folders")
     parser.add_argument("--source", default="", help="where the cassettes came from")
+    parser.add_argument("--prefix", default="", help="prefix each request's name with this")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     count = 0
     for cassette in _cassettes(args.cassettes):
-        for record in requests_of(cassette, args.source):
+        for record in requests_of(cassette, args.source, args.prefix):
             target = args.out / f"{record['name']}.json"
             target.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
             count += 1
