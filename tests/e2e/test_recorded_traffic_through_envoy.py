@@ -10,7 +10,8 @@ Each served request (POST /v1/chat/completions, /v1/completions) is sent with `m
       upstream id, and the decision's documented steps (the demo policy has one: `reasoning`
       sets `reasoning_effort: high` on `large`);
   (b) a stream (`stream: true`) arrives whole: SSE ending with `data: [DONE]`;
-  (c) the decision headers are on the response;
+  (c) the decision headers are on the response (routed or refused by policy; a 400 for malformed
+      input is decided before any policy and carries none);
   (d) a request the provider itself rejected (a 4xx cassette) gets a 4xx JSON error from the
       router when the router can tell it is malformed (`messages` empty or null content), and is
       otherwise forwarded unchanged: the model name was its only fault, and the replay replaces
@@ -205,10 +206,31 @@ def test_recorded_request_reaches_its_model_unchanged_but_for_the_decision(
     if target in CONFIG.virtual_models and record.name in KNOWN_FALSE_POSITIVES:
         # Defect, measured not hidden: the attack head refuses this benign request.
         error = _assert_json_error(response, 403)
+        _assert_decision_headers(response)
         assert response.headers["x-meritorder-decision"] == "refuse-attacks", error
         assert not replay.received()
         return
     _assert_forwarded(response, replay, record, sent)
+
+
+def test_the_reasoning_step_is_the_only_change_to_a_request_routed_for_reasoning(
+    replay: Replay,
+) -> None:
+    """The one documented step of the demo policy really happens in the replay: the client's
+    `reasoning_effort: low` becomes `high` on `large`, and nothing else changes."""
+    (record,) = [r for r in ALL if r.name == "chat-streaming-forced-tool-reasoning"]
+    sent = {**record.json(), "model": "auto"}
+    response = _send(replay, record, sent)
+    assert (response.headers["x-meritorder-decision"], response.headers["x-meritorder-model"]) == (
+        "reasoning",
+        "large",
+    )
+    (seen,) = replay.received()["large"]
+    assert json.loads(seen["body"]) == {
+        **sent,
+        "model": "mock/large-70b",
+        "reasoning_effort": "high",
+    }
 
 
 @pytest.mark.parametrize("target", TARGETS)
