@@ -4,13 +4,16 @@ merged with the checksum-validated patterns) on the same dev splits as `evaluate
 Runs in the router's venv (it needs the runtime, not torch):
 
     .venv/bin/python -m classifiers.training.runtime_eval
+    .venv/bin/python -m classifiers.training.runtime_eval --benign-creative   # that set only
 
 Writes `runtime` into classifiers/models/metrics.json and the block between the RUNTIME markers of
-MODEL_CARD.md. Span matching is exact on character offsets, as in `evaluate.py`.
+MODEL_CARD.md (and `runtime_benign_creative`, between the BENIGN-CREATIVE markers). Span matching
+is exact on character offsets, as in `evaluate.py`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter
 from pathlib import Path
@@ -33,8 +36,11 @@ PATTERN_TYPES = (
     "PHONE_NUMBER",
 )
 PROBE = Path(__file__).parent / "data" / "probe" / "domain_requests.jsonl"
+CREATIVE = Path(__file__).parent / "data" / "probe" / "benign_creative_requests.jsonl"
 MARK_BEGIN = "<!-- RUNTIME:BEGIN (written by classifiers.training.runtime_eval) -->"
 MARK_END = "<!-- RUNTIME:END -->"
+CREATIVE_BEGIN = "<!-- BENIGN-CREATIVE:BEGIN (written by classifiers.training.runtime_eval --benign-creative) -->"
+CREATIVE_END = "<!-- BENIGN-CREATIVE:END -->"
 
 
 def pii(engine: SignalEngine, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,9 +140,57 @@ def domain_requests(engine: SignalEngine) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    data = load_all()
+def benign_creative(engine: SignalEngine) -> dict[str, Any]:
+    """The attack head on benign chat requests shaped like real tool traffic: creative asks
+    under persona system prompts with a forced tool (`data/probe/benign_creative_requests.jsonl`,
+    never trained on). Scored on the messages as the router reads them; tools do not reach the
+    attack head, so the rows keep only the forced tool's name."""
+    rows = [json.loads(line) for line in CREATIVE.open(encoding="utf-8")]
+    # One request at a time, as an idle router scores it: in a padded batch the int8 model's
+    # attack score moves (0.852 alone, 0.777 in this set's batch for the image-tool request).
+    signals = [engine.classify_batch([r["messages"]])[0] for r in rows]
+    flagged = np.array([s.prompt_attack.flagged for s in signals])
+    return {
+        "n": len(rows),
+        "false_positive_rate": round(float(flagged.mean()), 4),
+        "false_positive_rate_ci95": [
+            round(x, 4) for x in bootstrap_ci(lambda i: float(flagged[i].mean()), len(rows))
+        ],
+        # Hand-written rows vs rows taken from tests/data/recorded (ids `recorded:<name>`).
+        "by_group": {
+            group: f"{int(flagged[idx].sum())}/{len(idx)}"
+            for group, idx in (
+                ("hand-written", [i for i, r in enumerate(rows) if ":" not in r["id"]]),
+                ("recorded", [i for i, r in enumerate(rows) if r["id"].startswith("recorded:")]),
+            )
+        },
+        "flagged": {
+            r["id"]: round(s.prompt_attack.score, 3)
+            for r, s in zip(rows, signals, strict=True)
+            if s.prompt_attack.flagged
+        },
+        "threshold": engine.spec.thresholds.prompt_attack,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Evaluate the shipped runtime on the dev sets.")
+    parser.add_argument(
+        "--benign-creative", action="store_true", help="only the benign creative-request set"
+    )
+    args = parser.parse_args(argv)
     engine = SignalEngine.load(force_cpu=True)
+    metrics_path = MODELS_DIR / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    creative = benign_creative(engine)
+    metrics["runtime_benign_creative"] = creative
+    dev = metrics.get("runtime", {}).get("prompt_attack", {})
+    _write_creative_card(creative, dev.get("benign_flagged_at_shipped_threshold"))
+    if args.benign_creative:
+        metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
+        print(json.dumps(creative, indent=1))
+        return
+    data = load_all()
     results = {
         "what": "SignalEngine (runtime windows, span decoding, model + validated patterns), dev splits",
         "pii": pii(engine, data["pii_dev"]),
@@ -144,8 +198,6 @@ def main() -> None:
         "domain_question_only": domain(engine, data["domain_dev"]),
         "domain_requests_probe": domain_requests(engine),
     }
-    metrics_path = MODELS_DIR / "metrics.json"
-    metrics = json.loads(metrics_path.read_text())
     metrics["runtime"] = results
     metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
     _write_card(results)
@@ -187,6 +239,45 @@ def _write_card(results: dict[str, Any]) -> None:
         MARK_END,
     ]
     write_card_section("\n".join(lines), MARK_BEGIN, MARK_END)
+
+
+def _write_creative_card(c: dict[str, Any], dev_rate: float | None) -> None:
+    flagged = ", ".join(f"`{k}` ({v})" for k, v in c["flagged"].items()) or "none"
+    lines = [
+        CREATIVE_BEGIN,
+        "",
+        "### Benign creative requests with forced tools (false positives of the attack head)",
+        "",
+        "Added for issue 18: replaying recorded provider traffic found benign requests refused as",
+        "attacks (`chat-text-to-image-tool` of envoyproxy/ai-gateway's cassettes). "
+        f"`data/probe/benign_creative_requests.jsonl` holds {c['n']} benign chat requests like it:",
+        "creative asks (images, poems, logos, stories...) under persona system prompts with a",
+        "forced tool, hand-written, plus the tool/persona requests of the cassettes and the",
+        "replay's own false positives. Evaluation only, never trained on; the shipped model is",
+        "not retrained. Scored by `python -m classifiers.training.runtime_eval --benign-creative`",
+        "on the messages as the router reads them, one request at a time (in a padded batch the",
+        f"scores move by up to ~0.08), at the shipped threshold ({c['threshold']}).",
+        "",
+        "| set | n | benign flagged (false-positive rate) [95% CI] |",
+        "| --- | --- | --- |",
+        f"| benign creative requests with forced tools | {c['n']} | {c['false_positive_rate']} "
+        f"{c['false_positive_rate_ci95']} |",
+        "| of which: hand-written / from the replayed recordings | | "
+        + " / ".join(c["by_group"].values())
+        + " flagged |",
+        f"| for comparison: the benign rows of the attack dev split (above) | | {dev_rate} |",
+        "",
+        'Persona system prompts ("You are Pixel, a cheerful illustrator bot...") look like the',
+        "role-play jailbreaks of the training data, and the head was never shown benign ones; a",
+        "retraining with such hard negatives is future work (issue 18).",
+        "",
+        f"Flagged (id, attack score): {flagged}. With `model: auto` the demo policy refuses these",
+        "with 403; tests/e2e/test_recorded_traffic_through_envoy.py asserts that, by name, for",
+        "the replayed ones (`KNOWN_FALSE_POSITIVES`).",
+        "",
+        CREATIVE_END,
+    ]
+    write_card_section("\n".join(lines), CREATIVE_BEGIN, CREATIVE_END)
 
 
 if __name__ == "__main__":
