@@ -150,6 +150,11 @@ def _expected_upstream_body(sent: dict[str, Any], decision: str, model: str) -> 
     chosen = CONFIG.model(model)
     assert chosen is not None
     expected = {**sent, "model": chosen.upstream_model}
+    # The demo budgets every request (unverified ones share one budget) and caps an answer
+    # that asked for no length at the completion tokens it was charged for.
+    assert CONFIG.budgets is not None and CONFIG.budgets.cap_completion
+    if "max_tokens" not in sent and "max_completion_tokens" not in sent:
+        expected["max_tokens"] = CONFIG.budgets.completion_tokens_estimate
     rule = next((d for d in CONFIG.decisions if d.name == decision), None)
     if rule is None:  # default / explicit: no steps
         return expected
