@@ -13,6 +13,8 @@
 #   MERITORDER_CLASSIFIER    on | off (off: keyword and request signals only)   on
 #   MERITORDER_DEVICE        auto | cpu (cpu: never use the CUDA provider)      auto
 #   MERITORDER_MODEL_DIR     classifier model directory; empty: the shipped one
+#   MERITORDER_BUDGET_STORE  redis://host:port/db: budgets shared by every replica; empty: per pod
+#   MERITORDER_BUDGET_STORE_DOWN  local | fail: when Redis is unreachable           local
 #   OTEL_*                   read by the router itself (OTEL_EXPORTER_OTLP_ENDPOINT, ...)
 set -eu
 
@@ -44,6 +46,10 @@ case "${MERITORDER_DEVICE:-auto}" in
 esac
 if [ -n "${MERITORDER_MODEL_DIR:-}" ]; then
     set -- "$@" --model-dir "$MERITORDER_MODEL_DIR"
+fi
+if [ -n "${MERITORDER_BUDGET_STORE:-}" ]; then
+    set -- "$@" --budget-store "$MERITORDER_BUDGET_STORE" \
+        --budget-store-down "${MERITORDER_BUDGET_STORE_DOWN:-local}"
 fi
 
 # exec: the router is PID 1's direct replacement, so SIGTERM from the kubelet reaches it and it

@@ -21,7 +21,13 @@ from meritorder.config import RouterConfig, load_config
 from meritorder.request import Endpoint
 
 K8S = REPO / "deploy" / "kubernetes"
-TREES = ["base", "gateway", "overlays/inference-extension", "overlays/tracing"]
+TREES = [
+    "base",
+    "gateway",
+    "overlays/inference-extension",
+    "overlays/tracing",
+    "overlays/shared-budgets",
+]
 GATEWAYS = TREES[1:]
 KUBERNETES_VERSION = "1.30.0"  # the oldest release these manifests promise to work on
 CORE = {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
@@ -410,3 +416,51 @@ def test_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
 
     with pytest.raises(KustomizeError, match="replicas"):
         render(tmp_path)
+
+
+# -- the shared-budgets overlay ---------------------------------------------------------------
+
+
+def test_every_router_replica_keeps_budgets_in_the_one_redis() -> None:
+    objects = rendered("overlays/shared-budgets")
+    [router] = find(objects, "Deployment", "meritorder")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in router["env"]}
+    service = find(objects, "Service", "meritorder-redis")
+    redis = find(objects, "Deployment", "meritorder-redis")
+    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy" and
+                o["metadata"]["name"] == "meritorder-redis"]  # fmt: skip
+
+    assert env["MERITORDER_CONFIG"] == "/etc/meritorder/policy.yaml"  # the base env survives
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    assert (
+        env["MERITORDER_BUDGET_STORE"] == f"redis://{host}:{service['spec']['ports'][0]['port']}/0"
+    )
+    assert env["MERITORDER_BUDGET_STORE_DOWN"] in ("local", "fail")
+    assert service["spec"]["selector"] == redis["spec"]["selector"]["matchLabels"]
+    # Only the router pods reach Redis: a client that could write to it could spend anything.
+    [rule] = policy["spec"]["ingress"]
+    [source] = rule["from"]
+    allowed = source["podSelector"]["matchLabels"].items()
+    router_pods = find(objects, "Deployment", "meritorder")["spec"]["template"]["metadata"]
+    redis_pods = redis["spec"]["template"]["metadata"]
+    assert allowed <= router_pods["labels"].items()
+    assert not allowed <= redis_pods["labels"].items()
+
+
+def test_the_entrypoint_passes_the_budget_store_to_the_router(tmp_path: Path) -> None:
+    fake = tmp_path / "meritorder"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("{}")
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "MERITORDER_CONFIG": str(policy),
+        "MERITORDER_BUDGET_STORE": "redis://r:6379/0",
+    }
+    script = REPO / "deploy" / "container" / "entrypoint.sh"
+    out = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=True)
+    assert "--budget-store redis://r:6379/0 --budget-store-down local" in out.stdout
+    del env["MERITORDER_BUDGET_STORE"]
+    out = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=True)
+    assert "--budget-store" not in out.stdout
