@@ -25,6 +25,8 @@ def request_from(line: Mapping[str, Any], router: Router) -> ChatRequest:
             raise ValueError("each line needs a string 'text' or a 'messages' array")
         messages = [{"role": "user", "content": text}]
     model = line.get("model", router.config.virtual_models[0])
+    if not isinstance(model, str):
+        raise ValueError(f"'model' must be a string, not {type(model).__name__}")
     body = json.dumps({"model": model, "messages": messages}).encode()
     return parse_request(Endpoint.CHAT, body, max_bytes=router.config.limits.max_body_bytes)
 
@@ -44,8 +46,17 @@ def signals_json(decision: Decision, classified: Classified | None) -> dict[str,
     return out
 
 
+def _headers(value: object) -> dict[str, str]:
+    """The line's request headers, names lowercased as Envoy sends them."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("'headers' must be an object of header name to string value")
+    return {str(k).lower(): v for k, v in value.items()}
+
+
 async def route_one(router: Router, line: Mapping[str, Any]) -> dict[str, Any]:
-    headers = {str(k).lower(): str(v) for k, v in (line.get("headers") or {}).items()}
+    headers = _headers(line.get("headers"))
     request = request_from(line, router)
     obs = await router.observe(request, headers)
     decision = await router.route(request, headers, observed=obs)

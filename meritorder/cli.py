@@ -273,10 +273,14 @@ def _eval(args: argparse.Namespace) -> int:
         )
     weak, _, strong = args.pair.partition(",")
     progress = Progress("eval", len(rows))
-    report = asyncio.run(
-        evaluate.evaluate(router, rows, (weak, strong) if strong else None, progress.advance)
-    )
-    progress.close()
+    try:
+        report = asyncio.run(
+            evaluate.evaluate(router, rows, (weak, strong) if strong else None, progress.advance)
+        )
+    except (RequestError, ValueError) as error:
+        raise CliError(f"a row of {args.data} cannot be routed: {error}") from None
+    finally:
+        progress.close()
     print(report.table(), file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json:
         with _open(args.json, "w", "--json") as sink:

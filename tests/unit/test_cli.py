@@ -166,6 +166,30 @@ def test_bad_lines_are_reported_with_their_line_numbers_and_the_run_goes_on(
     assert err[2].startswith("2 line(s) could not be routed")
 
 
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ({"text": "hi", "headers": "x"}, "'headers' must be an object"),
+        ({"text": "hi", "headers": {"x-a": 1}}, "'headers' must be an object"),
+        ({"text": "hi", "model": 5}, "'model' must be a string, not int"),
+        ({"text": 5}, "each line needs a string 'text' or a 'messages' array"),
+        ({"messages": [{"role": "user", "content": 5}]}, "'messages[0].content' must be"),
+    ],
+)
+def test_a_line_with_a_malformed_field_is_a_bad_line_not_a_crash(
+    line: dict[str, object],
+    error: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"id": 1, **line}) + "\n"))
+    assert main(["route", "--config", str(DEMO_CONFIG)]) == 0
+    captured = capsys.readouterr()
+    (routed,) = (json.loads(out) for out in captured.out.splitlines())
+    assert routed["line"] == 1 and error in routed["error"]
+    assert f"<stdin>:1: {error}" in captured.err
+
+
 def test_on_error_stop_ends_the_run_at_the_first_bad_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
