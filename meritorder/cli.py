@@ -250,11 +250,6 @@ def _eval(args: argparse.Namespace) -> int:
         path = getattr(args, which)
         print(f"{'<stdin>' if path == '-' else path}:{number}: {error} (left out)", file=sys.stderr)
 
-    try:
-        router = _offline_router(args.config)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
     with contextlib.ExitStack() as files:
         data = files.enter_context(_open(args.data, "r", "--data"))
         prompts = (
@@ -264,13 +259,20 @@ def _eval(args: argparse.Namespace) -> int:
             rows = evaluate.load_rows(
                 data, prompts, on_bad=left_out if args.on_error == "skip" else None
             )
+        except evaluate.BadLine as error:
+            fix = "fix it, or pass --on-error skip to leave bad lines out"
+            raise CliError(f"{error}; {fix}") from None
         except ValueError as error:
-            fix = "; fix it, or pass --on-error skip to leave bad lines out"
-            raise CliError(f"{error}{fix if ' line ' in str(error) else ''}") from None
+            raise CliError(str(error)) from None
     if not rows:
         raise CliError(
             f"{args.data}: no usable rows; each line is a JSON object with a prompt and 'correct'"
         )
+    try:
+        router = _offline_router(args.config)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
     weak, _, strong = args.pair.partition(",")
     progress = Progress("eval", len(rows))
     try:

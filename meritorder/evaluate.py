@@ -104,6 +104,10 @@ class Report:
         return "\n".join(lines)
 
 
+class BadLine(ValueError):
+    """A data or prompts line that cannot be used, named by its file flag and line number."""
+
+
 def load_rows(
     data: Iterable[str],
     prompts: Iterable[str] | None = None,
@@ -113,11 +117,11 @@ def load_rows(
     """Data lines, with their prompt joined from `prompts` by id when they carry none.
 
     A bad line is passed to `on_bad` as (which file, line number, error) and left out; without
-    `on_bad` it raises `ValueError` naming the line."""
+    `on_bad` it raises `BadLine`."""
 
     def bad(which: str, number: int, error: str) -> None:
         if on_bad is None:
-            raise ValueError(f"--{which} line {number}: {error}")
+            raise BadLine(f"--{which} line {number}: {error}")
         on_bad(which, number, error)
 
     rows = []
