@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from devstack import Ports, Stack
+from devstack import Ports, Stack  # `stack`: tests/docs/conftest.py
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -161,13 +161,6 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if entry.name != ".git":
             (root / entry.name).symlink_to(entry)
     return root
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # Its own stack: the documented budget example counts acme's spending from zero.
-    with Stack(Ports.free(), workdir=tmp_path_factory.mktemp("docs-stack")) as running:
-        yield running
 
 
 def session_addresses(ports: Ports) -> dict[int, int]:
