@@ -2,14 +2,15 @@
 
 Input lines are `{"id": ..., "text": "..."}` or `{"id": ..., "messages": [chat messages]}`.
 Lines are classified in batches for throughput; the output keeps the input's order. A bad line
-gets `{"id": ..., "error": "..."}` and the lines after it are still classified.
+gets `{"id": ..., "line": N, "error": "..."}` (N: its line number) and the lines after it are
+still classified, or the run stops there (`stop_on_error`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -21,26 +22,48 @@ class BatchClassifier(Protocol):
     def classify_batch(self, inputs: list[ClassifyInput]) -> list[Signals]: ...
 
 
+# Called with (line number, error) for each bad line.
+OnBadLine = Callable[[int, str], None]
+
+
 @dataclass(frozen=True, slots=True)
 class _Line:
     id: Any
     value: ClassifyInput | None = None
     error: str | None = None
+    number: int = 0
 
 
 def run_classify(
-    input: TextIO, output: TextIO, engine: BatchClassifier, *, batch_size: int = 32
+    input: TextIO,
+    output: TextIO,
+    engine: BatchClassifier,
+    *,
+    batch_size: int = 32,
+    stop_on_error: bool = False,
+    on_bad: OnBadLine | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Classify every JSONL line of `input` into `output`; 0 if every line worked, else 1.
 
-    `latency_ms` is the wall time of the batched inference call that produced the line.
+    `latency_ms` is the wall time of the batched inference call that produced the line. With
+    `stop_on_error`, nothing after the first bad line is written. `progress` gets the count of
+    lines each batch finished.
     """
     failed = False
     for batch in _batches(_parse(input), batch_size):
         for line in _classify(batch, engine):
-            failed = failed or "error" in line
+            if "error" in line:
+                failed = True
+                if on_bad is not None:
+                    on_bad(line["line"], line["error"])
             output.write(json.dumps(line, ensure_ascii=False) + "\n")
+            if failed and stop_on_error:
+                output.flush()
+                return 1
         output.flush()
+        if progress is not None:
+            progress(len(batch))
     return 1 if failed else 0
 
 
@@ -49,7 +72,7 @@ def parse_line(raw: str) -> _Line:
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
-        return _Line(None, error=f"invalid JSON: {exc}")
+        return _Line(None, error=f"invalid JSON at column {exc.colno}: {exc.msg}")
     if not isinstance(obj, dict):
         return _Line(None, error=f"each line must be a JSON object, not {type(obj).__name__}")
     line_id = obj.get("id")
@@ -73,9 +96,10 @@ def parse_line(raw: str) -> _Line:
 
 
 def _parse(lines: Iterable[str]) -> Iterator[_Line]:
-    for raw in lines:
+    for number, raw in enumerate(lines, 1):
         if raw.strip():
-            yield parse_line(raw)
+            line = parse_line(raw)
+            yield _Line(line.id, line.value, line.error, number)
 
 
 def _batches(lines: Iterator[_Line], size: int) -> Iterator[list[_Line]]:
@@ -104,7 +128,7 @@ def _classify(batch: list[_Line], engine: BatchClassifier) -> list[dict[str, Any
         if isinstance(result, Signals):
             out.append({"id": line.id, **result.to_json(), "latency_ms": latency_ms})
         else:
-            out.append({"id": line.id, "error": str(result)})
+            out.append({"id": line.id, "line": line.number, "error": str(result)})
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 from meritorder.errors import RequestError
@@ -25,6 +25,8 @@ def request_from(line: Mapping[str, Any], router: Router) -> ChatRequest:
             raise ValueError("each line needs a string 'text' or a 'messages' array")
         messages = [{"role": "user", "content": text}]
     model = line.get("model", router.config.virtual_models[0])
+    if not isinstance(model, str):
+        raise ValueError(f"'model' must be a string, not {type(model).__name__}")
     body = json.dumps({"model": model, "messages": messages}).encode()
     return parse_request(Endpoint.CHAT, body, max_bytes=router.config.limits.max_body_bytes)
 
@@ -44,8 +46,17 @@ def signals_json(decision: Decision, classified: Classified | None) -> dict[str,
     return out
 
 
+def _headers(value: object) -> dict[str, str]:
+    """The line's request headers, names lowercased as Envoy sends them."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("'headers' must be an object of header name to string value")
+    return {str(k).lower(): v for k, v in value.items()}
+
+
 async def route_one(router: Router, line: Mapping[str, Any]) -> dict[str, Any]:
-    headers = {str(k).lower(): str(v) for k, v in (line.get("headers") or {}).items()}
+    headers = _headers(line.get("headers"))
     request = request_from(line, router)
     obs = await router.observe(request, headers)
     decision = await router.route(request, headers, observed=obs)
@@ -60,26 +71,45 @@ async def route_one(router: Router, line: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def route_lines(router: Router, lines: Iterable[str], output: TextIO) -> int:
-    """Route every JSONL line; a bad line yields `{"id", "error"}` and the rest go on.
+async def route_lines(
+    router: Router,
+    lines: Iterable[str],
+    output: TextIO,
+    *,
+    stop_on_error: bool = False,
+    on_bad: Callable[[int, str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Route every JSONL line; a bad line yields `{"id", "line", "error"}` (its line number) and
+    the rest go on, or, with `stop_on_error`, nothing after it is written. `on_bad` gets
+    (line number, error) of each bad line, `progress` the count of lines each chunk finished.
     Returns the number of bad lines."""
     bad = 0
-    chunk: list[str] = []
+    chunk: list[tuple[int, str]] = []
 
-    async def flush() -> None:
+    async def flush() -> bool:
         nonlocal bad
-        results = await asyncio.gather(*(_route_text(router, text) for text in chunk))
-        for result in results:
-            bad += "error" in result
+        results = await asyncio.gather(*(_route_text(router, text) for _, text in chunk))
+        for (number, _), result in zip(chunk, results, strict=True):
+            if "error" in result:
+                bad += 1
+                result = {"id": result["id"], "line": number, "error": result["error"]}
+                if on_bad is not None:
+                    on_bad(number, result["error"])
             output.write(json.dumps(result, ensure_ascii=False) + "\n")
+            if bad and stop_on_error:
+                break
         output.flush()
+        if progress is not None:
+            progress(len(chunk))
         chunk.clear()
+        return not (bad and stop_on_error)
 
-    for text in lines:
+    for number, text in enumerate(lines, 1):
         if text.strip():
-            chunk.append(text)
-        if len(chunk) >= CHUNK:
-            await flush()
+            chunk.append((number, text))
+        if len(chunk) >= CHUNK and not await flush():
+            return bad
     if chunk:
         await flush()
     return bad
@@ -89,7 +119,7 @@ async def _route_text(router: Router, text: str) -> dict[str, Any]:
     try:
         line = json.loads(text)
     except json.JSONDecodeError as exc:
-        return {"id": None, "error": f"invalid JSON: {exc}"}
+        return {"id": None, "error": f"invalid JSON at column {exc.colno}: {exc.msg}"}
     if not isinstance(line, dict):
         return {"id": None, "error": "each line must be a JSON object"}
     try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -16,11 +18,22 @@ from meritorder.classify import load_classifier
 from meritorder.config import ConfigError, load_config
 from meritorder.errors import RequestError
 from meritorder.logs import configure_logging
+from meritorder.progress import Progress
 from meritorder.router import Router
+
+ON_ERROR_HELP = (
+    "a bad input line: 'skip' reports it (stderr, with its line number; an 'error' line in the "
+    "output) and goes on, 'stop' ends the run there with status 1 (default: skip)"
+)
+
+
+class CliError(Exception):
+    """A problem the user can fix: printed as one line with the fix, exit status 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meritorder", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"meritorder {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the ext_proc and Router gRPC server")
@@ -79,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     route.add_argument("--config", required=True, type=Path)
     route.add_argument("--input", default="-", help="JSONL file, or - for stdin")
     route.add_argument("--output", default="-", help="JSONL file, or - for stdout")
+    route.add_argument("--on-error", choices=("skip", "stop"), default="skip", help=ON_ERROR_HELP)
 
     explain = commands.add_parser("explain", help="show how the policy decides for one prompt")
     explain.add_argument("--config", required=True, type=Path)
@@ -91,33 +105,62 @@ def main(argv: list[str] | None = None) -> int:
     classify.add_argument("--output", default="-", help="JSONL file, or - for stdout")
     classify.add_argument("--model-dir", type=Path, help="classifier model directory")
     classify.add_argument("--cpu", action="store_true", help="never use the CUDA provider")
+    classify.add_argument(
+        "--on-error", choices=("skip", "stop"), default="skip", help=ON_ERROR_HELP
+    )
 
     evaluation = commands.add_parser("eval", help="cost and accuracy of a policy vs single models")
     evaluation.add_argument("--config", required=True, type=Path)
     evaluation.add_argument(
-        "--data", required=True, type=Path, help="JSONL with per-model `correct`"
+        "--data", required=True, help="JSONL with per-model `correct`, or - for stdin"
     )
-    evaluation.add_argument("--prompts", type=Path, help="JSONL {id, text} to join by id")
+    evaluation.add_argument("--prompts", help="JSONL {id, text} to join by id")
     evaluation.add_argument(
         "--pair",
         default="llama-3.1-8b-instruct,llama-3.1-70b-instruct",
         help="WEAK,STRONG models for the difficulty sweep",
     )
     evaluation.add_argument("--plot", type=Path, help="write the frontier as a PNG")
-    evaluation.add_argument("--json", type=Path, help="write the figures as JSON")
+    evaluation.add_argument(
+        "--json", help="write the figures as JSON (- for stdout; the table then goes to stderr)"
+    )
+    evaluation.add_argument(
+        "--on-error",
+        choices=("skip", "stop"),
+        default="skip",
+        help="a bad data line: 'skip' reports it and leaves it out, 'stop' ends the run",
+    )
 
     args = parser.parse_args(argv)
-    if args.command == "validate":
-        return _validate(args.configs)
-    if args.command == "route":
-        return _route(args)
-    if args.command == "explain":
-        return _explain(args)
-    if args.command == "eval":
-        return _eval(args)
-    if args.command == "classify":
-        return _classify(args)
-    return _serve(args)
+    if args.command == "serve":
+        return _serve(args)
+    run: dict[str, Callable[[argparse.Namespace], int]] = {
+        "validate": lambda a: _validate(a.configs),
+        "route": _route,
+        "explain": _explain,
+        "eval": _eval,
+        "classify": _classify,
+    }
+    try:
+        return run[args.command](args)
+    except CliError as error:
+        print(f"meritorder {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"meritorder {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's exit-time flush of
+        # stdout from printing a traceback of its own.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("meritorder")
+    except importlib.metadata.PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
 
 
 def _validate(paths: list[Path]) -> int:
@@ -144,16 +187,26 @@ def _offline_router(path: Path) -> Router:
 
 
 def _route(args: argparse.Namespace) -> int:
-    try:
-        router = _offline_router(args.config)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
-    with _open(args.input, "r") as source, _open(args.output, "w") as sink:
-        bad = asyncio.run(route_lines(router, source, sink))
-    if bad:
-        print(f"{bad} line(s) could not be routed (see their 'error')", file=sys.stderr)
-    return 0
+    with _open(args.input, "r", "--input") as source, _open(args.output, "w", "--output") as sink:
+        try:
+            router = _offline_router(args.config)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return 2
+        progress = Progress("route", _count_lines(args.input))
+        bad = _BadLines(args.input, progress)
+        count = asyncio.run(
+            route_lines(
+                router,
+                source,
+                sink,
+                stop_on_error=args.on_error == "stop",
+                on_bad=bad,
+                progress=progress.advance,
+            )
+        )
+        progress.close()
+    return bad.finish("routed", count, args.on_error)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -183,43 +236,135 @@ def _classify(args: argparse.Namespace) -> int:
     from classifiers.spec import SpecError
 
     configure_logging(json_logs=False, level="WARNING")
-    try:
-        engine = SignalEngine.load(args.model_dir, force_cpu=args.cpu)
-    except (OSError, SpecError, ValueError) as error:
-        print(f"cannot load the classifier model: {error}", file=sys.stderr)
-        return 2
-    with _open(args.input, "r") as source, _open(args.output, "w") as sink:
-        failed = run_classify(source, sink, engine)
-    if failed:
-        print("some lines could not be classified (see their 'error')", file=sys.stderr)
-    return 0
+    with _open(args.input, "r", "--input") as source, _open(args.output, "w", "--output") as sink:
+        try:
+            engine = SignalEngine.load(args.model_dir, force_cpu=args.cpu)
+        except (OSError, SpecError, ValueError) as error:
+            print(f"cannot load the classifier model: {error}", file=sys.stderr)
+            return 2
+        progress = Progress("classify", _count_lines(args.input))
+        bad = _BadLines(args.input, progress)
+        run_classify(
+            source,
+            sink,
+            engine,
+            stop_on_error=args.on_error == "stop",
+            on_bad=bad,
+            progress=progress.advance,
+        )
+        progress.close()
+    return bad.finish("classified", bad.count, args.on_error)
 
 
 def _eval(args: argparse.Namespace) -> int:
     from meritorder import evaluate
 
+    def left_out(which: str, number: int, error: str) -> None:
+        path = getattr(args, which)
+        print(f"{'<stdin>' if path == '-' else path}:{number}: {error} (left out)", file=sys.stderr)
+
+    with contextlib.ExitStack() as files:
+        data = files.enter_context(_open(args.data, "r", "--data"))
+        prompts = (
+            files.enter_context(_open(args.prompts, "r", "--prompts")) if args.prompts else None
+        )
+        try:
+            rows = evaluate.load_rows(
+                data, prompts, on_bad=left_out if args.on_error == "skip" else None
+            )
+        except evaluate.BadLine as error:
+            fix = "fix it, or pass --on-error skip to leave bad lines out"
+            raise CliError(f"{error}; {fix}") from None
+        except ValueError as error:
+            raise CliError(str(error)) from None
+    if not rows:
+        raise CliError(
+            f"{args.data}: no usable rows; each line is a JSON object with a prompt and 'correct'"
+        )
     try:
         router = _offline_router(args.config)
-        rows = evaluate.load_rows(args.data, args.prompts)
-    except (ConfigError, ValueError, OSError) as error:
+    except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
     weak, _, strong = args.pair.partition(",")
-    report = asyncio.run(evaluate.evaluate(router, rows, (weak, strong) if strong else None))
-    print(report.table())
+    progress = Progress("eval", len(rows))
+    try:
+        report = asyncio.run(
+            evaluate.evaluate(router, rows, (weak, strong) if strong else None, progress.advance)
+        )
+    except (RequestError, ValueError) as error:
+        raise CliError(f"a row of {args.data} cannot be routed: {error}") from None
+    finally:
+        progress.close()
+    print(report.table(), file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json:
-        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        with _open(args.json, "w", "--json") as sink:
+            sink.write(json.dumps(report.to_json(), indent=2) + "\n")
     if args.plot:
-        evaluate.plot(report, {m.name: m.cost for m in router.config.models}, args.plot)
+        evaluate.plot(report, {m.name: m.cost for m in router.config.models}, Path(args.plot))
     return 0
 
 
+class _BadLines:
+    """Reports bad input lines on stderr as FILE:LINE: error, the first `SHOWN` of them."""
+
+    SHOWN = 20
+
+    def __init__(self, source: str, progress: Progress) -> None:
+        self.source = "<stdin>" if source == "-" else source
+        self.progress = progress
+        self.count = 0
+
+    def __call__(self, number: int, error: str) -> None:
+        self.count += 1
+        if self.count <= self.SHOWN:
+            self.progress.close()
+            print(f"{self.source}:{number}: {error}", file=sys.stderr)
+
+    def finish(self, done: str, bad: int, on_error: str) -> int:
+        """The closing line and the exit status: 1 when the run stopped on a bad line."""
+        if not bad:
+            return 0
+        if on_error == "stop":
+            print(
+                "stopped at the first bad line (--on-error stop); the lines before it are in "
+                "the output",
+                file=sys.stderr,
+            )
+            return 1
+        more = f", {bad - self.SHOWN} not shown above" if bad > self.SHOWN else ""
+        print(
+            f"{bad} line(s) could not be {done} (their output lines hold 'error'{more}); each "
+            'line is one JSON object: {"id": ..., "text": "..."} or {"id": ..., "messages": '
+            "[...]}",
+            file=sys.stderr,
+        )
+        return 0
+
+
+def _count_lines(path: str) -> int | None:
+    """Non-blank lines of a file, for the progress bar; None for stdin or when nobody sees it."""
+    if path == "-" or not sys.stderr.isatty():
+        return None
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
 @contextlib.contextmanager
-def _open(path: str, mode: str) -> Iterator[TextIO]:
+def _open(path: str, mode: str, flag: str) -> Iterator[TextIO]:
+    """A file, or stdin/stdout for `-`; one readable line (CliError) if it cannot be opened."""
     if path == "-":
+        if mode == "r" and sys.stdin.isatty():
+            print("reading JSONL from stdin (end with Ctrl-D)", file=sys.stderr)
         yield sys.stdin if mode == "r" else sys.stdout
         return
-    with open(path, mode, encoding="utf-8") as handle:
+    try:
+        handle = open(path, mode, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        what = "read" if mode == "r" else "write"
+        fix = "pass an existing file, or - for stdin" if mode == "r" else "pick a writable path"
+        raise CliError(f"cannot {what} {flag} {path}: {exc.strerror or exc}; {fix}") from None
+    with handle:
         yield cast(TextIO, handle)
 
 

@@ -488,41 +488,7 @@ class RouterConfig(_Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> RouterConfig:
-        models = [m.name for m in self.models]
-        signals = [s.name for s in self.signals]
-        problems = [
-            *_duplicates("models", models),
-            *_duplicates("signals", signals),
-            *_duplicates("decisions", [d.name for d in self.decisions]),
-            *_unknown("default_model", self.default_model, models),
-        ]
-        clash = set(self.virtual_models) & set(models)
-        if clash:
-            problems.append(
-                f"virtual_models: {sorted(clash)} are also real model names; rename one"
-            )
-        for i, decision in enumerate(self.decisions):
-            for j, model in enumerate(decision.route):
-                problems += _unknown(f"decisions[{i}].route[{j}]", model, models)
-            for signal in rule_signals(decision.when):
-                problems += _unknown(f"decisions[{i}].when", signal, signals, "signal")
-            if decision.pii and not any(s.type == "pii" for s in self.signals):
-                problems.append(
-                    f"decisions[{i}].pii: {decision.pii!r} acts on PII found by a pii signal, "
-                    "and the policy has none; add one (type: pii) under 'signals'"
-                )
-        if self.budgets is not None:
-            for j, model in enumerate(self.budgets.step_down_to):
-                problems += _unknown(f"budgets.step_down_to[{j}]", model, models)
-        safe = self.routing.on_unavailable.model
-        if safe is not None:
-            problems += _unknown("routing.on_unavailable.model", safe, models)
-            chosen = self.model(safe)
-            if self.boundaries and chosen is not None and chosen.boundary == "external":
-                problems.append(
-                    f"routing.on_unavailable.model: {safe!r} is external, and unread requests "
-                    "may hold what the boundaries keep inside; name a private model"
-                )
+        problems = _References.of(self).problems()
         if problems:
             # One message per problem; ConfigError splits them back into lines.
             raise ValueError(_PROBLEM_SEPARATOR.join(problems))
@@ -552,6 +518,145 @@ class RouterConfig(_Strict):
 
 
 _PROBLEM_SEPARATOR = "\n"
+
+
+@dataclass(frozen=True)
+class _Decision:
+    index: int
+    name: str | None
+    route: tuple[str, ...]
+    signals: tuple[str, ...] | None  # None: the rule itself is malformed (a schema problem)
+    pii: str | None
+
+
+@dataclass(frozen=True)
+class _References:
+    """What the names of a policy point at, from a validated config or from raw YAML whose
+    schema failed, so one run reports the reference problems along with the schema ones."""
+
+    models: tuple[tuple[str, str], ...] | None  # (name, boundary); None: no usable list
+    signals: tuple[tuple[str, str], ...] | None  # (name, type)
+    decisions: tuple[_Decision, ...]
+    virtual_models: tuple[str, ...]
+    default_model: str | None
+    step_down_to: tuple[str, ...]
+    safe_model: str | None
+    has_boundaries: bool
+
+    @classmethod
+    def of(cls, config: RouterConfig) -> _References:
+        return cls(
+            models=tuple((m.name, m.boundary) for m in config.models),
+            signals=tuple((s.name, s.type) for s in config.signals),
+            decisions=tuple(
+                _Decision(i, d.name, d.route, tuple(rule_signals(d.when)), d.pii)
+                for i, d in enumerate(config.decisions)
+            ),
+            virtual_models=config.virtual_models,
+            default_model=config.default_model,
+            step_down_to=config.budgets.step_down_to if config.budgets else (),
+            safe_model=config.routing.on_unavailable.model,
+            has_boundaries=bool(config.boundaries),
+        )
+
+    @classmethod
+    def of_raw(cls, data: dict[str, Any]) -> _References:
+        """Whatever can be read of the references; malformed parts are left to the schema."""
+
+        def items(value: object) -> list[dict[str, Any]]:
+            return [i for i in value if isinstance(i, dict)] if isinstance(value, list) else []
+
+        def names(value: object) -> tuple[str, ...]:
+            return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+        def text(value: object) -> str | None:
+            return value if isinstance(value, str) else None
+
+        def rule(value: object) -> tuple[str, ...] | None:
+            try:
+                return tuple(rule_signals(parse_rule(value)))
+            except ValueError:
+                return None
+
+        raw_models, raw_signals = data.get("models"), data.get("signals", [])
+        budgets, routing = data.get("budgets"), data.get("routing")
+        unavailable = routing.get("on_unavailable") if isinstance(routing, dict) else None
+        return cls(
+            models=tuple(
+                (m["name"], str(m.get("boundary", "private")))
+                for m in items(raw_models)
+                if isinstance(m.get("name"), str)
+            )
+            if isinstance(raw_models, list)
+            else None,
+            signals=tuple(
+                (s["name"], str(s.get("type", "keyword")))
+                for s in items(raw_signals)
+                if isinstance(s.get("name"), str)
+            )
+            if isinstance(raw_signals, list)
+            else None,
+            decisions=tuple(
+                _Decision(
+                    i,
+                    text(d.get("name")),
+                    names(d.get("route")),
+                    rule(d.get("when")),
+                    text(d.get("pii")),
+                )
+                for i, d in enumerate(raw_decisions)
+                if isinstance(d, dict)
+            )
+            if isinstance(raw_decisions := data.get("decisions"), list)
+            else (),
+            virtual_models=names(data.get("virtual_models", ["auto"])),
+            default_model=text(data.get("default_model")),
+            step_down_to=names(budgets.get("step_down_to")) if isinstance(budgets, dict) else (),
+            safe_model=text(unavailable.get("model")) if isinstance(unavailable, dict) else None,
+            has_boundaries=bool(data.get("boundaries")),
+        )
+
+    def problems(self) -> list[str]:
+        problems: list[str] = []
+        models = [name for name, _ in self.models] if self.models is not None else None
+        signals = [name for name, _ in self.signals] if self.signals is not None else None
+        if models is not None:
+            problems += _duplicates("models", models)
+        if signals is not None:
+            problems += _duplicates("signals", signals)
+        problems += _duplicates("decisions", [d.name for d in self.decisions if d.name])
+        if models is not None and self.default_model is not None:
+            problems += _unknown("default_model", self.default_model, models)
+        clash = set(self.virtual_models) & set(models or ())
+        if clash:
+            problems.append(
+                f"virtual_models: {sorted(clash)} are also real model names; rename one"
+            )
+        has_pii_signal = any(kind == "pii" for _, kind in self.signals or ())
+        for d in self.decisions:
+            if models is not None:
+                for j, model in enumerate(d.route):
+                    problems += _unknown(f"decisions[{d.index}].route[{j}]", model, models)
+            if signals is not None:
+                for signal in d.signals or ():
+                    problems += _unknown(f"decisions[{d.index}].when", signal, signals, "signal")
+            if d.pii is not None and self.signals is not None and not has_pii_signal:
+                problems.append(
+                    f"decisions[{d.index}].pii: {d.pii!r} acts on PII found by a pii signal, "
+                    "and the policy has none; add one (type: pii) under 'signals'"
+                )
+        if models is not None:
+            for j, model in enumerate(self.step_down_to):
+                problems += _unknown(f"budgets.step_down_to[{j}]", model, models)
+        safe = self.safe_model
+        if safe is not None and self.models is not None and models is not None:
+            problems += _unknown("routing.on_unavailable.model", safe, models)
+            if self.has_boundaries and dict(self.models).get(safe) == "external":
+                problems.append(
+                    f"routing.on_unavailable.model: {safe!r} is external, and unread requests "
+                    "may hold what the boundaries keep inside; name a private model"
+                )
+        return problems
 
 
 def _duplicates(field: str, names: list[str]) -> list[str]:
@@ -593,9 +698,11 @@ def parse_config(text: str, source: str = "<config>") -> RouterConfig:
     except ValidationError as exc:
         errors = exc.errors()
         problems = [_describe(e) for e in errors if not _is_echo(e, errors)]
-        raise ConfigError(
-            source, [line for p in problems for line in p.split(_PROBLEM_SEPARATOR)]
-        ) from exc
+        lines = [line for p in problems for line in p.split(_PROBLEM_SEPARATOR)]
+        # A schema problem stops pydantic before the reference check: run that one on the raw
+        # YAML, so one run reports both kinds (each line once).
+        lines += [p for p in _References.of_raw(data).problems() if p not in lines]
+        raise ConfigError(source, lines) from exc
 
 
 def _is_echo(error: Any, errors: list[Any]) -> bool:

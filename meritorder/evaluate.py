@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,32 +104,76 @@ class Report:
         return "\n".join(lines)
 
 
-def load_rows(data: Path, prompts: Path | None = None) -> list[dict[str, Any]]:
-    """Data lines, with their prompt joined from `prompts` by id when they carry none."""
-    rows = [
-        json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+class BadLine(ValueError):
+    """A data or prompts line that cannot be used, named by its file flag and line number."""
+
+
+def load_rows(
+    data: Iterable[str],
+    prompts: Iterable[str] | None = None,
+    *,
+    on_bad: Callable[[str, int, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Data lines, with their prompt joined from `prompts` by id when they carry none.
+
+    A bad line is passed to `on_bad` as (which file, line number, error) and left out; without
+    `on_bad` it raises `BadLine`."""
+
+    def bad(which: str, number: int, error: str) -> None:
+        if on_bad is None:
+            raise BadLine(f"--{which} line {number}: {error}")
+        on_bad(which, number, error)
+
+    rows = []
+    for number, row in _objects(data, "data", bad):
+        if isinstance(row.get("correct"), dict):
+            rows.append(row)
+        else:
+            bad("data", number, "needs a 'correct' object of model: 0 or 1")
     if prompts is not None:
         texts = {}
-        for line in prompts.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                item = json.loads(line)
+        for number, item in _objects(prompts, "prompts", bad):
+            if isinstance(item.get("text"), str) and "id" in item:
                 texts[item["id"]] = item["text"]
-        rows = [{**r, "text": texts[r["id"]]} for r in rows if "text" in r or r["id"] in texts]
+            else:
+                bad("prompts", number, "needs an 'id' and a string 'text'")
+        rows = [{**r, "text": texts[r["id"]]} for r in rows if "text" in r or r.get("id") in texts]
     missing = [r.get("id") for r in rows if "text" not in r and "messages" not in r]
     if missing:
         raise ValueError(f"{len(missing)} rows have no prompt (e.g. {missing[:3]}); pass --prompts")
     return rows
 
 
+def _objects(
+    lines: Iterable[str], which: str, bad: Callable[[str, int, str], None]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad(which, number, f"invalid JSON at column {exc.colno}: {exc.msg}")
+            continue
+        if isinstance(item, dict):
+            yield number, item
+        else:
+            bad(which, number, "each line must be a JSON object")
+
+
 async def evaluate(
-    router: Router, rows: Sequence[Mapping[str, Any]], pair: tuple[str, str] | None
+    router: Router,
+    rows: Sequence[Mapping[str, Any]],
+    pair: tuple[str, str] | None,
+    progress: Callable[[int], None] | None = None,
 ) -> Report:
     config = router.config
     results: list[dict[str, Any]] = []
     for start in range(0, len(rows), 64):
         chunk = rows[start : start + 64]
         results += await asyncio.gather(*(route_one(router, r) for r in chunk))
+        if progress is not None:
+            progress(len(chunk))
     chosen = [r["model"] for r in results]
     difficulty = [float(r["signals"].get("difficulty", 0.0)) for r in results]
     return score(config, rows, chosen, difficulty, pair)

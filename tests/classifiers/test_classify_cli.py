@@ -105,4 +105,4 @@ def test_a_line_that_breaks_its_batch_fails_alone(engine: SignalEngine) -> None:
     )
     assert code == 1
     assert [("error" in line) for line in out] == [False, True, False]
-    assert out[1] == {"id": 2, "error": "cannot classify bob"}
+    assert out[1] == {"id": 2, "line": 2, "error": "cannot classify bob"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import re
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from meritorder.cli import main
+from meritorder.progress import Progress
 from tests.conftest import DEMO_CONFIG
 
 
@@ -79,3 +81,192 @@ def test_explain_names_signals_decisions_and_the_result(capsys: pytest.CaptureFi
 def test_explain_an_unknown_model_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "--config", str(DEMO_CONFIG), "--model", "nope", "hi"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+# -- Habits shared by the batch commands: version, stdin/stdout, errors, bad lines, progress.
+
+KEYWORD_POLICY = """
+models:
+  - {name: weak, cluster: a, upstream_model: w, cost: 1}
+  - {name: strong, cluster: b, upstream_model: s, cost: 10}
+default_model: weak
+signals: [{name: hard, keywords: [hard]}]
+decisions: [{name: hard, when: hard, route: [strong]}]
+"""
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as an operator's would."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def lines_with_two_bad_ones(path: Path) -> Path:
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": 1, "text": "hello"}),
+                "{broken",
+                "",
+                "[1, 2]",
+                json.dumps({"id": 5, "text": "python bug"}),
+            ]
+        )
+        + "\n"
+    )
+    return path
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"meritorder {importlib.metadata.version('meritorder')}\n"
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("--input", "cannot read --input {path}: No such file or directory; pass an existing"),
+        ("--output", "cannot write --output {path}: No such file or directory; pick a writable"),
+    ],
+)
+def test_a_file_that_cannot_be_opened_is_one_line_with_the_fix(
+    flag: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "missing" / "prompts.jsonl"
+    source = lines_with_two_bad_ones(tmp_path / "in.jsonl")
+    args = ["route", "--config", str(DEMO_CONFIG), "--input", str(source), flag, str(path)]
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("meritorder route: " + expected.format(path=path))
+
+
+def test_bad_lines_are_reported_with_their_line_numbers_and_the_run_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = lines_with_two_bad_ones(tmp_path / "in.jsonl")
+    out = tmp_path / "out.jsonl"
+    args = ["route", "--config", str(DEMO_CONFIG), "--input", str(source), "--output", str(out)]
+    assert main(args) == 0
+    routed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r.get("line")) for r in routed] == [
+        (1, None),
+        (None, 2),
+        (None, 4),
+        (5, None),
+    ]
+    assert routed[3]["model"] == "coder"
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == [
+        f"{source}:2: invalid JSON at column 2: Expecting property name enclosed in double quotes",
+        f"{source}:4: each line must be a JSON object",
+    ]
+    assert err[2].startswith("2 line(s) could not be routed")
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ({"text": "hi", "headers": "x"}, "'headers' must be an object"),
+        ({"text": "hi", "headers": {"x-a": 1}}, "'headers' must be an object"),
+        ({"text": "hi", "model": 5}, "'model' must be a string, not int"),
+        ({"text": 5}, "each line needs a string 'text' or a 'messages' array"),
+        ({"messages": [{"role": "user", "content": 5}]}, "'messages[0].content' must be"),
+    ],
+)
+def test_a_line_with_a_malformed_field_is_a_bad_line_not_a_crash(
+    line: dict[str, object],
+    error: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"id": 1, **line}) + "\n"))
+    assert main(["route", "--config", str(DEMO_CONFIG)]) == 0
+    captured = capsys.readouterr()
+    (routed,) = (json.loads(out) for out in captured.out.splitlines())
+    assert routed["line"] == 1 and error in routed["error"]
+    assert f"<stdin>:1: {error}" in captured.err
+
+
+def test_on_error_stop_ends_the_run_at_the_first_bad_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = lines_with_two_bad_ones(tmp_path / "in.jsonl")
+    monkeypatch.setattr("sys.stdin", io.StringIO(source.read_text()))
+    args = ["route", "--config", str(DEMO_CONFIG), "--input", "-", "--output", "-"]
+    assert main([*args, "--on-error", "stop"]) == 1
+    captured = capsys.readouterr()
+    routed = [json.loads(line) for line in captured.out.splitlines()]
+    assert [(r["id"], r.get("line")) for r in routed] == [(1, None), (None, 2)]
+    assert captured.err.splitlines() == [
+        "<stdin>:2: invalid JSON at column 2: Expecting property name enclosed in double quotes",
+        "stopped at the first bad line (--on-error stop); the lines before it are in the output",
+    ]
+
+
+def test_classify_stops_at_the_first_bad_line_when_asked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [json.dumps({"id": "a", "text": "hello"}), json.dumps({"id": "b"}), '{"id": "c"']
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["classify", "--cpu", "--input", "-", "--on-error", "stop"]) == 1
+    captured = capsys.readouterr()
+    ids = [json.loads(line)["id"] for line in captured.out.splitlines()]
+    assert ids == ["a", "b"]
+    assert "<stdin>:2: the line has neither 'text' and 'messages'" in captured.err
+
+
+def test_route_shows_a_progress_bar_on_a_terminal_and_nothing_when_piped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": "hi"}) + "\n" for i in range(3)))
+    args = ["route", "--config", str(DEMO_CONFIG), "--input", str(source)]
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(args) == 0
+    assert re.search(r"\rroute \[#+\] 3/3 100% ", terminal.getvalue())
+    assert terminal.getvalue().endswith("\r\x1b[K")  # the bar erases itself at the end
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_without_a_total_shows_the_count() -> None:
+    terminal = Terminal()
+    progress = Progress("classify", None, terminal)
+    progress.advance(32)
+    assert "\rclassify 32 lines " in terminal.getvalue()
+    silent = io.StringIO()
+    Progress("classify", 10, silent).advance(5)
+    assert silent.getvalue() == ""
+
+
+def test_eval_reads_stdin_writes_json_to_stdout_and_reports_bad_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(KEYWORD_POLICY)
+    rows = [
+        json.dumps({"id": 1, "text": "easy", "correct": {"weak": 1, "strong": 1}}),
+        "not json",
+        json.dumps({"id": 3, "text": "hard one", "correct": {"weak": 0, "strong": 1}}),
+        json.dumps({"id": 4, "text": "no figures"}),
+    ]
+    args = ["eval", "--config", str(policy), "--data", "-", "--json", "-"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(rows) + "\n"))
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["rows"] == 2
+    assert "| policy | 1.000 |" in captured.err
+    assert "<stdin>:2: invalid JSON at column 1: Expecting value (left out)" in captured.err
+    assert "<stdin>:4: needs a 'correct' object of model: 0 or 1 (left out)" in captured.err
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(rows) + "\n"))
+    assert main([*args, "--on-error", "stop"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "meritorder eval: --data line 2: invalid JSON at column 1: Expecting value; "
+        "fix it, or pass --on-error skip to leave bad lines out"
+    )

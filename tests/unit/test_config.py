@@ -23,9 +23,46 @@ def problems(text: str) -> list[str]:
     return caught.value.problems
 
 
+BAD_EXAMPLE = Path("examples/bad.yaml")  # the README's `validate` example: wrong on purpose
+
+
 def test_shipped_configs_are_valid() -> None:
     for path in [Path("deploy/config.yaml"), *Path("examples").glob("*.yaml")]:
-        load_config(path)
+        if path != BAD_EXAMPLE:
+            load_config(path)
+
+
+def test_schema_and_reference_problems_are_reported_in_one_run() -> None:
+    text = VALID.replace("cost: 3", "cots: 3").replace("route: [large]", "route: [lage]")
+    assert problems(text) == [
+        "models[1].cost: required field is missing; add it",
+        "models[1].cots: unknown field; did you mean 'cost'?",
+        "decisions[0].route[0]: unknown model 'lage'; did you mean 'large'?",
+    ]
+
+
+def test_a_reference_check_on_a_broken_file_reads_what_it_can() -> None:
+    text = VALID.replace("default_model: small", "default_model: tiny").replace(
+        "models:", "budgets: {window_s: 0, step_down_to: [smal]}\nmodels:"
+    )
+    assert problems(text) == [
+        "budgets.window_s: Input should be greater than 0 (got 0)",
+        "default_model: unknown model 'tiny'; define it under 'models' (known: ['small', 'large'])",
+        "budgets.step_down_to[0]: unknown model 'smal'; did you mean 'small'?",
+    ]
+
+
+def test_the_shipped_bad_example_shows_every_kind_of_problem_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(BAD_EXAMPLE)
+    assert caught.value.problems == [
+        "models[1].cost: required field is missing; add it",
+        "models[1].boundary: Input should be 'private' or 'external' (got 'extrenal'); "
+        "did you mean 'external'?",
+        "models[1].cots: unknown field; did you mean 'cost'?",
+        "decisions[0].route[0]: unknown model 'lage'; did you mean 'large'?",
+        "decisions[0].when: unknown signal 'hard'; did you mean 'hard_math'?",
+    ]
 
 
 def test_a_misspelt_field_names_the_field_and_suggests_the_fix() -> None:
