@@ -56,8 +56,10 @@ def cost(engine: SignalEngine, repeats: int) -> dict[str, Any]:
     rng = random.Random(0)
     out: dict[str, Any] = {}
     engine.classify_batch(["warm up"])
-    for name, size in SIZES.items():
-        prompt = filler(pool, size, rng)
+    cases = [(name, filler(pool, size, rng)) for name, size in SIZES.items()]
+    # the attack head's worst case: no line breaks, so every window between pieces is read
+    cases.insert(2, ("8 KB, one paragraph", " ".join(filler(pool, 8_000, rng).split())))
+    for name, prompt in cases:
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -139,21 +141,26 @@ def calibrate(
     threshold = float(np.quantile(scores[0, "benign"][1], 1 - target_fp))
     result["threshold_from_half_0"] = round(threshold, 6)
 
-    def flagged(h: int, kind: str, at: float) -> float:
+    def flagged(h: int, kind: str, at: float, sequence_at: float = shipped) -> float:
         sequence, views = scores[h, kind]
-        return round(float(((sequence >= shipped) | (views >= at)).mean()), 4)
+        return round(float(((sequence >= sequence_at) | (views >= at)).mean()), 4)
 
     for h in (0, 1):
         result[f"half_{h}"] = {
             "benign_requests": len(scores[h, "benign"][0]),
             "padded_attacks": len(scores[h, "padded"][0]),
+            # the router's decision: the sequence row at the shipped threshold, or a view
             "benign_flagged": flagged(h, "benign", threshold),
-            "benign_flagged_by_sequence_row": flagged(h, "benign", 2.0),
             "padded_caught": flagged(h, "padded", threshold),
             "inline_caught": flagged(h, "inline", threshold),
+            # each part alone: the sequence row fires on some filler by itself
+            "benign_flagged_by_sequence_row": flagged(h, "benign", 2.0),
+            "benign_flagged_by_views": flagged(h, "benign", threshold, 2.0),
+            "padded_caught_by_views": flagged(h, "padded", threshold, 2.0),
+            "inline_caught_by_views": flagged(h, "inline", threshold, 2.0),
         }
-    result["half_1_by_threshold"] = {
-        str(t): {kind: flagged(1, kind, t) for kind in ("benign", "padded", "inline")}
+    result["half_1_by_threshold_views_only"] = {
+        str(t): {kind: flagged(1, kind, t, 2.0) for kind in ("benign", "padded", "inline")}
         for t in (0.5, 0.9, 0.99, 0.999, 0.9999, round(threshold, 6))
     }
     print(json.dumps(result, indent=1), flush=True)

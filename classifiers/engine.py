@@ -74,12 +74,13 @@ DEFAULT_STEP_ROWS = 4
 # Up to this many characters (all messages) a request is tokenized in full, ~20 ms on the bench
 # CPU; a 1 MiB prompt would take ~0.55 s of the worker, so past it only what the rows read is.
 FULL_TOKENIZE_CHARS = 1 << 16
-# The attack head on one paragraph of a long request fires at this score where the sequence row
-# fires at the shipped threshold: a long request has many paragraphs, so many chances to fire.
-# `bench/classifier_sizes.py --calibrate`: 1% of 8 KB benign requests (benign and hard-benign
-# prompts) fire at it; 80% of attacks padded to 8 KB do, 60% of those hidden in one paragraph
-# (docs/BENCHMARKS.md).
-ATTACK_PARAGRAPH_THRESHOLD = 0.999828
+# The attack head on one paragraph or window of a long request fires at this score where the
+# sequence row fires at the shipped threshold: a long request has many of them, so many chances
+# to fire. `bench/classifier_sizes.py --calibrate`, on 8 KB requests of prompts the router passes
+# alone and attacks it blocks alone: chosen at 1% of benign requests on one half of the data; on
+# the other, 0% of benign requests fire at it, 92% of padded attacks (own paragraph) and 86% of
+# those inside one long paragraph do (docs/BENCHMARKS.md).
+ATTACK_PARAGRAPH_THRESHOLD = 0.991738
 
 ChatMessages = Sequence[Mapping[str, Any]]
 ClassifyInput = str | ChatMessages
