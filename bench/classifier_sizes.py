@@ -2,18 +2,20 @@
 """Classification cost by prompt size, and the calibration of the attack head on paragraphs.
 
     python bench/classifier_sizes.py [--repeats 3] [--out bench/results/classifier_sizes.json]
-    python bench/classifier_sizes.py --calibrate [--target-fp 0.01]
+    python bench/classifier_sizes.py --calibrate [--count 100] [--pool 1200] [--target-fp 0.01]
 
 Cost: one request of 1 KB .. 1 MiB of benign text (rows of examples' guard data joined by blank
 lines) through `SignalEngine.classify_batch`, alone on the worker: the rows it became, its token
 count and the wall time (median of `--repeats`). Run it against an older checkout to compare.
 
-Calibration: the attack head reads each paragraph of a long request alone, so a long benign
-request has many chances to fire. `--calibrate` builds long benign requests (`--size` characters
-of benign and hard-benign prompts) and padded attacks (an attack between two halves of such
-filler, and the same inside one long paragraph of filler), and prints the paragraph threshold at
-which `--target-fp` of the benign requests fire, with the share of padded attacks caught at it:
-the figure behind `ATTACK_PARAGRAPH_THRESHOLD`.
+Calibration: the attack head reads each paragraph of a long request alone (and windows between
+the pieces of long ones), so a long benign request has many chances to fire. `--calibrate` keeps
+only attacks of `prompt_attacks.jsonl` the engine blocks alone and filler prompts (`--pool`
+sampled from benign and hard-benign prompts) it passes alone, splits both in halves by row id,
+builds `--count` requests of each kind per half (`--size` characters of filler; an attack as its
+own paragraph block between two halves of it; the same inside one long paragraph), chooses the
+view threshold at `--target-fp` of half 0's benign requests and reports both halves at it: the
+figure behind `ATTACK_PARAGRAPH_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def main() -> None:
     parser.add_argument(
         "--count", type=int, default=100, help="calibration prompts of each kind, per half"
     )
-    parser.add_argument("--pool", type=int, default=1600, help="filler prompts sampled")
+    parser.add_argument("--pool", type=int, default=1200, help="filler prompts sampled")
     parser.add_argument("--target-fp", type=float, default=0.01)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
