@@ -2,23 +2,26 @@
 """Classification cost by prompt size, and the calibration of the attack head on paragraphs.
 
     python bench/classifier_sizes.py [--repeats 3] [--out bench/results/classifier_sizes.json]
-    python bench/classifier_sizes.py --calibrate [--target-fp 0.01]
+    python bench/classifier_sizes.py --calibrate [--count 100] [--pool 1200] [--target-fp 0.01]
 
 Cost: one request of 1 KB .. 1 MiB of benign text (rows of examples' guard data joined by blank
 lines) through `SignalEngine.classify_batch`, alone on the worker: the rows it became, its token
 count and the wall time (median of `--repeats`). Run it against an older checkout to compare.
 
-Calibration: the attack head reads each paragraph of a long request alone, so a long benign
-request has many chances to fire. `--calibrate` builds long benign requests (`--size` characters
-of benign and hard-benign prompts) and padded attacks (an attack between two halves of such
-filler, and the same inside one long paragraph of filler), and prints the paragraph threshold at
-which `--target-fp` of the benign requests fire, with the share of padded attacks caught at it:
-the figure behind `ATTACK_PARAGRAPH_THRESHOLD`.
+Calibration: the attack head reads each paragraph of a long request alone (and windows between
+the pieces of long ones), so a long benign request has many chances to fire. `--calibrate` keeps
+only attacks of `prompt_attacks.jsonl` the engine blocks alone and filler prompts (`--pool`
+sampled from benign and hard-benign prompts) it passes alone, splits both in halves by row id,
+builds `--count` requests of each kind per half (`--size` characters of filler; an attack as its
+own paragraph block between two halves of it; the same inside one long paragraph), chooses the
+view threshold at `--target-fp` of half 0's benign requests and reports both halves at it: the
+figure behind `ATTACK_PARAGRAPH_THRESHOLD`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import random
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.engine import SignalEngine
+from classifiers.engine import Job, SignalEngine
 
 GUARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "guard"
 SIZES = {"1 KB": 1_000, "8 KB": 8_000, "64 KB": 64_000, "200 KB": 200_000, "1 MiB": 1 << 20}
@@ -55,8 +58,10 @@ def cost(engine: SignalEngine, repeats: int) -> dict[str, Any]:
     rng = random.Random(0)
     out: dict[str, Any] = {}
     engine.classify_batch(["warm up"])
-    for name, size in SIZES.items():
-        prompt = filler(pool, size, rng)
+    cases = [(name, filler(pool, size, rng)) for name, size in SIZES.items()]
+    # the attack head's worst case: no line breaks, so every window between pieces is read
+    cases.insert(2, ("8 KB, one paragraph", " ".join(filler(pool, 8_000, rng).split())))
+    for name, prompt in cases:
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -74,59 +79,92 @@ def cost(engine: SignalEngine, repeats: int) -> dict[str, Any]:
     return out
 
 
-def paragraph_max(engine: SignalEngine, prompts: list[str]) -> np.ndarray:
-    """The highest raw attack score over the paragraph rows of each prompt (0 without any)."""
-    # The engine's own planning, so the figure is of exactly the rows it runs.
-    found = []
+def half(row_id: str) -> int:
+    """A fixed half of the data by row id: thresholds are chosen on half 0, reported on half 1."""
+    return int(hashlib.sha1(row_id.encode()).hexdigest(), 16) % 2
+
+
+def rows(name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (GUARD / name).read_text().split("\n") if line]
+
+
+def decision_scores(engine: SignalEngine, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt: the sequence row's attack score, and the highest raw score of the rows the
+    attack head reads besides it (0 without any), from the engine's own planning."""
+    sequence, views = [], []
     for prompt in prompts:
-        job = _job(prompt)
+        job = Job.of(prompt)
         plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
-        if not plan.attack_rows:
-            found.append(0.0)
-            continue
-        outputs = engine._forward([plan.rows[r] for r in plan.attack_rows])
-        found.append(float(outputs.attack.max()))
-    return np.array(found)
+        wanted = [plan.sequence_row, *plan.attack_rows]
+        attack = engine._forward([plan.rows[r] for r in wanted]).attack
+        sequence.append(float(attack[0]))
+        views.append(float(attack[1:].max()) if len(wanted) > 1 else 0.0)
+    return np.array(sequence), np.array(views)
 
 
-def _job(prompt: str) -> Any:
-    from classifiers.engine import Job
-
-    return Job.of(prompt)
-
-
-def calibrate(engine: SignalEngine, size: int, count: int, target_fp: float) -> dict[str, Any]:
+def calibrate(
+    engine: SignalEngine, size: int, count: int, pool_size: int, target_fp: float
+) -> dict[str, Any]:
+    """The attack-view threshold at `target_fp` on half 0, and what it does on half 1."""
     rng = random.Random(1)
-    pool = texts("benign_prompts.jsonl") + texts("hard_benign.jsonl")
-    attacks = texts("prompt_attacks.jsonl", "attack")
-    rng.shuffle(attacks)
-    benign = [filler(pool, size, rng) for _ in range(count)]
-    padded, inline = [], []
-    for attack in attacks[:count]:
-        before, after = filler(pool, size // 2, rng), filler(pool, size // 2, rng)
-        padded.append(f"{before}\n\n{attack}\n\n{after}")
-        # the same attack inside one long paragraph of filler (no line breaks at all)
-        inline.append(" ".join(f"{before} {attack} {after}".split()))
-    benign_max = paragraph_max(engine, benign)
-    attack_max = paragraph_max(engine, padded)
-    inline_max = paragraph_max(engine, inline)
-    threshold = float(np.quantile(benign_max, 1 - target_fp))
+    shipped = engine.spec.thresholds.prompt_attack
+    # Only attacks the router blocks when each is sent alone (what padding must not undo), and
+    # filler of prompts it passes alone (what padding must not turn into a refusal).
+    attacks = rows("prompt_attacks.jsonl")
+    blocked = engine.classify_batch([r["text"] for r in attacks])
+    attacks = [r for r, s in zip(attacks, blocked, strict=True) if s.prompt_attack.flagged]
+    pool = rows("benign_prompts.jsonl") + rows("hard_benign.jsonl")
+    pool = rng.sample(pool, min(pool_size, len(pool)))
+    alone = engine.classify_batch([r["text"] for r in pool])
+    passed = [r for r, s in zip(pool, alone, strict=True) if not s.prompt_attack.flagged]
     result: dict[str, Any] = {
         "size_chars": size,
-        "benign_requests": count,
-        "padded_attacks": len(padded),
+        "attacks": len(rows("prompt_attacks.jsonl")),
+        "attacks_blocked_alone": len(attacks),
+        "filler_pool": len(pool),
+        "filler_pool_passed_alone": len(passed),
         "target_fp": target_fp,
-        "threshold": round(threshold, 6),
-        "padded_attacks_caught": round(float((attack_max >= threshold).mean()), 4),
-        "inline_padded_attacks_caught": round(float((inline_max >= threshold).mean()), 4),
-        "by_threshold": {},
     }
-    for t in (0.5, 0.9, 0.99, 0.999, round(threshold, 6)):
-        result["by_threshold"][str(t)] = {
-            "benign_fp": round(float((benign_max >= t).mean()), 4),
-            "padded_caught": round(float((attack_max >= t).mean()), 4),
-            "inline_caught": round(float((inline_max >= t).mean()), 4),
+    scores: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+    for h in (0, 1):
+        fill = [r["text"] for r in passed if half(r["id"]) == h]
+        mine = [r["text"] for r in attacks if half(r["id"]) == h]
+        rng.shuffle(mine)
+        benign = [filler(fill, size, rng) for _ in range(count)]
+        padded, inline = [], []
+        for attack in mine[:count]:
+            before, after = filler(fill, size // 2, rng), filler(fill, size // 2, rng)
+            padded.append(f"{before}\n\n{attack}\n\n{after}")  # its own paragraph block
+            # the same attack inside one long paragraph of filler (no line breaks at all)
+            inline.append(" ".join(f"{before} {attack} {after}".split()))
+        for kind, prompts in (("benign", benign), ("padded", padded), ("inline", inline)):
+            scores[h, kind] = decision_scores(engine, prompts)
+            print(h, kind, len(prompts), flush=True)
+    threshold = float(np.quantile(scores[0, "benign"][1], 1 - target_fp))
+    result["threshold_from_half_0"] = round(threshold, 6)
+
+    def flagged(h: int, kind: str, at: float, sequence_at: float = shipped) -> float:
+        sequence, views = scores[h, kind]
+        return round(float(((sequence >= sequence_at) | (views >= at)).mean()), 4)
+
+    for h in (0, 1):
+        result[f"half_{h}"] = {
+            "benign_requests": len(scores[h, "benign"][0]),
+            "padded_attacks": len(scores[h, "padded"][0]),
+            # the router's decision: the sequence row at the shipped threshold, or a view
+            "benign_flagged": flagged(h, "benign", threshold),
+            "padded_caught": flagged(h, "padded", threshold),
+            "inline_caught": flagged(h, "inline", threshold),
+            # each part alone: the sequence row fires on some filler by itself
+            "benign_flagged_by_sequence_row": flagged(h, "benign", 2.0),
+            "benign_flagged_by_views": flagged(h, "benign", threshold, 2.0),
+            "padded_caught_by_views": flagged(h, "padded", threshold, 2.0),
+            "inline_caught_by_views": flagged(h, "inline", threshold, 2.0),
         }
+    result["half_1_by_threshold_views_only"] = {
+        str(t): {kind: flagged(1, kind, t, 2.0) for kind in ("benign", "padded", "inline")}
+        for t in (0.5, 0.9, 0.99, 0.999, 0.9999, round(threshold, 6))
+    }
     print(json.dumps(result, indent=1), flush=True)
     return result
 
@@ -136,7 +174,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--size", type=int, default=8_000, help="calibration prompt characters")
-    parser.add_argument("--count", type=int, default=200, help="calibration prompts of each kind")
+    parser.add_argument(
+        "--count", type=int, default=100, help="calibration prompts of each kind, per half"
+    )
+    parser.add_argument("--pool", type=int, default=1200, help="filler prompts sampled")
     parser.add_argument("--target-fp", type=float, default=0.01)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -145,7 +186,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {engine.provider}",
     }
     if args.calibrate:
-        report["calibration"] = calibrate(engine, args.size, args.count, args.target_fp)
+        report["calibration"] = calibrate(engine, args.size, args.count, args.pool, args.target_fp)
     else:
         report["cost"] = cost(engine, args.repeats)
     if args.out:

@@ -5,8 +5,9 @@ difficulty read it) and the windows of its messages (PII tags, and the attack he
 window, so an attack hidden in the middle of filler is read too). The rows of one request are
 capped (`max_rows`): past the cap the windows are the head, the tail and evenly spaced ones of the
 middle, and a request longer than `FULL_TOKENIZE_CHARS` is tokenized only where its rows read,
-its token count estimated from those slices. The attack head also reads paragraphs alone, up to
-`attack_tokens`. So a 1 MiB prompt costs about what 12 KB do.
+its token count estimated from those slices. The attack head also reads each paragraph alone,
+and windows between the pieces of long ones, up to `attack_tokens` (`windows.attack_views`). So a
+1 MiB prompt costs about what 12 KB do.
 
 All rows of the requests in a batch run together, sorted by length and padded only to the
 longest row of each forward. A request with more rows than `step_rows` runs them over several
@@ -52,10 +53,11 @@ from classifiers.windows import (
     EncodedText,
     IdArray,
     TextTokenizer,
+    View,
     Window,
+    attack_views,
     keep_windows,
     last_user_index,
-    paragraphs,
     pii_windows,
     runs,
     sequence_window,
@@ -65,19 +67,20 @@ from classifiers.windows import (
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 MAX_LENGTH = 512  # the encoder's position embeddings
 DEFAULT_MAX_ROWS = 8  # the sequence row and 7 windows: ~6 KB of English tagged in full
-# The paragraphs the attack head reads, in row tokens: ~12 KB of English, so an attack padded
-# with 8 KB of filler is read whatever paragraph it hides in.
-DEFAULT_ATTACK_TOKENS = 3072
+# The paragraphs and windows the attack head reads, in row tokens: all of an 8 KB request, even
+# one long paragraph of it (its pieces and the windows between them: ~2x its tokens).
+DEFAULT_ATTACK_TOKENS = 4608
 DEFAULT_STEP_ROWS = 4
 # Up to this many characters (all messages) a request is tokenized in full, ~20 ms on the bench
 # CPU; a 1 MiB prompt would take ~0.55 s of the worker, so past it only what the rows read is.
 FULL_TOKENIZE_CHARS = 1 << 16
-# The attack head on one paragraph of a long request fires at this score where the sequence row
-# fires at the shipped threshold: a long request has many paragraphs, so many chances to fire.
-# `bench/classifier_sizes.py --calibrate`: 1% of 8 KB benign requests (benign and hard-benign
-# prompts) fire at it; 80% of attacks padded to 8 KB do, 60% of those hidden in one paragraph
-# (docs/BENCHMARKS.md).
-ATTACK_PARAGRAPH_THRESHOLD = 0.999828
+# The attack head on one paragraph or window of a long request fires at this score where the
+# sequence row fires at the shipped threshold: a long request has many of them, so many chances
+# to fire. `bench/classifier_sizes.py --calibrate`, on 8 KB requests of prompts the router passes
+# alone and attacks it blocks alone: chosen at 1% of benign requests on one half of the data; on
+# the other, 0% of benign requests fire at it, 92% of padded attacks (own paragraph) and 86% of
+# those inside one long paragraph do (docs/BENCHMARKS.md).
+ATTACK_PARAGRAPH_THRESHOLD = 0.991738
 
 ChatMessages = Sequence[Mapping[str, Any]]
 ClassifyInput = str | ChatMessages
@@ -150,7 +153,7 @@ class _Plan:
     rows: list[IdArray]
     sequence_row: int
     pieces: list[_Piece]
-    attack_rows: list[int]  # the rows of single paragraphs, which the attack head also reads
+    attack_rows: list[int]  # the rows of paragraphs and windows, which the attack head also reads
     tokens: int  # every message's tokens; estimated past what was tokenized
 
     def step_end(self, done: int, tokens: int) -> int:
@@ -216,6 +219,7 @@ class SignalEngine:
         pii_overlap: int | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
         attack_tokens: int = DEFAULT_ATTACK_TOKENS,
+        attack_stride: int | None = None,
         step_rows: int = DEFAULT_STEP_ROWS,
         attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
     ) -> None:
@@ -231,6 +235,10 @@ class SignalEngine:
             raise ValueError(f"max_rows is {max_rows}; use at least 2 (the sequence row and one).")
         if attack_tokens < 0:
             raise ValueError(f"attack_tokens is {attack_tokens}; use 0 or more.")
+        # Windows every half window: an attack 1.5 windows long has one of itself alone.
+        attack_stride = self._window // 2 if attack_stride is None else attack_stride
+        if not 1 <= attack_stride <= self._window:
+            raise ValueError(f"attack_stride is {attack_stride}; use 1..{self._window} tokens.")
         if not 1 <= step_rows <= max_batch:
             raise ValueError(f"step_rows is {step_rows}; use 1..max_batch ({max_batch}).")
         if not 0 < attack_paragraph_threshold < 1:
@@ -246,6 +254,7 @@ class SignalEngine:
         self.pii_overlap = pii_overlap
         self.max_rows = max_rows
         self.attack_tokens = attack_tokens
+        self.attack_stride = attack_stride
         self.step_rows = step_rows
         self.attack_paragraph_threshold = attack_paragraph_threshold
         # Text enough for one window in almost any script (English: ~4 characters a token).
@@ -270,6 +279,7 @@ class SignalEngine:
         pii_overlap: int | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
         attack_tokens: int = DEFAULT_ATTACK_TOKENS,
+        attack_stride: int | None = None,
         step_rows: int = DEFAULT_STEP_ROWS,
         attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
     ) -> SignalEngine:
@@ -298,6 +308,7 @@ class SignalEngine:
             pii_overlap=pii_overlap,
             max_rows=max_rows,
             attack_tokens=attack_tokens,
+            attack_stride=attack_stride,
             step_rows=step_rows,
             attack_paragraph_threshold=attack_paragraph_threshold,
         )
@@ -464,39 +475,46 @@ class SignalEngine:
         same = {(p.message, w.start, w.end): r for p in pieces for w, r in p.windows}
         # A request the sequence row reads whole needs no paragraph rows: the attack head reads
         # it as it was trained and calibrated, at the shipped threshold.
-        parts = [
-            (message.ids, a, b, same.get((m, a, b)))
-            for m, message in enumerate(encoded)
-            if len(rows) > 1
-            for a, b in self._paragraphs(job.texts[m], message, 0, len(message))
-        ]
-        attack_rows = self._attack_rows(parts, rows)
+        views = _Views()
+        for m, message in enumerate(encoded):
+            if len(rows) > 1:
+                views.add(m, message.ids, self._views(job.texts[m], message, 0, len(message)))
+        attack_rows = self._attack_rows(views, rows, same)
         return _Plan(rows, 0, pieces, attack_rows, sum(len(message) for message in encoded))
 
-    def _paragraphs(
+    def _views(
         self, text: str, tokens: EncodedText, start: int, end: int
-    ) -> list[tuple[int, int]]:
+    ) -> tuple[list[View], list[View]]:
         if end <= start:
-            return []
-        return paragraphs(text, tokens.encoding.offsets, start, end, self._window)
+            return [], []
+        offsets = tokens.encoding.offsets
+        return attack_views(text, offsets, start, end, self._window, self.attack_stride)
 
     def _attack_rows(
-        self, parts: list[tuple[IdArray, int, int, int | None]], rows: list[IdArray]
+        self, views: _Views, rows: list[IdArray], same: Mapping[tuple[int, int, int], int]
     ) -> list[int]:
-        """Rows for the paragraphs `parts` (token ids, start, end, and the row that already holds
-        exactly them, if one does), spread evenly within the attack budget."""
+        """Rows for the attack head's views: first the paragraphs, then the windows between the
+        pieces of long ones, each kind spread evenly within what is left of the attack budget; a
+        view whose tokens are already a row (`same`: (source, start, end) -> row) or another
+        view's is read once."""
         budget = self.attack_tokens
-        cost = [b - a + 2 for _, a, b, _ in parts]  # a row: the paragraph, [CLS] and [SEP]
-        keep = len(parts) if sum(cost) <= budget else len(parts) * budget // sum(cost)
-        while keep > 1 and sum(cost[i] for i in spread(len(parts), keep)) > budget:
-            keep -= 1
-        attack_rows = []
-        for i in spread(len(parts), keep):
-            ids, a, b, row = parts[i]
-            if row is None:
-                rows.append(self.tokenizer.wrap(ids[a:b]))
-                row = len(rows) - 1
-            attack_rows.append(row)
+        attack_rows: list[int] = []
+        for group in (views.pieces, views.windows):
+            # The same paragraph twice (a repeated line, a quoted block) costs one row.
+            distinct = list({key: (source, ids, view) for source, ids, view, key in group}.values())
+            cost = [sum(b - a for a, b in view) + 2 for _, _, view in distinct]  # [CLS], [SEP]
+            total = sum(cost)
+            keep = len(distinct) if total <= budget else len(distinct) * budget // max(1, total)
+            while keep and sum(cost[i] for i in spread(len(distinct), keep)) > budget:
+                keep -= 1
+            for i in spread(len(distinct), keep):
+                source, ids, view = distinct[i]
+                budget -= cost[i]
+                row = same.get((source, *view[0])) if len(view) == 1 else None
+                if row is None:
+                    rows.append(self.tokenizer.wrap(np.concatenate([ids[a:b] for a, b in view])))
+                    row = len(rows) - 1
+                attack_rows.append(row)
         return attack_rows
 
     def _plan_sliced(self, job: Job, encoded: list[EncodedText]) -> _Plan:
@@ -507,7 +525,8 @@ class SignalEngine:
         ends: dict[int, list[IdArray]] = {}
         rows: list[IdArray] = [np.zeros(0, dtype=np.int64)]  # the sequence row, once known
         pieces: list[_Piece] = []
-        parts: list[tuple[IdArray, int, int, int | None]] = []
+        attack = _Views()
+        same: dict[tuple[int, int, int], int] = {}
         read_chars = read_tokens = 0
         for n, ((m, start, end), tokens) in enumerate(zip(slices, encoded, strict=True)):
             read_chars += end - start
@@ -526,17 +545,15 @@ class SignalEngine:
             rows.append(self.tokenizer.wrap(tokens.ids[first : first + size]))
             window = Window(first, first + size, first, first + size)
             pieces.append(_Piece(m, start, tokens, [(window, len(rows) - 1)]))
+            same[n, first, first + size] = len(rows) - 1
             text = job.texts[m][start:end]
-            parts += [
-                (tokens.ids, a, b, len(rows) - 1 if (a, b) == (first, first + size) else None)
-                for a, b in self._paragraphs(text, tokens, first, first + size)
-            ]
+            attack.add(n, tokens.ids, self._views(text, tokens, first, first + size))
         none = np.zeros(0, dtype=np.int64)
         views = [np.concatenate(ends[m]) if m in ends else none for m in range(len(job.texts))]
         rows[0] = self._sequence_row(job, views)
         total = sum(len(t) for t in job.texts)
         estimate = round(total * read_tokens / read_chars) if read_chars else 0
-        return _Plan(rows, 0, pieces, self._attack_rows(parts, rows), estimate)
+        return _Plan(rows, 0, pieces, self._attack_rows(attack, rows, same), estimate)
 
     def _sequence_row(self, job: Job, ids: list[IdArray]) -> IdArray:
         return sequence_window(
@@ -638,6 +655,21 @@ class SignalEngine:
                     if bounds is not None and plausible(s.type, text[bounds[0] : bounds[1]]):
                         found[piece.message].append(PiiEntity(s.type, *bounds, s.score, index))
         return found
+
+
+@dataclass(slots=True)
+class _Views:
+    """The attack head's views of one request, by kind: (source, token ids, view, content key);
+    the source is a message (or a slice of a long one) and the key its tokens' bytes."""
+
+    pieces: list[tuple[int, IdArray, View, bytes]] = field(default_factory=list)
+    windows: list[tuple[int, IdArray, View, bytes]] = field(default_factory=list)
+
+    def add(self, source: int, ids: IdArray, views: tuple[list[View], list[View]]) -> None:
+        for group, found in zip((self.pieces, self.windows), views, strict=True):
+            group += [
+                (source, ids, view, b"".join(ids[a:b].tobytes() for a, b in view)) for view in found
+            ]
 
 
 def _rescale(score: float, at: float, threshold: float) -> float:

@@ -195,20 +195,41 @@ def runs(windows: Sequence[Window]) -> list[list[int]]:
     return groups
 
 
-def paragraphs(
-    text: str, offsets: Sequence[tuple[int, int]], start: int, end: int, size: int
-) -> list[tuple[int, int]]:
-    """Tokens `[start, end)` (with character `offsets` into `text`) as paragraphs: runs of tokens
-    between line breaks, each cut into pieces of at most `size` tokens.
+# A view: the token ranges one row reads, joined in order (one range, for now).
+View = tuple[tuple[int, int], ...]
 
-    The attack head reads each paragraph alone: an instruction between paragraphs of filler is
-    as plain to it as the same instruction sent by itself, and a window mixing it with filler
-    scores far lower (docs/BENCHMARKS.md). Cutting long paragraphs at sentences instead was
-    measured too: it keeps fewer long attacks whole and caught fewer of them."""
+
+def attack_views(
+    text: str, offsets: Sequence[tuple[int, int]], start: int, end: int, size: int, stride: int
+) -> tuple[list[View], list[View]]:
+    """What the attack head reads of tokens `[start, end)`: (paragraphs, shifted windows).
+
+    Paragraphs are runs of tokens between line breaks, a long one cut into pieces of `size`
+    tokens: an attack set apart by line breaks is read as plainly as sent alone, where a window
+    that mixes it with filler scores far lower (docs/BENCHMARKS.md). A long paragraph is also
+    read in windows of `size` every `stride` tokens (and one that ends with it) between the pieces,
+    so an attack inside a long paragraph of filler, with no line break to split at, has a window
+    of itself alone when it is `size + stride` tokens long, and one mostly of itself when
+    shorter. Reading a long paragraph by its head and tail instead (as the sequence row reads a
+    long turn) and starting windows at sentences were measured too: neither caught more."""
+    pieces: list[View] = []
+    shifted: list[View] = []
+    for a, b in _lines(text, offsets, start, end):
+        pieces += [((s, min(s + size, b)),) for s in range(a, b, size)]
+        if b - a > size:
+            starts = [*range(a + stride, b - size, stride), b - size]
+            shifted += [((s, s + size),) for s in dict.fromkeys(starts) if (s - a) % size]
+    return pieces, shifted
+
+
+def _lines(
+    text: str, offsets: Sequence[tuple[int, int]], start: int, end: int
+) -> list[tuple[int, int]]:
+    """Tokens `[start, end)` in runs between line breaks."""
     bounds: list[tuple[int, int]] = []
     first = start
     for i in range(start + 1, end + 1):
         if i == end or "\n" in text[offsets[i - 1][1] : offsets[i][0]]:
-            bounds += [(a, min(a + size, i)) for a in range(first, i, size)]
+            bounds.append((first, i))
             first = i
     return bounds

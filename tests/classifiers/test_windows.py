@@ -1,5 +1,5 @@
 """Tokenization and windows: bounded sequence rows, PII windows that cover every token once,
-the windows kept under a cap, and the paragraphs the attack head reads."""
+the windows kept under a cap, and the views (paragraphs, windows) the attack head reads."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from classifiers.text import message_text
 from classifiers.windows import (
     TextTokenizer,
+    attack_views,
     head_and_tail,
     keep_windows,
-    paragraphs,
     pii_windows,
     runs,
     sequence_window,
@@ -144,11 +144,25 @@ def test_adjacent_kept_windows_run_together_as_in_the_full_tiling() -> None:
     assert kept[2].own_end == kept[2].end and kept[3].own_start == kept[3].start
 
 
-def test_paragraphs_split_at_line_breaks_and_cut_long_ones(tokenizer: TextTokenizer) -> None:
+def test_attack_views_are_paragraphs_and_windows_between_the_pieces_of_long_ones(
+    tokenizer: TextTokenizer,
+) -> None:
     text = "the cat sat\n\nhello world\n" + "cat " * 30
     (encoded,) = tokenizer.encode([text])
-    parts = paragraphs(text, encoded.encoding.offsets, 0, len(encoded), size=12)
-    pieces = [tokenizer._tokenizer.decode(encoded.ids[a:b].tolist()) for a, b in parts]
-    assert pieces[:2] == ["the cat sat", "hello world"]
-    assert [b - a for a, b in parts[2:]] == [12, 12, 6]
-    assert parts[0][0] == 0 and parts[-1][1] == len(encoded)
+    pieces, windows = attack_views(text, encoded.encoding.offsets, 0, len(encoded), 12, 5)
+    decoded = [tokenizer._tokenizer.decode(encoded.ids[a:b].tolist()) for ((a, b),) in pieces[:2]]
+    assert decoded == ["the cat sat", "hello world"]
+    long_start = pieces[2][0][0]
+    assert [(a - long_start, b - a) for ((a, b),) in pieces[2:]] == [(0, 12), (12, 12), (24, 6)]
+    assert pieces[-1][0][1] == len(encoded)
+    # every stride, but not where a piece already starts, and one that ends with the paragraph
+    assert [view[0][0] - long_start for view in windows] == [5, 10, 15, 18]
+    assert all(b - a == 12 for ((a, b),) in windows) and windows[-1][0][1] == len(encoded)
+
+
+def test_attack_views_of_a_slice_stay_inside_it(tokenizer: TextTokenizer) -> None:
+    text = "cat " * 100
+    (encoded,) = tokenizer.encode([text])
+    whole, windows = attack_views(text, encoded.encoding.offsets, 40, 70, 12, 6)
+    spans = [span for view in whole + windows for span in view]
+    assert min(a for a, _ in spans) == 40 and max(b for _, b in spans) == 70
