@@ -652,7 +652,7 @@ class SignalEngine:
                     start = piece.char_start + offsets[first + s.first][0]
                     end = piece.char_start + offsets[first + s.last][1]
                     bounds = tidy_span(text, *to_words(text, start, end), s.type)
-                    if bounds is not None and plausible(s.type, text[bounds[0] : bounds[1]]):
+                    if bounds is not None and plausible(s.type, text, *bounds):
                         found[piece.message].append(PiiEntity(s.type, *bounds, s.score, index))
         return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -90,13 +91,61 @@ def tidy_span(text: str, start: int, end: int, kind: str) -> tuple[int, int] | N
 _PHONE_CHARS = frozenset("0123456789+()-./ \t")
 
 
-def plausible(kind: str, text: str) -> bool:
-    """A model span that can be what it is called: a phone number is 7 to 15 digits (E.164)
-    with nothing but dialling punctuation around them (the model also tags arithmetic)."""
-    if kind != "PHONE_NUMBER":
+def plausible(kind: str, text: str, start: int = 0, end: int | None = None) -> bool:
+    """Whether the model span `text[start:end]` can be what it is called: a phone number is 7 to
+    15 digits (E.164) with nothing but dialling punctuation around them (the model also tags
+    arithmetic); a person or an address is not an identifier in code (the model reads `fib` in
+    `def fib(n):` as a name)."""
+    end = len(text) if end is None else end
+    span = text[start:end]
+    if kind == "PHONE_NUMBER":
+        digits = sum(ch.isdigit() for ch in span)
+        return 7 <= digits <= 15 and all(ch in _PHONE_CHARS for ch in span)
+    if kind in ("PERSON", "STREET_ADDRESS"):
+        return not code_identifier(text, start, end)
+    return True
+
+
+def code_identifier(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` is one word used as code: shaped like an identifier (snake_case,
+    digits, a known keyword or builtin), called, dotted or quoted in backticks, or standing on a
+    line of code. A name of several words (`'Jane Doe'` in a string) is never one."""
+    word = text[start:end]
+    if not _WORD.fullmatch(word):
+        return False
+    if "_" in word or any(ch.isdigit() for ch in word) or word in _CODE_WORDS:
         return True
-    digits = sum(ch.isdigit() for ch in text)
-    return 7 <= digits <= 15 and all(ch in _PHONE_CHARS for ch in text)
+    if len(word) == 1 or _ACRONYM.fullmatch(word) or _CAMEL.fullmatch(word) or _ERROR.search(word):
+        return True  # `e`, `PII`, `SIGTERM`, `IdArray`, `OSError`: no name is written so alone
+    before, after = text[max(0, start - 1) : start], text[end : end + 2]
+    if before in (".", "`", "_") or after[:1] in ("(", "[", "`", "=", "_") or _DOTTED.match(after):
+        return True  # called, indexed, dotted, quoted as code, or a piece of a snake_case name
+    if after in ('":', "':"):
+        return True  # a JSON or dict key
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    return bool(_CODE_LINE.search(text[line_start : len(text) if line_end == -1 else line_end]))
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ACRONYM = re.compile(r"[A-Z]{2,10}")
+_ERROR = re.compile(r"\w(?:Error|Exception|Warning)$")
+# Two capitals inside one word, but the prefixes of names written so (McDonald, DeShawn, LaToya).
+_CAMEL = re.compile(r"(?!(?:Mc|Mac|De|Di|Da|La|Le|Van|Von|O)[A-Z])[A-Z]?[a-z]+[A-Z][A-Za-z]*")
+_DOTTED = re.compile(r"\.[A-Za-z_]")
+# A line of code: a statement keyword first, an assignment, a call with a colon or an arrow.
+_CODE_LINE = re.compile(
+    r"^\s*(?:def|class|import|from|return|if|elif|for|while|with|raise|assert|async|await|yield|"
+    r"var|let|const|func|fn|function|public|private|static|struct|impl|package|#include)\b"
+    r"|^\s*[\w.\[\]]+\s*(?::[^=]+)?=[^=]|->|=>|;\s*$|\)\s*:\s*$|\)\s*\{\s*$"
+)
+_CODE_WORD_LIST = """
+self cls none true false null nil tuple list dict set str int float bool bytes object type len
+range print lambda async await args kwargs argparse asyncio json os sys re time typing numpy np pd
+torch urllib http pathlib subprocess logging pytest py js ts html css sql yaml stdin stdout stderr
+main init
+"""
+_CODE_WORDS = frozenset(_CODE_WORD_LIST.split())
 
 
 def _abbreviation(text: str, start: int, end: int) -> bool:

@@ -250,8 +250,10 @@ def _ips(text: str) -> Iterator[PiiEntity]:
         if _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
             continue
         try:
-            ipaddress.IPv4Address(m[0])
+            address = ipaddress.IPv4Address(m[0])
         except ValueError:
+            continue
+        if _names_no_one(address):
             continue
         yield _hit("IP_ADDRESS", m.start(), m.end(), 0.9)
     for m in _IPV6.finditer(text):
@@ -259,10 +261,23 @@ def _ips(text: str) -> Iterator[PiiEntity]:
         if not any(ch.isdigit() for ch in m[0].split("%")[0]):
             continue
         try:
-            ipaddress.IPv6Address(m[0])
+            address6 = ipaddress.IPv6Address(m[0])
         except ValueError:
             continue
+        if _names_no_one(address6):
+            continue
         yield _hit("IP_ADDRESS", m.start(), m.end(), 0.9)
+
+
+def _names_no_one(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Addresses that identify no host of anyone's: this machine (127.0.0.1, ::1), any address
+    (0.0.0.0, ::), link-local and multicast ones. Code and logs are full of them."""
+    return (
+        address.is_loopback
+        or address.is_unspecified
+        or address.is_link_local
+        or address.is_multicast
+    )
 
 
 # -- phone numbers -----------------------------------------------------------------------------

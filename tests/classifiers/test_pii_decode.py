@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from classifiers.pii import TagScheme, merge, plausible, tidy_span, to_words
+from classifiers.pii import TagScheme, code_identifier, merge, plausible, tidy_span, to_words
 from classifiers.signals import PiiEntity
 
 TAGS = ["O", "B-PERSON", "I-PERSON", "B-EMAIL_ADDRESS", "I-EMAIL_ADDRESS"]
@@ -108,3 +108,34 @@ def test_a_span_of_only_separators_is_dropped() -> None:
 def test_a_phone_span_must_look_like_a_phone_number(text: str, ok: bool) -> None:
     assert plausible("PHONE_NUMBER", text) is ok
     assert plausible("PERSON", text)  # only phone numbers have a shape to check
+
+
+@pytest.mark.parametrize(
+    ("text", "word", "code"),
+    [
+        ("def fib(n):\n    return fib(n - 1)", "fib", True),  # the example
+        ("import asyncio", "asyncio", True),
+        ("result = tuple(items)", "tuple", True),
+        ("IdArray = npt.NDArray[np.int64]", "IdArray", True),
+        ("raise OSError('gone')", "OSError", True),
+        ("see litellm.completion for it", "litellm", True),
+        ("send SIGTERM to stop it", "SIGTERM", True),
+        ("call `helper` first", "helper", True),
+        ("user_name is set", "user_name", True),
+        ("My name is John Smith.", "John", False),
+        ("please ask Maria tomorrow", "Maria", False),
+        ("write to McDonald about the lease", "McDonald", False),
+        ("meet DeShawn at noon", "DeShawn", False),
+        ("call john when you land", "john", False),  # a name typed in lower case is still one
+    ],
+)
+def test_a_word_used_as_code_is_no_person(text: str, word: str, code: bool) -> None:
+    start = text.index(word)
+    assert code_identifier(text, start, start + len(word)) is code
+    assert plausible("PERSON", text, start, start + len(word)) is not code
+
+
+def test_a_name_of_several_words_on_a_line_of_code_is_still_a_person() -> None:
+    text = 'author = "Jane Doe"'
+    start = text.index("Jane Doe")
+    assert plausible("PERSON", text, start, start + len("Jane Doe"))

@@ -188,10 +188,24 @@ def test_versions_and_dotted_numbers_are_not_ip_addresses(text: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::ff00:42:8329", "::1", "fe80::1%eth0"],
+    ["2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::ff00:42:8329", "2a00:1450:4001::200e"],
 )
 def test_ipv6_is_found_in_full_and_compressed_forms(address: str) -> None:
     assert found(f"host {address} up") == [("IP_ADDRESS", address)]
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "0.0.0.0", "169.254.10.1", "224.0.0.251", "::1", "::", "fe80::1%eth0", "ff02::1"],
+)
+def test_addresses_that_name_no_host_are_not_pii(address: str) -> None:
+    # this machine, any address, link-local and multicast: what code and logs are full of
+    assert found(f"listening on {address} port 8080") == []
+
+
+def test_an_address_in_a_log_line_is_still_found() -> None:
+    line = "2026-12-01T09:00:00Z INFO request from 203.0.113.7 user=jane.doe@example.com status=200"
+    assert found(line) == [("IP_ADDRESS", "203.0.113.7"), ("EMAIL_ADDRESS", "jane.doe@example.com")]
 
 
 def test_ipv4_mapped_ipv6_is_one_address() -> None:
