@@ -86,6 +86,11 @@ class MicroBatcher(Generic[T, R]):
         self._collector: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def queued_weight(self) -> int:
+        """The weight (rows of the model's input) of the calls waiting for a batch."""
+        return sum(call.weight for call in self._queue if not call.future.done())
+
     async def submit(self, item: T) -> R:
         """The result of `process` for `item`, computed in a batch with concurrent calls."""
         if self._closed:

@@ -322,6 +322,11 @@ class SignalEngine:
     def batch_stats(self) -> BatchStats:
         return self._batcher.stats
 
+    @property
+    def queued_rows(self) -> int:
+        """Rows of the model's input waiting for the worker (full-row equivalents)."""
+        return self._batcher.queued_weight
+
     async def classify_messages(
         self, messages: ChatMessages, fields: Sequence[tuple[str, str]] = ()
     ) -> Signals:

@@ -24,6 +24,10 @@ class EngineClassifier:
         self.engine = engine
         self.attack_threshold = engine.spec.thresholds.prompt_attack
 
+    @property
+    def queued_rows(self) -> int:
+        return self.engine.queued_rows
+
     async def classify(self, request: ChatRequest) -> Classified:
         signals = await self.engine.classify_messages(request.messages, request.field_texts())
         if signals.timing is not None:

@@ -233,6 +233,7 @@ class Router:
             held = await self.budgets.reserve(
                 tenant, decision.cost, decision.budget_limit, budgets.window_s
             )
+            telemetry.METRICS.budget_spent.labels(tenant=tenant).set(held.spent)
             if held.fitted:
                 if held.local:  # checked against this process's spending only
                     decision = replace(decision, notes=(*decision.notes, "budget_store=local"))

@@ -184,6 +184,9 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
             required=required,
             action=config.routing.on_unavailable.action,
         )
+    if classifier is not None:
+        queued = classifier  # bound here: mypy narrows it inside the lambda too
+        telemetry.METRICS.classifier_queue.set_function(lambda: queued.queued_rows)
     budgets = _budget_store(options)
     router = Router(config, classifier, budgets)
     server = RouterServer(router, options)

@@ -18,7 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 if TYPE_CHECKING:
     from classifiers.signals import BatchTiming
@@ -257,6 +257,16 @@ class Metrics:
             "Budget store calls that failed (the shared store unreachable), by operation and "
             "what was done instead: local (this process's own store) or error",
             ["op", "to"], registry=r,
+        )  # fmt: skip
+        self.budget_spent = Gauge(
+            "meritorder_budget_window_spent",
+            "Cost units a budget tenant has spent in the current window, as of this router's last "
+            "reservation for it (tenant: a verified, normalized name, or (unverified))",
+            ["tenant"], registry=r,
+        )  # fmt: skip
+        self.classifier_queue = Gauge(
+            "meritorder_classifier_queue_rows",
+            "Rows of the classifier's input waiting for its worker", registry=r,
         )  # fmt: skip
         self.budget_rejections = Counter(
             "meritorder_budget_rejections", "Requests refused for a spent budget", registry=r

@@ -216,3 +216,18 @@ async def test_closing_fails_queued_calls_and_refuses_new_ones() -> None:
         await queued
     with pytest.raises(BatcherClosed):
         await batcher.submit(3)
+
+
+async def test_the_queue_reports_the_weight_waiting_for_the_worker() -> None:
+    recorder, batcher, first = await busy()
+    assert batcher.queued_weight == 0  # the running call has left the queue
+    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2, 3)]
+    await asyncio.sleep(0)
+    assert batcher.queued_weight == 3
+    waiting[0].cancel()  # a caller that gave up no longer counts
+    await asyncio.sleep(0)
+    assert batcher.queued_weight == 2
+    recorder.gate.set()
+    assert await first == 0 and await asyncio.gather(*waiting[1:]) == [4, 6]
+    assert batcher.queued_weight == 0
+    batcher.close()

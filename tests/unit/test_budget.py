@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from meritorder import telemetry
 from meritorder.budget import InMemoryBudgetStore, Reservation
 from meritorder.config import RouterConfig, parse_config
 from meritorder.policy import Decision, Observation, PoolState, decide
@@ -221,3 +222,13 @@ def test_without_a_limit_nothing_is_capped() -> None:
     routed = decide(unlimited, Observation(chat(), {TENANT: "newco"}), PoolState())
     assert routed.model is not None and routed.model.name == "large"
     assert routed.steps.max_tokens is None
+
+
+async def test_each_reservation_shows_the_tenants_window_spending(config: RouterConfig) -> None:
+    spent = telemetry.METRICS.budget_spent
+    router = Router(config)
+    await router.route(premium(), {TENANT: "acme"})
+    await router.route(premium(), {TENANT: "acme"})
+    assert spent.labels(tenant="acme")._value.get() == pytest.approx(0.006)
+    await router.route(premium(), {})
+    assert spent.labels(tenant=UNVERIFIED)._value.get() == pytest.approx(0.003)
