@@ -8,6 +8,7 @@ only after the body has been read (see deploy/envoy/envoy.yaml). Each stream has
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import structlog
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
@@ -29,6 +30,7 @@ from meritorder.router import Router
 
 log = structlog.get_logger("meritorder.extproc")
 
+MODELS_PATH = "/v1/models"
 MODEL_HEADER = "x-meritorder-model"
 DECISION_HEADER = "x-meritorder-decision"
 REASON_HEADER = "x-meritorder-reason"
@@ -92,8 +94,11 @@ class Processor:
         state.path = state.headers.get(":path", "")
         spoofed = [k for k in state.headers if k.startswith(_OWN_PREFIX)]
 
-        if state.method == "GET" and state.path.split("?", 1)[0].rstrip("/") == "/v1/models":
+        bare = state.path.split("?", 1)[0]
+        if state.method == "GET" and bare.rstrip("/") == MODELS_PATH:
             return mutations.immediate(200, self.router.models_json(), details="meritorder_models")
+        if state.method == "GET" and bare.startswith(MODELS_PATH + "/"):
+            return self._one_model(unquote(bare.removeprefix(MODELS_PATH + "/")))
         endpoint = Endpoint.for_path(state.path)
         if endpoint is None or state.method != "POST":
             return mutations.continue_headers(remove=spoofed)
@@ -110,6 +115,18 @@ class Processor:
         if headers.end_of_stream:
             raise bad_request("The request body is empty; send a JSON object.", code="empty_body")
         return mutations.continue_headers(remove=spoofed)
+
+    def _one_model(self, name: str) -> ProcessingResponse:
+        """`GET /v1/models/{id}` (the SDKs' `models.retrieve`), answered like the listing."""
+        found = self.router.model_json(name)
+        if found is not None:
+            return mutations.immediate(200, found, details="meritorder_models")
+        raise RequestError(
+            404,
+            f"The model {name!r} does not exist; GET /v1/models lists the models.",
+            param="model",
+            code="model_not_found",
+        )
 
     async def on_request_body(self, state: StreamState, body: HttpBody) -> ProcessingResponse:
         if state.endpoint is None or state.span is None:

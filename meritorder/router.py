@@ -71,12 +71,16 @@ class Router:
     def replace_config(self, config: RouterConfig) -> None:
         """Use `config` for every request that starts from now on."""
         self._config = config
-        self._models_json = _models_listing(config)
+        self._models_json, self._model_json = _models_listing(config)
         self.health.failures = config.routing.unhealthy_after
 
     def models_json(self) -> bytes:
         """The body of `GET /v1/models`: virtual and real models of the policy."""
         return self._models_json
+
+    def model_json(self, name: str) -> bytes | None:
+        """The body of `GET /v1/models/{name}`, or None for a name the policy does not know."""
+        return self._model_json.get(name)
 
     async def route(
         self,
@@ -296,7 +300,9 @@ def _cheapest_private(config: RouterConfig) -> ModelConfig | None:
     return next((m for m in config.cheapest() if m.boundary == "private"), None)
 
 
-def _models_listing(config: RouterConfig) -> bytes:
+def _models_listing(config: RouterConfig) -> tuple[bytes, dict[str, bytes]]:
+    """`GET /v1/models`'s body, and each model's own (`GET /v1/models/{id}`)."""
     names = [*config.virtual_models, *(m.name for m in config.models)]
-    data = [{"id": n, "object": "model", "created": 0, "owned_by": "meritorder"} for n in names]
-    return json.dumps({"object": "list", "data": data}).encode()
+    data = {n: {"id": n, "object": "model", "created": 0, "owned_by": "meritorder"} for n in names}
+    listing = json.dumps({"object": "list", "data": list(data.values())}).encode()
+    return listing, {name: json.dumps(model).encode() for name, model in data.items()}

@@ -90,6 +90,17 @@ def test_models_are_listed_by_the_router(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == ["auto", "small", "coder", "large"]
 
 
+def test_one_model_is_retrieved_and_an_unknown_one_is_a_404(
+    client: openai.OpenAI, upstreams: MockRecorder
+) -> None:
+    model = client.models.retrieve("auto")
+    assert (model.id, model.owned_by) == ("auto", "meritorder")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("gpt-9")
+    assert caught.value.code == "model_not_found"
+    assert all(not seen for seen in upstreams.received().values())
+
+
 def test_streaming_yields_every_chunk_as_the_upstream_sends_it(client: openai.OpenAI) -> None:
     delay_ms = 150
     stream = client.chat.completions.create(

@@ -145,6 +145,28 @@ async def test_models_listing_is_answered_by_the_router(processor: Processor) ->
     assert [m["id"] for m in body["data"]] == ["auto", "small", "coder", "large"]
 
 
+@pytest.mark.parametrize("name", ["auto", "coder", "large"])
+async def test_one_model_is_answered_by_the_router_like_the_listing(
+    processor: Processor, name: str
+) -> None:
+    status, body = immediate(
+        await Stream(processor).send(headers_msg("GET", f"/v1/models/{name}", end=True))
+    )
+    assert (status, body) == (
+        200,
+        {"id": name, "object": "model", "created": 0, "owned_by": "meritorder"},
+    )
+
+
+async def test_an_unknown_model_is_a_404_in_openai_shape(processor: Processor) -> None:
+    status, body = immediate(
+        await Stream(processor).send(headers_msg("GET", "/v1/models/gpt-5%20x", end=True))
+    )
+    assert status == 404
+    assert (body["error"]["code"], body["error"]["param"]) == ("model_not_found", "model")
+    assert "'gpt-5 x'" in body["error"]["message"]
+
+
 async def test_other_requests_pass_untouched_apart_from_spoofed_routing_headers(
     processor: Processor,
 ) -> None:
