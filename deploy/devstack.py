@@ -232,11 +232,7 @@ class Stack:
     def start_redis(self) -> None:
         """A real redis-server (no persistence) for the routers' shared budgets: pass
         `--budget-store self.redis_url` in `router_args`."""
-        self.processes.spawn(
-            "redis",
-            [redis_server_binary(), "--port", str(self.ports.redis), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-        )  # fmt: skip
+        self.processes.spawn("redis", redis_server_command(self.ports.redis, self.workdir))
         self.processes.wait_port("redis", self.ports.redis)
 
     def start(self) -> Stack:
@@ -352,6 +348,12 @@ def _router_endpoints(config: Any) -> list[Any]:
     (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "meritorder"]
     endpoints: list[Any] = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     return endpoints
+
+
+def redis_server_command(port: int, workdir: Path) -> list[str]:
+    """A loopback redis-server on `port` that persists nothing (budgets live for their window)."""
+    return [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
 
 
 def redis_server_binary() -> str:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
-from devstack import redis_server_binary
+from devstack import Processes, free_port, redis_server_command
 
 from classifiers.signals import PiiEntity
 from meritorder.config import RouterConfig, load_config
@@ -49,35 +47,17 @@ class RedisServer:
     loopback port, without persistence; `stop` and `start` again keep the port."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.processes = Processes(workdir)
 
     def start(self) -> RedisServer:
-        binary = redis_server_binary()
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not listen on {self.port}")
+        self.processes.spawn("redis", redis_server_command(self.port, self.processes.workdir))
+        self.processes.wait_port("redis", self.port, timeout=10)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self.processes.stop("redis", signal.SIGKILL)
 
 
 @pytest.fixture
