@@ -99,6 +99,8 @@ class _Signal(_Strict):
 
 
 class _ClassifierSignal(_Signal):
+    """A signal the classifier model computes (it never fires without one)."""
+
     required: bool = Field(
         default=False,
         description="when the classifier cannot compute it in time, the request gets "
@@ -201,9 +203,6 @@ class HeaderSignal(_Signal):
     @classmethod
     def _lowercase(cls, header: str) -> str:
         return header.lower()
-
-
-CLASSIFIER_SIGNALS = (DomainSignal, PromptAttackSignal, PiiSignal, DifficultySignal)
 
 
 def _signal_type(value: Any) -> str:
@@ -505,7 +504,7 @@ class RouterConfig(_Strict):
 
     def uses_classifier(self) -> bool:
         """Whether any signal or boundary needs the classifier model."""
-        return bool(self.boundaries) or any(isinstance(s, CLASSIFIER_SIGNALS) for s in self.signals)
+        return bool(self.boundaries) or any(isinstance(s, _ClassifierSignal) for s in self.signals)
 
     def cheapest(self, names: Iterable[str] | None = None) -> list[ModelConfig]:
         """Models (all, or those named) from cheapest to dearest; file order breaks ties."""
