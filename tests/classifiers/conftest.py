@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tiny_signals_model import build_model, build_tokenizer, spec_json, tiny_vocab
 
 from classifiers.engine import SignalEngine
+from tests.classifiers.tiny_signals_model import build_model, build_tokenizer, spec_json, tiny_vocab
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_signals_model import DOMAINS, spec_json
 
 from classifiers.engine import DEFAULT_MODEL_DIR, InvalidInput, SignalEngine
 from classifiers.signals import Signals
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE, SpecError
+from tests.classifiers.tiny_signals_model import DOMAINS, spec_json
 
 
 class RecordingSession:

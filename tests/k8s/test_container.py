@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from processes import REPO, Processes, free_port
+
+from tests.k8s.processes import REPO, Processes, free_port
 
 CONTAINER = REPO / "deploy" / "container"
 ENTRYPOINT = CONTAINER / "entrypoint.sh"

@@ -13,12 +13,12 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from kustomize_subset import KustomizeError, Object, find, render, strategic_merge
-from processes import REPO
 
 from extproc.processor import DECISION_HEADER, MODEL_HEADER, REASON_HEADER
 from meritorder.config import RouterConfig, load_config
 from meritorder.request import Endpoint
+from tests.k8s.kustomize_subset import KustomizeError, Object, find, render, strategic_merge
+from tests.k8s.processes import REPO
 
 K8S = REPO / "deploy" / "kubernetes"
 TREES = [

@@ -22,8 +22,9 @@ import openai
 import pytest
 import yaml
 from devstack import render_envoy
-from picker import EndpointPicker, PickerServer
-from processes import REPO, Processes, free_port, router_command
+
+from tests.k8s.picker import EndpointPicker, PickerServer
+from tests.k8s.processes import REPO, Processes, free_port, router_command
 
 pytestmark = pytest.mark.e2e
 
