@@ -32,7 +32,8 @@ test: lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy meritorder extproc classifiers
+	$(BIN)/mypy app meritorder extproc classifiers
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

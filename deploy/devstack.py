@@ -213,7 +213,7 @@ class Stack:
         self.redis = redis  # a redis-server for budgets, shared by every router
         self.routers = routers
         if redis:
-            self.router_args += ["--budget-store", self.redis_url]
+            self.router_args += ["--state-store", self.redis_url]
 
     @property
     def base_url(self) -> str:
@@ -231,7 +231,7 @@ class Stack:
 
     def start_redis(self) -> None:
         """A real redis-server (no persistence) for the routers' shared budgets: pass
-        `--budget-store self.redis_url` in `router_args`."""
+        `--state-store self.redis_url` in `router_args`."""
         self.processes.spawn("redis", redis_server_command(self.ports.redis, self.workdir))
         self.processes.wait_port("redis", self.ports.redis)
 
@@ -271,7 +271,7 @@ class Stack:
         cmd = [
             sys.executable,
             "-m",
-            "meritorder.cli",
+            "app.cli",
             "serve",
             "--json-logs",
             "--config",

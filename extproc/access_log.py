@@ -1,38 +1,36 @@
 """Envoy's gRPC access log service (ALS): what happened after the decision.
 
-Envoy streams one entry per finished request, off the request path. For each routed request the
-router learns the model's health from the response status, and records on the decision's trace
-what the upstream reported: status, and token usage (which Envoy's json_to_metadata filter reads
-from non-streaming JSON responses into the `meritorder.usage` metadata namespace). The tenant's
-budget is then corrected from the estimate to the measured cost.
+Envoy streams one entry per finished request, off the request path. A routed request's entry
+carries the decision's facts (the `meritorder.decision` dynamic metadata the processor set, see
+`meritorder.outcomes`) and, for non-streaming JSON responses, the token usage that Envoy's
+json_to_metadata filter read into the `meritorder.usage` namespace. This adapter turns the entry
+into an `Outcome` and hands it to the core, which settles it (health, budget, telemetry): any
+router process can, whichever one decided the request.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
-import structlog
-from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
+from envoy.data.accesslog.v3.accesslog_pb2 import AccessLogCommon, HTTPAccessLogEntry
 from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage, StreamAccessLogsResponse
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Value
 
-from extproc.processor import MODEL_HEADER
 from extproc.streams import next_unless
-from meritorder import telemetry
-from meritorder.router import Router
-
-log = structlog.get_logger("meritorder.access_log")
+from meritorder.outcomes import DECISION_NAMESPACE, Outcome, Pending
+from meritorder.ports import RoutingCore
 
 USAGE_NAMESPACE = "meritorder.usage"
 
 
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
-    def __init__(self, router: Router) -> None:
-        self.router = router
+    def __init__(self, core: RoutingCore) -> None:
+        self.core = core
         self._end = asyncio.Event()
 
     def end_streams(self) -> None:
@@ -58,44 +56,42 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
         return StreamAccessLogsResponse()
 
     async def record(self, entry: HTTPAccessLogEntry) -> None:
-        model = entry.request.request_headers.get(MODEL_HEADER)
-        # Only requests that were routed and sent to a cluster say anything about a model.
-        if not model or not entry.common_properties.upstream_cluster:
-            return
-        status = entry.response.response_code.value
-        self.router.health.observe_status(model, status)
-        pending = self.router.ledger.pop(entry.request.request_id)
-        if pending is None:
-            return
-        usage = entry.common_properties.metadata.filter_metadata.get(USAGE_NAMESPACE)
-        fields = usage.fields if usage is not None else {}
-        prompt = int(fields["prompt_tokens"].number_value) if "prompt_tokens" in fields else None
-        completion = (
-            int(fields["completion_tokens"].number_value) if "completion_tokens" in fields else None
-        )
-        measured = None
-        if prompt is not None and completion is not None:
-            measured = (prompt + completion) * pending.cost_per_million / 1e6
-            telemetry.METRICS.tokens.labels(model=model, kind="input").inc(prompt)
-            telemetry.METRICS.tokens.labels(model=model, kind="output").inc(completion)
-        telemetry.METRICS.upstream_responses.labels(model=model, status=str(status)).inc()
+        outcome = outcome_of(entry)
+        if outcome is not None:
+            await self.core.settle(outcome)
 
-        parent = pending.span_context
-        ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
-        with telemetry.tracer().start_as_current_span("meritorder.response", context=ctx) as span:
-            span.set_attribute("meritorder.model", model)
-            span.set_attribute("http.response.status_code", status)
-            span.set_attribute("meritorder.cost.estimate", pending.estimated_cost)
-            if prompt is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", prompt)
-            if completion is not None:
-                span.set_attribute("gen_ai.usage.output_tokens", completion)
-            if measured is not None:
-                span.set_attribute("meritorder.cost.measured", measured)
-            if status >= 500 or status == 0:
-                span.set_status(Status(StatusCode.ERROR, f"upstream status {status}"))
-                span.set_attribute("error.type", str(status))
 
-        if measured is not None and pending.tenant is not None and pending.budget_window_s:
-            correction = measured - pending.estimated_cost
-            await self.router.budgets.charge(pending.tenant, correction, pending.budget_window_s)
+def outcome_of(entry: HTTPAccessLogEntry) -> Outcome | None:
+    """The outcome of a routed request that was sent to an upstream; None for anything else
+    (requests the router answered itself, passed through, or never routed)."""
+    metadata = entry.common_properties.metadata.filter_metadata
+    if DECISION_NAMESPACE not in metadata or not entry.common_properties.upstream_cluster:
+        return None
+    pending = Pending.from_fields(MessageToDict(metadata[DECISION_NAMESPACE]))
+    if pending is None:
+        return None
+    usage: Mapping[str, Value] = (
+        metadata[USAGE_NAMESPACE].fields if USAGE_NAMESPACE in metadata else {}
+    )
+    timing = entry.common_properties
+    return Outcome(
+        request_id=entry.request.request_id,
+        pending=pending,
+        status=entry.response.response_code.value,
+        prompt_tokens=_tokens(usage, "prompt_tokens"),
+        completion_tokens=_tokens(usage, "completion_tokens"),
+        duration_s=_seconds(timing, "time_to_last_downstream_tx_byte"),
+        first_byte_s=_seconds(timing, "time_to_first_upstream_rx_byte"),
+        response_id=(usage["response_id"].string_value if "response_id" in usage else "") or None,
+    )
+
+
+def _tokens(usage: Mapping[str, Value], key: str) -> int | None:
+    return int(usage[key].number_value) if key in usage else None
+
+
+def _seconds(timing: AccessLogCommon, name: str) -> float | None:
+    if not timing.HasField(name):
+        return None
+    duration: Duration = getattr(timing, name)
+    return float(duration.seconds) + float(duration.nanos) / 1e9

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
@@ -55,8 +55,12 @@ def continue_response_headers() -> ProcessingResponse:
     return ProcessingResponse(response_headers=HeadersResponse(response=CommonResponse()))
 
 
-def reroute_with_body(headers: Headers, body: bytes) -> ProcessingResponse:
-    """Replace the body, set routing headers and `content-length`, and re-pick the route.
+def reroute_with_body(
+    headers: Headers, body: bytes, metadata: Mapping[str, Mapping[str, object]] | None = None
+) -> ProcessingResponse:
+    """Replace the body, set routing headers and `content-length`, and re-pick the route;
+    `metadata` becomes the request's dynamic metadata ({namespace: fields}), which Envoy hands
+    on to its access log.
 
     All in one reply: Envoy keeps the client's content-length in BUFFERED mode (a mismatch is a
     500), and a header change without `clear_route_cache` leaves the request on its old route.
@@ -65,7 +69,10 @@ def reroute_with_body(headers: Headers, body: bytes) -> ProcessingResponse:
     common = CommonResponse(
         header_mutation=mutation, body_mutation=BodyMutation(body=body), clear_route_cache=True
     )
-    return ProcessingResponse(request_body=BodyResponse(response=common))
+    reply = ProcessingResponse(request_body=BodyResponse(response=common))
+    if metadata:
+        reply.dynamic_metadata.update({ns: dict(fields) for ns, fields in metadata.items()})
+    return reply
 
 
 def immediate(

@@ -22,11 +22,12 @@ from opentelemetry.trace import Span
 from extproc import mutations
 from meritorder import telemetry
 from meritorder.errors import RequestError, bad_request
-from meritorder.ledger import Pending
+from meritorder.feedback import FEEDBACK_PATH, MAX_FEEDBACK_BYTES, feedback_json, parse_feedback
+from meritorder.outcomes import DECISION_NAMESPACE
 from meritorder.policy import Decision
+from meritorder.ports import RoutingCore
 from meritorder.request import Endpoint, body_too_large, parse_request
 from meritorder.rewrite import forward_body
-from meritorder.router import Router
 
 log = structlog.get_logger("meritorder.extproc")
 
@@ -44,6 +45,7 @@ class StreamState:
     method: str = ""
     path: str = ""
     endpoint: Endpoint | None = None
+    feedback: bool = False  # POST /v1/feedback: answered by the router once the body is in
     headers: dict[str, str] = field(default_factory=dict)
     span: Span | None = None  # the `meritorder.route` span of a routed request, until it ends
     # W3C trace context of Envoy's own ext_proc call span (gRPC metadata), when Envoy traces.
@@ -58,8 +60,8 @@ class StreamState:
 class Processor:
     """Routes OpenAI requests; everything else passes through untouched."""
 
-    def __init__(self, router: Router) -> None:
-        self.router = router
+    def __init__(self, core: RoutingCore) -> None:
+        self.core = core
 
     async def process(self, state: StreamState, request: ProcessingRequest) -> ProcessingResponse:
         phase = request.WhichOneof("request")
@@ -96,9 +98,11 @@ class Processor:
 
         bare = state.path.split("?", 1)[0]
         if state.method == "GET" and bare.rstrip("/") == MODELS_PATH:
-            return mutations.immediate(200, self.router.models_json(), details="meritorder_models")
+            return mutations.immediate(200, self.core.models_json(), details="meritorder_models")
         if state.method == "GET" and bare.startswith(MODELS_PATH + "/"):
             return self._one_model(unquote(bare.removeprefix(MODELS_PATH + "/")))
+        if state.method == "POST" and bare == FEEDBACK_PATH:
+            return self._feedback_headers(state, headers, spoofed)
         endpoint = Endpoint.for_path(state.path)
         if endpoint is None or state.method != "POST":
             return mutations.continue_headers(remove=spoofed)
@@ -108,7 +112,7 @@ class Processor:
         carrier = {**state.headers, **state.envoy_trace}
         state.span = telemetry.start_route_span(carrier, operation)
 
-        limit = self.router.config.limits.max_body_bytes
+        limit = self.core.max_body_bytes
         length = state.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             raise body_too_large(int(length), limit)  # refuse before Envoy buffers it
@@ -116,9 +120,30 @@ class Processor:
             raise bad_request("The request body is empty; send a JSON object.", code="empty_body")
         return mutations.continue_headers(remove=spoofed)
 
+    def _feedback_headers(
+        self, state: StreamState, headers: HttpHeaders, spoofed: list[str]
+    ) -> ProcessingResponse:
+        length = state.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_FEEDBACK_BYTES:
+            raise bad_request(
+                f"The feedback body is {length} bytes; send at most {MAX_FEEDBACK_BYTES}.",
+                code="request_too_large",
+            )
+        if headers.end_of_stream:
+            raise bad_request("The feedback body is empty; send a JSON object.", code="empty_body")
+        state.feedback = True
+        return mutations.continue_headers(remove=spoofed)
+
+    async def _feedback(self, state: StreamState, body: HttpBody) -> ProcessingResponse:
+        feedback = parse_feedback(body.body)
+        outcome = await self.core.feedback(feedback, state.headers)
+        return mutations.immediate(
+            200, feedback_json(outcome, feedback), details="meritorder_feedback"
+        )
+
     def _one_model(self, name: str) -> ProcessingResponse:
         """`GET /v1/models/{id}` (the SDKs' `models.retrieve`), answered like the listing."""
-        found = self.router.model_json(name)
+        found = self.core.model_json(name)
         if found is not None:
             return mutations.immediate(200, found, details="meritorder_models")
         raise RequestError(
@@ -129,17 +154,19 @@ class Processor:
         )
 
     async def on_request_body(self, state: StreamState, body: HttpBody) -> ProcessingResponse:
+        if state.feedback:
+            return await self._feedback(state, body)
         if state.endpoint is None or state.span is None:
             return mutations.continue_body()
         span = state.span
         with telemetry.current(span):
             with telemetry.stage("parse"):
                 request = parse_request(
-                    state.endpoint, body.body, max_bytes=self.router.config.limits.max_body_bytes
+                    state.endpoint, body.body, max_bytes=self.core.max_body_bytes
                 )
             span.set_attribute("gen_ai.request.model", request.model)
             span.set_attribute("meritorder.stream", request.stream)
-            decision = await self.router.route(request, state.headers)
+            decision = await self.core.route(request, state.headers)
             telemetry.record_decision(span, decision)
             log.info(
                 "routed",
@@ -159,29 +186,16 @@ class Processor:
                     reply = mutations.error_response(error, decision_headers(decision))
                 else:
                     headers = [*decision_headers(decision), *decision.steps.headers.items()]
-                    reply = mutations.reroute_with_body(headers, forward_body(request, decision))
-                    self._await_response(state, decision, span)
+                    # The decision's facts ride with the request to its access log entry.
+                    pending = await self.core.dispatch(
+                        state.headers.get("x-request-id", ""), decision, telemetry.traceparent(span)
+                    )
+                    metadata = {DECISION_NAMESPACE: pending.to_fields()} if pending else None
+                    reply = mutations.reroute_with_body(
+                        headers, forward_body(request, decision), metadata
+                    )
         state.end_span()
         return reply
-
-    def _await_response(self, state: StreamState, decision: Decision, span: Span) -> None:
-        """Remember the decision until Envoy's access log reports the upstream's answer."""
-        request_id = state.headers.get("x-request-id")
-        if request_id is None or decision.model is None:
-            return
-        budgets = self.router.config.budgets
-        context = span.get_span_context()
-        self.router.ledger.add(
-            request_id,
-            Pending(
-                span_context=context if context.is_valid else None,
-                model=decision.model.name,
-                cost_per_million=decision.model.cost,
-                estimated_cost=decision.cost,
-                tenant=decision.tenant,
-                budget_window_s=budgets.window_s if budgets else None,
-            ),
-        )
 
 
 def decision_headers(decision: Decision) -> list[tuple[str, str]]:

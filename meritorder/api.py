@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 import grpc
 
 from meritorder.errors import RequestError
+from meritorder.feedback import parse_feedback
 from meritorder.policy import Classified, Decision, Observation, evaluate_signals
 from meritorder.request import ChatRequest, Endpoint, parse_request
 from meritorder.router import Router
@@ -16,6 +17,7 @@ from meritorder.v1 import router_pb2, router_pb2_grpc
 _GRPC_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
@@ -46,12 +48,33 @@ class RouterService(router_pb2_grpc.RouterServicer):
         try:
             decision = await self.router.route(chat, dict(request.headers))
         except RequestError as error:
-            await context.abort(
-                _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message
-            )
+            await context.abort(_grpc_code(error), error.message)
         return router_pb2.RouteResponse(
             signals=_signals_proto(decision.fired, decision.classified),
             decision=_decision_proto(decision),
+        )
+
+    async def Feedback(
+        self,
+        request: router_pb2.FeedbackRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> router_pb2.FeedbackResponse:
+        body: dict[str, object] = {"label": request.label}
+        if request.request_id:
+            body["request_id"] = request.request_id
+        if request.response_id:
+            body["response_id"] = request.response_id
+        if request.HasField("score"):
+            body["score"] = request.score
+        try:
+            feedback = parse_feedback(json.dumps(body).encode())
+            outcome = await self.router.feedback(feedback, {}, any_tenant=True)
+        except RequestError as error:
+            await context.abort(_grpc_code(error), error.message)
+        return router_pb2.FeedbackResponse(
+            request_id=outcome.request_id,
+            model=outcome.pending.model,
+            decision=outcome.pending.rule,
         )
 
     async def _parse(
@@ -73,10 +96,12 @@ class RouterService(router_pb2_grpc.RouterServicer):
                 max_bytes=self.router.config.limits.max_body_bytes,
             )
         except RequestError as error:
-            await context.abort(
-                _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message
-            )
+            await context.abort(_grpc_code(error), error.message)
             raise  # unreachable: abort raises
+
+
+def _grpc_code(error: RequestError) -> grpc.StatusCode:
+    return _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN)
 
 
 def _signals_proto(fired: Mapping[str, float], classified: Classified | None) -> router_pb2.Signals:

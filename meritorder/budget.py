@@ -2,7 +2,7 @@
 
 The router talks to a `BudgetStore`; the embedded `InMemoryBudgetStore` serves one replica,
 `meritorder.budget_redis.RedisBudgetStore` any number of them. A store shared by several
-replicas implements the same three async methods with
+replicas implements the same three async methods (`spent`, and the pair `reserve` / `settle`) with
 the same fixed-window semantics: the window of time `now` is `floor(now / window_s)`, and
 `reserve` must be one atomic step in the store (in Redis, one Lua script: read the window's sum,
 compare, INCRBYFLOAT, EXPIRE), or concurrent requests can together spend past a limit. A
@@ -45,10 +45,16 @@ class BudgetStore(Protocol):
         """Atomically add `amount` to `tenant`'s spending if the sum `fits` within `limit`."""
         ...
 
-    async def charge(
-        self, tenant: str, amount: float, window_s: int, now: float | None = None
+    async def settle(
+        self,
+        tenant: str,
+        reserved: float,
+        measured: float,
+        window_s: int,
+        now: float | None = None,
     ) -> None:
-        """Add `amount` (negative to refund) whatever the limit: settles a measured cost."""
+        """Replace a reservation by the measured cost, whatever the limit (one atomic add of
+        `measured - reserved` to the window of `now`: pass the reservation's own time)."""
         ...
 
 
@@ -78,10 +84,15 @@ class InMemoryBudgetStore:
             return Reservation(False, spent)
         return Reservation(True, self._add(tenant, amount, window_s, now))
 
-    async def charge(
-        self, tenant: str, amount: float, window_s: int, now: float | None = None
+    async def settle(
+        self,
+        tenant: str,
+        reserved: float,
+        measured: float,
+        window_s: int,
+        now: float | None = None,
     ) -> None:
-        self._add(tenant, amount, window_s, now)
+        self._add(tenant, measured - reserved, window_s, now)
 
     def _get(self, tenant: str, window_s: int, now: float | None) -> float:
         return self._spent.get((tenant, window_s, _window(window_s, now)), 0.0)

@@ -43,7 +43,7 @@ local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {1, total}
 """
-_CHARGE = """
+_SETTLE = """
 local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return total
@@ -68,7 +68,7 @@ class RedisBudgetStore:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._reserve = self._redis.register_script(_RESERVE)
-        self._charge = self._redis.register_script(_CHARGE)
+        self._settle = self._redis.register_script(_SETTLE)
 
     async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
         key = self._key(tenant, window_s, now)
@@ -106,16 +106,23 @@ class RedisBudgetStore:
 
         return await self._guard("reserve", shared, local)
 
-    async def charge(
-        self, tenant: str, amount: float, window_s: int, now: float | None = None
+    async def settle(
+        self,
+        tenant: str,
+        reserved: float,
+        measured: float,
+        window_s: int,
+        now: float | None = None,
     ) -> None:
         key = self._key(tenant, window_s, now)
 
         async def shared() -> None:
-            await self._charge(keys=[key], args=[repr(amount), 2 * window_s])
+            await self._settle(keys=[key], args=[repr(measured - reserved), 2 * window_s])
 
         await self._guard(
-            "charge", shared, lambda local: local.charge(tenant, amount, window_s, now)
+            "settle",
+            shared,
+            lambda local: local.settle(tenant, reserved, measured, window_s, now),
         )
 
     async def close(self) -> None:

@@ -37,8 +37,9 @@ class HealthMonitor:
             log.warning("upstream health changed", model=model, healthy=not after)
 
     def observe_status(self, model: str, status: int) -> None:
-        """A response status: 5xx counts against the upstream, anything else for it."""
-        self.observe(model, status < 500)
+        """A response status: 5xx, or none at all (0: the connection failed or was reset),
+        counts against the upstream; anything else for it."""
+        self.observe(model, 0 < status < 500)
 
     async def check(self, models: Iterable[ModelConfig]) -> None:
         """Probe every model with a `health_url` once, concurrently."""

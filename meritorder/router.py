@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
@@ -27,7 +28,14 @@ from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
-from meritorder.ledger import Ledger
+from meritorder.outcomes import (
+    Feedback,
+    InMemoryOutcomes,
+    Outcome,
+    OutcomeStore,
+    Pending,
+    StoreUnavailable,
+)
 from meritorder.policy import Classified, Decision, Observation, PoolState
 from meritorder.request import ChatRequest
 from meritorder.tenant import tenant_of
@@ -53,6 +61,7 @@ class Router:
         classifier: Classifier | None = None,
         budgets: BudgetStore | None = None,
         health: HealthMonitor | None = None,
+        outcomes: OutcomeStore | None = None,
         *,
         enforce_timeout: bool = True,
     ) -> None:
@@ -61,7 +70,7 @@ class Router:
         self.classifier = classifier
         self.budgets = budgets or InMemoryBudgetStore()
         self.health = health or HealthMonitor()
-        self.ledger = Ledger()
+        self.outcomes = InMemoryOutcomes() if outcomes is None else outcomes
         self.replace_config(config)
 
     @property
@@ -73,6 +82,10 @@ class Router:
         self._config = config
         self._models_json, self._model_json = _models_listing(config)
         self.health.failures = config.routing.unhealthy_after
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self._config.limits.max_body_bytes
 
     def models_json(self) -> bytes:
         """The body of `GET /v1/models`: virtual and real models of the policy."""
@@ -118,6 +131,89 @@ class Router:
         except Exception as exc:  # deciding must never take the request down with it
             decision = self._on_error(config, request, exc)
         return decision
+
+    async def dispatch(
+        self, request_id: str, decision: Decision, traceparent: str = ""
+    ) -> Pending | None:
+        """The facts a routed request carries to its outcome (None for a block), remembered
+        under its id at once: feedback may arrive before Envoy reports the outcome."""
+        if decision.action != "route" or decision.model is None:
+            return None
+        budgets = self._config.budgets
+        pending = Pending(
+            model=decision.model.name,
+            rule=decision.decision,
+            cost_per_million=decision.model.cost,
+            estimated_cost=decision.cost,
+            tenant=decision.tenant or "",
+            budget_window_s=budgets.window_s if budgets and decision.tenant else 0,
+            traceparent=traceparent,
+            decided_at=time.time(),
+        )
+        if request_id:
+            await self.outcomes.add(Outcome(request_id, pending))
+        return pending
+
+    async def settle(self, outcome: Outcome) -> None:
+        """Take in a routed request's outcome: the model's health, the tenant's budget corrected
+        from the estimate to the measured cost, the outcome store (for feedback), telemetry."""
+        pending = outcome.pending
+        self.health.observe_status(pending.model, outcome.status or 0)
+        measured = outcome.measured_cost
+        if measured is not None and pending.tenant and pending.budget_window_s:
+            await self.budgets.settle(
+                pending.tenant,
+                pending.estimated_cost,
+                measured,
+                pending.budget_window_s,
+                now=pending.decided_at or None,
+            )
+        await self.outcomes.add(outcome)
+        telemetry.record_outcome(outcome)
+
+    async def feedback(
+        self, feedback: Feedback, headers: Mapping[str, str], *, any_tenant: bool = False
+    ) -> Outcome:
+        """Record a verdict on a routed request's answer; raises `RequestError` 404 for an
+        unknown or expired request (or another tenant's, unless `any_tenant`: the operator's
+        own API), 409 when it was judged already."""
+        try:
+            outcome = await self.outcomes.get(feedback.request_id)
+        except StoreUnavailable as error:
+            raise _store_down() from error
+        budgets = self._config.budgets
+        # A tenant judges its own requests only; another's look unknown.
+        if (
+            outcome is not None
+            and not any_tenant
+            and outcome.pending.tenant
+            and budgets is not None
+            and tenant_of(headers, budgets.header) != outcome.pending.tenant
+        ):
+            outcome = None
+        if outcome is None:
+            raise RequestError(
+                404,
+                f"No routed request {feedback.request_id!r} is known: send the x-request-id of "
+                "a routed response (or the response's id), before the router forgets it "
+                "(an hour by default).",
+                param="request_id",
+                code="unknown_request",
+            )
+        try:
+            added = await self.outcomes.add_feedback(outcome, feedback)
+        except StoreUnavailable as error:
+            raise _store_down() from error
+        if not added:
+            raise RequestError(
+                409,
+                f"The request {outcome.request_id!r} has feedback already; each request takes "
+                "one verdict.",
+                param="request_id",
+                code="feedback_exists",
+            )
+        telemetry.record_feedback(outcome, feedback)
+        return outcome
 
     async def observe(self, request: ChatRequest, headers: Mapping[str, str]) -> Observation:
         """What the policy sees of `request`; the classifier runs only if the policy needs it:
@@ -272,6 +368,15 @@ class Router:
             "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )
         return Decision("route", "fallback", model=model, notes=(f"fallback={why}",))
+
+
+def _store_down() -> RequestError:
+    return RequestError(
+        503,
+        "The router's outcome store is unavailable; retry the feedback shortly.",
+        type="server_error",
+        code="store_unavailable",
+    )
 
 
 def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 if TYPE_CHECKING:
     from classifiers.signals import BatchTiming
+    from meritorder.outcomes import Feedback, Outcome
     from meritorder.policy import Decision
 
 log = structlog.get_logger("meritorder.telemetry")
@@ -75,6 +76,60 @@ def start_route_span(headers: Mapping[str, str], operation: str) -> Span:
     if request_id:
         span.set_attribute("http.request.header.x-request-id", request_id)
     return span
+
+
+def traceparent(span: Span) -> str:
+    """`span`'s W3C trace context (a `traceparent` value), or "" when it is not traced."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent", "")
+
+
+def record_outcome(outcome: Outcome) -> None:
+    """The upstream's answer: metrics, and a `meritorder.response` span on the decision's trace
+    (whichever process decided it: the trace context travels with the outcome)."""
+    pending = outcome.pending
+    model, status = pending.model, outcome.status or 0
+    METRICS.upstream_responses.labels(model=model, status=str(status)).inc()
+    if outcome.prompt_tokens is not None:
+        METRICS.tokens.labels(model=model, kind="input").inc(outcome.prompt_tokens)
+    if outcome.completion_tokens is not None:
+        METRICS.tokens.labels(model=model, kind="output").inc(outcome.completion_tokens)
+    parent = _PROPAGATOR.extract({"traceparent": pending.traceparent})
+    with tracer().start_as_current_span("meritorder.response", context=parent) as span:
+        if not span.is_recording():
+            return
+        span.set_attribute("meritorder.model", model)
+        span.set_attribute("meritorder.decision", pending.rule)
+        span.set_attribute("http.response.status_code", status)
+        span.set_attribute("meritorder.cost.estimate", pending.estimated_cost)
+        if outcome.prompt_tokens is not None:
+            span.set_attribute("gen_ai.usage.input_tokens", outcome.prompt_tokens)
+        if outcome.completion_tokens is not None:
+            span.set_attribute("gen_ai.usage.output_tokens", outcome.completion_tokens)
+        measured = outcome.measured_cost
+        if measured is not None:
+            span.set_attribute("meritorder.cost.measured", measured)
+        if outcome.duration_s is not None:
+            span.set_attribute("meritorder.upstream.duration_s", outcome.duration_s)
+        if outcome.first_byte_s is not None:
+            span.set_attribute("meritorder.upstream.first_byte_s", outcome.first_byte_s)
+        if status >= 500 or status == 0:
+            span.set_status(Status(StatusCode.ERROR, f"upstream status {status}"))
+            span.set_attribute("error.type", str(status))
+
+
+def record_feedback(outcome: Outcome, feedback: Feedback) -> None:
+    """A verdict on a routed answer: the score histogram, and a span on the decision's trace."""
+    pending = outcome.pending
+    METRICS.feedback.labels(model=pending.model, decision=pending.rule).observe(feedback.score)
+    parent = _PROPAGATOR.extract({"traceparent": pending.traceparent})
+    with tracer().start_as_current_span("meritorder.feedback", context=parent) as span:
+        span.set_attribute("meritorder.model", pending.model)
+        span.set_attribute("meritorder.decision", pending.rule)
+        span.set_attribute("meritorder.feedback.score", feedback.score)
+        if feedback.label:
+            span.set_attribute("meritorder.feedback.label", feedback.label)
 
 
 @contextmanager
@@ -279,6 +334,15 @@ class Metrics:
         self.tokens = Counter(
             "meritorder_tokens", "Tokens the upstreams reported", ["model", "kind"], registry=r
         )
+        self.state_store_errors = Counter(
+            "meritorder_state_store_errors",
+            "Calls to a shared state store (outcomes, ...) that failed, by store and operation",
+            ["store", "op"], registry=r,
+        )  # fmt: skip
+        self.feedback = Histogram(
+            "meritorder_feedback_score", "Feedback scores in [0, 1], by model and decision",
+            ["model", "decision"], buckets=(0.0, 0.25, 0.5, 0.75, 1.0), registry=r,
+        )  # fmt: skip
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -13,8 +13,8 @@
 #   MERITORDER_CLASSIFIER    on | off (off: keyword and request signals only)   on
 #   MERITORDER_DEVICE        auto | cpu (cpu: never use the CUDA provider)      auto
 #   MERITORDER_MODEL_DIR     classifier model directory; empty: the shipped one
-#   MERITORDER_BUDGET_STORE  redis://host:port/db: budgets shared by every replica; empty: per pod
-#   MERITORDER_BUDGET_STORE_DOWN  local | fail: when Redis is unreachable           local
+#   MERITORDER_STATE_STORE  redis://host:port/db: budgets shared by every replica; empty: per pod
+#   MERITORDER_STATE_STORE_DOWN  local | fail: when Redis is unreachable           local
 #   OTEL_*                   read by the router itself (OTEL_EXPORTER_OTLP_ENDPOINT, ...)
 set -eu
 
@@ -47,9 +47,9 @@ esac
 if [ -n "${MERITORDER_MODEL_DIR:-}" ]; then
     set -- "$@" --model-dir "$MERITORDER_MODEL_DIR"
 fi
-if [ -n "${MERITORDER_BUDGET_STORE:-}" ]; then
-    set -- "$@" --budget-store "$MERITORDER_BUDGET_STORE" \
-        --budget-store-down "${MERITORDER_BUDGET_STORE_DOWN:-local}"
+if [ -n "${MERITORDER_STATE_STORE:-}" ]; then
+    set -- "$@" --state-store "$MERITORDER_STATE_STORE" \
+        --state-store-down "${MERITORDER_STATE_STORE_DOWN:-local}"
 fi
 
 # exec: the router is PID 1's direct replacement, so SIGTERM from the kubelet reaches it and it

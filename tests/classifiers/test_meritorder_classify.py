@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meritorder.cli import main
+from app.cli import main
 
 
 def test_classify_writes_the_contract_fields_per_line_and_an_error_for_bad_lines(

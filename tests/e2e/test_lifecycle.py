@@ -55,7 +55,7 @@ def test_several_workers_share_one_port_and_stop_together(tmp_path: Path) -> Non
     with Processes(tmp_path) as processes:
         parent = processes.spawn(
             "router",
-            [sys.executable, "-m", "meritorder.cli", "serve", "--json-logs", "--no-classifier",
+            [sys.executable, "-m", "app.cli", "serve", "--json-logs", "--no-classifier",
              "--config", str(ROUTER_CONFIG), "--port", str(port), "--workers", "2"],
         )  # fmt: skip
         processes.wait_port("router", port)

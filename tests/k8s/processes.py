@@ -18,7 +18,7 @@ def router_command(config: Path, port: int, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "meritorder.cli",
+        "app.cli",
         "serve",
         "--config",
         str(config),

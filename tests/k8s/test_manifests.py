@@ -26,7 +26,7 @@ TREES = [
     "gateway",
     "overlays/inference-extension",
     "overlays/tracing",
-    "overlays/shared-budgets",
+    "overlays/shared-state",
 ]
 GATEWAYS = TREES[1:]
 KUBERNETES_VERSION = "1.30.0"  # the oldest release these manifests promise to work on
@@ -418,11 +418,11 @@ def test_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
         render(tmp_path)
 
 
-# -- the shared-budgets overlay ---------------------------------------------------------------
+# -- the shared-state overlay ---------------------------------------------------------------
 
 
 def test_every_router_replica_keeps_budgets_in_the_one_redis() -> None:
-    objects = rendered("overlays/shared-budgets")
+    objects = rendered("overlays/shared-state")
     [router] = find(objects, "Deployment", "meritorder")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in router["env"]}
     service = find(objects, "Service", "meritorder-redis")
@@ -433,9 +433,9 @@ def test_every_router_replica_keeps_budgets_in_the_one_redis() -> None:
     assert env["MERITORDER_CONFIG"] == "/etc/meritorder/policy.yaml"  # the base env survives
     host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
     assert (
-        env["MERITORDER_BUDGET_STORE"] == f"redis://{host}:{service['spec']['ports'][0]['port']}/0"
+        env["MERITORDER_STATE_STORE"] == f"redis://{host}:{service['spec']['ports'][0]['port']}/0"
     )
-    assert env["MERITORDER_BUDGET_STORE_DOWN"] in ("local", "fail")
+    assert env["MERITORDER_STATE_STORE_DOWN"] in ("local", "fail")
     assert service["spec"]["selector"] == redis["spec"]["selector"]["matchLabels"]
     # Only the router pods reach Redis: a client that could write to it could spend anything.
     [rule] = policy["spec"]["ingress"]
@@ -456,11 +456,11 @@ def test_the_entrypoint_passes_the_budget_store_to_the_router(tmp_path: Path) ->
     env = {
         "PATH": f"{tmp_path}:/usr/bin:/bin",
         "MERITORDER_CONFIG": str(policy),
-        "MERITORDER_BUDGET_STORE": "redis://r:6379/0",
+        "MERITORDER_STATE_STORE": "redis://r:6379/0",
     }
     script = REPO / "deploy" / "container" / "entrypoint.sh"
     out = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=True)
-    assert "--budget-store redis://r:6379/0 --budget-store-down local" in out.stdout
-    del env["MERITORDER_BUDGET_STORE"]
+    assert "--state-store redis://r:6379/0 --state-store-down local" in out.stdout
+    del env["MERITORDER_STATE_STORE"]
     out = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=True)
-    assert "--budget-store" not in out.stdout
+    assert "--state-store" not in out.stdout

@@ -63,10 +63,10 @@ async def test_a_reservation_is_added_only_if_it_fits_the_limit() -> None:
     assert (await store.reserve("acme", 5.0, None, 60, now=0)).fitted  # no limit: always fits
 
 
-async def test_a_charge_settles_whatever_the_limit_and_windows_are_separate() -> None:
+async def test_a_settlement_replaces_the_reservation_and_windows_are_separate() -> None:
     store = InMemoryBudgetStore()
     await store.reserve("acme", 0.004, 0.005, 60, now=10)
-    await store.charge("acme", -0.003, 60, now=10)  # measured cheaper than estimated
+    await store.settle("acme", 0.004, 0.001, 60, now=10)  # measured cheaper than estimated
     assert await store.spent("acme", 60, now=10) == pytest.approx(0.001)
     assert await store.spent("acme", 60, now=70) == 0.0  # the next window starts empty
     assert await store.spent("globex", 60, now=10) == 0.0

@@ -27,7 +27,7 @@ async def test_a_reservation_is_added_only_if_it_fits_the_limit(redis_server: Re
     assert fills[-1] == Reservation(False, pytest.approx(0.009))
     assert await store.spent("acme", 60, now=0) == pytest.approx(0.009)
     assert (await store.reserve("acme", 5.0, None, 60, now=0)).fitted  # no limit: always fits
-    await store.charge("acme", -5.0, 60, now=0)  # settled at the measured cost
+    await store.settle("acme", 5.0, 0.0, 60, now=0)  # measured: nothing (a failed call)
     assert await store.spent("acme", 60, now=0) == pytest.approx(0.009)
     assert await store.spent("acme", 60, now=60) == 0.0  # the next window starts empty
     assert await store.spent("globex", 60, now=0) == 0.0

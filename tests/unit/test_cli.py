@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from meritorder.cli import main
+from app.cli import main
 from meritorder.progress import Progress
 from tests.conftest import DEMO_CONFIG
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from meritorder.cli import main
+from app.cli import main
 from meritorder.config import ConfigError, load_config, parse_config
 
 VALID = """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meritorder.cli import main
+from app.cli import main
 from meritorder.config import parse_config
 from meritorder.evaluate import score
 

@@ -252,7 +252,7 @@ async def test_an_unexpected_bug_costs_one_request_not_the_stream(
     def explode(*_: object) -> None:
         raise ZeroDivisionError
 
-    monkeypatch.setattr(processor.router, "models_json", explode)
+    monkeypatch.setattr(processor.core, "models_json", explode)
     status, body = immediate(
         await Stream(processor).send(headers_msg("GET", "/v1/models", end=True))
     )

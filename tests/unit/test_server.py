@@ -17,10 +17,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from app.server import ConfigWatcher, RouterServer, ServerOptions
 from meritorder.config import load_config
 from meritorder.policy import Classified
 from meritorder.router import Router
-from meritorder.server import ConfigWatcher, RouterServer, ServerOptions
 from meritorder.v1 import router_pb2, router_pb2_grpc
 from tests.conftest import DEMO_CONFIG, KEYWORDS_CONFIG, Pii
 from tests.unit.test_processor import body_msg, chat, headers_msg
@@ -83,6 +83,23 @@ async def test_route_rpc_maps_an_unknown_model_to_not_found(running: Running) ->
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Route(router_pb2.RouteRequest(text="hi", model="nope"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_feedback_rpc_records_a_verdict_once(running: Running) -> None:
+    routed = headers_msg(**{"x-request-id": "r1"})
+    await _exchange(running.channel, [routed, body_msg(chat("auto", "fix my python traceback"))])
+    stub = router_pb2_grpc.RouterStub(running.channel)
+    reply = await stub.Feedback(router_pb2.FeedbackRequest(request_id="r1", score=1.0))
+    assert (reply.request_id, reply.model, reply.decision) == ("r1", "coder", "code")
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        await stub.Feedback(router_pb2.FeedbackRequest(request_id="r1", score=0.0))
+    assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.Feedback(router_pb2.FeedbackRequest(request_id="r2", score=0.0))
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as no_score:
+        await stub.Feedback(router_pb2.FeedbackRequest(request_id="r1"))
+    assert no_score.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_classify_rpc_reads_messages(running: Running) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from meritorder.cli import main
+from app.cli import main
 from meritorder.config import ConfigError, parse_config
 from meritorder.tenant import UNVERIFIED, normalize_tenant, tenant_of
 from tests.conftest import REPO

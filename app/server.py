@@ -34,6 +34,7 @@ from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.budget_redis import RedisBudgetStore
 from meritorder.classify import EngineClassifier, load_classifier
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
+from meritorder.outcomes_redis import RedisOutcomes
 from meritorder.router import Router
 from meritorder.v1 import router_pb2_grpc
 
@@ -61,8 +62,8 @@ class ServerOptions:
     classifier: bool = True
     model_dir: Path | None = None
     force_cpu: bool = False
-    budget_store: str | None = None  # a Redis URL: budgets shared by every router on it
-    budget_store_down: Literal["local", "fail"] = "local"
+    state_store: str | None = None  # a Redis URL: budgets and outcomes shared by every router
+    state_store_down: Literal["local", "fail"] = "local"
 
 
 class ConfigWatcher:
@@ -158,11 +159,11 @@ class RouterServer:
 def _budget_store(options: ServerOptions) -> BudgetStore | None:
     """Redis when a URL is given (with this process's own store to fall back on, if asked), else
     the router's default: this process's own."""
-    if options.budget_store is None:
+    if options.state_store is None:
         return None
-    fallback = InMemoryBudgetStore() if options.budget_store_down == "local" else None
-    log.info("budgets in Redis", url=options.budget_store, when_down=options.budget_store_down)
-    return RedisBudgetStore(options.budget_store, fallback=fallback)
+    fallback = InMemoryBudgetStore() if options.state_store_down == "local" else None
+    log.info("budgets in Redis", url=options.state_store, when_down=options.state_store_down)
+    return RedisBudgetStore(options.state_store, fallback=fallback)
 
 
 async def serve(config: RouterConfig, options: ServerOptions) -> None:
@@ -188,7 +189,8 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         queued = classifier  # bound here: mypy narrows it inside the lambda too
         telemetry.METRICS.classifier_queue.set_function(lambda: queued.queued_rows)
     budgets = _budget_store(options)
-    router = Router(config, classifier, budgets)
+    outcomes = RedisOutcomes(options.state_store) if options.state_store else None
+    router = Router(config, classifier, budgets, outcomes=outcomes)
     server = RouterServer(router, options)
     await server.start()
     log.info(
@@ -224,6 +226,8 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     await server.shutdown(hurry)
     if isinstance(budgets, RedisBudgetStore):
         await budgets.close()
+    if outcomes is not None:
+        await outcomes.close()
     telemetry.shutdown_tracing()
     if classifier is not None:
         _close_within(classifier, CLASSIFIER_CLOSE_S, started)

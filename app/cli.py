@@ -69,17 +69,19 @@ def main(argv: list[str] | None = None) -> int:
         help="then wait this long for requests still being decided (default 2)",
     )
     serve.add_argument(
-        "--budget-store",
+        "--state-store",
         metavar="URL",
-        help="keep tenant budgets in Redis (redis://host:port/db), shared by every router on it; "
-        "default: in this process",
+        help="keep the router's shared state in Redis (redis://host:port/db): tenant budgets, and "
+        "each request's decision, outcome and feedback, shared by every router on it; default: "
+        "in this process",
     )
     serve.add_argument(
-        "--budget-store-down",
+        "--state-store-down",
         choices=("local", "fail"),
         default="local",
-        help="when Redis cannot be reached: count in this process's own store (local, counted "
-        "and marked budget_store=local), or fail the decision as routing.on_error says (fail)",
+        help="when Redis cannot be reached: count budgets in this process's own store (local, "
+        "counted and marked budget_store=local), or fail the decision as routing.on_error says "
+        "(fail); feedback gets a 503 either way",
     )
     serve.add_argument(
         "--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal"
@@ -369,7 +371,7 @@ def _open(path: str, mode: str, flag: str) -> Iterator[TextIO]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from meritorder.server import ServerOptions, serve
+    from app.server import ServerOptions, serve
 
     configure_logging(json_logs=args.json_logs)
     try:
@@ -395,13 +397,13 @@ def _serve(args: argparse.Namespace) -> int:
         reuse_port=args.workers > 1,
         drain_s=args.drain_s,
         shutdown_grace_s=args.shutdown_grace_s,
-        budget_store=args.budget_store,
-        budget_store_down=args.budget_store_down,
+        state_store=args.state_store,
+        state_store_down=args.state_store_down,
     )
     if args.workers == 1:
         asyncio.run(serve(config, options))
         return 0
-    from meritorder.server import serve_workers
+    from app.server import serve_workers
 
     return serve_workers(config, options, args.workers, json_logs=args.json_logs)
 
