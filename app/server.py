@@ -36,6 +36,7 @@ from meritorder.classify import EngineClassifier, load_classifier
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
 from meritorder.outcomes_redis import RedisOutcomes
 from meritorder.router import Router
+from meritorder.sessions_redis import RedisSessions
 from meritorder.v1 import router_pb2_grpc
 
 log = structlog.get_logger("meritorder.server")
@@ -190,7 +191,8 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         telemetry.METRICS.classifier_queue.set_function(lambda: queued.queued_rows)
     budgets = _budget_store(options)
     outcomes = RedisOutcomes(options.state_store) if options.state_store else None
-    router = Router(config, classifier, budgets, outcomes=outcomes)
+    sessions = RedisSessions(options.state_store) if options.state_store else None
+    router = Router(config, classifier, budgets, outcomes=outcomes, sessions=sessions)
     server = RouterServer(router, options)
     await server.start()
     log.info(
@@ -228,6 +230,8 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         await budgets.close()
     if outcomes is not None:
         await outcomes.close()
+    if sessions is not None:
+        await sessions.close()
     telemetry.shutdown_tracing()
     if classifier is not None:
         _close_within(classifier, CLASSIFIER_CLOSE_S, started)

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from meritorder.sessions import SessionsConfig
 from meritorder.tenant import MAX_TENANT_LENGTH, UNVERIFIED, normalize_tenant
 
 
@@ -482,6 +483,7 @@ class RouterConfig(_Strict):
     decisions: tuple[DecisionConfig, ...] = ()
     boundaries: tuple[BoundaryConfig, ...] = ()
     budgets: BudgetConfig | None = None
+    sessions: SessionsConfig | None = None
     routing: RoutingConfig = RoutingConfig()
     limits: LimitsConfig = LimitsConfig()
 

@@ -12,6 +12,7 @@ Order of a decision:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ from meritorder.config import (
     TurnsSignal,
 )
 from meritorder.request import ChatRequest
+from meritorder.sessions import SessionView, preference
 from meritorder.tenant import UNVERIFIED, tenant_of
 
 
@@ -82,6 +84,7 @@ class Observation:
     request: ChatRequest
     headers: Mapping[str, str] = field(default_factory=dict)
     classified: Classified | None = None
+    session: SessionView | None = None  # when the policy has `sessions` and the request names one
 
     @property
     def tokens(self) -> int:
@@ -309,6 +312,13 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = PoolState()
     candidates = [config.model(n) for n in (rule.route if rule else [_target(config, obs)])]
     pool_models = [m for m in candidates if m is not None]
     decision = replace(base, decision=rule.name if rule else base.decision)
+    if virtual and config.sessions is not None:
+        # The session's model goes first; it still has to pass every filter below.
+        wanted = preference(config.sessions, obs.session, rule.priority if rule else -math.inf)
+        kept = config.model(wanted.model) if wanted else None
+        if wanted is not None and kept is not None:
+            pool_models = [kept, *(m for m in pool_models if m is not kept)]
+            decision = replace(decision, notes=(*decision.notes, f"session={wanted.why}"))
     return _choose(config, obs, pool, decision, pool_models, rule)
 
 

@@ -38,6 +38,14 @@ from meritorder.outcomes import (
 )
 from meritorder.policy import Classified, Decision, Observation, PoolState
 from meritorder.request import ChatRequest
+from meritorder.sessions import (
+    InMemorySessions,
+    SessionStore,
+    SessionView,
+    advance,
+    session_name,
+    user_turn,
+)
 from meritorder.tenant import tenant_of
 
 log = structlog.get_logger("meritorder.router")
@@ -62,6 +70,7 @@ class Router:
         budgets: BudgetStore | None = None,
         health: HealthMonitor | None = None,
         outcomes: OutcomeStore | None = None,
+        sessions: SessionStore | None = None,
         *,
         enforce_timeout: bool = True,
     ) -> None:
@@ -71,6 +80,7 @@ class Router:
         self.budgets = budgets or InMemoryBudgetStore()
         self.health = health or HealthMonitor()
         self.outcomes = InMemoryOutcomes() if outcomes is None else outcomes
+        self.sessions = InMemorySessions() if sessions is None else sessions
         self.replace_config(config)
 
     @property
@@ -119,6 +129,9 @@ class Router:
             else:
                 unread = observed.classified is None and _needs_classifier(config, request)
                 missing = "unavailable" if unread else None
+            session = await self._session(config, request, headers)
+            if session is not None:
+                observed = replace(observed, session=session)
             deciding = self._decide(config, request, observed, missing)
             # Only the budget store can still be slow; without one a decision is a few
             # microseconds of pure policy, and a timeout task would cost more than the decision.
@@ -130,7 +143,32 @@ class Router:
                 decision = await deciding
         except Exception as exc:  # deciding must never take the request down with it
             decision = self._on_error(config, request, exc)
+            session = None
+        if session is not None:
+            await self._remember(config, session, decision)
         return decision
+
+    async def _session(
+        self, config: RouterConfig, request: ChatRequest, headers: Mapping[str, str]
+    ) -> SessionView | None:
+        """The request's session, when the policy keeps sessions and the request names one."""
+        if config.sessions is None or not policy.is_virtual(config, request.model):
+            return None
+        tenant = tenant_of(headers, config.budgets.header) if config.budgets else ""
+        name = session_name(config.sessions, request, headers, tenant)
+        if name is None:
+            return None
+        return SessionView(name, user_turn(request), await self.sessions.get(name))
+
+    async def _remember(self, config: RouterConfig, view: SessionView, decision: Decision) -> None:
+        """The session after a routed turn; a block leaves it as it was."""
+        if config.sessions is None or decision.action != "route" or decision.model is None:
+            return
+        rule = next((d for d in config.decisions if d.name == decision.decision), None)
+        priority = rule.priority if rule is not None else -math.inf
+        after = advance(view, decision.model.name, decision.decision, priority, decision.model.cost)
+        telemetry.record_session_turn(view, after, decision.decision)
+        await self.sessions.put(view.name, after, config.sessions.ttl_s)
 
     async def dispatch(
         self, request_id: str, decision: Decision, traceparent: str = ""

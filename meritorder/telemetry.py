@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from classifiers.signals import BatchTiming
     from meritorder.outcomes import Feedback, Outcome
     from meritorder.policy import Decision
+    from meritorder.sessions import Session, SessionView
 
 log = structlog.get_logger("meritorder.telemetry")
 
@@ -117,6 +118,20 @@ def record_outcome(outcome: Outcome) -> None:
         if status >= 500 or status == 0:
             span.set_status(Status(StatusCode.ERROR, f"upstream status {status}"))
             span.set_attribute("error.type", str(status))
+
+
+def record_session_turn(view: SessionView, after: Session, decision: str) -> None:
+    """A routed turn of a session: new sessions, turns and model switches are counted (switches
+    per session = switches / sessions)."""
+    if view.last is None or view.turn == 1:
+        METRICS.sessions.inc()
+    METRICS.session_turns.inc()
+    if view.last is not None and view.turn > 1 and after.model != view.last.model:
+        METRICS.session_switches.labels(decision=decision).inc()
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("meritorder.session.turn", view.turn)
+        span.set_attribute("meritorder.session.switches", after.switches)
 
 
 def record_feedback(outcome: Outcome, feedback: Feedback) -> None:
@@ -338,6 +353,18 @@ class Metrics:
             "meritorder_state_store_errors",
             "Calls to a shared state store (outcomes, ...) that failed, by store and operation",
             ["store", "op"], registry=r,
+        )  # fmt: skip
+        self.sessions = Counter(
+            "meritorder_sessions", "Sessions started (a conversation's first routed turn)",
+            registry=r,
+        )  # fmt: skip
+        self.session_turns = Counter(
+            "meritorder_session_turns", "Routed turns of requests that name a session", registry=r
+        )
+        self.session_switches = Counter(
+            "meritorder_session_switches",
+            "Turns routed to another model than the session's previous turn, by decision",
+            ["decision"], registry=r,
         )  # fmt: skip
         self.feedback = Histogram(
             "meritorder_feedback_score", "Feedback scores in [0, 1], by model and decision",
