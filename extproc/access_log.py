@@ -23,6 +23,7 @@ from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
 from extproc.processor import MODEL_HEADER
 from extproc.streams import next_unless
 from meritorder import telemetry
+from meritorder.cost import cost
 from meritorder.router import Router
 
 log = structlog.get_logger("meritorder.access_log")
@@ -75,7 +76,7 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
         )
         measured = None
         if prompt is not None and completion is not None:
-            measured = (prompt + completion) * pending.cost_per_million / 1e6
+            measured = cost(pending.cost_per_million, prompt, completion)
             telemetry.METRICS.tokens.labels(model=model, kind="input").inc(prompt)
             telemetry.METRICS.tokens.labels(model=model, kind="output").inc(completion)
         telemetry.METRICS.upstream_responses.labels(model=model, status=str(status)).inc()

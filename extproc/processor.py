@@ -23,7 +23,7 @@ from extproc import mutations
 from meritorder import telemetry
 from meritorder.errors import RequestError, bad_request
 from meritorder.ledger import Pending
-from meritorder.policy import Decision
+from meritorder.policy import Blocked, Decision, Routed
 from meritorder.request import Endpoint, body_too_large, parse_request
 from meritorder.rewrite import forward_body
 from meritorder.router import Router
@@ -143,13 +143,13 @@ class Processor:
             telemetry.record_decision(span, decision)
             log.info(
                 "routed",
-                decision=decision.decision,
+                rule=decision.rule,
                 action=decision.action,
-                model=decision.model.name if decision.model else None,
+                model=decision.chosen.name if decision.chosen else None,
                 reason=decision.reason,
             )
             with telemetry.stage("mutation"):
-                if decision.action == "block" or decision.model is None:
+                if isinstance(decision, Blocked):
                     error = RequestError(
                         decision.status,
                         decision.message,
@@ -164,10 +164,10 @@ class Processor:
         state.end_span()
         return reply
 
-    def _await_response(self, state: StreamState, decision: Decision, span: Span) -> None:
+    def _await_response(self, state: StreamState, decision: Routed, span: Span) -> None:
         """Remember the decision until Envoy's access log reports the upstream's answer."""
         request_id = state.headers.get("x-request-id")
-        if request_id is None or decision.model is None:
+        if request_id is None:
             return
         budgets = self.router.config.budgets
         context = span.get_span_context()
@@ -188,9 +188,9 @@ def decision_headers(decision: Decision) -> list[tuple[str, str]]:
     """The headers that carry a decision; Envoy copies them onto the response."""
     # The client's reason never says what was detected (`routing.reason_detail`); the log line
     # and the span keep the full `decision.reason`.
-    headers = [(DECISION_HEADER, decision.decision), (REASON_HEADER, decision.client_reason)]
-    if decision.model is not None:
-        headers.insert(0, (MODEL_HEADER, decision.model.name))
+    headers = [(DECISION_HEADER, decision.rule), (REASON_HEADER, decision.client_reason)]
+    if decision.chosen is not None:
+        headers.insert(0, (MODEL_HEADER, decision.chosen.name))
     return headers
 
 

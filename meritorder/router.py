@@ -28,8 +28,18 @@ from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
 from meritorder.ledger import Ledger
-from meritorder.policy import Classified, Decision, Observation, PoolState
-from meritorder.request import ChatRequest
+from meritorder.policy import (
+    Classified,
+    Decision,
+    Note,
+    Observation,
+    PoolState,
+    Rejection,
+    Routed,
+    blocked,
+    routed,
+)
+from meritorder.request import RequestView
 from meritorder.tenant import tenant_of
 
 log = structlog.get_logger("meritorder.router")
@@ -41,7 +51,7 @@ _RESERVE_ATTEMPTS = 3
 class Classifier(Protocol):
     """What the router needs from `classifiers`: the policy's view of one request's signals."""
 
-    async def classify(self, request: ChatRequest) -> Classified: ...
+    async def classify(self, request: RequestView) -> Classified: ...
 
 
 class Router:
@@ -84,7 +94,7 @@ class Router:
 
     async def route(
         self,
-        request: ChatRequest,
+        request: RequestView,
         headers: Mapping[str, str] | None = None,
         observed: Observation | None = None,
     ) -> Decision:
@@ -119,7 +129,7 @@ class Router:
             decision = self._on_error(config, request, exc)
         return decision
 
-    async def observe(self, request: ChatRequest, headers: Mapping[str, str]) -> Observation:
+    async def observe(self, request: RequestView, headers: Mapping[str, str]) -> Observation:
         """What the policy sees of `request`; the classifier runs only if the policy needs it:
         for a virtual model with classifier signals, or for any model when boundaries apply."""
         config = self._config
@@ -129,11 +139,11 @@ class Router:
             classified = await self.classifier.classify(request)
         return Observation(request, headers, classified)
 
-    def _classifies(self, config: RouterConfig, request: ChatRequest) -> bool:
+    def _classifies(self, config: RouterConfig, request: RequestView) -> bool:
         return self.classifier is not None and _needs_classifier(config, request)
 
     async def _observe_in_time(
-        self, config: RouterConfig, request: ChatRequest, headers: Mapping[str, str]
+        self, config: RouterConfig, request: RequestView, headers: Mapping[str, str]
     ) -> tuple[Observation, str | None]:
         """The observation, and why the classifier's signals are missing from it (None: they are
         there, or the policy needs none). Classifier trouble never fails the request here."""
@@ -165,7 +175,7 @@ class Router:
     async def _decide(
         self,
         config: RouterConfig,
-        request: ChatRequest,
+        request: RequestView,
         obs: Observation,
         missing: str | None,
     ) -> Decision:
@@ -181,18 +191,18 @@ class Router:
         return await self._decide_and_reserve(config.budgets, obs, decide)
 
     def _without_signals(
-        self, config: RouterConfig, request: ChatRequest, decision: Decision, why: str
+        self, config: RouterConfig, request: RequestView, decision: Decision, why: str
     ) -> Decision:
         """A decision made without the classifier's signals: `routing.on_unavailable` when one of
         them was required, else marked degraded."""
-        notes = (*decision.notes, f"classifier={why}")
+        notes = (*decision.notes, Note("classifier", why))
         required = config.required_signals(policy.is_virtual(config, request.model))
         if not required:
             # Routing-only signals may fail open, marked with what could not be read. Required
             # ones never do, whatever the cause: a timeout, an error, or no classifier at all.
-            return replace(decision, notes=(*notes, "degraded=signals_skipped"))
+            return replace(decision, notes=(*notes, Note("degraded", "signals_skipped")))
         unavailable = config.routing.on_unavailable
-        notes = (*notes, "required=" + ",".join(required))
+        notes = (*notes, Note("required", ",".join(required)))
         log.warning(
             "required signals missing", why=why, required=required, action=unavailable.action
         )
@@ -203,22 +213,20 @@ class Router:
         if unavailable.action == "route":
             safe = config.model(unavailable.model or "")
             assert safe is not None  # the config validator checked the name
-            return replace(
-                decision,
-                action="route",
-                decision="signals_unavailable",
-                model=safe,
-                notes=(*notes, "degraded=required_route"),
-            )
-        model = decision.model
-        if decision.action == "route" and model is not None and model.boundary == "external":
+            decision = replace(decision, notes=(*notes, Note("degraded", "required_route")))
+            return routed(decision, safe, rule="signals_unavailable")
+        model = decision.chosen
+        if isinstance(decision, Routed) and model is not None and model.boundary == "external":
             private = _cheapest_private(config)
             if private is None:  # nothing private to keep it on: refuse rather than leak
                 message = f"No private model may serve this unchecked request; {retry}"
                 return _refuse(decision, unavailable.status, message, notes)
-            rejected = (*decision.rejected, f"{model.name}:signals_unavailable")
+            rejected = (
+                *decision.rejected,
+                Rejection(model.name, "signals", "signals_unavailable"),
+            )
             decision = replace(decision, model=private, rejected=rejected)
-        return replace(decision, notes=(*notes, "degraded=required_private"))
+        return replace(decision, notes=(*notes, Note("degraded", "required_private")))
 
     async def _decide_and_reserve(
         self, budgets: BudgetConfig, obs: Observation, decide: Callable[[float], Decision]
@@ -232,7 +240,7 @@ class Router:
                 # Still contended: decide as if the budget were spent (stepped down or 429).
                 spent = math.inf
             decision = decide(spent)
-            if decision.action != "route":
+            if not isinstance(decision, Routed):
                 return decision
             held = await self.budgets.reserve(
                 tenant, decision.cost, decision.budget_limit, budgets.window_s
@@ -240,14 +248,14 @@ class Router:
             telemetry.METRICS.budget_spent.labels(tenant=tenant).set(held.spent)
             if held.fitted:
                 if held.local:  # checked against this process's spending only
-                    decision = replace(decision, notes=(*decision.notes, "budget_store=local"))
+                    decision = decision.noted(Note("budget_store", "local"))
                 return decision
             spent = held.spent
         # A decision on a spent budget is stepped down without a hard limit (no ceiling) or a
         # 429: only a broken store refuses that reservation.
         raise RuntimeError(f"the budget store refused a reservation for {tenant!r} with no limit")
 
-    def _on_error(self, config: RouterConfig, request: ChatRequest, exc: Exception) -> Decision:
+    def _on_error(self, config: RouterConfig, request: RequestView, exc: Exception) -> Decision:
         why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         if config.routing.on_error == "fail_closed":
             log.error("decision failed, failing closed", why=why, error=str(exc))
@@ -271,28 +279,25 @@ class Router:
         log.warning(
             "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )
-        return Decision("route", "fallback", model=model, notes=(f"fallback={why}",))
+        return Routed(rule="fallback", model=model, notes=(Note("fallback", why),))
 
 
-def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:
+def _needs_classifier(config: RouterConfig, request: RequestView) -> bool:
     """Classifier signals matter for a virtual model; boundaries matter for every model."""
     if config.boundaries:
         return True
     return policy.is_virtual(config, request.model) and config.uses_classifier()
 
 
-def _refuse(decision: Decision, status: int, message: str, notes: tuple[str, ...]) -> Decision:
+def _refuse(decision: Decision, status: int, message: str, notes: tuple[Note, ...]) -> Decision:
     """The 503-style answer for a request whose required signals are missing."""
-    return replace(
-        decision,
-        action="block",
-        decision="signals_unavailable",
-        model=None,
-        status=status,
-        message=message,
+    return blocked(
+        replace(decision, notes=(*notes, Note("degraded", "required_block"))),
+        status,
+        message,
         code="signals_unavailable",
         error_type="server_error",
-        notes=(*notes, "degraded=required_block"),
+        rule="signals_unavailable",
     )
 
 
