@@ -605,6 +605,11 @@ def _describe(error: Any) -> str:
         close = difflib.get_close_matches(str(error["input"]), choices, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{loc}: {message} (got {error['input']!r}){hint}"
+    if kind == "union_tag_invalid" and error["loc"][:1] == ("signals",):
+        tag = str(error.get("ctx", {}).get("tag", ""))
+        close = difflib.get_close_matches(tag, list(BY_TAG), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known types: {', '.join(BY_TAG)}"
+        return f"{loc}.type: unknown signal type {tag!r}; {hint}"
     if kind.startswith("union_tag") or "input" not in error:
         return f"{loc}: {message}"
     if kind in ("value_error", "assertion_error"):
