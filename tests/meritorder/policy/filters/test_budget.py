@@ -61,7 +61,10 @@ def test_a_step_down_is_rejected_and_noted_and_caps_the_completion() -> None:
     )
     out = BudgetFilter().apply(ctx, candidates(config, "large", "mid"))
     assert isinstance(out, Survivors)
-    assert out.rejected == (Rejection("large", "budget", "budget"), Rejection("mid", "budget", "budget"))
+    assert out.rejected == (
+        Rejection("large", "budget", "budget"),
+        Rejection("mid", "budget", "budget"),
+    )
     assert out.notes == (Note("budget", "step_down(0.009)"),)
     assert out.steps.max_tokens == 999  # what it was charged for
 
@@ -75,7 +78,10 @@ def test_the_check_is_on_the_model_the_picker_would_choose() -> None:
         headers=ACME,
         pool=PoolState(tenant_spent=0.0075, unhealthy=frozenset({"large"})),
     )
-    assert names(BudgetFilter().apply(ctx, candidates(config, "large", "small"))) == ("large", "small")
+    assert names(BudgetFilter().apply(ctx, candidates(config, "large", "small"))) == (
+        "large",
+        "small",
+    )
 
 
 def test_without_budgets_or_a_tenant_nothing_is_checked() -> None:
