@@ -16,7 +16,7 @@ default_model: a
 def test_every_registered_type_has_its_own_tag() -> None:
     assert [type_tag(t) for t in SIGNAL_TYPES] == list(BY_TAG)
     assert len(BY_TAG) == len(SIGNAL_TYPES) == 9
-    assert CLASSIFIER_TYPES == {"domain", "prompt_attack", "pii", "difficulty"}
+    assert {"domain", "prompt_attack", "pii", "difficulty"} == CLASSIFIER_TYPES
 
 
 @pytest.mark.parametrize(
