@@ -217,7 +217,7 @@ class Router:
             return routed(decision, safe, rule="signals_unavailable")
         model = decision.chosen
         if isinstance(decision, Routed) and model is not None and model.boundary == "external":
-            private = _cheapest_private(config)
+            private = _cheapest_private(config, request.api)
             if private is None:  # nothing private to keep it on: refuse rather than leak
                 message = f"No private model may serve this unchecked request; {retry}"
                 return _refuse(decision, unavailable.status, message, notes)
@@ -267,13 +267,17 @@ class Router:
             ) from exc
         model = config.model(request.model) or config.model(config.default_model)
         assert model is not None  # the config validator guarantees default_model exists
+        if request.api not in model.apis:  # never a model that cannot serve the API
+            model = next((m for m in config.cheapest() if request.api in m.apis), model)
         if config.boundaries and model.boundary == "external":
             # Unread data may hold what a boundary protects: keep it inside.
-            model = _cheapest_private(config) or model
+            model = _cheapest_private(config, request.api) or model
         if config.budgets is not None:
             # Nothing was reserved against a budget: spend no more than the cheapest model costs.
             allowed = [
-                m for m in config.cheapest() if m.boundary == "private" or not config.boundaries
+                m
+                for m in config.cheapest()
+                if (m.boundary == "private" or not config.boundaries) and request.api in m.apis
             ]
             model = allowed[0] if allowed else model
         log.warning(
@@ -301,8 +305,8 @@ def _refuse(decision: Decision, status: int, message: str, notes: tuple[Note, ..
     )
 
 
-def _cheapest_private(config: RouterConfig) -> ModelConfig | None:
-    return next((m for m in config.cheapest() if m.boundary == "private"), None)
+def _cheapest_private(config: RouterConfig, api: str) -> ModelConfig | None:
+    return next((m for m in config.cheapest() if m.boundary == "private" and api in m.apis), None)
 
 
 def _models_listing(config: RouterConfig) -> tuple[bytes, dict[str, bytes]]:
