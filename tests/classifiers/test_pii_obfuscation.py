@@ -156,7 +156,7 @@ async def test_under_the_enterprise_policy_no_obfuscation_reaches_the_external_m
             (row,) = param.values
             for model in ("auto", "gpt-frontier"):
                 decision = await router.route(request({**row["body"], "model": model}))
-                served = decision.model
+                served = decision.chosen
                 assert served is None or served.boundary == "private", (row["id"], model)
                 assert row["type"] not in decision.client_reason
     finally:
