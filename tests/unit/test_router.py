@@ -14,6 +14,7 @@ from meritorder.config import ConfigError, RouterConfig, parse_config
 from meritorder.policy import Classified, Decision, Rejection, Routed
 from meritorder.request import Endpoint, RequestView, parse_request
 from meritorder.router import Router
+from tests.conftest import chat_view
 
 POLICY = """
 models:
@@ -173,6 +174,26 @@ async def test_a_fallback_on_timeout_is_counted() -> None:
     assert counter("meritorder_fallbacks_total", decision="fallback", reason="timeout") == (
         before + 1
     )
+
+
+async def test_a_fallback_on_timeout_goes_to_a_model_serving_the_requests_api() -> None:
+    embed = "  - {name: embed, cluster: e, upstream_model: e, cost: 1, apis: [embeddings]}\n"
+    config = parse_config(
+        POLICY.replace("default_model:", embed + "default_model:")
+        % {"required": False, "required_ms": 10, "unavailable": "{action: block}"}
+        + "budgets: {default_limit: 10}\n"
+    )
+    router = Router(config)
+
+    class SlowStore:
+        async def spent(self, tenant: str, window_s: float) -> float:
+            await asyncio.Event().wait()
+            return 0.0
+
+    router.budgets = SlowStore()  # type: ignore[assignment]
+    for api, model in (("embeddings", "embed"), ("chat", "local")):
+        decision = await router.route(chat_view("hello", api=api), {})
+        assert (decision.rule, decision.chosen and decision.chosen.name) == ("fallback", model)
 
 
 class Recorder:
