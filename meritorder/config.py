@@ -31,10 +31,8 @@ from pydantic import (
 
 from meritorder.signals import BY_TAG, SignalConfig
 from meritorder.signals.base import NAME_PATTERN
-from meritorder.signals.labels import DOMAINS, PII_TYPES, Domain, PiiType
+from meritorder.signals.labels import PiiType
 from meritorder.tenant import MAX_TENANT_LENGTH, UNVERIFIED, normalize_tenant
-
-__all__ = ["DOMAINS", "PII_TYPES", "Domain", "PiiType", "SignalConfig"]
 
 
 class ConfigError(ValueError):

@@ -9,7 +9,7 @@ whether a policy needs the classifier.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args
 
 from pydantic import Discriminator, Tag
 
@@ -41,7 +41,7 @@ DEFAULT_TYPE = "keyword"  # a signal without `type` is a keyword signal
 
 def type_tag(cls: type[SignalConfigBase]) -> str:
     """The `type:` value a policy file uses for a signal config type (its Literal's one value)."""
-    (tag,) = cls.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
+    (tag,) = get_args(cls.model_fields["type"].annotation)
     return str(tag)
 
 
