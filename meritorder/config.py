@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from meritorder.signals import BY_TAG, SignalConfig
+from meritorder.signals import BY_TAG, CLASSIFIER_TYPES, SignalConfig
 from meritorder.signals.base import NAME_PATTERN
 from meritorder.signals.labels import PiiType
 from meritorder.tenant import MAX_TENANT_LENGTH, UNVERIFIED, normalize_tenant
@@ -379,7 +379,7 @@ class RouterConfig(_Strict):
 
     def uses_classifier(self) -> bool:
         """Whether any signal or boundary needs the classifier model."""
-        return bool(self.boundaries) or any(s.needs_classifier for s in self.signals)
+        return bool(self.boundaries) or any(s.type in CLASSIFIER_TYPES for s in self.signals)
 
     def cheapest(self, names: Iterable[str] | None = None) -> list[ModelConfig]:
         """Models (all, or those named) from cheapest to dearest; file order breaks ties."""
