@@ -70,7 +70,8 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = _NO_POOL) -
             )
         survivors = out
     explained = replace(base, rejected=survivors.rejected, notes=survivors.notes)
-    if not survivors.models:  # unreachable with a validated config: the cheapest model is allowed
+    # No survivor: e.g. a boundary holds PII and no private model serves the request's API.
+    if not survivors.models:
         return blocked(
             explained,
             503,

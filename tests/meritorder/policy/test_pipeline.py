@@ -86,3 +86,24 @@ def test_an_unknown_picker_is_a_load_error_with_a_hint() -> None:
     assert caught.value.problems == [
         "decisions[1].pick: unknown picker 'cheapst'; did you mean 'cheapest'?"
     ]
+
+
+def test_no_private_model_serving_the_api_under_a_boundary_is_a_503_not_a_leak() -> None:
+    config = parse_config(
+        """
+models:
+  - {name: local, cluster: a, upstream_model: l, cost: 1}
+  - {name: cloud-embed, cluster: b, upstream_model: e, cost: 1, boundary: external, apis: [embeddings]}
+default_model: local
+boundaries:
+  - {name: cards, pii_types: [CREDIT_CARD]}
+"""
+    )
+    card = signals_of(pii=(Pii("CREDIT_CARD", 0, 4),))
+    decision = decide(config, Observation(chat_view("4111", api="embeddings"), {}, card))
+    assert isinstance(decision, Blocked)
+    assert (decision.status, decision.code) == (503, "no_model")
+    assert decision.rejected == (
+        Rejection("local", "api", "unsupported_api"),
+        Rejection("cloud-embed", "boundaries", "boundary", "cards", ("CREDIT_CARD",)),
+    )
