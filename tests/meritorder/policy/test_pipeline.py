@@ -93,7 +93,8 @@ def test_no_private_model_serving_the_api_under_a_boundary_is_a_503_not_a_leak()
         """
 models:
   - {name: local, cluster: a, upstream_model: l, cost: 1}
-  - {name: cloud-embed, cluster: b, upstream_model: e, cost: 1, boundary: external, apis: [embeddings]}
+  - {name: cloud-embed, cluster: b, upstream_model: e, cost: 1, boundary: external,
+     apis: [embeddings]}
 default_model: local
 boundaries:
   - {name: cards, pii_types: [CREDIT_CARD]}
