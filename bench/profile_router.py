@@ -34,7 +34,7 @@ from bench.run import CHAT, HOST, RESULTS, chat_body
 
 # First match wins, in this order, over every frame of a main-thread sample.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("keyword/pattern signals (policy.signal_score)", ("signal_score", "evaluate_signals")),
+    ("keyword/pattern signals (meritorder/signals/)", ("meritorder/signals/", "evaluate_signals")),
     ("tracing (opentelemetry, telemetry stages)", ("opentelemetry", "meritorder/telemetry.py")),
     ("logging (structlog, one line per decision)", ("structlog", "meritorder/logs.py")),
     ("metrics (prometheus_client)", ("prometheus_client",)),
@@ -43,7 +43,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ext_proc adapter (extproc/)", ("extproc/",)),
     (
         "rest of router and policy",
-        ("meritorder/router.py", "meritorder/policy.py", "meritorder/config.py"),
+        ("meritorder/router.py", "meritorder/policy/", "meritorder/config.py"),
     ),
 )
 LOOP = "grpc aio + asyncio machinery (Cython, syscalls)"

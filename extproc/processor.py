@@ -24,7 +24,7 @@ from meritorder import telemetry
 from meritorder.errors import RequestError, bad_request
 from meritorder.feedback import FEEDBACK_PATH, MAX_FEEDBACK_BYTES, feedback_json, parse_feedback
 from meritorder.outcomes import DECISION_NAMESPACE
-from meritorder.policy import Decision
+from meritorder.policy import Blocked, Decision
 from meritorder.ports import RoutingCore
 from meritorder.request import Endpoint, body_too_large, parse_request
 from meritorder.rewrite import forward_body
@@ -170,13 +170,13 @@ class Processor:
             telemetry.record_decision(span, decision)
             log.info(
                 "routed",
-                decision=decision.decision,
+                rule=decision.rule,
                 action=decision.action,
-                model=decision.model.name if decision.model else None,
+                model=decision.chosen.name if decision.chosen else None,
                 reason=decision.reason,
             )
             with telemetry.stage("mutation"):
-                if decision.action == "block" or decision.model is None:
+                if isinstance(decision, Blocked):
                     error = RequestError(
                         decision.status,
                         decision.message,
@@ -202,9 +202,9 @@ def decision_headers(decision: Decision) -> list[tuple[str, str]]:
     """The headers that carry a decision; Envoy copies them onto the response."""
     # The client's reason never says what was detected (`routing.reason_detail`); the log line
     # and the span keep the full `decision.reason`.
-    headers = [(DECISION_HEADER, decision.decision), (REASON_HEADER, decision.client_reason)]
-    if decision.model is not None:
-        headers.insert(0, (MODEL_HEADER, decision.model.name))
+    headers = [(DECISION_HEADER, decision.rule), (REASON_HEADER, decision.client_reason)]
+    if decision.chosen is not None:
+        headers.insert(0, (MODEL_HEADER, decision.chosen.name))
     return headers
 
 

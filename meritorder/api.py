@@ -9,8 +9,8 @@ import grpc
 
 from meritorder.errors import RequestError
 from meritorder.feedback import parse_feedback
-from meritorder.policy import Classified, Decision, Observation, evaluate_signals
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.policy import Classified, Decision, Observation, Routed, evaluate_signals
+from meritorder.request import Endpoint, RequestView, parse_request
 from meritorder.router import Router
 from meritorder.v1 import router_pb2, router_pb2_grpc
 
@@ -83,7 +83,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         text: str,
         model: str,
         context: grpc.aio.ServicerContext,
-    ) -> ChatRequest:
+    ) -> RequestView:
         chat_messages = [{"role": m.role, "content": m.content} for m in messages]
         body = {
             "model": model or self.router.config.virtual_models[0],
@@ -107,11 +107,13 @@ def _grpc_code(error: RequestError) -> grpc.StatusCode:
 def _signals_proto(fired: Mapping[str, float], classified: Classified | None) -> router_pb2.Signals:
     signals = router_pb2.Signals(fired=dict(fired), classifier=classified is not None)
     if classified is not None:
+        # Every scalar output the proto has a field for; domain and PII are messages of their own.
+        scalars = router_pb2.Signals.DESCRIPTOR.fields_by_name
+        for name, value in classified.fields().items():
+            if name in scalars and isinstance(value, (int, float)):
+                setattr(signals, name, value)
         signals.domain.label = classified.domain
         signals.domain.scores.update(classified.domain_scores)
-        signals.prompt_attack = classified.prompt_attack
-        signals.difficulty = classified.difficulty
-        signals.tokens = classified.tokens
         signals.pii.extend(
             router_pb2.PiiEntity(
                 type=f.type, start=f.start, end=f.end, score=f.score, message=f.message or 0
@@ -122,11 +124,15 @@ def _signals_proto(fired: Mapping[str, float], classified: Classified | None) ->
 
 
 def _decision_proto(decision: Decision) -> router_pb2.Decision:
-    return router_pb2.Decision(
-        action=decision.action,
-        model=decision.model.name if decision.model else "",
-        upstream_model=decision.model.upstream_model if decision.model else "",
-        decision=decision.decision,
-        reason=decision.reason,
-        status=decision.status if decision.action == "block" else 200,
+    proto = router_pb2.Decision(
+        action=decision.action, decision=decision.rule, reason=decision.reason
     )
+    if isinstance(decision, Routed):
+        proto.model, proto.upstream_model, proto.status = (
+            decision.model.name,
+            decision.model.upstream_model,
+            200,
+        )
+    else:
+        proto.status = decision.status
+    return proto

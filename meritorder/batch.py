@@ -8,15 +8,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 from meritorder.errors import RequestError
-from meritorder.policy import Classified, Decision, signal_score
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.policy import Blocked, Classified, Decision, Routed
+from meritorder.request import Endpoint, RequestView, parse_request
 from meritorder.router import Router
 from meritorder.tenant import UNVERIFIED
 
 CHUNK = 64  # lines routed concurrently, so the classifier can batch them
 
 
-def request_from(line: Mapping[str, Any], router: Router) -> ChatRequest:
+def request_from(line: Mapping[str, Any], router: Router) -> RequestView:
     """A chat request from a `{"text"}` or `{"messages"}` input line (the classify format)."""
     messages = line.get("messages")
     if messages is None:
@@ -35,14 +35,7 @@ def signals_json(decision: Decision, classified: Classified | None) -> dict[str,
     """The signals part of a routed line: fired policy signals and the classifier's raw outputs."""
     out: dict[str, Any] = {"fired": dict(decision.fired)}
     if classified is not None:
-        out.update(
-            domain=classified.domain,
-            domain_score=classified.domain_scores.get(classified.domain, 0.0),
-            prompt_attack=classified.prompt_attack,
-            difficulty=classified.difficulty,
-            pii=sorted({f.type for f in classified.pii}),
-            tokens=classified.tokens,
-        )
+        out.update(classified.fields())
     return out
 
 
@@ -62,10 +55,10 @@ async def route_one(router: Router, line: Mapping[str, Any]) -> dict[str, Any]:
     decision = await router.route(request, headers, observed=obs)
     return {
         "id": line.get("id"),
-        "decision": decision.decision,
-        "model": decision.model.name if decision.model else None,
+        "decision": decision.rule,
+        "model": decision.chosen.name if decision.chosen else None,
         "action": decision.action,
-        "status": decision.status if decision.action == "block" else 200,
+        "status": decision.status if isinstance(decision, Blocked) else 200,
         "reason": decision.reason,
         "signals": signals_json(decision, obs.classified),
     }
@@ -137,16 +130,7 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
     config = router.config
     out = [f"request: model={request.model!r}, ~{obs.tokens} tokens"]
     if obs.classified is not None:
-        c = obs.classified
-        top = sorted(c.domain_scores.items(), key=lambda kv: -kv[1])[:3]
-        out += [
-            "classifier:",
-            "  domain        " + ", ".join(f"{k} {v:.2f}" for k, v in top),
-            f"  prompt_attack {c.prompt_attack:.3f} (threshold {c.attack_threshold:.3f})",
-            f"  difficulty    {c.difficulty:.3f}",
-            "  pii           "
-            + (", ".join(f"{f.type}@{f.start}-{f.end} {f.score:.2f}" for f in c.pii) or "none"),
-        ]
+        out += _classifier_lines(obs.classified)
     elif config.uses_classifier():
         out.append("classifier: unavailable (classifier signals cannot fire)")
     width = max(
@@ -154,24 +138,23 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
     )
     out.append("signals:")
     for signal in config.signals:
-        score = signal_score(signal, obs)
+        score = signal.score(obs)
         state = "-" if score is None else f"fired {score:.3f}"
         out.append(f"  {signal.name:<{width}} {signal.type:<14} {state}")
     out.append("decisions (by priority):")
     for rule in config.ordered_decisions():
         mark = (
             "WON"
-            if rule.name == decision.decision
+            if rule.name == decision.rule
             else ("matched" if rule.name in decision.matched else "-")
         )
         out.append(f"  {rule.priority:>5}  {rule.name:<{width}} {mark}")
-    if decision.action == "block":
+    if isinstance(decision, Blocked):
         out.append(f"result: BLOCK {decision.status} ({decision.code}): {decision.message}")
     else:
-        assert decision.model is not None
         out.append(
             f"result: route to {decision.model.name} ({decision.model.boundary}, "
-            f"upstream {decision.model.upstream_model}) via decision {decision.decision!r}"
+            f"upstream {decision.model.upstream_model}) via decision {decision.rule!r}"
         )
         out.append(f"estimated cost: {decision.cost:.6f}")
     if decision.tenant is not None and config.budgets is not None:
@@ -186,11 +169,13 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
             f"{config.budgets.window_s} s (tenant header {config.budgets.header})"
         )
     for rejected in decision.rejected:
-        out.append(f"rejected: {rejected}")
+        out.append(f"rejected: {rejected.render()} (by the {rejected.filter} filter)")
     for note in decision.notes:
-        out.append(f"note: {note}")
-    steps = decision.steps
-    if steps.system_prompt or steps.reasoning or steps.max_tokens or steps.headers or steps.redact:
+        out.append(f"note: {note.render()}")
+    steps = decision.steps if isinstance(decision, Routed) else None
+    if steps and (
+        steps.system_prompt or steps.reasoning or steps.max_tokens or steps.headers or steps.redact
+    ):
         out.append(
             f"steps: system_prompt={bool(steps.system_prompt)} reasoning={steps.reasoning} "
             f"max_tokens={steps.max_tokens} headers={dict(steps.headers)} "
@@ -198,3 +183,18 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
         )
     out.append(f"x-meritorder-reason: {decision.reason}")
     return "\n".join(out)
+
+
+def _classifier_lines(classified: Classified) -> list[str]:
+    """The classifier's outputs: top domains, every other scalar, PII spans (never values)."""
+    top = sorted(classified.domain_scores.items(), key=lambda kv: -kv[1])[:3]
+    lines = ["classifier:", "  domain        " + ", ".join(f"{k} {v:.2f}" for k, v in top)]
+    for name, value in classified.fields().items():
+        if name.startswith(("domain", "pii")) or name == "tokens":
+            continue  # shown above, below, and on the request line
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        if name == "prompt_attack":
+            text += f" (threshold {classified.attack_threshold:.3f})"
+        lines.append(f"  {name:<13} {text}")
+    found = ", ".join(f"{f.type}@{f.start}-{f.end} {f.score:.2f}" for f in classified.pii)
+    return [*lines, "  pii           " + (found or "none")]

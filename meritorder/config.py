@@ -23,15 +23,16 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from meritorder.sessions import SessionsConfig
+from meritorder.signals import BY_TAG, CLASSIFIER_TYPES, SignalConfig
+from meritorder.signals.base import NAME_PATTERN
+from meritorder.signals.labels import PiiType
 from meritorder.tenant import MAX_TENANT_LENGTH, UNVERIFIED, normalize_tenant
 
 
@@ -48,6 +49,11 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+# The APIs a request can arrive on (one endpoint spec each, meritorder/endpoints/).
+Api = Literal["chat", "completions", "embeddings", "responses", "messages"]
+GENERATIVE_APIS: tuple[Api, ...] = ("chat", "completions", "responses", "messages")
 
 
 class ModelConfig(_Strict):
@@ -68,6 +74,11 @@ class ModelConfig(_Strict):
         pattern=r"^https?://",
         description="polled by the router; a model failing it is skipped for its fallbacks",
     )
+    apis: tuple[Api, ...] = Field(
+        default=GENERATIVE_APIS,
+        min_length=1,
+        description="the APIs this model's upstream serves; an embedding model says [embeddings]",
+    )
 
 
 # How to switch a model's thinking on or off in the request body.
@@ -76,157 +87,7 @@ ReasoningFamily = Literal[
     "reasoning_effort",  # OpenAI o-series and gpt-oss
 ]
 
-DOMAINS = (
-    "biology", "business", "chemistry", "computer science", "economics", "engineering", "health",
-    "history", "law", "math", "other", "philosophy", "physics", "psychology",
-)  # fmt: skip
-Domain = Literal[
-    "biology", "business", "chemistry", "computer science", "economics", "engineering", "health",
-    "history", "law", "math", "other", "philosophy", "physics", "psychology",
-]  # fmt: skip
-PII_TYPES = (
-    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
-    "STREET_ADDRESS",
-)  # fmt: skip
-PiiType = Literal[
-    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
-    "STREET_ADDRESS",
-]  # fmt: skip
-_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
-
-
-class _Signal(_Strict):
-    name: str = Field(pattern=_NAME)
-
-
-class _ClassifierSignal(_Signal):
-    """A signal the classifier model computes (it never fires without one)."""
-
-    required: bool = Field(
-        default=False,
-        description="when the classifier cannot compute it in time, the request gets "
-        "routing.on_unavailable instead of being decided as if the signal were clean",
-    )
-
-
-class KeywordSignal(_Signal):
-    """Fires when the prompt contains any of `keywords` (whole words, case-insensitive) or matches
-    any of `patterns` (Python regular expressions, case-insensitive)."""
-
-    type: Literal["keyword"] = "keyword"
-    keywords: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        for i, pattern in enumerate(patterns):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(
-                    f"patterns[{i}] {pattern!r} is not a valid regular expression ({exc}); "
-                    "fix the pattern or quote it with single quotes in YAML"
-                ) from exc
-        return patterns
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> KeywordSignal:
-        if not self.keywords and not self.patterns:
-            raise ValueError(
-                "a keyword signal needs at least one entry in 'keywords' or 'patterns'"
-            )
-        return self
-
-
-class DomainSignal(_ClassifierSignal):
-    """Fires when the classifier's top domain is one of `domains` with at least `min_score`."""
-
-    type: Literal["domain"]
-    domains: tuple[Domain, ...] = Field(min_length=1)
-    min_score: float = Field(default=0.0, ge=0, le=1)
-
-
-class PromptAttackSignal(_ClassifierSignal):
-    """Fires when the jailbreak / prompt-injection probability reaches `threshold`
-    (default: the threshold shipped with the classifier model)."""
-
-    type: Literal["prompt_attack"]
-    threshold: float | None = Field(default=None, ge=0, le=1)
-
-
-class PiiSignal(_ClassifierSignal):
-    """Fires when PII of one of `pii_types` (any type when empty) is found with `min_score`."""
-
-    type: Literal["pii"]
-    pii_types: tuple[PiiType, ...] = ()
-    min_score: float = Field(default=0.5, ge=0, le=1)
-
-
-class DifficultySignal(_ClassifierSignal):
-    """Fires when the probability that the strong model beats the weak one reaches `threshold`."""
-
-    type: Literal["difficulty"]
-    threshold: float = Field(ge=0, le=1)
-
-
-class TokensSignal(_Signal):
-    """Fires when the prompt's length in tokens is within [min, max]."""
-
-    type: Literal["tokens"]
-    min: int = Field(default=0, ge=0)
-    max: int | None = Field(default=None, ge=0)
-
-
-class TurnsSignal(_Signal):
-    """Fires when the conversation has at least `min` user turns."""
-
-    type: Literal["turns"]
-    min: int = Field(ge=1)
-
-
-class ToolsSignal(_Signal):
-    """Fires when the request offers tools (or functions) to the model."""
-
-    type: Literal["tools"]
-
-
-class HeaderSignal(_Signal):
-    """Fires when request header `header` equals one of `values` or matches `pattern`; with
-    neither, when the header is present at all."""
-
-    type: Literal["header"]
-    header: str = Field(pattern=r"^[A-Za-z0-9-]+$")
-    values: tuple[str, ...] = ()
-    pattern: str | None = None
-
-    @field_validator("header")
-    @classmethod
-    def _lowercase(cls, header: str) -> str:
-        return header.lower()
-
-
-def _signal_type(value: Any) -> str:
-    return (
-        str(value.get("type", "keyword")) if isinstance(value, dict) else getattr(value, "type", "")
-    )
-
-
-# New signal types join this union with their own `type` tag; `keyword` is the default.
-SignalConfig = Annotated[
-    Union[  # noqa: UP007
-        Annotated[KeywordSignal, Tag("keyword")],
-        Annotated[DomainSignal, Tag("domain")],
-        Annotated[PromptAttackSignal, Tag("prompt_attack")],
-        Annotated[PiiSignal, Tag("pii")],
-        Annotated[DifficultySignal, Tag("difficulty")],
-        Annotated[TokensSignal, Tag("tokens")],
-        Annotated[TurnsSignal, Tag("turns")],
-        Annotated[ToolsSignal, Tag("tools")],
-        Annotated[HeaderSignal, Tag("header")],
-    ],
-    Discriminator(_signal_type),
-]
+_NAME = NAME_PATTERN
 
 
 @dataclass(frozen=True)
@@ -299,7 +160,7 @@ class ReasoningStep(_Strict):
 
 
 class DecisionConfig(_Strict):
-    """When `when` holds, route to the first usable model of `route`, or `block`."""
+    """When `when` holds, route to the usable model of `route` that `pick` chooses, or `block`."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
     priority: int = 0
@@ -318,6 +179,20 @@ class DecisionConfig(_Strict):
     pii: Literal["block", "redact", "private"] | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Which of the surviving candidates wins (meritorder/policy/pickers/): the first in `route`
+    # order, the cheapest, ...
+    pick: str = "first"
+
+    @field_validator("pick")
+    @classmethod
+    def _known_picker(cls, pick: str) -> str:
+        from meritorder.policy.pickers import PICKERS  # the policy imports this module
+
+        if pick not in PICKERS:
+            close = difflib.get_close_matches(pick, list(PICKERS), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(PICKERS)}"
+            raise ValueError(f"unknown picker {pick!r}; {hint}")
+        return pick
 
     @model_validator(mode="after")
     def _one_action(self) -> DecisionConfig:
@@ -501,12 +376,12 @@ class RouterConfig(_Strict):
     def required_signals(self, virtual: bool) -> list[str]:
         """What must be computed before a request is decided: the `required` classifier signals
         (read for virtual models only) and, for every request, the boundaries' PII."""
-        names = [s.name for s in self.signals if isinstance(s, _ClassifierSignal) and s.required]
+        names = [s.name for s in self.signals if s.must_compute()]
         return [*(names if virtual else ()), *(f"boundary:{b.name}" for b in self.boundaries)]
 
     def uses_classifier(self) -> bool:
         """Whether any signal or boundary needs the classifier model."""
-        return bool(self.boundaries) or any(isinstance(s, _ClassifierSignal) for s in self.signals)
+        return bool(self.boundaries) or any(s.type in CLASSIFIER_TYPES for s in self.signals)
 
     def cheapest(self, names: Iterable[str] | None = None) -> list[ModelConfig]:
         """Models (all, or those named) from cheapest to dearest; file order breaks ties."""
@@ -730,6 +605,11 @@ def _describe(error: Any) -> str:
         close = difflib.get_close_matches(str(error["input"]), choices, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{loc}: {message} (got {error['input']!r}){hint}"
+    if kind == "union_tag_invalid" and error["loc"][:1] == ("signals",):
+        tag = str(error.get("ctx", {}).get("tag", ""))
+        close = difflib.get_close_matches(tag, list(BY_TAG), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known types: {', '.join(BY_TAG)}"
+        return f"{loc}.type: unknown signal type {tag!r}; {hint}"
     if kind.startswith("union_tag") or "input" not in error:
         return f"{loc}: {message}"
     if kind in ("value_error", "assertion_error"):
@@ -749,19 +629,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-_SIGNAL_TAGS = frozenset(
-    {
-        "keyword",
-        "domain",
-        "prompt_attack",
-        "pii",
-        "difficulty",
-        "tokens",
-        "turns",
-        "tools",
-        "header",
-    }
-)
+_SIGNAL_TAGS = frozenset(BY_TAG)
 
 
 _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
@@ -775,15 +643,7 @@ _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
     "reasoning": ReasoningStep,
     "boundaries": BoundaryConfig,
     "budgets": BudgetConfig,
-    "keyword": KeywordSignal,
-    "domain": DomainSignal,
-    "prompt_attack": PromptAttackSignal,
-    "pii": PiiSignal,
-    "difficulty": DifficultySignal,
-    "tokens": TokensSignal,
-    "turns": TurnsSignal,
-    "tools": ToolsSignal,
-    "header": HeaderSignal,
+    **BY_TAG,
 }
 
 

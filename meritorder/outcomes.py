@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
+from meritorder.cost import cost
+
 DECISION_NAMESPACE = "meritorder.decision"
 
 
@@ -84,11 +86,6 @@ class Outcome:
         if self.prompt_tokens is None or self.completion_tokens is None:
             return None
         return cost(self.pending.cost_per_million, self.prompt_tokens, self.completion_tokens)
-
-
-def cost(cost_per_million: float, prompt_tokens: float, completion_tokens: float) -> float:
-    """The cost of a request: tokens in and out at the model's cost per million tokens."""
-    return (prompt_tokens + completion_tokens) * cost_per_million / 1e6
 
 
 @dataclass(frozen=True)

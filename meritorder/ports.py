@@ -11,7 +11,7 @@ from typing import Protocol
 
 from meritorder.outcomes import Feedback, Outcome, Pending
 from meritorder.policy import Decision
-from meritorder.request import ChatRequest
+from meritorder.request import RequestView
 
 
 class RoutingCore(Protocol):
@@ -29,7 +29,7 @@ class RoutingCore(Protocol):
         ...
 
     async def route(
-        self, request: ChatRequest, headers: Mapping[str, str] | None = None
+        self, request: RequestView, headers: Mapping[str, str] | None = None
     ) -> Decision:
         """The decision for one request (raises `RequestError` for an unknown model)."""
         ...

@@ -12,10 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from classifiers.text import message_text
 from meritorder.errors import RequestError, bad_request
+
+if TYPE_CHECKING:
+    from meritorder.config import Api
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
@@ -41,8 +44,9 @@ class Endpoint(Enum):
 
 
 @dataclass
-class ChatRequest:
-    """A validated OpenAI request: the parsed JSON plus the views the router reads."""
+class RequestView:
+    """A validated request, chat or completions: the parsed JSON plus the views the router
+    reads (the policy reads only these views, never `body` keys)."""
 
     endpoint: Endpoint
     body: dict[str, Any]
@@ -51,6 +55,24 @@ class ChatRequest:
     @property
     def model(self) -> str:
         return str(self.body["model"])
+
+    @property
+    def api(self) -> Api:
+        """Which API the request came on."""
+        return "chat" if self.endpoint is Endpoint.CHAT else "completions"
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        """The completion cap the client asked (`max_completion_tokens` or `max_tokens`), or
+        None when it asked none."""
+        asked = self.body.get("max_completion_tokens") or self.body.get("max_tokens")
+        return asked if _count(asked) and asked > 0 else None
+
+    @property
+    def choices(self) -> int:
+        """How many completions it asks for (`n`, completions' `best_of`; 1 else)."""
+        counts = [self.body.get(key) for key in ("n", "best_of")]
+        return max([1, *(c for c in counts if _count(c))])
 
     @property
     def stream(self) -> bool:
@@ -111,6 +133,10 @@ class ChatRequest:
         return [*texts, *self.field_texts()]
 
 
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 # Body keys whose text the message view already reads. (`logit_bias` keys are token ids, but a
 # client can write any digits there and the upstream receives them: they are read too.)
 _READ_AS_MESSAGES = frozenset({"model", "messages", "prompt"})
@@ -155,7 +181,7 @@ def _part_strings(part: object, path: str, out: list[tuple[str, str]]) -> None:
         _strings(value, f"{path}.{key}", out)
 
 
-def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> ChatRequest:
+def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> RequestView:
     """Parse and validate a request body; raise `RequestError` (400/413) on bad input."""
     if len(raw) > max_bytes:
         raise body_too_large(len(raw), max_bytes)
@@ -176,9 +202,9 @@ def parse_request(endpoint: Endpoint, raw: bytes, *, max_bytes: int) -> ChatRequ
     if "stream" in body and not isinstance(body["stream"], bool):
         raise bad_request("'stream' must be a boolean.", param="stream", code="invalid_type")
     if endpoint is Endpoint.CHAT:
-        return ChatRequest(endpoint, body, _validate_messages(body))
+        return RequestView(endpoint, body, _validate_messages(body))
     prompt = body.get("prompt")
-    return ChatRequest(endpoint, body, [{"role": "user", "content": _prompt_text(prompt)}])
+    return RequestView(endpoint, body, [{"role": "user", "content": _prompt_text(prompt)}])
 
 
 def load_json(raw: bytes) -> Any:

@@ -7,13 +7,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from meritorder.policy import Decision, PiiFinding
-from meritorder.request import ChatRequest, Endpoint
+from meritorder.policy import PiiFinding, Routed
+from meritorder.request import Endpoint, RequestView
 
 
-def forward_body(request: ChatRequest, decision: Decision) -> bytes:
+def forward_body(request: RequestView, decision: Routed) -> bytes:
     """The body to send upstream for a routed decision."""
-    assert decision.model is not None, "only routed decisions are forwarded"
     body = dict(request.body)
     body["model"] = decision.model.upstream_model
     steps = decision.steps
@@ -47,7 +46,7 @@ def _set_reasoning(body: dict[str, Any], family: str | None, enabled: bool, effo
         body["reasoning_effort"] = effort if enabled else "low"
 
 
-def _redact(request: ChatRequest, body: dict[str, Any], found: Sequence[PiiFinding]) -> None:
+def _redact(request: RequestView, body: dict[str, Any], found: Sequence[PiiFinding]) -> None:
     """Replace each PII span with `[TYPE]`. Offsets are into the message text as the classifier
     read it (`classifiers.text.message_text`): a string content, or the text parts joined by
     newlines; a span across two parts is masked in both. Findings in other fields are not

@@ -36,8 +36,18 @@ from meritorder.outcomes import (
     Pending,
     StoreUnavailable,
 )
-from meritorder.policy import Classified, Decision, Observation, PoolState
-from meritorder.request import ChatRequest
+from meritorder.policy import (
+    Classified,
+    Decision,
+    Note,
+    Observation,
+    PoolState,
+    Rejection,
+    Routed,
+    blocked,
+    routed,
+)
+from meritorder.request import RequestView
 from meritorder.sessions import (
     InMemorySessions,
     SessionStore,
@@ -57,7 +67,7 @@ _RESERVE_ATTEMPTS = 3
 class Classifier(Protocol):
     """What the router needs from `classifiers`: the policy's view of one request's signals."""
 
-    async def classify(self, request: ChatRequest) -> Classified: ...
+    async def classify(self, request: RequestView) -> Classified: ...
 
 
 class Router:
@@ -107,7 +117,7 @@ class Router:
 
     async def route(
         self,
-        request: ChatRequest,
+        request: RequestView,
         headers: Mapping[str, str] | None = None,
         observed: Observation | None = None,
     ) -> Decision:
@@ -149,7 +159,7 @@ class Router:
         return decision
 
     async def _session(
-        self, config: RouterConfig, request: ChatRequest, headers: Mapping[str, str]
+        self, config: RouterConfig, request: RequestView, headers: Mapping[str, str]
     ) -> SessionView | None:
         """The request's session, when the policy keeps sessions and the request names one."""
         if config.sessions is None or not policy.is_virtual(config, request.model):
@@ -162,12 +172,12 @@ class Router:
 
     async def _remember(self, config: RouterConfig, view: SessionView, decision: Decision) -> None:
         """The session after a routed turn; a block leaves it as it was."""
-        if config.sessions is None or decision.action != "route" or decision.model is None:
+        if config.sessions is None or not isinstance(decision, Routed):
             return
-        rule = next((d for d in config.decisions if d.name == decision.decision), None)
+        rule = next((d for d in config.decisions if d.name == decision.rule), None)
         priority = rule.priority if rule is not None else -math.inf
-        after = advance(view, decision.model.name, decision.decision, priority, decision.model.cost)
-        telemetry.record_session_turn(view, after, decision.decision)
+        after = advance(view, decision.model.name, decision.rule, priority, decision.model.cost)
+        telemetry.record_session_turn(view, after, decision.rule)
         await self.sessions.put(view.name, after, config.sessions.ttl_s)
 
     async def dispatch(
@@ -175,12 +185,12 @@ class Router:
     ) -> Pending | None:
         """The facts a routed request carries to its outcome (None for a block), remembered
         under its id at once: feedback may arrive before Envoy reports the outcome."""
-        if decision.action != "route" or decision.model is None:
+        if not isinstance(decision, Routed):
             return None
         budgets = self._config.budgets
         pending = Pending(
             model=decision.model.name,
-            rule=decision.decision,
+            rule=decision.rule,
             cost_per_million=decision.model.cost,
             estimated_cost=decision.cost,
             tenant=decision.tenant or "",
@@ -253,7 +263,7 @@ class Router:
         telemetry.record_feedback(outcome, feedback)
         return outcome
 
-    async def observe(self, request: ChatRequest, headers: Mapping[str, str]) -> Observation:
+    async def observe(self, request: RequestView, headers: Mapping[str, str]) -> Observation:
         """What the policy sees of `request`; the classifier runs only if the policy needs it:
         for a virtual model with classifier signals, or for any model when boundaries apply."""
         config = self._config
@@ -263,11 +273,11 @@ class Router:
             classified = await self.classifier.classify(request)
         return Observation(request, headers, classified)
 
-    def _classifies(self, config: RouterConfig, request: ChatRequest) -> bool:
+    def _classifies(self, config: RouterConfig, request: RequestView) -> bool:
         return self.classifier is not None and _needs_classifier(config, request)
 
     async def _observe_in_time(
-        self, config: RouterConfig, request: ChatRequest, headers: Mapping[str, str]
+        self, config: RouterConfig, request: RequestView, headers: Mapping[str, str]
     ) -> tuple[Observation, str | None]:
         """The observation, and why the classifier's signals are missing from it (None: they are
         there, or the policy needs none). Classifier trouble never fails the request here."""
@@ -299,7 +309,7 @@ class Router:
     async def _decide(
         self,
         config: RouterConfig,
-        request: ChatRequest,
+        request: RequestView,
         obs: Observation,
         missing: str | None,
     ) -> Decision:
@@ -315,18 +325,18 @@ class Router:
         return await self._decide_and_reserve(config.budgets, obs, decide)
 
     def _without_signals(
-        self, config: RouterConfig, request: ChatRequest, decision: Decision, why: str
+        self, config: RouterConfig, request: RequestView, decision: Decision, why: str
     ) -> Decision:
         """A decision made without the classifier's signals: `routing.on_unavailable` when one of
         them was required, else marked degraded."""
-        notes = (*decision.notes, f"classifier={why}")
+        notes = (*decision.notes, Note("classifier", why))
         required = config.required_signals(policy.is_virtual(config, request.model))
         if not required:
             # Routing-only signals may fail open, marked with what could not be read. Required
             # ones never do, whatever the cause: a timeout, an error, or no classifier at all.
-            return replace(decision, notes=(*notes, "degraded=signals_skipped"))
+            return replace(decision, notes=(*notes, Note("degraded", "signals_skipped")))
         unavailable = config.routing.on_unavailable
-        notes = (*notes, "required=" + ",".join(required))
+        notes = (*notes, Note("required", ",".join(required)))
         log.warning(
             "required signals missing", why=why, required=required, action=unavailable.action
         )
@@ -337,22 +347,20 @@ class Router:
         if unavailable.action == "route":
             safe = config.model(unavailable.model or "")
             assert safe is not None  # the config validator checked the name
-            return replace(
-                decision,
-                action="route",
-                decision="signals_unavailable",
-                model=safe,
-                notes=(*notes, "degraded=required_route"),
-            )
-        model = decision.model
-        if decision.action == "route" and model is not None and model.boundary == "external":
-            private = _cheapest_private(config)
+            decision = replace(decision, notes=(*notes, Note("degraded", "required_route")))
+            return routed(decision, safe, rule="signals_unavailable")
+        model = decision.chosen
+        if isinstance(decision, Routed) and model is not None and model.boundary == "external":
+            private = _cheapest_private(config, request.api)
             if private is None:  # nothing private to keep it on: refuse rather than leak
                 message = f"No private model may serve this unchecked request; {retry}"
                 return _refuse(decision, unavailable.status, message, notes)
-            rejected = (*decision.rejected, f"{model.name}:signals_unavailable")
+            rejected = (
+                *decision.rejected,
+                Rejection(model.name, "signals", "signals_unavailable"),
+            )
             decision = replace(decision, model=private, rejected=rejected)
-        return replace(decision, notes=(*notes, "degraded=required_private"))
+        return replace(decision, notes=(*notes, Note("degraded", "required_private")))
 
     async def _decide_and_reserve(
         self, budgets: BudgetConfig, obs: Observation, decide: Callable[[float], Decision]
@@ -366,7 +374,7 @@ class Router:
                 # Still contended: decide as if the budget were spent (stepped down or 429).
                 spent = math.inf
             decision = decide(spent)
-            if decision.action != "route":
+            if not isinstance(decision, Routed):
                 return decision
             held = await self.budgets.reserve(
                 tenant, decision.cost, decision.budget_limit, budgets.window_s
@@ -374,14 +382,14 @@ class Router:
             telemetry.METRICS.budget_spent.labels(tenant=tenant).set(held.spent)
             if held.fitted:
                 if held.local:  # checked against this process's spending only
-                    decision = replace(decision, notes=(*decision.notes, "budget_store=local"))
+                    decision = decision.noted(Note("budget_store", "local"))
                 return decision
             spent = held.spent
         # A decision on a spent budget is stepped down without a hard limit (no ceiling) or a
         # 429: only a broken store refuses that reservation.
         raise RuntimeError(f"the budget store refused a reservation for {tenant!r} with no limit")
 
-    def _on_error(self, config: RouterConfig, request: ChatRequest, exc: Exception) -> Decision:
+    def _on_error(self, config: RouterConfig, request: RequestView, exc: Exception) -> Decision:
         why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         if config.routing.on_error == "fail_closed":
             log.error("decision failed, failing closed", why=why, error=str(exc))
@@ -393,19 +401,23 @@ class Router:
             ) from exc
         model = config.model(request.model) or config.model(config.default_model)
         assert model is not None  # the config validator guarantees default_model exists
+        if request.api not in model.apis:  # never a model that cannot serve the API
+            model = next((m for m in config.cheapest() if request.api in m.apis), model)
         if config.boundaries and model.boundary == "external":
             # Unread data may hold what a boundary protects: keep it inside.
-            model = _cheapest_private(config) or model
+            model = _cheapest_private(config, request.api) or model
         if config.budgets is not None:
             # Nothing was reserved against a budget: spend no more than the cheapest model costs.
             allowed = [
-                m for m in config.cheapest() if m.boundary == "private" or not config.boundaries
+                m
+                for m in config.cheapest()
+                if (m.boundary == "private" or not config.boundaries) and request.api in m.apis
             ]
             model = allowed[0] if allowed else model
         log.warning(
             "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )
-        return Decision("route", "fallback", model=model, notes=(f"fallback={why}",))
+        return Routed(rule="fallback", model=model, notes=(Note("fallback", why),))
 
 
 def _store_down() -> RequestError:
@@ -417,30 +429,27 @@ def _store_down() -> RequestError:
     )
 
 
-def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:
+def _needs_classifier(config: RouterConfig, request: RequestView) -> bool:
     """Classifier signals matter for a virtual model; boundaries matter for every model."""
     if config.boundaries:
         return True
     return policy.is_virtual(config, request.model) and config.uses_classifier()
 
 
-def _refuse(decision: Decision, status: int, message: str, notes: tuple[str, ...]) -> Decision:
+def _refuse(decision: Decision, status: int, message: str, notes: tuple[Note, ...]) -> Decision:
     """The 503-style answer for a request whose required signals are missing."""
-    return replace(
-        decision,
-        action="block",
-        decision="signals_unavailable",
-        model=None,
-        status=status,
-        message=message,
+    return blocked(
+        replace(decision, notes=(*notes, Note("degraded", "required_block"))),
+        status,
+        message,
         code="signals_unavailable",
         error_type="server_error",
-        notes=(*notes, "degraded=required_block"),
+        rule="signals_unavailable",
     )
 
 
-def _cheapest_private(config: RouterConfig) -> ModelConfig | None:
-    return next((m for m in config.cheapest() if m.boundary == "private"), None)
+def _cheapest_private(config: RouterConfig, api: str) -> ModelConfig | None:
+    return next((m for m in config.cheapest() if m.boundary == "private" and api in m.apis), None)
 
 
 def _models_listing(config: RouterConfig) -> tuple[bytes, dict[str, bytes]]:

@@ -29,7 +29,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from meritorder.request import ChatRequest
+from meritorder.request import RequestView
 
 _KEY_PATTERN = r"^(header:[A-Za-z0-9-]+|user|metadata:[A-Za-z0-9_.-]+|conversation)$"
 
@@ -116,7 +116,7 @@ class Preference:
 
 
 def session_name(
-    config: SessionsConfig, request: ChatRequest, headers: Mapping[str, str], tenant: str
+    config: SessionsConfig, request: RequestView, headers: Mapping[str, str], tenant: str
 ) -> str | None:
     """The request's session name (scoped by `tenant`), or None when it names none."""
     for source in config.key:
@@ -136,12 +136,12 @@ def session_name(
     return None
 
 
-def user_turn(request: ChatRequest) -> int:
+def user_turn(request: RequestView) -> int:
     """Which user turn this request is (1 for a conversation's first)."""
     return max(1, sum(1 for m in request.messages if m.get("role") == "user"))
 
 
-def _opening_hash(request: ChatRequest) -> str | None:
+def _opening_hash(request: RequestView) -> str | None:
     opening = []
     for message in request.messages:
         opening.append({"role": message.get("role"), "content": message.get("content")})

@@ -20,6 +20,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from meritorder.policy.decision import Blocked, Routed
+
 if TYPE_CHECKING:
     from classifiers.signals import BatchTiming
     from meritorder.outcomes import Feedback, Outcome
@@ -195,11 +197,11 @@ def record_decision(span: Span, decision: Decision) -> None:
 
 
 def _annotate(span: Span, decision: Decision) -> None:
-    span.set_attribute("meritorder.decision", decision.decision)
+    span.set_attribute("meritorder.decision", decision.rule)
     span.set_attribute("meritorder.action", decision.action)
     span.set_attribute("meritorder.reason", decision.reason)
     span.set_attribute("meritorder.matched", list(decision.matched))
-    span.set_attribute("meritorder.rejected", list(decision.rejected))
+    span.set_attribute("meritorder.rejected", [r.render() for r in decision.rejected])
     fallback, degraded = _fallback(decision), _degraded(decision)
     span.set_attribute("meritorder.fallback", fallback is not None)
     if fallback is not None:
@@ -208,75 +210,62 @@ def _annotate(span: Span, decision: Decision) -> None:
     if degraded is not None:
         span.set_attribute("meritorder.degraded.cause", degraded[0])
         span.set_attribute("meritorder.degraded.action", degraded[1])
-    span.set_attribute("meritorder.cost.estimate", decision.cost)
     if decision.tenant is not None:
         span.set_attribute("meritorder.tenant", decision.tenant)
     for note in decision.notes:
-        key, _, value = note.partition("=")
-        span.set_attribute(f"meritorder.note.{key}", value or "true")
+        span.set_attribute(f"meritorder.note.{note.kind}", note.value or "true")
     for name, score in decision.fired.items():
         span.set_attribute(f"meritorder.signal.{name}", score)
-    if decision.model is not None:
+    if isinstance(decision, Routed):
+        span.set_attribute("meritorder.cost.estimate", decision.cost)
         span.set_attribute("meritorder.model", decision.model.name)
         span.set_attribute("meritorder.model.boundary", decision.model.boundary)
         span.set_attribute("gen_ai.response.model", decision.model.upstream_model)
-    classified = decision.classified
-    if classified is not None:
-        span.set_attribute("meritorder.classifier.domain", classified.domain)
-        span.set_attribute(
-            "meritorder.classifier.domain_score",
-            classified.domain_scores.get(classified.domain, 0.0),
-        )
-        span.set_attribute("meritorder.classifier.prompt_attack", classified.prompt_attack)
-        span.set_attribute("meritorder.classifier.difficulty", classified.difficulty)
-        span.set_attribute(
-            "meritorder.classifier.pii_types", sorted({f.type for f in classified.pii})
-        )
-        span.set_attribute("meritorder.classifier.pii_count", len(classified.pii))
-        span.set_attribute("meritorder.prompt_tokens", classified.tokens)
-    if decision.action == "block":
+    else:
         span.set_status(Status(StatusCode.ERROR, f"blocked: {decision.code}"))
         span.set_attribute("error.type", decision.code)
+    if decision.classified is not None:
+        for key, value in decision.classified.fields().items():
+            span.set_attribute(f"meritorder.classifier.{key}", value)
 
 
 def _count_decision(decision: Decision) -> None:
-    outcome = "blocked" if decision.action == "block" else "routed"
+    model = decision.chosen
     METRICS.requests.labels(
-        decision=decision.decision,
-        model=decision.model.name if decision.model else "",
-        outcome=outcome,
+        decision=decision.rule,
+        model=model.name if model is not None else "",
+        outcome="routed" if isinstance(decision, Routed) else "blocked",
     ).inc()
-    if decision.action == "block":
-        METRICS.blocks.labels(decision=decision.decision, code=decision.code).inc()
+    if isinstance(decision, Blocked):
+        METRICS.blocks.labels(decision=decision.rule, code=decision.code).inc()
         if decision.code == "budget_exhausted":
             METRICS.budget_rejections.inc()
     fallback = _fallback(decision)
     if fallback is not None:
-        METRICS.fallbacks.labels(decision=decision.decision, reason=fallback).inc()
+        METRICS.fallbacks.labels(decision=decision.rule, reason=fallback).inc()
     degraded = _degraded(decision)
     if degraded is not None:
         cause, action = degraded
-        METRICS.degraded.labels(decision=decision.decision, cause=cause, action=action).inc()
+        METRICS.degraded.labels(decision=decision.rule, cause=cause, action=action).inc()
 
 
-def _notes(decision: Decision) -> dict[str, str]:
-    return dict(note.partition("=")[::2] for note in decision.notes)
+def _note(decision: Decision, kind: str) -> str | None:
+    return next((n.value for n in decision.notes if n.kind == kind), None)
 
 
 def _fallback(decision: Decision) -> str | None:
-    """Why the decision fell back: deciding failed (`timeout`, an error's type), or a chosen
-    model was unhealthy and a fallback took its place (`unhealthy`)."""
-    why = _notes(decision).get("fallback")
+    """Why the decision fell back: deciding failed (`timeout`, an error's type), or a candidate
+    was unhealthy and a healthy one took its place (`unhealthy`)."""
+    why = _note(decision, "fallback")
     if why:
         return why
-    return "unhealthy" if any(r.endswith(":unhealthy") for r in decision.rejected) else None
+    return "unhealthy" if any(r.filter == "health" for r in decision.rejected) else None
 
 
 def _degraded(decision: Decision) -> tuple[str, str] | None:
     """(why the classifier's signals were missing, what the router did instead), if they were."""
-    notes = _notes(decision)
-    action = notes.get("degraded")
-    return (notes.get("classifier", "unknown"), action) if action else None
+    action = _note(decision, "degraded")
+    return (_note(decision, "classifier") or "unknown", action) if action else None
 
 
 def record_error(span: Span | None, error_type: str, status: int) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -12,6 +15,10 @@ from devstack import Processes, free_port, redis_server_command
 
 from classifiers.signals import PiiEntity
 from meritorder.config import RouterConfig, load_config
+from meritorder.policy import Block, Classified, Context, Observation, PoolState, Survivors
+from meritorder.policy.pickers import PICKERS
+from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.tenant import tenant_of
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "deploy" / "config.yaml"
@@ -65,3 +72,71 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
+
+
+# -- the policy pipeline's table tests (tests/meritorder/policy/, tests/meritorder/signals/) ----
+
+
+def chat_view(
+    text: str = "hi", model: str = "auto", api: str = "chat", **body: object
+) -> RequestView:
+    """A parsed request: chat or completions through the real parser; for another API (until
+    its endpoint spec parses it), a chat view that says it came on `api`."""
+    if api == "completions":
+        raw = {"model": model, "prompt": text, **body}
+        return parse_request(Endpoint.COMPLETIONS, json.dumps(raw).encode(), max_bytes=1 << 20)
+    raw = {"model": model, "messages": [{"role": "user", "content": text}], **body}
+    view = parse_request(Endpoint.CHAT, json.dumps(raw).encode(), max_bytes=1 << 20)
+    if api == "chat":
+        return view
+    return _ViewOn(view.endpoint, view.body, view.messages, on=api)
+
+
+@dataclass
+class _ViewOn(RequestView):
+    on: str = "chat"
+
+    @property
+    def api(self) -> Any:
+        return self.on
+
+
+def signals_of(
+    domain: str = "other",
+    attack: float = 0.0,
+    difficulty: float = 0.0,
+    pii: tuple[PiiEntity, ...] = (),
+    tokens: int = 10,
+    domain_score: float = 0.9,
+) -> Classified:
+    """Classifier outputs as the policy reads them (prompt_attack threshold 0.5)."""
+    return Classified(domain, {domain: domain_score}, attack, 0.5, difficulty, pii, tokens)
+
+
+def pipeline_context(
+    config: RouterConfig,
+    request: RequestView | None = None,
+    *,
+    rule: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    classified: Classified | None = None,
+    pool: PoolState | None = None,
+) -> Context:
+    """What a filter or picker sees of one decision: `rule` names the matched decision."""
+    request = request or chat_view()
+    obs = Observation(request, headers or {}, classified)
+    matched = next((d for d in config.decisions if d.name == rule), None)
+    tenant = tenant_of(obs.headers, config.budgets.header) if config.budgets else None
+    picker = PICKERS[matched.pick if matched else "first"]
+    virtual = request.model in config.virtual_models
+    return Context(config, obs, pool or PoolState(), matched, virtual, tenant, picker)
+
+
+def candidates(config: RouterConfig, *names: str) -> Survivors:
+    """The named models as a filter's input, in that order."""
+    return Survivors(tuple(m for m in map(config.model, names) if m is not None))
+
+
+def names(out: Survivors | Block) -> tuple[str, ...] | int:
+    """A filter's survivors by name, or the status of its block."""
+    return out.status if isinstance(out, Block) else tuple(m.name for m in out.models)

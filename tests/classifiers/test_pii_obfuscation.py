@@ -17,12 +17,12 @@ from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
 from classifiers.text import part_joins
 from meritorder.classify import EngineClassifier
 from meritorder.config import load_config
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.request import Endpoint, RequestView, parse_request
 from meritorder.router import Router
 from tests.pii_corpus import LOOKALIKES, OBFUSCATED
 
 
-def request(body: dict[str, Any]) -> ChatRequest:
+def request(body: dict[str, Any]) -> RequestView:
     raw = json.dumps({"model": "auto", **body}).encode()  # a `model` in `body` wins
     return parse_request(Endpoint.CHAT, raw, max_bytes=1 << 22)
 
@@ -156,7 +156,7 @@ async def test_under_the_enterprise_policy_no_obfuscation_reaches_the_external_m
             (row,) = param.values
             for model in ("auto", "gpt-frontier"):
                 decision = await router.route(request({**row["body"], "model": model}))
-                served = decision.model
+                served = decision.chosen
                 assert served is None or served.boundary == "private", (row["id"], model)
                 assert row["type"] not in decision.client_reason
     finally:

@@ -15,8 +15,8 @@ import pytest
 
 from classifiers.pii_scan import scan
 from classifiers.text import part_joins
-from meritorder.config import PII_TYPES
 from meritorder.request import Endpoint, parse_request
+from meritorder.signals.labels import PII_TYPES
 from tests.e2e.conftest import MockRecorder, stack_serving
 from tests.pii_corpus import LOOKALIKES, OBFUSCATED
 

@@ -11,7 +11,8 @@ import yaml
 from pydantic import ValidationError
 
 from meritorder.config import RouterConfig
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.policy import Note
+from meritorder.request import Endpoint, RequestView, parse_request
 from meritorder.router import Router
 from meritorder.sessions import (
     InMemorySessions,
@@ -27,7 +28,7 @@ from meritorder.sessions_redis import RedisSessions
 from tests.conftest import KEYWORDS_CONFIG, RedisServer
 
 
-def chat(*turns: str, system: str | None = None, **extra: Any) -> ChatRequest:
+def chat(*turns: str, system: str | None = None, **extra: Any) -> RequestView:
     """A conversation: user and assistant turns alternating, the last one the user's."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for i, text in enumerate(turns):
@@ -160,18 +161,18 @@ async def test_a_conversation_stays_on_its_model_but_follows_a_higher_priority_t
 ) -> None:
     router = Router(sessions_config)
     first = await router.route(chat("write a haiku"), PREMIUM)
-    assert (first.model and first.model.name, first.decision) == ("large", "premium")
+    assert (first.chosen and first.chosen.name, first.rule) == ("large", "premium")
     # Turn 2 matches no decision: the default would be small; the session keeps large.
     second = await router.route(chat("write a haiku", "...", "another one"))
-    assert (second.model and second.model.name, second.decision) == ("large", "default")
-    assert "session=sticky" in second.notes
+    assert (second.chosen and second.chosen.name, second.rule) == ("large", "default")
+    assert Note("session", "sticky") in second.notes
     # Turn 3 asks for code, a decision of higher priority than the one that chose large.
     third = await router.route(chat("write a haiku", "...", "another", "...", "fix my python bug"))
-    assert third.model is not None and third.model.name == "coder"
-    assert not any(n.startswith("session=") for n in third.notes)
+    assert third.chosen is not None and third.chosen.name == "coder"
+    assert not any(n.kind == "session" for n in third.notes)
     # Another conversation is not held by this one.
     other = await router.route(chat("a limerick", "...", "another one"))
-    assert other.model is not None and other.model.name == "small"
+    assert other.chosen is not None and other.chosen.name == "small"
 
 
 async def test_a_sticky_model_still_passes_every_filter(sessions_config: RouterConfig) -> None:
@@ -180,8 +181,8 @@ async def test_a_sticky_model_still_passes_every_filter(sessions_config: RouterC
     router.health.observe_status("large", 503)
     router.health.observe_status("large", 503)
     second = await router.route(chat("write a haiku", "...", "another one"))
-    assert second.model is not None and second.model.name == "small"
-    assert "large:unhealthy" in second.rejected
+    assert second.chosen is not None and second.chosen.name == "small"
+    assert [(r.model, r.filter) for r in second.rejected] == [("large", "health")]
 
 
 async def test_explicit_models_keep_no_session(sessions_config: RouterConfig) -> None:
@@ -192,8 +193,8 @@ async def test_explicit_models_keep_no_session(sessions_config: RouterConfig) ->
     body = {"model": "small", "messages": messages}
     request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
     decision = await router.route(request)
-    assert decision.model is not None and decision.model.name == "small"
-    assert not any(n.startswith("session=") for n in decision.notes)
+    assert decision.chosen is not None and decision.chosen.name == "small"
+    assert not any(n.kind == "session" for n in decision.notes)
 
 
 # -- stores --------------------------------------------------------------------------------------

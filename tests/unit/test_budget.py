@@ -11,8 +11,8 @@ import pytest
 from meritorder import telemetry
 from meritorder.budget import InMemoryBudgetStore, Reservation
 from meritorder.config import RouterConfig, parse_config
-from meritorder.policy import Decision, Observation, PoolState, decide
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.policy import Decision, Note, Observation, PoolState, Routed, decide
+from meritorder.request import Endpoint, RequestView, parse_request
 from meritorder.rewrite import forward_body
 from meritorder.router import Router
 from meritorder.tenant import UNVERIFIED
@@ -40,7 +40,7 @@ def config() -> RouterConfig:
     return parse_config(POLICY)
 
 
-def premium() -> ChatRequest:
+def premium() -> RequestView:
     body = {"model": "large", "max_tokens": 999, "messages": [{"role": "user", "content": "hi"}]}
     return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
 
@@ -50,7 +50,7 @@ def decision(config: RouterConfig, spent: float, headers: dict[str, str] | None 
 
 
 def model_of(decision: Decision) -> str | int:
-    return decision.model.name if decision.model else decision.status
+    return decision.chosen.name if decision.chosen else decision.status
 
 
 async def test_a_reservation_is_added_only_if_it_fits_the_limit() -> None:
@@ -79,7 +79,7 @@ def test_a_request_goes_to_a_model_only_if_its_cost_fits_what_is_left(
     assert model_of(decision(config, 0.006, acme)) == "large"  # 0.006 + 0.003 fits 0.009
     stepped = decision(config, 0.0061, acme)  # not fully spent, but this request would overspend
     assert model_of(stepped) == "small"
-    assert "budget=step_down(0.009)" in stepped.notes
+    assert Note("budget", "step_down(0.009)") in stepped.notes
     assert stepped.budget_limit is None  # no hard limit: stepped-down spending is unbounded
 
 
@@ -140,7 +140,7 @@ async def test_concurrent_requests_cannot_together_spend_past_a_ceiling(
     served = [model_of(d) for d in decisions]
     # Each ceiling admits exactly its share of premium requests: 1, 3 and 2.
     assert [served[i : i + 30].count("large") for i in (0, 30, 60)] == [1, 3, 2]
-    assert all(d.decision != "fallback" for d in decisions)
+    assert all(d.rule != "fallback" for d in decisions)
     assert await store.spent(UNVERIFIED, 60) == pytest.approx(0.003 + 29 * 0.001)
     assert await store.spent("acme", 60) == pytest.approx(0.009 + 27 * 0.001)
 
@@ -169,8 +169,8 @@ async def test_a_request_that_keeps_losing_the_race_is_decided_as_over_budget(
     store = ContendedStore()
     routed = await Router(config, budgets=store).route(premium(), {TENANT: "acme"})
     # Three decisions on the budget as read, then one as if it were spent: bounded work.
-    assert (routed.decision, model_of(routed), store.attempts) == ("explicit", "small", 4)
-    assert "budget=step_down(0.009)" in routed.notes
+    assert (routed.rule, model_of(routed), store.attempts) == ("explicit", "small", 4)
+    assert Note("budget", "step_down(0.009)") in routed.notes
 
 
 async def test_a_decision_that_times_out_falls_back_to_the_cheapest_model(
@@ -186,10 +186,10 @@ async def test_a_decision_that_times_out_falls_back_to_the_cheapest_model(
     )
     routed = await Router(quick, budgets=SlowStore()).route(premium(), {})
     # Nothing was reserved, so the premium model the client named is not where it goes.
-    assert (routed.decision, model_of(routed)) == ("fallback", "small")
+    assert (routed.rule, model_of(routed)) == ("fallback", "small")
 
 
-def chat(**fields: object) -> ChatRequest:
+def chat(**fields: object) -> RequestView:
     body = {"model": "large", "messages": [{"role": "user", "content": "hi"}], **fields}
     return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
 
@@ -220,7 +220,7 @@ def test_each_choice_asked_for_is_charged(config: RouterConfig) -> None:
 def test_without_a_limit_nothing_is_capped() -> None:
     unlimited = parse_config(POLICY.replace("  default_limit: 0.006\n", ""))
     routed = decide(unlimited, Observation(chat(), {TENANT: "newco"}), PoolState())
-    assert routed.model is not None and routed.model.name == "large"
+    assert isinstance(routed, Routed) and routed.model.name == "large"
     assert routed.steps.max_tokens is None
 
 

@@ -14,6 +14,7 @@ from meritorder import telemetry
 from meritorder.budget import InMemoryBudgetStore, Reservation
 from meritorder.budget_redis import RedisBudgetStore
 from meritorder.config import parse_config
+from meritorder.policy import Note, Routed
 from meritorder.request import Endpoint, parse_request
 from meritorder.router import Router
 from tests.conftest import RedisServer
@@ -91,8 +92,8 @@ async def test_a_decision_checked_only_locally_is_marked(redis_server: RedisServ
     body = {"model": "large", "max_tokens": 999, "messages": [{"role": "user", "content": "hi"}]}
     request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
     shared = await router.route(request, {TENANT: "acme"})
-    assert "budget_store=local" not in shared.notes
+    assert Note("budget_store", "local") not in shared.notes
     redis_server.stop()
     local = await router.route(request, {TENANT: "acme"})
-    assert local.model is not None and "budget_store=local" in local.notes
+    assert isinstance(local, Routed) and Note("budget_store", "local") in local.notes
     await store.close()

@@ -9,8 +9,18 @@ from typing import Any
 import pytest
 
 from meritorder.config import RouterConfig, parse_config
-from meritorder.policy import Classified, Decision, Observation, PoolState, decide, evaluate_signals
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.policy import (
+    Classified,
+    Decision,
+    Note,
+    Observation,
+    PoolState,
+    Rejection,
+    Routed,
+    decide,
+    evaluate_signals,
+)
+from meritorder.request import Endpoint, RequestView, parse_request
 from tests.conftest import Pii
 
 POLICY = """
@@ -63,7 +73,7 @@ def config() -> RouterConfig:
     return parse_config(POLICY)
 
 
-def chat(text: str, model: str = "auto", **extra: Any) -> ChatRequest:
+def chat(text: str, model: str = "auto", **extra: Any) -> RequestView:
     body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
     return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
 
@@ -82,7 +92,7 @@ def run(
 
 
 def where(decision: Decision) -> tuple[str, str | None]:
-    return decision.decision, decision.model.name if decision.model else None
+    return decision.rule, decision.chosen.name if decision.chosen else None
 
 
 @pytest.mark.parametrize(
@@ -130,7 +140,7 @@ def test_a_block_carries_its_status_and_message(config: RouterConfig) -> None:
 
 def test_an_attack_above_the_shipped_threshold_is_blocked(config: RouterConfig) -> None:
     decision = run(config, "hi", signals=classified(attack=0.97))
-    assert (decision.action, decision.decision, decision.fired["attack"]) == (
+    assert (decision.action, decision.rule, decision.fired["attack"]) == (
         "block",
         "jailbreak",
         0.97,
@@ -162,8 +172,8 @@ def test_when_every_candidate_is_unhealthy_the_first_is_used_and_noted(
 ) -> None:
     pool = PoolState(unhealthy=frozenset({"qwen"}))
     decision = run(config, "x", signals=classified("math", difficulty=0.8), pool=pool)
-    assert decision.model is not None and decision.model.name == "qwen"  # only candidate: kept
-    assert "all_candidates_unhealthy" in decision.notes
+    assert isinstance(decision, Routed) and decision.model.name == "qwen"  # only candidate: kept
+    assert Note("all_candidates_unhealthy") in decision.notes
 
 
 def test_the_first_healthy_model_wins_and_the_skipped_one_is_explained(
@@ -171,7 +181,7 @@ def test_the_first_healthy_model_wins_and_the_skipped_one_is_explained(
 ) -> None:
     decision = run(config, "python", pool=PoolState(unhealthy=frozenset({"coder"})))
     assert where(decision) == ("code", "large")
-    assert decision.rejected == ("coder:unhealthy",)
+    assert decision.rejected == (Rejection("coder", "health", "unhealthy"),)
     assert "rejected=coder:unhealthy" in decision.reason
 
 
@@ -179,7 +189,7 @@ def test_pii_private_step_keeps_personal_data_on_private_models(config: RouterCo
     found = (Pii("EMAIL_ADDRESS", 8, 20),)
     decision = run(config, "mail to bob@corp.com", signals=classified(pii=found))
     assert where(decision) == ("private-pii", "coder")
-    assert decision.rejected == ("gpt:pii:EMAIL_ADDRESS",)
+    assert decision.rejected == (Rejection("gpt", "pii", "pii", detected=("EMAIL_ADDRESS",)),)
 
 
 def test_pii_below_its_min_score_does_not_fire(config: RouterConfig) -> None:
@@ -247,8 +257,8 @@ def test_pii_prompt_never_reaches_an_external_model(bounded: RouterConfig) -> No
             headers=headers,
             signals=classified(pii=found),
         )
-        assert decision.model is not None and decision.model.boundary == "private"
-        assert any(r.startswith("gpt:boundary=no-pii-out") for r in decision.rejected)
+        assert isinstance(decision, Routed) and decision.model.boundary == "private"
+        assert any(r.boundary == "no-pii-out" for r in decision.rejected)
 
 
 def test_an_explicit_external_model_with_pii_is_rerouted_to_the_cheapest_private_one(
@@ -293,7 +303,7 @@ def test_an_exhausted_budget_steps_down_to_the_cheapest_model(bounded: RouterCon
     assert where(within) == ("code", "coder")
     spent = run(bounded, "python", headers={"x-tenant": "acme"}, pool=PoolState(tenant_spent=1.0))
     assert where(spent) == ("code", "small")
-    assert any(n.startswith("budget=step_down") for n in spent.notes)
+    assert any(n.kind == "budget" and n.value.startswith("step_down") for n in spent.notes)
 
 
 def test_a_stepped_down_tenant_gets_429_past_the_hard_limit(bounded: RouterConfig) -> None:
@@ -344,7 +354,7 @@ def test_pii_in_a_field_redaction_cannot_rewrite_keeps_the_request_private(
     decision = run(
         parse_config(text), "a@b.c", signals=classified(pii=(in_text, in_tool_arguments))
     )
-    assert decision.model is not None and decision.model.boundary == "private"
+    assert isinstance(decision, Routed) and decision.model.boundary == "private"
     assert decision.steps.redact == (in_text,)  # what can be masked still is
 
 
@@ -379,7 +389,9 @@ def test_a_prompt_of_token_ids_stays_inside_a_boundary(bounded: RouterConfig) ->
     request = parse_request(Endpoint.COMPLETIONS, json.dumps(body).encode(), max_bytes=1 << 20)
     decision = decide(bounded, Observation(request, {}, classified()))
     assert where(decision) == ("explicit", "small")
-    assert decision.rejected == ("gpt:boundary=no-pii-out:UNREADABLE",)
+    assert decision.rejected == (
+        Rejection("gpt", "boundaries", "boundary", "no-pii-out", ("UNREADABLE",)),
+    )
     readable = {"model": "gpt", "prompt": "hello"}
     request = parse_request(Endpoint.COMPLETIONS, json.dumps(readable).encode(), max_bytes=1 << 20)
     assert where(decide(bounded, Observation(request, {}, classified()))) == ("explicit", "gpt")

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from meritorder.errors import RequestError
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.request import Endpoint, RequestView, parse_request
 
 LIMIT = 1 << 20
 
@@ -205,7 +205,7 @@ def test_every_text_bearing_field_is_inspected_with_its_path() -> None:
         ],
     }  # fmt: skip
     request = parse(body)
-    assert isinstance(request, ChatRequest)
+    assert isinstance(request, RequestView)
     inspected = dict(request.inspected_texts())
     assert inspected["messages[0].content"] == "hi"
     for path, text in {
@@ -226,7 +226,7 @@ def test_every_text_bearing_field_is_inspected_with_its_path() -> None:
 def test_a_key_that_is_not_an_identifier_is_inspected_but_never_named_in_a_path() -> None:
     request = parse({"model": "auto", "metadata": {"jane@example.com": "x"}, "messages": [
         {"role": "user", "content": "hi"}]})  # fmt: skip
-    assert isinstance(request, ChatRequest)
+    assert isinstance(request, RequestView)
     texts = request.field_texts()
     assert ("metadata.<key>", "jane@example.com") in texts
     assert not [p for p, _ in texts if "@" in p]

@@ -9,7 +9,7 @@ from typing import Any
 
 from classifiers.pii_scan import scan
 from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
-from meritorder.policy import Decision, Steps
+from meritorder.policy import Routed, Steps
 from meritorder.request import Endpoint, parse_request
 from meritorder.rewrite import forward_body
 from tests.conftest import Pii
@@ -28,7 +28,9 @@ def forward(
     body: dict[str, Any], model: str = "plain", endpoint: Endpoint = Endpoint.CHAT, **steps: Any
 ) -> dict[str, Any]:
     request = parse_request(endpoint, json.dumps(body).encode(), max_bytes=1 << 20)
-    decision = Decision("route", "d", model=CONFIG.model(model), steps=Steps(**steps))
+    chosen = CONFIG.model(model)
+    assert chosen is not None
+    decision = Routed(rule="d", model=chosen, steps=Steps(**steps))
     result: dict[str, Any] = json.loads(forward_body(request, decision))
     return result
 

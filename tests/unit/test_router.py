@@ -11,9 +11,10 @@ import pytest
 
 from meritorder import telemetry
 from meritorder.config import ConfigError, RouterConfig, parse_config
-from meritorder.policy import Classified, Decision
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.policy import Classified, Decision, Rejection, Routed
+from meritorder.request import Endpoint, RequestView, parse_request
 from meritorder.router import Router
+from tests.conftest import chat_view
 
 POLICY = """
 models:
@@ -42,7 +43,7 @@ def policy(
     )
 
 
-def chat(text: str, model: str = "auto") -> ChatRequest:
+def chat(text: str, model: str = "auto") -> RequestView:
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
     return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
 
@@ -57,7 +58,7 @@ class Classifier:
     def __init__(self, attack: float = 0.0, delay: float | None = None) -> None:
         self.attack, self.delay = attack, delay
 
-    async def classify(self, request: ChatRequest) -> Classified:
+    async def classify(self, request: RequestView) -> Classified:
         if self.delay is None:
             await asyncio.Event().wait()
         else:
@@ -66,7 +67,7 @@ class Classifier:
 
 
 class Broken:
-    async def classify(self, request: ChatRequest) -> Classified:
+    async def classify(self, request: RequestView) -> Classified:
         raise RuntimeError("the model fell over")
 
 
@@ -74,13 +75,13 @@ async def test_a_required_signal_is_waited_for_past_the_routing_budget() -> None
     # slower than decision_timeout_ms (5 ms), well within required_timeout_ms (10 s)
     router = Router(policy(required_ms=10_000), Classifier(attack=0.9, delay=0.05))
     decision = await router.route(chat("python please"))
-    assert (decision.action, decision.decision) == ("block", "refuse")
+    assert (decision.action, decision.rule) == ("block", "refuse")
 
 
 async def test_a_routing_only_signal_keeps_the_routing_budget_and_fails_open_marked() -> None:
     router = Router(policy(required=False, required_ms=10_000), Classifier(attack=0.9))
     decision = await router.route(chat("python please"))
-    assert (decision.action, decision.decision, decision.model and decision.model.name) == (
+    assert (decision.action, decision.rule, decision.chosen and decision.chosen.name) == (
         "route",
         "code",
         "coder",
@@ -105,16 +106,16 @@ async def test_a_missing_required_signal_blocks_with_a_retry_hint_when_configure
 async def test_a_missing_required_signal_keeps_the_request_private_when_configured() -> None:
     router = Router(policy(unavailable="{action: private}"), Classifier())
     decision = await router.route(chat("hello"))  # would go to the external default
-    assert decision.action == "route" and decision.model is not None
+    assert decision.action == "route" and isinstance(decision, Routed)
     assert decision.model.boundary == "private" and decision.model.name == "local"
-    assert "api:signals_unavailable" in decision.rejected
+    assert Rejection("api", "signals", "signals_unavailable") in decision.rejected
     assert "degraded=required_private" in decision.reason
 
 
 async def test_a_missing_required_signal_goes_to_the_named_safe_model_when_configured() -> None:
     router = Router(policy(unavailable="{action: route, model: coder}"), Broken())
     decision = await router.route(chat("hello"))
-    assert (decision.decision, decision.model and decision.model.name) == (
+    assert (decision.rule, decision.chosen and decision.chosen.name) == (
         "signals_unavailable",
         "coder",
     )
@@ -134,7 +135,7 @@ async def test_boundary_pii_is_required_even_for_an_explicitly_named_model() -> 
 async def test_a_computed_signal_is_used_as_computed() -> None:
     router = Router(policy(), Classifier(attack=0.0, delay=0))
     decision = await router.route(chat("hello"))
-    assert (decision.action, decision.decision) == ("route", "default")
+    assert (decision.action, decision.rule) == ("route", "default")
     assert "classifier=" not in decision.reason and "degraded" not in decision.reason
 
 
@@ -169,10 +170,30 @@ async def test_a_fallback_on_timeout_is_counted() -> None:
     before = counter("meritorder_fallbacks_total", decision="fallback", reason="timeout")
     decision = await router.route(chat("hello"), {"x-tenant": "acme"})
     telemetry.record_decision(telemetry.tracer().start_span("test"), decision)
-    assert decision.decision == "fallback" and "fallback=timeout" in decision.reason
+    assert decision.rule == "fallback" and "fallback=timeout" in decision.reason
     assert counter("meritorder_fallbacks_total", decision="fallback", reason="timeout") == (
         before + 1
     )
+
+
+async def test_a_fallback_on_timeout_goes_to_a_model_serving_the_requests_api() -> None:
+    embed = "  - {name: embed, cluster: e, upstream_model: e, cost: 1, apis: [embeddings]}\n"
+    config = parse_config(
+        POLICY.replace("default_model:", embed + "default_model:")
+        % {"required": False, "required_ms": 10, "unavailable": "{action: block}"}
+        + "budgets: {default_limit: 10}\n"
+    )
+    router = Router(config)
+
+    class SlowStore:
+        async def spent(self, tenant: str, window_s: float) -> float:
+            await asyncio.Event().wait()
+            return 0.0
+
+    router.budgets = SlowStore()  # type: ignore[assignment]
+    for api, model in (("embeddings", "embed"), ("chat", "local")):
+        decision = await router.route(chat_view("hello", api=api), {})
+        assert (decision.rule, decision.chosen and decision.chosen.name) == ("fallback", model)
 
 
 class Recorder:

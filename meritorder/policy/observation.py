@@ -1,0 +1,82 @@
+"""What the policy reads: one request's observation and the pool's state at decision time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from meritorder.request import RequestView
+from meritorder.sessions import SessionView
+
+# A classifier output as a JSON- and span-attribute-safe value.
+FieldValue = str | float | int | list[str]
+
+
+class PiiFinding(Protocol):
+    """A PII span as the classifiers report it (character offsets into message `message`)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def message(self) -> int | None: ...
+    @property
+    def field(self) -> str | None: ...  # set when found outside message text: not redactable
+
+
+@dataclass(frozen=True)
+class Classified:
+    """The classifier outputs the policy reads (a view of `classifiers.Signals`)."""
+
+    domain: str
+    domain_scores: Mapping[str, float]
+    prompt_attack: float
+    attack_threshold: float
+    difficulty: float
+    pii: Sequence[PiiFinding]
+    tokens: int
+
+    def fields(self) -> dict[str, FieldValue]:
+        """Every output, flat, as `route`/`classify` lines, the gRPC API and spans show it: the
+        top domain's score, PII as its types (never a value). A new output gets one line here."""
+        return {
+            "domain": self.domain,
+            "domain_score": self.domain_scores.get(self.domain, 0.0),
+            "prompt_attack": self.prompt_attack,
+            "difficulty": self.difficulty,
+            "pii": sorted({f.type for f in self.pii}),
+            "tokens": self.tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the policy knows about one request."""
+
+    request: RequestView
+    headers: Mapping[str, str] = field(default_factory=dict)
+    classified: Classified | None = None
+    session: SessionView | None = None  # when the policy has `sessions` and the request names one
+
+    @property
+    def tokens(self) -> int:
+        """Prompt tokens: the classifier's count, else about four characters a token."""
+        if self.classified is not None:
+            return self.classified.tokens
+        return sum(len(t) for t in self.request.texts()) // 4 + 1
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What the router knows of the world at decision time."""
+
+    unhealthy: frozenset[str] = frozenset()
+    tenant_spent: float = 0.0  # this request's tenant, in the current budget window
+    # Per-model scores for `pick: scored` (higher wins), from whoever measures the pool.
+    scores: Mapping[str, float] = field(default_factory=dict)

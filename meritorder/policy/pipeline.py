@@ -1,0 +1,121 @@
+"""`decide`: the policy as a pipeline, candidates -> filters -> picker."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from meritorder.config import DecisionConfig, RouterConfig
+from meritorder.policy.context import Block, Context, Survivors
+from meritorder.policy.decision import Decision, Explained, Note, Steps, blocked, routed
+from meritorder.policy.estimate import estimate_cost
+from meritorder.policy.filters import FILTERS
+from meritorder.policy.observation import Observation, PoolState
+from meritorder.policy.pickers import PICKERS
+from meritorder.policy.rules import evaluate_signals, is_virtual, matching
+from meritorder.sessions import Preference, preference
+from meritorder.tenant import UNVERIFIED, tenant_of
+
+_NO_POOL = PoolState()  # nothing unhealthy, nothing spent
+
+
+def decide(config: RouterConfig, obs: Observation, pool: PoolState = _NO_POOL) -> Decision:
+    """The decision for one request. The caller has checked that `obs.request.model` is virtual
+    or a configured model (see `Router.route`)."""
+    virtual = is_virtual(config, obs.request.model)
+    # Rules are only read for virtual models; an explicit request needs no signal scores.
+    fired = evaluate_signals(config, obs) if virtual else {}
+    tenant = tenant_of(obs.headers, config.budgets.header) if config.budgets else None
+    base = Explained(
+        rule="default" if virtual else "explicit",
+        fired=fired,
+        tenant=tenant,
+        classified=obs.classified,
+        reason_detail=config.routing.reason_detail,
+        hidden_signals=frozenset(s.name for s in config.signals if s.reveals_detection),
+    )
+    if config.budgets and config.budgets.unverified == "refuse" and tenant == UNVERIFIED:
+        return blocked(
+            base,
+            401,
+            "This request has no verified tenant; authenticate as a tenant and retry.",
+            code="tenant_required",
+            error_type="authentication_error",
+            rule="unverified",
+        )
+
+    rule: DecisionConfig | None = None
+    if virtual:
+        matched = matching(config, fired)
+        rule = matched[0] if matched else None
+        base = replace(
+            base, matched=tuple(d.name for d in matched), rule=rule.name if rule else "default"
+        )
+    if rule is not None and rule.block is not None:
+        return blocked(base, rule.block.status, rule.block.message)
+
+    names = rule.route if rule else (config.default_model if virtual else obs.request.model,)
+    candidates = tuple(m for m in map(config.model, names) if m is not None)
+    survivors = Survivors(candidates, _steps(rule))
+    wanted = _session_preference(config, obs, rule) if virtual else None
+    kept = config.model(wanted.model) if wanted is not None else None
+    if wanted is not None and kept is not None:
+        # The session's model joins the candidates; like any, it must pass every filter.
+        candidates = (kept, *(m for m in candidates if m is not kept))
+        survivors = Survivors(candidates, survivors.steps, notes=(Note("session", wanted.why),))
+    picker = PICKERS[rule.pick if rule else "first"]
+    prefer = kept.name if kept is not None else None
+    ctx = Context(config, obs, pool, rule, virtual, tenant, picker, prefer)
+    for step in FILTERS:
+        out = step.apply(ctx, survivors)
+        if isinstance(out, Block):
+            explained = replace(base, rejected=survivors.rejected, notes=survivors.notes)
+            return blocked(
+                explained,
+                out.status,
+                out.message,
+                code=out.code,
+                error_type=out.error_type,
+                notes=out.notes,
+            )
+        survivors = out
+    explained = replace(base, rejected=survivors.rejected, notes=survivors.notes)
+    # No survivor: e.g. a boundary holds PII and no private model serves the request's API.
+    if not survivors.models:
+        return blocked(
+            explained,
+            503,
+            "No model may serve this request.",
+            code="no_model",
+            error_type="server_error",
+        )
+    chosen = ctx.choose(survivors.models)
+    steps = survivors.steps
+    if chosen.reasoning_family is None and steps.reasoning is not None:
+        steps = replace(steps, reasoning=None)
+    return routed(
+        explained,
+        chosen,
+        steps=steps,
+        cost=estimate_cost(config, obs, chosen, steps),
+        budget_limit=survivors.budget_limit,
+    )
+
+
+def _session_preference(
+    config: RouterConfig, obs: Observation, rule: DecisionConfig | None
+) -> Preference | None:
+    if config.sessions is None:
+        return None
+    return preference(config.sessions, obs.session, rule.priority if rule else -math.inf)
+
+
+def _steps(rule: DecisionConfig | None) -> Steps:
+    if rule is None:
+        return Steps()
+    return Steps(
+        system_prompt=rule.system_prompt,
+        reasoning=rule.reasoning,
+        max_tokens=rule.max_tokens,
+        headers=dict(rule.headers),
+    )
