@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from meritorder.config import RouterConfig
-from meritorder.policy import Note
+from meritorder.policy import Decision, Note, Observation, PoolState, decide
 from meritorder.request import Endpoint, RequestView, parse_request
 from meritorder.router import Router
 from meritorder.sessions import (
@@ -142,15 +142,19 @@ def test_a_session_counts_its_switches_and_remembers_its_escalation() -> None:
 
 @pytest.fixture
 def sessions_config() -> RouterConfig:
+    return RouterConfig.model_validate(sessions_policy())
+
+
+def sessions_policy() -> dict[str, Any]:
     """The keyword demo policy, plus a premium tier that a header asks for (priority 50, below
     code's 100), and sessions named by the conversation."""
-    config = yaml.safe_load(KEYWORDS_CONFIG.read_text())
+    config: dict[str, Any] = yaml.safe_load(KEYWORDS_CONFIG.read_text())
     config["signals"].append({"name": "premium", "type": "header", "header": "x-tier"})
     config["decisions"].append(
         {"name": "premium", "priority": 50, "when": "premium", "route": ["large"]}
     )
     config["sessions"] = {"key": ["conversation"]}
-    return RouterConfig.model_validate(config)
+    return config
 
 
 PREMIUM = {"x-tier": "gold"}
@@ -223,3 +227,26 @@ async def test_an_unreachable_session_store_decides_the_turn_as_a_first() -> Non
     assert await store.get("s") is None
     await store.put("s", last(), ttl_s=60)
     await store.close()
+
+
+def test_a_sticky_model_is_chosen_over_the_picker_and_checked_against_the_budget() -> None:
+    """With `pick: cheapest`, the session's model still wins while it survives; the budget is
+    checked on it (the model that would be chosen), and a budget that cannot pay steps down."""
+    values = sessions_policy()
+    for rule in values["decisions"]:
+        if rule["name"] == "premium":
+            rule.update(route=["small", "large"], pick="cheapest")
+    values["budgets"] = {"window_s": 60, "default_limit": 1.0, "unverified_limit": 1.0}
+    config = RouterConfig.model_validate(values)
+    view = SessionView("s", 2, last("large", priority=50, cost=3.0))
+    request = chat("write a haiku", "...", "more")
+
+    def decide_with(spent: float) -> Decision:
+        obs = Observation(request, {"x-tier": "gold"}, session=view)
+        return decide(config, obs, PoolState(tenant_spent=spent))
+
+    rich = decide_with(0.0)
+    assert rich.chosen is not None and rich.chosen.name == "large"
+    poor = decide_with(1.0 - 1e-6)
+    assert poor.chosen is not None and poor.chosen.name == "small"
+    assert any(r.model == "large" and r.filter == "budget" for r in poor.rejected)
