@@ -21,11 +21,11 @@ from opentelemetry.trace import Span
 
 from extproc import mutations
 from meritorder import telemetry
+from meritorder.endpoints import EndpointSpec, spec_for
+from meritorder.endpoints.base import body_too_large
 from meritorder.errors import RequestError, bad_request
 from meritorder.ledger import Pending
 from meritorder.policy import Decision
-from meritorder.request import Endpoint, body_too_large, parse_request
-from meritorder.rewrite import forward_body
 from meritorder.router import Router
 
 log = structlog.get_logger("meritorder.extproc")
@@ -43,7 +43,7 @@ class StreamState:
 
     method: str = ""
     path: str = ""
-    endpoint: Endpoint | None = None
+    spec: EndpointSpec | None = None  # the API of a request the router routes
     headers: dict[str, str] = field(default_factory=dict)
     span: Span | None = None  # the `meritorder.route` span of a routed request, until it ends
     # W3C trace context of Envoy's own ext_proc call span (gRPC metadata), when Envoy traces.
@@ -71,7 +71,7 @@ class Processor:
         except RequestError as error:
             telemetry.record_error(state.span, error.code or "request_error", error.status)
             state.end_span()
-            return mutations.error_response(error)
+            return error_reply(state.spec, error)
         except Exception as exc:  # a bug must cost one request, never the stream or the server
             log.exception("processing failed", phase=phase, path=state.path)
             telemetry.record_error(state.span, type(exc).__name__, 500)
@@ -82,7 +82,7 @@ class Processor:
                 type="server_error",
                 code="router_error",
             )
-            return mutations.error_response(failure)
+            return error_reply(state.spec, failure)
         return _pass_through(phase)
 
     def on_request_headers(self, state: StreamState, headers: HttpHeaders) -> ProcessingResponse:
@@ -99,14 +99,13 @@ class Processor:
             return mutations.immediate(200, self.router.models_json(), details="meritorder_models")
         if state.method == "GET" and bare.startswith(MODELS_PATH + "/"):
             return self._one_model(unquote(bare.removeprefix(MODELS_PATH + "/")))
-        endpoint = Endpoint.for_path(state.path)
-        if endpoint is None or state.method != "POST":
+        spec = spec_for(state.method, state.path)
+        if spec is None:
             return mutations.continue_headers(remove=spoofed)
-        state.endpoint = endpoint
-        operation = "chat" if endpoint is Endpoint.CHAT else "text_completion"
+        state.spec = spec
         # Envoy's span for this ext_proc call is the closest parent; else the client's traceparent.
         carrier = {**state.headers, **state.envoy_trace}
-        state.span = telemetry.start_route_span(carrier, operation)
+        state.span = telemetry.start_route_span(carrier, spec.operation)
 
         limit = self.router.config.limits.max_body_bytes
         length = state.headers.get("content-length", "")
@@ -129,14 +128,12 @@ class Processor:
         )
 
     async def on_request_body(self, state: StreamState, body: HttpBody) -> ProcessingResponse:
-        if state.endpoint is None or state.span is None:
+        if state.spec is None or state.span is None:
             return mutations.continue_body()
-        span = state.span
+        span, spec = state.span, state.spec
         with telemetry.current(span):
             with telemetry.stage("parse"):
-                request = parse_request(
-                    state.endpoint, body.body, max_bytes=self.router.config.limits.max_body_bytes
-                )
+                request = spec.parse(body.body, max_bytes=self.router.config.limits.max_body_bytes)
             span.set_attribute("gen_ai.request.model", request.model)
             span.set_attribute("meritorder.stream", request.stream)
             decision = await self.router.route(request, state.headers)
@@ -156,10 +153,11 @@ class Processor:
                         type=decision.error_type,
                         code=decision.code,
                     )
-                    reply = mutations.error_response(error, decision_headers(decision))
+                    reply = error_reply(spec, error, decision_headers(decision))
                 else:
                     headers = [*decision_headers(decision), *decision.steps.headers.items()]
-                    reply = mutations.reroute_with_body(headers, forward_body(request, decision))
+                    upstream = spec.rewrite(request, decision.model, decision.steps)
+                    reply = mutations.reroute_with_body(headers, upstream)
                     self._await_response(state, decision, span)
         state.end_span()
         return reply
@@ -192,6 +190,16 @@ def decision_headers(decision: Decision) -> list[tuple[str, str]]:
     if decision.model is not None:
         headers.insert(0, (MODEL_HEADER, decision.model.name))
     return headers
+
+
+def error_reply(
+    spec: EndpointSpec | None, error: RequestError, headers: mutations.Headers = ()
+) -> ProcessingResponse:
+    """The error in the shape of the API the request came on (OpenAI's when none)."""
+    body = spec.error_body(error) if spec is not None else error.to_json()
+    return mutations.immediate(
+        error.status, body, headers, details=f"meritorder_{error.code or error.status}"
+    )
 
 
 def _pass_through(phase: str | None) -> ProcessingResponse:

@@ -7,9 +7,10 @@ from collections.abc import Iterable, Mapping
 
 import grpc
 
+from meritorder.endpoints import parse
 from meritorder.errors import RequestError
 from meritorder.policy import Classified, Decision, Observation, evaluate_signals
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.request import RequestView
 from meritorder.router import Router
 from meritorder.v1 import router_pb2, router_pb2_grpc
 
@@ -60,15 +61,15 @@ class RouterService(router_pb2_grpc.RouterServicer):
         text: str,
         model: str,
         context: grpc.aio.ServicerContext,
-    ) -> ChatRequest:
+    ) -> RequestView:
         chat_messages = [{"role": m.role, "content": m.content} for m in messages]
         body = {
             "model": model or self.router.config.virtual_models[0],
             "messages": chat_messages or [{"role": "user", "content": text}],
         }
         try:
-            return parse_request(
-                Endpoint.CHAT,
+            return parse(
+                "chat",
                 json.dumps(body).encode(),
                 max_bytes=self.router.config.limits.max_body_bytes,
             )

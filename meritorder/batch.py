@@ -7,16 +7,17 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
+from meritorder.endpoints import parse
 from meritorder.errors import RequestError
 from meritorder.policy import Classified, Decision, signal_score
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.request import RequestView
 from meritorder.router import Router
 from meritorder.tenant import UNVERIFIED
 
 CHUNK = 64  # lines routed concurrently, so the classifier can batch them
 
 
-def request_from(line: Mapping[str, Any], router: Router) -> ChatRequest:
+def request_from(line: Mapping[str, Any], router: Router) -> RequestView:
     """A chat request from a `{"text"}` or `{"messages"}` input line (the classify format)."""
     messages = line.get("messages")
     if messages is None:
@@ -28,7 +29,7 @@ def request_from(line: Mapping[str, Any], router: Router) -> ChatRequest:
     if not isinstance(model, str):
         raise ValueError(f"'model' must be a string, not {type(model).__name__}")
     body = json.dumps({"model": model, "messages": messages}).encode()
-    return parse_request(Endpoint.CHAT, body, max_bytes=router.config.limits.max_body_bytes)
+    return parse("chat", body, max_bytes=router.config.limits.max_body_bytes)
 
 
 def signals_json(decision: Decision, classified: Classified | None) -> dict[str, Any]:

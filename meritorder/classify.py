@@ -9,7 +9,7 @@ import structlog
 
 from meritorder import telemetry
 from meritorder.policy import Classified
-from meritorder.request import ChatRequest
+from meritorder.request import RequestView
 
 if TYPE_CHECKING:
     from classifiers.engine import SignalEngine
@@ -28,7 +28,7 @@ class EngineClassifier:
     def queued_rows(self) -> int:
         return self.engine.queued_rows
 
-    async def classify(self, request: ChatRequest) -> Classified:
+    async def classify(self, request: RequestView) -> Classified:
         signals = await self.engine.classify_messages(request.messages, request.field_texts())
         if signals.timing is not None:
             telemetry.record_batch(signals.timing)

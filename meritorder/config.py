@@ -49,6 +49,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+# The APIs a request can arrive on (one endpoint spec each, meritorder/endpoints/).
+Api = Literal["chat", "completions", "embeddings", "responses", "messages"]
+GENERATIVE_APIS: tuple[Api, ...] = ("chat", "completions", "responses", "messages")
+
+
 class ModelConfig(_Strict):
     """One real model behind an Envoy cluster."""
 
@@ -66,6 +71,11 @@ class ModelConfig(_Strict):
         default=None,
         pattern=r"^https?://",
         description="polled by the router; a model failing it is skipped for its fallbacks",
+    )
+    apis: tuple[Api, ...] = Field(
+        default=GENERATIVE_APIS,
+        min_length=1,
+        description="the APIs this model's upstream serves; an embedding model says [embeddings]",
     )
 
 

@@ -41,7 +41,7 @@ from meritorder.config import (
     ToolsSignal,
     TurnsSignal,
 )
-from meritorder.request import ChatRequest
+from meritorder.request import RequestView
 from meritorder.tenant import UNVERIFIED, tenant_of
 
 
@@ -79,7 +79,7 @@ class Classified:
 class Observation:
     """Everything the policy knows about one request."""
 
-    request: ChatRequest
+    request: RequestView
     headers: Mapping[str, str] = field(default_factory=dict)
     classified: Classified | None = None
 

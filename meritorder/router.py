@@ -29,7 +29,7 @@ from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
 from meritorder.ledger import Ledger
 from meritorder.policy import Classified, Decision, Observation, PoolState
-from meritorder.request import ChatRequest
+from meritorder.request import RequestView
 from meritorder.tenant import tenant_of
 
 log = structlog.get_logger("meritorder.router")
@@ -41,7 +41,7 @@ _RESERVE_ATTEMPTS = 3
 class Classifier(Protocol):
     """What the router needs from `classifiers`: the policy's view of one request's signals."""
 
-    async def classify(self, request: ChatRequest) -> Classified: ...
+    async def classify(self, request: RequestView) -> Classified: ...
 
 
 class Router:
@@ -84,7 +84,7 @@ class Router:
 
     async def route(
         self,
-        request: ChatRequest,
+        request: RequestView,
         headers: Mapping[str, str] | None = None,
         observed: Observation | None = None,
     ) -> Decision:
@@ -119,7 +119,7 @@ class Router:
             decision = self._on_error(config, request, exc)
         return decision
 
-    async def observe(self, request: ChatRequest, headers: Mapping[str, str]) -> Observation:
+    async def observe(self, request: RequestView, headers: Mapping[str, str]) -> Observation:
         """What the policy sees of `request`; the classifier runs only if the policy needs it:
         for a virtual model with classifier signals, or for any model when boundaries apply."""
         config = self._config
@@ -129,11 +129,11 @@ class Router:
             classified = await self.classifier.classify(request)
         return Observation(request, headers, classified)
 
-    def _classifies(self, config: RouterConfig, request: ChatRequest) -> bool:
+    def _classifies(self, config: RouterConfig, request: RequestView) -> bool:
         return self.classifier is not None and _needs_classifier(config, request)
 
     async def _observe_in_time(
-        self, config: RouterConfig, request: ChatRequest, headers: Mapping[str, str]
+        self, config: RouterConfig, request: RequestView, headers: Mapping[str, str]
     ) -> tuple[Observation, str | None]:
         """The observation, and why the classifier's signals are missing from it (None: they are
         there, or the policy needs none). Classifier trouble never fails the request here."""
@@ -165,7 +165,7 @@ class Router:
     async def _decide(
         self,
         config: RouterConfig,
-        request: ChatRequest,
+        request: RequestView,
         obs: Observation,
         missing: str | None,
     ) -> Decision:
@@ -181,7 +181,7 @@ class Router:
         return await self._decide_and_reserve(config.budgets, obs, decide)
 
     def _without_signals(
-        self, config: RouterConfig, request: ChatRequest, decision: Decision, why: str
+        self, config: RouterConfig, request: RequestView, decision: Decision, why: str
     ) -> Decision:
         """A decision made without the classifier's signals: `routing.on_unavailable` when one of
         them was required, else marked degraded."""
@@ -247,7 +247,7 @@ class Router:
         # 429: only a broken store refuses that reservation.
         raise RuntimeError(f"the budget store refused a reservation for {tenant!r} with no limit")
 
-    def _on_error(self, config: RouterConfig, request: ChatRequest, exc: Exception) -> Decision:
+    def _on_error(self, config: RouterConfig, request: RequestView, exc: Exception) -> Decision:
         why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         if config.routing.on_error == "fail_closed":
             log.error("decision failed, failing closed", why=why, error=str(exc))
@@ -274,7 +274,7 @@ class Router:
         return Decision("route", "fallback", model=model, notes=(f"fallback={why}",))
 
 
-def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:
+def _needs_classifier(config: RouterConfig, request: RequestView) -> bool:
     """Classifier signals matter for a virtual model; boundaries matter for every model."""
     if config.boundaries:
         return True

@@ -2,7 +2,7 @@
 (tests/data/pii_lookalikes.jsonl), shared by the unit and the end-to-end tests.
 
 To grow it, add a line: `id`, the PII `type` the detectors must find, `where` (the path of the
-field it sits in, as `ChatRequest.inspected_texts` names it), a `note`, and the request `body`
+field it sits in, as `RequestView.inspected_texts` names it), a `note`, and the request `body`
 without `model`. A look-alike has only `id` and `body`: nothing in it may be flagged.
 """
 

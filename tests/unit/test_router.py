@@ -11,8 +11,9 @@ import pytest
 
 from meritorder import telemetry
 from meritorder.config import ConfigError, RouterConfig, parse_config
+from meritorder.endpoints import parse
 from meritorder.policy import Classified, Decision
-from meritorder.request import ChatRequest, Endpoint, parse_request
+from meritorder.request import RequestView
 from meritorder.router import Router
 
 POLICY = """
@@ -42,9 +43,9 @@ def policy(
     )
 
 
-def chat(text: str, model: str = "auto") -> ChatRequest:
+def chat(text: str, model: str = "auto") -> RequestView:
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
-    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    return parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
 
 
 def classified(attack: float) -> Classified:
@@ -57,7 +58,7 @@ class Classifier:
     def __init__(self, attack: float = 0.0, delay: float | None = None) -> None:
         self.attack, self.delay = attack, delay
 
-    async def classify(self, request: ChatRequest) -> Classified:
+    async def classify(self, request: RequestView) -> Classified:
         if self.delay is None:
             await asyncio.Event().wait()
         else:
@@ -66,7 +67,7 @@ class Classifier:
 
 
 class Broken:
-    async def classify(self, request: ChatRequest) -> Classified:
+    async def classify(self, request: RequestView) -> Classified:
         raise RuntimeError("the model fell over")
 
 
