@@ -6,7 +6,7 @@ Adding an API is one new module here plus one line in `SPECS`.
 from __future__ import annotations
 
 from meritorder.config import Api
-from meritorder.endpoints import chat, completions, embeddings, responses
+from meritorder.endpoints import chat, completions, embeddings, messages, responses
 from meritorder.endpoints.base import EndpointSpec, StreamUsage, Usage, usage_tokens
 from meritorder.request import RequestView
 
@@ -17,6 +17,7 @@ SPECS: dict[tuple[str, str], EndpointSpec] = {
     ("POST", completions.SPEC.path): completions.SPEC,
     ("POST", embeddings.SPEC.path): embeddings.SPEC,
     ("POST", responses.SPEC.path): responses.SPEC,
+    ("POST", messages.SPEC.path): messages.SPEC,
 }
 BY_API: dict[Api, EndpointSpec] = {spec.api: spec for spec in SPECS.values()}
 

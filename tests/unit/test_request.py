@@ -119,7 +119,7 @@ def test_assistant_tool_call_turn_without_content_is_valid() -> None:
         ("/v1/completions", "completions"),
         ("/v1/embeddings", "embeddings"),
         ("/v1/responses", "responses"),
-        ("/v1/messages", None),
+        ("/v1/messages?beta=true", "messages"),
         ("/v1/completions/", None),
         ("/V1/CHAT/COMPLETIONS", None),
         ("/v1/chat/completionsX", None),
