@@ -3,7 +3,8 @@
 Envoy streams one entry per finished request, off the request path. For each routed request the
 router learns the model's health from the response status, and records on the decision's trace
 what the upstream reported: status, and token usage (which Envoy's json_to_metadata filter reads
-from non-streaming JSON responses into the `meritorder.usage` metadata namespace). The tenant's
+from non-streaming JSON responses into the `meritorder.usage` metadata namespace, in OpenAI's
+naming or the Responses/Anthropic one). The tenant's
 budget is then corrected from the estimate to the measured cost.
 """
 
@@ -23,6 +24,7 @@ from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
 from extproc.processor import MODEL_HEADER
 from extproc.streams import next_unless
 from meritorder import telemetry
+from meritorder.endpoints import usage_tokens
 from meritorder.router import Router
 
 log = structlog.get_logger("meritorder.access_log")
@@ -69,10 +71,7 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
             return
         usage = entry.common_properties.metadata.filter_metadata.get(USAGE_NAMESPACE)
         fields = usage.fields if usage is not None else {}
-        prompt = int(fields["prompt_tokens"].number_value) if "prompt_tokens" in fields else None
-        completion = (
-            int(fields["completion_tokens"].number_value) if "completion_tokens" in fields else None
-        )
+        prompt, completion = usage_tokens({k: v.number_value for k, v in fields.items()})
         measured = None
         if prompt is not None and completion is not None:
             measured = (prompt + completion) * pending.cost_per_million / 1e6
