@@ -344,7 +344,7 @@ def _openai_usage(usage: tuple[int, int]) -> dict[str, int]:
 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
     if headers.get("transfer-encoding", "").lower() == "chunked":
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int((await reader.readline()).split(b";")[0], 16)
             chunk = await reader.readexactly(size + 2)

@@ -45,6 +45,8 @@ def usage_tokens(usage: object) -> tuple[int | None, int | None]:
         return None, None
     prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
     completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+    if completion is None and prompt is not None and "total_tokens" in usage:
+        completion = 0  # an embeddings usage: prompt and total tokens, nothing generated
     return prompt, completion
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from meritorder.endpoints.base import EndpointSpec, Usage
+from meritorder.endpoints.base import EndpointSpec
 from meritorder.endpoints.completions import prompt_text
 from meritorder.errors import bad_request
 from meritorder.request import BodyPath, RequestView
@@ -42,13 +41,6 @@ class EmbeddingsSpec(EndpointSpec):
             max_output_tokens=0,  # an embedding generates no tokens
             unreadable=not texts,
         )
-
-    def usage_of(self, event: Mapping[str, Any]) -> Usage:
-        usage = event.get("usage")
-        found = super().usage_of(event)
-        if isinstance(usage, Mapping) and found.prompt_tokens is not None:
-            return Usage(found.prompt_tokens, 0)  # embeddings report prompt tokens only
-        return found
 
 
 SPEC = EmbeddingsSpec()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,3 +73,22 @@ def upstreams(stack: Stack) -> MockRecorder:
 
 def repo_path(*parts: str) -> Path:
     return Path(__file__).resolve().parents[2].joinpath(*parts)
+
+
+def tokens_total(stack: Stack, model: str, kind: str, *, wait_for: float | None = None) -> float:
+    """`meritorder_tokens_total` for a model (the access log's and the stream observer's count);
+    with `wait_for`, until it reaches that value (both report off the request path)."""
+    pattern = re.compile(
+        rf'^meritorder_tokens_total\{{[^}}]*kind="{kind}"[^}}]*model="{re.escape(model)}"[^}}]*\}} (\S+)$'
+        rf'|^meritorder_tokens_total\{{[^}}]*model="{re.escape(model)}"[^}}]*kind="{kind}"[^}}]*\}} (\S+)$',
+        re.M,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{stack.ports.metrics}/metrics").text
+        found = pattern.search(text)
+        value = float(found[1] or found[2]) if found else 0.0
+        if wait_for is None or value >= wait_for:
+            return value
+        assert time.monotonic() < deadline, f"tokens_total({model}, {kind}) = {value} < {wait_for}"
+        time.sleep(0.1)
