@@ -21,6 +21,7 @@ from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage, StreamAc
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
 
+from extproc.observer import UsageBook
 from extproc.processor import MODEL_HEADER
 from extproc.streams import next_unless
 from meritorder import telemetry
@@ -30,11 +31,15 @@ from meritorder.router import Router
 log = structlog.get_logger("meritorder.access_log")
 
 USAGE_NAMESPACE = "meritorder.usage"
+# How long an SSE response's entry waits for the observer's report (extproc/observer.py): both
+# follow the stream's end, the observer's usually first (the log is flushed every 0.2 s).
+STREAM_USAGE_WAIT_S = 2.0
 
 
 class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, usage_book: UsageBook | None = None) -> None:
         self.router = router
+        self.usage_book = usage_book  # streamed usage, from the response observer
         self._end = asyncio.Event()
 
     def end_streams(self) -> None:
@@ -72,6 +77,20 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
         usage = entry.common_properties.metadata.filter_metadata.get(USAGE_NAMESPACE)
         fields = usage.fields if usage is not None else {}
         prompt, completion = usage_tokens({k: v.number_value for k, v in fields.items()})
+        missing = None
+        if (prompt is None or completion is None) and _is_stream(entry):
+            streamed = None
+            if self.usage_book is not None:
+                streamed = await self.usage_book.take(entry.request.request_id, STREAM_USAGE_WAIT_S)
+            if streamed is not None:
+                prompt, completion = streamed.prompt_tokens, streamed.completion_tokens
+            if prompt is None or completion is None:
+                # Not counted as measured: the estimate stands in the budget. Counted and marked.
+                missing = "not_observed" if streamed is None else "not_in_stream"
+                telemetry.METRICS.errors.labels(type=f"stream_usage_{missing}").inc()
+                log.warning(
+                    "stream usage missing", request_id=entry.request.request_id, why=missing
+                )
         measured = None
         if prompt is not None and completion is not None:
             measured = (prompt + completion) * pending.cost_per_million / 1e6
@@ -91,6 +110,8 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
                 span.set_attribute("gen_ai.usage.output_tokens", completion)
             if measured is not None:
                 span.set_attribute("meritorder.cost.measured", measured)
+            if missing is not None:
+                span.set_attribute("meritorder.usage.missing", missing)
             if status >= 500 or status == 0:
                 span.set_status(Status(StatusCode.ERROR, f"upstream status {status}"))
                 span.set_attribute("error.type", str(status))
@@ -98,3 +119,9 @@ class AccessLogService(als_pb2_grpc.AccessLogServiceServicer):
         if measured is not None and pending.tenant is not None and pending.budget_window_s:
             correction = measured - pending.estimated_cost
             await self.router.budgets.charge(pending.tenant, correction, pending.budget_window_s)
+
+
+def _is_stream(entry: HTTPAccessLogEntry) -> bool:
+    """An SSE response (its content-type: additional_response_headers_to_log in deploy/envoy)."""
+    content_type: str = entry.response.response_headers.get("content-type", "")
+    return content_type.startswith("text/event-stream")

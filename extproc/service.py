@@ -9,13 +9,15 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
+from extproc.observer import OBSERVER_METADATA, ResponseObserver
 from extproc.processor import Processor, StreamState
 from meritorder.telemetry import record_error
 
 
 class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServicer):
-    def __init__(self, processor: Processor) -> None:
+    def __init__(self, processor: Processor, observer: ResponseObserver | None = None) -> None:
         self.processor = processor
+        self.observer = observer  # the observe-only streams of deploy/envoy's second filter
         self._draining = False
         self._waiting: set[asyncio.Task[object]] = set()  # answered, waiting for Envoy to close
 
@@ -39,9 +41,14 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ProcessingResponse]:
         state = StreamState()
+        observing = False
         for key, value in context.invocation_metadata() or ():
             if key in ("traceparent", "tracestate") and isinstance(value, str):
                 state.envoy_trace[key] = value
+            observing = observing or (key, value) == OBSERVER_METADATA
+        if observing and self.observer is not None:
+            await self.observer.observe(request_iterator)  # answers nothing: Envoy waits for none
+            return
         requests = aiter(request_iterator)
         answered = False
         try:

@@ -344,6 +344,17 @@ def cap(body: dict[str, Any], keys: Sequence[str], limit: int) -> None:
         body[keys[0]] = limit
 
 
+def ask_stream_usage(body: dict[str, Any]) -> None:
+    """Ask an OpenAI stream for its final usage chunk (`stream_options.include_usage`), which
+    cost accounting reads (extproc/observer.py), unless the client said either way. The client
+    then sees one more chunk, with empty `choices` (README, "APIs")."""
+    options = body.get("stream_options")
+    if options is None:
+        body["stream_options"] = {"include_usage": True}
+    elif isinstance(options, dict) and "include_usage" not in options:
+        body["stream_options"] = {**options, "include_usage": True}
+
+
 Span = tuple[int, int, str]  # start, end, PII type
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
     EndpointSpec,
+    ask_stream_usage,
     cap,
     check_parts,
     check_role,
@@ -62,6 +63,8 @@ class ChatSpec(EndpointSpec):
             set_reasoning(
                 body, model.reasoning_family, steps.reasoning.enabled, steps.reasoning.effort
             )
+        if request.stream:
+            ask_stream_usage(body)
         if steps.max_tokens is not None:
             cap(body, ("max_tokens", "max_completion_tokens"), steps.max_tokens)
 

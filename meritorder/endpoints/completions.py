@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from meritorder.config import ModelConfig
-from meritorder.endpoints.base import EndpointSpec, cap, optional_count, set_reasoning
+from meritorder.endpoints.base import (
+    EndpointSpec,
+    ask_stream_usage,
+    cap,
+    optional_count,
+    set_reasoning,
+)
 from meritorder.errors import bad_request
 from meritorder.policy import Steps
 from meritorder.request import RequestView, json_type
@@ -40,6 +46,8 @@ class CompletionsSpec(EndpointSpec):
             set_reasoning(
                 body, model.reasoning_family, steps.reasoning.enabled, steps.reasoning.effort
             )
+        if request.stream:
+            ask_stream_usage(body)
         if steps.max_tokens is not None:
             cap(body, ("max_tokens",), steps.max_tokens)
 

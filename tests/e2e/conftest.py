@@ -78,16 +78,14 @@ def repo_path(*parts: str) -> Path:
 def tokens_total(stack: Stack, model: str, kind: str, *, wait_for: float | None = None) -> float:
     """`meritorder_tokens_total` for a model (the access log's and the stream observer's count);
     with `wait_for`, until it reaches that value (both report off the request path)."""
-    pattern = re.compile(
-        rf'^meritorder_tokens_total\{{[^}}]*kind="{kind}"[^}}]*model="{re.escape(model)}"[^}}]*\}} (\S+)$'
-        rf'|^meritorder_tokens_total\{{[^}}]*model="{re.escape(model)}"[^}}]*kind="{kind}"[^}}]*\}} (\S+)$',
-        re.M,
-    )
+    labels = re.compile(r"^meritorder_tokens_total\{([^}]*)\} (\S+)$", re.M)
+    wanted = {f'kind="{kind}"', f'model="{model}"'}
     deadline = time.monotonic() + 10
     while True:
         text = httpx.get(f"http://127.0.0.1:{stack.ports.metrics}/metrics").text
-        found = pattern.search(text)
-        value = float(found[1] or found[2]) if found else 0.0
+        value = sum(
+            float(found[2]) for found in labels.finditer(text) if wanted <= set(found[1].split(","))
+        )
         if wait_for is None or value >= wait_for:
             return value
         assert time.monotonic() < deadline, f"tokens_total({model}, {kind}) = {value} < {wait_for}"

@@ -37,8 +37,13 @@ def chat(*messages: tuple[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 def test_the_model_is_rewritten_and_every_other_field_kept() -> None:
-    body = chat(("user", "héllo"), temperature=0.2, n=2, stream=True)
-    assert forward(body) == {**body, "model": "up/plain"}
+    body = chat(("user", "héllo"), temperature=0.2, n=2, stream=True, stream_options={})
+    # A stream is asked for its usage chunk (cost accounting), unless the client said either way.
+    usage = {"stream_options": {"include_usage": True}}
+    assert forward(body) == {**body, "model": "up/plain", **usage}
+    said = {**body, "stream_options": {"include_usage": False}}
+    assert forward(said) == {**said, "model": "up/plain"}
+    assert forward({**body, "stream": False}) == {**body, "stream": False, "model": "up/plain"}
 
 
 def test_system_prompt_prepend_keeps_the_clients_and_replace_drops_it() -> None:
