@@ -25,8 +25,8 @@ class EmbeddingsSpec(EndpointSpec):
         raw: Any = body.get("input")
         prompt_text(raw, field="input", path=self.path)  # validates the shape
         # One user message per input string: each is embedded (and redacted) on its own.
-        texts: list[str] = []
-        paths: list[BodyPath] = []
+        texts: list[str] = [""]  # token ids: no text to read (one empty message, as completions)
+        paths: list[BodyPath] = [("input",)]
         if isinstance(raw, str):
             texts, paths = [raw], [("input",)]
         elif all(isinstance(p, str) for p in raw):
@@ -39,7 +39,9 @@ class EmbeddingsSpec(EndpointSpec):
             sources=paths,
             text_keys=frozenset({"model", "input"}),
             max_output_tokens=0,  # an embedding generates no tokens
-            unreadable=not texts,
+            unreadable=not any(
+                isinstance(p, str) for p in ([raw] if isinstance(raw, str) else raw)
+            ),
         )
 
 

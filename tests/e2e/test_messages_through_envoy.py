@@ -161,17 +161,18 @@ def test_the_routers_413_is_anthropic_shaped(claude: anthropic.Anthropic) -> Non
 
 
 @pytest.mark.parametrize(
-    ("method", "headers", "status", "kind"),
+    ("method", "path", "headers", "status", "kind"),
     [
-        ("GET", {}, 404, "not_found_error"),  # the catch-all, for a path Anthropic clients use
-        ("POST", {"x-tenant-token": "not.a.jwt"}, 401, "authentication_error"),  # jwt_authn
+        ("GET", "/v1/messages", {}, 404, "not_found_error"),  # not routed: Anthropic's 404
+        ("POST", "/v1/messages/batches", {}, 404, "not_found_error"),
+        ("POST", "/v1/messages", {"x-tenant-token": "not.a.jwt"}, 401, "authentication_error"),
     ],
 )
 def test_envoys_own_replies_on_v1_messages_are_anthropic_shaped(
-    http: httpx.Client, method: str, headers: dict[str, str], status: int, kind: str
+    http: httpx.Client, method: str, path: str, headers: dict[str, str], status: int, kind: str
 ) -> None:
     body = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
-    reply = http.request(method, "/v1/messages", json=body, headers=headers)
+    reply = http.request(method, path, json=body, headers=headers)
     assert reply.status_code == status
     assert reply.headers["content-type"].startswith("application/json")
     assert reply.json()["type"] == "error"
