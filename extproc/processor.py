@@ -34,6 +34,7 @@ MODELS_PATH = "/v1/models"
 MODEL_HEADER = "x-meritorder-model"
 DECISION_HEADER = "x-meritorder-decision"
 REASON_HEADER = "x-meritorder-reason"
+STREAM_HEADER = "x-meritorder-stream"
 _OWN_PREFIX = "x-meritorder-"
 
 
@@ -136,6 +137,7 @@ class Processor:
                 request = spec.parse(body.body, max_bytes=self.router.config.limits.max_body_bytes)
             span.set_attribute("gen_ai.request.model", request.model)
             span.set_attribute("meritorder.stream", request.stream)
+            span.set_attribute("meritorder.api", spec.api)
             decision = await self.router.route(request, state.headers)
             telemetry.record_decision(span, decision)
             log.info(
@@ -156,6 +158,8 @@ class Processor:
                     reply = error_reply(spec, error, decision_headers(decision))
                 else:
                     headers = [*decision_headers(decision), *decision.steps.headers.items()]
+                    if request.stream:  # turns on the usage observer (deploy/envoy/envoy.yaml)
+                        headers.append((STREAM_HEADER, "1"))
                     upstream = spec.rewrite(request, decision.model, decision.steps)
                     reply = mutations.reroute_with_body(headers, upstream)
                     self._await_response(state, decision, span)
