@@ -58,8 +58,11 @@ def api_of(path: str) -> Api | None:
 
 
 def targets(api: Api) -> list[str]:
-    """`auto` and every configured model serving `api`."""
-    return [*CONFIG.virtual_models, *(m.name for m in CONFIG.models if api in m.apis)]
+    """`auto` and every configured model serving `api`. Embeddings are sent to the embedding
+    models by name only: `auto` on embeddings is the policy's API filter's to resolve
+    (meritorder/policy: a model whose `apis` lacks the request's API is never chosen)."""
+    virtual = [] if api == "embeddings" else list(CONFIG.virtual_models)
+    return [*virtual, *(m.name for m in CONFIG.models if api in m.apis)]
 
 
 # What the last event of a whole stream is, per API.
