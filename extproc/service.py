@@ -47,7 +47,7 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
                 state.envoy_trace[key] = value
             observing = observing or (key, value) == OBSERVER_METADATA
         if observing and self.observer is not None:
-            await self.observer.observe(request_iterator)  # answers nothing: Envoy waits for none
+            await self._observe(request_iterator)
             return
         requests = aiter(request_iterator)
         answered = False
@@ -68,6 +68,24 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
             if state.span is not None:  # the client or Envoy gave up before a decision
                 record_error(state.span, "stream_closed", 499)
                 state.end_span()
+
+    async def _observe(self, requests: AsyncIterator[ProcessingRequest]) -> None:
+        """An observe-only stream (answers nothing: Envoy waits for none), ended like an answered
+        one when the server drains: a stream in flight then reports the usage read so far."""
+        assert self.observer is not None
+        if self._draining:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            await self.observer.observe(requests)
+        except asyncio.CancelledError as cancelled:
+            if not (self._draining and cancelled.args == (_DRAIN,)):
+                raise
+            task.uncancel()
+        finally:
+            self._waiting.discard(task)
 
     async def _until_closed_or_drained(
         self, requests: AsyncIterator[ProcessingRequest]
