@@ -200,10 +200,8 @@ def error_reply(
     spec: EndpointSpec | None, error: RequestError, headers: mutations.Headers = ()
 ) -> ProcessingResponse:
     """The error in the shape of the API the request came on (OpenAI's when none)."""
-    body = spec.error_body(error) if spec is not None else error.to_json()
-    return mutations.immediate(
-        error.status, body, headers, details=f"meritorder_{error.code or error.status}"
-    )
+    body = spec.error_body(error) if spec is not None else None
+    return mutations.error_response(error, headers, body)
 
 
 def _pass_through(phase: str | None) -> ProcessingResponse:
