@@ -26,6 +26,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc.access_log import AccessLogService
+from extproc.observer import ResponseObserver
 from extproc.processor import Processor
 from extproc.service import ExternalProcessorService
 from meritorder import memory, telemetry
@@ -122,7 +123,7 @@ class RouterServer:
                 ("grpc.so_reuseport", 1 if options.reuse_port else 0),
             ]
         )
-        self.extproc = ExternalProcessorService(Processor(router))
+        self.extproc = ExternalProcessorService(Processor(router), ResponseObserver(router))
         self.access_log = AccessLogService(router)
         self.health = health.HealthServicer()
         external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(

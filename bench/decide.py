@@ -16,8 +16,8 @@ import timeit
 from pathlib import Path
 
 from meritorder.config import load_config
+from meritorder.endpoints import parse
 from meritorder.policy import Observation, PoolState, decide
-from meritorder.request import Endpoint, parse_request
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Why does my Python script print a stack trace when I call json.loads on bytes?"
@@ -35,7 +35,7 @@ def main() -> None:
             "max_tokens": 100,
             "messages": [{"role": "user", "content": PROMPT}],
         }
-        request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+        request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
         obs = Observation(request, {"x-meritorder-tenant": "acme"})
         call = lambda obs=obs: decide(config, obs, PoolState())  # noqa: E731
         runs = timeit.repeat(call, number=args.calls, repeat=5)

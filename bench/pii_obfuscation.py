@@ -18,7 +18,7 @@ from classifiers import pii_patterns
 from classifiers.pii_scan import find_obfuscated, scan
 from classifiers.signals import PiiEntity
 from classifiers.text import part_joins
-from meritorder.request import Endpoint, parse_request
+from meritorder.endpoints import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 Finder = Callable[[str], Sequence[PiiEntity]]
@@ -43,7 +43,7 @@ def corpus_found(before: bool) -> float:
     hits = 0
     for row in rows:
         raw = json.dumps({"model": "auto", **row["body"]}).encode()
-        request = parse_request(Endpoint.CHAT, raw, max_bytes=1 << 22)
+        request = parse("chat", raw, max_bytes=1 << 22)
         if before:  # message content only, each message alone, as written
             found = {(f"messages[{i}].content", h.type) for i, t in enumerate(request.texts())
                      for h in pii_patterns.find_pii(t)}  # fmt: skip

@@ -22,6 +22,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Value
 
 from extproc.streams import next_unless
+from meritorder.endpoints import usage_tokens
 from meritorder.outcomes import DECISION_NAMESPACE, Outcome, Pending
 from meritorder.ports import RoutingCore
 
@@ -73,21 +74,20 @@ def outcome_of(entry: HTTPAccessLogEntry) -> Outcome | None:
     usage: Mapping[str, Value] = (
         metadata[USAGE_NAMESPACE].fields if USAGE_NAMESPACE in metadata else {}
     )
+    # A streamed answer's usage is in its events: the response observer settles it.
+    counts = {k: v.number_value for k, v in usage.items() if v.HasField("number_value")}
+    prompt, completion = usage_tokens(counts)
     timing = entry.common_properties
     return Outcome(
         request_id=entry.request.request_id,
         pending=pending,
         status=entry.response.response_code.value,
-        prompt_tokens=_tokens(usage, "prompt_tokens"),
-        completion_tokens=_tokens(usage, "completion_tokens"),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
         duration_s=_seconds(timing, "time_to_last_downstream_tx_byte"),
         first_byte_s=_seconds(timing, "time_to_first_upstream_rx_byte"),
         response_id=(usage["response_id"].string_value if "response_id" in usage else "") or None,
     )
-
-
-def _tokens(usage: Mapping[str, Value], key: str) -> int | None:
-    return int(usage[key].number_value) if key in usage else None
 
 
 def _seconds(timing: AccessLogCommon, name: str) -> float | None:

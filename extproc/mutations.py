@@ -90,8 +90,12 @@ def immediate(
     )
 
 
-def error_response(error: RequestError, headers: Headers = ()) -> ProcessingResponse:
-    """An OpenAI-style JSON error; `details` reaches Envoy's access log (RESPONSE_CODE_DETAILS)."""
+def error_response(
+    error: RequestError, headers: Headers = (), body: bytes | None = None
+) -> ProcessingResponse:
+    """A JSON error (OpenAI's shape unless an endpoint spec rendered `body`); `details` reaches
+    Envoy's access log (RESPONSE_CODE_DETAILS)."""
+    rendered = error.to_json() if body is None else body
     return immediate(
-        error.status, error.to_json(), headers, details=f"meritorder_{error.code or error.status}"
+        error.status, rendered, headers, details=f"meritorder_{error.code or error.status}"
     )

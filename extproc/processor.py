@@ -21,13 +21,13 @@ from opentelemetry.trace import Span
 
 from extproc import mutations
 from meritorder import telemetry
+from meritorder.endpoints import EndpointSpec, spec_for
+from meritorder.endpoints.base import body_too_large
 from meritorder.errors import RequestError, bad_request
 from meritorder.feedback import FEEDBACK_PATH, MAX_FEEDBACK_BYTES, feedback_json, parse_feedback
 from meritorder.outcomes import DECISION_NAMESPACE
 from meritorder.policy import Blocked, Decision
 from meritorder.ports import RoutingCore
-from meritorder.request import Endpoint, body_too_large, parse_request
-from meritorder.rewrite import forward_body
 
 log = structlog.get_logger("meritorder.extproc")
 
@@ -35,6 +35,7 @@ MODELS_PATH = "/v1/models"
 MODEL_HEADER = "x-meritorder-model"
 DECISION_HEADER = "x-meritorder-decision"
 REASON_HEADER = "x-meritorder-reason"
+STREAM_HEADER = "x-meritorder-stream"
 _OWN_PREFIX = "x-meritorder-"
 
 
@@ -44,7 +45,7 @@ class StreamState:
 
     method: str = ""
     path: str = ""
-    endpoint: Endpoint | None = None
+    spec: EndpointSpec | None = None  # the API of a request the router routes
     feedback: bool = False  # POST /v1/feedback: answered by the router once the body is in
     headers: dict[str, str] = field(default_factory=dict)
     span: Span | None = None  # the `meritorder.route` span of a routed request, until it ends
@@ -73,7 +74,7 @@ class Processor:
         except RequestError as error:
             telemetry.record_error(state.span, error.code or "request_error", error.status)
             state.end_span()
-            return mutations.error_response(error)
+            return error_reply(state.spec, error)
         except Exception as exc:  # a bug must cost one request, never the stream or the server
             log.exception("processing failed", phase=phase, path=state.path)
             telemetry.record_error(state.span, type(exc).__name__, 500)
@@ -84,7 +85,7 @@ class Processor:
                 type="server_error",
                 code="router_error",
             )
-            return mutations.error_response(failure)
+            return error_reply(state.spec, failure)
         return _pass_through(phase)
 
     def on_request_headers(self, state: StreamState, headers: HttpHeaders) -> ProcessingResponse:
@@ -103,14 +104,13 @@ class Processor:
             return self._one_model(unquote(bare.removeprefix(MODELS_PATH + "/")))
         if state.method == "POST" and bare == FEEDBACK_PATH:
             return self._feedback_headers(state, headers, spoofed)
-        endpoint = Endpoint.for_path(state.path)
-        if endpoint is None or state.method != "POST":
+        spec = spec_for(state.method, state.path)
+        if spec is None:
             return mutations.continue_headers(remove=spoofed)
-        state.endpoint = endpoint
-        operation = "chat" if endpoint is Endpoint.CHAT else "text_completion"
+        state.spec = spec
         # Envoy's span for this ext_proc call is the closest parent; else the client's traceparent.
         carrier = {**state.headers, **state.envoy_trace}
-        state.span = telemetry.start_route_span(carrier, operation)
+        state.span = telemetry.start_route_span(carrier, spec.operation)
 
         limit = self.core.max_body_bytes
         length = state.headers.get("content-length", "")
@@ -156,16 +156,15 @@ class Processor:
     async def on_request_body(self, state: StreamState, body: HttpBody) -> ProcessingResponse:
         if state.feedback:
             return await self._feedback(state, body)
-        if state.endpoint is None or state.span is None:
+        if state.spec is None or state.span is None:
             return mutations.continue_body()
-        span = state.span
+        span, spec = state.span, state.spec
         with telemetry.current(span):
             with telemetry.stage("parse"):
-                request = parse_request(
-                    state.endpoint, body.body, max_bytes=self.core.max_body_bytes
-                )
+                request = spec.parse(body.body, max_bytes=self.core.max_body_bytes)
             span.set_attribute("gen_ai.request.model", request.model)
             span.set_attribute("meritorder.stream", request.stream)
+            span.set_attribute("meritorder.api", spec.api)
             decision = await self.core.route(request, state.headers)
             telemetry.record_decision(span, decision)
             log.info(
@@ -183,17 +182,18 @@ class Processor:
                         type=decision.error_type,
                         code=decision.code,
                     )
-                    reply = mutations.error_response(error, decision_headers(decision))
+                    reply = error_reply(spec, error, decision_headers(decision))
                 else:
                     headers = [*decision_headers(decision), *decision.steps.headers.items()]
+                    if request.stream:  # turns on the usage observer (deploy/envoy/envoy.yaml)
+                        headers.append((STREAM_HEADER, "1"))
                     # The decision's facts ride with the request to its access log entry.
                     pending = await self.core.dispatch(
                         state.headers.get("x-request-id", ""), decision, telemetry.traceparent(span)
                     )
                     metadata = {DECISION_NAMESPACE: pending.to_fields()} if pending else None
-                    reply = mutations.reroute_with_body(
-                        headers, forward_body(request, decision), metadata
-                    )
+                    upstream = spec.rewrite(request, decision.model, decision.steps)
+                    reply = mutations.reroute_with_body(headers, upstream, metadata)
         state.end_span()
         return reply
 
@@ -206,6 +206,14 @@ def decision_headers(decision: Decision) -> list[tuple[str, str]]:
     if decision.chosen is not None:
         headers.insert(0, (MODEL_HEADER, decision.chosen.name))
     return headers
+
+
+def error_reply(
+    spec: EndpointSpec | None, error: RequestError, headers: mutations.Headers = ()
+) -> ProcessingResponse:
+    """The error in the shape of the API the request came on (OpenAI's when none)."""
+    body = spec.error_body(error) if spec is not None else None
+    return mutations.error_response(error, headers, body)
 
 
 def _pass_through(phase: str | None) -> ProcessingResponse:

@@ -9,13 +9,15 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 
+from extproc.observer import OBSERVER_METADATA, ResponseObserver
 from extproc.processor import Processor, StreamState
 from meritorder.telemetry import record_error
 
 
 class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServicer):
-    def __init__(self, processor: Processor) -> None:
+    def __init__(self, processor: Processor, observer: ResponseObserver | None = None) -> None:
         self.processor = processor
+        self.observer = observer  # the observe-only streams of deploy/envoy's second filter
         self._draining = False
         self._waiting: set[asyncio.Task[object]] = set()  # answered, waiting for Envoy to close
 
@@ -39,9 +41,14 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ProcessingResponse]:
         state = StreamState()
+        observing = False
         for key, value in context.invocation_metadata() or ():
             if key in ("traceparent", "tracestate") and isinstance(value, str):
                 state.envoy_trace[key] = value
+            observing = observing or (key, value) == OBSERVER_METADATA
+        if observing and self.observer is not None:
+            await self._observe(request_iterator)
+            return
         requests = aiter(request_iterator)
         answered = False
         try:
@@ -61,6 +68,24 @@ class ExternalProcessorService(external_processor_pb2_grpc.ExternalProcessorServ
             if state.span is not None:  # the client or Envoy gave up before a decision
                 record_error(state.span, "stream_closed", 499)
                 state.end_span()
+
+    async def _observe(self, requests: AsyncIterator[ProcessingRequest]) -> None:
+        """An observe-only stream (answers nothing: Envoy waits for none), ended like an answered
+        one when the server drains: a stream in flight then reports the usage read so far."""
+        assert self.observer is not None
+        if self._draining:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            await self.observer.observe(requests)
+        except asyncio.CancelledError as cancelled:
+            if not (self._draining and cancelled.args == (_DRAIN,)):
+                raise
+            task.uncancel()
+        finally:
+            self._waiting.discard(task)
 
     async def _until_closed_or_drained(
         self, requests: AsyncIterator[ProcessingRequest]

@@ -7,10 +7,11 @@ from collections.abc import Iterable, Mapping
 
 import grpc
 
+from meritorder.endpoints import parse
 from meritorder.errors import RequestError
 from meritorder.feedback import parse_feedback
 from meritorder.policy import Classified, Decision, Observation, Routed, evaluate_signals
-from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.request import RequestView
 from meritorder.router import Router
 from meritorder.v1 import router_pb2, router_pb2_grpc
 
@@ -90,8 +91,8 @@ class RouterService(router_pb2_grpc.RouterServicer):
             "messages": chat_messages or [{"role": "user", "content": text}],
         }
         try:
-            return parse_request(
-                Endpoint.CHAT,
+            return parse(
+                "chat",
                 json.dumps(body).encode(),
                 max_bytes=self.router.config.limits.max_body_bytes,
             )

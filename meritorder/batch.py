@@ -7,9 +7,10 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
+from meritorder.endpoints import parse
 from meritorder.errors import RequestError
 from meritorder.policy import Blocked, Classified, Decision, Routed
-from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.request import RequestView
 from meritorder.router import Router
 from meritorder.tenant import UNVERIFIED
 
@@ -28,7 +29,7 @@ def request_from(line: Mapping[str, Any], router: Router) -> RequestView:
     if not isinstance(model, str):
         raise ValueError(f"'model' must be a string, not {type(model).__name__}")
     body = json.dumps({"model": model, "messages": messages}).encode()
-    return parse_request(Endpoint.CHAT, body, max_bytes=router.config.limits.max_body_bytes)
+    return parse("chat", body, max_bytes=router.config.limits.max_body_bytes)
 
 
 def signals_json(decision: Decision, classified: Classified | None) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 
+from meritorder.endpoints.base import load_json
 from meritorder.errors import bad_request
 from meritorder.outcomes import Feedback, Outcome
-from meritorder.request import load_json
 
 FEEDBACK_PATH = "/v1/feedback"
 MAX_FEEDBACK_BYTES = 16 * 1024

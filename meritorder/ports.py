@@ -44,6 +44,12 @@ class RoutingCore(Protocol):
         """A routed request's outcome, from whichever process the report reaches."""
         ...
 
+    async def settle_usage(
+        self, request_id: str, pending: Pending, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """A streamed answer's usage, from whichever process observed the stream."""
+        ...
+
     async def feedback(self, feedback: Feedback, headers: Mapping[str, str]) -> Outcome:
         """A verdict on a routed request's answer (raises `RequestError` 404/409)."""
         ...

@@ -26,6 +26,7 @@ import structlog
 from meritorder import policy, telemetry
 from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
+from meritorder.cost import cost
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
 from meritorder.outcomes import (
@@ -218,6 +219,22 @@ class Router:
             )
         await self.outcomes.add(outcome)
         telemetry.record_outcome(outcome)
+
+    async def settle_usage(
+        self, request_id: str, pending: Pending, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """A streamed answer's usage, read from its events (the access log carries none): the
+        tenant's budget settles at the measured cost."""
+        measured = cost(pending.cost_per_million, prompt_tokens, completion_tokens)
+        if pending.tenant and pending.budget_window_s:
+            await self.budgets.settle(
+                pending.tenant,
+                pending.estimated_cost,
+                measured,
+                pending.budget_window_s,
+                now=pending.decided_at or None,
+            )
+        telemetry.record_stream_usage(request_id, pending, prompt_tokens, completion_tokens)
 
     async def feedback(
         self, feedback: Feedback, headers: Mapping[str, str], *, any_tenant: bool = False

@@ -25,11 +25,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from meritorder.request import RequestView
+if TYPE_CHECKING:  # config.py imports this module, and request.py imports config.py
+    from meritorder.request import RequestView
+
 
 _KEY_PATTERN = r"^(header:[A-Za-z0-9-]+|user|metadata:[A-Za-z0-9_.-]+|conversation)$"
 

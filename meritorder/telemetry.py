@@ -24,7 +24,7 @@ from meritorder.policy.decision import Blocked, Routed
 
 if TYPE_CHECKING:
     from classifiers.signals import BatchTiming
-    from meritorder.outcomes import Feedback, Outcome
+    from meritorder.outcomes import Feedback, Outcome, Pending
     from meritorder.policy import Decision
     from meritorder.sessions import Session, SessionView
 
@@ -134,6 +134,23 @@ def record_session_turn(view: SessionView, after: Session, decision: str) -> Non
     if span.is_recording():
         span.set_attribute("meritorder.session.turn", view.turn)
         span.set_attribute("meritorder.session.switches", after.switches)
+
+
+def record_stream_usage(
+    request_id: str, pending: Pending, prompt_tokens: int, completion_tokens: int
+) -> None:
+    """A streamed answer's usage: token metrics, and a `meritorder.usage` span on its trace."""
+    METRICS.tokens.labels(model=pending.model, kind="input").inc(prompt_tokens)
+    METRICS.tokens.labels(model=pending.model, kind="output").inc(completion_tokens)
+    parent = _PROPAGATOR.extract({"traceparent": pending.traceparent})
+    with tracer().start_as_current_span("meritorder.usage", context=parent) as span:
+        span.set_attribute("meritorder.model", pending.model)
+        span.set_attribute("http.request.header.x-request-id", request_id)
+        span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
+        span.set_attribute("meritorder.cost.estimate", pending.estimated_cost)
+        measured = (prompt_tokens + completion_tokens) * pending.cost_per_million / 1e6
+        span.set_attribute("meritorder.cost.measured", measured)
 
 
 def record_feedback(outcome: Outcome, feedback: Feedback) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
@@ -15,9 +13,10 @@ from devstack import Processes, free_port, redis_server_command
 
 from classifiers.signals import PiiEntity
 from meritorder.config import RouterConfig, load_config
+from meritorder.endpoints import parse
 from meritorder.policy import Block, Classified, Context, Observation, PoolState, Survivors
 from meritorder.policy.pickers import PICKERS
-from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.request import RequestView
 from meritorder.tenant import tenant_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,25 +79,16 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def chat_view(
     text: str = "hi", model: str = "auto", api: str = "chat", **body: object
 ) -> RequestView:
-    """A parsed request: chat or completions through the real parser; for another API (until
-    its endpoint spec parses it), a chat view that says it came on `api`."""
-    if api == "completions":
-        raw = {"model": model, "prompt": text, **body}
-        return parse_request(Endpoint.COMPLETIONS, json.dumps(raw).encode(), max_bytes=1 << 20)
-    raw = {"model": model, "messages": [{"role": "user", "content": text}], **body}
-    view = parse_request(Endpoint.CHAT, json.dumps(raw).encode(), max_bytes=1 << 20)
-    if api == "chat":
-        return view
-    return _ViewOn(view.endpoint, view.body, view.messages, on=api)
-
-
-@dataclass
-class _ViewOn(RequestView):
-    on: str = "chat"
-
-    @property
-    def api(self) -> Any:
-        return self.on
+    """A request with `text` on `api`, through that API's own parser."""
+    shapes: dict[str, dict[str, object]] = {
+        "chat": {"messages": [{"role": "user", "content": text}]},
+        "completions": {"prompt": text},
+        "embeddings": {"input": text},
+        "responses": {"input": text},
+        "messages": {"messages": [{"role": "user", "content": text}], "max_tokens": 256},
+    }
+    raw = {"model": model, **shapes[api], **body}
+    return parse(api, json.dumps(raw).encode(), max_bytes=1 << 20)  # type: ignore[arg-type]
 
 
 def signals_of(

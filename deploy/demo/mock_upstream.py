@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
-"""MOCK OpenAI-compatible model servers for the demo and the tests. Not a model: it generates
-nothing, it answers chat and text completions (plain JSON or SSE) with a reply that names the
-mock that served it and the model id it was sent.
+"""MOCK model servers for the demo and the tests. Not a model: it generates nothing. It answers
+the five APIs the router serves, plain JSON or SSE, in each API's real shape (ids, usage, tool
+calls when tools are given, Anthropic content blocks and event names), with a reply that names
+the mock that served it and the model id it was sent:
+
+    POST /v1/chat/completions, /v1/completions   OpenAI chat and text completions
+    POST /v1/embeddings                           OpenAI embeddings (floats or base64)
+    POST /v1/responses                            OpenAI Responses API
+    POST /v1/messages                             Anthropic Messages API
 
     python deploy/demo/mock_upstream.py small=8101 coder=8102 large=8103
 
@@ -9,6 +15,8 @@ Standard library only. Each response is sent in one write with TCP_NODELAY, so t
 distort latency measurements. Test hooks:
   - `x-mock-status: 503` on a request makes the mock answer with that status;
   - `x-mock-stream-delay-ms: 50` spaces SSE events out (default: the whole stream in one write);
+  - `x-mock-stream-hold: 1` sends a stream's first content event, then holds the rest until
+    `POST /__mock/release` (so a test sees an event arrive before the last one exists);
   - `GET /__mock/requests` lists the requests it received, on any path and method, answered or
     not (`DELETE` clears the list); `/__mock/*` and `/health*` are not recorded.
 """
@@ -17,10 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import socket
+import struct
 import time
+import uuid
 from typing import Any
 
 STREAM_CHUNKS = 5
@@ -39,6 +50,7 @@ class MockModel:
     def __init__(self, name: str) -> None:
         self.name = name
         self.requests: list[dict[str, Any]] = []
+        self._release = asyncio.Event()  # a held stream goes on when this is set
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -66,7 +78,10 @@ class MockModel:
         body = await _read_body(reader, headers)
         keep_alive = headers.get("connection", "").lower() != "close"
 
-        if path.startswith("/__mock/requests"):
+        if path.startswith("/__mock/release"):
+            self._release.set()
+            writer.write(_response(200, b'{"released":true}'))
+        elif path.startswith("/__mock/requests"):
             if method == "DELETE":
                 self.requests.clear()
             writer.write(_response(200, json.dumps(self.requests).encode()))
@@ -82,10 +97,7 @@ class MockModel:
                     "body": body.decode("utf-8", "replace"),
                 }
             )
-            if method == "POST" and path.split("?")[0] in (
-                "/v1/chat/completions",
-                "/v1/completions",
-            ):
+            if method == "POST" and path.split("?")[0] in _APIS:
                 await self._complete(writer, path, headers, body)
             else:
                 writer.write(
@@ -101,84 +113,244 @@ class MockModel:
     async def _complete(
         self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], raw: bytes
     ) -> None:
+        api = _APIS[path.split("?")[0]]
         forced = headers.get("x-mock-status")
         if forced and forced != "200":
             status = int(forced)
-            writer.write(
-                _response(
-                    status,
-                    json.dumps(
-                        {
-                            "error": {
-                                "message": f"mock {self.name}: forced {status}",
-                                "type": "server_error",
-                            }
-                        }
-                    ).encode(),
-                )
-            )
+            message = f"mock {self.name}: forced {status}"
+            writer.write(_response(status, _error(api, message, "server_error")))
             return
         try:
             body = json.loads(raw)
         except json.JSONDecodeError:
-            writer.write(
-                _response(
-                    400,
-                    b'{"error":{"message":"mock: invalid JSON","type":"invalid_request_error"}}',
-                )
-            )
+            writer.write(_response(400, _error(api, "mock: invalid JSON", "invalid_request_error")))
             return
         model = str(body.get("model"))
         text = f"Hello from the mock model '{self.name}' (served as model={model})."
-        chat = path.startswith("/v1/chat")
-        if body.get("stream"):
-            head, events = _sse(self.name, model, text, chat)
+        usage = (max(1, len(raw) // 4), len(text.split()))
+        if body.get("stream") and api != "embeddings":
+            head, events = _sse(api, self.name, model, text, body, usage)
             delay = float(headers.get("x-mock-stream-delay-ms", "0")) / 1000
-            if not delay:
+            hold = headers.get("x-mock-stream-hold") == "1"
+            if hold:
+                self._release.clear()  # before the first event: a release answers this stream
+            if not delay and not hold:
                 writer.write(head + b"".join(events))
                 return
             writer.write(head)
-            for event in events:
+            for i, event in enumerate(events):
                 await writer.drain()
-                await asyncio.sleep(delay)
+                if hold and i == _FIRST_CONTENT[api]:
+                    await self._release.wait()
+                elif delay:
+                    await asyncio.sleep(delay)
                 writer.write(event)
             return
-        created = int(time.time())
-        usage = {
-            "prompt_tokens": max(1, len(raw) // 4),
-            "completion_tokens": len(text.split()),
-            "total_tokens": max(1, len(raw) // 4) + len(text.split()),
-        }
-        if chat:
-            choice: dict[str, Any] = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-            reply = {
-                "id": f"chatcmpl-mock-{created}",
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-                "usage": usage,
-            }
-        else:
-            choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
-            reply = {
-                "id": f"cmpl-mock-{created}",
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-                "usage": usage,
-            }
+        reply = _REPLIES[api](model, text, body, usage)
         writer.write(_response(200, json.dumps(reply).encode(), extra={"x-mock-model": self.name}))
+
+
+_APIS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+}
+# The index of the event after an API stream's first content event (where a hold waits).
+_FIRST_CONTENT = {"chat": 1, "completions": 1, "responses": 5, "messages": 4}
+_EMBEDDING_DIMENSIONS = 8
+
+
+def _error(api: str, message: str, kind: str) -> bytes:
+    if api == "messages":
+        anthropic = "api_error" if kind == "server_error" else kind
+        return json.dumps(
+            {"type": "error", "error": {"type": anthropic, "message": message}}
+        ).encode()
+    return json.dumps({"error": {"message": message, "type": kind}}).encode()
+
+
+def _tool_name(body: dict[str, Any], api: str) -> str | None:
+    """The first tool's name when the request offers tools and no tool result came back yet."""
+    tools = body.get("tools") or []
+    if not tools or not isinstance(tools[0], dict):
+        return None
+    if api == "chat":
+        if any(m.get("role") == "tool" for m in body.get("messages", []) if isinstance(m, dict)):
+            return None
+        return str((tools[0].get("function") or {}).get("name", "tool"))
+    if api == "responses":
+        given = body.get("input")
+        items: list[Any] = given if isinstance(given, list) else []
+        if any(isinstance(i, dict) and i.get("type") == "function_call_output" for i in items):
+            return None
+        return str(tools[0].get("name", "tool"))
+    for message in body.get("messages", []):  # messages: a tool_result block came back
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+        ):
+            return None
+    return str(tools[0].get("name", "tool"))
+
+
+def _chat(model: str, text: str, body: dict[str, Any], usage: tuple[int, int]) -> dict[str, Any]:
+    created = int(time.time())
+    tool = _tool_name(body, "chat")
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool is not None:
+        call = {
+            "id": "call_mock_1",
+            "type": "function",
+            "function": {"name": tool, "arguments": "{}"},
+        }
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if tool else "stop"}
+    return {
+        "id": f"chatcmpl-mock-{_unique()}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": _openai_usage(usage),
+    }
+
+
+def _completion(
+    model: str, text: str, body: dict[str, Any], usage: tuple[int, int]
+) -> dict[str, Any]:
+    created = int(time.time())
+    choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+    return {
+        "id": f"cmpl-mock-{_unique()}",
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": _openai_usage(usage),
+    }
+
+
+def _embeddings(
+    model: str, text: str, body: dict[str, Any], usage: tuple[int, int]
+) -> dict[str, Any]:
+    inputs = body.get("input")
+    count = len(inputs) if isinstance(inputs, list) and not isinstance(inputs[0], int) else 1
+    data = []
+    for i in range(count):
+        vector = [round((i + 1) / (d + 2), 6) for d in range(_EMBEDDING_DIMENSIONS)]
+        encoded: Any = vector
+        if body.get("encoding_format") == "base64":  # the openai SDK asks for base64 by default
+            encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    prompt = usage[0]
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }
+
+
+def _unique() -> str:
+    """An answer's own id, unique like a real server's (feedback may name a request by it)."""
+    return uuid.uuid4().hex[:24]
+
+
+def _response_object(
+    model: str, text: str, body: dict[str, Any], usage: tuple[int, int], status: str
+) -> dict[str, Any]:
+    created = int(time.time())
+    tool = _tool_name(body, "responses")
+    output: list[dict[str, Any]] = []
+    if status == "completed":
+        if tool is not None:
+            output = [
+                {
+                    "type": "function_call",
+                    "id": "fc_mock_1",
+                    "call_id": "call_mock_1",
+                    "name": tool,
+                    "arguments": "{}",
+                    "status": "completed",
+                }
+            ]
+        else:
+            output = [_output_message(text)]
+    return {
+        "id": f"resp_mock_{_unique()}",
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": body.get("tools", []),
+        "usage": (
+            {
+                "input_tokens": usage[0],
+                "output_tokens": usage[1],
+                "total_tokens": sum(usage),
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            }
+            if status == "completed"
+            else None
+        ),
+    }
+
+
+def _output_message(text: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": "msg_mock_1",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def _responses(
+    model: str, text: str, body: dict[str, Any], usage: tuple[int, int]
+) -> dict[str, Any]:
+    return _response_object(model, text, body, usage, "completed")
+
+
+def _message(model: str, text: str, body: dict[str, Any], usage: tuple[int, int]) -> dict[str, Any]:
+    tool = _tool_name(body, "messages")
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    if tool is not None:
+        content = [{"type": "tool_use", "id": "toolu_mock_1", "name": tool, "input": {}}]
+    return {
+        "id": f"msg_mock_{_unique()}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if tool else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+    }
+
+
+_REPLIES = {
+    "chat": _chat,
+    "completions": _completion,
+    "embeddings": _embeddings,
+    "responses": _responses,
+    "messages": _message,
+}
+
+
+def _openai_usage(usage: tuple[int, int]) -> dict[str, int]:
+    return {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
 
 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
     if headers.get("transfer-encoding", "").lower() == "chunked":
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int((await reader.readline()).split(b";")[0], 16)
             chunk = await reader.readexactly(size + 2)
@@ -199,11 +371,31 @@ def _response(status: int, body: bytes, extra: dict[str, str] | None = None) -> 
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def _sse(name: str, model: str, text: str, chat: bool) -> tuple[bytes, list[bytes]]:
+def _sse(
+    api: str, name: str, model: str, text: str, body: dict[str, Any], usage: tuple[int, int]
+) -> tuple[bytes, list[bytes]]:
     """The head and the HTTP chunks of an SSE response: one chunk per event, then the last chunk."""
     words = text.split(" ")
     step = max(1, -(-len(words) // STREAM_CHUNKS))
     pieces = [" ".join(words[i : i + step]) + " " for i in range(0, len(words), step)]
+    events = _EVENTS[api](model, text, pieces, body, usage)
+    head = (
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+        f"x-mock-model: {name}\r\ntransfer-encoding: chunked\r\n\r\n"
+    ).encode()
+    chunks = [f"{len(e):x}\r\n".encode() + e + b"\r\n" for e in events]
+    return head, [*chunks, b"0\r\n\r\n"]
+
+
+def _data(event: dict[str, Any], name: str | None = None) -> bytes:
+    line = f"data: {json.dumps(event)}\n\n"
+    return (f"event: {name}\n" + line if name else line).encode()
+
+
+def _openai_events(
+    model: str, text: str, pieces: list[str], body: dict[str, Any], usage: tuple[int, int]
+) -> list[bytes]:
+    chat = "messages" in body
     created = int(time.time())
     events = []
     for i, piece in enumerate(pieces):
@@ -217,13 +409,6 @@ def _sse(name: str, model: str, text: str, chat: bool) -> tuple[bytes, list[byte
                 "delta": delta,
                 "finish_reason": "stop" if last else None,
             }
-            event = {
-                "id": f"chatcmpl-mock-{created}",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-            }
         else:
             choice = {
                 "index": 0,
@@ -231,21 +416,78 @@ def _sse(name: str, model: str, text: str, chat: bool) -> tuple[bytes, list[byte
                 "finish_reason": "stop" if last else None,
                 "logprobs": None,
             }
-            event = {
-                "id": f"cmpl-mock-{created}",
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-            }
-        events.append(f"data: {json.dumps(event)}\n\n".encode())
+        events.append(_data(_chunk(chat, created, model, [choice])))
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        events.append(_data({**_chunk(chat, created, model, []), "usage": _openai_usage(usage)}))
     events.append(b"data: [DONE]\n\n")
-    head = (
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
-        f"x-mock-model: {name}\r\ntransfer-encoding: chunked\r\n\r\n"
-    ).encode()
-    chunks = [f"{len(e):x}\r\n".encode() + e + b"\r\n" for e in events]
-    return head, [*chunks, b"0\r\n\r\n"]
+    return events
+
+
+def _chunk(chat: bool, created: int, model: str, choices: list[Any]) -> dict[str, Any]:
+    return {
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-mock-{created}",
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+    }
+
+
+def _responses_events(
+    model: str, text: str, pieces: list[str], body: dict[str, Any], usage: tuple[int, int]
+) -> list[bytes]:
+    """The Responses API's typed events, in the order OpenAI sends them."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    started = _response_object(model, text, body, usage, "in_progress")
+    done = _response_object(model, text, body, usage, "completed")
+    item = {**_output_message(""), "status": "in_progress", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": item["id"], "output_index": 0}
+    events.append(("response.created", {"response": started}))
+    events.append(("response.in_progress", {"response": started}))
+    events.append(("response.output_item.added", {"output_index": 0, "item": item}))
+    events.append(("response.content_part.added", {**where, "content_index": 0, "part": part}))
+    for piece in pieces:
+        events.append(("response.output_text.delta", {**where, "content_index": 0, "delta": piece}))
+    events.append(("response.output_text.done", {**where, "content_index": 0, "text": text}))
+    final_part = {**part, "text": text}
+    events.append(("response.content_part.done", {**where, "content_index": 0, "part": final_part}))
+    events.append(("response.output_item.done", {"output_index": 0, "item": _output_message(text)}))
+    events.append(("response.completed", {"response": {**done, "output": [_output_message(text)]}}))
+    return [
+        _data({"type": kind, "sequence_number": n, **fields}, kind)
+        for n, (kind, fields) in enumerate(events)
+    ]
+
+
+def _messages_events(
+    model: str, text: str, pieces: list[str], body: dict[str, Any], usage: tuple[int, int]
+) -> list[bytes]:
+    """Anthropic's named events: message_start, content blocks, message_delta, message_stop."""
+    message = {**_message(model, text, {}, usage), "content": [], "stop_reason": None}
+    message["usage"] = {"input_tokens": usage[0], "output_tokens": 1}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"message": message}),
+        ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("ping", {}),
+    ]
+    for piece in pieces:
+        delta = {"type": "text_delta", "text": piece}
+        events.append(("content_block_delta", {"index": 0, "delta": delta}))
+    events.append(("content_block_stop", {"index": 0}))
+    stop = {"stop_reason": "end_turn", "stop_sequence": None}
+    events.append(("message_delta", {"delta": stop, "usage": {"output_tokens": usage[1]}}))
+    events.append(("message_stop", {}))
+    return [_data({"type": kind, **fields}, kind) for kind, fields in events]
+
+
+_EVENTS = {
+    "chat": _openai_events,
+    "completions": _openai_events,
+    "responses": _responses_events,
+    "messages": _messages_events,
+}
 
 
 async def main(specs: list[str], host: str) -> None:

@@ -17,14 +17,15 @@ from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
 from classifiers.text import part_joins
 from meritorder.classify import EngineClassifier
 from meritorder.config import load_config
-from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.endpoints import parse
+from meritorder.request import RequestView
 from meritorder.router import Router
 from tests.pii_corpus import LOOKALIKES, OBFUSCATED
 
 
 def request(body: dict[str, Any]) -> RequestView:
     raw = json.dumps({"model": "auto", **body}).encode()  # a `model` in `body` wins
-    return parse_request(Endpoint.CHAT, raw, max_bytes=1 << 22)
+    return parse("chat", raw, max_bytes=1 << 22)
 
 
 def found_where(body: dict[str, Any]) -> set[tuple[str, str]]:

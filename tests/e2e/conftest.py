@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,3 +73,20 @@ def upstreams(stack: Stack) -> MockRecorder:
 
 def repo_path(*parts: str) -> Path:
     return Path(__file__).resolve().parents[2].joinpath(*parts)
+
+
+def tokens_total(stack: Stack, model: str, kind: str, *, wait_for: float | None = None) -> float:
+    """`meritorder_tokens_total` for a model (the access log's and the stream observer's count);
+    with `wait_for`, until it reaches that value (both report off the request path)."""
+    labels = re.compile(r"^meritorder_tokens_total\{([^}]*)\} (\S+)$", re.M)
+    wanted = {f'kind="{kind}"', f'model="{model}"'}
+    deadline = time.monotonic() + 10
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{stack.ports.metrics}/metrics").text
+        value = sum(
+            float(found[2]) for found in labels.finditer(text) if wanted <= set(found[1].split(","))
+        )
+        if wait_for is None or value >= wait_for:
+            return value
+        assert time.monotonic() < deadline, f"tokens_total({model}, {kind}) = {value} < {wait_for}"
+        time.sleep(0.1)

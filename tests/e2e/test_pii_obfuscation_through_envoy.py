@@ -15,7 +15,7 @@ import pytest
 
 from classifiers.pii_scan import scan
 from classifiers.text import part_joins
-from meritorder.request import Endpoint, parse_request
+from meritorder.endpoints import parse
 from meritorder.signals.labels import PII_TYPES
 from tests.e2e.conftest import MockRecorder, stack_serving
 from tests.pii_corpus import LOOKALIKES, OBFUSCATED
@@ -65,7 +65,7 @@ def test_a_redacting_decision_sends_out_no_copy_of_the_value(
     assert_tells_nothing_detected(response)
     for seen in upstreams.received()["large"]:
         # Whatever went out was redacted: read as the router reads a request, it holds no PII.
-        sent = parse_request(Endpoint.CHAT, seen["body"].encode(), max_bytes=1 << 22)  # type: ignore[union-attr]
+        sent = parse("chat", seen["body"].encode(), max_bytes=1 << 22)  # type: ignore[union-attr]
         texts = [t for _, t in sent.inspected_texts()]
         joins = [part_joins(m) for m in sent.messages]
         left = [hit.type for hits in scan(texts, len(sent.messages), joins) for hit in hits]

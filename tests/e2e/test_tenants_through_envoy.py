@@ -1,6 +1,7 @@
 """Tenant budgets through the real Envoy: only a verified JWT names a tenant, and nothing a client
 sends in headers buys more than the shared unverified budget. Upstreams are MOCKS that record
-what they received; streamed requests, so no usage comes back to change the estimated charges."""
+what they received; streamed requests that ask for no usage chunk (`stream_options.include_usage:
+false`), so no usage comes back to change the estimated charges."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ PREMIUM = {
     "model": "large",
     "max_tokens": 999,
     "stream": True,
+    "stream_options": {"include_usage": False},
     "messages": [{"role": "user", "content": "hi"}],
 }
 

@@ -16,7 +16,7 @@ import yaml
 
 from extproc.processor import DECISION_HEADER, MODEL_HEADER, REASON_HEADER
 from meritorder.config import RouterConfig, load_config
-from meritorder.request import Endpoint
+from meritorder.endpoints import SPECS
 from tests.k8s.kustomize_subset import KustomizeError, Object, find, render, strategic_merge
 from tests.k8s.processes import REPO
 
@@ -38,7 +38,7 @@ ENVOY_BOOTSTRAPS = [p for p in ENVOY_BOOTSTRAPS if "static_resources" in p.read_
 # Every x-meritorder-* header that something behind the Gateway trusts: the router's decision
 # headers and the tenant header an authenticating filter sets.
 OWN_HEADERS = {MODEL_HEADER, DECISION_HEADER, REASON_HEADER, "x-meritorder-tenant"}
-ROUTED_PATHS = {endpoint.value for endpoint in Endpoint}
+ROUTED_PATHS = {path for _, path in SPECS}
 
 
 def rendered(tree: str) -> list[Object]:

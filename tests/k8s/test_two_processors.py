@@ -224,7 +224,7 @@ SPOOFED = [
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/v1/embeddings"),
+        ("POST", "/v1/images/generations"),
         ("GET", "/v1/chat/completions"),
         ("PUT", "/v1/completions"),
         ("POST", "/V1/CHAT/COMPLETIONS"),

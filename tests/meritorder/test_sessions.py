@@ -11,8 +11,9 @@ import yaml
 from pydantic import ValidationError
 
 from meritorder.config import RouterConfig
+from meritorder.endpoints import parse
 from meritorder.policy import Decision, Note, Observation, PoolState, decide
-from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.request import RequestView
 from meritorder.router import Router
 from meritorder.sessions import (
     InMemorySessions,
@@ -34,7 +35,7 @@ def chat(*turns: str, system: str | None = None, **extra: Any) -> RequestView:
     for i, text in enumerate(turns):
         messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
     body = {"model": "auto", "messages": messages, **extra}
-    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    return parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ async def test_explicit_models_keep_no_session(sessions_config: RouterConfig) ->
     messages = [{"role": "user", "content": "write a haiku"}, {"role": "assistant", "content": "."},
                 {"role": "user", "content": "another one"}]  # fmt: skip
     body = {"model": "small", "messages": messages}
-    request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
     decision = await router.route(request)
     assert decision.chosen is not None and decision.chosen.name == "small"
     assert not any(n.kind == "session" for n in decision.notes)

@@ -11,9 +11,9 @@ import pytest
 from meritorder import telemetry
 from meritorder.budget import InMemoryBudgetStore, Reservation
 from meritorder.config import RouterConfig, parse_config
+from meritorder.endpoints import BY_API, parse
 from meritorder.policy import Decision, Note, Observation, PoolState, Routed, decide
-from meritorder.request import Endpoint, RequestView, parse_request
-from meritorder.rewrite import forward_body
+from meritorder.request import RequestView
 from meritorder.router import Router
 from meritorder.tenant import UNVERIFIED
 
@@ -42,7 +42,7 @@ def config() -> RouterConfig:
 
 def premium() -> RequestView:
     body = {"model": "large", "max_tokens": 999, "messages": [{"role": "user", "content": "hi"}]}
-    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    return parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
 
 
 def decision(config: RouterConfig, spent: float, headers: dict[str, str] | None = None) -> Decision:
@@ -191,7 +191,7 @@ async def test_a_decision_that_times_out_falls_back_to_the_cheapest_model(
 
 def chat(**fields: object) -> RequestView:
     body = {"model": "large", "messages": [{"role": "user", "content": "hi"}], **fields}
-    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    return parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
 
 
 def test_an_answer_under_a_limit_gets_the_tokens_it_was_charged_for(config: RouterConfig) -> None:
@@ -201,7 +201,7 @@ def test_an_answer_under_a_limit_gets_the_tokens_it_was_charged_for(config: Rout
     routed = decide(config, seen, PoolState())
     assert routed.steps.max_tokens == 256
     assert routed.cost == pytest.approx((seen.tokens + 256) * 3 / 1e6)
-    body = json.loads(forward_body(chat(), routed))
+    body = json.loads(BY_API["chat"].rewrite(chat(), routed.model, routed.steps))  # type: ignore[arg-type]
     assert body["max_tokens"] == 256
     # Asked for: charged as asked, and the cap changes nothing.
     asked = decide(config, Observation(chat(max_tokens=40), {TENANT: "acme"}), PoolState())

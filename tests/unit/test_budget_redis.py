@@ -14,8 +14,8 @@ from meritorder import telemetry
 from meritorder.budget import InMemoryBudgetStore, Reservation
 from meritorder.budget_redis import RedisBudgetStore
 from meritorder.config import parse_config
+from meritorder.endpoints import parse
 from meritorder.policy import Note, Routed
-from meritorder.request import Endpoint, parse_request
 from meritorder.router import Router
 from tests.conftest import RedisServer
 from tests.unit.test_budget import POLICY, TENANT
@@ -90,7 +90,7 @@ async def test_a_decision_checked_only_locally_is_marked(redis_server: RedisServ
     store = RedisBudgetStore(redis_server.url, fallback=InMemoryBudgetStore(), timeout_s=5)
     router = Router(parse_config(POLICY), budgets=store)
     body = {"model": "large", "max_tokens": 999, "messages": [{"role": "user", "content": "hi"}]}
-    request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
     shared = await router.route(request, {TENANT: "acme"})
     assert Note("budget_store", "local") not in shared.notes
     redis_server.stop()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from meritorder.config import RouterConfig, parse_config
+from meritorder.endpoints import parse
 from meritorder.policy import (
     Classified,
     Decision,
@@ -20,7 +21,7 @@ from meritorder.policy import (
     decide,
     evaluate_signals,
 )
-from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.request import RequestView
 from tests.conftest import Pii
 
 POLICY = """
@@ -75,7 +76,7 @@ def config() -> RouterConfig:
 
 def chat(text: str, model: str = "auto", **extra: Any) -> RequestView:
     body = {"model": model, "messages": [{"role": "user", "content": text}], **extra}
-    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    return parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
 
 
 def run(
@@ -129,7 +130,7 @@ def test_signals_read_every_message_not_only_the_last(config: RouterConfig) -> N
             {"role": "user", "content": "help me"},
         ],
     }
-    request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
     assert evaluate_signals(config, Observation(request)) == {"code": 1.0}
 
 
@@ -212,7 +213,7 @@ def test_tools_turns_and_length_signals(config: RouterConfig) -> None:
         "model": "auto",
         "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 3,
     }
-    request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
     assert where(decide(config, Observation(request))) == ("agents", "large")
 
 
@@ -386,12 +387,12 @@ def test_a_pii_block_names_no_type_to_the_client(bounded: RouterConfig) -> None:
 
 def test_a_prompt_of_token_ids_stays_inside_a_boundary(bounded: RouterConfig) -> None:
     body = {"model": "gpt", "prompt": [40, 3809, 318, 604, 16243]}  # unreadable: may hold PII
-    request = parse_request(Endpoint.COMPLETIONS, json.dumps(body).encode(), max_bytes=1 << 20)
+    request = parse("completions", json.dumps(body).encode(), max_bytes=1 << 20)
     decision = decide(bounded, Observation(request, {}, classified()))
     assert where(decision) == ("explicit", "small")
     assert decision.rejected == (
         Rejection("gpt", "boundaries", "boundary", "no-pii-out", ("UNREADABLE",)),
     )
     readable = {"model": "gpt", "prompt": "hello"}
-    request = parse_request(Endpoint.COMPLETIONS, json.dumps(readable).encode(), max_bytes=1 << 20)
+    request = parse("completions", json.dumps(readable).encode(), max_bytes=1 << 20)
     assert where(decide(bounded, Observation(request, {}, classified()))) == ("explicit", "gpt")

@@ -2,18 +2,20 @@ import json
 
 import pytest
 
+from meritorder import endpoints
+from meritorder.config import Api
 from meritorder.errors import RequestError
-from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.request import RequestView
 
 LIMIT = 1 << 20
 
 
-def parse(body: object, endpoint: Endpoint = Endpoint.CHAT) -> object:
+def parse(body: object, endpoint: Api = "chat") -> object:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return parse_request(endpoint, raw, max_bytes=LIMIT)
+    return endpoints.parse(endpoint, raw, max_bytes=LIMIT)
 
 
-def error_of(body: object, endpoint: Endpoint = Endpoint.CHAT) -> RequestError:
+def error_of(body: object, endpoint: Api = "chat") -> RequestError:
     with pytest.raises(RequestError) as caught:
         parse(body, endpoint)
     return caught.value
@@ -79,18 +81,18 @@ def test_bad_chat_bodies_are_400_with_the_offending_param(
 
 def test_body_over_the_limit_is_413() -> None:
     with pytest.raises(RequestError) as caught:
-        parse_request(Endpoint.CHAT, b"x" * 2049, max_bytes=2048)
+        endpoints.parse("chat", b"x" * 2049, max_bytes=2048)
     assert caught.value.status == 413
     assert "2048" in caught.value.message
 
 
 def test_completions_need_a_prompt() -> None:
-    error = error_of({"model": "auto"}, Endpoint.COMPLETIONS)
+    error = error_of({"model": "auto"}, "completions")
     assert (error.param, error.code) == ("prompt", "missing_required_parameter")
 
 
 def test_completion_prompt_list_is_joined_for_signals() -> None:
-    request = parse({"model": "auto", "prompt": ["a", "b"]}, Endpoint.COMPLETIONS)
+    request = parse({"model": "auto", "prompt": ["a", "b"]}, "completions")
     assert request.prompt_text == "a\nb"  # type: ignore[attr-defined]
 
 
@@ -112,17 +114,22 @@ def test_assistant_tool_call_turn_without_content_is_valid() -> None:
 @pytest.mark.parametrize(
     ("path", "endpoint"),
     [
-        ("/v1/chat/completions", Endpoint.CHAT),
-        ("/v1/chat/completions?x=1", Endpoint.CHAT),
-        ("/v1/completions", Endpoint.COMPLETIONS),
+        ("/v1/chat/completions", "chat"),
+        ("/v1/chat/completions?x=1", "chat"),
+        ("/v1/completions", "completions"),
+        ("/v1/embeddings", "embeddings"),
+        ("/v1/responses", "responses"),
+        ("/v1/messages?beta=true", "messages"),
         ("/v1/completions/", None),
         ("/V1/CHAT/COMPLETIONS", None),
-        ("/v1/embeddings", None),
         ("/v1/chat/completionsX", None),
+        ("/v1/models", None),
     ],
 )
-def test_only_completion_paths_are_routed(path: str, endpoint: Endpoint | None) -> None:
-    assert Endpoint.for_path(path) is endpoint
+def test_only_the_spec_paths_are_routed(path: str, endpoint: Api | None) -> None:
+    spec = endpoints.spec_for("POST", path)
+    assert (spec.api if spec else None) == endpoint
+    assert endpoints.spec_for("GET", path) is None
 
 
 @pytest.mark.parametrize(
@@ -143,7 +150,7 @@ def test_only_completion_paths_are_routed(path: str, endpoint: Endpoint | None) 
 )
 def test_json_that_parsers_read_differently_is_400(raw: bytes, says: str) -> None:
     with pytest.raises(RequestError) as caught:
-        parse_request(Endpoint.CHAT, raw, max_bytes=1 << 20)
+        endpoints.parse("chat", raw, max_bytes=1 << 20)
     assert (caught.value.status, caught.value.code) == (400, "invalid_json")
     assert says in caught.value.message
 
@@ -156,7 +163,7 @@ def test_paired_surrogate_escapes_and_moderate_nesting_are_valid() -> None:
     }
     raw = json.dumps(body).encode()  # ensure_ascii: the emoji travels as a surrogate pair
     assert b"\\ud83d\\ude00" in raw
-    request = parse_request(Endpoint.CHAT, raw, max_bytes=1 << 20)
+    request = endpoints.parse("chat", raw, max_bytes=1 << 20)
     assert request.texts() == ["smile \U0001f600"]
 
 
@@ -165,8 +172,8 @@ def test_paired_surrogate_escapes_and_moderate_nesting_are_valid() -> None:
     ["one", ["one", "two"], [1, 2, 3], [[1, 2], [3]]],
 )
 def test_every_completions_prompt_shape_is_accepted(prompt: object) -> None:
-    request = parse({"model": "auto", "prompt": prompt}, Endpoint.COMPLETIONS)
-    assert request.endpoint is Endpoint.COMPLETIONS  # type: ignore[attr-defined]
+    request = parse({"model": "auto", "prompt": prompt}, "completions")
+    assert request.api == "completions"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -181,7 +188,7 @@ def test_every_completions_prompt_shape_is_accepted(prompt: object) -> None:
     ],
 )
 def test_bad_completions_prompts_say_what_is_wrong(prompt: object, says: str) -> None:
-    error = error_of({"model": "auto", "prompt": prompt}, Endpoint.COMPLETIONS)
+    error = error_of({"model": "auto", "prompt": prompt}, "completions")
     assert (error.param, error.code) == ("prompt", "invalid_type")
     assert says in error.message
     assert "required" not in error.message

@@ -8,10 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 from classifiers.pii_scan import scan
-from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
-from meritorder.policy import Routed, Steps
-from meritorder.request import Endpoint, parse_request
-from meritorder.rewrite import forward_body
+from meritorder.config import Api, ReasoningStep, SystemPromptStep, parse_config
+from meritorder.endpoints import BY_API, parse
+from meritorder.policy import Steps
 from tests.conftest import Pii
 
 CONFIG = parse_config("""
@@ -25,13 +24,11 @@ default_model: plain
 
 
 def forward(
-    body: dict[str, Any], model: str = "plain", endpoint: Endpoint = Endpoint.CHAT, **steps: Any
+    body: dict[str, Any], model: str = "plain", endpoint: Api = "chat", **steps: Any
 ) -> dict[str, Any]:
-    request = parse_request(endpoint, json.dumps(body).encode(), max_bytes=1 << 20)
-    chosen = CONFIG.model(model)
-    assert chosen is not None
-    decision = Routed(rule="d", model=chosen, steps=Steps(**steps))
-    result: dict[str, Any] = json.loads(forward_body(request, decision))
+    request = parse(endpoint, json.dumps(body).encode(), max_bytes=1 << 20)
+    rewritten = BY_API[endpoint].rewrite(request, CONFIG.model(model), Steps(**steps))
+    result: dict[str, Any] = json.loads(rewritten)
     return result
 
 
@@ -40,8 +37,13 @@ def chat(*messages: tuple[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 def test_the_model_is_rewritten_and_every_other_field_kept() -> None:
-    body = chat(("user", "héllo"), temperature=0.2, n=2, stream=True)
-    assert forward(body) == {**body, "model": "up/plain"}
+    body = chat(("user", "héllo"), temperature=0.2, n=2, stream=True, stream_options={})
+    # A stream is asked for its usage chunk (cost accounting), unless the client said either way.
+    usage = {"stream_options": {"include_usage": True}}
+    assert forward(body) == {**body, "model": "up/plain", **usage}
+    said = {**body, "stream_options": {"include_usage": False}}
+    assert forward(said) == {**said, "model": "up/plain"}
+    assert forward({**body, "stream": False}) == {**body, "stream": False, "model": "up/plain"}
 
 
 def test_system_prompt_prepend_keeps_the_clients_and_replace_drops_it() -> None:
@@ -104,7 +106,7 @@ def test_redaction_maps_offsets_across_text_parts() -> None:
 def test_redaction_in_a_text_completion_prompt() -> None:
     out = forward(
         {"model": "auto", "prompt": "key 10.0.0.1"},
-        endpoint=Endpoint.COMPLETIONS,
+        endpoint="completions",
         redact=(Pii("IP_ADDRESS", 4, 12),),
     )
     assert out["prompt"] == "key [IP_ADDRESS]"
@@ -112,7 +114,7 @@ def test_redaction_in_a_text_completion_prompt() -> None:
 
 def redacted_as_scanned(body: dict[str, Any]) -> dict[str, Any]:
     """The body forwarded after redacting every pattern hit, found as the engine finds them."""
-    request = parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
     found = [
         replace(hit, message=i) for i, hits in enumerate(scan(request.texts())) for hit in hits
     ]
@@ -146,7 +148,7 @@ def test_a_number_split_across_messages_is_masked_in_both() -> None:
 def test_a_prompt_list_is_masked_piece_by_piece() -> None:
     out = forward(
         {"model": "auto", "prompt": ["card 4111 1111", "1111 1111 ok"]},
-        endpoint=Endpoint.COMPLETIONS,
+        endpoint="completions",
         redact=(Pii("CREDIT_CARD", 5, 24),),  # the prompt read as "card 4111 1111\n1111 1111 ok"
     )
     assert out["prompt"] == ["card [CREDIT_CARD]", "[CREDIT_CARD] ok"]

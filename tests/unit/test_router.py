@@ -11,8 +11,9 @@ import pytest
 
 from meritorder import telemetry
 from meritorder.config import ConfigError, RouterConfig, parse_config
+from meritorder.endpoints import parse
 from meritorder.policy import Classified, Decision, Rejection, Routed
-from meritorder.request import Endpoint, RequestView, parse_request
+from meritorder.request import RequestView
 from meritorder.router import Router
 from tests.conftest import chat_view
 
@@ -45,7 +46,7 @@ def policy(
 
 def chat(text: str, model: str = "auto") -> RequestView:
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
-    return parse_request(Endpoint.CHAT, json.dumps(body).encode(), max_bytes=1 << 20)
+    return parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
 
 
 def classified(attack: float) -> Classified:

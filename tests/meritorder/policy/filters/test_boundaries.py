@@ -69,8 +69,7 @@ def test_redacted_pii_may_leave() -> None:
 
 def test_text_the_router_cannot_read_stays_inside() -> None:
     config = parse_config(POLICY % "reroute")
-    tokens = chat_view(api="completions")
-    tokens.body["prompt"] = [[1, 2, 3]]  # token ids: unreadable
+    tokens = chat_view(api="completions", prompt=[[1, 2, 3]])  # token ids: unreadable
     out = BoundariesFilter().apply(pipeline_context(config, tokens), candidates(config, "gpt"))
     assert isinstance(out, Survivors) and names(out) == ("tiny",)
     assert out.rejected[0].detected == ("UNREADABLE",)

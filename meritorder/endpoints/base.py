@@ -1,0 +1,446 @@
+"""What every endpoint spec shares: strict JSON, the spec base class, redaction, usage parsing.
+
+An endpoint spec owns one API: `parse` (body bytes -> `RequestView`), `rewrite` (the upstream
+body for a routed decision), `error_body` (a `RequestError` in the API's own JSON shape) and
+`usage_of` (token usage in a response body or one stream event).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from meritorder.config import Api, ModelConfig
+from meritorder.errors import RequestError, bad_request
+from meritorder.policy import PiiFinding, Steps
+from meritorder.request import BodyPath, RequestView, json_type
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage an upstream reported; None where it reported none (yet)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def merged(self, later: Usage) -> Usage:
+        """This usage updated by a later report (stream events report parts of it)."""
+        return Usage(
+            later.prompt_tokens if later.prompt_tokens is not None else self.prompt_tokens,
+            later.completion_tokens
+            if later.completion_tokens is not None
+            else self.completion_tokens,
+        )
+
+
+def usage_tokens(usage: object) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens of a `usage` object in OpenAI's naming (`prompt_tokens`,
+    `completion_tokens`) or the Responses and Anthropic naming (`input_tokens`,
+    `output_tokens`); the one function the access log and the stream observer both call."""
+    if not isinstance(usage, Mapping):
+        return None, None
+    prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
+    completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+    if completion is None and prompt is not None and "total_tokens" in usage:
+        completion = 0  # an embeddings usage: prompt and total tokens, nothing generated
+    return prompt, completion
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return int(value)
+
+
+class EndpointSpec:
+    """One API: its parse, rewrite, errors and usage. Subclasses set `api` and `path`."""
+
+    api: ClassVar[Api]
+    path: ClassVar[str]
+    operation: ClassVar[str]  # gen_ai.operation.name on the route span
+
+    def parse(self, raw: bytes, *, max_bytes: int) -> RequestView:
+        """Parse and validate a request body; raise `RequestError` (400/413) on bad input."""
+        return self.view(json_object(raw, max_bytes=max_bytes))
+
+    def view(self, body: dict[str, Any]) -> RequestView:
+        """The request view of a JSON object body (`model` and `stream` checked already)."""
+        raise NotImplementedError
+
+    def rewrite(self, request: RequestView, model: ModelConfig, steps: Steps) -> bytes:
+        """The body to send upstream to `model` with the decision's `steps`: every field the
+        steps do not change is kept as the client sent it, in its order."""
+        body = dict(request.body)
+        body["model"] = model.upstream_model
+        if steps.redact:
+            redact(request, body, steps.redact)
+        self.edit(request, body, model, steps)
+        return encode(body)
+
+    def edit(
+        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
+    ) -> None:
+        """The API's own rewrite steps (system prompt, reasoning, completion cap)."""
+
+    def error_body(self, error: RequestError) -> bytes:
+        """The error in this API's JSON shape (OpenAI's unless a spec says otherwise)."""
+        return error.to_json()
+
+    def usage_of(self, event: Mapping[str, Any]) -> Usage:
+        """The usage a JSON response body or one decoded stream event reports."""
+        return Usage(*usage_tokens(event.get("usage")))
+
+    def stream_usage(self) -> StreamUsage:
+        """A parser for this API's event stream, fed the response body chunk by chunk."""
+        return StreamUsage(self.usage_of)
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class StreamUsage:
+    """Usage from an SSE response body, fed in chunks split anywhere (inside a line, a UTF-8
+    character or the blank line that ends an event). Pure: no I/O."""
+
+    MAX_EVENT_BYTES = 1 << 20  # an event this long is not one we read usage from
+
+    def __init__(self, usage_of: Callable[[Mapping[str, Any]], Usage]) -> None:
+        self._usage_of = usage_of
+        self._pending = b""
+        self.usage = Usage()
+        self.skipped = 0  # events that were not JSON or too long
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._pending + chunk
+        events = _EVENT_END.split(data)
+        self._pending = events.pop()
+        if len(self._pending) > self.MAX_EVENT_BYTES:
+            self._pending = b""
+            self.skipped += 1
+        for event in events:
+            self._event(event)
+
+    def finish(self) -> Usage:
+        """The usage once the body has ended (a last event without its blank line counts)."""
+        if self._pending.strip():
+            self._event(self._pending)
+        self._pending = b""
+        return self.usage
+
+    def _event(self, event: bytes) -> None:
+        lines = event.decode("utf-8", "replace").splitlines()
+        data = "\n".join(line[5:].removeprefix(" ") for line in lines if line.startswith("data:"))
+        if not data or data == "[DONE]":
+            return
+        try:
+            decoded = json.loads(data)
+        except ValueError:
+            self.skipped += 1
+            return
+        if isinstance(decoded, dict):
+            self.usage = self.usage.merged(self._usage_of(decoded))
+
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+# ---- strict JSON ---------------------------------------------------------------------------
+
+
+def json_object(raw: bytes, *, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object with a non-empty string `model` and a boolean `stream`."""
+    if len(raw) > max_bytes:
+        raise body_too_large(len(raw), max_bytes)
+    if not raw.strip():
+        raise bad_request("The request body is empty; send a JSON object.", code="empty_body")
+    body = load_json(raw)
+    if not isinstance(body, dict):
+        raise bad_request(
+            f"The request body must be a JSON object, not {json_type(body)}.", code="invalid_body"
+        )
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request(
+            "'model' is required and must be a non-empty string.",
+            param="model",
+            code="invalid_type" if "model" in body else "missing_required_parameter",
+        )
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise bad_request("'stream' must be a boolean.", param="stream", code="invalid_type")
+    return body
+
+
+def load_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8 only, no NaN or infinite numbers, at most `MAX_JSON_DEPTH` levels of
+    nesting and no lone surrogates, so what the router forwards is what every parser reads."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request(
+            f"The request body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON.",
+            code="invalid_json",
+        ) from exc
+    try:
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    except ValueError as exc:  # syntax, NaN/Infinity, 1e999, integers of over 4300 digits
+        raise bad_request(
+            f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from exc
+    _check_tree(body)
+    return body
+
+
+MAX_JSON_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number; send a finite number or null")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal} does not fit a 64-bit float; send a finite number")
+    return value
+
+
+def _too_deep() -> RequestError:
+    return bad_request(
+        f"The request body nests deeper than {MAX_JSON_DEPTH} levels; flatten it.",
+        code="invalid_json",
+    )
+
+
+def _check_tree(body: object) -> None:
+    """Depth and lone surrogates (a `\\ud800` escape decodes to a string nothing can encode)."""
+    stack: list[tuple[object, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii() and _SURROGATE.search(node):
+                raise bad_request(
+                    "The request body holds a lone UTF-16 surrogate escape (\\ud800-\\udfff); "
+                    "send valid Unicode text.",
+                    code="invalid_json",
+                )
+            continue
+        if isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise _too_deep()
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+
+
+def body_too_large(size: int, limit: int) -> RequestError:
+    return RequestError(
+        413,
+        f"The request body is {size} bytes; this router accepts at most {limit} bytes.",
+        code="request_too_large",
+    )
+
+
+# ---- field validation shared by the specs ------------------------------------------------------
+
+
+def optional_count(body: Mapping[str, Any], key: str, *, minimum: int = 0) -> int | None:
+    """An optional integer field (a token cap, `n`): None when absent, null or below `minimum`
+    (an out-of-range value is the upstream's to judge, and forwarded as sent); a value that is
+    not an integer is a 400."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(
+            f"'{key}' must be an integer, got {json.dumps(value)[:40]}.",
+            param=key,
+            code="invalid_type",
+        )
+    return value if value >= minimum else None
+
+
+def check_parts(
+    content: object, param: str, *, text_types: frozenset[str], allow_null: bool = False
+) -> None:
+    """Message content: a string, or an array of objects with a string `type`, whose text
+    parts (`text_types`) carry a string `text`."""
+    if isinstance(content, str) or (content is None and allow_null):
+        return
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise bad_request(
+                    f"'{param}[{j}]' must be an object with a string 'type'.",
+                    param=f"{param}[{j}]",
+                    code="invalid_type",
+                )
+            if part["type"] in text_types and not isinstance(part.get("text"), str):
+                raise bad_request(
+                    f"'{param}[{j}].text' must be a string.",
+                    param=f"{param}[{j}].text",
+                    code="invalid_type",
+                )
+        return
+    raise bad_request(
+        f"'{param}' must be a string or an array of content parts, not {json_type(content)}.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def check_role(message: object, param: str, roles: frozenset[str]) -> str:
+    if not isinstance(message, dict):
+        raise bad_request(
+            f"'{param}' must be an object, not {json_type(message)}.",
+            param=param,
+            code="invalid_type",
+        )
+    role = message.get("role")
+    if not isinstance(role, str) or role not in roles:
+        raise bad_request(
+            f"'{param}.role' must be one of {sorted(roles)}, got {role!r}.",
+            param=f"{param}.role",
+            code="invalid_value",
+        )
+    return role
+
+
+def required_array(body: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    if key not in body:
+        raise bad_request(f"'{key}' is required.", param=key, code="missing_required_parameter")
+    items = body[key]
+    if not isinstance(items, list) or not items:
+        raise bad_request(
+            f"'{key}' must be a non-empty array of {what}.", param=key, code="invalid_type"
+        )
+    return items
+
+
+# ---- rewrite helpers ---------------------------------------------------------------------------
+
+
+def set_reasoning(body: dict[str, Any], family: str | None, enabled: bool, effort: str) -> None:
+    """Switch thinking on or off the way the model's family reads it."""
+    if family == "chat_template_kwargs.enable_thinking":
+        kwargs = dict(body.get("chat_template_kwargs") or {})
+        kwargs["enable_thinking"] = enabled
+        body["chat_template_kwargs"] = kwargs
+    elif family == "reasoning_effort":
+        body["reasoning_effort"] = effort if enabled else "low"
+
+
+def cap(body: dict[str, Any], keys: Sequence[str], limit: int) -> None:
+    """Lower each of `keys` the client set above `limit`; set the first when it set none."""
+    for key in keys:
+        asked = body.get(key)
+        if isinstance(asked, int) and asked > limit:
+            body[key] = limit
+    if not any(key in body for key in keys):
+        body[keys[0]] = limit
+
+
+def ask_stream_usage(body: dict[str, Any]) -> None:
+    """Ask an OpenAI stream for its final usage chunk (`stream_options.include_usage`), which
+    cost accounting reads (extproc/observer.py), unless the client said either way. The client
+    then sees one more chunk, with empty `choices` (README, "APIs")."""
+    options = body.get("stream_options")
+    if options is None:
+        body["stream_options"] = {"include_usage": True}
+    elif isinstance(options, dict) and "include_usage" not in options:
+        body["stream_options"] = {**options, "include_usage": True}
+
+
+Span = tuple[int, int, str]  # start, end, PII type
+
+
+def redact(request: RequestView, body: dict[str, Any], found: Sequence[PiiFinding]) -> None:
+    """Replace each PII span with `[TYPE]`, in the field each message's text came from.
+
+    Offsets are into the message text as the classifier read it (`classifiers.text.
+    message_text`): a string content, or the text parts joined by newlines; a span across two
+    parts is masked in both. Findings in other fields are not redactable: the policy keeps
+    such requests private instead."""
+    by_message: dict[int, list[Span]] = {}
+    for f in found:
+        if f.field is None:
+            by_message.setdefault(f.message or 0, []).append((f.start, f.end, f.type))
+    for index, spans in sorted(by_message.items()):
+        if index >= len(request.sources):
+            continue
+        path = request.sources[index]
+        content = _get(body, path)
+        if isinstance(content, str):
+            _set(body, path, _mask(content, spans))
+        elif isinstance(content, list) and all(isinstance(p, str) for p in content):
+            _set(body, path, _mask_pieces(content, spans))  # a prompt array, newline-joined
+        elif isinstance(content, list):
+            _set(body, path, _mask_parts(content, spans))
+
+
+def _get(body: Any, path: BodyPath) -> Any:
+    for step in path:
+        body = body[step]
+    return body
+
+
+def _set(body: dict[str, Any], path: BodyPath, value: Any) -> None:
+    """Set `value` at `path`, copying each container on the way (the request's own body, which
+    the view and the span read, stays as the client sent it)."""
+    node: Any = body
+    for step in path[:-1]:
+        child = node[step]
+        child = list(child) if isinstance(child, list) else dict(child)
+        node[step] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _mask(text: str, spans: Sequence[Span]) -> str:
+    """`text` with each span (overlapping ones merged) replaced by `[TYPE]`."""
+    merged: list[list[Any]] = []
+    for start, end, kind in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end, kind])
+    for start, end, kind in reversed(merged):
+        text = text[:start] + f"[{kind}]" + text[end:]
+    return text
+
+
+def _clip(spans: Sequence[Span], offset: int, length: int) -> list[Span]:
+    """The parts of `spans` inside `[offset, offset + length)`, relative to `offset`."""
+    return [
+        (max(s, offset) - offset, min(e, offset + length) - offset, kind)
+        for s, e, kind in spans
+        if s < offset + length and offset < e
+    ]
+
+
+def _mask_pieces(pieces: list[str], spans: Sequence[Span]) -> list[str]:
+    result = []
+    offset = 0
+    for text in pieces:
+        result.append(_mask(text, _clip(spans, offset, len(text))))
+        offset += len(text) + 1  # the newline that joins them
+    return result
+
+
+def _mask_parts(parts: list[Any], spans: Sequence[Span]) -> list[Any]:
+    result = []
+    offset = 0
+    for part in parts:
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            text = part["text"]
+            result.append({**part, "text": _mask(text, _clip(spans, offset, len(text)))})
+            offset += len(text) + 1  # the newline that joins text parts
+        else:
+            result.append(part)
+    return result

@@ -1,0 +1,85 @@
+"""The text completions spec: parse, rewrite, errors, usage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from meritorder.config import SystemPromptStep, parse_config
+from meritorder.endpoints import BY_API, Usage
+from meritorder.errors import RequestError
+from meritorder.policy import Steps
+from meritorder.request import RequestView
+
+SPEC = BY_API["completions"]
+CONFIG = parse_config("""
+models:
+  - {name: m, cluster: a, upstream_model: up/m, cost: 1}
+default_model: m
+""")
+
+
+def view(body: dict[str, Any]) -> RequestView:
+    return SPEC.parse(json.dumps(body).encode(), max_bytes=1 << 20)
+
+
+def rewrite(body: dict[str, Any], **steps: Any) -> dict[str, Any]:
+    model = CONFIG.model("m")
+    assert model is not None
+    result: dict[str, Any] = json.loads(SPEC.rewrite(view(body), model, Steps(**steps)))
+    return result
+
+
+@pytest.mark.parametrize(
+    ("body", "attrs"),
+    [
+        (
+            {"model": "a", "prompt": "hi"},
+            {"choices": 1, "max_output_tokens": None, "unreadable": False},
+        ),
+        (
+            {"model": "a", "prompt": ["a", "b"], "n": 2, "best_of": 4, "max_tokens": 7},
+            {"choices": 4, "max_output_tokens": 7},
+        ),
+        ({"model": "a", "prompt": [1, 2]}, {"unreadable": True}),
+    ],
+)
+def test_parse_reads_choices_caps_and_readability(
+    body: dict[str, Any], attrs: dict[str, Any]
+) -> None:
+    request = view(body)
+    assert request.api == "completions"
+    for name, value in attrs.items():
+        assert getattr(request, name) == value, name
+
+
+def test_bad_prompt_names_the_field() -> None:
+    with pytest.raises(RequestError) as caught:
+        view({"model": "a", "prompt": 3})
+    assert caught.value.param == "prompt"
+
+
+def test_rewrite_caps_max_tokens_asks_streams_for_usage_and_has_no_system_prompt() -> None:
+    out = rewrite(
+        {"model": "a", "prompt": "hi", "stream": True, "stream_options": {"x": 1}},
+        max_tokens=10,
+        system_prompt=SystemPromptStep(text="ours"),
+    )
+    assert out == {
+        "model": "up/m",
+        "prompt": "hi",
+        "stream": True,
+        "stream_options": {"x": 1, "include_usage": True},
+        "max_tokens": 10,
+    }
+
+
+def test_usage_chunk() -> None:
+    parser = SPEC.stream_usage()
+    parser.feed(
+        b'data: {"choices":[{"text":"a"}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":2,'
+    )
+    parser.feed(b'"completion_tokens":1}}\n\ndata: [DONE]\n\n')
+    assert parser.finish() == Usage(2, 1)

@@ -1,0 +1,130 @@
+"""The Responses API spec: parse, rewrite, errors, usage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
+from meritorder.endpoints import BY_API, Usage
+from meritorder.errors import RequestError
+from meritorder.policy import Steps
+from meritorder.request import RequestView
+from tests.conftest import Pii
+
+SPEC = BY_API["responses"]
+CONFIG = parse_config("""
+models:
+  - {name: m, cluster: a, upstream_model: up/m, cost: 1, reasoning_family: reasoning_effort}
+default_model: m
+""")
+ITEMS: list[dict[str, Any]] = [
+    {"role": "developer", "content": "be brief"},
+    {"role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+    {"type": "function_call", "call_id": "c1", "name": "w", "arguments": '{"city":"Paris"}'},
+    {"type": "function_call_output", "call_id": "c1", "output": "18C"},
+]
+
+
+def view(body: dict[str, Any]) -> RequestView:
+    return SPEC.parse(json.dumps(body).encode(), max_bytes=1 << 20)
+
+
+def rewrite(body: dict[str, Any], **steps: Any) -> dict[str, Any]:
+    model = CONFIG.model("m")
+    assert model is not None
+    result: dict[str, Any] = json.loads(SPEC.rewrite(view(body), model, Steps(**steps)))
+    return result
+
+
+def test_parse_reads_instructions_and_message_items() -> None:
+    request = view(
+        {"model": "auto", "instructions": "sys", "input": ITEMS, "max_output_tokens": 30}
+    )
+    assert (request.api, request.max_output_tokens) == ("responses", 30)
+    assert request.texts() == ["sys", "be brief", "weather?"]
+    assert request.last_user_text() == "weather?"
+    fields = dict(request.field_texts())
+    assert fields["input[2].arguments"] == '{"city":"Paris"}'
+    assert fields["input[3].output"] == "18C"
+    assert view({"model": "a", "input": "hello"}).texts() == ["hello"]
+    assert view({"model": "a", "previous_response_id": "r1"}).texts() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "x"}, "input"),
+        ({"model": "x", "input": 3}, "input"),
+        ({"model": "x", "input": ["hi"]}, "input[0]"),
+        ({"model": "x", "input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
+        ({"model": "x", "input": [{"call_id": "c"}]}, "input[0]"),
+        ({"model": "x", "input": "x", "instructions": ["x"]}, "instructions"),
+        ({"model": "x", "input": "x", "max_output_tokens": "9"}, "max_output_tokens"),
+    ],
+)
+def test_bad_input_names_the_field(body: dict[str, Any], param: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        view(body)
+    assert (caught.value.status, caught.value.param) == (400, param)
+
+
+def test_function_calls_and_outputs_reach_the_upstream_unchanged() -> None:
+    body = {"model": "auto", "input": ITEMS, "tools": [{"type": "function", "name": "w"}]}
+    assert rewrite(body) == {**body, "model": "up/m"}
+
+
+def test_steps_edit_instructions_reasoning_and_max_output_tokens() -> None:
+    body = {
+        "model": "a",
+        "instructions": "theirs",
+        "input": ITEMS,
+        "reasoning": {"summary": "auto"},
+    }
+    out = rewrite(
+        body,
+        system_prompt=SystemPromptStep(text="ours"),
+        reasoning=ReasoningStep(enabled=True, effort="high"),
+        max_tokens=64,
+    )
+    assert out["instructions"] == "ours\n\ntheirs"
+    assert out["reasoning"] == {"summary": "auto", "effort": "high"}
+    assert out["max_output_tokens"] == 64
+    replaced = rewrite(body, system_prompt=SystemPromptStep(mode="replace", text="ours"))
+    assert replaced["instructions"] == "ours" and replaced["input"] == ITEMS[1:]
+
+
+def test_redaction_reaches_input_text_parts() -> None:
+    body = {
+        "model": "a",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "I am bob@x.io"}]}],
+    }
+    out = rewrite(body, redact=(Pii("EMAIL_ADDRESS", 5, 13),))
+    assert out["input"][0]["content"][0]["text"] == "I am [EMAIL_ADDRESS]"
+
+
+def test_errors_are_openai_shaped() -> None:
+    assert (
+        json.loads(SPEC.error_body(RequestError(400, "m", param="input")))["error"]["param"]
+        == "input"
+    )
+
+
+def test_usage_of_a_body_and_of_the_completed_event() -> None:
+    usage = {"input_tokens": 5, "output_tokens": 8, "total_tokens": 13}
+    assert SPEC.usage_of({"object": "response", "usage": usage}) == Usage(5, 8)
+    events = (
+        b'event: response.created\ndata: {"type":"response.created","response":{"usage":null}}\n\n'
+        b"event: response.output_text.delta\n"
+        b'data: {"type":"response.output_text.delta","delta":"x"}\n\n'
+        b'event: response.completed\ndata: {"type":"response.completed","response":{"usage":'
+        + json.dumps(usage).encode()
+        + b"}}\n\n"
+    )
+    for cut in range(1, len(events), 5):
+        parser = SPEC.stream_usage()
+        parser.feed(events[:cut])
+        parser.feed(events[cut:])
+        assert parser.finish() == Usage(5, 8), cut
