@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Signal cache: the classifier's time per turn of a 10-turn conversation, without and with it.
+
+    python bench/signal_cache.py [--repeats 9] [--out bench/results/signal_cache.json]
+
+The conversation: a repeated system prompt (~110 tokens), then 10 user turns of real questions
+(`examples/data/mmlu_pro_dev.jsonl`, 50-200 tokens each) and, between them, assistant turns of
+the same size (other questions of that file stand in for the replies: the encoder's cost depends
+on a row's tokens, not on who wrote them). Turn k is the request a client sends for it: the
+system prompt and every message so far, ending with user turn k.
+
+Measured on the shipped model (`classifiers/models/`), one request at a time:
+  - cold: no cache, every turn's request alone;
+  - warm: the cache on and emptied before each repetition, then turns 1..10 in order, as a
+    client resends the history;
+  - the 10th turn's newest message alone (a one-message request, no cache).
+Time is `classify_messages` wall time (tokenize, plan, encoder, decode), median of the repeats;
+with the rows each turn ran through the encoder, and how far the warm signals are from the cold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from classifiers.engine import SignalEngine
+from classifiers.signals import Signals
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "examples" / "data" / "mmlu_pro_dev.jsonl"
+TURNS = 10
+SYSTEM = (
+    "You are a patient tutor for university students preparing for their exams. Explain each "
+    "step of your reasoning before you give the answer, name the principle or formula you use, "
+    "and point out the most common mistake students make on this kind of question. When a "
+    "question is ambiguous, say which reading you chose and why. Keep answers under three "
+    "hundred words, use plain language, and never invent citations or data that the student "
+    "did not give you. If the student writes in another language, answer in that language."
+)
+
+Messages = list[dict[str, str]]
+
+
+def conversation(engine: SignalEngine) -> Messages:
+    """The system prompt, then 10 user turns and 9 replies between them, 50-200 tokens each."""
+    texts = [json.loads(line)["text"] for line in SOURCE.read_text().splitlines()]
+    sized = [t for t in texts if 50 <= len(engine.tokenizer.encode([t])[0]) <= 200]
+    messages: Messages = [{"role": "system", "content": SYSTEM}]
+    for turn in range(TURNS):
+        if turn:
+            reply = "Let us work through it step by step. " + sized[2 * turn + 1]
+            messages.append({"role": "assistant", "content": reply})
+        messages.append({"role": "user", "content": "Please help me with this. " + sized[2 * turn]})
+    return messages
+
+
+def turn(messages: Messages, k: int) -> Messages:
+    """The request for user turn k (1-based): the system prompt and everything up to it."""
+    return messages[: 2 * k]
+
+
+async def timed(engine: SignalEngine, request: Messages) -> tuple[float, Signals, int]:
+    before = engine.cache_stats.rows_encoded
+    start = time.perf_counter()
+    signals = await engine.classify_messages(request)
+    elapsed = (time.perf_counter() - start) * 1000
+    return elapsed, signals, engine.cache_stats.rows_encoded - before
+
+
+def encoder_ms(signals: Signals) -> float:
+    """The encoder's share of the request's time (its batch's `session.run` calls)."""
+    timing = signals.timing
+    assert timing is not None
+    return (timing.inference_end_ns - timing.inference_start_ns) / 1e6
+
+
+def median(samples: list[float]) -> float:
+    return round(statistics.median(samples), 2)
+
+
+async def measure(repeats: int, threads: int | None) -> dict[str, Any]:
+    cold = SignalEngine.load(force_cpu=True, intra_op_threads=threads)
+    warm = SignalEngine.load(force_cpu=True, intra_op_threads=threads, cache_entries=4096)
+    assert warm.row_cache is not None and hasattr(warm.row_cache, "clear")
+    messages = conversation(cold)
+    requests = [turn(messages, k) for k in range(1, TURNS + 1)]
+    newest = [{"role": "user", "content": messages[-1]["content"]}]
+    for request in requests:  # warm-up: onnxruntime's first runs of each shape are slower
+        await cold.classify_messages(request)
+        await warm.classify_messages(request)
+    cold_ms: list[list[float]] = [[] for _ in requests]
+    warm_ms: list[list[float]] = [[] for _ in requests]
+    cold_encoder: list[list[float]] = [[] for _ in requests]
+    warm_encoder: list[list[float]] = [[] for _ in requests]
+    alone_ms: list[float] = []
+    resend_ms: list[float] = []
+    cold_rows, warm_rows = [0] * TURNS, [0] * TURNS
+    cold_signals: list[Signals] = []
+    warm_signals: list[Signals] = []
+    for _ in range(repeats):
+        warm.row_cache.clear()
+        cold_signals, warm_signals = [], []
+        for k, request in enumerate(requests):
+            ms, signals, rows = await timed(cold, request)
+            cold_ms[k].append(ms)
+            cold_encoder[k].append(encoder_ms(signals))
+            cold_rows[k] = rows
+            cold_signals.append(signals)
+            ms, signals, rows = await timed(warm, request)
+            warm_ms[k].append(ms)
+            warm_encoder[k].append(encoder_ms(signals))
+            warm_rows[k] = rows
+            warm_signals.append(signals)
+        alone_ms.append((await timed(cold, newest))[0])
+        resend_ms.append((await timed(warm, requests[-1]))[0])  # every row cached
+    _, alone, alone_rows = await timed(cold, newest)
+    tokens = [cold.tokenizer.encode([m["content"]])[0] for m in messages]
+    stats = warm.cache_stats
+    cold.close()
+    warm.close()
+    turns = []
+    for k in range(TURNS):
+        c, w = cold_signals[k], warm_signals[k]
+        turns.append(
+            {
+                "turn": k + 1,
+                "messages": len(requests[k]),
+                "tokens": c.tokens,
+                "cold_ms": median(cold_ms[k]),
+                "warm_ms": median(warm_ms[k]),
+                "cold_encoder_ms": median(cold_encoder[k]),
+                "warm_encoder_ms": median(warm_encoder[k]),
+                "cold_rows": cold_rows[k],
+                "warm_rows_encoded": warm_rows[k],
+                "warm_rows_cached": w.cached_rows,
+                "same_labels": c.domain.label == w.domain.label
+                and c.prompt_attack.flagged == w.prompt_attack.flagged
+                and [(p.type, p.start, p.end, p.message) for p in c.pii]
+                == [(p.type, p.start, p.end, p.message) for p in w.pii],
+                "max_score_diff": round(
+                    max(
+                        abs(c.prompt_attack.score - w.prompt_attack.score),
+                        abs(c.difficulty.score - w.difficulty.score),
+                        *(abs(c.domain.scores[d] - w.domain.scores[d]) for d in c.domain.scores),
+                    ),
+                    4,
+                ),
+            }
+        )
+    return {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+            "intra_op_threads": threads,
+        },
+        "repeats": repeats,
+        "message_tokens": [len(t) for t in tokens],
+        "turns": turns,
+        "newest_alone": {
+            "tokens": alone.tokens,
+            "ms": median(alone_ms),
+            "rows": alone_rows,
+        },
+        "turn_10_resent_all_cached_ms": median(resend_ms),
+        "cache_after_last_repeat": {
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+            "hits": stats.hits,
+            "misses": stats.misses,
+        },
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        "| turn | messages | tokens | cold ms (encoder) | warm ms (encoder) | cold rows "
+        "| warm rows encoded | warm rows cached | same labels and PII | max score diff |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for t in result["turns"]:
+        lines.append(
+            f"| {t['turn']} | {t['messages']} | {t['tokens']} "
+            f"| {t['cold_ms']} ({t['cold_encoder_ms']}) | {t['warm_ms']} ({t['warm_encoder_ms']}) "
+            f"| {t['cold_rows']} | {t['warm_rows_encoded']} | {t['warm_rows_cached']} "
+            f"| {'yes' if t['same_labels'] else 'no'} | {t['max_score_diff']} |"
+        )
+    alone = result["newest_alone"]
+    lines.append(
+        f"| turn 10's newest message alone | 1 | {alone['tokens']} | {alone['ms']} | | "
+        f"{alone['rows']} | | | | |"
+    )
+    lines.append(
+        f"| turn 10 resent (every row cached) | 20 | | | {result['turn_10_resent_all_cached_ms']} "
+        "| | 0 | | | |"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results" / "signal_cache.json"
+    )
+    args = parser.parse_args()
+    result = asyncio.run(measure(args.repeats, args.threads))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    print(json.dumps(result["machine"]), json.dumps(result["cache_after_last_repeat"]))
+
+
+if __name__ == "__main__":
+    main()
