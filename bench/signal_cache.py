@@ -16,6 +16,11 @@ Measured on the shipped model (`classifiers/models/`), one request at a time:
   - the 10th turn's newest message alone (a one-message request, no cache).
 Time is `classify_messages` wall time (tokenize, plan, encoder, decode), median of the repeats;
 with the rows each turn ran through the encoder, and how far the warm signals are from the cold.
+
+With `--redis`, also a shared cache (`classifiers.cache_redis`) on a loopback redis-server it
+starts: replica A classifies turns 1..9, replica B (its own engine) then turn 10, reading A's rows
+in one MGET; and the round trip itself (MGET of turn 10's rows, and the write of its new rows)
+next to the encoder's time for the same rows.
 """
 
 from __future__ import annotations
@@ -26,14 +31,19 @@ import json
 import os
 import platform
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from classifiers.cache import row_key
+from classifiers.cache_redis import RedisRowCache, encode_row
 from classifiers.engine import SignalEngine
 from classifiers.signals import Signals
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "deploy"))
 SOURCE = ROOT / "examples" / "data" / "mmlu_pro_dev.jsonl"
 TURNS = 10
 SYSTEM = (
@@ -180,6 +190,73 @@ async def measure(repeats: int, threads: int | None) -> dict[str, Any]:
     }
 
 
+async def measure_redis(repeats: int, threads: int | None) -> dict[str, Any]:
+    from devstack import Processes, free_port, redis_server_command
+
+    with tempfile.TemporaryDirectory() as workdir:
+        port = free_port()
+        processes = Processes(Path(workdir))
+        processes.spawn("redis", redis_server_command(port, Path(workdir)))
+        try:
+            processes.wait_port("redis", port, timeout=10)
+            return await _measure_redis(f"redis://127.0.0.1:{port}/0", repeats, threads)
+        finally:
+            processes.stop("redis")
+
+
+async def _measure_redis(url: str, repeats: int, threads: int | None) -> dict[str, Any]:
+    base = SignalEngine.load(force_cpu=True, intra_op_threads=threads)
+    messages = conversation(base)
+    requests = [turn(messages, k) for k in range(1, TURNS + 1)]
+    caches = [RedisRowCache(url, ttl_s=600, timeout_s=1.0) for _ in range(2)]
+    a, b = (
+        SignalEngine(base.session, base.tokenizer, base.spec, row_cache=cache, fingerprint=fp)
+        for cache, fp in zip(caches, (b"bench", b"bench"), strict=True)
+    )
+    turn10_ms: list[float] = []
+    cached = encoded = 0
+    for n in range(repeats + 1):
+        a.fingerprint = b.fingerprint = f"bench-{n}".encode()  # an empty shared cache each time
+        for request in requests[:-1]:
+            await a.classify_messages(request)
+        ms, signals, encoded = await timed(b, requests[-1])
+        cached = signals.cached_rows
+        if n:  # the first round warms onnxruntime and the connections
+            turn10_ms.append(ms)
+    # The round trip alone, against the encoder's time for the same rows.
+    rows = base.model_rows(requests[-1])
+    keys = [row_key(b.fingerprint, row) for row in rows]
+    outputs = base._forward(rows)
+    items = [(key, outputs.row(i)) for i, key in enumerate(keys)]
+    get_ms, put_ms, encode_ms = [], [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        caches[1].put_many(items)
+        put_ms.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        found = caches[1].get_many(keys)
+        get_ms.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        base._forward(rows)
+        encode_ms.append((time.perf_counter() - start) * 1000)
+        assert all(f is not None for f in found)
+    size = sum(len(encode_row(output)) for _, output in items)
+    for engine in (base, a, b):
+        engine.close()
+    for cache in caches:
+        cache.close()
+    return {
+        "turn_10_on_another_replica_ms": median(turn10_ms),
+        "turn_10_rows_cached": cached,
+        "turn_10_rows_encoded": encoded,
+        "rows": len(rows),
+        "row_bytes": size,
+        "mget_ms": median(get_ms),
+        "write_ms": median(put_ms),
+        "encode_same_rows_ms": median(encode_ms),
+    }
+
+
 def table(result: dict[str, Any]) -> str:
     lines = [
         "| turn | messages | tokens | cold ms (encoder) | warm ms (encoder) | cold rows "
@@ -209,15 +286,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--redis", action="store_true", help="also measure a shared Redis cache")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "signal_cache.json"
     )
     args = parser.parse_args()
     result = asyncio.run(measure(args.repeats, args.threads))
+    if args.redis:
+        result["redis"] = asyncio.run(measure_redis(args.repeats, args.threads))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
     print(json.dumps(result["machine"]), json.dumps(result["cache_after_last_repeat"]))
+    if args.redis:
+        print(json.dumps(result["redis"]))
 
 
 if __name__ == "__main__":

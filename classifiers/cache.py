@@ -60,6 +60,7 @@ class CacheStats:
     entries: int = 0
     bytes: int = 0
     rows_encoded: int = 0  # rows the engine ran through the encoder (the engine fills it in)
+    errors: int = 0  # calls to a shared cache that failed (counted as misses too)
 
 
 class RowCache(Protocol):

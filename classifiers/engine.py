@@ -326,6 +326,7 @@ class SignalEngine:
         cache_entries: int = 0,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        row_cache: RowCache | None = None,
     ) -> SignalEngine:
         """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's).
 
@@ -334,7 +335,8 @@ class SignalEngine:
         `max_rows` rows a request (and paragraphs for the attack head, `attack_tokens` of them),
         about `step_rows` rows' worth a batch; a paragraph fires the attack signal at
         `attack_paragraph_threshold`. Rows already encoded are kept for reuse in a cache of at
-        most `cache_entries` rows and `cache_bytes`, each for `cache_ttl_s` (any 0: no cache).
+        most `cache_entries` rows and `cache_bytes`, each for `cache_ttl_s` (any 0: no cache),
+        or in `row_cache` (a cache shared with other engines; keyed by this model's digest).
         """
         directory = model_dir or DEFAULT_MODEL_DIR
         spec = ModelSpec.load(directory / SPEC_FILE)
@@ -359,6 +361,7 @@ class SignalEngine:
             cache_entries=cache_entries,
             cache_ttl_s=cache_ttl_s,
             cache_bytes=cache_bytes,
+            row_cache=row_cache,
             fingerprint=model_fingerprint(directory / MODEL_FILE),
         )
 

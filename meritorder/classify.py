@@ -14,6 +14,7 @@ from meritorder.policy import Classified
 from meritorder.request import ChatRequest
 
 if TYPE_CHECKING:
+    from classifiers.cache import CacheStats
     from classifiers.engine import SignalEngine
 
 log = structlog.get_logger("meritorder.classify")
@@ -22,13 +23,18 @@ log = structlog.get_logger("meritorder.classify")
 SIGNAL_CACHE_ENTRIES = 4096
 SIGNAL_CACHE_TTL_S = 600.0
 
-# Rows of the model's input the signal cache answered, and those it lacked (the encoder ran them).
+# The engine's signal cache counters, as Prometheus counters (advanced after each request).
 CACHE_HITS = Counter(
     "meritorder_signal_cache_hits", "Classifier input rows read from the signal cache",
     registry=telemetry.METRICS.registry,
 )  # fmt: skip
 CACHE_MISSES = Counter(
     "meritorder_signal_cache_misses", "Classifier input rows the signal cache lacked (encoded)",
+    registry=telemetry.METRICS.registry,
+)  # fmt: skip
+CACHE_ERRORS = Counter(
+    "meritorder_signal_cache_errors",
+    "Calls to the shared signal cache (Redis) that failed; their rows were encoded",
     registry=telemetry.METRICS.registry,
 )  # fmt: skip
 
@@ -39,6 +45,7 @@ class EngineClassifier:
     def __init__(self, engine: SignalEngine) -> None:
         self.engine = engine
         self.attack_threshold = engine.spec.thresholds.prompt_attack
+        self._counted: CacheStats | None = None  # the cache's counters as last exported
 
     @property
     def queued_rows(self) -> int:
@@ -49,8 +56,7 @@ class EngineClassifier:
         if signals.timing is not None:
             telemetry.record_batch(signals.timing)
         if self.engine.row_cache is not None:
-            CACHE_HITS.inc(signals.cached_rows)
-            CACHE_MISSES.inc(signals.rows - signals.cached_rows)
+            self._count_cache()
             trace.get_current_span().set_attribute(
                 "meritorder.classifier.cached_rows", signals.cached_rows
             )
@@ -64,8 +70,22 @@ class EngineClassifier:
             tokens=signals.tokens,
         )
 
+    def _count_cache(self) -> None:
+        """Advance the Prometheus counters by what the engine's cache counted since last time
+        (called on the event loop only, so no two calls interleave)."""
+        stats = self.engine.cache_stats
+        seen = self._counted
+        CACHE_HITS.inc(stats.hits - (seen.hits if seen else 0))
+        CACHE_MISSES.inc(stats.misses - (seen.misses if seen else 0))
+        CACHE_ERRORS.inc(stats.errors - (seen.errors if seen else 0))
+        self._counted = stats
+
     def close(self) -> None:
+        from classifiers.cache_redis import RedisRowCache
+
         self.engine.close()
+        if isinstance(self.engine.row_cache, RedisRowCache):
+            self.engine.row_cache.close()
 
 
 def load_classifier(
@@ -74,18 +94,34 @@ def load_classifier(
     force_cpu: bool = False,
     cache_entries: int = 0,
     cache_ttl_s: float = 0,
+    cache_url: str | None = None,
 ) -> EngineClassifier | None:
     """The classifier, or None (with the reason logged) when its model cannot be loaded; with
-    `cache_entries` and `cache_ttl_s` both above 0 it keeps rows already encoded (signal cache)."""
+    `cache_entries` and `cache_ttl_s` both above 0 it keeps rows already encoded (signal cache),
+    in this process or, with `cache_url`, in that Redis, shared by every router on it."""
+    from classifiers.cache_redis import RedisRowCache
     from classifiers.engine import SignalEngine
     from classifiers.spec import SpecError
 
+    shared = None
+    if cache_url is not None and cache_entries and cache_ttl_s:
+        shared = RedisRowCache(cache_url, cache_ttl_s)
     try:
         engine = SignalEngine.load(
-            model_dir, force_cpu=force_cpu, cache_entries=cache_entries, cache_ttl_s=cache_ttl_s
+            model_dir,
+            force_cpu=force_cpu,
+            cache_entries=cache_entries,
+            cache_ttl_s=cache_ttl_s,
+            row_cache=shared,
         )
     except (OSError, SpecError, ValueError) as error:
         log.warning("classifier unavailable; classifier signals will not fire", error=str(error))
         return None
-    log.info("classifier loaded", provider=engine.provider, version=engine.spec.version)
+    cache = "off" if engine.row_cache is None else "redis" if shared else "in process"
+    log.info(
+        "classifier loaded",
+        provider=engine.provider,
+        version=engine.spec.version,
+        signal_cache=cache,
+    )
     return EngineClassifier(engine)

@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {SIGNAL_CACHE_TTL_S:g})",
     )
     serve.add_argument(
+        "--signal-cache-store",
+        metavar="URL",
+        help="keep the signal cache in Redis (redis://host:port/db), shared by every router on "
+        "it and bounded by its maxmemory; unreachable, rows are encoded and counted as errors",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -416,6 +422,7 @@ def _serve(args: argparse.Namespace) -> int:
         force_cpu=args.cpu,
         signal_cache_entries=args.signal_cache_entries,
         signal_cache_ttl_s=args.signal_cache_ttl_s,
+        signal_cache_store=args.signal_cache_store,
         reuse_port=args.workers > 1,
         drain_s=args.drain_s,
         shutdown_grace_s=args.shutdown_grace_s,

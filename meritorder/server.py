@@ -69,6 +69,7 @@ class ServerOptions:
     # The classifier's signal cache: rows already encoded, kept by content (0: off).
     signal_cache_entries: int = SIGNAL_CACHE_ENTRIES
     signal_cache_ttl_s: float = SIGNAL_CACHE_TTL_S
+    signal_cache_store: str | None = None  # a Redis URL: the cache shared by every router on it
     budget_store: str | None = None  # a Redis URL: budgets shared by every router on it
     budget_store_down: Literal["local", "fail"] = "local"
 
@@ -185,6 +186,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
             force_cpu=options.force_cpu,
             cache_entries=options.signal_cache_entries,
             cache_ttl_s=options.signal_cache_ttl_s,
+            cache_url=options.signal_cache_store,
         )
         if options.classifier
         else None

@@ -13,9 +13,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from classifiers.engine import SignalEngine
 from meritorder import telemetry
-from meritorder.classify import EngineClassifier
+from meritorder.classify import EngineClassifier, load_classifier
 from meritorder.cli import main
 from meritorder.request import ChatRequest, Endpoint
+from tests.conftest import RedisServer
 
 
 def test_classify_writes_the_contract_fields_per_line_and_an_error_for_bad_lines(
@@ -117,3 +118,31 @@ def test_serve_refuses_a_negative_signal_cache_bound(
     config = Path(__file__).resolve().parents[2] / "examples" / "enterprise.yaml"
     assert main(["serve", "--config", str(config), flag, "-1"]) == 2
     assert f"{flag} -1" in capsys.readouterr().err
+
+
+async def test_routers_on_one_redis_share_the_signal_cache_and_count_its_outage(
+    model_dir: Path, redis_server: RedisServer
+) -> None:
+    first, second = (
+        load_classifier(model_dir, force_cpu=True, cache_entries=100, cache_ttl_s=60,
+                        cache_url=redis_server.url)
+        for _ in range(2)
+    )  # fmt: skip
+    assert first is not None and second is not None
+    messages = [
+        {"role": "system", "content": "you write to alice smith"},
+        {"role": "user", "content": "hello bob"},
+    ]
+    later = [*messages, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "cat"}]
+    errors = metric("meritorder_signal_cache_errors_total")
+    try:
+        await first.classify(ChatRequest(Endpoint.CHAT, {"model": "m"}, messages))
+        await second.classify(ChatRequest(Endpoint.CHAT, {"model": "m"}, later))
+        assert second.engine.cache_stats.hits > 0  # the system prompt, encoded by the first
+        redis_server.stop()
+        classified = await second.classify(ChatRequest(Endpoint.CHAT, {"model": "m"}, later))
+        assert classified.domain in second.engine.spec.domain_labels
+        assert metric("meritorder_signal_cache_errors_total") - errors == 2  # get and put
+    finally:
+        first.close()
+        second.close()
