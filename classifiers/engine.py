@@ -453,17 +453,17 @@ class SignalEngine:
             for i in work.step(self._step_tokens):
                 run.setdefault(work.keys[i], work.plan.rows[i])
         inference_start = time.time_ns()
+        forward = self._forward(list(run.values())) if run else None
+        timing = BatchTiming(
+            len(works), len(run), tokenize_start, inference_start, inference_start, time.time_ns()
+        )
         fresh: dict[bytes, RowOutput] = {}
-        if run:
-            outputs = self._forward(list(run.values()))
-            fresh = {key: outputs.row(i) for i, key in enumerate(run)}
+        if forward is not None:
+            fresh = {key: forward.row(i) for i, key in enumerate(run)}
             if self.row_cache is not None:
                 self.row_cache.put_many(list(fresh.items()))
             with self._count_lock:
                 self._rows_encoded += len(run)
-        timing = BatchTiming(
-            len(works), len(run), tokenize_start, inference_start, inference_start, time.time_ns()
-        )
         results: list[Signals | Requeue[_Work] | BaseException] = []
         for work in works:
             assert work.plan is not None
