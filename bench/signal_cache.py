@@ -15,7 +15,10 @@ Measured on the shipped model (`classifiers/models/`), one request at a time:
     client resends the history;
   - the 10th turn's newest message alone (a one-message request, no cache).
 Time is `classify_messages` wall time (tokenize, plan, encoder, decode), median of the repeats;
-with the rows each turn ran through the encoder, and how far the warm signals are from the cold.
+with the rows each turn ran through the encoder, and how far the warm signals are from the cold:
+next to how far the cold signals move when the same request shares a batch with the previous
+turn's (the int8 model's activations are quantized per batch, so a row's scores depend on the
+rows it runs with, cache or not).
 
 With `--redis`, also a shared cache (`classifiers.cache_redis`) on a loopback redis-server it
 starts: replica A classifies turns 1..9, replica B (its own engine) then turn 10, reading A's rows
@@ -92,6 +95,34 @@ def encoder_ms(signals: Signals) -> float:
     return (timing.inference_end_ns - timing.inference_start_ns) / 1e6
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.machine()
+
+
+def same(a: Signals, b: Signals) -> bool:
+    """The same domain label, attack verdict and PII spans (type, offsets, message)."""
+    spans = [[(p.type, p.start, p.end, p.message) for p in s.pii] for s in (a, b)]
+    labels = [(s.domain.label, s.prompt_attack.flagged) for s in (a, b)]
+    return spans[0] == spans[1] and labels[0] == labels[1]
+
+
+def score_diff(a: Signals, b: Signals) -> float:
+    """The largest difference of any score (attack, difficulty, each domain's probability)."""
+    return round(
+        max(
+            abs(a.prompt_attack.score - b.prompt_attack.score),
+            abs(a.difficulty.score - b.difficulty.score),
+            *(abs(a.domain.scores[d] - b.domain.scores[d]) for d in a.domain.scores),
+        ),
+        4,
+    )
+
+
 def median(samples: list[float]) -> float:
     return round(statistics.median(samples), 2)
 
@@ -134,6 +165,7 @@ async def measure(repeats: int, threads: int | None) -> dict[str, Any]:
     stats = warm.cache_stats
     cold.close()
     warm.close()
+    batched = [cold.classify_batch([r, requests[max(0, k - 1)]])[0] for k, r in enumerate(requests)]
     turns = []
     for k in range(TURNS):
         c, w = cold_signals[k], warm_signals[k]
@@ -148,23 +180,15 @@ async def measure(repeats: int, threads: int | None) -> dict[str, Any]:
                 "cold_rows": cold_rows[k],
                 "warm_rows_encoded": warm_rows[k],
                 "warm_rows_cached": w.cached_rows,
-                "same_labels": c.domain.label == w.domain.label
-                and c.prompt_attack.flagged == w.prompt_attack.flagged
-                and [(p.type, p.start, p.end, p.message) for p in c.pii]
-                == [(p.type, p.start, p.end, p.message) for p in w.pii],
-                "max_score_diff": round(
-                    max(
-                        abs(c.prompt_attack.score - w.prompt_attack.score),
-                        abs(c.difficulty.score - w.difficulty.score),
-                        *(abs(c.domain.scores[d] - w.domain.scores[d]) for d in c.domain.scores),
-                    ),
-                    4,
-                ),
+                "same_labels": same(c, w),
+                "max_score_diff": score_diff(c, w),
+                "batched_same_labels": same(c, batched[k]),
+                "batched_max_score_diff": score_diff(c, batched[k]),
             }
         )
     return {
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
@@ -258,15 +282,17 @@ async def _measure_redis(url: str, repeats: int, threads: int | None) -> dict[st
 def table(result: dict[str, Any]) -> str:
     lines = [
         "| turn | messages | tokens | cold ms | warm ms (encoder) | cold rows "
-        "| warm rows encoded | warm rows cached | same labels and PII | max score diff |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| warm rows encoded | warm rows cached | warm: same labels and PII (max score diff) "
+        "| cold, batched with the turn before: same (max diff) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for t in result["turns"]:
         lines.append(
             f"| {t['turn']} | {t['messages']} | {t['tokens']} "
             f"| {t['cold_ms']} | {t['warm_ms']} ({t['warm_encoder_ms']}) "
             f"| {t['cold_rows']} | {t['warm_rows_encoded']} | {t['warm_rows_cached']} "
-            f"| {'yes' if t['same_labels'] else 'no'} | {t['max_score_diff']} |"
+            f"| {'yes' if t['same_labels'] else 'no'} ({t['max_score_diff']}) "
+            f"| {'yes' if t['batched_same_labels'] else 'no'} ({t['batched_max_score_diff']}) |"
         )
     alone = result["newest_alone"]
     lines.append(
