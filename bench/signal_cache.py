@@ -3,7 +3,7 @@
 
     python bench/signal_cache.py [--repeats 9] [--out bench/results/signal_cache.json]
 
-The conversation: a repeated system prompt (~110 tokens), then 10 user turns of real questions
+The conversation: a repeated system prompt (~100 tokens), then 10 user turns of real questions
 (`examples/data/mmlu_pro_dev.jsonl`, 50-200 tokens each) and, between them, assistant turns of
 the same size (other questions of that file stand in for the replies: the encoder's cost depends
 on a row's tokens, not on who wrote them). Turn k is the request a client sends for it: the
