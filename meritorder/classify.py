@@ -116,6 +116,8 @@ def load_classifier(
         )
     except (OSError, SpecError, ValueError) as error:
         log.warning("classifier unavailable; classifier signals will not fire", error=str(error))
+        if shared is not None:
+            shared.close()
         return None
     cache = "off" if engine.row_cache is None else "redis" if shared else "in process"
     log.info(
