@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from meritorder.batch import explain, route_lines
-from meritorder.classify import load_classifier
+from meritorder.classify import SIGNAL_CACHE_ENTRIES, SIGNAL_CACHE_TTL_S, load_classifier
 from meritorder.config import ConfigError, load_config
 from meritorder.errors import RequestError
 from meritorder.logs import configure_logging
@@ -48,6 +48,27 @@ def main(argv: list[str] | None = None) -> int:
         "--no-classifier", action="store_true", help="keyword and request signals only"
     )
     serve.add_argument("--cpu", action="store_true", help="never use the CUDA provider")
+    serve.add_argument(
+        "--signal-cache-entries",
+        type=int,
+        default=SIGNAL_CACHE_ENTRIES,
+        help="keep this many classifier rows already encoded (a conversation's earlier turns, "
+        "repeated system prompts) for reuse, within 32 MiB; 0 turns the cache off "
+        f"(default {SIGNAL_CACHE_ENTRIES})",
+    )
+    serve.add_argument(
+        "--signal-cache-ttl-s",
+        type=float,
+        default=SIGNAL_CACHE_TTL_S,
+        help="encode a cached row again after this many seconds; 0 turns the cache off "
+        f"(default {SIGNAL_CACHE_TTL_S:g})",
+    )
+    serve.add_argument(
+        "--signal-cache-store",
+        metavar="URL",
+        help="keep the signal cache in Redis (redis://host:port/db), shared by every router on "
+        "it and bounded by its maxmemory; unreachable, rows are encoded and counted as errors",
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -386,6 +407,13 @@ def _serve(args: argparse.Namespace) -> int:
         if not 0 <= value <= 300:
             print(f"{flag} {value}: use 0 to 300 seconds", file=sys.stderr)
             return 2
+    for flag, value in (
+        ("--signal-cache-entries", args.signal_cache_entries),
+        ("--signal-cache-ttl-s", args.signal_cache_ttl_s),
+    ):
+        if value < 0:
+            print(f"{flag} {value}: use 0 (off) or more", file=sys.stderr)
+            return 2
     options = ServerOptions(
         config_path=args.config,
         host=args.host,
@@ -394,6 +422,9 @@ def _serve(args: argparse.Namespace) -> int:
         classifier=not args.no_classifier,
         model_dir=args.model_dir,
         force_cpu=args.cpu,
+        signal_cache_entries=args.signal_cache_entries,
+        signal_cache_ttl_s=args.signal_cache_ttl_s,
+        signal_cache_store=args.signal_cache_store,
         reuse_port=args.workers > 1,
         drain_s=args.drain_s,
         shutdown_grace_s=args.shutdown_grace_s,

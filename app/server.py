@@ -33,7 +33,12 @@ from meritorder import memory, telemetry
 from meritorder.api import RouterService
 from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.budget_redis import RedisBudgetStore
-from meritorder.classify import EngineClassifier, load_classifier
+from meritorder.classify import (
+    SIGNAL_CACHE_ENTRIES,
+    SIGNAL_CACHE_TTL_S,
+    EngineClassifier,
+    load_classifier,
+)
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
 from meritorder.outcomes_redis import RedisOutcomes
 from meritorder.router import Router
@@ -64,6 +69,10 @@ class ServerOptions:
     classifier: bool = True
     model_dir: Path | None = None
     force_cpu: bool = False
+    # The classifier's signal cache: rows already encoded, kept by content (0: off).
+    signal_cache_entries: int = SIGNAL_CACHE_ENTRIES
+    signal_cache_ttl_s: float = SIGNAL_CACHE_TTL_S
+    signal_cache_store: str | None = None  # a Redis URL: the cache shared by every router on it
     state_store: str | None = None  # a Redis URL: budgets and outcomes shared by every router
     state_store_down: Literal["local", "fail"] = "local"
 
@@ -175,7 +184,13 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     if options.metrics_port is not None:
         telemetry.METRICS.serve(options.metrics_port, options.host)
     classifier = (
-        load_classifier(options.model_dir, force_cpu=options.force_cpu)
+        load_classifier(
+            options.model_dir,
+            force_cpu=options.force_cpu,
+            cache_entries=options.signal_cache_entries,
+            cache_ttl_s=options.signal_cache_ttl_s,
+            cache_url=options.signal_cache_store,
+        )
         if options.classifier
         else None
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from classifiers.batching import BatcherClosed, BatchStats, MicroBatcher
+    from classifiers.cache import CacheStats, MemoryRowCache, RowCache
     from classifiers.cli import run_classify
     from classifiers.engine import DEFAULT_MODEL_DIR, ClassifyInput, InvalidInput, SignalEngine
     from classifiers.pii_patterns import find_pii
@@ -28,6 +29,9 @@ _EXPORTS = {
     "BatcherClosed": "batching",
     "BatchStats": "batching",
     "MicroBatcher": "batching",
+    "CacheStats": "cache",
+    "MemoryRowCache": "cache",
+    "RowCache": "cache",
     "run_classify": "cli",
     "DEFAULT_MODEL_DIR": "engine",
     "ClassifyInput": "engine",
@@ -49,13 +53,16 @@ __all__ = [
     "AttackSignal",
     "BatchStats",
     "BatcherClosed",
+    "CacheStats",
     "ClassifyInput",
     "DifficultySignal",
     "DomainSignal",
     "InvalidInput",
+    "MemoryRowCache",
     "MicroBatcher",
     "ModelSpec",
     "PiiEntity",
+    "RowCache",
     "SignalEngine",
     "Signals",
     "SpecError",

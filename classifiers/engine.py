@@ -12,11 +12,18 @@ and windows between the pieces of long ones, up to `attack_tokens` (`windows.att
 All rows of the requests in a batch run together, sorted by length and padded only to the
 longest row of each forward. A request with more rows than `step_rows` runs them over several
 batches (the batcher requeues it), so small requests that arrive meanwhile go in between.
+
+With the signal cache on (`cache_entries`), a row the encoder has already read (by its token
+ids: an earlier turn's message, a repeated system prompt) is taken from `classifiers.cache`, and
+only the rows missing from it run: the same row twice in a batch runs once. The request's
+signals are then assembled from cached and fresh rows exactly as from fresh ones.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +35,14 @@ import onnxruntime as ort
 
 from classifiers import pii_scan
 from classifiers.batching import BatchStats, MicroBatcher, Requeue
+from classifiers.cache import (
+    CacheStats,
+    MemoryRowCache,
+    RowCache,
+    RowOutput,
+    model_fingerprint,
+    row_key,
+)
 from classifiers.pii import (
     VALIDATED_TYPES,
     FloatArray,
@@ -81,6 +96,10 @@ FULL_TOKENIZE_CHARS = 1 << 16
 # the other, 0% of benign requests fire at it, 92% of padded attacks (own paragraph) and 86% of
 # those inside one long paragraph do (docs/BENCHMARKS.md).
 ATTACK_PARAGRAPH_THRESHOLD = 0.991738
+# The signal cache's bounds when it is on: a full-length row's output is ~18 KB (its per-token PII
+# probabilities), so 32 MiB hold ~1,800 of them; older than the TTL, a row is encoded again.
+DEFAULT_CACHE_BYTES = 32 << 20
+DEFAULT_CACHE_TTL_S = 600.0
 
 ChatMessages = Sequence[Mapping[str, Any]]
 ClassifyInput = str | ChatMessages
@@ -156,15 +175,6 @@ class _Plan:
     attack_rows: list[int]  # the rows of paragraphs and windows, which the attack head also reads
     tokens: int  # every message's tokens; estimated past what was tokenized
 
-    def step_end(self, done: int, tokens: int) -> int:
-        """Where a step that starts at row `done` ends: about `tokens` of rows, one at least."""
-        end = done + 1
-        total = len(self.rows[done])
-        while end < len(self.rows) and total + len(self.rows[end]) <= tokens:
-            total += len(self.rows[end])
-            end += 1
-        return end
-
 
 @dataclass(frozen=True, slots=True)
 class _Outputs:
@@ -173,23 +183,22 @@ class _Outputs:
     difficulty: FloatArray
     pii: list[FloatArray]  # per row: the tokens between [CLS] and the last [SEP]
 
-    def rows(self, start: int, end: int) -> _Outputs:
-        return _Outputs(
-            self.domain[start:end],
-            self.attack[start:end],
-            self.difficulty[start:end],
-            self.pii[start:end],
+    def row(self, i: int) -> RowOutput:
+        """Row `i` alone, its own arrays: a cached row must not hold its whole batch's tensors."""
+        return RowOutput(
+            _frozen(self.domain[i]),
+            float(self.attack[i]),
+            float(self.difficulty[i]),
+            _frozen(self.pii[i]),
         )
 
     @classmethod
-    def join(cls, parts: Sequence[_Outputs]) -> _Outputs:
-        if len(parts) == 1:
-            return parts[0]
+    def of(cls, rows: Sequence[RowOutput]) -> _Outputs:
         return cls(
-            np.concatenate([p.domain for p in parts]),
-            np.concatenate([p.attack for p in parts]),
-            np.concatenate([p.difficulty for p in parts]),
-            [row for p in parts for row in p.pii],
+            np.stack([r.domain for r in rows]),
+            np.array([r.attack for r in rows], dtype=np.float32),
+            np.array([r.difficulty for r in rows], dtype=np.float32),
+            [r.pii for r in rows],
         )
 
 
@@ -199,8 +208,22 @@ class _Work:
 
     job: Job
     plan: _Plan | None = None
-    outputs: list[_Outputs] = field(default_factory=list)
-    done: int = 0  # rows run so far
+    keys: list[bytes] = field(default_factory=list)  # per row of the plan: `cache.row_key`
+    found: dict[bytes, RowOutput] = field(default_factory=dict)  # by key: cached or run
+    todo: list[int] = field(default_factory=list)  # the plan's rows to run: distinct, not cached
+    done: int = 0  # of `todo`, run so far
+    cached: int = 0  # distinct rows found in the cache
+
+    def step(self, tokens: int) -> list[int]:
+        """The rows of the next step: from `done` on, about `tokens` of rows, one at least."""
+        assert self.plan is not None
+        rows = self.plan.rows
+        end = min(self.done + 1, len(self.todo))
+        total = sum(len(rows[i]) for i in self.todo[self.done : end])
+        while end < len(self.todo) and total + len(rows[self.todo[end]]) <= tokens:
+            total += len(rows[self.todo[end]])
+            end += 1
+        return self.todo[self.done : end]
 
 
 class SignalEngine:
@@ -222,6 +245,11 @@ class SignalEngine:
         attack_stride: int | None = None,
         step_rows: int = DEFAULT_STEP_ROWS,
         attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
+        cache_entries: int = 0,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        row_cache: RowCache | None = None,
+        fingerprint: bytes | None = None,
     ) -> None:
         self.max_length = max_length or min(spec.max_length, 256)
         if not 16 <= self.max_length <= MAX_LENGTH:
@@ -245,6 +273,11 @@ class SignalEngine:
             raise ValueError(
                 f"attack_paragraph_threshold is {attack_paragraph_threshold}; use (0, 1)."
             )
+        if cache_entries < 0 or cache_ttl_s < 0 or cache_bytes < 0:
+            raise ValueError(
+                f"cache_entries ({cache_entries}), cache_ttl_s ({cache_ttl_s}) and cache_bytes "
+                f"({cache_bytes}) must not be negative; 0 turns the signal cache off."
+            )
         _check_graph(session, spec)
         self.session = session
         self.tokenizer = tokenizer
@@ -261,6 +294,14 @@ class SignalEngine:
         self._slice_chars = 8 * self._window
         self._step_tokens = step_rows * self.max_length
         self._scheme = TagScheme(spec.pii_tags)
+        if row_cache is None and cache_entries and cache_ttl_s and cache_bytes:
+            row_cache = MemoryRowCache(cache_entries, cache_ttl_s, cache_bytes)
+        self.row_cache = row_cache
+        # Without the artifact's digest (a session built by the caller), a key of this engine's
+        # own: a cache shared with another engine never serves it rows of a different model.
+        self.fingerprint = os.urandom(32) if fingerprint is None else fingerprint
+        self._rows_encoded = 0
+        self._count_lock = threading.Lock()  # the worker thread and `classify_batch` callers
         self._batcher: MicroBatcher[_Work, Signals] = MicroBatcher(
             self._run, max_batch=max_batch, max_wait_ms=max_wait_ms, weight=self._weight
         )
@@ -282,6 +323,10 @@ class SignalEngine:
         attack_stride: int | None = None,
         step_rows: int = DEFAULT_STEP_ROWS,
         attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
+        cache_entries: int = 0,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        row_cache: RowCache | None = None,
     ) -> SignalEngine:
         """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's).
 
@@ -289,7 +334,9 @@ class SignalEngine:
         last user turn keeps its head and tail, and its messages are read in windows, at most
         `max_rows` rows a request (and paragraphs for the attack head, `attack_tokens` of them),
         about `step_rows` rows' worth a batch; a paragraph fires the attack signal at
-        `attack_paragraph_threshold`.
+        `attack_paragraph_threshold`. Rows already encoded are kept for reuse in a cache of at
+        most `cache_entries` rows and `cache_bytes`, each for `cache_ttl_s` (any 0: no cache),
+        or in `row_cache` (a cache shared with other engines; keyed by this model's digest).
         """
         directory = model_dir or DEFAULT_MODEL_DIR
         spec = ModelSpec.load(directory / SPEC_FILE)
@@ -311,6 +358,11 @@ class SignalEngine:
             attack_stride=attack_stride,
             step_rows=step_rows,
             attack_paragraph_threshold=attack_paragraph_threshold,
+            cache_entries=cache_entries,
+            cache_ttl_s=cache_ttl_s,
+            cache_bytes=cache_bytes,
+            row_cache=row_cache,
+            fingerprint=model_fingerprint(directory / MODEL_FILE),
         )
 
     @property
@@ -321,6 +373,12 @@ class SignalEngine:
     @property
     def batch_stats(self) -> BatchStats:
         return self._batcher.stats
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        """The signal cache's counters (all 0 but `rows_encoded` when it is off)."""
+        stats = self.row_cache.stats if self.row_cache is not None else CacheStats()
+        return replace(stats, rows_encoded=self._rows_encoded)
 
     @property
     def queued_rows(self) -> int:
@@ -373,8 +431,8 @@ class SignalEngine:
         """What `work` adds to its next batch, in full-length rows (before planning: about four
         characters a token, a row per window and as much again for paragraphs, within a step)."""
         if work.plan is not None:
-            rows = work.plan.rows[work.done : work.plan.step_end(work.done, self._step_tokens)]
-            return math.ceil(sum(len(r) for r in rows) / self.max_length)
+            rows = work.step(self._step_tokens)
+            return math.ceil(sum(len(work.plan.rows[i]) for i in rows) / self.max_length)
         windows = sum(math.ceil(len(t) / (4 * self._window)) for t in work.job.texts)
         return min(self.step_rows, 2 * windows + (len(work.job.texts) > 1))
 
@@ -387,34 +445,61 @@ class SignalEngine:
         for work, job_texts in zip(unplanned, texts, strict=True):
             work.plan = self._plan(work.job, encoded[at : at + len(job_texts)])
             at += len(job_texts)
-        rows: list[IdArray] = []
-        taken: list[int] = []
+        self._look_up(unplanned)
+        # Each distinct row once, whichever requests of the batch need it.
+        run: dict[bytes, IdArray] = {}
         for work in works:
             assert work.plan is not None
-            step = work.plan.rows[work.done : work.plan.step_end(work.done, self._step_tokens)]
-            rows += step
-            taken.append(len(step))
+            for i in work.step(self._step_tokens):
+                run.setdefault(work.keys[i], work.plan.rows[i])
         inference_start = time.time_ns()
-        outputs = self._forward(rows)
+        forward = self._forward(list(run.values())) if run else None
         timing = BatchTiming(
-            len(works), len(rows), tokenize_start, inference_start, inference_start, time.time_ns()
+            len(works), len(run), tokenize_start, inference_start, inference_start, time.time_ns()
         )
+        fresh: dict[bytes, RowOutput] = {}
+        if forward is not None:
+            fresh = {key: forward.row(i) for i, key in enumerate(run)}
+            if self.row_cache is not None:
+                self.row_cache.put_many(list(fresh.items()))
+            with self._count_lock:
+                self._rows_encoded += len(run)
         results: list[Signals | Requeue[_Work] | BaseException] = []
-        at = 0
-        for work, n in zip(works, taken, strict=True):
+        for work in works:
             assert work.plan is not None
-            work.outputs.append(outputs.rows(at, at + n))
-            work.done += n
-            at += n
-            if work.done < len(work.plan.rows):
+            step = work.step(self._step_tokens)
+            work.found.update((work.keys[i], fresh[work.keys[i]]) for i in step)
+            work.done += len(step)
+            if work.done < len(work.todo):
                 results.append(Requeue(work))
                 continue
             try:
-                signals = self._signals(work.job, work.plan, _Outputs.join(work.outputs))
-                results.append(replace(signals, timing=timing))
+                outputs = _Outputs.of([work.found[key] for key in work.keys])
+                signals = self._signals(work.job, work.plan, outputs)
+                rows, cached = len(work.found), work.cached
+                results.append(replace(signals, timing=timing, rows=rows, cached_rows=cached))
             except Exception as exc:  # one request's failure is only that request's
                 results.append(exc)
         return results
+
+    def _look_up(self, works: Sequence[_Work]) -> None:
+        """Key the rows of newly planned `works` and take what the cache holds of them (one
+        lookup for the batch); what is left is each work's `todo`, its distinct rows in order."""
+        wanted: dict[bytes, None] = {}
+        for work in works:
+            assert work.plan is not None
+            work.keys = [row_key(self.fingerprint, row) for row in work.plan.rows]
+            wanted.update(dict.fromkeys(work.keys))
+        if self.row_cache is not None and wanted:
+            hits = self.row_cache.get_many(list(wanted))
+            cached = {key: out for key, out in zip(wanted, hits, strict=True) if out is not None}
+        else:
+            cached = {}
+        for work in works:
+            firsts = {key: i for i, key in reversed(list(enumerate(work.keys)))}
+            work.found = {key: cached[key] for key in firsts if key in cached}
+            work.cached = len(work.found)
+            work.todo = sorted(i for key, i in firsts.items() if key not in cached)
 
     def _texts_to_encode(self, job: Job) -> list[str]:
         """What to tokenize of `job`: every message, or only the slices a long request's rows
@@ -675,6 +760,13 @@ class _Views:
             group += [
                 (source, ids, view, b"".join(ids[a:b].tobytes() for a, b in view)) for view in found
             ]
+
+
+def _frozen(array: FloatArray) -> FloatArray:
+    """A read-only copy of `array`: cached outputs are shared by every request that reads them."""
+    copy = np.array(array, dtype=np.float32, copy=True)
+    copy.flags.writeable = False
+    return copy
 
 
 def _rescale(score: float, at: float, threshold: float) -> float:

@@ -93,6 +93,10 @@ class Signals:
     difficulty: DifficultySignal
     tokens: int
     timing: BatchTiming | None = field(default=None, compare=False)
+    # The distinct rows of the model's input the request needed, and how many of them came from
+    # the signal cache rather than the encoder: how it was computed, not what it found.
+    rows: int = field(default=0, compare=False)
+    cached_rows: int = field(default=0, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -6,15 +6,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
+from opentelemetry import trace
+from prometheus_client import Counter
 
 from meritorder import telemetry
 from meritorder.policy import Classified
 from meritorder.request import RequestView
 
 if TYPE_CHECKING:
+    from classifiers.cache import CacheStats
     from classifiers.engine import SignalEngine
 
 log = structlog.get_logger("meritorder.classify")
+
+# `meritorder serve`'s signal cache: ~4k rows (within the engine's 32 MiB) for 10 minutes each.
+SIGNAL_CACHE_ENTRIES = 4096
+SIGNAL_CACHE_TTL_S = 600.0
+
+# The engine's signal cache counters, as Prometheus counters (advanced after each request).
+CACHE_HITS = Counter(
+    "meritorder_signal_cache_hits", "Classifier input rows read from the signal cache",
+    registry=telemetry.METRICS.registry,
+)  # fmt: skip
+CACHE_MISSES = Counter(
+    "meritorder_signal_cache_misses", "Classifier input rows the signal cache lacked (encoded)",
+    registry=telemetry.METRICS.registry,
+)  # fmt: skip
+CACHE_ERRORS = Counter(
+    "meritorder_signal_cache_errors",
+    "Calls to the shared signal cache (Redis) that failed; their rows were encoded",
+    registry=telemetry.METRICS.registry,
+)  # fmt: skip
 
 
 class EngineClassifier:
@@ -23,6 +45,7 @@ class EngineClassifier:
     def __init__(self, engine: SignalEngine) -> None:
         self.engine = engine
         self.attack_threshold = engine.spec.thresholds.prompt_attack
+        self._counted: CacheStats | None = None  # the cache's counters as last exported
 
     @property
     def queued_rows(self) -> int:
@@ -32,6 +55,11 @@ class EngineClassifier:
         signals = await self.engine.classify_messages(request.messages, request.field_texts())
         if signals.timing is not None:
             telemetry.record_batch(signals.timing)
+        if self.engine.row_cache is not None:
+            self._count_cache()
+            trace.get_current_span().set_attribute(
+                "meritorder.classifier.cached_rows", signals.cached_rows
+            )
         return Classified(
             domain=signals.domain.label,
             domain_scores=signals.domain.scores,
@@ -42,21 +70,60 @@ class EngineClassifier:
             tokens=signals.tokens,
         )
 
+    def _count_cache(self) -> None:
+        """Advance the Prometheus counters by what the engine's cache counted since last time
+        (called on the event loop only, so no two calls interleave)."""
+        stats = self.engine.cache_stats
+        seen = self._counted
+        CACHE_HITS.inc(stats.hits - (seen.hits if seen else 0))
+        CACHE_MISSES.inc(stats.misses - (seen.misses if seen else 0))
+        CACHE_ERRORS.inc(stats.errors - (seen.errors if seen else 0))
+        self._counted = stats
+
     def close(self) -> None:
+        from classifiers.cache_redis import RedisRowCache
+
         self.engine.close()
+        if isinstance(self.engine.row_cache, RedisRowCache):
+            self.engine.row_cache.close()
 
 
 def load_classifier(
-    model_dir: Path | None = None, *, force_cpu: bool = False
+    model_dir: Path | None = None,
+    *,
+    force_cpu: bool = False,
+    cache_entries: int = 0,
+    cache_ttl_s: float = 0,
+    cache_url: str | None = None,
 ) -> EngineClassifier | None:
-    """The classifier, or None (with the reason logged) when its model cannot be loaded."""
+    """The classifier, or None (with the reason logged) when its model cannot be loaded; with
+    `cache_entries` and `cache_ttl_s` both above 0 it keeps rows already encoded (signal cache),
+    in this process or, with `cache_url`, in that Redis, shared by every router on it."""
+    from classifiers.cache_redis import RedisRowCache
     from classifiers.engine import SignalEngine
     from classifiers.spec import SpecError
 
+    shared = None
+    if cache_url is not None and cache_entries and cache_ttl_s:
+        shared = RedisRowCache(cache_url, cache_ttl_s)
     try:
-        engine = SignalEngine.load(model_dir, force_cpu=force_cpu)
+        engine = SignalEngine.load(
+            model_dir,
+            force_cpu=force_cpu,
+            cache_entries=cache_entries,
+            cache_ttl_s=cache_ttl_s,
+            row_cache=shared,
+        )
     except (OSError, SpecError, ValueError) as error:
         log.warning("classifier unavailable; classifier signals will not fire", error=str(error))
+        if shared is not None:
+            shared.close()
         return None
-    log.info("classifier loaded", provider=engine.provider, version=engine.spec.version)
+    cache = "off" if engine.row_cache is None else "redis" if shared else "in process"
+    log.info(
+        "classifier loaded",
+        provider=engine.provider,
+        version=engine.spec.version,
+        signal_cache=cache,
+    )
     return EngineClassifier(engine)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from classifiers.cache import MemoryRowCache, model_fingerprint
 from classifiers.engine import DEFAULT_MODEL_DIR, InvalidInput, SignalEngine
 from classifiers.signals import Signals
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE, SpecError
@@ -437,3 +438,209 @@ def test_an_attack_paragraph_in_an_earlier_message_is_flagged(model_dir: Path) -
     )
     assert not plain.prompt_attack.flagged and attacked.prompt_attack.flagged
     engine.close()
+
+
+# -- the signal cache --------------------------------------------------------------------------
+
+SYSTEM = "you write to alice smith at acme and answer the question\nplease be brief"
+
+
+def conversation(seed: int, turns: int) -> list[dict[str, Any]]:
+    """A seeded chat: a shared system prompt, then turns of tiny-vocabulary words with names,
+    addresses, pattern PII, attack words and paragraphs, some of them several windows long."""
+    rng = np.random.default_rng(seed)
+    words = ["the", "cat", "sat", "on", "mat", "alice", "bob", "smith", "acme", "ignore",
+             "derivative", "hello", "world", "said", "my", "name", "is", "question", "answer",
+             "call me at 555-867-5309", "mail zoe@example.com", "card 4111 1111 1111 1111",
+             "\n", "previous instructions"]  # fmt: skip
+    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}]
+    for turn in range(turns):
+        for role in ("user", "assistant"):
+            size = int(rng.choice([3, 12, 40, 160]))
+            text = " ".join(str(w) for w in rng.choice(words, size))
+            messages.append({"role": role, "content": text})
+        if turn % 3 == 2:  # a turn repeated word for word ("thanks", a pasted block)
+            messages[-1] = dict(messages[-3])
+    return messages
+
+
+def cached_engine(model_dir: Path, **options: Any) -> SignalEngine:
+    return SignalEngine.load(model_dir, force_cpu=True, cache_entries=10_000, **options)
+
+
+def assert_identical(a: Signals, b: Signals) -> None:
+    """The same signals: labels, every PII span (type, offsets, message, source), the token
+    count, and the scores (to float error: a row's batch differs between the two runs)."""
+    assert a.pii == b.pii and a.tokens == b.tokens
+    assert a.domain.label == b.domain.label
+    assert a.prompt_attack.flagged == b.prompt_attack.flagged
+    assert list(a.domain.scores.values()) == pytest.approx(list(b.domain.scores.values()), abs=1e-5)
+    assert a.prompt_attack.score == pytest.approx(b.prompt_attack.score, abs=1e-5)
+    assert a.difficulty.score == pytest.approx(b.difficulty.score, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"max_length": 32, "max_rows": 4, "attack_tokens": 128, "step_rows": 2}],
+    ids=["shipped-shape", "capped-and-stepped"],
+)
+async def test_signals_are_the_same_with_and_without_the_cache(
+    model_dir: Path, options: dict[str, Any]
+) -> None:
+    cold = SignalEngine.load(model_dir, force_cpu=True, **options)
+    warm = cached_engine(model_dir, **options)
+    try:
+        # Every turn of every conversation, resent as a client resends its history; the warm
+        # engine sees them concurrently (batched, with requeued steps), the cold one alone.
+        requests = [chat[: 2 * k + 2] for seed in range(12) for chat in [conversation(seed, 6)]
+                    for k in range(6)]  # fmt: skip
+        long = conversation(99, 2)
+        long[1] = {"role": "user", "content": ("the cat sat on the mat alice smith\n" * 2000)}
+        requests += [long[:3], long]  # past FULL_TOKENIZE_CHARS: tokenized in slices
+        expected = [cold.classify_batch([r])[0] for r in requests]
+        for _ in range(2):  # the second pass reads every row from the cache
+            found = await asyncio.gather(*(warm.classify_messages(r) for r in requests))
+            for a, b in zip(expected, found, strict=True):
+                assert_identical(a, b)
+        assert all(s.cached_rows == s.rows for s in found)
+        assert sum(s.pii != () for s in expected) > len(requests) // 2
+        assert warm.cache_stats.hits > 0 and warm.batch_stats.requeued > 0
+    finally:
+        cold.close()
+        warm.close()
+
+
+async def test_a_cached_message_at_another_index_gets_spans_of_its_own_index(
+    model_dir: Path,
+) -> None:
+    engine = cached_engine(model_dir, max_length=32)
+    first = await engine.classify_messages([{"role": "user", "content": "hello bob smith"}])
+    moved = [
+        {"role": "system", "content": "the cat sat on the mat " * 8},
+        {"role": "user", "content": "hello bob smith"},
+        {"role": "assistant", "content": "alice said hello"},
+        {"role": "user", "content": "hello bob smith"},
+    ]
+    second = await engine.classify_messages(moved)
+    again = await engine.classify_messages(moved)
+    engine.close()
+    assert [(p.start, p.end, p.message) for p in first.pii] == [(6, 15, 0)]
+    expected = [("PERSON", 6, 15, 1), ("PERSON", 0, 5, 2), ("PERSON", 6, 15, 3)]
+    assert [(p.type, p.start, p.end, p.message) for p in second.pii] == expected
+    assert second.pii == again.pii and again.cached_rows == again.rows > 0
+    assert second.cached_rows > 0  # message 1's window is the first request's row
+
+
+async def test_a_conversation_resent_turn_by_turn_encodes_only_its_new_rows(
+    model_dir: Path,
+) -> None:
+    engine = cached_engine(model_dir, max_length=64)
+    chat = conversation(7, 10)
+    seen: set[bytes] = set()
+    hits = 0
+    try:
+        for turn in range(10):
+            request = chat[: 2 * turn + 2]
+            rows = {row.tobytes() for row in engine.model_rows(request)}
+            before = engine.cache_stats.rows_encoded
+            signals = await engine.classify_messages(request)
+            encoded = engine.cache_stats.rows_encoded - before
+            assert signals.rows == len(rows)
+            assert encoded == len(rows - seen) == signals.rows - signals.cached_rows
+            hits += signals.cached_rows
+            seen |= rows
+            if turn:
+                assert signals.cached_rows > 0
+        stats = engine.cache_stats
+        assert (stats.hits, stats.misses) == (hits, stats.rows_encoded)
+        resent = sum(len(engine.model_rows(chat[: 2 * t + 2])) for t in range(10))
+        assert stats.rows_encoded == len(seen) < resent
+    finally:
+        engine.close()
+
+
+async def test_a_row_two_requests_of_a_batch_need_is_encoded_once(model_dir: Path) -> None:
+    engine = SignalEngine.load(model_dir, force_cpu=True)  # no cache: within a batch still once
+    request = conversation(3, 2)
+    try:
+        rows = {row.tobytes() for row in engine.model_rows(request)}
+        a, b = await asyncio.gather(
+            engine.classify_messages(request), engine.classify_messages(request)
+        )
+        assert engine.batch_stats.largest == 2  # together in every step
+        assert engine.cache_stats.rows_encoded == len(rows)
+        assert a == b and a.cached_rows == 0 and engine.cache_stats.hits == 0
+    finally:
+        engine.close()
+
+
+async def test_another_models_fingerprint_reads_none_of_the_shared_cache(
+    model_dir: Path,
+) -> None:
+    shared = MemoryRowCache(max_entries=1000, ttl_s=60, max_bytes=1 << 24)
+    base = SignalEngine.load(model_dir, force_cpu=True)
+    request = conversation(5, 3)
+
+    def engine(fingerprint: bytes) -> SignalEngine:
+        return SignalEngine(
+            base.session, base.tokenizer, base.spec, row_cache=shared, fingerprint=fingerprint
+        )
+
+    old, same, new = engine(b"v1"), engine(b"v1"), engine(b"v2")
+    try:
+        await old.classify_messages(request)
+        assert (await same.classify_messages(request)).cached_rows > 0
+        fresh = await new.classify_messages(request)
+        assert fresh.cached_rows == 0 and new.cache_stats.rows_encoded == fresh.rows
+    finally:
+        for e in (base, old, same, new):
+            e.close()
+
+
+def test_the_loaded_engine_is_keyed_by_its_artifact(model_dir: Path, tmp_path: Path) -> None:
+    for name in (TOKENIZER_FILE, SPEC_FILE):
+        (tmp_path / name).symlink_to(model_dir / name)
+    model = (model_dir / MODEL_FILE).read_bytes()
+    (tmp_path / MODEL_FILE).write_bytes(model)
+    copy = SignalEngine.load(tmp_path, force_cpu=True)
+    original = SignalEngine.load(model_dir, force_cpu=True)
+    assert copy.fingerprint == original.fingerprint == model_fingerprint(model_dir / MODEL_FILE)
+    copy.close()
+    original.close()
+
+
+async def test_an_expired_row_is_encoded_again(model_dir: Path) -> None:
+    now = [0.0]
+    cache = MemoryRowCache(max_entries=1000, ttl_s=60, max_bytes=1 << 24, clock=lambda: now[0])
+    base = SignalEngine.load(model_dir, force_cpu=True)
+    engine = SignalEngine(base.session, base.tokenizer, base.spec, row_cache=cache)
+    request = conversation(2, 2)
+    try:
+        first = await engine.classify_messages(request)
+        now[0] = 59.0
+        assert (await engine.classify_messages(request)).cached_rows == first.rows
+        now[0] = 120.0
+        late = await engine.classify_messages(request)
+        assert late.cached_rows == 0 and cache.stats.expired == first.rows
+        assert engine.cache_stats.rows_encoded == 2 * first.rows
+    finally:
+        engine.close()
+        base.close()
+
+
+@pytest.mark.parametrize("off", [{"cache_entries": 0}, {"cache_ttl_s": 0}, {"cache_bytes": 0}])
+async def test_any_zero_bound_turns_the_cache_off(model_dir: Path, off: dict[str, Any]) -> None:
+    engine = SignalEngine.load(model_dir, force_cpu=True, **{"cache_entries": 100, **off})
+    request = conversation(1, 2)
+    try:
+        await engine.classify_messages(request)
+        again = await engine.classify_messages(request)
+        assert engine.row_cache is None and again.cached_rows == 0
+        assert engine.cache_stats.rows_encoded == 2 * again.rows
+    finally:
+        engine.close()
+
+
+def test_a_negative_cache_bound_is_refused(model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="0 turns the signal cache off"):
+        SignalEngine.load(model_dir, force_cpu=True, cache_ttl_s=-1)

@@ -1,4 +1,5 @@
-"""`meritorder classify`: the command-line contract over the classifier runtime."""
+"""`meritorder classify` and the router's classifier: the command-line contract over the
+classifier runtime, and the signal cache's metrics, span attribute and serve options."""
 
 from __future__ import annotations
 
@@ -6,8 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.cli import main
+from classifiers.engine import SignalEngine
+from meritorder import telemetry
+from meritorder.classify import EngineClassifier, load_classifier
+from meritorder.endpoints import parse
+from meritorder.request import RequestView
+from tests.conftest import RedisServer
 
 
 def test_classify_writes_the_contract_fields_per_line_and_an_error_for_bad_lines(
@@ -57,3 +67,89 @@ def test_classify_without_a_model_explains_what_is_missing(
 ) -> None:
     assert main(["classify", "--model-dir", str(tmp_path), "--input", "-"]) == 2
     assert "cannot load the classifier model" in capsys.readouterr().err
+
+
+def metric(name: str) -> float:
+    return telemetry.METRICS.registry.get_sample_value(name) or 0.0
+
+
+async def test_signal_cache_hits_and_misses_reach_prometheus_and_the_classify_span(
+    model_dir: Path,
+) -> None:
+    engine = SignalEngine.load(model_dir, force_cpu=True, cache_entries=100)
+    classifier = EngineClassifier(engine)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    messages = [
+        {"role": "system", "content": "you write to alice smith"},
+        {"role": "user", "content": "hello bob"},
+    ]
+    turns = [messages, [*messages, {"role": "assistant", "content": "hi"}, messages[1]]]
+    hits, misses = (
+        metric("meritorder_signal_cache_hits_total"),
+        metric("meritorder_signal_cache_misses_total"),
+    )
+    try:
+        for turn in turns:
+            request = conversation(turn)
+            with provider.get_tracer("test").start_as_current_span("classify"):
+                await classifier.classify(request)
+    finally:
+        classifier.close()
+    stats = engine.cache_stats
+    assert stats.hits > 0 and stats.misses == stats.rows_encoded > 0
+    assert metric("meritorder_signal_cache_hits_total") - hits == stats.hits
+    assert metric("meritorder_signal_cache_misses_total") - misses == stats.misses
+    cached = [
+        dict(span.attributes or {})["meritorder.classifier.cached_rows"]
+        for span in exporter.get_finished_spans()
+    ]
+    assert cached[0] == 0 and cached[1] == stats.hits
+
+
+@pytest.mark.parametrize("flag", ["--signal-cache-entries", "--signal-cache-ttl-s"])
+def test_serve_refuses_a_negative_signal_cache_bound(
+    flag: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*_: object) -> None:
+        raise AssertionError("serve started with a negative signal cache bound")
+
+    monkeypatch.setattr("app.server.serve", never)
+    config = Path(__file__).resolve().parents[2] / "examples" / "enterprise.yaml"
+    assert main(["serve", "--config", str(config), flag, "-1"]) == 2
+    assert f"{flag} -1" in capsys.readouterr().err
+
+
+async def test_routers_on_one_redis_share_the_signal_cache_and_count_its_outage(
+    model_dir: Path, redis_server: RedisServer
+) -> None:
+    first, second = (
+        load_classifier(model_dir, force_cpu=True, cache_entries=100, cache_ttl_s=60,
+                        cache_url=redis_server.url)
+        for _ in range(2)
+    )  # fmt: skip
+    assert first is not None and second is not None
+    messages = [
+        {"role": "system", "content": "you write to alice smith"},
+        {"role": "user", "content": "hello bob"},
+    ]
+    later = [*messages, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "cat"}]
+    errors = metric("meritorder_signal_cache_errors_total")
+    try:
+        await first.classify(conversation(messages))
+        await second.classify(conversation(later))
+        assert second.engine.cache_stats.hits > 0  # the system prompt, encoded by the first
+        redis_server.stop()
+        classified = await second.classify(conversation(later))
+        assert classified.domain in second.engine.spec.domain_labels
+        assert metric("meritorder_signal_cache_errors_total") - errors == 2  # get and put
+    finally:
+        first.close()
+        second.close()
+
+
+def conversation(messages: list[dict[str, str]]) -> RequestView:
+    return parse(
+        "chat", json.dumps({"model": "m", "messages": messages}).encode(), max_bytes=1 << 20
+    )
