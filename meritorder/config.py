@@ -31,6 +31,12 @@ from pydantic import (
     model_validator,
 )
 
+from meritorder.learning.config import (
+    ExploreConfig,
+    LearnConfig,
+    LearningStoreConfig,
+    PriorConfig,
+)
 from meritorder.tenant import MAX_TENANT_LENGTH, UNVERIFIED, normalize_tenant
 
 
@@ -317,12 +323,18 @@ class DecisionConfig(_Strict):
     pii: Literal["block", "redact", "private"] | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Learn which of `route` to pick from outcomes (meritorder/learning); None: the first usable.
+    learn: LearnConfig | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> DecisionConfig:
         if bool(self.route) == (self.block is not None):
             raise ValueError(
                 "a decision needs exactly one action: 'route: [model, ...]' or 'block: {...}'"
+            )
+        if self.learn is not None and len(self.route) < 2:
+            raise ValueError(
+                "'learn' picks among the 'route' candidates; list at least two models in 'route'"
             )
         return self
 
@@ -484,6 +496,7 @@ class RouterConfig(_Strict):
     budgets: BudgetConfig | None = None
     routing: RoutingConfig = RoutingConfig()
     limits: LimitsConfig = LimitsConfig()
+    learning: LearningStoreConfig = LearningStoreConfig()  # where learned estimates live
 
     @model_validator(mode="after")
     def _references_resolve(self) -> RouterConfig:
@@ -773,6 +786,10 @@ _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
     "reasoning": ReasoningStep,
     "boundaries": BoundaryConfig,
     "budgets": BudgetConfig,
+    "learn": LearnConfig,
+    "prior": PriorConfig,
+    "explore": ExploreConfig,
+    "learning": LearningStoreConfig,
     "keyword": KeywordSignal,
     "domain": DomainSignal,
     "prompt_attack": PromptAttackSignal,

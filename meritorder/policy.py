@@ -7,11 +7,14 @@ Order of a decision:
   2. its action: block, or an ordered list of candidate models (explicit requests: the named one);
   3. the decision's PII step (block / redact / private), then the privacy boundaries;
   4. the tenant's budget: the cost must fit in what is left (else step down, or 429);
-  5. the first healthy candidate wins; the rest are the fallbacks not taken.
+  5. the first healthy candidate wins; the rest are the fallbacks not taken. A decision that
+     learns (`learn:`) picks with the bandit among the healthy candidates that fit the budget,
+     on the estimates the router read into `PoolState.estimates`.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,6 +44,8 @@ from meritorder.config import (
     ToolsSignal,
     TurnsSignal,
 )
+from meritorder.learning import bandit
+from meritorder.learning.store import ContextEstimates
 from meritorder.request import ChatRequest
 from meritorder.tenant import UNVERIFIED, tenant_of
 
@@ -97,6 +102,10 @@ class PoolState:
 
     unhealthy: frozenset[str] = frozenset()
     tenant_spent: float = 0.0  # this request's tenant, in the current budget window
+    # Learned estimates of the contexts `learning_contexts` names, and the seed of this
+    # request's draws (from its id: a decision can be replayed).
+    estimates: Mapping[str, ContextEstimates] = field(default_factory=dict)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,7 @@ class Decision:
     classified: Classified | None = None
     reason_detail: Literal["minimal", "full"] = "minimal"  # of `client_reason`
     hidden_signals: frozenset[str] = frozenset()  # pii signals: their firing says what was found
+    pick: bandit.Pick | None = None  # a decision that learned: the estimates behind its choice
 
     @property
     def reason(self) -> str:
@@ -412,6 +422,28 @@ def _choose(
         if model is chosen:
             break
         rejected.append(f"{model.name}:unhealthy")
+    learned = None
+    if rule is not None and rule.learn is not None and chosen is not None:
+        # The bandit picks only among candidates that passed every filter above.
+        usable = [m for m in candidates if m.name not in pool.unhealthy]
+        after = candidates[candidates.index(chosen) + 1 :]
+        rejected += [f"{m.name}:unhealthy" for m in after if m.name in pool.unhealthy]
+        if ceiling is not None:
+            fitting = [
+                m for m in usable if _fits(config, obs, steps, pool.tenant_spent, m, ceiling)
+            ]
+            rejected += [f"{m.name}:budget" for m in usable if m not in fitting]
+            usable = fitting or [chosen]  # the first healthy one fitted: it was checked above
+        context = learn_context(rule, obs)
+        learned = bandit.pick(
+            [bandit.Candidate(m.name, m.cost) for m in usable],
+            pool.estimates.get(context, ContextEstimates()),
+            rule.learn,
+            random.Random(pool.seed),
+            context,
+        )
+        chosen = next(m for m in usable if m.name == learned.model)
+        notes.append(f"learn={'explore' if learned.explored else 'exploit'}")
     if chosen is None:
         if (
             not candidates
@@ -437,7 +469,21 @@ def _choose(
         steps=steps,
         cost=cost,
         budget_limit=ceiling,
+        pick=learned,
     )
+
+
+def learn_context(rule: DecisionConfig, obs: Observation) -> str:
+    """The estimates a learning decision reads and updates: its own, or its domain's."""
+    assert rule.learn is not None
+    if rule.learn.context == "domain" and obs.classified is not None:
+        return f"domain:{obs.classified.domain}"
+    return f"decision:{rule.name}"
+
+
+def learning_contexts(config: RouterConfig, obs: Observation) -> list[str]:
+    """Every context a decision on `obs` may read: what the router loads before deciding."""
+    return sorted({learn_context(d, obs) for d in config.decisions if d.learn is not None})
 
 
 def _preferred(candidates: Sequence[ModelConfig], pool: PoolState) -> ModelConfig | None:

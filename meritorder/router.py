@@ -14,8 +14,10 @@ the policy) gets `decision_timeout_ms` on its own.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
@@ -27,6 +29,7 @@ from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
+from meritorder.learning.store import EstimatesStore, InMemoryEstimates
 from meritorder.ledger import Ledger
 from meritorder.policy import Classified, Decision, Observation, PoolState
 from meritorder.request import ChatRequest
@@ -55,6 +58,7 @@ class Router:
         health: HealthMonitor | None = None,
         *,
         enforce_timeout: bool = True,
+        estimates: EstimatesStore | None = None,
     ) -> None:
         # Offline tools (route, explain, eval) have no client waiting: they switch the budget off.
         self.enforce_timeout = enforce_timeout
@@ -62,6 +66,7 @@ class Router:
         self.budgets = budgets or InMemoryBudgetStore()
         self.health = health or HealthMonitor()
         self.ledger = Ledger()
+        self.estimates = estimates or InMemoryEstimates()  # what learning decisions learned
         self.replace_config(config)
 
     @property
@@ -169,16 +174,43 @@ class Router:
         obs: Observation,
         missing: str | None,
     ) -> Decision:
+        contexts = policy.learning_contexts(config, obs)
+        estimates = await self.estimates.read(contexts) if contexts else {}
+        seed = _seed(obs.headers.get("x-request-id"))
+
         def decide(spent: float) -> Decision:
+            pool = PoolState(self.health.unhealthy, spent, estimates, seed)
             with telemetry.stage("policy"):
-                decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
+                decision = policy.decide(config, obs, pool)
             if missing is None:
                 return decision
             return self._without_signals(config, request, decision, missing)
 
         if config.budgets is None:
-            return decide(0.0)
-        return await self._decide_and_reserve(config.budgets, obs, decide)
+            decision = decide(0.0)
+        else:
+            decision = await self._decide_and_reserve(config.budgets, obs, decide)
+        if decision.pick is not None and decision.action == "route":
+            await self.estimates.note_pick(decision.pick.context, decision.pick.explored)
+        return decision
+
+    async def observe_reward(self, context: str, model: str, reward: float) -> None:
+        """Feed one outcome (a reward in [0, 1]) back to the context a learning decision
+        picked `model` in (`Decision.pick.context`); the outcome and feedback seams call it."""
+        learn = next(
+            (
+                d.learn
+                for d in self._config.decisions
+                if d.learn is not None
+                and (
+                    context == f"decision:{d.name}"
+                    or (context.startswith("domain:") and d.learn.context == "domain")
+                )
+            ),
+            None,
+        )
+        half_life = learn.half_life if learn is not None else None
+        await self.estimates.observe(context, model, reward, half_life)
 
     def _without_signals(
         self, config: RouterConfig, request: ChatRequest, decision: Decision, why: str
@@ -272,6 +304,13 @@ class Router:
             "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )
         return Decision("route", "fallback", model=model, notes=(f"fallback={why}",))
+
+
+def _seed(request_id: str | None) -> int:
+    """The seed of a decision's draws: from the request id, so a decision can be replayed."""
+    if not request_id:
+        return random.getrandbits(64)
+    return int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big")
 
 
 def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:

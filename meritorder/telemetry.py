@@ -258,6 +258,12 @@ class Metrics:
             "what was done instead: local (this process's own store) or error",
             ["op", "to"], registry=r,
         )  # fmt: skip
+        self.learning_store_fallbacks = Counter(
+            "meritorder_learning_store_fallbacks",
+            "Learned-estimate store calls that failed (Redis unreachable), by operation and "
+            "what was done instead: local (this process's estimates) or error",
+            ["op", "to"], registry=r,
+        )  # fmt: skip
         self.budget_spent = Gauge(
             "meritorder_budget_window_spent",
             "Cost units a budget tenant has spent in the current window, as of this router's last "
