@@ -185,6 +185,15 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
             f"budget: {who} limit {'unlimited' if limit is None else f'{limit:g}'} per "
             f"{config.budgets.window_s} s (tenant header {config.budgets.header})"
         )
+    if decision.pick is not None:  # a decision that learned: the estimates behind its choice
+        p = decision.pick
+        out.append(f"learned ({p.context}): {p.why}")
+        for r in p.table:
+            win = " <-" if r.model == p.model else ""
+            out.append(
+                f"  {r.model:<24} mean {r.mean:.3f}  n {r.count:7.1f}  sample {r.sample:.3f}  "
+                f"cost {r.cost:g}{win}"
+            )
     for rejected in decision.rejected:
         out.append(f"rejected: {rejected}")
     for note in decision.notes:

@@ -8,6 +8,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         default="local",
         help="when Redis cannot be reached: count in this process's own store (local, counted "
         "and marked budget_store=local), or fail the decision as routing.on_error says (fail)",
+    )
+    serve.add_argument(
+        "--learning-store",
+        metavar="STORE",
+        help="where learning decisions keep their estimates: memory, sqlite:PATH (survives a "
+        "restart) or redis://host:port/db (shared by replicas); default: the policy's "
+        "learning.store, else memory",
     )
     serve.add_argument(
         "--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal"
@@ -384,6 +392,15 @@ def _serve(args: argparse.Namespace) -> int:
         if not 0 <= value <= 300:
             print(f"{flag} {value}: use 0 to 300 seconds", file=sys.stderr)
             return 2
+    if args.learning_store is not None and not re.fullmatch(
+        r"memory|sqlite:.+|rediss?://.+", args.learning_store
+    ):
+        print(
+            f"--learning-store {args.learning_store!r}: use memory, sqlite:PATH or "
+            "redis://host:port/db",
+            file=sys.stderr,
+        )
+        return 2
     options = ServerOptions(
         config_path=args.config,
         host=args.host,
@@ -397,6 +414,7 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_grace_s=args.shutdown_grace_s,
         budget_store=args.budget_store,
         budget_store_down=args.budget_store_down,
+        learning_store=args.learning_store,
     )
     if args.workers == 1:
         asyncio.run(serve(config, options))

@@ -34,6 +34,7 @@ from meritorder.budget import BudgetStore, InMemoryBudgetStore
 from meritorder.budget_redis import RedisBudgetStore
 from meritorder.classify import EngineClassifier, load_classifier
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
+from meritorder.learning.store import open_store
 from meritorder.router import Router
 from meritorder.v1 import router_pb2_grpc
 
@@ -63,6 +64,7 @@ class ServerOptions:
     force_cpu: bool = False
     budget_store: str | None = None  # a Redis URL: budgets shared by every router on it
     budget_store_down: Literal["local", "fail"] = "local"
+    learning_store: str | None = None  # memory | sqlite:PATH | redis://...; None: the config's
 
 
 class ConfigWatcher:
@@ -188,7 +190,10 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         queued = classifier  # bound here: mypy narrows it inside the lambda too
         telemetry.METRICS.classifier_queue.set_function(lambda: queued.queued_rows)
     budgets = _budget_store(options)
-    router = Router(config, classifier, budgets)
+    learning = options.learning_store or config.learning.store
+    estimates = open_store(learning, on_unavailable=config.learning.on_unavailable)
+    log.info("learned estimates", store=learning.split("@")[-1])  # never a URL's password
+    router = Router(config, classifier, budgets, estimates=estimates)
     server = RouterServer(router, options)
     await server.start()
     log.info(
@@ -224,6 +229,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     await server.shutdown(hurry)
     if isinstance(budgets, RedisBudgetStore):
         await budgets.close()
+    await estimates.close()
     telemetry.shutdown_tracing()
     if classifier is not None:
         _close_within(classifier, CLASSIFIER_CLOSE_S, started)

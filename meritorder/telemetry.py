@@ -7,6 +7,7 @@ PII values are never recorded: spans carry scores, labels, names and counts only
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -139,6 +140,10 @@ def _annotate(span: Span, decision: Decision) -> None:
         span.set_attribute("meritorder.degraded.cause", degraded[0])
         span.set_attribute("meritorder.degraded.action", degraded[1])
     span.set_attribute("meritorder.cost.estimate", decision.cost)
+    if decision.pick is not None:  # the estimates behind a learned choice
+        span.set_attribute("meritorder.learn.context", decision.pick.context)
+        span.set_attribute("meritorder.learn.why", decision.pick.why)
+        span.set_attribute("meritorder.learn.table", json.dumps(decision.pick.to_json()["table"]))
     if decision.tenant is not None:
         span.set_attribute("meritorder.tenant", decision.tenant)
     for note in decision.notes:
