@@ -130,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluation.add_argument("--plot", type=Path, help="write the frontier as a PNG")
     evaluation.add_argument(
+        "--feedback",
+        action="store_true",
+        help="replay in file order, feeding each chosen model's correctness back as feedback "
+        "(learning decisions learn); adds the learning curve and regret (--plot: the curve)",
+    )
+    evaluation.add_argument(
+        "--windows", type=int, default=10, help="windows of the learning curve (default 10)"
+    )
+    evaluation.add_argument(
         "--json", help="write the figures as JSON (- for stdout; the table then goes to stderr)"
     )
     evaluation.add_argument(
@@ -271,6 +280,8 @@ def _eval(args: argparse.Namespace) -> int:
         path = getattr(args, which)
         print(f"{'<stdin>' if path == '-' else path}:{number}: {error} (left out)", file=sys.stderr)
 
+    if args.windows < 1:
+        raise CliError(f"--windows {args.windows}: use 1 or more")
     with contextlib.ExitStack() as files:
         data = files.enter_context(_open(args.data, "r", "--data"))
         prompts = (
@@ -297,9 +308,12 @@ def _eval(args: argparse.Namespace) -> int:
     weak, _, strong = args.pair.partition(",")
     progress = Progress("eval", len(rows))
     try:
-        report = asyncio.run(
-            evaluate.evaluate(router, rows, (weak, strong) if strong else None, progress.advance)
-        )
+        pair = (weak, strong) if strong else None
+        if args.feedback:
+            run = evaluate.evaluate_feedback(router, rows, pair, progress.advance, args.windows)
+        else:
+            run = evaluate.evaluate(router, rows, pair, progress.advance)
+        report = asyncio.run(run)
     except (RequestError, ValueError) as error:
         raise CliError(f"a row of {args.data} cannot be routed: {error}") from None
     finally:
@@ -308,7 +322,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         with _open(args.json, "w", "--json") as sink:
             sink.write(json.dumps(report.to_json(), indent=2) + "\n")
-    if args.plot:
+    if args.plot and report.feedback is not None:
+        evaluate.plot_feedback(report, Path(args.plot), f"{args.config.name} on {args.data}")
+    elif args.plot:
         evaluate.plot(report, {m.name: m.cost for m in router.config.models}, Path(args.plot))
     return 0
 
