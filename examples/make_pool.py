@@ -140,7 +140,12 @@ def domain_routing_bound(dev_path: Path, costs: dict[str, float], best_single: s
 # 500 observations of a decision (the issue: "within a few hundred requests"); the prior weight
 # and the exploration ceiling were chosen on the TRAIN split alone (`--tune`: priors from half
 # of the train subjects, replayed on the other half), the best accuracy of the grid below.
-LEARN: dict[str, float] = {"epsilon": TOLERANCE, "weight": 20, "explore_max": 0.2, "half_life": 500}
+LEARN: dict[str, float] = {
+    "epsilon": TOLERANCE,
+    "weight": 200,
+    "explore_max": 0.02,
+    "half_life": 500,
+}
 TUNE_GRID = [(w, x) for w in (20, 50, 200) for x in (0.02, 0.05, 0.2)]
 
 

@@ -21,7 +21,7 @@ import asyncio
 import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +272,9 @@ async def evaluate_feedback(
     results: list[dict[str, Any]] = []
     learned = explored = 0
     for number, (row, (request, headers, obs)) in enumerate(zip(rows, observed, strict=True)):
+        # A request id per row seeds the row's draws: the same replay makes the same decisions.
         headers = {**headers, "x-request-id": f"eval-{number}-{row.get('id', '')}"}
+        obs = replace(obs, headers=headers)
         decision = await router.route(request, headers, observed=obs)
         model = decision.model.name if decision.action == "route" and decision.model else None
         if decision.pick is not None and model is not None:
