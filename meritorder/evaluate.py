@@ -126,6 +126,7 @@ class Window:
     cost: float
     share: Mapping[str, float]
     regret: float  # cumulative: the best single model's correct answers minus the router's
+    best_accuracy: float  # the best single model's (in hindsight), on the same rows
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class Feedback:
                     "accuracy": round(w.accuracy, 4),
                     "cost": round(w.cost, 4),
                     "regret": round(w.regret, 4),
+                    "best_accuracy": round(w.best_accuracy, 4),
                     "share": {m: round(v, 4) for m, v in sorted(w.share.items())},
                 }
                 for w in self.windows
@@ -167,13 +169,14 @@ class Feedback:
             f"({self.explored} explored); regret vs {self.best_single} in hindsight: "
             f"{self.regret:+.0f} correct answers",
             "",
-            "| rows | accuracy | mean cost | top model (share) | regret |",
-            "|---:|---:|---:|---|---:|",
+            f"| rows | accuracy | {self.best_single} | mean cost | top model (share) | regret |",
+            "|---:|---:|---:|---:|---|---:|",
         ]
         for w in self.windows:
             top = max(w.share.items(), key=lambda kv: kv[1]) if w.share else ("-", 0.0)
             lines.append(
-                f"| {w.end} | {w.accuracy:.3f} | {w.cost:.2f} | {top[0]} ({top[1]:.0%}) | "
+                f"| {w.end} | {w.accuracy:.3f} | {w.best_accuracy:.3f} | {w.cost:.2f} | "
+                f"{top[0]} ({top[1]:.0%}) | "
                 f"{w.regret:+.0f} |"
             )
         return lines
@@ -322,7 +325,8 @@ def learning_curve(
     for start in range(0, len(rows), size):
         part = list(zip(rows[start : start + size], chosen[start : start + size], strict=True))
         right = [int(r["correct"].get(m, 0)) if m else 0 for r, m in part]
-        regret += sum(int(r["correct"].get(best, 0)) for r, _ in part) - sum(right)
+        best_right = sum(int(r["correct"].get(best, 0)) for r, _ in part)
+        regret += best_right - sum(right)
         counts: dict[str, int] = {}
         for _, m in part:
             counts[m or "blocked"] = counts.get(m or "blocked", 0) + 1
@@ -333,6 +337,7 @@ def learning_curve(
                 sum(costs[m] for _, m in part if m) / len(part),
                 {m: c / len(part) for m, c in counts.items()},
                 regret,
+                best_right / len(part),
             )
         )
     return Feedback(best, size, tuple(out), learned, explored)
@@ -465,7 +470,14 @@ def plot_feedback(report: Report, path: Path, title: str = "") -> None:
     ends = [w.end for w in fb.windows]
     fig, (acc, cost, share) = plt.subplots(3, 1, figsize=(8, 8), dpi=120, sharex=True)
     acc.plot(ends, [w.accuracy for w in fb.windows], marker="o", color="tab:red", label="router")
-    acc.axhline(best.accuracy, ls="--", color="tab:gray", label=f"{best.name} (best single)")
+    acc.plot(
+        ends,
+        [w.best_accuracy for w in fb.windows],
+        ls="--",
+        marker=".",
+        color="tab:gray",
+        label=f"{best.name} (best single in hindsight), same rows",
+    )
     acc.axhline(report.policy.accuracy, ls=":", color="tab:red", label="router, whole replay")
     acc.set_ylabel("accuracy per window")
     acc.legend(fontsize=7, loc="lower right")

@@ -174,7 +174,8 @@ class Router:
         obs: Observation,
         missing: str | None,
     ) -> Decision:
-        contexts = policy.learning_contexts(config, obs)
+        virtual = policy.is_virtual(config, request.model)  # explicit requests never learn
+        contexts = policy.learning_contexts(config, obs) if virtual else []
         estimates = await self.estimates.read(contexts) if contexts else {}
         seed = _seed(obs.headers.get("x-request-id"))
 

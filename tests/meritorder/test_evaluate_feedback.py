@@ -89,7 +89,14 @@ def test_the_cli_keeps_the_json_shape_and_adds_feedback(tmp_path: Path) -> None:
     assert {"rows", "policy", "singles", "oracle", "random", "chosen", "vs_best_single"} <= set(got)
     feedback = got["feedback"]
     assert feedback["best_single"] == "cheap" and len(feedback["curve"]) == 5
-    assert set(feedback["curve"][0]) == {"end", "accuracy", "cost", "regret", "share"}
+    assert set(feedback["curve"][0]) == {
+        "end",
+        "accuracy",
+        "cost",
+        "regret",
+        "share",
+        "best_accuracy",
+    }
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert main(argv) == 0  # without --feedback: the report as before
     assert "feedback" not in json.loads(out.read_text())
