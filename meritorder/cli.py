@@ -200,7 +200,8 @@ def _offline_router(path: Path) -> Router:
     configure_logging(json_logs=False, level="WARNING")
     config = load_config(path)
     classifier = load_classifier() if config.uses_classifier() else None
-    return Router(config, classifier, enforce_timeout=False)
+    # A fixed seed key: the same input replays the same learned picks.
+    return Router(config, classifier, enforce_timeout=False, seed_key=b"offline")
 
 
 def _route(args: argparse.Namespace) -> int:

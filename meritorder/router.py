@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import math
-import random
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
@@ -59,6 +60,7 @@ class Router:
         *,
         enforce_timeout: bool = True,
         estimates: EstimatesStore | None = None,
+        seed_key: bytes | None = None,
     ) -> None:
         # Offline tools (route, explain, eval) have no client waiting: they switch the budget off.
         self.enforce_timeout = enforce_timeout
@@ -67,6 +69,9 @@ class Router:
         self.health = health or HealthMonitor()
         self.ledger = Ledger()
         self.estimates = estimates or InMemoryEstimates()  # what learning decisions learned
+        # Keys the seed of a learned pick's draws: a client that sets its own x-request-id
+        # cannot choose them. Offline tools pass a fixed key, so their decisions replay.
+        self.seed_key = os.urandom(16) if seed_key is None else seed_key
         self.replace_config(config)
 
     @property
@@ -177,7 +182,7 @@ class Router:
         virtual = policy.is_virtual(config, request.model)  # explicit requests never learn
         contexts = policy.learning_contexts(config, obs) if virtual else []
         estimates = await self.estimates.read(contexts) if contexts else {}
-        seed = _seed(obs.headers.get("x-request-id"))
+        seed = _seed(self.seed_key, obs.headers.get("x-request-id"))
 
         def decide(spent: float) -> Decision:
             pool = PoolState(self.health.unhealthy, spent, estimates, seed)
@@ -307,11 +312,13 @@ class Router:
         return Decision("route", "fallback", model=model, notes=(f"fallback={why}",))
 
 
-def _seed(request_id: str | None) -> int:
-    """The seed of a decision's draws: from the request id, so a decision can be replayed."""
+def _seed(key: bytes, request_id: str | None) -> int:
+    """The seed of a decision's draws: the request id under the router's key, so a decision can
+    be replayed by whoever holds the key, and chosen by no client."""
     if not request_id:
-        return random.getrandbits(64)
-    return int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big")
+        return int.from_bytes(os.urandom(8), "big")
+    digest = hmac.new(key, request_id.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 def _needs_classifier(config: RouterConfig, request: ChatRequest) -> bool:

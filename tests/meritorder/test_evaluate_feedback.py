@@ -117,8 +117,11 @@ def test_windows_below_one_is_a_usage_error(
 
 async def test_the_same_replay_makes_the_same_decisions() -> None:
     data = rows(300, {"dear": 0.6, "cheap": 0.6})  # close arms: the draws decide
-    first = await evaluate.evaluate_feedback(Router(parse_config(POLICY)), data, None)
-    again = await evaluate.evaluate_feedback(Router(parse_config(POLICY)), data, None)
+    replays = [
+        await evaluate.evaluate_feedback(Router(parse_config(POLICY), seed_key=b"k"), data, None)
+        for _ in range(2)
+    ]
+    first, again = replays
     assert first.feedback is not None and again.feedback is not None
     assert first.feedback.windows == again.feedback.windows
     assert first.feedback.explored == again.feedback.explored

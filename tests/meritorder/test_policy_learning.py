@@ -123,3 +123,13 @@ async def test_a_restart_with_sqlite_keeps_learned_estimates(tmp_path: Path) -> 
     assert decision.pick is not None
     assert {r.model: round(r.count) for r in decision.pick.table} == {"big": 200, "small": 200}
     await restarted.estimates.close()
+
+
+async def test_a_client_cannot_choose_the_draws_of_its_request() -> None:
+    # The same x-request-id on two routers (two processes' keys) draws differently.
+    config = parse_config(POLICY)
+    one, two = Router(config, seed_key=b"one"), Router(config, seed_key=b"two")
+    headers = {"x-request-id": "client-chosen"}
+    a, b = await one.route(request(), headers), await two.route(request(), headers)
+    assert a.pick is not None and b.pick is not None
+    assert [r.sample for r in a.pick.table] != [r.sample for r in b.pick.table]
