@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         "--windows", type=int, default=10, help="windows of the learning curve (default 10)"
     )
     evaluation.add_argument(
+        "--seed",
+        default="offline",
+        help="key of the learned picks' draws: the same seed replays the same decisions",
+    )
+    evaluation.add_argument(
         "--json", help="write the figures as JSON (- for stdout; the table then goes to stderr)"
     )
     evaluation.add_argument(
@@ -196,12 +201,12 @@ def _validate(paths: list[Path]) -> int:
     return 1 if failed else 0
 
 
-def _offline_router(path: Path) -> Router:
+def _offline_router(path: Path, seed: str = "offline") -> Router:
     configure_logging(json_logs=False, level="WARNING")
     config = load_config(path)
     classifier = load_classifier() if config.uses_classifier() else None
     # A fixed seed key: the same input replays the same learned picks.
-    return Router(config, classifier, enforce_timeout=False, seed_key=b"offline")
+    return Router(config, classifier, enforce_timeout=False, seed_key=seed.encode())
 
 
 def _route(args: argparse.Namespace) -> int:
@@ -302,7 +307,7 @@ def _eval(args: argparse.Namespace) -> int:
             f"{args.data}: no usable rows; each line is a JSON object with a prompt and 'correct'"
         )
     try:
-        router = _offline_router(args.config)
+        router = _offline_router(args.config, args.seed)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
