@@ -8,6 +8,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         "(fail); feedback gets a 503 either way",
     )
     serve.add_argument(
+        "--learning-store",
+        metavar="STORE",
+        help="where learning decisions keep their estimates: memory, sqlite:PATH (survives a "
+        "restart) or redis://host:port/db (shared by replicas); default: the policy's "
+        "learning.store, else memory",
+    )
+    serve.add_argument(
         "--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal"
     )
 
@@ -144,6 +152,20 @@ def main(argv: list[str] | None = None) -> int:
         help="WEAK,STRONG models for the difficulty sweep",
     )
     evaluation.add_argument("--plot", type=Path, help="write the frontier as a PNG")
+    evaluation.add_argument(
+        "--feedback",
+        action="store_true",
+        help="replay in file order, feeding each chosen model's correctness back as feedback "
+        "(learning decisions learn); adds the learning curve and regret (--plot: the curve)",
+    )
+    evaluation.add_argument(
+        "--windows", type=int, default=10, help="windows of the learning curve (default 10)"
+    )
+    evaluation.add_argument(
+        "--seed",
+        default="offline",
+        help="key of the learned picks' draws: the same seed replays the same decisions",
+    )
     evaluation.add_argument(
         "--json", help="write the figures as JSON (- for stdout; the table then goes to stderr)"
     )
@@ -202,11 +224,12 @@ def _validate(paths: list[Path]) -> int:
     return 1 if failed else 0
 
 
-def _offline_router(path: Path) -> Router:
+def _offline_router(path: Path, seed: str = "offline") -> Router:
     configure_logging(json_logs=False, level="WARNING")
     config = load_config(path)
     classifier = load_classifier() if config.uses_classifier() else None
-    return Router(config, classifier, enforce_timeout=False)
+    # A fixed seed key: the same input replays the same learned picks.
+    return Router(config, classifier, enforce_timeout=False, seed_key=seed.encode())
 
 
 def _route(args: argparse.Namespace) -> int:
@@ -286,6 +309,8 @@ def _eval(args: argparse.Namespace) -> int:
         path = getattr(args, which)
         print(f"{'<stdin>' if path == '-' else path}:{number}: {error} (left out)", file=sys.stderr)
 
+    if args.windows < 1:
+        raise CliError(f"--windows {args.windows}: use 1 or more")
     with contextlib.ExitStack() as files:
         data = files.enter_context(_open(args.data, "r", "--data"))
         prompts = (
@@ -305,16 +330,19 @@ def _eval(args: argparse.Namespace) -> int:
             f"{args.data}: no usable rows; each line is a JSON object with a prompt and 'correct'"
         )
     try:
-        router = _offline_router(args.config)
+        router = _offline_router(args.config, args.seed)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
     weak, _, strong = args.pair.partition(",")
     progress = Progress("eval", len(rows))
     try:
-        report = asyncio.run(
-            evaluate.evaluate(router, rows, (weak, strong) if strong else None, progress.advance)
-        )
+        pair = (weak, strong) if strong else None
+        if args.feedback:
+            run = evaluate.evaluate_feedback(router, rows, pair, progress.advance, args.windows)
+        else:
+            run = evaluate.evaluate(router, rows, pair, progress.advance)
+        report = asyncio.run(run)
     except (RequestError, ValueError) as error:
         raise CliError(f"a row of {args.data} cannot be routed: {error}") from None
     finally:
@@ -323,7 +351,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         with _open(args.json, "w", "--json") as sink:
             sink.write(json.dumps(report.to_json(), indent=2) + "\n")
-    if args.plot:
+    if args.plot and report.feedback is not None:
+        evaluate.plot_feedback(report, Path(args.plot), f"{args.config.name} on {args.data}")
+    elif args.plot:
         evaluate.plot(report, {m.name: m.cost for m in router.config.models}, Path(args.plot))
     return 0
 
@@ -414,6 +444,15 @@ def _serve(args: argparse.Namespace) -> int:
         if value < 0:
             print(f"{flag} {value}: use 0 (off) or more", file=sys.stderr)
             return 2
+    if args.learning_store is not None and not re.fullmatch(
+        r"memory|sqlite:.+|rediss?://.+", args.learning_store
+    ):
+        print(
+            f"--learning-store {args.learning_store!r}: use memory, sqlite:PATH or "
+            "redis://host:port/db",
+            file=sys.stderr,
+        )
+        return 2
     options = ServerOptions(
         config_path=args.config,
         host=args.host,
@@ -430,6 +469,7 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_grace_s=args.shutdown_grace_s,
         state_store=args.state_store,
         state_store_down=args.state_store_down,
+        learning_store=args.learning_store,
     )
     if args.workers == 1:
         asyncio.run(serve(config, options))

@@ -40,6 +40,7 @@ from meritorder.classify import (
     load_classifier,
 )
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
+from meritorder.learning.store import open_store
 from meritorder.outcomes_redis import RedisOutcomes
 from meritorder.router import Router
 from meritorder.sessions_redis import RedisSessions
@@ -75,6 +76,7 @@ class ServerOptions:
     signal_cache_store: str | None = None  # a Redis URL: the cache shared by every router on it
     state_store: str | None = None  # a Redis URL: budgets and outcomes shared by every router
     state_store_down: Literal["local", "fail"] = "local"
+    learning_store: str | None = None  # memory | sqlite:PATH | redis://...; None: the config's
 
 
 class ConfigWatcher:
@@ -167,6 +169,16 @@ class RouterServer:
         await self.server.stop(self.options.shutdown_grace_s)
 
 
+def _learning_store(config: RouterConfig, options: ServerOptions) -> str:
+    """Where learned estimates live: --learning-store, else the policy's `learning.store`, else
+    the shared state store when there is one (so every replica learns together)."""
+    if options.learning_store:
+        return options.learning_store
+    if config.learning.store == "memory" and options.state_store:
+        return options.state_store
+    return config.learning.store
+
+
 def _budget_store(options: ServerOptions) -> BudgetStore | None:
     """Redis when a URL is given (with this process's own store to fall back on, if asked), else
     the router's default: this process's own."""
@@ -208,7 +220,12 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     budgets = _budget_store(options)
     outcomes = RedisOutcomes(options.state_store) if options.state_store else None
     sessions = RedisSessions(options.state_store) if options.state_store else None
-    router = Router(config, classifier, budgets, outcomes=outcomes, sessions=sessions)
+    learning = _learning_store(config, options)
+    estimates = open_store(learning, on_unavailable=config.learning.on_unavailable)
+    log.info("learned estimates", store=learning.split("@")[-1])  # never a URL's password
+    router = Router(
+        config, classifier, budgets, outcomes=outcomes, sessions=sessions, estimates=estimates
+    )
     server = RouterServer(router, options)
     await server.start()
     log.info(
@@ -248,6 +265,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         await outcomes.close()
     if sessions is not None:
         await sessions.close()
+    await estimates.close()
     telemetry.shutdown_tracing()
     if classifier is not None:
         _close_within(classifier, CLASSIFIER_CLOSE_S, started)

@@ -169,6 +169,15 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
             f"budget: {who} limit {'unlimited' if limit is None else f'{limit:g}'} per "
             f"{config.budgets.window_s} s (tenant header {config.budgets.header})"
         )
+    if isinstance(decision, Routed) and decision.pick is not None:  # it learned: the estimates
+        p = decision.pick
+        out.append(f"learned ({p.context}): {p.why}")
+        for r in p.table:
+            win = " <-" if r.model == p.model else ""
+            out.append(
+                f"  {r.model:<24} mean {r.mean:.3f}  n {r.count:7.1f}  sample {r.sample:.3f}  "
+                f"cost {r.cost:g}{win}"
+            )
     for rejected in decision.rejected:
         out.append(f"rejected: {rejected.render()} (by the {rejected.filter} filter)")
     for note in decision.notes:

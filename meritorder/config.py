@@ -29,6 +29,12 @@ from pydantic import (
     model_validator,
 )
 
+from meritorder.learning.config import (
+    ExploreConfig,
+    LearnConfig,
+    LearningStoreConfig,
+    PriorConfig,
+)
 from meritorder.sessions import SessionsConfig
 from meritorder.signals import BY_TAG, CLASSIFIER_TYPES, SignalConfig
 from meritorder.signals.base import NAME_PATTERN
@@ -194,11 +200,18 @@ class DecisionConfig(_Strict):
             raise ValueError(f"unknown picker {pick!r}; {hint}")
         return pick
 
+    # Learn which of `route` to pick from outcomes (meritorder/learning); None: the first usable.
+    learn: LearnConfig | None = None
+
     @model_validator(mode="after")
     def _one_action(self) -> DecisionConfig:
         if bool(self.route) == (self.block is not None):
             raise ValueError(
                 "a decision needs exactly one action: 'route: [model, ...]' or 'block: {...}'"
+            )
+        if self.learn is not None and len(self.route) < 2:
+            raise ValueError(
+                "'learn' picks among the 'route' candidates; list at least two models in 'route'"
             )
         return self
 
@@ -361,6 +374,7 @@ class RouterConfig(_Strict):
     sessions: SessionsConfig | None = None
     routing: RoutingConfig = RoutingConfig()
     limits: LimitsConfig = LimitsConfig()
+    learning: LearningStoreConfig = LearningStoreConfig()  # where learned estimates live
 
     @model_validator(mode="after")
     def _references_resolve(self) -> RouterConfig:
@@ -644,6 +658,10 @@ _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
     "boundaries": BoundaryConfig,
     "budgets": BudgetConfig,
     **BY_TAG,
+    "learn": LearnConfig,
+    "prior": PriorConfig,
+    "explore": ExploreConfig,
+    "learning": LearningStoreConfig,
 }
 
 

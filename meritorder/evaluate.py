@@ -7,6 +7,12 @@ For a weak/strong pair, sweeping the difficulty threshold draws the cost-quality
 PGR(s) = (acc(s) - acc_weak) / (acc_strong - acc_weak) where a share s of prompts (highest
 difficulty first) goes to the strong model; APGR is its area over s in [0, 1] (random = 0.5),
 and CPT(x) is the smallest share of strong calls whose PGR reaches x.
+
+With `--feedback` (`evaluate_feedback`) the rows are replayed in file order, as live traffic:
+each decision is made before its row's outcome is revealed, then the chosen model's correctness
+is fed back through `Router.observe_reward`, as feedback would be. The report adds the online
+learning curve (accuracy, cost and each model's share per window of rows) and the regret
+against the best single model in hindsight (its correct answers minus the router's, cumulative).
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ import asyncio
 import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from meritorder.batch import route_one
+from meritorder.batch import _headers, request_from, route_one, signals_json
 from meritorder.config import RouterConfig
+from meritorder.policy import Observation, Routed
+from meritorder.request import RequestView
 from meritorder.router import Router
 
 
@@ -50,6 +58,7 @@ class Report:
     random: Point
     sweep: Sweep | None = None
     chosen: Mapping[str, int] = field(default_factory=dict)
+    feedback: Feedback | None = None
 
     def best_single(self) -> Point:
         return max(self.singles, key=lambda p: (p.accuracy, -p.cost))
@@ -72,6 +81,8 @@ class Report:
             "accuracy_delta": round(self.policy.accuracy - best.accuracy, 4),
             "cost_ratio": round(self.policy.cost / best.cost, 4) if best.cost else None,
         }
+        if self.feedback is not None:
+            out["feedback"] = self.feedback.to_json()
         if self.sweep is not None:
             out["sweep"] = {
                 "weak": self.sweep.weak,
@@ -101,7 +112,74 @@ class Report:
             s = self.sweep
             cpt = ", ".join(f"CPT({int(k * 100)}%) = {v:.2f}" for k, v in s.cpt.items())
             lines += ["", f"difficulty sweep {s.weak} -> {s.strong}: APGR = {s.apgr:.3f}; {cpt}"]
+        if self.feedback is not None:
+            lines += ["", *self.feedback.table()]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of consecutive rows of a feedback replay."""
+
+    end: int  # rows replayed so far
+    accuracy: float
+    cost: float
+    share: Mapping[str, float]
+    regret: float  # cumulative: the best single model's correct answers minus the router's
+    best_accuracy: float  # the best single model's (in hindsight), on the same rows
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The online figures of a feedback replay (see the module doc)."""
+
+    best_single: str
+    window: int
+    windows: tuple[Window, ...]
+    learned: int  # rows whose decision learned (had a pick) and was fed back
+    explored: int
+
+    @property
+    def regret(self) -> float:
+        return self.windows[-1].regret if self.windows else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "best_single": self.best_single,
+            "regret": round(self.regret, 4),
+            "learned": self.learned,
+            "explored": self.explored,
+            "window": self.window,
+            "curve": [
+                {
+                    "end": w.end,
+                    "accuracy": round(w.accuracy, 4),
+                    "cost": round(w.cost, 4),
+                    "regret": round(w.regret, 4),
+                    "best_accuracy": round(w.best_accuracy, 4),
+                    "share": {m: round(v, 4) for m, v in sorted(w.share.items())},
+                }
+                for w in self.windows
+            ],
+        }
+
+    def table(self) -> list[str]:
+        lines = [
+            f"feedback replay in file order: {self.learned} decisions learned "
+            f"({self.explored} explored); regret vs {self.best_single} in hindsight: "
+            f"{self.regret:+.0f} correct answers",
+            "",
+            f"| rows | accuracy | {self.best_single} | mean cost | top model (share) | regret |",
+            "|---:|---:|---:|---:|---|---:|",
+        ]
+        for w in self.windows:
+            top = max(w.share.items(), key=lambda kv: kv[1]) if w.share else ("-", 0.0)
+            lines.append(
+                f"| {w.end} | {w.accuracy:.3f} | {w.best_accuracy:.3f} | {w.cost:.2f} | "
+                f"{top[0]} ({top[1]:.0%}) | "
+                f"{w.regret:+.0f} |"
+            )
+        return lines
 
 
 class BadLine(ValueError):
@@ -177,6 +255,92 @@ async def evaluate(
     chosen = [r["model"] for r in results]
     difficulty = [float(r["signals"].get("difficulty", 0.0)) for r in results]
     return score(config, rows, chosen, difficulty, pair)
+
+
+async def evaluate_feedback(
+    router: Router,
+    rows: Sequence[Mapping[str, Any]],
+    pair: tuple[str, str] | None,
+    progress: Callable[[int], None] | None = None,
+    windows: int = 10,
+) -> Report:
+    """Replay `rows` in file order, deciding each before its outcome is revealed and feeding the
+    chosen model's correctness back (see the module doc); the report carries `feedback`."""
+    # Signals do not depend on what was learned: classify in concurrent chunks (the classifier
+    # batches them), then decide and learn one row at a time, in order.
+    observed = []
+    for start in range(0, len(rows), 64):
+        chunk = rows[start : start + 64]
+        observed += await asyncio.gather(*(_observe(router, r) for r in chunk))
+    results: list[dict[str, Any]] = []
+    learned = explored = 0
+    for number, (row, (request, headers, obs)) in enumerate(zip(rows, observed, strict=True)):
+        # A request id per row seeds the row's draws: the same replay makes the same decisions.
+        headers = {**headers, "x-request-id": f"eval-{number}-{row.get('id', '')}"}
+        obs = replace(obs, headers=headers)
+        decision = await router.route(request, headers, observed=obs)
+        model = decision.model.name if isinstance(decision, Routed) else None
+        if isinstance(decision, Routed) and decision.pick is not None and model is not None:
+            reward = min(1.0, max(0.0, float(row["correct"].get(model, 0))))
+            await router.observe_reward(decision.pick.context, model, reward)
+            learned += 1
+            explored += decision.pick.explored
+        results.append({"model": model, "signals": signals_json(decision, obs.classified)})
+        if progress is not None and (number + 1) % 64 == 0:
+            progress(64)
+    if progress is not None and len(rows) % 64:
+        progress(len(rows) % 64)
+    chosen = [r["model"] for r in results]
+    difficulty = [float(r["signals"].get("difficulty", 0.0)) for r in results]
+    report = score(router.config, rows, chosen, difficulty, pair)
+    report.feedback = learning_curve(
+        router.config, rows, chosen, report, windows, learned, explored
+    )
+    return report
+
+
+async def _observe(
+    router: Router, row: Mapping[str, Any]
+) -> tuple[RequestView, dict[str, str], Observation]:
+    headers = _headers(row.get("headers"))
+    request = request_from(row, router)
+    return request, headers, await router.observe(request, headers)
+
+
+def learning_curve(
+    config: RouterConfig,
+    rows: Sequence[Mapping[str, Any]],
+    chosen: Sequence[str | None],
+    report: Report,
+    windows: int,
+    learned: int = 0,
+    explored: int = 0,
+) -> Feedback:
+    """Accuracy, cost and shares per window of rows, and the cumulative regret (pure)."""
+    costs = {m.name: m.cost for m in config.models}
+    best = report.best_single().name
+    size = max(1, -(-len(rows) // max(1, windows)))
+    out = []
+    regret = 0.0
+    for start in range(0, len(rows), size):
+        part = list(zip(rows[start : start + size], chosen[start : start + size], strict=True))
+        right = [int(r["correct"].get(m, 0)) if m else 0 for r, m in part]
+        best_right = sum(int(r["correct"].get(best, 0)) for r, _ in part)
+        regret += best_right - sum(right)
+        counts: dict[str, int] = {}
+        for _, m in part:
+            counts[m or "blocked"] = counts.get(m or "blocked", 0) + 1
+        out.append(
+            Window(
+                start + len(part),
+                sum(right) / len(part),
+                sum(costs[m] for _, m in part if m) / len(part),
+                {m: c / len(part) for m, c in counts.items()},
+                regret,
+                best_right / len(part),
+            )
+        )
+    return Feedback(best, size, tuple(out), learned, explored)
 
 
 def score(
@@ -287,6 +451,55 @@ def plot(report: Report, costs: Mapping[str, float], path: Path) -> None:
     ax.set_title(f"Cost-quality on {report.rows} prompts")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_feedback(report: Report, path: Path, title: str = "") -> None:
+    """The learning curve of a feedback replay: accuracy, cost and model shares per window,
+    against the best single model in hindsight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert report.feedback is not None
+    fb = report.feedback
+    best = next(p for p in report.singles if p.name == fb.best_single)
+    ends = [w.end for w in fb.windows]
+    fig, (acc, cost, share) = plt.subplots(3, 1, figsize=(8, 8), dpi=120, sharex=True)
+    acc.plot(ends, [w.accuracy for w in fb.windows], marker="o", color="tab:red", label="router")
+    acc.plot(
+        ends,
+        [w.best_accuracy for w in fb.windows],
+        ls="--",
+        marker=".",
+        color="tab:gray",
+        label=f"{best.name} (best single in hindsight), same rows",
+    )
+    acc.axhline(report.policy.accuracy, ls=":", color="tab:red", label="router, whole replay")
+    acc.set_ylabel("accuracy per window")
+    acc.legend(fontsize=7, loc="lower right")
+    cost.plot(ends, [w.cost for w in fb.windows], marker="o", color="tab:blue", label="router")
+    cost.axhline(best.cost, ls="--", color="tab:gray", label=best.name)
+    cost.set_ylabel("mean cost per window")
+    cost.legend(fontsize=7, loc="upper right")
+    totals: dict[str, float] = {}
+    for w in fb.windows:
+        for m, v in w.share.items():
+            totals[m] = totals.get(m, 0.0) + v
+    top = sorted(totals, key=lambda m: -totals[m])[:6]
+    series = [[w.share.get(m, 0.0) for w in fb.windows] for m in top]
+    rest = [1.0 - sum(w.share.get(m, 0.0) for m in top) for w in fb.windows]
+    share.stackplot(ends, *series, rest, labels=[*top, "others"], alpha=0.85)
+    share.set_ylabel("share of requests")
+    share.set_xlabel("rows replayed (file order)")
+    share.set_ylim(0, 1)
+    share.legend(fontsize=6, loc="upper left", ncol=2)
+    for ax in (acc, cost, share):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or f"Learning from feedback on {report.rows} prompts", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

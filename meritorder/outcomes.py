@@ -33,6 +33,7 @@ class Pending:
     budget_window_s: int = 0  # 0 when no budget applies
     traceparent: str = ""  # W3C trace context of the decision's span ("" when not traced)
     decided_at: float = 0.0  # epoch seconds: the budget window the cost was reserved in
+    learn_context: str = ""  # a learning decision's estimates context ("" when it did not learn)
 
     def to_fields(self) -> dict[str, str | float]:
         return asdict(self)

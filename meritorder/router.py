@@ -14,8 +14,11 @@ the policy) gets `decision_timeout_ms` on its own.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -29,6 +32,8 @@ from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.cost import cost
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
+from meritorder.learning.config import LearnConfig, reward_of
+from meritorder.learning.store import EstimatesStore, InMemoryEstimates
 from meritorder.outcomes import (
     Feedback,
     InMemoryOutcomes,
@@ -84,6 +89,8 @@ class Router:
         sessions: SessionStore | None = None,
         *,
         enforce_timeout: bool = True,
+        estimates: EstimatesStore | None = None,
+        seed_key: bytes | None = None,
     ) -> None:
         # Offline tools (route, explain, eval) have no client waiting: they switch the budget off.
         self.enforce_timeout = enforce_timeout
@@ -92,6 +99,10 @@ class Router:
         self.health = health or HealthMonitor()
         self.outcomes = InMemoryOutcomes() if outcomes is None else outcomes
         self.sessions = InMemorySessions() if sessions is None else sessions
+        self.estimates = estimates or InMemoryEstimates()  # what learning decisions learned
+        # Keys the seed of a learned pick's draws: a client that sets its own x-request-id
+        # cannot choose them. Offline tools pass a fixed key, so their decisions replay.
+        self.seed_key = os.urandom(16) if seed_key is None else seed_key
         self.replace_config(config)
 
     @property
@@ -198,6 +209,7 @@ class Router:
             budget_window_s=budgets.window_s if budgets and decision.tenant else 0,
             traceparent=traceparent,
             decided_at=time.time(),
+            learn_context=decision.pick.context if decision.pick is not None else "",
         )
         if request_id:
             await self.outcomes.add(Outcome(request_id, pending))
@@ -219,6 +231,7 @@ class Router:
             )
         await self.outcomes.add(outcome)
         telemetry.record_outcome(outcome)
+        await self._reward(pending, status=outcome.status)
 
     async def settle_usage(
         self, request_id: str, pending: Pending, prompt_tokens: int, completion_tokens: int
@@ -278,7 +291,20 @@ class Router:
                 code="feedback_exists",
             )
         telemetry.record_feedback(outcome, feedback)
+        await self._reward(outcome.pending, score=feedback.score)
         return outcome
+
+    async def _reward(
+        self, pending: Pending, *, score: float | None = None, status: int | None = None
+    ) -> None:
+        """Feed an outcome to the estimates of the learning decision that chose its model, as
+        that decision's `learn.reward` says: the feedback score, or the upstream's success."""
+        if not pending.learn_context:
+            return
+        learn = self._learn_config(pending.learn_context)
+        reward = reward_of(learn, score=score, status=status) if learn is not None else None
+        if reward is not None:
+            await self.observe_reward(pending.learn_context, pending.model, reward)
 
     async def observe(self, request: RequestView, headers: Mapping[str, str]) -> Observation:
         """What the policy sees of `request`; the classifier runs only if the policy needs it:
@@ -330,16 +356,48 @@ class Router:
         obs: Observation,
         missing: str | None,
     ) -> Decision:
+        virtual = policy.is_virtual(config, request.model)  # explicit requests never learn
+        contexts = policy.learning_contexts(config, obs) if virtual else []
+        estimates = await self.estimates.read(contexts) if contexts else {}
+        seed = _seed(self.seed_key, obs.headers.get("x-request-id"))
+
         def decide(spent: float) -> Decision:
+            pool = PoolState(self.health.unhealthy, spent, estimates=estimates, seed=seed)
             with telemetry.stage("policy"):
-                decision = policy.decide(config, obs, PoolState(self.health.unhealthy, spent))
+                decision = policy.decide(config, obs, pool)
             if missing is None:
                 return decision
             return self._without_signals(config, request, decision, missing)
 
         if config.budgets is None:
-            return decide(0.0)
-        return await self._decide_and_reserve(config.budgets, obs, decide)
+            decision = decide(0.0)
+        else:
+            decision = await self._decide_and_reserve(config.budgets, obs, decide)
+        if isinstance(decision, Routed) and decision.pick is not None:
+            await self.estimates.note_pick(decision.pick.context, decision.pick.explored)
+        return decision
+
+    async def observe_reward(self, context: str, model: str, reward: float) -> None:
+        """Feed one outcome (a reward in [0, 1]) back to the context a learning decision
+        picked `model` in (`Decision.pick.context`); settle and feedback call it."""
+        learn = self._learn_config(context)
+        half_life = learn.half_life if learn is not None else None
+        await self.estimates.observe(context, model, reward, half_life)
+
+    def _learn_config(self, context: str) -> LearnConfig | None:
+        """The `learn` block of the decision that owns a learning context."""
+        return next(
+            (
+                d.learn
+                for d in self._config.decisions
+                if d.learn is not None
+                and (
+                    context == f"decision:{d.name}"
+                    or (context.startswith("domain:") and d.learn.context == "domain")
+                )
+            ),
+            None,
+        )
 
     def _without_signals(
         self, config: RouterConfig, request: RequestView, decision: Decision, why: str
@@ -444,6 +502,15 @@ def _store_down() -> RequestError:
         type="server_error",
         code="store_unavailable",
     )
+
+
+def _seed(key: bytes, request_id: str | None) -> int:
+    """The seed of a decision's draws: the request id under the router's key, so a decision can
+    be replayed by whoever holds the key, and chosen by no client."""
+    if not request_id:
+        return int.from_bytes(os.urandom(8), "big")
+    digest = hmac.new(key, request_id.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 def _needs_classifier(config: RouterConfig, request: RequestView) -> bool:

@@ -7,6 +7,7 @@ PII values are never recorded: spans carry scores, labels, names and counts only
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -227,6 +228,11 @@ def _annotate(span: Span, decision: Decision) -> None:
     if degraded is not None:
         span.set_attribute("meritorder.degraded.cause", degraded[0])
         span.set_attribute("meritorder.degraded.action", degraded[1])
+    pick = getattr(decision, "pick", None)  # a Routed decision that learned
+    if pick is not None:  # the estimates behind a learned choice
+        span.set_attribute("meritorder.learn.context", pick.context)
+        span.set_attribute("meritorder.learn.why", pick.why)
+        span.set_attribute("meritorder.learn.table", json.dumps(pick.to_json()["table"]))
     if decision.tenant is not None:
         span.set_attribute("meritorder.tenant", decision.tenant)
     for note in decision.notes:
@@ -332,6 +338,12 @@ class Metrics:
             "meritorder_budget_store_fallbacks",
             "Budget store calls that failed (the shared store unreachable), by operation and "
             "what was done instead: local (this process's own store) or error",
+            ["op", "to"], registry=r,
+        )  # fmt: skip
+        self.learning_store_fallbacks = Counter(
+            "meritorder_learning_store_fallbacks",
+            "Learned-estimate store calls that failed (Redis unreachable), by operation and "
+            "what was done instead: local (this process's estimates) or error",
             ["op", "to"], registry=r,
         )  # fmt: skip
         self.budget_spent = Gauge(

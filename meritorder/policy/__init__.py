@@ -11,7 +11,9 @@ Order of a decision (meritorder/policy/pipeline.py):
      (block / redact / private), the privacy boundaries, the tenant's budget (fits, else step
      down, or 429), upstream health; each returns the survivors with a `Rejection` for every
      model it took out, or a block;
-  4. the decision's picker (`pick:`, pickers/) chooses among the survivors: first by default.
+  4. the session's model, if it survived (meritorder/sessions.py); else a decision that learns
+     (`learn:`, learned.py) has the bandit pick among the healthy survivors that fit the
+     budget; else the decision's picker (`pick:`, pickers/) chooses: first by default.
 The result is `Routed` or `Blocked` (decision.py); `reason` renders its structured explanation.
 """
 
@@ -29,6 +31,7 @@ from meritorder.policy.decision import (
     blocked,
     routed,
 )
+from meritorder.policy.learned import learn_context, learning_contexts
 from meritorder.policy.observation import Classified, Observation, PiiFinding, PoolState
 from meritorder.policy.pipeline import decide
 from meritorder.policy.rules import evaluate_signals, holds, is_virtual
@@ -55,5 +58,7 @@ __all__ = [
     "evaluate_signals",
     "holds",
     "is_virtual",
+    "learn_context",
+    "learning_contexts",
     "routed",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
 from meritorder.config import ModelConfig, ReasoningStep, SystemPromptStep
+from meritorder.learning.bandit import Pick
 from meritorder.policy.observation import Classified, PiiFinding
 
 
@@ -126,6 +127,7 @@ class Routed(Explained):
     cost: float = 0.0  # the estimate, reserved against the tenant's budget
     # The ceiling `cost` was checked against: the router reserves the cost under it. None: none.
     budget_limit: float | None = None
+    pick: Pick | None = None  # a decision that learned: the estimates behind its choice
 
     @property
     def chosen(self) -> ModelConfig:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from meritorder.learning.store import ContextEstimates
 from meritorder.request import RequestView
 from meritorder.sessions import SessionView
 
@@ -80,3 +81,7 @@ class PoolState:
     tenant_spent: float = 0.0  # this request's tenant, in the current budget window
     # Per-model scores for `pick: scored` (higher wins), from whoever measures the pool.
     scores: Mapping[str, float] = field(default_factory=dict)
+    # Learned estimates of the contexts `learning_contexts` names, and the seed of this
+    # request's draws (keyed from its id: a decision can be replayed).
+    estimates: Mapping[str, ContextEstimates] = field(default_factory=dict)
+    seed: int = 0

@@ -10,6 +10,7 @@ from meritorder.policy.context import Block, Context, Survivors
 from meritorder.policy.decision import Decision, Explained, Note, Steps, blocked, routed
 from meritorder.policy.estimate import estimate_cost
 from meritorder.policy.filters import FILTERS
+from meritorder.policy.learned import learned_pick
 from meritorder.policy.observation import Observation, PoolState
 from meritorder.policy.pickers import PICKERS
 from meritorder.policy.rules import evaluate_signals, is_virtual, matching
@@ -89,7 +90,15 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = _NO_POOL) -
             code="no_model",
             error_type="server_error",
         )
-    chosen = ctx.choose(survivors.models)
+    learned = None
+    if rule is not None and rule.learn is not None and ctx.prefer not in names_of(survivors):
+        chosen, learned, skipped = learned_pick(ctx, survivors)
+        note = Note("learn", "explore" if learned.explored else "exploit")
+        explained = replace(
+            explained, rejected=(*explained.rejected, *skipped), notes=(*explained.notes, note)
+        )
+    else:
+        chosen = ctx.choose(survivors.models)
     steps = survivors.steps
     if chosen.reasoning_family is None and steps.reasoning is not None:
         steps = replace(steps, reasoning=None)
@@ -99,7 +108,12 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = _NO_POOL) -
         steps=steps,
         cost=estimate_cost(config, obs, chosen, steps),
         budget_limit=survivors.budget_limit,
+        pick=learned,
     )
+
+
+def names_of(survivors: Survivors) -> set[str]:
+    return {m.name for m in survivors.models}
 
 
 def _session_preference(

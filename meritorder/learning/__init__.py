@@ -1,0 +1,1 @@
+"""A router that learns from outcomes: a contextual Thompson-sampling bandit and its stores."""

@@ -1,0 +1,156 @@
+"""The bandit on synthetic Bernoulli problems where the best arm is known (fixed seeds)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from meritorder.learning.bandit import Candidate, Pick, pick
+from meritorder.learning.config import LearnConfig
+from meritorder.learning.store import Arm, ContextEstimates, apply
+
+Truth = Callable[[int, str], float]  # (step, model) -> P(correct)
+
+
+def run(
+    learn: LearnConfig,
+    candidates: Sequence[Candidate],
+    truth: Truth,
+    steps: int,
+    seed: int = 7,
+) -> list[Pick]:
+    """Decide, reveal a Bernoulli outcome, feed it back: the loop `eval --feedback` runs."""
+    rng, world = random.Random(seed), random.Random(seed + 1)
+    ctx = ContextEstimates()
+    picks = []
+    for step in range(steps):
+        chosen = pick(candidates, ctx, learn, rng, "ctx")
+        picks.append(chosen)
+        reward = float(world.random() < truth(step, chosen.model))
+        clock = ctx.clock + 1
+        arms = dict(ctx.arms)
+        arms[chosen.model] = apply(
+            arms.get(chosen.model, Arm(clock=clock)), clock, 0.0, reward, learn.half_life
+        )
+        ctx = ContextEstimates(clock, arms, ctx.picks + 1, ctx.explored + int(chosen.explored), 0.0)
+    return picks
+
+
+def share(picks: Sequence[Pick], model: str) -> float:
+    return sum(p.model == model for p in picks) / len(picks)
+
+
+THREE = [Candidate("a", 1.0), Candidate("b", 1.0), Candidate("c", 1.0)]
+RATES = {"a": 0.3, "b": 0.5, "c": 0.7}
+GREEDY_FREE = {"objective": "quality_minus_cost", "cost_weight": 0.0, "explore": {"max": 1.0}}
+
+
+def test_it_converges_to_the_best_arm_of_a_bernoulli_problem() -> None:
+    picks = run(LearnConfig(**GREEDY_FREE), THREE, lambda _, m: RATES[m], steps=600)
+    assert share(picks[-200:], "c") >= 0.9
+    assert share(picks[:50], "c") < 0.9  # it did have to learn: the start explores
+
+
+def test_decay_follows_a_switch_of_the_best_arm() -> None:
+    def switched(step: int, model: str) -> float:
+        rates = {"a": 0.8, "b": 0.3} if step < 800 else {"a": 0.3, "b": 0.8}
+        return rates[model]
+
+    two = THREE[:2]
+    decaying = LearnConfig(**GREEDY_FREE, half_life={"value": 50})
+    forever = LearnConfig(**GREEDY_FREE)
+    with_decay = run(decaying, two, switched, steps=1100)
+    without = run(forever, two, switched, steps=1100)
+    assert share(with_decay[700:800], "a") >= 0.9  # it had settled on the first best arm
+    assert share(with_decay[-150:], "b") >= 0.85  # and followed the switch
+    assert share(with_decay[800:], "b") > share(without[800:], "b") + 0.2
+
+
+def test_exploration_stays_under_its_ceiling() -> None:
+    close = {"a": 0.50, "b": 0.52}  # near-equal arms: Thompson would explore a lot unbounded
+    unbounded = run(LearnConfig(**GREEDY_FREE), THREE[:2], lambda _, m: close[m], steps=500)
+    bounded_cfg = LearnConfig(**{**GREEDY_FREE, "explore": {"max": 0.1}})
+    bounded = run(bounded_cfg, THREE[:2], lambda _, m: close[m], steps=500)
+    explored = sum(p.explored for p in bounded) / len(bounded)
+    assert explored <= 0.1 + 1 / len(bounded)
+    assert sum(p.explored for p in unbounded) / len(unbounded) > 0.15
+    assert any("ceiling" in p.why for p in bounded)
+
+
+def test_exploration_reaches_its_floor_when_one_arm_dominates() -> None:
+    clear = {"a": 0.1, "b": 0.2, "c": 0.9}
+    config = LearnConfig(**{**GREEDY_FREE, "explore": {"min": 0.2, "max": 1.0}})
+    picks = run(config, THREE, lambda _, m: clear[m], steps=500)
+    assert sum(p.explored for p in picks) / len(picks) >= 0.2 - 1 / len(picks)
+    assert share(picks, "c") >= 0.6
+
+
+def strong(mean: float, n: float = 2000) -> Arm:
+    return Arm(wins=mean * n, losses=(1 - mean) * n)
+
+
+def test_within_epsilon_picks_the_cheaper_arm_that_is_nearly_as_good() -> None:
+    cands = [Candidate("big", 70.6), Candidate("small", 21.0)]
+    ctx = ContextEstimates(arms={"big": strong(0.65, 1e4), "small": strong(0.645, 1e4)})
+    tolerant = LearnConfig(objective="within_epsilon", epsilon=0.03, explore={"max": 1.0})
+    picks = [pick(cands, ctx, tolerant, random.Random(s)).model for s in range(200)]
+    assert picks.count("small") >= 190
+    worse = ContextEstimates(arms={"big": strong(0.70), "small": strong(0.60)})
+    picks = [pick(cands, worse, tolerant, random.Random(s)).model for s in range(200)]
+    assert picks.count("big") >= 190  # ten points worse is outside epsilon
+
+
+def test_quality_minus_cost_trades_quality_for_cost_by_lambda() -> None:
+    cands = [Candidate("big", 100.0), Candidate("small", 10.0)]
+    ctx = ContextEstimates(arms={"big": strong(0.70), "small": strong(0.60)})
+    cheap = LearnConfig(objective="quality_minus_cost", cost_weight=0.5, explore={"max": 1.0})
+    dear = LearnConfig(objective="quality_minus_cost", cost_weight=0.0, explore={"max": 1.0})
+    assert pick(cands, ctx, cheap, random.Random(1)).model == "small"  # 0.60-0.05 > 0.70-0.5
+    assert pick(cands, ctx, dear, random.Random(1)).model == "big"
+
+
+def test_priors_seed_the_estimates_and_data_overturns_them() -> None:
+    cands = THREE[:2]
+    learn = LearnConfig(
+        objective="quality_minus_cost",
+        cost_weight=0.0,
+        prior={"means": {"a": 0.8, "b": 0.4}, "weight": 20},
+    )
+    fresh = pick(cands, ContextEstimates(), learn, random.Random(0))
+    rows = {r.model: r for r in fresh.table}
+    assert fresh.greedy == "a"
+    assert rows["a"].mean == pytest.approx((1 + 16) / (2 + 20))
+    assert rows["a"].prior == 0.8 and rows["a"].count == 0
+    # 200 observations that say the opposite: a prior worth 20 cannot hold against them.
+    seen = ContextEstimates(clock=400, arms={"a": strong(0.3, 200), "b": strong(0.7, 200)})
+    assert pick(cands, seen, learn, random.Random(0)).greedy == "b"
+
+
+def test_priors_come_from_an_eval_file_filtered_by_its_fields(tmp_path: Path) -> None:
+    rows = [
+        {"category": "math", "correct": {"a": 1, "b": 0}},
+        {"category": "math", "correct": {"a": 1, "b": 1}},
+        {"category": "law", "correct": {"a": 0, "b": 1}},
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    learn = LearnConfig(prior={"file": str(path), "where": {"category": "math"}, "weight": 5})
+    assert learn.prior.means == {"a": 1.0, "b": 0.5}
+
+
+def test_a_pick_is_reproducible_from_its_seed_and_explains_itself() -> None:
+    learn = LearnConfig(**GREEDY_FREE)
+    ctx = ContextEstimates(clock=30, arms={"a": strong(0.4, 10), "b": strong(0.6, 20)})
+    first = pick(THREE, ctx, learn, random.Random(42), "decision:x")
+    again = pick(THREE, ctx, learn, random.Random(42), "decision:x")
+    assert first == again
+    table = first.to_json()["table"]
+    assert [r["model"] for r in table] == ["a", "b", "c"]
+    assert {"mean", "count", "sample", "prior", "cost"} <= set(table[0])
+    assert table[1]["count"] == 20 and table[2]["count"] == 0
+    assert first.why.startswith("quality_minus_cost:")
+    assert first.context == "decision:x"
