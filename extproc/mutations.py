@@ -56,7 +56,7 @@ def continue_response_headers() -> ProcessingResponse:
 
 
 def reroute_with_body(
-    headers: Headers, body: bytes, metadata: Mapping[str, Mapping[str, object]] | None = None
+    headers: Headers, body: bytes, metadata: Mapping[str, Mapping[str, str | float]] | None = None
 ) -> ProcessingResponse:
     """Replace the body, set routing headers and `content-length`, and re-pick the route;
     `metadata` becomes the request's dynamic metadata ({namespace: fields}), which Envoy hands
@@ -70,8 +70,13 @@ def reroute_with_body(
         header_mutation=mutation, body_mutation=BodyMutation(body=body), clear_route_cache=True
     )
     reply = ProcessingResponse(request_body=BodyResponse(response=common))
-    if metadata:
-        reply.dynamic_metadata.update({ns: dict(fields) for ns, fields in metadata.items()})
+    for namespace, values in (metadata or {}).items():
+        struct = reply.dynamic_metadata.fields[namespace].struct_value
+        for key, value in values.items():  # strings and numbers only: set directly, no update()
+            if isinstance(value, str):
+                struct.fields[key].string_value = value
+            else:
+                struct.fields[key].number_value = float(value)
     return reply
 
 

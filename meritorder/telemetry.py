@@ -84,6 +84,8 @@ def start_route_span(headers: Mapping[str, str], operation: str) -> Span:
 
 def traceparent(span: Span) -> str:
     """`span`'s W3C trace context (a `traceparent` value), or "" when it is not traced."""
+    if not span.get_span_context().is_valid:  # no tracing: nothing to carry (and no cost)
+        return ""
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
     return carrier.get("traceparent", "")

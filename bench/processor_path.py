@@ -1,0 +1,93 @@
+"""The router's own work per request, without Envoy or gRPC: the processor's request-headers
+and request-body phases (parse, decide, rewrite, mutations) on the keyword demo policy.
+
+    python bench/processor_path.py [--requests 3000] [--repeats 7] [--json OUT]
+
+Runs in-process against whatever tree is on `sys.path`, so the same script measures two
+commits: check one out in a worktree and run it there with this file, alternating, e.g.
+
+    git worktree add /tmp/before <rev>
+    for i in 1 2 3; do
+      (cd /tmp/before && PYTHONPATH=. /path/to/.venv/bin/python /path/to/bench/processor_path.py)
+      PYTHONPATH=. .venv/bin/python bench/processor_path.py
+    done
+
+Reports the median over repeats of microseconds per request, for an explicit model and `auto`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HttpBody,
+    HttpHeaders,
+    ProcessingRequest,
+)
+
+from extproc.processor import Processor, StreamState
+from meritorder.config import load_config
+from meritorder.router import Router
+
+POLICY = Path(__file__).resolve().parents[1] / "deploy" / "keywords.yaml"
+TEXT = "Please summarize the trade-offs of the three designs in one paragraph for my manager."
+
+
+def messages(model: str, request_id: int) -> tuple[ProcessingRequest, ProcessingRequest]:
+    body = json.dumps(
+        {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": TEXT}]}
+    ).encode()
+    pairs = {
+        ":method": "POST",
+        ":path": "/v1/chat/completions",
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        "x-request-id": f"bench-{request_id}",
+    }
+    header_map = HeaderMap(
+        headers=[HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]
+    )
+    return (
+        ProcessingRequest(request_headers=HttpHeaders(headers=header_map)),
+        ProcessingRequest(request_body=HttpBody(body=body, end_of_stream=True)),
+    )
+
+
+async def run(processor: Processor, model: str, requests: int) -> float:
+    exchanges = [messages(model, i) for i in range(requests)]
+    started = time.perf_counter()
+    for headers, body in exchanges:
+        state = StreamState()
+        await processor.process(state, headers)
+        reply = await processor.process(state, body)
+        assert reply.WhichOneof("response") == "request_body", reply
+    return (time.perf_counter() - started) / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    processor = Processor(Router(load_config(POLICY)))
+    results: dict[str, Any] = {}
+    for model in ("small", "auto"):
+        asyncio.run(run(processor, model, 200))  # warm up
+        times = [asyncio.run(run(processor, model, args.requests)) for _ in range(args.repeats)]
+        results[model] = {"median_us": round(statistics.median(times), 1),
+                          "min_us": round(min(times), 1)}  # fmt: skip
+    print(json.dumps(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
