@@ -10,9 +10,9 @@ import grpc
 from meritorder.endpoints import parse
 from meritorder.errors import RequestError
 from meritorder.feedback import parse_feedback
-from meritorder.policy import Classified, Decision, Observation, Routed, evaluate_signals
+from meritorder.policy import Classified, Decision, Routed
+from meritorder.ports import RoutingCore
 from meritorder.request import RequestView
-from meritorder.router import Router
 from meritorder.v1 import router_pb2, router_pb2_grpc
 
 _GRPC_CODES = {
@@ -25,8 +25,8 @@ _GRPC_CODES = {
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
-    def __init__(self, router: Router) -> None:
-        self.router = router
+    def __init__(self, core: RoutingCore) -> None:
+        self.core = core
 
     async def Classify(
         self,
@@ -34,10 +34,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         context: grpc.aio.ServicerContext,
     ) -> router_pb2.ClassifyResponse:
         chat = await self._parse(request.messages, request.text, "", context)
-        # Classify reports the classifier's view whether or not the policy reads it.
-        classifier = self.router.classifier
-        classified = await classifier.classify(chat) if classifier is not None else None
-        fired = evaluate_signals(self.router.config, Observation(chat, {}, classified))
+        classified, fired = await self.core.classify(chat)
         return router_pb2.ClassifyResponse(signals=_signals_proto(fired, classified))
 
     async def Route(
@@ -47,7 +44,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.RouteResponse:
         chat = await self._parse(request.messages, request.text, request.model, context)
         try:
-            decision = await self.router.route(chat, dict(request.headers))
+            decision = await self.core.route(chat, dict(request.headers))
         except RequestError as error:
             await context.abort(_grpc_code(error), error.message)
         return router_pb2.RouteResponse(
@@ -69,7 +66,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
             body["score"] = request.score
         try:
             feedback = parse_feedback(json.dumps(body).encode())
-            outcome = await self.router.feedback(feedback, {}, any_tenant=True)
+            outcome = await self.core.feedback(feedback, {}, any_tenant=True)
         except RequestError as error:
             await context.abort(_grpc_code(error), error.message)
         return router_pb2.FeedbackResponse(
@@ -87,14 +84,14 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> RequestView:
         chat_messages = [{"role": m.role, "content": m.content} for m in messages]
         body = {
-            "model": model or self.router.config.virtual_models[0],
+            "model": model or self.core.default_virtual_model,
             "messages": chat_messages or [{"role": "user", "content": text}],
         }
         try:
             return parse(
                 "chat",
                 json.dumps(body).encode(),
-                max_bytes=self.router.config.limits.max_body_bytes,
+                max_bytes=self.core.max_body_bytes,
             )
         except RequestError as error:
             await context.abort(_grpc_code(error), error.message)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from meritorder.outcomes import Feedback, Outcome, Pending
-from meritorder.policy import Decision
+from meritorder.policy import Classified, Decision
 from meritorder.request import RequestView
 
 
@@ -18,6 +18,16 @@ class RoutingCore(Protocol):
     @property
     def max_body_bytes(self) -> int:
         """The largest request body the policy accepts."""
+        ...
+
+    @property
+    def default_virtual_model(self) -> str:
+        """The model name a request that names none is routed as (`auto`)."""
+        ...
+
+    async def classify(self, request: RequestView) -> tuple[Classified | None, Mapping[str, float]]:
+        """The classifier's view of `request` (None without a classifier), whether or not the
+        policy reads it, and the policy's signals that fire on it."""
         ...
 
     def models_json(self) -> bytes:
@@ -50,6 +60,9 @@ class RoutingCore(Protocol):
         """A streamed answer's usage, from whichever process observed the stream."""
         ...
 
-    async def feedback(self, feedback: Feedback, headers: Mapping[str, str]) -> Outcome:
-        """A verdict on a routed request's answer (raises `RequestError` 404/409)."""
+    async def feedback(
+        self, feedback: Feedback, headers: Mapping[str, str], *, any_tenant: bool = False
+    ) -> Outcome:
+        """A verdict on a routed request's answer (raises `RequestError` 404/409); a tenant
+        judges its own requests only, unless `any_tenant` (the operator's own API)."""
         ...

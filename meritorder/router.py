@@ -119,6 +119,17 @@ class Router:
     def max_body_bytes(self) -> int:
         return self._config.limits.max_body_bytes
 
+    @property
+    def default_virtual_model(self) -> str:
+        return self._config.virtual_models[0]
+
+    async def classify(self, request: RequestView) -> tuple[Classified | None, Mapping[str, float]]:
+        """The classifier's view of `request` (None without a classifier), whether or not the
+        policy reads it, and the policy's signals that fire on it."""
+        config = self._config
+        classified = await self.classifier.classify(request) if self.classifier else None
+        return classified, policy.evaluate_signals(config, Observation(request, {}, classified))
+
     def models_json(self) -> bytes:
         """The body of `GET /v1/models`: virtual and real models of the policy."""
         return self._models_json
