@@ -8,12 +8,20 @@ rows, which neither training nor this script look at, go to examples/data/mmlu_p
 
     python examples/make_pool.py              # the static pool
     python examples/make_pool.py --learning   # the learning pool and its shifted replay
+    python examples/make_pool.py --llmrouter  # the LLMRouter shift: static and learning pools
 
 `--learning` writes examples/mmlu-pro-learning.yaml: the same models and domain signals, each
 domain's decision learning over all models (`learn:`), its prior the per-model accuracy on the
 TRAIN rows of that domain from the subjects the replay does not hold (fit on one source); and
 examples/data/mmlu_pro_heldout_subjects.jsonl, every row of the MMLU subjects that
 classifiers/training/data/splits/domain_subjects.json holds out (replay another source).
+
+`--llmrouter` writes the second learning example from ../shared/data/routing/llmrouter_*: a
+static pool (examples/llmrouter-pool.yaml, the cheapest model within TOLERANCE of the best on
+the FIT tasks) and a learning pool (examples/llmrouter-learning.yaml, one decision learning over
+the nine scored models, its prior their accuracy on the FIT tasks), and the replay
+examples/data/llmrouter_shift.jsonl: FIT-task rows the fit did not see, then every row of the
+SHIFT tasks, in the correctness file's order.
 """
 
 from __future__ import annotations
@@ -37,7 +45,13 @@ def main() -> None:
     parser.add_argument(
         "--tune", action="store_true", help="with --learning: the train-split grid, written nowhere"
     )
+    parser.add_argument(
+        "--llmrouter", action="store_true", help="write the LLMRouter shift example"
+    )
     args = parser.parse_args()
+    if args.llmrouter:
+        llmrouter()
+        return
     if args.learning:
         learning(tune=args.tune)
         return
@@ -277,6 +291,119 @@ def write_learning(
             }
             out.write(json.dumps(item, ensure_ascii=False) + "\n")
     print(f"{len(prior_rows)} prior rows; {len(replay_rows)} replay rows in {replay_path}")
+
+
+# The LLMRouter shift, chosen from the per-model accuracy table alone (`--llmrouter` prints it),
+# before any replay was run: on the knowledge and QA tasks llama-3.1-nemotron-51b-instruct is the
+# best model (0.670; the next is 4.8 points lower), on the code and math tasks
+# llama-3.3-nemotron-super-49b-v1 is (0.718, 6.9 points above nemotron-51b), at the same price.
+# agentverse-logicgrid and commongen are left out: commongen is graded (not 0/1) and logicgrid
+# is a 200-row puzzle set that no model answers well (best 0.315).
+LLMR = ROOT.parent / "shared" / "data" / "routing"
+FIT_TASKS = ("commonsense_qa", "mmlu", "openbook_qa", "trivia_qa")
+SHIFT_TASKS = ("gsm8k", "human_eval", "math", "mbpp")
+# A quarter of the FIT rows (by a stable hash of the id) is held out of the fit and opens the
+# replay, so that the stream starts on the source the pools were fitted on and then shifts.
+HELD_OUT_QUARTER = 0
+
+
+def llmrouter() -> None:
+    import hashlib
+
+    prices = {
+        row["model"]: (float(row["input_price_per_m"]) + float(row["output_price_per_m"])) / 2
+        for row in csv.DictReader((LLMR / "llmrouter_models.csv").open())
+    }
+    rows = [json.loads(line) for line in (LLMR / "llmrouter_correctness.jsonl").open()]
+    models = sorted({m for r in rows for m in r["correct"]}, key=lambda m: (prices[m], m))
+
+    def quarter(row: dict[str, Any]) -> int:
+        return hashlib.sha1(row["id"].encode()).digest()[0] % 4
+
+    fit = [r for r in rows if r["task"] in FIT_TASKS and quarter(r) != HELD_OUT_QUARTER]
+    replay = [r for r in rows if r["task"] in FIT_TASKS and quarter(r) == HELD_OUT_QUARTER]
+    replay += [r for r in rows if r["task"] in SHIFT_TASKS]
+
+    def accuracy(part: list[dict[str, Any]]) -> dict[str, float]:
+        return {m: sum(r["correct"][m] for r in part) / len(part) for m in models}
+
+    print("per-task accuracy (all rows), cost = mean of input and output $/M tokens:")
+    print(f"{'task':<22}{'rows':>6} " + " ".join(f"{m[:12]:>12}" for m in models))
+    print(f"{'cost':<29}" + " ".join(f"{prices[m]:>12g}" for m in models))
+    tasks = sorted({r["task"] for r in rows})
+    groups = [(t, [r for r in rows if r["task"] == t]) for t in tasks]
+    groups += [("FIT rows (the fit)", fit), ("replay", replay)]
+    for name, part in groups:
+        acc = accuracy(part)
+        print(f"{name:<22}{len(part):>6} " + " ".join(f"{acc[m]:>12.3f}" for m in models))
+    acc = accuracy(fit)
+    best = max(acc.values())
+    static = min((m for m in models if acc[m] >= best - TOLERANCE), key=lambda m: prices[m])
+    head = [
+        "version: 1",
+        "models:",
+        *(
+            f"  - {{name: {m}, cluster: {m}, upstream_model: {m}, cost: {prices[m]:g}}}"
+            for m in models
+        ),
+        "virtual_models: [auto]",
+        f"default_model: {static}",
+        "signals:",
+        "  - {name: any_prompt, type: tokens, min: 0}  # every request",
+        "decisions:",
+    ]
+    how = [
+        "# Generated by `examples/make_pool.py --llmrouter` from LLMRouter's correctness table",
+        "# (../shared/data/routing/llmrouter_*). Fitted on the FIT tasks",
+        f"# ({', '.join(FIT_TASKS)}) minus a held-out quarter: {len(fit)} rows.",
+        "# Costs: the mean of the input and output $ per million tokens. Replay the shift",
+        f"# (the held-out quarter, then {', '.join(SHIFT_TASKS)}):",
+    ]
+    (ROOT / "examples" / "llmrouter-pool.yaml").write_text(
+        "\n".join(
+            [
+                *how,
+                "#   meritorder eval --feedback --config examples/llmrouter-pool.yaml \\",
+                "#     --data examples/data/llmrouter_shift.jsonl",
+                f"# The static choice: the cheapest model within {TOLERANCE:g} of the best on the",
+                "# fit rows.",
+                *head,
+                f"  - {{name: all, when: any_prompt, route: [{static}]}}",
+            ]
+        )
+        + "\n"
+    )
+    (ROOT / "examples" / "llmrouter-learning.yaml").write_text(
+        "\n".join(
+            [
+                *how,
+                "#   meritorder eval --feedback --config examples/llmrouter-learning.yaml \\",
+                "#     --data examples/data/llmrouter_shift.jsonl",
+                "# One decision learns over every scored model; hyper-parameters are those of",
+                "# examples/mmlu-pro-learning.yaml (LEARN in make_pool.py), fixed before this",
+                "# replay was run.",
+                *head,
+                "  - name: all",
+                "    when: any_prompt",
+                f"    route: [{', '.join(models)}]",
+                "    learn:",
+                "      objective: within_epsilon",
+                f"      epsilon: {LEARN['epsilon']:g}",
+                f"      explore: {{max: {LEARN['explore_max']:g}}}",
+                f"      half_life: {LEARN['half_life']:g}",
+                f"      prior:  # accuracy on the {len(fit)} fit rows",
+                f"        weight: {LEARN['weight']:g}",
+                "        means: {" + ", ".join(f"{m}: {acc[m]:.3f}" for m in models) + "}",
+            ]
+        )
+        + "\n"
+    )
+    with (ROOT / "examples" / "data" / "llmrouter_shift.jsonl").open("w") as out:
+        for row in replay:
+            item = {"id": row["id"], "task": row["task"], "text": row["text"]}
+            item["correct"] = {m: row["correct"][m] for m in models}
+            out.write(json.dumps(item, ensure_ascii=False) + "\n")
+    print(f"static pick {static}; {len(fit)} fit rows; {len(replay)} replay rows")
 
 
 def _costs() -> dict[str, float]:

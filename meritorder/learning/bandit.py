@@ -1,16 +1,17 @@
 """Contextual Thompson sampling over (context, model): pure, deterministic given the rng.
 
 Each candidate's quality is a Beta posterior: the prior (its accuracy from an eval file, worth
-at most `prior.weight` observations) plus the decayed evidence of the context's rewards in [0, 1]
-(alpha += r, beta += 1 - r). One sample is drawn per candidate, and the objective reads the
-samples: `quality - cost_weight * cost / dearest cost`, or the cheapest candidate whose sampled
-quality is within `epsilon` of the best sample. The same rule read on posterior means is the
-greedy choice; a pick that differs from it is exploration, kept inside `explore: {min, max}` as a
-share of the context's picks.
+at most `prior.weight` observations, fading with the half-life like all evidence) plus the
+decayed evidence of the context's rewards in [0, 1] (alpha += r, beta += 1 - r). One sample is
+drawn per candidate, and the objective reads the samples: `quality - cost_weight * cost /
+dearest cost`, or the cheapest candidate whose sampled quality is within `epsilon` of the best
+sample. The same rule read on posterior means is the greedy choice; a pick that differs from it
+is exploration, kept inside `explore: {min, max}` as a share of the context's picks.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,21 @@ def posterior(arm: Arm | None, prior: float | None, weight: float) -> tuple[floa
     return alpha, beta
 
 
+def prior_weight(learn: LearnConfig, clock: float) -> float:
+    """The prior's pseudo-count after `clock` observations of its context.
+
+    The prior is evidence too, the oldest there is (from the eval file, before the context's
+    first observation), so it decays like the rest: with a half-life in observations it counts
+    half after one half-life. Otherwise an arm the context seldom picks would keep a posterior as
+    confident as `weight` observations at the fit source's mean for ever, neither explored nor
+    doubted after a shift. A half-life in seconds leaves it whole (a context's start time is not
+    stored)."""
+    hl = learn.half_life
+    if hl is None or hl.unit != "observations":
+        return learn.prior.weight
+    return learn.prior.weight * math.pow(0.5, max(0.0, clock) / hl.value)
+
+
 def pick(
     candidates: Sequence[Candidate],
     estimates: ContextEstimates,
@@ -96,12 +112,13 @@ def pick(
     means: dict[str, float] = {}
     samples: dict[str, float] = {}
     rows = []
+    weight = prior_weight(learn, estimates.clock)
     for c in candidates:
         arm = estimates.arms.get(c.name)
         if arm is not None:
             arm = arm.decayed(estimates.clock, estimates.now, learn.half_life)
         prior = learn.prior.means.get(c.name)
-        alpha, beta = posterior(arm, prior, learn.prior.weight)
+        alpha, beta = posterior(arm, prior, weight)
         means[c.name] = alpha / (alpha + beta)
         samples[c.name] = rng.betavariate(alpha, beta)
         count = arm.count if arm is not None else 0.0

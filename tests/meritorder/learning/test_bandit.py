@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from meritorder.learning.bandit import Candidate, Pick, pick
+from meritorder.learning.bandit import Candidate, Pick, pick, prior_weight
 from meritorder.learning.config import LearnConfig
 from meritorder.learning.store import Arm, ContextEstimates, apply
 
@@ -154,3 +154,23 @@ def test_a_pick_is_reproducible_from_its_seed_and_explains_itself() -> None:
     assert table[1]["count"] == 20 and table[2]["count"] == 0
     assert first.why.startswith("quality_minus_cost:")
     assert first.context == "decision:x"
+
+
+def test_the_prior_fades_like_evidence_so_a_wrong_prior_is_overturned_after_a_shift() -> None:
+    # The prior (worth 200 observations) believes a is the better arm; from the first request
+    # on, b is. A prior that kept its full weight would pin b at 0.4 with the confidence of 200
+    # observations, so b would never be sampled above a's 0.5 + 0.8-prior mean.
+    learn = LearnConfig(
+        **GREEDY_FREE,
+        prior={"means": {"a": 0.8, "b": 0.4}, "weight": 200},
+        half_life={"value": 100},
+    )
+    assert prior_weight(learn, 0) == 200
+    assert prior_weight(learn, 100) == pytest.approx(100)
+    assert prior_weight(learn, 300) == pytest.approx(25)
+    shifted = {"a": 0.5, "b": 0.7}
+    picks = run(learn, THREE[:2], lambda _, m: shifted[m], steps=800)
+    assert share(picks[:50], "a") >= 0.9  # it starts where the prior says
+    assert share(picks[-200:], "b") >= 0.8  # and the data overturns it
+    seconds = LearnConfig(**{**GREEDY_FREE, "half_life": {"value": 60, "unit": "seconds"}})
+    assert prior_weight(seconds, 10_000) == seconds.prior.weight  # no start time: kept whole
