@@ -59,6 +59,7 @@ class Report:
     sweep: Sweep | None = None
     chosen: Mapping[str, int] = field(default_factory=dict)
     feedback: Feedback | None = None
+    sessions: Sessions | None = None
 
     def best_single(self) -> Point:
         return max(self.singles, key=lambda p: (p.accuracy, -p.cost))
@@ -83,6 +84,8 @@ class Report:
         }
         if self.feedback is not None:
             out["feedback"] = self.feedback.to_json()
+        if self.sessions is not None:
+            out["sessions"] = self.sessions.to_json()
         if self.sweep is not None:
             out["sweep"] = {
                 "weak": self.sweep.weak,
@@ -114,7 +117,56 @@ class Report:
             lines += ["", f"difficulty sweep {s.weak} -> {s.strong}: APGR = {s.apgr:.3f}; {cpt}"]
         if self.feedback is not None:
             lines += ["", *self.feedback.table()]
+        if self.sessions is not None:
+            lines += ["", self.sessions.line()]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """How often conversations changed model: rows that name a `session`, in file order."""
+
+    sessions: int
+    turns: int
+    switches: int
+    most: int  # the most switches of one session
+
+    def to_json(self) -> dict[str, Any]:
+        per = self.switches / self.sessions if self.sessions else 0.0
+        return {"sessions": self.sessions, "turns": self.turns, "switches": self.switches,
+                "switches_per_session": round(per, 4), "most_switches": self.most}  # fmt: skip
+
+    def line(self) -> str:
+        per = self.switches / self.sessions if self.sessions else 0.0
+        return (
+            f"{self.sessions} sessions, {self.turns} turns: {per:.2f} model switches per "
+            f"session (at most {self.most})"
+        )
+
+
+def session_switches(
+    rows: Sequence[Mapping[str, Any]], chosen: Sequence[str | None]
+) -> Sessions | None:
+    """Model changes between consecutive routed turns of each session (a row's `session`, or
+    its `x-session-id` header); None when no row names a session."""
+    last: dict[str, str] = {}
+    switches: dict[str, int] = {}
+    turns = 0
+    for row, model in zip(rows, chosen, strict=True):
+        headers = row.get("headers")
+        name = row.get("session") or (
+            headers.get("x-session-id") if isinstance(headers, dict) else None
+        )
+        if not isinstance(name, str) or not name or model is None:
+            continue
+        turns += 1
+        switches.setdefault(name, 0)
+        if name in last and last[name] != model:
+            switches[name] += 1
+        last[name] = model
+    if not switches:
+        return None
+    return Sessions(len(switches), turns, sum(switches.values()), max(switches.values()))
 
 
 @dataclass(frozen=True)
@@ -247,8 +299,10 @@ async def evaluate(
 ) -> Report:
     config = router.config
     results: list[dict[str, Any]] = []
-    for start in range(0, len(rows), 64):
-        chunk = rows[start : start + 64]
+    # A policy with sessions decides a turn on the turns before it: route in file order.
+    width = 1 if config.sessions is not None else 64
+    for start in range(0, len(rows), width):
+        chunk = rows[start : start + width]
         results += await asyncio.gather(*(route_one(router, r) for r in chunk))
         if progress is not None:
             progress(len(chunk))
@@ -380,7 +434,9 @@ def score(
     for m in chosen:
         counts[m or "blocked"] = counts.get(m or "blocked", 0) + 1
     sweep = _sweep(rows, difficulty, pair) if pair and all(p in names for p in pair) else None
-    return Report(n, policy, singles, oracle, rand, sweep, dict(sorted(counts.items())))
+    report = Report(n, policy, singles, oracle, rand, sweep, dict(sorted(counts.items())))
+    report.sessions = session_switches(rows, chosen)
+    return report
 
 
 def _sweep(

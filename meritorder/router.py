@@ -191,7 +191,8 @@ class Router:
         name = session_name(config.sessions, request, headers, tenant)
         if name is None:
             return None
-        return SessionView(name, user_turn(request), await self.sessions.get(name))
+        last = await self.sessions.get(name)
+        return SessionView(name, user_turn(request, name, last), last)
 
     async def _remember(self, config: RouterConfig, view: SessionView, decision: Decision) -> None:
         """The session after a routed turn; a block leaves it as it was."""

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # config.py imports this module, and request.py imports confi
     from meritorder.request import RequestView
 
 
+_SEP = "\x1f"  # between a session name's tenant, source and value
 _KEY_PATTERN = r"^(header:[A-Za-z0-9-]+|user|metadata:[A-Za-z0-9_.-]+|conversation)$"
 
 
@@ -134,13 +135,19 @@ def session_name(
         elif kind == "conversation":
             value = _opening_hash(request)
         if isinstance(value, str) and value:
-            return f"{tenant}\x1f{source}\x1f{value}"
+            return f"{tenant}{_SEP}{source}{_SEP}{value}"
     return None
 
 
-def user_turn(request: RequestView) -> int:
-    """Which user turn this request is (1 for a conversation's first)."""
-    return max(1, sum(1 for m in request.messages if m.get("role") == "user"))
+def user_turn(request: RequestView, name: str, last: Session | None) -> int:
+    """Which user turn of session `name` this request is (1 for a conversation's first). A
+    conversation named by its opening resends its history, so its user messages count its
+    turns; a session the client names (a header, `user`, `metadata`) may send only its newest
+    message, so a request there continues the session it names."""
+    turns = max(1, sum(1 for m in request.messages if m.get("role") == "user"))
+    if last is None or f"{_SEP}conversation{_SEP}" in name:
+        return turns
+    return max(turns, last.turn + 1)
 
 
 def _opening_hash(request: RequestView) -> str | None:

@@ -77,8 +77,17 @@ def test_an_unknown_session_source_is_a_config_error(source: str) -> None:
 
 
 def test_user_turns_are_counted_from_one() -> None:
-    assert user_turn(chat("a")) == 1
-    assert user_turn(chat("a", "b", "c")) == 2
+    config = SessionsConfig(key=("conversation",))
+    name = session_name(config, chat("a"), {}, "") or ""
+    assert user_turn(chat("a"), name, None) == 1
+    assert user_turn(chat("a", "b", "c"), name, None) == 2
+    assert user_turn(chat("a"), name, last(turn=3)) == 1  # the same opening, started again
+
+
+def test_a_session_the_client_names_continues_with_its_newest_message_alone() -> None:
+    name = session_name(SessionsConfig(key=("user",)), chat("a", user="u"), {}, "") or ""
+    assert user_turn(chat("next", user="u"), name, last(turn=3)) == 4
+    assert user_turn(chat("first", user="u"), name, None) == 1
 
 
 # -- which turn keeps its model ------------------------------------------------------------------
