@@ -19,7 +19,7 @@ from demo.mint_token import TOKEN_HEADER, mint_token
 from devstack import Ports, Stack
 
 from meritorder.budget_redis import RedisBudgetStore
-from tests.e2e.conftest import MockRecorder
+from tests.helpers import MockRecorder
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from meritorder.endpoints import BY_API, Usage
 from meritorder.errors import RequestError
 from meritorder.policy import Steps
 from meritorder.request import RequestView
-from tests.conftest import Pii
+from tests.helpers import Pii
 
 SPEC = BY_API["messages"]
 CONFIG = parse_config("""

@@ -7,7 +7,7 @@ import pytest
 from meritorder.config import parse_config
 from meritorder.policy import Block, Note, PoolState, Rejection, Survivors
 from meritorder.policy.filters.budget import BudgetFilter
-from tests.conftest import candidates, chat_view, names, pipeline_context
+from tests.helpers import candidates, chat_view, names, pipeline_context
 
 # "hi" with max_tokens 999 is estimated at 1000 tokens: 0.001 on small, 0.003 on large.
 POLICY = """

@@ -15,7 +15,7 @@ from meritorder.endpoints import parse
 from meritorder.policy import Classified, Decision, Rejection, Routed
 from meritorder.request import RequestView
 from meritorder.router import Router
-from tests.conftest import chat_view
+from tests.helpers import chat_view
 
 POLICY = """
 models:

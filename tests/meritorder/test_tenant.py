@@ -8,7 +8,7 @@ import pytest
 from app.cli import main
 from meritorder.config import ConfigError, parse_config
 from meritorder.tenant import UNVERIFIED, normalize_tenant, tenant_of
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 MODELS = """
 models: [{name: small, cluster: a, upstream_model: s, cost: 1}]

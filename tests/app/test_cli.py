@@ -12,7 +12,7 @@ import pytest
 
 from app.cli import main
 from meritorder.progress import Progress
-from tests.conftest import DEMO_CONFIG
+from tests.helpers import DEMO_CONFIG
 
 
 def test_route_writes_one_decision_per_line_and_reports_bad_lines(

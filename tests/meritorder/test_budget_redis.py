@@ -17,8 +17,7 @@ from meritorder.config import parse_config
 from meritorder.endpoints import parse
 from meritorder.policy import Note, Routed
 from meritorder.router import Router
-from tests.conftest import RedisServer
-from tests.unit.test_budget import POLICY, TENANT
+from tests.helpers import BUDGET_POLICY, TENANT_HEADER, RedisServer
 
 
 async def test_a_reservation_is_added_only_if_it_fits_the_limit(redis_server: RedisServer) -> None:
@@ -88,12 +87,12 @@ async def test_without_a_fallback_a_missing_redis_fails_the_call(
 
 async def test_a_decision_checked_only_locally_is_marked(redis_server: RedisServer) -> None:
     store = RedisBudgetStore(redis_server.url, fallback=InMemoryBudgetStore(), timeout_s=5)
-    router = Router(parse_config(POLICY), budgets=store)
+    router = Router(parse_config(BUDGET_POLICY), budgets=store)
     body = {"model": "large", "max_tokens": 999, "messages": [{"role": "user", "content": "hi"}]}
     request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
-    shared = await router.route(request, {TENANT: "acme"})
+    shared = await router.route(request, {TENANT_HEADER: "acme"})
     assert Note("budget_store", "local") not in shared.notes
     redis_server.stop()
-    local = await router.route(request, {TENANT: "acme"})
+    local = await router.route(request, {TENANT_HEADER: "acme"})
     assert isinstance(local, Routed) and Note("budget_store", "local") in local.notes
     await store.close()
