@@ -5,6 +5,7 @@ Test modules import these from here, never from another test module or a conftes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -24,6 +25,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 
 from classifiers.signals import PiiEntity
+from meritorder.budget import InMemoryBudgetStore, Window
 from meritorder.config import RouterConfig
 from meritorder.endpoints import parse
 from meritorder.policy import Block, Classified, Context, Observation, PoolState, Survivors
@@ -79,6 +81,14 @@ budgets:
 routing: {decision_timeout_ms: 10000, required_timeout_ms: 10000}  # no fallbacks when loaded
 """
 TENANT_HEADER = "x-meritorder-tenant"
+
+
+class StalledBudgetStore(InMemoryBudgetStore):
+    """A budget store whose reads never answer: a decision waiting on it runs out of time."""
+
+    async def spent(self, window: Window) -> float:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable: the event is never set")
 
 
 # -- ext_proc messages (tests/extproc/, tests/app/) ---------------------------------------------

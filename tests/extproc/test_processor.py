@@ -17,7 +17,7 @@ from extproc.processor import STREAM_HEADER, Processor, StreamState
 from meritorder.config import BudgetConfig, RouterConfig, parse_config
 from meritorder.policy import Classified
 from meritorder.router import Router
-from tests.helpers import Pii, body_msg, chat, headers_msg
+from tests.helpers import Pii, StalledBudgetStore, body_msg, chat, headers_msg
 
 OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -278,17 +278,7 @@ async def test_a_slow_budget_store_fails_open_too(demo_config: RouterConfig) -> 
             "routing": demo_config.routing.model_copy(update={"decision_timeout_ms": 5}),
         }
     )
-    router = Router(config)
-
-    class SlowStore:
-        async def spent(self, tenant: str, window_s: float) -> float:
-            await asyncio.sleep(1)
-            return 0.0
-
-        async def charge(self, tenant: str, cost: float, window_s: float) -> None:
-            return None
-
-    router.budgets = SlowStore()  # type: ignore[assignment]
+    router = Router(config, budgets=StalledBudgetStore())
     response = await Stream(Processor(router)).request(
         chat("small", "hello"), **{"x-tenant": "acme"}
     )

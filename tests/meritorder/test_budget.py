@@ -9,14 +9,14 @@ import json
 import pytest
 
 from meritorder import telemetry
-from meritorder.budget import InMemoryBudgetStore, Reservation
+from meritorder.budget import InMemoryBudgetStore, Reservation, Window
 from meritorder.config import RouterConfig, parse_config
 from meritorder.endpoints import BY_API, parse
 from meritorder.policy import Decision, Note, Observation, PoolState, Routed, decide
 from meritorder.request import RequestView
 from meritorder.router import Router
 from meritorder.tenant import UNVERIFIED
-from tests.helpers import BUDGET_POLICY, TENANT_HEADER
+from tests.helpers import BUDGET_POLICY, TENANT_HEADER, StalledBudgetStore
 
 
 @pytest.fixture
@@ -39,21 +39,21 @@ def model_of(decision: Decision) -> str | int:
 
 async def test_a_reservation_is_added_only_if_it_fits_the_limit() -> None:
     store = InMemoryBudgetStore()
-    fills = [await store.reserve("acme", 0.003, 0.009, 60, now=0) for _ in range(4)]
+    fills = [await store.reserve(Window("acme", 60, 0), 0.003, 0.009) for _ in range(4)]
     # Three costs of 0.003 exactly fill 0.009, despite float rounding; the fourth does not fit.
     assert [r.fitted for r in fills] == [True, True, True, False]
     assert fills[-1] == Reservation(False, pytest.approx(0.009))
-    assert await store.spent("acme", 60, now=0) == pytest.approx(0.009)
-    assert (await store.reserve("acme", 5.0, None, 60, now=0)).fitted  # no limit: always fits
+    assert await store.spent(Window("acme", 60, 0)) == pytest.approx(0.009)
+    assert (await store.reserve(Window("acme", 60, 0), 5.0, None)).fitted  # no limit: always fits
 
 
 async def test_a_settlement_replaces_the_reservation_and_windows_are_separate() -> None:
     store = InMemoryBudgetStore()
-    await store.reserve("acme", 0.004, 0.005, 60, now=10)
-    await store.settle("acme", 0.004, 0.001, 60, now=10)  # measured cheaper than estimated
-    assert await store.spent("acme", 60, now=10) == pytest.approx(0.001)
-    assert await store.spent("acme", 60, now=70) == 0.0  # the next window starts empty
-    assert await store.spent("globex", 60, now=10) == 0.0
+    await store.reserve(Window("acme", 60, 10), 0.004, 0.005)
+    await store.settle(Window("acme", 60, 10), 0.004, 0.001)  # measured cheaper than estimated
+    assert await store.spent(Window("acme", 60, 10)) == pytest.approx(0.001)
+    assert await store.spent(Window("acme", 60, 70)) == 0.0  # the next window starts empty
+    assert await store.spent(Window("globex", 60, 10)) == 0.0
 
 
 def test_a_request_goes_to_a_model_only_if_its_cost_fits_what_is_left(
@@ -111,9 +111,9 @@ def test_unverified_requests_are_refused_with_401_when_configured() -> None:
 class YieldingStore(InMemoryBudgetStore):
     """Reads suspend, as a shared store's round trips do: other requests run in between."""
 
-    async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
+    async def spent(self, window: Window) -> float:
         await asyncio.sleep(0)
-        return await super().spent(tenant, window_s, now)
+        return await super().spent(window)
 
 
 async def test_concurrent_requests_cannot_together_spend_past_a_ceiling(
@@ -127,26 +127,19 @@ async def test_concurrent_requests_cannot_together_spend_past_a_ceiling(
     # Each ceiling admits exactly its share of premium requests: 1, 3 and 2.
     assert [served[i : i + 30].count("large") for i in (0, 30, 60)] == [1, 3, 2]
     assert all(d.rule != "fallback" for d in decisions)
-    assert await store.spent(UNVERIFIED, 60) == pytest.approx(0.003 + 29 * 0.001)
-    assert await store.spent("acme", 60) == pytest.approx(0.009 + 27 * 0.001)
+    assert await store.spent(Window(UNVERIFIED, 60)) == pytest.approx(0.003 + 29 * 0.001)
+    assert await store.spent(Window("acme", 60)) == pytest.approx(0.009 + 27 * 0.001)
 
 
 class ContendedStore(InMemoryBudgetStore):
     """Other replicas always take what is left first, then refund: every reservation under a
     ceiling misses, while the spending read back stays unchanged."""
 
-    async def reserve(
-        self,
-        tenant: str,
-        amount: float,
-        limit: float | None,
-        window_s: int,
-        now: float | None = None,
-    ) -> Reservation:
+    async def reserve(self, window: Window, amount: float, limit: float | None) -> Reservation:
         self.attempts = getattr(self, "attempts", 0) + 1
         if limit is not None:
-            return Reservation(False, await self.spent(tenant, window_s, now))
-        return await super().reserve(tenant, amount, limit, window_s, now)
+            return Reservation(False, await self.spent(window))
+        return await super().reserve(window, amount, limit)
 
 
 async def test_a_request_that_keeps_losing_the_race_is_decided_as_over_budget(
@@ -162,15 +155,10 @@ async def test_a_request_that_keeps_losing_the_race_is_decided_as_over_budget(
 async def test_a_decision_that_times_out_falls_back_to_the_cheapest_model(
     config: RouterConfig,
 ) -> None:
-    class SlowStore(InMemoryBudgetStore):
-        async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
-            await asyncio.sleep(1)
-            return 0.0
-
     quick = config.model_copy(
         update={"routing": config.routing.model_copy(update={"decision_timeout_ms": 5})}
     )
-    routed = await Router(quick, budgets=SlowStore()).route(premium(), {})
+    routed = await Router(quick, budgets=StalledBudgetStore()).route(premium(), {})
     # Nothing was reserved, so the premium model the client named is not where it goes.
     assert (routed.rule, model_of(routed)) == ("fallback", "small")
 
