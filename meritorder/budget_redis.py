@@ -13,21 +13,15 @@ raises, and deciding fails as `routing.on_error` says.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from functools import cached_property
 
 import structlog
-from redis import asyncio as aioredis
+from prometheus_client import Counter
+from redis.commands.core import AsyncScript
 
 from meritorder import telemetry
 from meritorder.budget import FIT_TOLERANCE, BudgetStore, Reservation, Window
-from meritorder.redis_fallback import shared_or_local
-
-log = structlog.get_logger("meritorder.budget")
-
-T = TypeVar("T")
-Shared = Callable[[], Awaitable[T]]  # the call on Redis
-Local = Callable[[BudgetStore], Awaitable[T]]  # the same call on the fallback store
+from meritorder.redis_store import RedisStore
 
 # KEYS[1]: the tenant's window; ARGV: amount, limit ('' for none), ttl seconds, tolerance.
 _RESERVE = """
@@ -50,25 +44,24 @@ return total
 """
 
 
-class RedisBudgetStore:
-    """A `BudgetStore` in Redis (`url`: redis://host:port/db), shared by every router on it."""
+class RedisBudgetStore(RedisStore[BudgetStore]):
+    """A `BudgetStore` in Redis, shared by every router on it."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        fallback: BudgetStore | None = None,
-        timeout_s: float = 0.5,
-        prefix: str = "meritorder:budget",
-    ) -> None:
-        self.url = url
-        self.fallback = fallback
-        self.prefix = prefix
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
-        self._reserve = self._redis.register_script(_RESERVE)
-        self._settle = self._redis.register_script(_SETTLE)
+    name = "budget store"
+    default_prefix = "meritorder:budget"
+    log = structlog.get_logger("meritorder.budget")
+
+    @property
+    def fallbacks(self) -> Counter:
+        return telemetry.METRICS.budget_store_fallbacks
+
+    @cached_property
+    def _reserve(self) -> AsyncScript:
+        return self._redis.register_script(_RESERVE)
+
+    @cached_property
+    def _settle(self) -> AsyncScript:
+        return self._redis.register_script(_SETTLE)
 
     async def spent(self, window: Window) -> float:
         key = self._key(window)
@@ -107,21 +100,5 @@ class RedisBudgetStore:
 
         await self._guard("settle", shared, lambda local: local.settle(window, reserved, measured))
 
-    async def close(self) -> None:
-        await self._redis.aclose()
-
     def _key(self, window: Window) -> str:
         return f"{self.prefix}:{window.seconds}:{window.index}:{window.tenant}"
-
-    def _guard(self, op: str, shared: Shared[T], local: Local[T]) -> Awaitable[T]:
-        """`shared()`, or `local(self.fallback)` while Redis is down (counted and logged)."""
-        return shared_or_local(
-            shared,
-            local,
-            self.fallback,
-            op=op,
-            store="budget store",
-            url=self.url,
-            fallbacks=telemetry.METRICS.budget_store_fallbacks,
-            log=log,
-        )
