@@ -23,10 +23,9 @@ _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 
 
-class ResponsesSpec(EndpointSpec):
-    api = "responses"
-    path = "/v1/responses"
-    operation = "chat"
+class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operation="chat"):
+    text_keys = frozenset({"model", "input", "instructions"})
+    item_keys = ("input",)
 
     def view(self, body: dict[str, Any]) -> RequestView:
         messages: list[dict[str, Any]] = []
@@ -78,15 +77,8 @@ class ResponsesSpec(EndpointSpec):
                 param="input",
                 code="missing_required_parameter",
             )
-        return RequestView(
-            api=self.api,
-            body=body,
-            messages=messages,
-            sources=sources,
-            text_keys=frozenset({"model", "input", "instructions"}),
-            item_keys=("input",),
-            max_output_tokens=optional_count(body, "max_output_tokens"),
-        )
+        max_output_tokens = optional_count(body, "max_output_tokens")
+        return self.request_view(body, messages, sources, max_output_tokens=max_output_tokens)
 
     def edit(
         self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
