@@ -85,18 +85,12 @@ class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operati
     ) -> None:
         if steps.system_prompt is not None:
             text = steps.system_prompt.text
-            given = body.get("instructions")
             if steps.system_prompt.mode == "replace":
                 body["instructions"] = text
                 if isinstance(body.get("input"), list):
-                    body["input"] = [
-                        item
-                        for item in body["input"]
-                        if not (
-                            isinstance(item, dict) and item.get("role") in ("system", "developer")
-                        )
-                    ]
+                    body["input"] = [item for item in body["input"] if not _is_system(item)]
             else:
+                given = body.get("instructions")
                 body["instructions"] = f"{text}\n\n{given}" if given else text
         if steps.reasoning is not None:
             enabled, effort = steps.reasoning.enabled, steps.reasoning.effort
