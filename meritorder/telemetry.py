@@ -373,8 +373,9 @@ class Metrics:
         self.state_store_errors = Counter(
             "meritorder_state_store_errors",
             "Calls to a shared state store (outcomes, ...) that failed, by store and operation",
-            ["store", "op"], registry=r,
-        )  # fmt: skip
+            ["store", "op"],
+            registry=r,
+        )
         self.sessions = Counter(
             "meritorder_sessions", "Sessions started (a conversation's first routed turn)",
             registry=r,

@@ -56,6 +56,9 @@ def _count(value: object) -> int | None:
     return int(value)
 
 
+Body = dict[str, Any]  # a request's JSON object, edited in place on its way upstream
+
+
 class EndpointSpec:
     """One API: its parse, rewrite, errors and usage. A subclass names its API, path and span
     operation in its class line (`class ChatSpec(EndpointSpec, api=..., path=..., operation=...)`)
@@ -114,9 +117,7 @@ class EndpointSpec:
         self.edit(request, body, model, steps)
         return encode(body)
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         """The API's own rewrite steps (system prompt, reasoning, completion cap)."""
 
     def error_body(self, error: RequestError) -> bytes:

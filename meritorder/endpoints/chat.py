@@ -6,6 +6,7 @@ from typing import Any
 
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
+    Body,
     EndpointSpec,
     check_parts,
     check_role,
@@ -45,9 +46,7 @@ class ChatSpec(EndpointSpec, api="chat", path="/v1/chat/completions", operation=
             choices=optional_count(body, "n", minimum=1) or 1,
         )
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         if steps.system_prompt is not None:
             kept = body["messages"]
             if steps.system_prompt.mode == "replace":

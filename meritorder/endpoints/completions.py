@@ -6,6 +6,7 @@ from typing import Any
 
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
+    Body,
     EndpointSpec,
     openai_steps,
     optional_count,
@@ -34,9 +35,7 @@ class CompletionsSpec(
             unreadable=isinstance(prompt, list) and not any(isinstance(p, str) for p in prompt),
         )
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         # A text prompt has no system message: a system_prompt step does not apply here.
         openai_steps(request, body, model, steps, ("max_tokens",))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
+    Body,
     EndpointSpec,
     Usage,
     cap,
@@ -78,9 +79,7 @@ class MessagesSpec(EndpointSpec, api="messages", path="/v1/messages", operation=
             sources.append(("messages", i, "content"))
         return self.request_view(body, messages, sources, max_output_tokens=max_tokens)
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         if steps.system_prompt is not None:
             text = steps.system_prompt.text
             given = body.get("system")

@@ -7,6 +7,7 @@ from typing import Any
 
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
+    Body,
     EndpointSpec,
     Usage,
     cap,
@@ -80,9 +81,7 @@ class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operati
         max_output_tokens = optional_count(body, "max_output_tokens")
         return self.request_view(body, messages, sources, max_output_tokens=max_output_tokens)
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         if steps.system_prompt is not None:
             text = steps.system_prompt.text
             if steps.system_prompt.mode == "replace":
