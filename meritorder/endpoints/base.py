@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from meritorder.config import Api, ModelConfig
 from meritorder.errors import RequestError, bad_request
 from meritorder.policy import PiiFinding, Steps
-from meritorder.request import BodyPath, RequestView, json_type
+from meritorder.request import Body, BodyPath, RequestView, json_type
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,6 @@ def _count(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         return None
     return int(value)
-
-
-Body = dict[str, Any]  # a request's JSON object, edited in place on its way upstream
 
 
 class EndpointSpec:

@@ -6,7 +6,6 @@ from typing import Any
 
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
-    Body,
     EndpointSpec,
     check_parts,
     check_role,
@@ -15,7 +14,7 @@ from meritorder.endpoints.base import (
     required_array,
 )
 from meritorder.policy import Steps
-from meritorder.request import RequestView
+from meritorder.request import Body, RequestView
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NULL_CONTENT = frozenset({"assistant", "tool", "function"})  # turns that only carry tool calls

@@ -6,14 +6,13 @@ from typing import Any
 
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
-    Body,
     EndpointSpec,
     openai_steps,
     optional_count,
 )
 from meritorder.errors import bad_request
 from meritorder.policy import Steps
-from meritorder.request import RequestView, json_type
+from meritorder.request import Body, RequestView, json_type
 
 
 class CompletionsSpec(

@@ -8,7 +8,6 @@ from typing import Any
 
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
-    Body,
     EndpointSpec,
     Usage,
     cap,
@@ -19,7 +18,7 @@ from meritorder.endpoints.base import (
 )
 from meritorder.errors import RequestError, bad_request
 from meritorder.policy import Steps
-from meritorder.request import BodyPath, RequestView
+from meritorder.request import Body, BodyPath, RequestView
 
 _ROLES = frozenset({"user", "assistant"})
 _TEXT_BLOCKS = frozenset({"text"})

@@ -7,7 +7,6 @@ from typing import Any
 
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
-    Body,
     EndpointSpec,
     Usage,
     cap,
@@ -18,7 +17,7 @@ from meritorder.endpoints.base import (
 )
 from meritorder.errors import bad_request
 from meritorder.policy import Steps
-from meritorder.request import BodyPath, RequestView, json_type
+from meritorder.request import Body, BodyPath, RequestView, json_type
 
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
