@@ -26,9 +26,17 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 
 from classifiers.signals import PiiEntity
 from meritorder.budget import InMemoryBudgetStore, Window
-from meritorder.config import RouterConfig
-from meritorder.endpoints import parse
-from meritorder.policy import Block, Classified, Context, Observation, PoolState, Survivors
+from meritorder.config import Api, RouterConfig
+from meritorder.endpoints import BY_API, parse
+from meritorder.policy import (
+    Block,
+    Classified,
+    Context,
+    Observation,
+    PoolState,
+    Steps,
+    Survivors,
+)
 from meritorder.policy.pickers import PICKERS
 from meritorder.request import RequestView
 from meritorder.tenant import tenant_of
@@ -173,6 +181,32 @@ def candidates(config: RouterConfig, *names: str) -> Survivors:
 def names(out: Survivors | Block) -> tuple[str, ...] | int:
     """A filter's survivors by name, or the status of its block."""
     return out.status if isinstance(out, Block) else tuple(m.name for m in out.models)
+
+
+# -- endpoint specs (tests/meritorder/endpoints/) -----------------------------------------------
+
+# One model, `m` (upstream `up/m`), that switches thinking by `reasoning_effort`.
+SPEC_MODEL = RouterConfig.model_validate(
+    {
+        "models": [
+            {"name": "m", "cluster": "a", "upstream_model": "up/m", "cost": 1,
+             "reasoning_family": "reasoning_effort"}
+        ],
+        "default_model": "m",
+    }
+).models[0]  # fmt: skip
+
+
+def spec_view(api: Api, body: dict[str, Any]) -> RequestView:
+    """`body` through the `api` spec's own parser."""
+    return BY_API[api].parse(json.dumps(body).encode(), max_bytes=1 << 20)
+
+
+def spec_rewrite(api: Api, body: dict[str, Any], **steps: Any) -> dict[str, Any]:
+    """`body` as the `api` spec rewrites it for `SPEC_MODEL` with the decision's `steps`."""
+    rewritten = BY_API[api].rewrite(spec_view(api, body), SPEC_MODEL, Steps(**steps))
+    result: dict[str, Any] = json.loads(rewritten)
+    return result
 
 
 # -- the Envoy stack (tests/e2e/) ----------------------------------------------------------
