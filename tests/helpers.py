@@ -99,6 +99,17 @@ class StalledBudgetStore(InMemoryBudgetStore):
         raise AssertionError("unreachable: the event is never set")
 
 
+# -- evaluation (tests/meritorder/test_evaluate.py, tests/app/test_cli.py) ---------------------
+
+# strong helps on rows 0 and 1 only; both are right on row 2; neither on row 3.
+EVAL_ROWS = [
+    {"id": 0, "text": "a", "correct": {"weak": 0, "strong": 1}},
+    {"id": 1, "text": "b", "correct": {"weak": 0, "strong": 1}},
+    {"id": 2, "text": "c", "correct": {"weak": 1, "strong": 1}},
+    {"id": 3, "text": "d", "correct": {"weak": 0, "strong": 0}},
+]
+
+
 # -- ext_proc messages (tests/extproc/, tests/app/) ---------------------------------------------
 
 
