@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO, cast
+from typing import TextIO, TypedDict, cast
 
 from meritorder.batch import explain, route_lines
 from meritorder.classify import SIGNAL_CACHE_ENTRIES, SIGNAL_CACHE_TTL_S, load_classifier
@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return run[args.command](args)
+    except ConfigError as error:  # the policy file's problems, each on its own line already
+        print(error, file=sys.stderr)
+        return 2
     except CliError as error:
         print(f"meritorder {args.command}: {error}", file=sys.stderr)
         return 2
@@ -234,33 +237,15 @@ def _offline_router(path: Path, seed: str = "offline") -> Router:
 
 def _route(args: argparse.Namespace) -> int:
     with _open(args.input, "r", "--input") as source, _open(args.output, "w", "--output") as sink:
-        try:
-            router = _offline_router(args.config)
-        except ConfigError as error:
-            print(error, file=sys.stderr)
-            return 2
-        progress = Progress("route", _count_lines(args.input))
-        bad = _BadLines(args.input, progress)
-        count = asyncio.run(
-            route_lines(
-                router,
-                source,
-                sink,
-                stop_on_error=args.on_error == "stop",
-                on_bad=bad,
-                progress=progress.advance,
-            )
-        )
-        progress.close()
+        router = _offline_router(args.config)
+        bad = _BadLines("route", args)
+        count = asyncio.run(route_lines(router, source, sink, **bad.options))
+        bad.progress.close()
     return bad.finish("routed", count, args.on_error)
 
 
 def _explain(args: argparse.Namespace) -> int:
-    try:
-        router = _offline_router(args.config)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
+    router = _offline_router(args.config)
     headers = {}
     for item in args.header:
         name, sep, value = item.partition(":")
@@ -288,17 +273,9 @@ def _classify(args: argparse.Namespace) -> int:
         except (OSError, SpecError, ValueError) as error:
             print(f"cannot load the classifier model: {error}", file=sys.stderr)
             return 2
-        progress = Progress("classify", _count_lines(args.input))
-        bad = _BadLines(args.input, progress)
-        run_classify(
-            source,
-            sink,
-            engine,
-            stop_on_error=args.on_error == "stop",
-            on_bad=bad,
-            progress=progress.advance,
-        )
-        progress.close()
+        bad = _BadLines("classify", args)
+        run_classify(source, sink, engine, **bad.options)
+        bad.progress.close()
     return bad.finish("classified", bad.count, args.on_error)
 
 
@@ -329,11 +306,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise CliError(
             f"{args.data}: no usable rows; each line is a JSON object with a prompt and 'correct'"
         )
-    try:
-        router = _offline_router(args.config, args.seed)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
+    router = _offline_router(args.config, args.seed)
     weak, _, strong = args.pair.partition(",")
     progress = Progress("eval", len(rows))
     try:
@@ -358,15 +331,27 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class _LineOptions(TypedDict):
+    """How a JSONL command goes over its lines (`route_lines`, `run_classify`)."""
+
+    stop_on_error: bool
+    on_bad: Callable[[int, str], None]
+    progress: Callable[[int], None]
+
+
 class _BadLines:
-    """Reports bad input lines on stderr as FILE:LINE: error, the first `SHOWN` of them."""
+    """Reports bad input lines of `command`'s --input on stderr as FILE:LINE: error, the first
+    `SHOWN` of them, and shows its progress bar."""
 
     SHOWN = 20
 
-    def __init__(self, source: str, progress: Progress) -> None:
-        self.source = "<stdin>" if source == "-" else source
-        self.progress = progress
+    def __init__(self, command: str, args: argparse.Namespace) -> None:
+        self.source = "<stdin>" if args.input == "-" else args.input
+        self.progress = Progress(command, _count_lines(args.input))
         self.count = 0
+        self.options = _LineOptions(
+            stop_on_error=args.on_error == "stop", on_bad=self, progress=self.progress.advance
+        )
 
     def __call__(self, number: int, error: str) -> None:
         self.count += 1

@@ -70,10 +70,11 @@ class MicroBatcher(Generic[T, R]):
         max_wait_ms: float = 1.0,
         weight: Callable[[T], int] = lambda _: 1,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
-        if max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must not be negative, not {max_wait_ms}")
+        if max_batch < 1 or max_wait_ms < 0:
+            raise ValueError(
+                f"max_batch is {max_batch} and max_wait_ms {max_wait_ms}; use at least 1 request "
+                "a batch and a wait of 0 ms or more."
+            )
         self._process = process
         self._weight = weight
         self.max_batch = max_batch

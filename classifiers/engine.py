@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import onnxruntime as ort
@@ -103,6 +103,26 @@ DEFAULT_CACHE_TTL_S = 600.0
 
 ChatMessages = Sequence[Mapping[str, Any]]
 ClassifyInput = str | ChatMessages
+
+
+class EngineOptions(TypedDict, total=False):
+    """`SignalEngine`'s tuning knobs, as `SignalEngine.load` passes them on (defaults: the
+    constructor's)."""
+
+    max_batch: int
+    max_wait_ms: float
+    max_length: int | None
+    context_tokens: int
+    pii_overlap: int | None
+    max_rows: int
+    attack_tokens: int
+    attack_stride: int | None
+    step_rows: int
+    attack_paragraph_threshold: float
+    cache_entries: int
+    cache_ttl_s: float
+    cache_bytes: int
+    row_cache: RowCache | None
 
 
 class InvalidInput(ValueError):
@@ -312,23 +332,11 @@ class SignalEngine:
         model_dir: Path | None = None,
         *,
         force_cpu: bool = False,
-        max_batch: int = 32,
-        max_wait_ms: float = 1.0,
-        max_length: int | None = None,
         intra_op_threads: int | None = None,
-        context_tokens: int = 32,
-        pii_overlap: int | None = None,
-        max_rows: int = DEFAULT_MAX_ROWS,
-        attack_tokens: int = DEFAULT_ATTACK_TOKENS,
-        attack_stride: int | None = None,
-        step_rows: int = DEFAULT_STEP_ROWS,
-        attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
-        cache_entries: int = 0,
-        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-        row_cache: RowCache | None = None,
+        **options: Unpack[EngineOptions],
     ) -> SignalEngine:
-        """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's).
+        """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's);
+        `options` are the constructor's tuning knobs, with its defaults.
 
         `max_length` bounds every row in tokens (default: the model's, at most 256); a request's
         last user turn keeps its head and tail, and its messages are read in windows, at most
@@ -344,26 +352,8 @@ class SignalEngine:
         session = create_session(
             directory / MODEL_FILE, force_cpu=force_cpu, intra_op_threads=intra_op_threads
         )
-        return cls(
-            session,
-            tokenizer,
-            spec,
-            max_batch=max_batch,
-            max_wait_ms=max_wait_ms,
-            max_length=max_length,
-            context_tokens=context_tokens,
-            pii_overlap=pii_overlap,
-            max_rows=max_rows,
-            attack_tokens=attack_tokens,
-            attack_stride=attack_stride,
-            step_rows=step_rows,
-            attack_paragraph_threshold=attack_paragraph_threshold,
-            cache_entries=cache_entries,
-            cache_ttl_s=cache_ttl_s,
-            cache_bytes=cache_bytes,
-            row_cache=row_cache,
-            fingerprint=model_fingerprint(directory / MODEL_FILE),
-        )
+        fingerprint = model_fingerprint(directory / MODEL_FILE)
+        return cls(session, tokenizer, spec, fingerprint=fingerprint, **options)
 
     @property
     def provider(self) -> str:

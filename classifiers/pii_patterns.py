@@ -247,25 +247,23 @@ _VERSION_BEFORE = re.compile(r"(?:\bv|version|release|build|firmware)\s*$", re.I
 
 def _ips(text: str) -> Iterator[PiiEntity]:
     for m in _IPV4.finditer(text):
-        if _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
-            continue
-        try:
-            address = ipaddress.IPv4Address(m[0])
-        except ValueError:
-            continue
-        if _names_no_one(address):
-            continue
-        yield _hit("IP_ADDRESS", m.start(), m.end(), 0.9)
+        if not _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
+            yield from _address(m, ipaddress.IPv4Address)
     for m in _IPV6.finditer(text):
         # Code such as `a::b` parses as IPv6 too; a real address has a digit somewhere.
-        if not any(ch.isdigit() for ch in m[0].split("%")[0]):
-            continue
-        try:
-            address6 = ipaddress.IPv6Address(m[0])
-        except ValueError:
-            continue
-        if _names_no_one(address6):
-            continue
+        if any(ch.isdigit() for ch in m[0].split("%")[0]):
+            yield from _address(m, ipaddress.IPv6Address)
+
+
+def _address(
+    m: re.Match[str], parse: Callable[[str], ipaddress.IPv4Address | ipaddress.IPv6Address]
+) -> Iterator[PiiEntity]:
+    """The hit of a matched address, unless it does not parse or names no one's host."""
+    try:
+        address = parse(m[0])
+    except ValueError:
+        return
+    if not _names_no_one(address):
         yield _hit("IP_ADDRESS", m.start(), m.end(), 0.9)
 
 

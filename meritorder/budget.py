@@ -3,15 +3,16 @@
 The router talks to a `BudgetStore`; the embedded `InMemoryBudgetStore` serves one replica,
 `meritorder.budget_redis.RedisBudgetStore` any number of them. A store shared by several
 replicas implements the same three async methods (`spent`, and the pair `reserve` / `settle`) with
-the same fixed-window semantics: the window of time `now` is `floor(now / window_s)`, and
-`reserve` must be one atomic step in the store (in Redis, one Lua script: read the window's sum,
-compare, INCRBYFLOAT, EXPIRE), or concurrent requests can together spend past a limit. A
+the same fixed-window semantics (a `Window`: the window of time `now` is `floor(now / seconds)`),
+and `reserve` must be one atomic step in the store (in Redis, one Lua script: read the window's
+sum, compare, INCRBYFLOAT, EXPIRE), or concurrent requests can together spend past a limit. A
 reservation whose caller timed out after the store committed it stays charged: the safe side.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
 # Costs are sums of floats: a request that exactly fills a budget must still fit.
@@ -29,32 +30,37 @@ class Reservation(NamedTuple):
     local: bool = False  # a shared store was down: only this process's spending was checked
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One tenant's fixed budget window: the `seconds`-long one that holds `now` (None: the time
+    of the call)."""
+
+    tenant: str
+    seconds: int
+    now: float | None = None
+
+    def pinned(self) -> Window:
+        """This window at a fixed time (the call's if unset): one window for a check and its add."""
+        return self if self.now is not None else replace(self, now=time.time())
+
+    @property
+    def index(self) -> int:
+        """`floor(now / seconds)`: which window of its length `now` falls in."""
+        return int((time.time() if self.now is None else self.now) // self.seconds)
+
+
 class BudgetStore(Protocol):
-    async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
-        """Cost units `tenant` has spent in the window that contains `now`."""
+    async def spent(self, window: Window) -> float:
+        """Cost units the tenant has spent in `window`."""
         ...
 
-    async def reserve(
-        self,
-        tenant: str,
-        amount: float,
-        limit: float | None,
-        window_s: int,
-        now: float | None = None,
-    ) -> Reservation:
-        """Atomically add `amount` to `tenant`'s spending if the sum `fits` within `limit`."""
+    async def reserve(self, window: Window, amount: float, limit: float | None) -> Reservation:
+        """Atomically add `amount` to the tenant's spending if the sum `fits` within `limit`."""
         ...
 
-    async def settle(
-        self,
-        tenant: str,
-        reserved: float,
-        measured: float,
-        window_s: int,
-        now: float | None = None,
-    ) -> None:
+    async def settle(self, window: Window, reserved: float, measured: float) -> None:
         """Replace a reservation by the measured cost, whatever the limit (one atomic add of
-        `measured - reserved` to the window of `now`: pass the reservation's own time)."""
+        `measured - reserved` to the window: pass the reservation's own time)."""
         ...
 
 
@@ -67,46 +73,28 @@ class InMemoryBudgetStore:
     def __init__(self) -> None:
         self._spent: dict[tuple[str, int, int], float] = {}
 
-    async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
-        return self._get(tenant, window_s, now)
+    async def spent(self, window: Window) -> float:
+        return self._get(window)
 
-    async def reserve(
-        self,
-        tenant: str,
-        amount: float,
-        limit: float | None,
-        window_s: int,
-        now: float | None = None,
-    ) -> Reservation:
-        now = time.time() if now is None else now  # one window for the check and the add
-        spent = self._get(tenant, window_s, now)
+    async def reserve(self, window: Window, amount: float, limit: float | None) -> Reservation:
+        window = window.pinned()  # one window for the check and the add
+        spent = self._get(window)
         if not fits(spent, amount, limit):
             return Reservation(False, spent)
-        return Reservation(True, self._add(tenant, amount, window_s, now))
+        return Reservation(True, self._add(window, amount))
 
-    async def settle(
-        self,
-        tenant: str,
-        reserved: float,
-        measured: float,
-        window_s: int,
-        now: float | None = None,
-    ) -> None:
-        self._add(tenant, measured - reserved, window_s, now)
+    async def settle(self, window: Window, reserved: float, measured: float) -> None:
+        self._add(window, measured - reserved)
 
-    def _get(self, tenant: str, window_s: int, now: float | None) -> float:
-        return self._spent.get((tenant, window_s, _window(window_s, now)), 0.0)
+    def _get(self, window: Window) -> float:
+        return self._spent.get((window.tenant, window.seconds, window.index), 0.0)
 
-    def _add(self, tenant: str, amount: float, window_s: int, now: float | None) -> float:
-        window = _window(window_s, now)
-        key = (tenant, window_s, window)
+    def _add(self, window: Window, amount: float) -> float:
+        index = window.index
+        key = (window.tenant, window.seconds, index)
         if key not in self._spent:
             self._spent = {
-                k: v for k, v in self._spent.items() if k[2] >= window or k[1] != window_s
+                k: v for k, v in self._spent.items() if k[2] >= index or k[1] != window.seconds
             }
         self._spent[key] = total = self._spent.get(key, 0.0) + amount
         return total
-
-
-def _window(window_s: int, now: float | None) -> int:
-    return int((time.time() if now is None else now) // window_s)

@@ -462,6 +462,13 @@ class _References:
         def text(value: object) -> str | None:
             return value if isinstance(value, str) else None
 
+        def kinds(value: object, key: str, default: str) -> tuple[tuple[str, str], ...] | None:
+            """(name, `key`) of each named item of a list; None for no list at all."""
+            if not isinstance(value, list):
+                return None
+            named = (i for i in items(value) if isinstance(i.get("name"), str))
+            return tuple((i["name"], str(i.get(key, default))) for i in named)
+
         def rule(value: object) -> tuple[str, ...] | None:
             try:
                 return tuple(rule_signals(parse_rule(value)))
@@ -472,20 +479,8 @@ class _References:
         budgets, routing = data.get("budgets"), data.get("routing")
         unavailable = routing.get("on_unavailable") if isinstance(routing, dict) else None
         return cls(
-            models=tuple(
-                (m["name"], str(m.get("boundary", "private")))
-                for m in items(raw_models)
-                if isinstance(m.get("name"), str)
-            )
-            if isinstance(raw_models, list)
-            else None,
-            signals=tuple(
-                (s["name"], str(s.get("type", "keyword")))
-                for s in items(raw_signals)
-                if isinstance(s.get("name"), str)
-            )
-            if isinstance(raw_signals, list)
-            else None,
+            models=kinds(raw_models, "boundary", "private"),
+            signals=kinds(raw_signals, "type", "keyword"),
             decisions=tuple(
                 _Decision(
                     i,

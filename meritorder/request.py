@@ -17,6 +17,7 @@ from meritorder.config import Api
 
 # Where a message's content sits in the body: ("messages", 3, "content"), ("system",), ...
 BodyPath = tuple[str | int, ...]
+Body = dict[str, Any]  # a request's JSON object, edited in place on its way upstream
 
 
 @dataclass

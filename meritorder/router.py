@@ -27,7 +27,7 @@ from typing import Protocol
 import structlog
 
 from meritorder import policy, telemetry
-from meritorder.budget import BudgetStore, InMemoryBudgetStore
+from meritorder.budget import BudgetStore, InMemoryBudgetStore, Window
 from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.cost import cost
 from meritorder.errors import RequestError
@@ -233,14 +233,8 @@ class Router:
         pending = outcome.pending
         self.health.observe_status(pending.model, outcome.status or 0)
         measured = outcome.measured_cost
-        if measured is not None and pending.tenant and pending.budget_window_s:
-            await self.budgets.settle(
-                pending.tenant,
-                pending.estimated_cost,
-                measured,
-                pending.budget_window_s,
-                now=pending.decided_at or None,
-            )
+        if measured is not None:
+            await self._settle_budget(pending, measured)
         await self.outcomes.add(outcome)
         telemetry.record_outcome(outcome)
         await self._reward(pending, status=outcome.status)
@@ -251,15 +245,14 @@ class Router:
         """A streamed answer's usage, read from its events (the access log carries none): the
         tenant's budget settles at the measured cost."""
         measured = cost(pending.cost_per_million, prompt_tokens, completion_tokens)
-        if pending.tenant and pending.budget_window_s:
-            await self.budgets.settle(
-                pending.tenant,
-                pending.estimated_cost,
-                measured,
-                pending.budget_window_s,
-                now=pending.decided_at or None,
-            )
+        await self._settle_budget(pending, measured)
         telemetry.record_stream_usage(request_id, pending, prompt_tokens, completion_tokens)
+
+    async def _settle_budget(self, pending: Pending, measured: float) -> None:
+        """Correct the tenant's reservation from the estimate to `measured`, in its own window."""
+        if pending.tenant and pending.budget_window_s:
+            window = Window(pending.tenant, pending.budget_window_s, pending.decided_at or None)
+            await self.budgets.settle(window, pending.estimated_cost, measured)
 
     async def feedback(
         self, feedback: Feedback, headers: Mapping[str, str], *, any_tenant: bool = False
@@ -455,7 +448,8 @@ class Router:
         """Decide on the tenant's spending, then reserve the decision's cost in one atomic step
         of the store. If concurrent requests spent meanwhile, decide again on what is left."""
         tenant = tenant_of(obs.headers, budgets.header)
-        spent = await self.budgets.spent(tenant, budgets.window_s)
+        window = Window(tenant, budgets.window_s)
+        spent = await self.budgets.spent(window)
         for attempt in range(_RESERVE_ATTEMPTS + 1):
             if attempt == _RESERVE_ATTEMPTS:
                 # Still contended: decide as if the budget were spent (stepped down or 429).
@@ -463,9 +457,7 @@ class Router:
             decision = decide(spent)
             if not isinstance(decision, Routed):
                 return decision
-            held = await self.budgets.reserve(
-                tenant, decision.cost, decision.budget_limit, budgets.window_s
-            )
+            held = await self.budgets.reserve(window, decision.cost, decision.budget_limit)
             telemetry.METRICS.budget_spent.labels(tenant=tenant).set(held.spent)
             if held.fitted:
                 if held.local:  # checked against this process's spending only

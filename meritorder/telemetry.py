@@ -303,6 +303,17 @@ def record_error(span: Span | None, error_type: str, status: int) -> None:
         span.set_attribute("http.response.status_code", status)
 
 
+def _store_fallbacks(name: str, what: str, local: str, registry: CollectorRegistry) -> Counter:
+    """`meritorder_<name>_store_fallbacks`: a shared store's calls that Redis failed."""
+    return Counter(
+        f"meritorder_{name}_store_fallbacks",
+        f"{what} store calls that failed (Redis unreachable), by operation and what was done "
+        f"instead: local (this process's {local}) or error",
+        ["op", "to"],
+        registry=registry,
+    )
+
+
 class Metrics:
     """The router's Prometheus metrics, in their own registry."""
 
@@ -336,18 +347,10 @@ class Metrics:
         self.blocks = Counter(
             "meritorder_blocks", "Blocked requests", ["decision", "code"], registry=r
         )
-        self.budget_store_fallbacks = Counter(
-            "meritorder_budget_store_fallbacks",
-            "Budget store calls that failed (the shared store unreachable), by operation and "
-            "what was done instead: local (this process's own store) or error",
-            ["op", "to"], registry=r,
-        )  # fmt: skip
-        self.learning_store_fallbacks = Counter(
-            "meritorder_learning_store_fallbacks",
-            "Learned-estimate store calls that failed (Redis unreachable), by operation and "
-            "what was done instead: local (this process's estimates) or error",
-            ["op", "to"], registry=r,
-        )  # fmt: skip
+        self.budget_store_fallbacks = _store_fallbacks("budget", "Budget", "own store", r)
+        self.learning_store_fallbacks = _store_fallbacks(
+            "learning", "Learned-estimate", "estimates", r
+        )
         self.budget_spent = Gauge(
             "meritorder_budget_window_spent",
             "Cost units a budget tenant has spent in the current window, as of this router's last "
@@ -372,8 +375,9 @@ class Metrics:
         self.state_store_errors = Counter(
             "meritorder_state_store_errors",
             "Calls to a shared state store (outcomes, ...) that failed, by store and operation",
-            ["store", "op"], registry=r,
-        )  # fmt: skip
+            ["store", "op"],
+            registry=r,
+        )
         self.sessions = Counter(
             "meritorder_sessions", "Sessions started (a conversation's first routed turn)",
             registry=r,

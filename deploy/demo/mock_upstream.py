@@ -196,7 +196,6 @@ def _tool_name(body: dict[str, Any], api: str) -> str | None:
 
 
 def _chat(model: str, text: str, body: dict[str, Any], usage: tuple[int, int]) -> dict[str, Any]:
-    created = int(time.time())
     tool = _tool_name(body, "chat")
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if tool is not None:
@@ -207,25 +206,24 @@ def _chat(model: str, text: str, body: dict[str, Any], usage: tuple[int, int]) -
         }
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
     choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if tool else "stop"}
-    return {
-        "id": f"chatcmpl-mock-{_unique()}",
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [choice],
-        "usage": _openai_usage(usage),
-    }
+    return _openai_reply("chatcmpl", "chat.completion", model, choice, usage)
 
 
 def _completion(
     model: str, text: str, body: dict[str, Any], usage: tuple[int, int]
 ) -> dict[str, Any]:
-    created = int(time.time())
     choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+    return _openai_reply("cmpl", "text_completion", model, choice, usage)
+
+
+def _openai_reply(
+    prefix: str, kind: str, model: str, choice: dict[str, Any], usage: tuple[int, int]
+) -> dict[str, Any]:
+    """A non-streamed OpenAI completion object (`kind`) holding one choice."""
     return {
-        "id": f"cmpl-mock-{_unique()}",
-        "object": "text_completion",
-        "created": created,
+        "id": f"{prefix}-mock-{_unique()}",
+        "object": kind,
+        "created": int(time.time()),
         "model": model,
         "choices": [choice],
         "usage": _openai_usage(usage),

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from meritorder.config import Api, ModelConfig
 from meritorder.errors import RequestError, bad_request
 from meritorder.policy import PiiFinding, Steps
-from meritorder.request import BodyPath, RequestView, json_type
+from meritorder.request import Body, BodyPath, RequestView, json_type
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,21 @@ def _count(value: object) -> int | None:
 
 
 class EndpointSpec:
-    """One API: its parse, rewrite, errors and usage. Subclasses set `api` and `path`."""
+    """One API: its parse, rewrite, errors and usage. A subclass names its API, path and span
+    operation in its class line (`class ChatSpec(EndpointSpec, api=..., path=..., operation=...)`)
+    and sets `text_keys` (and `item_keys`)."""
 
     api: ClassVar[Api]
     path: ClassVar[str]
     operation: ClassVar[str]  # gen_ai.operation.name on the route span
+    # Top-level body keys whose text the message view reads, and those of them holding a list
+    # of items (`RequestView.text_keys`, `item_keys`).
+    text_keys: ClassVar[frozenset[str]]
+    item_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, *, api: Api, path: str, operation: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.api, cls.path, cls.operation = api, path, operation
 
     def parse(self, raw: bytes, *, max_bytes: int) -> RequestView:
         """Parse and validate a request body; raise `RequestError` (400/413) on bad input."""
@@ -70,6 +80,29 @@ class EndpointSpec:
     def view(self, body: dict[str, Any]) -> RequestView:
         """The request view of a JSON object body (`model` and `stream` checked already)."""
         raise NotImplementedError
+
+    def request_view(
+        self,
+        body: dict[str, Any],
+        messages: list[dict[str, Any]],
+        sources: list[BodyPath],
+        *,
+        max_output_tokens: int | None,
+        choices: int = 1,
+        unreadable: bool = False,
+    ) -> RequestView:
+        """The view of `body` whose message `i` is `messages[i]`, read from `sources[i]`."""
+        return RequestView(
+            self.api,
+            body,
+            messages,
+            sources,
+            self.text_keys,
+            self.item_keys,
+            max_output_tokens,
+            choices,
+            unreadable,
+        )
 
     def rewrite(self, request: RequestView, model: ModelConfig, steps: Steps) -> bytes:
         """The body to send upstream to `model` with the decision's `steps`: every field the
@@ -81,9 +114,7 @@ class EndpointSpec:
         self.edit(request, body, model, steps)
         return encode(body)
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         """The API's own rewrite steps (system prompt, reasoning, completion cap)."""
 
     def error_body(self, error: RequestError) -> bytes:
@@ -344,6 +375,23 @@ def cap(body: dict[str, Any], keys: Sequence[str], limit: int) -> None:
             body[key] = limit
     if not any(key in body for key in keys):
         body[keys[0]] = limit
+
+
+def openai_steps(
+    request: RequestView,
+    body: dict[str, Any],
+    model: ModelConfig,
+    steps: Steps,
+    caps: Sequence[str],
+) -> None:
+    """The steps chat and completions share: the reasoning switch in the model's family format,
+    the usage chunk of a stream, and the completion cap on each of `caps`."""
+    if steps.reasoning is not None:
+        set_reasoning(body, model.reasoning_family, steps.reasoning.enabled, steps.reasoning.effort)
+    if request.stream:
+        ask_stream_usage(body)
+    if steps.max_tokens is not None:
+        cap(body, caps, steps.max_tokens)
 
 
 def ask_stream_usage(body: dict[str, Any]) -> None:

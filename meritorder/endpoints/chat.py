@@ -7,25 +7,22 @@ from typing import Any
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
     EndpointSpec,
-    ask_stream_usage,
-    cap,
     check_parts,
     check_role,
+    openai_steps,
     optional_count,
     required_array,
-    set_reasoning,
 )
 from meritorder.policy import Steps
-from meritorder.request import RequestView
+from meritorder.request import Body, RequestView
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NULL_CONTENT = frozenset({"assistant", "tool", "function"})  # turns that only carry tool calls
 
 
-class ChatSpec(EndpointSpec):
-    api = "chat"
-    path = "/v1/chat/completions"
-    operation = "chat"
+class ChatSpec(EndpointSpec, api="chat", path="/v1/chat/completions", operation="chat"):
+    text_keys = frozenset({"model", "messages"})
+    item_keys = ("messages",)
 
     def view(self, body: dict[str, Any]) -> RequestView:
         messages = required_array(body, "messages", "message objects")
@@ -40,33 +37,21 @@ class ChatSpec(EndpointSpec):
         cap_asked = optional_count(body, "max_completion_tokens")
         if cap_asked is None:
             cap_asked = optional_count(body, "max_tokens")
-        return RequestView(
-            api=self.api,
-            body=body,
-            messages=messages,
-            sources=[("messages", i, "content") for i in range(len(messages))],
-            text_keys=frozenset({"model", "messages"}),
-            item_keys=("messages",),
+        return self.request_view(
+            body,
+            messages,
+            [("messages", i, "content") for i in range(len(messages))],
             max_output_tokens=cap_asked,
             choices=optional_count(body, "n", minimum=1) or 1,
         )
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         if steps.system_prompt is not None:
             kept = body["messages"]
             if steps.system_prompt.mode == "replace":
                 kept = [m for m in kept if m.get("role") not in ("system", "developer")]
             body["messages"] = [{"role": "system", "content": steps.system_prompt.text}, *kept]
-        if steps.reasoning is not None:
-            set_reasoning(
-                body, model.reasoning_family, steps.reasoning.enabled, steps.reasoning.effort
-            )
-        if request.stream:
-            ask_stream_usage(body)
-        if steps.max_tokens is not None:
-            cap(body, ("max_tokens", "max_completion_tokens"), steps.max_tokens)
+        openai_steps(request, body, model, steps, ("max_tokens", "max_completion_tokens"))
 
 
 SPEC = ChatSpec()

@@ -7,49 +7,36 @@ from typing import Any
 from meritorder.config import ModelConfig
 from meritorder.endpoints.base import (
     EndpointSpec,
-    ask_stream_usage,
-    cap,
+    openai_steps,
     optional_count,
-    set_reasoning,
 )
 from meritorder.errors import bad_request
 from meritorder.policy import Steps
-from meritorder.request import RequestView, json_type
+from meritorder.request import Body, RequestView, json_type
 
 
-class CompletionsSpec(EndpointSpec):
-    api = "completions"
-    path = "/v1/completions"
-    operation = "text_completion"
+class CompletionsSpec(
+    EndpointSpec, api="completions", path="/v1/completions", operation="text_completion"
+):
+    text_keys = frozenset({"model", "prompt"})
 
     def view(self, body: dict[str, Any]) -> RequestView:
         prompt = body.get("prompt")
         text = prompt_text(prompt)
         n = optional_count(body, "n", minimum=1) or 1
         best_of = optional_count(body, "best_of", minimum=1) or 1
-        return RequestView(
-            api=self.api,
-            body=body,
-            messages=[{"role": "user", "content": text}],
-            sources=[("prompt",)],
-            text_keys=frozenset({"model", "prompt"}),
+        return self.request_view(
+            body,
+            [{"role": "user", "content": text}],
+            [("prompt",)],
             max_output_tokens=optional_count(body, "max_tokens"),
             choices=max(n, best_of),
             unreadable=isinstance(prompt, list) and not any(isinstance(p, str) for p in prompt),
         )
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         # A text prompt has no system message: a system_prompt step does not apply here.
-        if steps.reasoning is not None:
-            set_reasoning(
-                body, model.reasoning_family, steps.reasoning.enabled, steps.reasoning.effort
-            )
-        if request.stream:
-            ask_stream_usage(body)
-        if steps.max_tokens is not None:
-            cap(body, ("max_tokens",), steps.max_tokens)
+        openai_steps(request, body, model, steps, ("max_tokens",))
 
 
 def prompt_text(prompt: object, *, field: str = "prompt", path: str = "/v1/completions") -> str:

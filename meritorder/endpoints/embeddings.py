@@ -10,10 +10,8 @@ from meritorder.errors import bad_request
 from meritorder.request import BodyPath, RequestView
 
 
-class EmbeddingsSpec(EndpointSpec):
-    api = "embeddings"
-    path = "/v1/embeddings"
-    operation = "embeddings"
+class EmbeddingsSpec(EndpointSpec, api="embeddings", path="/v1/embeddings", operation="embeddings"):
+    text_keys = frozenset({"model", "input"})
 
     def view(self, body: dict[str, Any]) -> RequestView:
         if body.get("stream"):
@@ -32,12 +30,10 @@ class EmbeddingsSpec(EndpointSpec):
         elif all(isinstance(p, str) for p in raw):
             texts = list(raw)
             paths = [("input", i) for i in range(len(raw))]
-        return RequestView(
-            api=self.api,
-            body=body,
-            messages=[{"role": "user", "content": t} for t in texts],
-            sources=paths,
-            text_keys=frozenset({"model", "input"}),
+        return self.request_view(
+            body,
+            [{"role": "user", "content": t} for t in texts],
+            paths,
             max_output_tokens=0,  # an embedding generates no tokens
             unreadable=not any(
                 isinstance(p, str) for p in ([raw] if isinstance(raw, str) else raw)

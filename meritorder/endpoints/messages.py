@@ -18,7 +18,7 @@ from meritorder.endpoints.base import (
 )
 from meritorder.errors import RequestError, bad_request
 from meritorder.policy import Steps
-from meritorder.request import BodyPath, RequestView
+from meritorder.request import Body, BodyPath, RequestView
 
 _ROLES = frozenset({"user", "assistant"})
 _TEXT_BLOCKS = frozenset({"text"})
@@ -49,10 +49,9 @@ def error_type(status: int) -> str:
     )
 
 
-class MessagesSpec(EndpointSpec):
-    api = "messages"
-    path = "/v1/messages"
-    operation = "chat"
+class MessagesSpec(EndpointSpec, api="messages", path="/v1/messages", operation="chat"):
+    text_keys = frozenset({"model", "messages", "system"})
+    item_keys = ("messages",)
 
     def view(self, body: dict[str, Any]) -> RequestView:
         max_tokens = body.get("max_tokens")
@@ -77,19 +76,9 @@ class MessagesSpec(EndpointSpec):
             check_parts(message.get("content"), f"messages[{i}].content", text_types=_TEXT_BLOCKS)
             messages.append({"role": role, "content": message["content"]})
             sources.append(("messages", i, "content"))
-        return RequestView(
-            api=self.api,
-            body=body,
-            messages=messages,
-            sources=sources,
-            text_keys=frozenset({"model", "messages", "system"}),
-            item_keys=("messages",),
-            max_output_tokens=max_tokens,
-        )
+        return self.request_view(body, messages, sources, max_output_tokens=max_tokens)
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         if steps.system_prompt is not None:
             text = steps.system_prompt.text
             given = body.get("system")

@@ -17,16 +17,15 @@ from meritorder.endpoints.base import (
 )
 from meritorder.errors import bad_request
 from meritorder.policy import Steps
-from meritorder.request import BodyPath, RequestView, json_type
+from meritorder.request import Body, BodyPath, RequestView, json_type
 
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 
 
-class ResponsesSpec(EndpointSpec):
-    api = "responses"
-    path = "/v1/responses"
-    operation = "chat"
+class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operation="chat"):
+    text_keys = frozenset({"model", "input", "instructions"})
+    item_keys = ("input",)
 
     def view(self, body: dict[str, Any]) -> RequestView:
         messages: list[dict[str, Any]] = []
@@ -78,33 +77,18 @@ class ResponsesSpec(EndpointSpec):
                 param="input",
                 code="missing_required_parameter",
             )
-        return RequestView(
-            api=self.api,
-            body=body,
-            messages=messages,
-            sources=sources,
-            text_keys=frozenset({"model", "input", "instructions"}),
-            item_keys=("input",),
-            max_output_tokens=optional_count(body, "max_output_tokens"),
-        )
+        max_output_tokens = optional_count(body, "max_output_tokens")
+        return self.request_view(body, messages, sources, max_output_tokens=max_output_tokens)
 
-    def edit(
-        self, request: RequestView, body: dict[str, Any], model: ModelConfig, steps: Steps
-    ) -> None:
+    def edit(self, request: RequestView, body: Body, model: ModelConfig, steps: Steps) -> None:
         if steps.system_prompt is not None:
             text = steps.system_prompt.text
-            given = body.get("instructions")
             if steps.system_prompt.mode == "replace":
                 body["instructions"] = text
                 if isinstance(body.get("input"), list):
-                    body["input"] = [
-                        item
-                        for item in body["input"]
-                        if not (
-                            isinstance(item, dict) and item.get("role") in ("system", "developer")
-                        )
-                    ]
+                    body["input"] = [item for item in body["input"] if not _is_system(item)]
             else:
+                given = body.get("instructions")
                 body["instructions"] = f"{text}\n\n{given}" if given else text
         if steps.reasoning is not None:
             enabled, effort = steps.reasoning.enabled, steps.reasoning.effort

@@ -10,7 +10,7 @@ import pytest
 from classifiers.cache import RowOutput
 from classifiers.cache_redis import RedisRowCache, decode_row, encode_row
 from classifiers.engine import SignalEngine
-from tests.conftest import RedisServer
+from tests.helpers import RedisServer
 
 
 def test_a_row_survives_its_bytes_exactly() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from classifiers.cache import MemoryRowCache, model_fingerprint
-from classifiers.engine import DEFAULT_MODEL_DIR, InvalidInput, SignalEngine
+from classifiers.engine import DEFAULT_MODEL_DIR, EngineOptions, InvalidInput, SignalEngine
 from classifiers.signals import Signals
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE, SpecError
 from tests.classifiers.tiny_signals_model import DOMAINS, spec_json
@@ -644,3 +645,12 @@ async def test_any_zero_bound_turns_the_cache_off(model_dir: Path, off: dict[str
 def test_a_negative_cache_bound_is_refused(model_dir: Path) -> None:
     with pytest.raises(ValueError, match="0 turns the signal cache off"):
         SignalEngine.load(model_dir, force_cpu=True, cache_ttl_s=-1)
+
+
+def test_load_passes_on_every_tuning_knob_of_the_constructor() -> None:
+    knobs = {
+        name
+        for name, p in inspect.signature(SignalEngine.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert set(EngineOptions.__annotations__) == knobs - {"fingerprint"}

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import MockRecorder
+from tests.helpers import MockRecorder
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.e2e.conftest import MockRecorder, stack_serving
+from tests.helpers import MockRecorder, stack_serving
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 from devstack import Stack
 
-from tests.e2e.conftest import MockRecorder, tokens_total
+from tests.helpers import MockRecorder, tokens_total
 
 pytestmark = pytest.mark.e2e
 

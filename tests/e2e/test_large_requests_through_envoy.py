@@ -12,7 +12,7 @@ import httpx
 import pytest
 from devstack import Stack
 
-from tests.e2e.conftest import MockRecorder, repo_path, stack_serving
+from tests.helpers import REPO, MockRecorder, stack_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ REFUSED = {(403, "blocked_by_policy"), (503, "signals_unavailable")}
 
 def filler(size: int, start: int = 0) -> str:
     """Benign exam questions joined by blank lines, cut to `size` characters."""
-    source = repo_path("examples", "data", "mmlu_pro_dev.jsonl").read_text().split("\n")
+    source = REPO.joinpath("examples", "data", "mmlu_pro_dev.jsonl").read_text().split("\n")
     questions = [json.loads(line)["text"] for line in source if line]
     parts: list[str] = []
     while sum(len(p) + 2 for p in parts) < size:

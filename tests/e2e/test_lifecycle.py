@@ -31,7 +31,7 @@ from devstack import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.e2e.conftest import repo_path
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -218,7 +218,7 @@ class Demo:
     def __init__(self, cmd: list[str]) -> None:
         self.process = subprocess.Popen(
             cmd,
-            cwd=repo_path(),
+            cwd=REPO.joinpath(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a shell gives a foreground job

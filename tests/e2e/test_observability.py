@@ -12,8 +12,8 @@ import pytest
 from devstack import Ports, Stack
 from openai.types.chat import ChatCompletion
 
-from tests.conftest import DEMO_CONFIG
 from tests.e2e.otlp import OtlpReceiver, ReceivedSpan
+from tests.helpers import DEMO_CONFIG
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from classifiers.pii_scan import scan
 from classifiers.text import part_joins
 from meritorder.endpoints import parse
 from meritorder.signals.labels import PII_TYPES
-from tests.e2e.conftest import MockRecorder, stack_serving
+from tests.helpers import MockRecorder, stack_serving
 from tests.pii_corpus import LOOKALIKES, OBFUSCATED
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ from demo.mint_token import TOKEN_HEADER, mint_token
 from devstack import Stack
 
 from meritorder.v1 import router_pb2, router_pb2_grpc
-from tests.e2e.conftest import MockRecorder, stack_serving
+from tests.helpers import MockRecorder, stack_serving
 
 pytestmark = pytest.mark.e2e
 

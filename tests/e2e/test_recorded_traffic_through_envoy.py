@@ -44,12 +44,12 @@ from devstack import Stack
 
 from meritorder.config import Api, RouterConfig, load_config
 from meritorder.endpoints import spec_for
-from tests.e2e.conftest import repo_path
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.e2e
 
-RECORDED = repo_path("tests", "data", "recorded")
-CONFIG: RouterConfig = load_config(repo_path("deploy", "config.yaml"))
+RECORDED = REPO.joinpath("tests", "data", "recorded")
+CONFIG: RouterConfig = load_config(REPO.joinpath("deploy", "config.yaml"))
 
 
 def api_of(path: str) -> Api | None:
@@ -95,7 +95,7 @@ KNOWN_FALSE_POSITIVES: dict[str, float] = {
     "chat-predicted-output": 0.561,  # hand-made: "Rename the heading 'Intro' to 'Overview' ..."
     "test_openai_model_thinking_part-1": 0.158,  # an assistant turn with <think> blocks
 }
-METRICS = repo_path("classifiers", "models", "metrics.json")
+METRICS = REPO.joinpath("classifiers", "models", "metrics.json")
 
 
 @dataclass(frozen=True)

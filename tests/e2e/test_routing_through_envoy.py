@@ -10,7 +10,7 @@ import openai
 import pytest
 from devstack import Stack
 
-from tests.e2e.conftest import MockRecorder
+from tests.helpers import MockRecorder
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,9 @@ import pytest
 from demo.mint_token import TOKEN_HEADER, mint_token
 from devstack import Ports, Stack
 
+from meritorder.budget import Window
 from meritorder.budget_redis import RedisBudgetStore
-from tests.e2e.conftest import MockRecorder
+from tests.helpers import MockRecorder
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +54,19 @@ def burst(stack: Stack, headers: list[dict[str, str]]) -> list[str]:
     return [r.headers["x-meritorder-model"] for r in responses]
 
 
+def acme_spent(routers: Stack) -> float:
+    """What acme has spent in the shared store's current window."""
+
+    async def read() -> float:
+        store = RedisBudgetStore(routers.redis_url, timeout_s=5)
+        try:
+            return await store.spent(Window("acme", 3600))
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
 def test_two_routers_sharing_redis_grant_a_tenant_exactly_its_budget(routers: Stack) -> None:
     upstreams = MockRecorder(routers)
     upstreams.clear()
@@ -74,13 +88,6 @@ def test_measured_costs_settle_whichever_router_receives_the_access_log(routers:
     plain = PLAIN  # JSON usage comes back
     measured = 0.0
 
-    async def spent() -> float:
-        store = RedisBudgetStore(routers.redis_url, timeout_s=5)
-        try:
-            return await store.spent("acme", 3600)
-        finally:
-            await store.close()
-
     with httpx.Client(base_url=routers.base_url, timeout=30) as http:
         # Three estimated requests (0.003 each) fill acme's 0.009; settled at their measured
         # cost, six and more still fit.
@@ -91,7 +98,7 @@ def test_measured_costs_settle_whichever_router_receives_the_access_log(routers:
             usage = response.json()["usage"]
             measured += (usage["prompt_tokens"] + usage["completion_tokens"]) * 3.0 / 1e6
             # Envoy flushes its access log about once a second: wait for this settlement.
-            wait_for(lambda total=measured: asyncio.run(spent()) == pytest.approx(total), 15)
+            wait_for(lambda total=measured: acme_spent(routers) == pytest.approx(total), 15)
     assert routers.log("router").count('"routed"') > 0
     assert routers.log("router-2").count('"routed"') > 0
 
@@ -103,13 +110,6 @@ def test_streamed_usage_settles_whichever_router_observes_the_stream(routers: St
     streamed = {**PLAIN, "stream": True}  # the router asks for the usage chunk
     measured = 0.0
 
-    async def spent() -> float:
-        store = RedisBudgetStore(routers.redis_url, timeout_s=5)
-        try:
-            return await store.spent("acme", 3600)
-        finally:
-            await store.close()
-
     with httpx.Client(base_url=routers.base_url, timeout=30) as http:
         for _ in range(6):  # three estimates would fill acme's budget
             with http.stream("POST", "/v1/chat/completions", json=streamed, headers=acme) as r:
@@ -117,7 +117,7 @@ def test_streamed_usage_settles_whichever_router_observes_the_stream(routers: St
                 events = [json.loads(line[6:]) for line in r.iter_lines() if line[6:7] == "{"]
             usage = next(e["usage"] for e in events if e.get("usage"))
             measured += (usage["prompt_tokens"] + usage["completion_tokens"]) * 3.0 / 1e6
-            wait_for(lambda total=measured: asyncio.run(spent()) == pytest.approx(total), 15)
+            wait_for(lambda total=measured: acme_spent(routers) == pytest.approx(total), 15)
     assert routers.log("router").count('"routed"') > 0
     assert routers.log("router-2").count('"routed"') > 0
 

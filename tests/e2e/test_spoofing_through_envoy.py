@@ -20,7 +20,7 @@ import pytest
 import yaml
 from devstack import KEYWORDS_CONFIG, Ports, Stack, free_port
 
-from tests.e2e.conftest import MockRecorder, repo_path
+from tests.helpers import REPO, MockRecorder
 
 pytestmark = pytest.mark.e2e
 
@@ -274,7 +274,7 @@ def test_a_route_the_operator_declares_goes_to_its_own_cluster_never_a_header_ch
 ) -> None:
     """An operator route for /v1/images/generations (here to the `coder` mock's port) beside the
     models'."""
-    bootstrap = yaml.safe_load(repo_path("deploy", "envoy", "envoy.yaml").read_text())
+    bootstrap = yaml.safe_load(REPO.joinpath("deploy", "envoy", "envoy.yaml").read_text())
     resources = bootstrap["static_resources"]
     hcm = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]

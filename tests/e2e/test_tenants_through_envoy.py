@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from demo.mint_token import ISSUER, KEY_ID, TOKEN_HEADER, mint_token
 from devstack import Ports, Stack
 
-from tests.e2e.conftest import MockRecorder, repo_path, stack_serving
+from tests.helpers import REPO, MockRecorder, stack_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +78,7 @@ def forged_tokens() -> dict[str, str]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     # alg confusion: HS256 "signed" with the demo public key, as if it were a shared secret.
-    jwks = repo_path("deploy", "demo", "tenant-demo-jwks.json").read_bytes()
+    jwks = REPO.joinpath("deploy", "demo", "tenant-demo-jwks.json").read_bytes()
     hs_header = {"alg": "HS256", "typ": "JWT", "kid": KEY_ID}
     hs_body = unsigned(hs_header, claims("acme"), "").rstrip(".")
     hs256 = f"{hs_body}.{b64(hmac.new(jwks, hs_body.encode(), hashlib.sha256).digest())}"

@@ -9,7 +9,7 @@ from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
 from google.protobuf.struct_pb2 import Struct
 
 from extproc.access_log import USAGE_NAMESPACE, AccessLogService, outcome_of
-from meritorder.budget import InMemoryBudgetStore
+from meritorder.budget import InMemoryBudgetStore, Window
 from meritorder.config import RouterConfig
 from meritorder.outcomes import DECISION_NAMESPACE, Pending
 from meritorder.router import Router
@@ -104,14 +104,14 @@ async def test_measured_usage_replaces_the_estimate_in_the_window_it_was_reserve
     store = InMemoryBudgetStore()
     router = Router(demo_config, budgets=store)
     decided_at = 1_000_000.0  # long ago: the correction still lands in that window
-    await store.reserve("acme", 0.004, None, 60, now=decided_at)
+    await store.reserve(Window("acme", 60, decided_at), 0.004, None)
     decided = pending("large", decided_at=decided_at)
     await AccessLogService(router).record(
         entry(decided, 200, "r1", {"prompt_tokens": 100, "completion_tokens": 900})
     )
     measured = (100 + 900) * 3.0 / 1e6
-    assert await store.spent("acme", 60, now=decided_at) == pytest.approx(measured)
-    assert await store.spent("acme", 60) == 0.0
+    assert await store.spent(Window("acme", 60, decided_at)) == pytest.approx(measured)
+    assert await store.spent(Window("acme", 60)) == 0.0
 
 
 async def test_any_router_settles_an_outcome_another_one_decided(
@@ -121,12 +121,12 @@ async def test_any_router_settles_an_outcome_another_one_decided(
     decide, and the tenant is still charged what was measured."""
     shared = InMemoryBudgetStore()
     decider, other = Router(demo_config, budgets=shared), Router(demo_config, budgets=shared)
-    await shared.reserve("acme", 0.004, None, 60)
+    await shared.reserve(Window("acme", 60), 0.004, None)
     decided = pending("large")
     await AccessLogService(other).record(
         entry(decided, 200, "r9", {"prompt_tokens": 10, "completion_tokens": 10})
     )
-    assert await shared.spent("acme", 60) == pytest.approx(20 * 3.0 / 1e6)
+    assert await shared.spent(Window("acme", 60)) == pytest.approx(20 * 3.0 / 1e6)
     assert await other.outcomes.get("r9") is not None
     assert await decider.outcomes.get("r9") is None
 
@@ -134,6 +134,6 @@ async def test_any_router_settles_an_outcome_another_one_decided(
 async def test_an_outcome_without_usage_keeps_the_estimate(demo_config: RouterConfig) -> None:
     store = InMemoryBudgetStore()
     router = Router(demo_config, budgets=store)
-    await store.reserve("acme", 0.004, None, 60)
+    await store.reserve(Window("acme", 60), 0.004, None)
     await AccessLogService(router).record(entry(pending(), 200))  # a stream: no JSON usage
-    assert await store.spent("acme", 60) == pytest.approx(0.004)
+    assert await store.spent(Window("acme", 60)) == pytest.approx(0.004)

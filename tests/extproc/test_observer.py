@@ -12,7 +12,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from extproc.observer import ResponseObserver
 from meritorder import telemetry
-from meritorder.budget import InMemoryBudgetStore
+from meritorder.budget import InMemoryBudgetStore, Window
 from meritorder.config import RouterConfig
 from meritorder.outcomes import DECISION_NAMESPACE, Pending
 from meritorder.router import Router
@@ -66,13 +66,13 @@ def observer(demo_config: RouterConfig, budgets: InMemoryBudgetStore) -> Respons
 
 
 async def spent(budgets: InMemoryBudgetStore) -> float:
-    return await budgets.spent("acme", 60, now=DECIDED.decided_at)
+    return await budgets.spent(Window("acme", 60, DECIDED.decided_at))
 
 
 async def test_a_streams_usage_settles_the_budget_at_the_measured_cost(
     observer: ResponseObserver, budgets: InMemoryBudgetStore
 ) -> None:
-    await budgets.reserve("acme", DECIDED.estimated_cost, None, 60, now=DECIDED.decided_at)
+    await budgets.reserve(Window("acme", 60, DECIDED.decided_at), DECIDED.estimated_cost, None)
     chunks = [MESSAGES_SSE[:30], MESSAGES_SSE[30:100], MESSAGES_SSE[100:]]
     messages = [response_headers("/v1/messages?beta=true", "text/event-stream; charset=utf-8")]
     messages += [body(c, end=i == len(chunks) - 1) for i, c in enumerate(chunks)]

@@ -20,7 +20,7 @@ from meritorder.outcomes import (
 )
 from meritorder.outcomes_redis import RedisOutcomes
 from meritorder.router import Router
-from tests.conftest import RedisServer
+from tests.helpers import RedisServer
 
 
 def pending(model: str = "small", tenant: str = "", at: float = 1.0) -> Pending:

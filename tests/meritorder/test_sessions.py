@@ -26,7 +26,7 @@ from meritorder.sessions import (
     user_turn,
 )
 from meritorder.sessions_redis import RedisSessions
-from tests.conftest import KEYWORDS_CONFIG, RedisServer
+from tests.helpers import KEYWORDS_CONFIG, RedisServer
 
 
 def chat(*turns: str, system: str | None = None, **extra: Any) -> RequestView:

@@ -1,12 +1,20 @@
-"""What the specs share: usage naming and the SSE usage parser."""
+"""What the specs share: usage naming, the SSE usage parser, and applying a decision to the body
+that goes upstream (model, steps, redaction)."""
 
 from __future__ import annotations
 
+import base64
 import json
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from meritorder.endpoints import BY_API, Usage, usage_tokens
+from classifiers.pii_scan import scan
+from meritorder.config import Api, ReasoningStep, SystemPromptStep, parse_config
+from meritorder.endpoints import BY_API, Usage, parse, usage_tokens
+from meritorder.policy import Steps
+from tests.helpers import Pii
 
 STREAM = (
     b'data: {"choices":[{"delta":{"content":"h\xc3\xa9"}}],"usage":null}\n\n'
@@ -61,3 +69,152 @@ def test_an_event_longer_than_the_limit_is_dropped_not_kept() -> None:
     assert parser.skipped == 1
     parser.feed(b"\n\n" + STREAM)
     assert parser.finish() == Usage(7, 3)
+
+
+# -- rewriting: applying a decision to the body that goes upstream ------------------------------
+
+CONFIG = parse_config("""
+models:
+  - {name: plain, cluster: a, upstream_model: up/plain, cost: 1}
+  - {name: qwen, cluster: b, upstream_model: up/qwen, cost: 1,
+     reasoning_family: chat_template_kwargs.enable_thinking}
+  - {name: o3, cluster: c, upstream_model: up/o3, cost: 1, reasoning_family: reasoning_effort}
+default_model: plain
+""")
+
+
+def forward(
+    body: dict[str, Any], model: str = "plain", endpoint: Api = "chat", **steps: Any
+) -> dict[str, Any]:
+    request = parse(endpoint, json.dumps(body).encode(), max_bytes=1 << 20)
+    rewritten = BY_API[endpoint].rewrite(request, CONFIG.model(model), Steps(**steps))
+    result: dict[str, Any] = json.loads(rewritten)
+    return result
+
+
+def chat(*messages: tuple[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": r, "content": c} for r, c in messages], **extra}
+
+
+def test_the_model_is_rewritten_and_every_other_field_kept() -> None:
+    body = chat(("user", "héllo"), temperature=0.2, n=2, stream=True, stream_options={})
+    # A stream is asked for its usage chunk (cost accounting), unless the client said either way.
+    usage = {"stream_options": {"include_usage": True}}
+    assert forward(body) == {**body, "model": "up/plain", **usage}
+    said = {**body, "stream_options": {"include_usage": False}}
+    assert forward(said) == {**said, "model": "up/plain"}
+    assert forward({**body, "stream": False}) == {**body, "stream": False, "model": "up/plain"}
+
+
+def test_system_prompt_prepend_keeps_the_clients_and_replace_drops_it() -> None:
+    body = chat(("system", "client rules"), ("user", "hi"))
+    prepended = forward(body, system_prompt=SystemPromptStep(text="ours"))["messages"]
+    assert [m["content"] for m in prepended] == ["ours", "client rules", "hi"]
+    replaced = forward(body, system_prompt=SystemPromptStep(mode="replace", text="ours"))[
+        "messages"
+    ]
+    assert [m["content"] for m in replaced] == ["ours", "hi"]
+
+
+def test_reasoning_is_switched_in_the_chosen_family_format() -> None:
+    on = ReasoningStep(enabled=True, effort="high")
+    qwen = forward(chat(("user", "x"), chat_template_kwargs={"foo": 1}), "qwen", reasoning=on)
+    assert qwen["chat_template_kwargs"] == {"foo": 1, "enable_thinking": True}
+    off = forward(chat(("user", "x")), "qwen", reasoning=ReasoningStep(enabled=False))
+    assert off["chat_template_kwargs"] == {"enable_thinking": False}
+    assert forward(chat(("user", "x")), "o3", reasoning=on)["reasoning_effort"] == "high"
+    plain = forward(chat(("user", "x")), "plain", reasoning=on)
+    assert "reasoning_effort" not in plain and "chat_template_kwargs" not in plain
+
+
+def test_max_tokens_is_capped_never_raised() -> None:
+    assert forward(chat(("user", "x"), max_tokens=500), max_tokens=100)["max_tokens"] == 100
+    assert forward(chat(("user", "x"), max_tokens=50), max_tokens=100)["max_tokens"] == 50
+    assert forward(chat(("user", "x"), max_completion_tokens=900), max_tokens=100) == {
+        **chat(("user", "x"), max_completion_tokens=100),
+        "model": "up/plain",
+    }
+    assert forward(chat(("user", "x")), max_tokens=100)["max_tokens"] == 100
+
+
+def test_redaction_masks_each_span_in_its_own_message() -> None:
+    body = chat(("system", "mail bob@x.io"), ("user", "call 555-123-4567 or bob@x.io"))
+    spans = (
+        Pii("EMAIL_ADDRESS", 5, 13, message=0),
+        Pii("PHONE_NUMBER", 5, 17, message=1),
+        Pii("EMAIL_ADDRESS", 21, 29, message=1),
+    )
+    messages = forward(body, redact=spans)["messages"]
+    assert [m["content"] for m in messages] == [
+        "mail [EMAIL_ADDRESS]",
+        "call [PHONE_NUMBER] or [EMAIL_ADDRESS]",
+    ]
+
+
+def test_redaction_maps_offsets_across_text_parts() -> None:
+    parts = [
+        {"type": "text", "text": "hi"},
+        {"type": "image_url", "image_url": {"url": "u"}},
+        {"type": "text", "text": "ssn 123-45-6789"},
+    ]
+    # the classifier read "hi\nssn 123-45-6789": the SSN spans 7..18
+    messages = forward(chat(("user", parts)), redact=(Pii("US_SSN", 7, 18),))["messages"]
+    assert messages[0]["content"][2]["text"] == "ssn [US_SSN]"
+    assert messages[0]["content"][1] == parts[1]
+
+
+def test_redaction_in_a_text_completion_prompt() -> None:
+    out = forward(
+        {"model": "auto", "prompt": "key 10.0.0.1"},
+        endpoint="completions",
+        redact=(Pii("IP_ADDRESS", 4, 12),),
+    )
+    assert out["prompt"] == "key [IP_ADDRESS]"
+
+
+def redacted_as_scanned(body: dict[str, Any]) -> dict[str, Any]:
+    """The body forwarded after redacting every pattern hit, found as the engine finds them."""
+    request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
+    found = [
+        replace(hit, message=i) for i, hits in enumerate(scan(request.texts())) for hit in hits
+    ]
+    return forward(body, redact=tuple(found))
+
+
+def test_an_obfuscated_span_is_masked_where_it_was_written() -> None:
+    body = chat(("user", "pay \uff14111.1111.\uff11111.1111 and mail jane [at] example [dot] com"))
+    (message,) = redacted_as_scanned(body)["messages"]
+    assert message["content"] == "pay [CREDIT_CARD] and mail [EMAIL_ADDRESS]"
+
+
+def test_a_decoded_run_is_masked_whole() -> None:
+    run = base64.b64encode(b"my card is 4111 1111 1111 1111").decode()
+    (message,) = redacted_as_scanned(chat(("user", f"decode {run} now")))["messages"]
+    assert message["content"] == "decode [CREDIT_CARD] now"
+
+
+def test_a_number_split_across_parts_is_masked_in_each_part() -> None:
+    parts = [{"type": "text", "text": "card 4111 1111"}, {"type": "text", "text": "1111 1111 ok"}]
+    (message,) = redacted_as_scanned(chat(("user", parts)))["messages"]
+    assert [p["text"] for p in message["content"]] == ["card [CREDIT_CARD]", "[CREDIT_CARD] ok"]
+
+
+def test_a_number_split_across_messages_is_masked_in_both() -> None:
+    body = chat(("user", "card 4111 1111"), ("user", "1111 1111 ok"))
+    messages = redacted_as_scanned(body)["messages"]
+    assert [m["content"] for m in messages] == ["card [CREDIT_CARD]", "[CREDIT_CARD] ok"]
+
+
+def test_a_prompt_list_is_masked_piece_by_piece() -> None:
+    out = forward(
+        {"model": "auto", "prompt": ["card 4111 1111", "1111 1111 ok"]},
+        endpoint="completions",
+        redact=(Pii("CREDIT_CARD", 5, 24),),  # the prompt read as "card 4111 1111\n1111 1111 ok"
+    )
+    assert out["prompt"] == ["card [CREDIT_CARD]", "[CREDIT_CARD] ok"]
+
+
+def test_a_finding_outside_message_text_is_never_masked_into_a_message() -> None:
+    in_user_field = replace(Pii("EMAIL_ADDRESS", 0, 5, message=None), field="user")
+    out = forward(chat(("user", "hello world"), user="a@b.c"), redact=(in_user_field,))
+    assert out["messages"][0]["content"] == "hello world"

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
 
-from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
+from meritorder.config import ReasoningStep, SystemPromptStep
 from meritorder.endpoints import BY_API
 from meritorder.errors import RequestError
-from meritorder.policy import Steps
-from meritorder.request import RequestView
-from tests.conftest import Pii
+from tests.helpers import Pii, spec_rewrite, spec_view
 
 SPEC = BY_API["chat"]
-CONFIG = parse_config("""
-models:
-  - {name: m, cluster: a, upstream_model: up/m, cost: 1, reasoning_family: reasoning_effort}
-default_model: m
-""")
-MODEL = CONFIG.model("m")
-
-
-def view(body: dict[str, Any]) -> RequestView:
-    return SPEC.parse(json.dumps(body).encode(), max_bytes=1 << 20)
-
-
-def rewrite(body: dict[str, Any], **steps: Any) -> dict[str, Any]:
-    assert MODEL is not None
-    result: dict[str, Any] = json.loads(SPEC.rewrite(view(body), MODEL, Steps(**steps)))
-    return result
+view = partial(spec_view, "chat")
+rewrite = partial(spec_rewrite, "chat")
 
 
 TOOL_TURNS: list[dict[str, Any]] = [

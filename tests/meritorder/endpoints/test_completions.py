@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from typing import Any
 
 import pytest
 
-from meritorder.config import SystemPromptStep, parse_config
+from meritorder.config import SystemPromptStep
 from meritorder.endpoints import BY_API, Usage
 from meritorder.errors import RequestError
-from meritorder.policy import Steps
-from meritorder.request import RequestView
+from tests.helpers import spec_rewrite, spec_view
 
 SPEC = BY_API["completions"]
-CONFIG = parse_config("""
-models:
-  - {name: m, cluster: a, upstream_model: up/m, cost: 1}
-default_model: m
-""")
-
-
-def view(body: dict[str, Any]) -> RequestView:
-    return SPEC.parse(json.dumps(body).encode(), max_bytes=1 << 20)
-
-
-def rewrite(body: dict[str, Any], **steps: Any) -> dict[str, Any]:
-    model = CONFIG.model("m")
-    assert model is not None
-    result: dict[str, Any] = json.loads(SPEC.rewrite(view(body), model, Steps(**steps)))
-    return result
+view = partial(spec_view, "completions")
+rewrite = partial(spec_rewrite, "completions")
 
 
 @pytest.mark.parametrize(

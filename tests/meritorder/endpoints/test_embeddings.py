@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import json
+from functools import partial
 from typing import Any
 
 import pytest
 
-from meritorder.config import parse_config
 from meritorder.endpoints import BY_API, Usage
 from meritorder.errors import RequestError
-from meritorder.policy import Steps
-from meritorder.request import RequestView
-from tests.conftest import Pii
+from tests.helpers import Pii, spec_rewrite, spec_view
 
 SPEC = BY_API["embeddings"]
-CONFIG = parse_config("""
-models:
-  - {name: e, cluster: a, upstream_model: up/e, cost: 1, apis: [embeddings]}
-default_model: e
-""")
-
-
-def view(body: dict[str, Any]) -> RequestView:
-    return SPEC.parse(json.dumps(body).encode(), max_bytes=1 << 20)
-
-
-def rewrite(body: dict[str, Any], **steps: Any) -> dict[str, Any]:
-    model = CONFIG.model("e")
-    assert model is not None
-    result: dict[str, Any] = json.loads(SPEC.rewrite(view(body), model, Steps(**steps)))
-    return result
+view = partial(spec_view, "embeddings")
+rewrite = partial(spec_rewrite, "embeddings")
 
 
 @pytest.mark.parametrize(
@@ -75,7 +58,7 @@ def test_a_stream_is_refused() -> None:
 def test_rewrite_sets_the_model_ignores_a_cap_and_redacts_each_input() -> None:
     body = {"model": "e", "input": ["hi", "mail bob@x.io"], "dimensions": 8}
     out = rewrite(body, max_tokens=5, redact=(Pii("EMAIL_ADDRESS", 5, 13, message=1),))
-    assert out == {"model": "up/e", "input": ["hi", "mail [EMAIL_ADDRESS]"], "dimensions": 8}
+    assert out == {"model": "up/m", "input": ["hi", "mail [EMAIL_ADDRESS]"], "dimensions": 8}
 
 
 def test_usage_counts_prompt_tokens_and_no_completion() -> None:

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
 
-from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
+from meritorder.config import ReasoningStep, SystemPromptStep
 from meritorder.endpoints import BY_API, Usage
 from meritorder.errors import RequestError
-from meritorder.policy import Steps
-from meritorder.request import RequestView
-from tests.conftest import Pii
+from tests.helpers import Pii, spec_rewrite, spec_view
 
 SPEC = BY_API["messages"]
-CONFIG = parse_config("""
-models:
-  - {name: m, cluster: a, upstream_model: up/m, cost: 1, reasoning_family: reasoning_effort}
-default_model: m
-""")
 TURNS: list[dict[str, Any]] = [
     {"role": "user", "content": "weather in Paris?"},
     {
@@ -36,15 +30,8 @@ TURNS: list[dict[str, Any]] = [
 ]
 
 
-def view(body: dict[str, Any]) -> RequestView:
-    return SPEC.parse(json.dumps(body).encode(), max_bytes=1 << 20)
-
-
-def rewrite(body: dict[str, Any], **steps: Any) -> dict[str, Any]:
-    model = CONFIG.model("m")
-    assert model is not None
-    result: dict[str, Any] = json.loads(SPEC.rewrite(view(body), model, Steps(**steps)))
-    return result
+view = partial(spec_view, "messages")
+rewrite = partial(spec_rewrite, "messages")
 
 
 def test_parse_reads_system_and_turns_as_messages() -> None:

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
 
-from meritorder.config import ReasoningStep, SystemPromptStep, parse_config
+from meritorder.config import ReasoningStep, SystemPromptStep
 from meritorder.endpoints import BY_API, Usage
 from meritorder.errors import RequestError
-from meritorder.policy import Steps
-from meritorder.request import RequestView
-from tests.conftest import Pii
+from tests.helpers import Pii, spec_rewrite, spec_view
 
 SPEC = BY_API["responses"]
-CONFIG = parse_config("""
-models:
-  - {name: m, cluster: a, upstream_model: up/m, cost: 1, reasoning_family: reasoning_effort}
-default_model: m
-""")
 ITEMS: list[dict[str, Any]] = [
     {"role": "developer", "content": "be brief"},
     {"role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
@@ -28,15 +22,8 @@ ITEMS: list[dict[str, Any]] = [
 ]
 
 
-def view(body: dict[str, Any]) -> RequestView:
-    return SPEC.parse(json.dumps(body).encode(), max_bytes=1 << 20)
-
-
-def rewrite(body: dict[str, Any], **steps: Any) -> dict[str, Any]:
-    model = CONFIG.model("m")
-    assert model is not None
-    result: dict[str, Any] = json.loads(SPEC.rewrite(view(body), model, Steps(**steps)))
-    return result
+view = partial(spec_view, "responses")
+rewrite = partial(spec_rewrite, "responses")
 
 
 def test_parse_reads_instructions_and_message_items() -> None:

@@ -12,7 +12,7 @@ from meritorder import telemetry
 from meritorder.learning.config import HalfLife
 from meritorder.learning.redis import RedisEstimates
 from meritorder.learning.store import InMemoryEstimates
-from tests.conftest import RedisServer
+from tests.helpers import RedisServer
 
 
 async def test_redis_estimates_match_the_in_memory_arithmetic(redis_server: RedisServer) -> None:

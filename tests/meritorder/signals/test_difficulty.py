@@ -6,7 +6,7 @@ import pytest
 
 from meritorder.policy import Observation
 from meritorder.signals import DifficultySignalConfig
-from tests.conftest import chat_view, signals_of
+from tests.helpers import chat_view, signals_of
 
 
 @pytest.mark.parametrize(("difficulty", "expected"), [(0.6, 0.6), (0.95, 0.95), (0.59, None)])

@@ -6,7 +6,7 @@ import pytest
 
 from meritorder.policy import Observation
 from meritorder.signals import DomainSignalConfig
-from tests.conftest import chat_view, signals_of
+from tests.helpers import chat_view, signals_of
 
 SIGNAL = DomainSignalConfig(name="stem", type="domain", domains=("math", "physics"), min_score=0.4)
 

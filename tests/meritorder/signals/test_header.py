@@ -6,7 +6,7 @@ import pytest
 
 from meritorder.policy import Observation
 from meritorder.signals import HeaderSignalConfig
-from tests.conftest import chat_view
+from tests.helpers import chat_view
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from meritorder.policy import Observation
 from meritorder.signals import KeywordSignalConfig
-from tests.conftest import chat_view
+from tests.helpers import chat_view
 
 SIGNAL = KeywordSignalConfig(
     name="code", keywords=("python", "stack trace"), patterns=(r"\bdef \w+\(",)

@@ -7,7 +7,7 @@ import pytest
 from classifiers.signals import PiiEntity
 from meritorder.policy import Observation
 from meritorder.signals import PiiSignalConfig
-from tests.conftest import Pii, chat_view, signals_of
+from tests.helpers import Pii, chat_view, signals_of
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from meritorder.policy import Observation
 from meritorder.signals import TokensSignalConfig
-from tests.conftest import chat_view, signals_of
+from tests.helpers import chat_view, signals_of
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from meritorder.policy import Observation
 from meritorder.signals import ToolsSignalConfig
-from tests.conftest import chat_view
+from tests.helpers import chat_view
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
 

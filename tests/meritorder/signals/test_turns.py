@@ -6,7 +6,7 @@ import pytest
 
 from meritorder.policy import Observation
 from meritorder.signals import TurnsSignalConfig
-from tests.conftest import chat_view
+from tests.helpers import chat_view
 
 
 @pytest.mark.parametrize(("users", "expected"), [(1, None), (2, 2.0), (3, 3.0)])

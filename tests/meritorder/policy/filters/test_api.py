@@ -7,7 +7,7 @@ import pytest
 from meritorder.config import parse_config
 from meritorder.policy import Block, Rejection, Survivors
 from meritorder.policy.filters.api import ApiFilter
-from tests.conftest import candidates, chat_view, names, pipeline_context
+from tests.helpers import candidates, chat_view, names, pipeline_context
 
 MODELS = """
 models:

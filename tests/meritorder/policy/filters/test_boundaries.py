@@ -9,7 +9,7 @@ import pytest
 from meritorder.config import parse_config
 from meritorder.policy import Block, Note, Rejection, Steps, Survivors
 from meritorder.policy.filters.boundaries import BoundariesFilter
-from tests.conftest import Pii, candidates, chat_view, names, pipeline_context, signals_of
+from tests.helpers import Pii, candidates, chat_view, names, pipeline_context, signals_of
 
 POLICY = """
 models:

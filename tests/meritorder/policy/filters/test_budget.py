@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from meritorder.config import parse_config
-from meritorder.policy import Block, Note, PoolState, Rejection, Survivors
+from meritorder.config import RouterConfig, parse_config
+from meritorder.policy import Block, Context, Note, PoolState, Rejection, Survivors
 from meritorder.policy.filters.budget import BudgetFilter
-from tests.conftest import candidates, chat_view, names, pipeline_context
+from tests.helpers import candidates, chat_view, names, pipeline_context
 
 # "hi" with max_tokens 999 is estimated at 1000 tokens: 0.001 on small, 0.003 on large.
 POLICY = """
@@ -25,6 +25,13 @@ budgets:
 ACME = {"x-meritorder-tenant": "acme"}
 
 
+def premium(on_exhausted: str, pool: PoolState) -> tuple[RouterConfig, Context]:
+    """Acme's chat request for `large` with max_tokens 999, under `on_exhausted`."""
+    config = parse_config(POLICY % on_exhausted)
+    request = chat_view(model="large", max_tokens=999)
+    return config, pipeline_context(config, request, headers=ACME, pool=pool)
+
+
 @pytest.mark.parametrize(
     ("on_exhausted", "spent", "expected", "limit"),
     [
@@ -38,13 +45,7 @@ ACME = {"x-meritorder-tenant": "acme"}
 def test_a_candidate_goes_through_only_if_its_cost_fits(
     on_exhausted: str, spent: float, expected: tuple[str, ...] | int, limit: float | None
 ) -> None:
-    config = parse_config(POLICY % on_exhausted)
-    ctx = pipeline_context(
-        config,
-        chat_view(model="large", max_tokens=999),
-        headers=ACME,
-        pool=PoolState(tenant_spent=spent),
-    )
+    config, ctx = premium(on_exhausted, PoolState(tenant_spent=spent))
     out = BudgetFilter().apply(ctx, candidates(config, "large"))
     assert names(out) == expected
     if isinstance(out, Survivors):
@@ -52,13 +53,7 @@ def test_a_candidate_goes_through_only_if_its_cost_fits(
 
 
 def test_a_step_down_is_rejected_and_noted_and_caps_the_completion() -> None:
-    config = parse_config(POLICY % "step_down")
-    ctx = pipeline_context(
-        config,
-        chat_view(model="large", max_tokens=999),
-        headers=ACME,
-        pool=PoolState(tenant_spent=0.0061),
-    )
+    config, ctx = premium("step_down", PoolState(tenant_spent=0.0061))  # past the limit
     out = BudgetFilter().apply(ctx, candidates(config, "large", "mid"))
     assert isinstance(out, Survivors)
     assert out.rejected == (
@@ -71,13 +66,7 @@ def test_a_step_down_is_rejected_and_noted_and_caps_the_completion() -> None:
 
 def test_the_check_is_on_the_model_the_picker_would_choose() -> None:
     # The first candidate is unhealthy: the second one is what would be sent, and it fits.
-    config = parse_config(POLICY % "reject")
-    ctx = pipeline_context(
-        config,
-        chat_view(model="large", max_tokens=999),
-        headers=ACME,
-        pool=PoolState(tenant_spent=0.0075, unhealthy=frozenset({"large"})),
-    )
+    config, ctx = premium("reject", PoolState(tenant_spent=0.0075, unhealthy=frozenset({"large"})))
     assert names(BudgetFilter().apply(ctx, candidates(config, "large", "small"))) == (
         "large",
         "small",
@@ -104,12 +93,6 @@ def test_an_exhausted_budget_is_a_429_naming_the_tenant_and_the_window() -> None
 
 
 def test_a_step_down_only_goes_to_models_serving_the_api() -> None:
-    config = parse_config(POLICY % "step_down")
-    ctx = pipeline_context(
-        config,
-        chat_view(model="large", max_tokens=999),
-        headers=ACME,
-        pool=PoolState(tenant_spent=0.0061),
-    )
+    config, ctx = premium("step_down", PoolState(tenant_spent=0.0061))  # past the limit
     # `embed` is the cheapest model of the config, but it serves no chat.
     assert names(BudgetFilter().apply(ctx, candidates(config, "large"))) == ("small",)

@@ -7,7 +7,7 @@ import pytest
 from meritorder.config import parse_config
 from meritorder.policy import Note, PoolState, Rejection, Survivors
 from meritorder.policy.filters.health import HealthFilter
-from tests.conftest import candidates, names, pipeline_context
+from tests.helpers import candidates, names, pipeline_context
 
 CONFIG = parse_config(
     """

@@ -9,7 +9,7 @@ import pytest
 from meritorder.config import parse_config
 from meritorder.policy import Block, Note, Rejection, Survivors
 from meritorder.policy.filters.pii import PiiFilter
-from tests.conftest import Pii, candidates, names, pipeline_context, signals_of
+from tests.helpers import Pii, candidates, names, pipeline_context, signals_of
 
 CONFIG = parse_config(
     """

@@ -6,7 +6,7 @@ import pytest
 
 from meritorder.config import parse_config
 from meritorder.policy.pickers.first import pick_first
-from tests.conftest import candidates, pipeline_context
+from tests.helpers import candidates, pipeline_context
 
 CONFIG = parse_config(
     """

@@ -7,7 +7,7 @@ import pytest
 from meritorder.config import parse_config
 from meritorder.policy import PoolState
 from meritorder.policy.pickers.scored import pick_scored
-from tests.conftest import candidates, pipeline_context
+from tests.helpers import candidates, pipeline_context
 
 CONFIG = parse_config(
     """

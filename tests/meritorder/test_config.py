@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
 from meritorder.config import ConfigError, load_config, parse_config
 
 VALID = """
@@ -122,19 +121,6 @@ def test_duplicate_names_are_rejected() -> None:
 def test_not_yaml_and_not_a_mapping_are_clear() -> None:
     assert problems("models: [")[0].startswith("not valid YAML")
     assert "YAML mapping" in problems("- a\n- b")[0]
-
-
-def test_validate_command_reports_problems_and_fails(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    good = tmp_path / "good.yaml"
-    good.write_text(VALID)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(VALID.replace("default_model: small", "default_model: nope"))
-    assert main(["validate", str(good)]) == 0
-    assert main(["validate", str(good), str(bad)]) == 1
-    err = capsys.readouterr().err
-    assert str(bad) in err and "default_model: unknown model 'nope'" in err
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:

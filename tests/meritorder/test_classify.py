@@ -17,7 +17,7 @@ from meritorder import telemetry
 from meritorder.classify import EngineClassifier, load_classifier
 from meritorder.endpoints import parse
 from meritorder.request import RequestView
-from tests.conftest import RedisServer
+from tests.helpers import RedisServer
 
 
 def test_classify_writes_the_contract_fields_per_line_and_an_error_for_bad_lines(

@@ -9,35 +9,19 @@ import json
 import pytest
 
 from meritorder import telemetry
-from meritorder.budget import InMemoryBudgetStore, Reservation
+from meritorder.budget import InMemoryBudgetStore, Reservation, Window
 from meritorder.config import RouterConfig, parse_config
 from meritorder.endpoints import BY_API, parse
 from meritorder.policy import Decision, Note, Observation, PoolState, Routed, decide
 from meritorder.request import RequestView
 from meritorder.router import Router
 from meritorder.tenant import UNVERIFIED
-
-# A request for "hi" with max_tokens 999 is estimated at 1000 tokens: 0.003 on large, 0.001 on
-# small.
-POLICY = """
-models:
-  - {name: small, cluster: a, upstream_model: s, cost: 1}
-  - {name: large, cluster: b, upstream_model: l, cost: 3, boundary: external}
-default_model: small
-budgets:
-  window_s: 60
-  limits: {acme: 0.009}
-  default_limit: 0.006
-  unverified_limit: 0.003
-  step_down_to: [small]
-routing: {decision_timeout_ms: 10000, required_timeout_ms: 10000}  # no fallbacks when loaded
-"""
-TENANT = "x-meritorder-tenant"
+from tests.helpers import BUDGET_POLICY, TENANT_HEADER, StalledBudgetStore
 
 
 @pytest.fixture
 def config() -> RouterConfig:
-    return parse_config(POLICY)
+    return parse_config(BUDGET_POLICY)
 
 
 def premium() -> RequestView:
@@ -55,27 +39,27 @@ def model_of(decision: Decision) -> str | int:
 
 async def test_a_reservation_is_added_only_if_it_fits_the_limit() -> None:
     store = InMemoryBudgetStore()
-    fills = [await store.reserve("acme", 0.003, 0.009, 60, now=0) for _ in range(4)]
+    fills = [await store.reserve(Window("acme", 60, 0), 0.003, 0.009) for _ in range(4)]
     # Three costs of 0.003 exactly fill 0.009, despite float rounding; the fourth does not fit.
     assert [r.fitted for r in fills] == [True, True, True, False]
     assert fills[-1] == Reservation(False, pytest.approx(0.009))
-    assert await store.spent("acme", 60, now=0) == pytest.approx(0.009)
-    assert (await store.reserve("acme", 5.0, None, 60, now=0)).fitted  # no limit: always fits
+    assert await store.spent(Window("acme", 60, 0)) == pytest.approx(0.009)
+    assert (await store.reserve(Window("acme", 60, 0), 5.0, None)).fitted  # no limit: always fits
 
 
 async def test_a_settlement_replaces_the_reservation_and_windows_are_separate() -> None:
     store = InMemoryBudgetStore()
-    await store.reserve("acme", 0.004, 0.005, 60, now=10)
-    await store.settle("acme", 0.004, 0.001, 60, now=10)  # measured cheaper than estimated
-    assert await store.spent("acme", 60, now=10) == pytest.approx(0.001)
-    assert await store.spent("acme", 60, now=70) == 0.0  # the next window starts empty
-    assert await store.spent("globex", 60, now=10) == 0.0
+    await store.reserve(Window("acme", 60, 10), 0.004, 0.005)
+    await store.settle(Window("acme", 60, 10), 0.004, 0.001)  # measured cheaper than estimated
+    assert await store.spent(Window("acme", 60, 10)) == pytest.approx(0.001)
+    assert await store.spent(Window("acme", 60, 70)) == 0.0  # the next window starts empty
+    assert await store.spent(Window("globex", 60, 10)) == 0.0
 
 
 def test_a_request_goes_to_a_model_only_if_its_cost_fits_what_is_left(
     config: RouterConfig,
 ) -> None:
-    acme = {TENANT: "acme"}
+    acme = {TENANT_HEADER: "acme"}
     assert model_of(decision(config, 0.006, acme)) == "large"  # 0.006 + 0.003 fits 0.009
     stepped = decision(config, 0.0061, acme)  # not fully spent, but this request would overspend
     assert model_of(stepped) == "small"
@@ -84,8 +68,8 @@ def test_a_request_goes_to_a_model_only_if_its_cost_fits_what_is_left(
 
 
 def test_past_the_hard_limit_a_stepped_down_request_gets_429(config: RouterConfig) -> None:
-    hard = parse_config(POLICY.replace("[small]", "[small]\n  hard_limit_ratio: 2"))
-    acme = {TENANT: "acme"}
+    hard = parse_config(BUDGET_POLICY.replace("[small]", "[small]\n  hard_limit_ratio: 2"))
+    acme = {TENANT_HEADER: "acme"}
     stepped = decision(hard, 0.017, acme)  # 0.017 + 0.001 fits the hard limit of 0.018
     assert (model_of(stepped), stepped.budget_limit) == ("small", pytest.approx(0.018))
     refused = decision(hard, 0.0171, acme)
@@ -99,19 +83,21 @@ def test_past_the_hard_limit_a_stepped_down_request_gets_429(config: RouterConfi
 def test_requests_without_a_verified_tenant_share_the_unverified_budget(
     config: RouterConfig,
 ) -> None:
-    for headers in ({}, {"x-tenant": "acme"}, {TENANT: "not a name"}):
+    for headers in ({}, {"x-tenant": "acme"}, {TENANT_HEADER: "not a name"}):
         fresh = decision(config, 0.0, headers)
         assert (fresh.tenant, model_of(fresh), fresh.budget_limit) == (UNVERIFIED, "large", 0.003)
         spent = decision(config, 0.003, headers)
         assert model_of(spent) == "small"
-        rejected = parse_config(POLICY.replace("step_down_to: [small]", "on_exhausted: reject"))
+        rejected = parse_config(
+            BUDGET_POLICY.replace("step_down_to: [small]", "on_exhausted: reject")
+        )
         refused = decision(rejected, 0.003, headers)
         assert refused.status == 429
         assert refused.message.startswith("Requests without a verified tenant have no budget")
 
 
 def test_unverified_requests_are_refused_with_401_when_configured() -> None:
-    config = parse_config(POLICY.replace("unverified_limit: 0.003", "unverified: refuse"))
+    config = parse_config(BUDGET_POLICY.replace("unverified_limit: 0.003", "unverified: refuse"))
     refused = decision(config, 0.0)
     assert (refused.action, refused.status, refused.code, refused.error_type) == (
         "block",
@@ -119,15 +105,15 @@ def test_unverified_requests_are_refused_with_401_when_configured() -> None:
         "tenant_required",
         "authentication_error",
     )
-    assert model_of(decision(config, 0.0, {TENANT: "newco"})) == "large"
+    assert model_of(decision(config, 0.0, {TENANT_HEADER: "newco"})) == "large"
 
 
 class YieldingStore(InMemoryBudgetStore):
     """Reads suspend, as a shared store's round trips do: other requests run in between."""
 
-    async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
+    async def spent(self, window: Window) -> float:
         await asyncio.sleep(0)
-        return await super().spent(tenant, window_s, now)
+        return await super().spent(window)
 
 
 async def test_concurrent_requests_cannot_together_spend_past_a_ceiling(
@@ -135,39 +121,32 @@ async def test_concurrent_requests_cannot_together_spend_past_a_ceiling(
 ) -> None:
     store = YieldingStore()
     router = Router(config, budgets=store)
-    headers = [{}] * 30 + [{TENANT: "acme"}] * 30 + [{TENANT: "newco"}] * 30
+    headers = [{}] * 30 + [{TENANT_HEADER: "acme"}] * 30 + [{TENANT_HEADER: "newco"}] * 30
     decisions = await asyncio.gather(*(router.route(premium(), h) for h in headers))
     served = [model_of(d) for d in decisions]
     # Each ceiling admits exactly its share of premium requests: 1, 3 and 2.
     assert [served[i : i + 30].count("large") for i in (0, 30, 60)] == [1, 3, 2]
     assert all(d.rule != "fallback" for d in decisions)
-    assert await store.spent(UNVERIFIED, 60) == pytest.approx(0.003 + 29 * 0.001)
-    assert await store.spent("acme", 60) == pytest.approx(0.009 + 27 * 0.001)
+    assert await store.spent(Window(UNVERIFIED, 60)) == pytest.approx(0.003 + 29 * 0.001)
+    assert await store.spent(Window("acme", 60)) == pytest.approx(0.009 + 27 * 0.001)
 
 
 class ContendedStore(InMemoryBudgetStore):
     """Other replicas always take what is left first, then refund: every reservation under a
     ceiling misses, while the spending read back stays unchanged."""
 
-    async def reserve(
-        self,
-        tenant: str,
-        amount: float,
-        limit: float | None,
-        window_s: int,
-        now: float | None = None,
-    ) -> Reservation:
+    async def reserve(self, window: Window, amount: float, limit: float | None) -> Reservation:
         self.attempts = getattr(self, "attempts", 0) + 1
         if limit is not None:
-            return Reservation(False, await self.spent(tenant, window_s, now))
-        return await super().reserve(tenant, amount, limit, window_s, now)
+            return Reservation(False, await self.spent(window))
+        return await super().reserve(window, amount, limit)
 
 
 async def test_a_request_that_keeps_losing_the_race_is_decided_as_over_budget(
     config: RouterConfig,
 ) -> None:
     store = ContendedStore()
-    routed = await Router(config, budgets=store).route(premium(), {TENANT: "acme"})
+    routed = await Router(config, budgets=store).route(premium(), {TENANT_HEADER: "acme"})
     # Three decisions on the budget as read, then one as if it were spent: bounded work.
     assert (routed.rule, model_of(routed), store.attempts) == ("explicit", "small", 4)
     assert Note("budget", "step_down(0.009)") in routed.notes
@@ -176,15 +155,10 @@ async def test_a_request_that_keeps_losing_the_race_is_decided_as_over_budget(
 async def test_a_decision_that_times_out_falls_back_to_the_cheapest_model(
     config: RouterConfig,
 ) -> None:
-    class SlowStore(InMemoryBudgetStore):
-        async def spent(self, tenant: str, window_s: int, now: float | None = None) -> float:
-            await asyncio.sleep(1)
-            return 0.0
-
     quick = config.model_copy(
         update={"routing": config.routing.model_copy(update={"decision_timeout_ms": 5})}
     )
-    routed = await Router(quick, budgets=SlowStore()).route(premium(), {})
+    routed = await Router(quick, budgets=StalledBudgetStore()).route(premium(), {})
     # Nothing was reserved, so the premium model the client named is not where it goes.
     assert (routed.rule, model_of(routed)) == ("fallback", "small")
 
@@ -197,29 +171,31 @@ def chat(**fields: object) -> RequestView:
 def test_an_answer_under_a_limit_gets_the_tokens_it_was_charged_for(config: RouterConfig) -> None:
     # No max_tokens asked: charged for completion_tokens_estimate (256), and capped at it, so
     # the answer cannot cost more than what was reserved.
-    seen = Observation(chat(), {TENANT: "acme"})
+    seen = Observation(chat(), {TENANT_HEADER: "acme"})
     routed = decide(config, seen, PoolState())
     assert routed.steps.max_tokens == 256
     assert routed.cost == pytest.approx((seen.tokens + 256) * 3 / 1e6)
     body = json.loads(BY_API["chat"].rewrite(chat(), routed.model, routed.steps))  # type: ignore[arg-type]
     assert body["max_tokens"] == 256
     # Asked for: charged as asked, and the cap changes nothing.
-    asked = decide(config, Observation(chat(max_tokens=40), {TENANT: "acme"}), PoolState())
+    asked = decide(config, Observation(chat(max_tokens=40), {TENANT_HEADER: "acme"}), PoolState())
     assert asked.steps.max_tokens == 40
 
 
 def test_each_choice_asked_for_is_charged(config: RouterConfig) -> None:
-    seen = Observation(chat(max_tokens=100, n=3), {TENANT: "acme"})
+    seen = Observation(chat(max_tokens=100, n=3), {TENANT_HEADER: "acme"})
     three = decide(config, seen, PoolState())
     assert three.cost == pytest.approx((seen.tokens + 300) * 3 / 1e6)
     # n=40 x 100 tokens on large is 0.012: past acme's 0.009, it steps down to small.
-    many = decide(config, Observation(chat(max_tokens=100, n=40), {TENANT: "acme"}), PoolState())
+    many = decide(
+        config, Observation(chat(max_tokens=100, n=40), {TENANT_HEADER: "acme"}), PoolState()
+    )
     assert model_of(many) == "small"
 
 
 def test_without_a_limit_nothing_is_capped() -> None:
-    unlimited = parse_config(POLICY.replace("  default_limit: 0.006\n", ""))
-    routed = decide(unlimited, Observation(chat(), {TENANT: "newco"}), PoolState())
+    unlimited = parse_config(BUDGET_POLICY.replace("  default_limit: 0.006\n", ""))
+    routed = decide(unlimited, Observation(chat(), {TENANT_HEADER: "newco"}), PoolState())
     assert isinstance(routed, Routed) and routed.model.name == "large"
     assert routed.steps.max_tokens is None
 
@@ -227,8 +203,8 @@ def test_without_a_limit_nothing_is_capped() -> None:
 async def test_each_reservation_shows_the_tenants_window_spending(config: RouterConfig) -> None:
     spent = telemetry.METRICS.budget_spent
     router = Router(config)
-    await router.route(premium(), {TENANT: "acme"})
-    await router.route(premium(), {TENANT: "acme"})
+    await router.route(premium(), {TENANT_HEADER: "acme"})
+    await router.route(premium(), {TENANT_HEADER: "acme"})
     assert spent.labels(tenant="acme")._value.get() == pytest.approx(0.006)
     await router.route(premium(), {})
     assert spent.labels(tenant=UNVERIFIED)._value.get() == pytest.approx(0.003)

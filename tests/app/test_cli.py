@@ -12,7 +12,7 @@ import pytest
 
 from app.cli import main
 from meritorder.progress import Progress
-from tests.conftest import DEMO_CONFIG
+from tests.helpers import DEMO_CONFIG, EVAL_ROWS, REPO
 
 
 def test_route_writes_one_decision_per_line_and_reports_bad_lines(
@@ -270,3 +270,72 @@ def test_eval_reads_stdin_writes_json_to_stdout_and_reports_bad_lines(
         "meritorder eval: --data line 2: invalid JSON at column 1: Expecting value; "
         "fix it, or pass --on-error skip to leave bad lines out"
     )
+
+
+def test_eval_command_prints_the_table_and_writes_json_and_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "p.yaml"
+    config.write_text(KEYWORD_POLICY.replace("keywords: [hard]", "keywords: [b]"))
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"id": r["id"], "correct": r["correct"]}) for r in EVAL_ROWS)
+    )
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"id": r["id"], "text": r["text"]}) for r in EVAL_ROWS))
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    args = [
+        "eval",
+        "--config",
+        str(config),
+        "--data",
+        str(data),
+        "--prompts",
+        str(prompts),
+        "--pair",
+        "weak,strong",
+        "--json",
+        str(out_json),
+        "--plot",
+        str(out_png),
+    ]
+    assert main(args) == 0
+    assert "| policy | 0.500 | 3.25 | 32% |" in capsys.readouterr().out
+    figures = json.loads(out_json.read_text())
+    assert figures["vs_best_single"] == {
+        "model": "strong",
+        "accuracy_delta": -0.25,
+        "cost_ratio": 0.325,
+    }
+    assert out_png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_eval_without_prompts_says_how_to_fix_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"id": 1, "correct": {"weak": 1}}))
+    assert main(["eval", "--config", "deploy/config.yaml", "--data", str(data)]) == 2
+    assert "pass --prompts" in capsys.readouterr().err
+
+
+def test_validate_reports_each_files_problems_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(KEYWORD_POLICY.replace("default_model: weak", "default_model: nope"))
+    assert main(["validate", str(DEMO_CONFIG)]) == 0
+    assert main(["validate", str(DEMO_CONFIG), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "default_model: unknown model 'nope'" in err
+
+
+def test_explain_names_the_normalized_tenant_and_its_limit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    enterprise = str(REPO / "examples" / "enterprise.yaml")
+    header = "x-meritorder-tenant: \uff32\uff25\uff33\uff25\uff21\uff32\uff23\uff28"  # RESEARCH
+    assert main(["explain", "--config", enterprise, "--header", header, "hi"]) == 0
+    assert "budget: tenant research, limit 50 per 3600 s" in capsys.readouterr().out
+    assert main(["explain", "--config", enterprise, "--header", "x-tenant: research", "hi"]) == 0
+    assert "budget: no verified tenant, the shared unverified limit 2" in capsys.readouterr().out

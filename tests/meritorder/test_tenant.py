@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.cli import main
 from meritorder.config import ConfigError, parse_config
 from meritorder.tenant import UNVERIFIED, normalize_tenant, tenant_of
-from tests.conftest import REPO
 
 MODELS = """
 models: [{name: small, cluster: a, upstream_model: s, cost: 1}]
@@ -110,14 +108,3 @@ def test_each_kind_of_tenant_gets_its_own_ceiling() -> None:
     assert budgets.limit_for(UNVERIFIED) == 0.5
     shared = parse_config(MODELS + "budgets: {default_limit: 2}").budgets
     assert shared is not None and shared.limit_for(UNVERIFIED) == 2
-
-
-def test_explain_names_the_normalized_tenant_and_its_limit(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    enterprise = str(REPO / "examples" / "enterprise.yaml")
-    header = "x-meritorder-tenant: \uff32\uff25\uff33\uff25\uff21\uff32\uff23\uff28"  # RESEARCH
-    assert main(["explain", "--config", enterprise, "--header", header, "hi"]) == 0
-    assert "budget: tenant research, limit 50 per 3600 s" in capsys.readouterr().out
-    assert main(["explain", "--config", enterprise, "--header", "x-tenant: research", "hi"]) == 0
-    assert "budget: no verified tenant, the shared unverified limit 2" in capsys.readouterr().out

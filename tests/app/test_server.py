@@ -22,8 +22,7 @@ from meritorder.config import load_config
 from meritorder.policy import Classified
 from meritorder.router import Router
 from meritorder.v1 import router_pb2, router_pb2_grpc
-from tests.conftest import DEMO_CONFIG, KEYWORDS_CONFIG, Pii
-from tests.unit.test_processor import body_msg, chat, headers_msg
+from tests.helpers import DEMO_CONFIG, KEYWORDS_CONFIG, Pii, body_msg, chat, headers_msg
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from meritorder.endpoints import parse
 from meritorder.policy import Classified, Decision, Rejection, Routed
 from meritorder.request import RequestView
 from meritorder.router import Router
-from tests.conftest import chat_view
+from tests.helpers import StalledBudgetStore, chat_view
 
 POLICY = """
 models:
@@ -157,17 +157,7 @@ async def test_a_fallback_on_timeout_is_counted() -> None:
         POLICY % {"required": False, "required_ms": 10, "unavailable": "{action: block}"}
         + "budgets: {default_limit: 10}\n"
     )
-    router = Router(config)
-
-    class SlowStore:
-        async def spent(self, tenant: str, window_s: float) -> float:
-            await asyncio.Event().wait()
-            return 0.0
-
-        async def charge(self, tenant: str, cost: float, window_s: float) -> None:
-            return None
-
-    router.budgets = SlowStore()  # type: ignore[assignment]
+    router = Router(config, budgets=StalledBudgetStore())
     before = counter("meritorder_fallbacks_total", decision="fallback", reason="timeout")
     decision = await router.route(chat("hello"), {"x-tenant": "acme"})
     telemetry.record_decision(telemetry.tracer().start_span("test"), decision)
@@ -184,14 +174,7 @@ async def test_a_fallback_on_timeout_goes_to_a_model_serving_the_requests_api() 
         % {"required": False, "required_ms": 10, "unavailable": "{action: block}"}
         + "budgets: {default_limit: 10}\n"
     )
-    router = Router(config)
-
-    class SlowStore:
-        async def spent(self, tenant: str, window_s: float) -> float:
-            await asyncio.Event().wait()
-            return 0.0
-
-    router.budgets = SlowStore()  # type: ignore[assignment]
+    router = Router(config, budgets=StalledBudgetStore())
     for api, model in (("embeddings", "embed"), ("chat", "local")):
         decision = await router.route(chat_view("hello", api=api), {})
         assert (decision.rule, decision.chosen and decision.chosen.name) == ("fallback", model)

@@ -1,0 +1,90 @@
+"""What every store in Redis shares: the connection, and what a call does when Redis fails (count
+it, log it, and answer from this process's own store or raise)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import ClassVar, Generic, TypeVar
+
+from prometheus_client import Counter
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+from structlog.typing import FilteringBoundLogger
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+async def shared_or_local(
+    shared: Callable[[], Awaitable[T]],
+    local: Callable[[S], Awaitable[T]],
+    fallback: S | None,
+    *,
+    op: str,
+    store: str,
+    url: str,
+    fallbacks: Counter,
+    log: FilteringBoundLogger,
+) -> T:
+    """`shared()`, or on a Redis or socket error `local(fallback)`; without a fallback, re-raise.
+
+    Either way the failure is counted in `fallbacks` (labels `op`, `to`: local or error) and
+    logged under `store`'s name, so a replica counting alone is never silent."""
+    try:
+        return await shared()
+    except (RedisError, OSError) as error:
+        fallbacks.labels(op=op, to="local" if fallback is not None else "error").inc()
+        if fallback is None:
+            log.error(f"{store} unavailable", op=op, url=url, error=str(error))
+            raise
+        log.warning(f"{store} unavailable, using this process's", op=op, error=str(error))
+        return await local(fallback)
+
+
+class RedisStore(ABC, Generic[S]):
+    """A store in Redis (`url`: redis://host:port/db), shared by every router on it; while Redis
+    cannot be reached, each call answers from `fallback` (this process's own `S`) or raises.
+    Each call gives up after `timeout_s`, connecting included; every key starts with `prefix`."""
+
+    name: ClassVar[str]  # in the logs: "<name> unavailable"
+    default_prefix: ClassVar[str]
+    log: ClassVar[FilteringBoundLogger]
+
+    def __init__(
+        self,
+        url: str,
+        fallback: S | None = None,
+        *,
+        timeout_s: float = 0.5,
+        prefix: str | None = None,
+    ) -> None:
+        self.url = url
+        self.fallback = fallback
+        self.prefix = self.default_prefix if prefix is None else prefix
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+
+    @property
+    @abstractmethod
+    def fallbacks(self) -> Counter:
+        """The counter of calls that Redis failed (labels `op`, `to`)."""
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    def _guard(
+        self, op: str, shared: Callable[[], Awaitable[T]], local: Callable[[S], Awaitable[T]]
+    ) -> Awaitable[T]:
+        """`shared()`, or `local(self.fallback)` while Redis is down (counted and logged)."""
+        return shared_or_local(
+            shared,
+            local,
+            self.fallback,
+            op=op,
+            store=self.name,
+            url=self.url,
+            fallbacks=self.fallbacks,
+            log=self.log,
+        )

