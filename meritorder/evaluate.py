@@ -18,7 +18,6 @@ against the best single model in hindsight (its correct answers minus the router
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from typing import Any
 
 from meritorder.batch import _headers, request_from, route_one, signals_json
 from meritorder.config import RouterConfig
+from meritorder.jsonl import jsonl_values
 from meritorder.policy import Observation, Routed
 from meritorder.request import RequestView
 from meritorder.router import Router
@@ -277,13 +277,9 @@ def load_rows(
 def _objects(
     lines: Iterable[str], which: str, bad: Callable[[str, int, str], None]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad(which, number, f"invalid JSON at column {exc.colno}: {exc.msg}")
+    for number, item, error in jsonl_values(lines):
+        if error is not None:
+            bad(which, number, f"invalid JSON at column {error.colno}: {error.msg}")
             continue
         if isinstance(item, dict):
             yield number, item

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from meritorder.jsonl import jsonl_values
 
 
 class _Strict(BaseModel):
@@ -52,13 +53,9 @@ def _means_from_file(path: Path, where: dict[str, str]) -> dict[str, float]:
         raise ValueError(f"prior.file: cannot read {str(path)!r}: {exc.strerror or exc}") from exc
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"prior.file line {number}: invalid JSON ({exc.msg})") from exc
+    for number, row, error in jsonl_values(lines):
+        if error is not None:
+            raise ValueError(f"prior.file line {number}: invalid JSON ({error.msg})") from error
         correct = row.get("correct") if isinstance(row, dict) else None
         if not isinstance(correct, dict):
             raise ValueError(f"prior.file line {number}: needs a 'correct' object of model: score")
