@@ -269,3 +269,9 @@ def tokens_total(stack: Stack, model: str, kind: str, *, wait_for: float | None 
             return value
         assert time.monotonic() < deadline, f"tokens_total({model}, {kind}) = {value} < {wait_for}"
         time.sleep(0.1)
+
+
+def both_routed(stack: Stack, names: tuple[str, ...] = ("router", "router-2")) -> bool:
+    """Whether each router process has decided some request (Envoy balances ext_proc streams
+    over them, so a test that needs both sends until this holds)."""
+    return all(stack.log(name).count('"routed"') > 0 for name in names)
