@@ -191,13 +191,16 @@ class MockModel:
         line = await reader.readline()
         if not line:
             return False
-        method, path, _ = line.decode("latin-1").split(" ", 2)
+        method, path, version = line.decode("latin-1").split(" ", 2)
         headers: dict[str, str] = {}
         while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
             key, _, value = header.decode("latin-1").partition(":")
             headers[key.strip().lower()] = value.strip()
         body = await _read_body(reader, headers)
-        keep_alive = headers.get("connection", "").lower() != "close"
+        connection = headers.get("connection", "").lower()
+        # HTTP/1.0 closes after each answer unless asked not to (how metrics scrapers read it).
+        old_http = version.strip() == "HTTP/1.0"
+        keep_alive = connection == "keep-alive" if old_http else connection != "close"
 
         if path.startswith("/__mock/release"):
             self._release.set()
