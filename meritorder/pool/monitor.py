@@ -59,11 +59,20 @@ class PoolMonitor:
         await asyncio.gather(*(self._read(model, url) for model, url in targets))
 
     async def run(
-        self, models: Callable[[], Iterable[ModelConfig]], interval_s: Callable[[], float]
+        self,
+        models: Callable[[], Iterable[ModelConfig]],
+        interval_s: Callable[[], float],
+        stale_s: Callable[[], float],
+        on_refresh: Callable[[Mapping[str, ModelLoad]], None] | None = None,
     ) -> None:
-        """Refresh the models of the current policy every `interval_s()` seconds."""
+        """Refresh the models of the current policy every `interval_s()` seconds, handing each
+        refreshed snapshot to `on_refresh` (telemetry)."""
         while True:
-            await self.refresh(models())
+            current = list(models())
+            if any(m.metrics_url for m in current):
+                await self.refresh(current)
+                if on_refresh is not None:
+                    on_refresh(self.snapshot(current, stale_s()))
             await asyncio.sleep(interval_s())
 
     async def _read(self, model: str, url: str) -> None:
