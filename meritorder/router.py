@@ -400,7 +400,8 @@ class Router:
 
     def _load(self, config: RouterConfig) -> Mapping[str, ModelLoad]:
         """The pool state a decision reads; none when the policy reads no load."""
-        if not self._reads_load:
+        reads = self._reads_load if config is self._config else _reads_load(config)  # a reload
+        if not reads:
             return {}
         return self.pool.snapshot(config.models, config.routing.pool_stale_s)
 
