@@ -3,10 +3,13 @@ outcomes count in flight, and a policy that reads no load sees none."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+
 from meritorder.config import parse_config
 from meritorder.outcomes import Outcome
 from meritorder.policy import Routed
-from meritorder.pool import PoolMonitor
+from meritorder.pool import ModelLoad, PoolMonitor
 from meritorder.router import Router
 from tests.conftest import chat_view
 
@@ -69,3 +72,45 @@ async def test_a_policy_that_reads_no_load_keeps_its_reasons_as_they_were() -> N
     router = Router(config)
     decision = await router.route(chat_view("hello"))
     assert "pool=" not in decision.reason
+
+
+async def test_a_model_whose_metrics_cannot_be_read_counts_as_its_on_stale_says() -> None:
+    async def fetch(url: str, timeout_s: float) -> str:
+        if url == "http://a/metrics":
+            raise OSError("connection refused")
+        return waiting(0)
+
+    saturated = POLICY.replace(
+        "saturation: {queue: 2}}\n  - {name: b",
+        "saturation: {queue: 2, on_stale: saturated}}\n  - {name: b",
+        1,
+    )
+    for policy, expected in ((POLICY, "a"), (saturated, "b")):
+        config = parse_config(policy)
+        router = Router(config, pool=PoolMonitor(fetch=fetch))
+        await router.pool.refresh(config.models)
+        decision = await router.route(chat_view("hello"))
+        assert isinstance(decision, Routed) and decision.model.name == expected
+        assert "a(stale(age=never))" in decision.reason
+
+
+async def test_the_refresh_loop_hands_each_snapshot_on() -> None:
+    async def fetch(url: str, timeout_s: float) -> str:
+        return waiting(3)
+
+    config = parse_config(POLICY)
+    monitor = PoolMonitor(fetch=fetch)
+    seen: list[float] = []
+    done = asyncio.Event()
+
+    def on_refresh(loads: Mapping[str, ModelLoad]) -> None:
+        seen.append(loads["a"].waiting)
+        if len(seen) == 2:
+            done.set()
+
+    task = asyncio.create_task(
+        monitor.run(lambda: config.models, lambda: 0.001, lambda: 5, on_refresh)
+    )
+    await asyncio.wait_for(done.wait(), 10)
+    task.cancel()
+    assert seen[:2] == [3, 3]
