@@ -42,6 +42,7 @@ from meritorder.classify import (
 from meritorder.config import MAX_BODY_BYTES_CEILING, ConfigError, RouterConfig, load_config
 from meritorder.learning.store import open_store
 from meritorder.outcomes_redis import RedisOutcomes
+from meritorder.pool import PoolMonitor
 from meritorder.router import Router
 from meritorder.sessions_redis import RedisSessions
 from meritorder.v1 import router_pb2_grpc
@@ -224,7 +225,13 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     estimates = open_store(learning, on_unavailable=config.learning.on_unavailable)
     log.info("learned estimates", store=learning.split("@")[-1])  # never a URL's password
     router = Router(
-        config, classifier, budgets, outcomes=outcomes, sessions=sessions, estimates=estimates
+        config,
+        classifier,
+        budgets,
+        outcomes=outcomes,
+        sessions=sessions,
+        estimates=estimates,
+        pool=PoolMonitor(on_read=telemetry.record_pool_read),
     )
     server = RouterServer(router, options)
     await server.start()
@@ -245,6 +252,14 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
             router.health.run(lambda: router.config.models, config.routing.health_check_interval_s)
         ),
         asyncio.create_task(memory.release_periodically(_releasers(classifier))),
+        asyncio.create_task(
+            router.pool.run(
+                lambda: router.config.models,
+                lambda: router.config.routing.pool_refresh_s,
+                lambda: router.config.routing.pool_stale_s,
+                telemetry.record_pool,
+            )
+        ),
     ]
     await stop.wait()
 

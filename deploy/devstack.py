@@ -201,6 +201,7 @@ class Stack:
         *,
         redis: bool = False,
         routers: int = 1,
+        mock_load: Mapping[str, str] | None = None,
     ) -> None:
         self.ports = ports or Ports()
         self.router_config = router_config
@@ -212,6 +213,8 @@ class Stack:
         self.more_routers: dict[str, int] = {}  # name -> port: further endpoints for Envoy
         self.redis = redis  # a redis-server for budgets, shared by every router
         self.routers = routers
+        # A MOCK's load model by its name: "concurrency=1,token_ms=20" (mock_upstream.py --load).
+        self.mock_load = dict(mock_load or {})
         if redis:
             self.router_args += ["--state-store", self.redis_url]
 
@@ -251,7 +254,8 @@ class Stack:
 
     def start_mocks(self) -> None:
         specs = [f"{m}={p}" for m, p in self.ports.mocks.items()]
-        self.processes.spawn("mocks", [sys.executable, str(MOCK), *specs])
+        loads = [arg for m, o in self.mock_load.items() for arg in ("--load", f"{m}:{o}")]
+        self.processes.spawn("mocks", [sys.executable, str(MOCK), *specs, *loads])
         for port in self.ports.mocks.values():
             self.processes.wait_port("mocks", port)
 

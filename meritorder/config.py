@@ -62,6 +62,22 @@ Api = Literal["chat", "completions", "embeddings", "responses", "messages"]
 GENERATIVE_APIS: tuple[Api, ...] = ("chat", "completions", "responses", "messages")
 
 
+class SaturationConfig(_Strict):
+    """When a model counts as saturated (any threshold reached: the `load` filter skips it for
+    the next candidate), and how its metrics count once they are stale or unreachable."""
+
+    queue: float | None = Field(
+        default=None, gt=0, description="requests waiting per replica (vllm:num_requests_waiting)"
+    )
+    kv_cache: float | None = Field(
+        default=None, gt=0, le=1, description="KV-cache use, 0-1 (vllm:kv_cache_usage_perc)"
+    )
+    ttft_ms: float | None = Field(default=None, gt=0, description="predicted time to first token")
+    # healthy: stale metrics count as an idle model; unknown: neither saturated nor measured
+    # (ranked after every measured one); saturated: skipped like a saturated model.
+    on_stale: Literal["healthy", "unknown", "saturated"] = "unknown"
+
+
 class ModelConfig(_Strict):
     """One real model behind an Envoy cluster."""
 
@@ -85,6 +101,15 @@ class ModelConfig(_Strict):
         min_length=1,
         description="the APIs this model's upstream serves; an embedding model says [embeddings]",
     )
+    # The Prometheus endpoints of the model's servers (vLLM or SGLang), one per replica: read
+    # off the request path every `routing.pool_refresh_s` (meritorder/pool/).
+    metrics_url: tuple[Annotated[str, Field(pattern=r"^https?://")], ...] = ()
+    saturation: SaturationConfig = SaturationConfig()
+
+    @field_validator("metrics_url", mode="before")
+    @classmethod
+    def _one_or_more_urls(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
 
 
 # How to switch a model's thinking on or off in the request body.
@@ -165,6 +190,10 @@ class ReasoningStep(_Strict):
     effort: Literal["low", "medium", "high"] = "medium"
 
 
+class SloConfig(_Strict):
+    ttft_ms: float = Field(gt=0, description="the time to first token this traffic may wait")
+
+
 class DecisionConfig(_Strict):
     """When `when` holds, route to the usable model of `route` that `pick` chooses, or `block`."""
 
@@ -202,6 +231,9 @@ class DecisionConfig(_Strict):
 
     # Learn which of `route` to pick from outcomes (meritorder/learning); None: the first usable.
     learn: LearnConfig | None = None
+    # A latency objective for this decision's traffic: a candidate whose predicted time to first
+    # token exceeds it counts as saturated for it (the `load` filter).
+    slo: SloConfig | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> DecisionConfig:
@@ -341,6 +373,20 @@ class RoutingConfig(_Strict):
     # signal, type or boundary name: that would tell a client how to evade them); full: all of
     # it. Logs and traces always carry the full reason (types, never values).
     reason_detail: Literal["minimal", "full"] = "minimal"
+    # How often the models' `metrics_url`s are read, and the age past which what was read last
+    # is stale (then each model's `saturation.on_stale` says how it counts).
+    pool_refresh_s: float = Field(default=1.0, gt=0, le=3600)
+    pool_stale_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _stale_after_a_refresh(self) -> RoutingConfig:
+        if self.pool_stale_s < self.pool_refresh_s:
+            raise ValueError(
+                f"pool_stale_s ({self.pool_stale_s:g}) is shorter than pool_refresh_s "
+                f"({self.pool_refresh_s:g}): metrics would be stale before their next read; "
+                "raise pool_stale_s (default 5) or lower pool_refresh_s"
+            )
+        return self
 
     @model_validator(mode="after")
     def _required_waits_longer(self) -> RoutingConfig:

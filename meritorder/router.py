@@ -53,6 +53,7 @@ from meritorder.policy import (
     blocked,
     routed,
 )
+from meritorder.pool import ModelLoad, PoolMonitor
 from meritorder.request import RequestView
 from meritorder.sessions import (
     InMemorySessions,
@@ -91,6 +92,7 @@ class Router:
         enforce_timeout: bool = True,
         estimates: EstimatesStore | None = None,
         seed_key: bytes | None = None,
+        pool: PoolMonitor | None = None,
     ) -> None:
         # Offline tools (route, explain, eval) have no client waiting: they switch the budget off.
         self.enforce_timeout = enforce_timeout
@@ -100,6 +102,7 @@ class Router:
         self.outcomes = InMemoryOutcomes() if outcomes is None else outcomes
         self.sessions = InMemorySessions() if sessions is None else sessions
         self.estimates = estimates or InMemoryEstimates()  # what learning decisions learned
+        self.pool = pool or PoolMonitor()  # each model's load: app/server.py refreshes it
         # Keys the seed of a learned pick's draws: a client that sets its own x-request-id
         # cannot choose them. Offline tools pass a fixed key, so their decisions replay.
         self.seed_key = os.urandom(16) if seed_key is None else seed_key
@@ -114,6 +117,7 @@ class Router:
         self._config = config
         self._models_json, self._model_json = _models_listing(config)
         self.health.failures = config.routing.unhealthy_after
+        self._reads_load = _reads_load(config)
 
     @property
     def max_body_bytes(self) -> int:
@@ -225,6 +229,7 @@ class Router:
         )
         if request_id:
             await self.outcomes.add(Outcome(request_id, pending))
+        self.pool.dispatched(pending.model)
         return pending
 
     async def settle(self, outcome: Outcome) -> None:
@@ -232,6 +237,7 @@ class Router:
         from the estimate to the measured cost, the outcome store (for feedback), telemetry."""
         pending = outcome.pending
         self.health.observe_status(pending.model, outcome.status or 0)
+        self.pool.settled(pending.model, outcome.first_byte_s, outcome.duration_s)
         measured = outcome.measured_cost
         if measured is not None:
             await self._settle_budget(pending, measured)
@@ -365,9 +371,12 @@ class Router:
         contexts = policy.learning_contexts(config, obs) if virtual else []
         estimates = await self.estimates.read(contexts) if contexts else {}
         seed = _seed(self.seed_key, obs.headers.get("x-request-id"))
+        load = self._load(config)
 
         def decide(spent: float) -> Decision:
-            pool = PoolState(self.health.unhealthy, spent, estimates=estimates, seed=seed)
+            pool = PoolState(
+                self.health.unhealthy, spent, estimates=estimates, seed=seed, load=load
+            )
             with telemetry.stage("policy"):
                 decision = policy.decide(config, obs, pool)
             if missing is None:
@@ -381,6 +390,13 @@ class Router:
         if isinstance(decision, Routed) and decision.pick is not None:
             await self.estimates.note_pick(decision.pick.context, decision.pick.explored)
         return decision
+
+    def _load(self, config: RouterConfig) -> Mapping[str, ModelLoad]:
+        """The pool state a decision reads; none when the policy reads no load."""
+        reads = self._reads_load if config is self._config else _reads_load(config)  # a reload
+        if not reads:
+            return {}
+        return self.pool.snapshot(config.models, config.routing.pool_stale_s)
 
     async def observe_reward(self, context: str, model: str, reward: float) -> None:
         """Feed one outcome (a reward in [0, 1]) back to the context a learning decision
@@ -497,6 +513,13 @@ class Router:
             "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )
         return Routed(rule="fallback", model=model, notes=(Note("fallback", why),))
+
+
+def _reads_load(config: RouterConfig) -> bool:
+    """Whether any part of the policy reads the pool's load (metrics, TTFT limits, an SLO)."""
+    return any(m.metrics_url or m.saturation.ttft_ms for m in config.models) or any(
+        d.slo is not None or d.pick == "headroom" for d in config.decisions
+    )
 
 
 def _store_down() -> RequestError:

@@ -8,6 +8,7 @@ PII values are never recorded: spans carry scores, labels, names and counts only
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from classifiers.signals import BatchTiming
     from meritorder.outcomes import Feedback, Outcome, Pending
     from meritorder.policy import Decision
+    from meritorder.pool import ModelLoad
     from meritorder.sessions import Session, SessionView
 
 log = structlog.get_logger("meritorder.telemetry")
@@ -89,6 +91,27 @@ def traceparent(span: Span) -> str:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
     return carrier.get("traceparent", "")
+
+
+def record_pool_read(model: str, ok: bool) -> None:
+    METRICS.pool_reads.labels(model=model, result="ok" if ok else "error").inc()
+
+
+def record_pool(loads: Mapping[str, ModelLoad]) -> None:
+    """The pool state after a refresh, per model with metrics (the router's own view aside)."""
+    for model, load in loads.items():
+        if not load.replicas:
+            continue
+        measures = {
+            "running": load.running,
+            "waiting": load.waiting,
+            "kv_cache": load.kv_cache,
+            "age_seconds": load.age_s,
+            "stale": float(load.stale),
+        }
+        for measure, value in measures.items():
+            gauge = METRICS.pool_load.labels(model=model, measure=measure)
+            gauge.set(math.nan if value is None else value)
 
 
 def record_outcome(outcome: Outcome) -> None:
@@ -372,6 +395,16 @@ class Metrics:
         self.tokens = Counter(
             "meritorder_tokens", "Tokens the upstreams reported", ["model", "kind"], registry=r
         )
+        self.pool_reads = Counter(
+            "meritorder_pool_reads", "Reads of the models' metrics endpoints by result (ok, error)",
+            ["model", "result"], registry=r,
+        )  # fmt: skip
+        self.pool_load = Gauge(
+            "meritorder_pool_load",
+            "Each model's load as the router's pool state last saw it: running, waiting, "
+            "kv_cache (0-1), age_seconds of its metrics, stale (1: older than pool_stale_s)",
+            ["model", "measure"], registry=r,
+        )  # fmt: skip
         self.state_store_errors = Counter(
             "meritorder_state_store_errors",
             "Calls to a shared state store (outcomes, ...) that failed, by store and operation",

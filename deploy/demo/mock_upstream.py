@@ -18,7 +18,19 @@ distort latency measurements. Test hooks:
   - `x-mock-stream-hold: 1` sends a stream's first content event, then holds the rest until
     `POST /__mock/release` (so a test sees an event arrive before the last one exists);
   - `GET /__mock/requests` lists the requests it received, on any path and method, answered or
-    not (`DELETE` clears the list); `/__mock/*` and `/health*` are not recorded.
+    not (`DELETE` clears the list); `/__mock/*` and `/health*` are not recorded;
+  - `x-mock-hold: 1` keeps the request's slot of the load model (below) taken, before answering,
+    until `POST /__mock/release` (which also releases held streams).
+
+A load model per mock, so that it behaves like a (tiny) inference pool: `--load NAME:OPTIONS`
+with `concurrency=N` (requests served at once; beyond it they wait in a FIFO queue),
+`token_ms=MS` (service time per output token) and `kv_tokens=N` (the KV-cache capacity, in
+tokens of the running requests). Without `--load` a mock serves everything at once, at once.
+`GET /metrics` reports that real state in vLLM's Prometheus format (it is still a MOCK):
+`vllm:num_requests_running`, `vllm:num_requests_waiting`, `vllm:kv_cache_usage_perc` and the
+`vllm:time_to_first_token_seconds` histogram.
+
+    python deploy/demo/mock_upstream.py small=8101 large=8103 --load small:concurrency=2,token_ms=20
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ import socket
 import struct
 import time
 import uuid
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 STREAM_CHUNKS = 5
@@ -46,11 +60,118 @@ _REASONS = {
 }
 
 
+# vLLM's buckets for time to first token (vllm/engine/metrics.py), in seconds.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Load:
+    """A mock's load model: `concurrency` slots (None: unlimited), `token_ms` of service per
+    output token, and a KV cache of `kv_tokens` tokens shared by the running requests."""
+
+    concurrency: int | None = None
+    token_ms: float = 0.0
+    kv_tokens: int = 8192
+
+    @classmethod
+    def parse(cls, options: str) -> Load:
+        """`concurrency=2,token_ms=20,kv_tokens=4096` (any subset)."""
+        values: dict[str, Any] = {}
+        for option in filter(None, options.split(",")):
+            key, _, value = option.partition("=")
+            if key not in ("concurrency", "token_ms", "kv_tokens"):
+                raise ValueError(f"unknown load option {key!r}: concurrency, token_ms, kv_tokens")
+            values[key] = float(value) if key == "token_ms" else int(value)
+        return cls(**values)
+
+
+@dataclass
+class Slots:
+    """A FIFO queue in front of the load model's slots: a request waits while all are taken, and
+    a leaving request hands its slot to the longest waiting one."""
+
+    load: Load = field(default_factory=Load)
+    running: dict[int, int] = field(default_factory=dict)  # ticket -> its tokens in the KV cache
+    waiting: deque[tuple[int, int, asyncio.Future[None]]] = field(default_factory=deque)
+    ttft_counts: list[int] = field(default_factory=lambda: [0] * len(TTFT_BUCKETS))
+    ttft_sum: float = 0.0
+    ttft_count: int = 0
+    _next: int = 0
+
+    def _free(self) -> bool:
+        limit = self.load.concurrency
+        return limit is None or len(self.running) < limit
+
+    async def enter(self, tokens: int) -> int:
+        """Take a slot for a request of `tokens` tokens, waiting in line if none is free."""
+        self._next += 1
+        ticket = self._next
+        if self._free() and not self.waiting:
+            self.running[ticket] = tokens
+            return ticket
+        admitted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((ticket, tokens, admitted))
+        try:
+            await admitted
+        except asyncio.CancelledError:  # the client went away while it waited
+            self.waiting = deque(w for w in self.waiting if w[0] != ticket)
+            self.leave(ticket)
+            raise
+        return ticket
+
+    def leave(self, ticket: int) -> None:
+        """Free `ticket`'s slot and admit the waiting requests it makes room for, in order."""
+        self.running.pop(ticket, None)
+        while self.waiting and self._free():
+            waiter, tokens, admitted = self.waiting.popleft()
+            if admitted.done():
+                continue
+            self.running[waiter] = tokens
+            admitted.set_result(None)
+
+    def observe_ttft(self, seconds: float) -> None:
+        self.ttft_sum += seconds
+        self.ttft_count += 1
+        for i, bound in enumerate(TTFT_BUCKETS):
+            if seconds <= bound:
+                self.ttft_counts[i] += 1
+
+    def kv_usage(self) -> float:
+        return min(1.0, sum(self.running.values()) / self.load.kv_tokens)
+
+    def metrics(self, model: str) -> str:
+        """This state in vLLM's Prometheus text format."""
+        label = f'model_name="{model}"'
+        lines = []
+        for name, kind, help_, value in (
+            ("vllm:num_requests_running", "gauge", "Number of requests in model execution "
+             "batches.", len(self.running)),
+            ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.",
+             len(self.waiting)),
+            ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
+             self.kv_usage()),
+        ):  # fmt: skip
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
+            lines.append(f"{name}{{{label}}} {value}")
+        name = "vllm:time_to_first_token_seconds"
+        lines += [f"# HELP {name} Histogram of time to first token in seconds.",
+                  f"# TYPE {name} histogram"]  # fmt: skip
+        for bound, count in zip(TTFT_BUCKETS, self.ttft_counts, strict=True):
+            lines.append(f'{name}_bucket{{{label},le="{bound}"}} {float(count)}')
+        lines.append(f'{name}_bucket{{{label},le="+Inf"}} {float(self.ttft_count)}')
+        lines.append(f"{name}_count{{{label}}} {float(self.ttft_count)}")
+        lines.append(f"{name}_sum{{{label}}} {self.ttft_sum}")
+        return "\n".join(lines) + "\n"
+
+
 class MockModel:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, load: Load | None = None) -> None:
         self.name = name
         self.requests: list[dict[str, Any]] = []
         self._release = asyncio.Event()  # a held stream goes on when this is set
+        self.slots = Slots(load or Load())
+        self._holds: list[asyncio.Event] = []  # requests holding their slot until a release
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -70,17 +191,26 @@ class MockModel:
         line = await reader.readline()
         if not line:
             return False
-        method, path, _ = line.decode("latin-1").split(" ", 2)
+        method, path, version = line.decode("latin-1").split(" ", 2)
         headers: dict[str, str] = {}
         while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
             key, _, value = header.decode("latin-1").partition(":")
             headers[key.strip().lower()] = value.strip()
         body = await _read_body(reader, headers)
-        keep_alive = headers.get("connection", "").lower() != "close"
+        connection = headers.get("connection", "").lower()
+        # HTTP/1.0 closes after each answer unless asked not to (how metrics scrapers read it).
+        old_http = version.strip() == "HTTP/1.0"
+        keep_alive = connection == "keep-alive" if old_http else connection != "close"
 
         if path.startswith("/__mock/release"):
             self._release.set()
+            for hold in self._holds:
+                hold.set()
+            self._holds.clear()
             writer.write(_response(200, b'{"released":true}'))
+        elif path.split("?")[0] == "/metrics":
+            text = self.slots.metrics(self.name).encode()
+            writer.write(_response(200, text, content_type="text/plain; version=0.0.4"))
         elif path.startswith("/__mock/requests"):
             if method == "DELETE":
                 self.requests.clear()
@@ -98,7 +228,7 @@ class MockModel:
                 }
             )
             if method == "POST" and path.split("?")[0] in _APIS:
-                await self._complete(writer, path, headers, body)
+                await self._serve(writer, path, headers, body)
             else:
                 writer.write(
                     _response(
@@ -109,6 +239,27 @@ class MockModel:
                 )
         await writer.drain()
         return keep_alive
+
+    async def _serve(
+        self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], raw: bytes
+    ) -> None:
+        """Answer through the load model: wait for a slot, hold it for the service time, answer."""
+        hold = asyncio.Event() if headers.get("x-mock-hold") == "1" else None
+        if hold is not None:
+            self._holds.append(hold)  # registered on arrival: a release frees queued ones too
+        output = len(REPLY.split())  # about the reply's length in tokens
+        arrived = time.monotonic()
+        ticket = await self.slots.enter(max(1, len(raw) // 4) + output)
+        try:
+            token_s = self.slots.load.token_ms / 1000
+            self.slots.observe_ttft(time.monotonic() - arrived + token_s)
+            if hold is not None:
+                await hold.wait()
+            if token_s:
+                await asyncio.sleep(token_s * output)  # the simulated decoding
+            await self._complete(writer, path, headers, raw)
+        finally:
+            self.slots.leave(ticket)
 
     async def _complete(
         self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], raw: bytes
@@ -126,7 +277,7 @@ class MockModel:
             writer.write(_response(400, _error(api, "mock: invalid JSON", "invalid_request_error")))
             return
         model = str(body.get("model"))
-        text = f"Hello from the mock model '{self.name}' (served as model={model})."
+        text = REPLY.format(name=self.name, model=model)
         usage = (max(1, len(raw) // 4), len(text.split()))
         if body.get("stream") and api != "embeddings":
             head, events = _sse(api, self.name, model, text, body, usage)
@@ -150,6 +301,7 @@ class MockModel:
         writer.write(_response(200, json.dumps(reply).encode(), extra={"x-mock-model": self.name}))
 
 
+REPLY = "Hello from the mock model '{name}' (served as model={model})."
 _APIS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
@@ -359,10 +511,15 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
     return await reader.readexactly(length) if length else b""
 
 
-def _response(status: int, body: bytes, extra: dict[str, str] | None = None) -> bytes:
+def _response(
+    status: int,
+    body: bytes,
+    extra: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> bytes:
     head = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-        "content-type: application/json",
+        f"content-type: {content_type}",
         f"content-length: {len(body)}",
         *(f"{k}: {v}" for k, v in (extra or {}).items()),
     ]
@@ -488,11 +645,11 @@ _EVENTS = {
 }
 
 
-async def main(specs: list[str], host: str) -> None:
+async def main(specs: list[str], host: str, loads: dict[str, Load] | None = None) -> None:
     servers = []
     for spec in specs:
         name, _, port = spec.partition("=")
-        model = MockModel(name)
+        model = MockModel(name, (loads or {}).get(name))
         servers.append(await asyncio.start_server(model.handle, host, int(port)))
         print(f"mock model {name!r} listening on http://{host}:{port}", flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
@@ -504,6 +661,17 @@ if __name__ == "__main__":
     )
     parser.add_argument("models", nargs="+", help="NAME=PORT for each mock model")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--load",
+        action="append",
+        default=[],
+        metavar="NAME:OPTIONS",
+        help="a mock's load model: concurrency=N,token_ms=MS,kv_tokens=N",
+    )
     args = parser.parse_args()
+    loads = {}
+    for spec in args.load:
+        name, _, options = spec.partition(":")
+        loads[name] = Load.parse(options)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(args.models, args.host))
+        asyncio.run(main(args.models, args.host, loads))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from meritorder.learning.store import ContextEstimates
+from meritorder.pool.state import ModelLoad
 from meritorder.request import RequestView
 from meritorder.sessions import SessionView
 
@@ -85,3 +86,5 @@ class PoolState:
     # request's draws (keyed from its id: a decision can be replayed).
     estimates: Mapping[str, ContextEstimates] = field(default_factory=dict)
     seed: int = 0
+    # Each model's load (meritorder/pool/): its servers' metrics and the router's own view.
+    load: Mapping[str, ModelLoad] = field(default_factory=dict)

@@ -8,6 +8,7 @@ from meritorder.policy.filters.api import ApiFilter
 from meritorder.policy.filters.boundaries import BoundariesFilter
 from meritorder.policy.filters.budget import BudgetFilter
 from meritorder.policy.filters.health import HealthFilter
+from meritorder.policy.filters.load import LoadFilter
 from meritorder.policy.filters.pii import PiiFilter
 
 FILTERS: tuple[Filter, ...] = (
@@ -16,4 +17,5 @@ FILTERS: tuple[Filter, ...] = (
     BoundariesFilter(),
     BudgetFilter(),  # checks the model the picker would choose among the healthy ones
     HealthFilter(),
+    LoadFilter(),  # last: it only removes, so no boundary or budget is undone to spare a model
 )

@@ -6,10 +6,12 @@ from __future__ import annotations
 from meritorder.policy.context import Picker
 from meritorder.policy.pickers.cheapest import pick_cheapest
 from meritorder.policy.pickers.first import pick_first
+from meritorder.policy.pickers.headroom import pick_headroom
 from meritorder.policy.pickers.scored import pick_scored
 
 PICKERS: dict[str, Picker] = {
     "first": pick_first,
     "cheapest": pick_cheapest,
     "scored": pick_scored,
+    "headroom": pick_headroom,
 }

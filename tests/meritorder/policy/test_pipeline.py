@@ -54,8 +54,8 @@ def run(text: str, pool: PoolState | None = None, **kwargs: object) -> Routed | 
 
 
 def test_the_filters_run_in_their_documented_order() -> None:
-    assert [f.name for f in FILTERS] == ["api", "pii", "boundaries", "budget", "health"]
-    assert list(PICKERS) == ["first", "cheapest", "scored"]
+    assert [f.name for f in FILTERS] == ["api", "pii", "boundaries", "budget", "health", "load"]
+    assert list(PICKERS) == ["first", "cheapest", "scored", "headroom"]
 
 
 @pytest.mark.parametrize(
