@@ -40,8 +40,8 @@ class Rejection:
 @dataclass(frozen=True)
 class Note:
     """A fact about how a decision was made (`budget=step_down(1)`, `fallback=timeout`...); a
-    `detected` value says what was found and is hidden from clients when reason_detail is
-    minimal."""
+    `detected` value says what was found (PII types, a boundary, the pool's load) and is hidden
+    from clients when reason_detail is minimal."""
 
     kind: str
     value: str = ""

@@ -32,6 +32,7 @@ decisions:
 routing:
   pool_refresh_s: 0.2
   pool_stale_s: 2
+  reason_detail: full   # the pool's load in the reason header (minimal says only `pool`)
 """
 BURST = 3  # with a concurrency limit of one: one served, two queued
 DEADLINE_S = 20.0  # a bound on the polls below, never a speed that is asserted

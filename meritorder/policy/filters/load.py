@@ -28,11 +28,14 @@ class LoadFilter:
             for m in survivors.models
             if (reason := saturation_of(loads.get(m.name), m.saturation, slo)) is not None
         }
+        # The pool's load is the operator's to see: under `reason_detail: minimal` the client's
+        # reason says only that it was read.
         state = Note(
             "pool",
             " ".join(
                 f"{m.name}({loads[m.name].render()})" for m in survivors.models if m.name in loads
             ),
+            detected=True,
         )
         if not why:
             return survivors.noted(state) if state.value else survivors

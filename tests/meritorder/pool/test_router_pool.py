@@ -11,7 +11,7 @@ from meritorder.outcomes import Outcome
 from meritorder.policy import Routed
 from meritorder.pool import ModelLoad, PoolMonitor
 from meritorder.router import Router
-from tests.conftest import chat_view
+from tests.helpers import chat_view
 
 POLICY = """
 models:

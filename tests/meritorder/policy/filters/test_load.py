@@ -9,7 +9,7 @@ from meritorder.config import parse_config
 from meritorder.policy import Note, Observation, PoolState, Rejection, Survivors, decide
 from meritorder.policy.filters.load import LoadFilter
 from meritorder.pool import ModelLoad
-from tests.conftest import candidates, chat_view, names, pipeline_context
+from tests.helpers import candidates, chat_view, names, pipeline_context
 
 CONFIG = parse_config(
     """
@@ -94,6 +94,11 @@ def test_the_notes_show_the_pool_state_behind_the_choice() -> None:
     assert (
         pool.value
         == "a(queue=9,inflight=0,age=0.2s) b(queue=1,kv=50%,inflight=0,replicas=1/2,age=0.4s)"
+    )
+    # The load is the operator's: a client's reason under `reason_detail: minimal` omits it.
+    assert (pool.render(full=True).startswith("pool=a(queue=9"), pool.render(full=False)) == (
+        True,
+        "pool",
     )
 
 

@@ -9,7 +9,7 @@ from meritorder.config import parse_config
 from meritorder.policy import PoolState
 from meritorder.policy.pickers.headroom import pick_headroom
 from meritorder.pool import ModelLoad
-from tests.conftest import candidates, pipeline_context
+from tests.helpers import candidates, pipeline_context
 
 CONFIG = parse_config(
     """
