@@ -18,8 +18,7 @@ from envoy.data.accesslog.v3.accesslog_pb2 import AccessLogCommon, HTTPAccessLog
 from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage, StreamAccessLogsResponse
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Value
+from google.protobuf.struct_pb2 import Struct, Value
 
 from extproc.streams import next_unless
 from meritorder.endpoints import usage_tokens
@@ -68,7 +67,7 @@ def outcome_of(entry: HTTPAccessLogEntry) -> Outcome | None:
     metadata = entry.common_properties.metadata.filter_metadata
     if DECISION_NAMESPACE not in metadata or not entry.common_properties.upstream_cluster:
         return None
-    pending = Pending.from_fields(MessageToDict(metadata[DECISION_NAMESPACE]))
+    pending = Pending.from_fields(struct_values(metadata[DECISION_NAMESPACE]))
     if pending is None:
         return None
     usage: Mapping[str, Value] = (
@@ -88,6 +87,22 @@ def outcome_of(entry: HTTPAccessLogEntry) -> Outcome | None:
         first_byte_s=_seconds(timing, "time_to_first_upstream_rx_byte"),
         response_id=(usage["response_id"].string_value if "response_id" in usage else "") or None,
     )
+
+
+def struct_values(struct: Struct) -> dict[str, str | float | None]:
+    """A flat Struct's strings and numbers (what the decision's facts are made of), without
+    json_format's generic walk (it costs more than the rest of an outcome)."""
+    out: dict[str, str | float | None] = {}
+    for key, value in struct.fields.items():
+        kind = value.WhichOneof("kind")
+        out[key] = (
+            value.string_value
+            if kind == "string_value"
+            else value.number_value
+            if kind == "number_value"
+            else None
+        )
+    return out
 
 
 def _seconds(timing: AccessLogCommon, name: str) -> float | None:

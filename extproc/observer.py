@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import structlog
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest
-from google.protobuf.json_format import MessageToDict
 
+from extproc.access_log import struct_values
 from meritorder import telemetry
 from meritorder.endpoints import StreamUsage, spec_for
 from meritorder.outcomes import DECISION_NAMESPACE, Pending
@@ -77,7 +77,7 @@ class ResponseObserver:
             return  # not a routed API's stream: JSON usage is read by json_to_metadata
         metadata = message.metadata_context.filter_metadata
         facts = metadata.get(DECISION_NAMESPACE)
-        seen.pending = Pending.from_fields(MessageToDict(facts)) if facts is not None else None
+        seen.pending = Pending.from_fields(struct_values(facts)) if facts is not None else None
         if seen.pending is None:
             return  # a stream the router did not route
         seen.request_id = attributes.get("request.id", "")

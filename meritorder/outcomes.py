@@ -53,22 +53,23 @@ class Pending:
         if any(name not in values for name in _REQUIRED_FIELDS):
             return None
         out: dict[str, object] = {}
-        for spec in fields(cls):
-            if spec.name not in values:
+        for name, kind in _FIELD_TYPES:
+            if name not in values:
                 continue
-            value = values[spec.name]
-            if spec.type == "str":
+            value = values[name]
+            if kind == "str":
                 if not isinstance(value, str):
                     return None
-                out[spec.name] = value
+                out[name] = value
             else:  # numbers arrive as floats in a Struct
                 if not isinstance(value, int | float) or isinstance(value, bool):
                     return None
-                out[spec.name] = int(value) if spec.type == "int" else float(value)
+                out[name] = int(value) if kind == "int" else float(value)
         return cls(**out)  # type: ignore[arg-type]
 
 
 _PENDING_FIELDS = tuple((spec.name, spec.default) for spec in fields(Pending))
+_FIELD_TYPES = tuple((spec.name, str(spec.type)) for spec in fields(Pending))
 _REQUIRED_FIELDS = tuple(spec.name for spec in fields(Pending) if spec.default is MISSING)
 
 

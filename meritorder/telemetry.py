@@ -124,6 +124,8 @@ def record_outcome(outcome: Outcome) -> None:
         METRICS.tokens.labels(model=model, kind="input").inc(outcome.prompt_tokens)
     if outcome.completion_tokens is not None:
         METRICS.tokens.labels(model=model, kind="output").inc(outcome.completion_tokens)
+    if not pending.traceparent:  # the decision was not traced: no trace to add the answer to
+        return
     parent = _PROPAGATOR.extract({"traceparent": pending.traceparent})
     with tracer().start_as_current_span("meritorder.response", context=parent) as span:
         if not span.is_recording():
