@@ -370,7 +370,8 @@ class Router:
         virtual = policy.is_virtual(config, request.model)  # explicit requests never learn
         contexts = policy.learning_contexts(config, obs) if virtual else []
         estimates = await self.estimates.read(contexts) if contexts else {}
-        seed = _seed(self.seed_key, obs.headers.get("x-request-id"))
+        # Only a learned pick draws: no keyed hash for a request that cannot learn.
+        seed = _seed(self.seed_key, obs.headers.get("x-request-id")) if contexts else 0
         load = self._load(config)
 
         def decide(spent: float) -> Decision:
