@@ -101,8 +101,10 @@ class Router:
         self.health = health or HealthMonitor()
         self.outcomes = InMemoryOutcomes() if outcomes is None else outcomes
         self.sessions = InMemorySessions() if sessions is None else sessions
-        self.estimates = estimates or InMemoryEstimates()  # what learning decisions learned
-        self.pool = pool or PoolMonitor()  # each model's load: app/server.py refreshes it
+        # What learning decisions learned.
+        self.estimates = InMemoryEstimates() if estimates is None else estimates
+        # Each model's load (app/server.py refreshes it).
+        self.pool = PoolMonitor() if pool is None else pool
         # Keys the seed of a learned pick's draws: a client that sets its own x-request-id
         # cannot choose them. Offline tools pass a fixed key, so their decisions replay.
         self.seed_key = os.urandom(16) if seed_key is None else seed_key
@@ -252,7 +254,9 @@ class Router:
         tenant's budget settles at the measured cost."""
         measured = cost(pending.cost_per_million, prompt_tokens, completion_tokens)
         await self._settle_budget(pending, measured)
-        telemetry.record_stream_usage(request_id, pending, prompt_tokens, completion_tokens)
+        telemetry.record_stream_usage(
+            request_id, pending, prompt_tokens, completion_tokens, measured
+        )
 
     async def _settle_budget(self, pending: Pending, measured: float) -> None:
         """Correct the tenant's reservation from the estimate to `measured`, in its own window."""
@@ -315,7 +319,7 @@ class Router:
         learn = self._learn_config(pending.learn_context)
         reward = reward_of(learn, score=score, status=status) if learn is not None else None
         if reward is not None:
-            await self.observe_reward(pending.learn_context, pending.model, reward)
+            await self._observe(pending.learn_context, pending.model, reward, learn)
 
     async def observe(self, request: RequestView, headers: Mapping[str, str]) -> Observation:
         """What the policy sees of `request`; the classifier runs only if the policy needs it:
@@ -402,7 +406,11 @@ class Router:
     async def observe_reward(self, context: str, model: str, reward: float) -> None:
         """Feed one outcome (a reward in [0, 1]) back to the context a learning decision
         picked `model` in (`Decision.pick.context`); settle and feedback call it."""
-        learn = self._learn_config(context)
+        await self._observe(context, model, reward, self._learn_config(context))
+
+    async def _observe(
+        self, context: str, model: str, reward: float, learn: LearnConfig | None
+    ) -> None:
         half_life = learn.half_life if learn is not None else None
         await self.estimates.observe(context, model, reward, half_life)
 

@@ -124,11 +124,8 @@ def record_outcome(outcome: Outcome) -> None:
         METRICS.tokens.labels(model=model, kind="input").inc(outcome.prompt_tokens)
     if outcome.completion_tokens is not None:
         METRICS.tokens.labels(model=model, kind="output").inc(outcome.completion_tokens)
-    if not pending.traceparent:  # the decision was not traced: no trace to add the answer to
-        return
-    parent = _PROPAGATOR.extract({"traceparent": pending.traceparent})
-    with tracer().start_as_current_span("meritorder.response", context=parent) as span:
-        if not span.is_recording():
+    with _on_decisions_trace(pending, "meritorder.response") as span:
+        if span is None:
             return
         span.set_attribute("meritorder.model", model)
         span.set_attribute("meritorder.decision", pending.rule)
@@ -165,19 +162,20 @@ def record_session_turn(view: SessionView, after: Session, decision: str) -> Non
 
 
 def record_stream_usage(
-    request_id: str, pending: Pending, prompt_tokens: int, completion_tokens: int
+    request_id: str, pending: Pending, prompt_tokens: int, completion_tokens: int, measured: float
 ) -> None:
-    """A streamed answer's usage: token metrics, and a `meritorder.usage` span on its trace."""
+    """A streamed answer's usage (`measured`: its cost): token metrics, and a `meritorder.usage`
+    span on its trace."""
     METRICS.tokens.labels(model=pending.model, kind="input").inc(prompt_tokens)
     METRICS.tokens.labels(model=pending.model, kind="output").inc(completion_tokens)
-    parent = _PROPAGATOR.extract({"traceparent": pending.traceparent})
-    with tracer().start_as_current_span("meritorder.usage", context=parent) as span:
+    with _on_decisions_trace(pending, "meritorder.usage") as span:
+        if span is None:
+            return
         span.set_attribute("meritorder.model", pending.model)
         span.set_attribute("http.request.header.x-request-id", request_id)
         span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
         span.set_attribute("meritorder.cost.estimate", pending.estimated_cost)
-        measured = (prompt_tokens + completion_tokens) * pending.cost_per_million / 1e6
         span.set_attribute("meritorder.cost.measured", measured)
 
 
@@ -185,13 +183,27 @@ def record_feedback(outcome: Outcome, feedback: Feedback) -> None:
     """A verdict on a routed answer: the score histogram, and a span on the decision's trace."""
     pending = outcome.pending
     METRICS.feedback.labels(model=pending.model, decision=pending.rule).observe(feedback.score)
-    parent = _PROPAGATOR.extract({"traceparent": pending.traceparent})
-    with tracer().start_as_current_span("meritorder.feedback", context=parent) as span:
+    with _on_decisions_trace(pending, "meritorder.feedback") as span:
+        if span is None:
+            return
         span.set_attribute("meritorder.model", pending.model)
         span.set_attribute("meritorder.decision", pending.rule)
         span.set_attribute("meritorder.feedback.score", feedback.score)
         if feedback.label:
             span.set_attribute("meritorder.feedback.label", feedback.label)
+
+
+@contextmanager
+def _on_decisions_trace(pending: Pending, name: str) -> Iterator[Span | None]:
+    """A span `name` on the trace of the decision `pending` came from (whichever process made
+    it: the trace context travels with its facts); None when that decision was not traced, or
+    the span would record nothing."""
+    if not pending.traceparent:
+        yield None
+        return
+    parent = _PROPAGATOR.extract({"traceparent": pending.traceparent})
+    with tracer().start_as_current_span(name, context=parent) as span:
+        yield span if span.is_recording() else None
 
 
 @contextmanager
