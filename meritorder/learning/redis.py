@@ -13,20 +13,17 @@ When Redis cannot be reached, a call uses the local fallback store (counted in
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from collections.abc import Iterable
+from functools import cached_property
 
 import structlog
-from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from prometheus_client import Counter
+from redis.commands.core import AsyncScript
 
 from meritorder import telemetry
 from meritorder.learning.config import HalfLife
 from meritorder.learning.store import Arm, ContextEstimates, EstimatesStore, check_reward
-
-log = structlog.get_logger("meritorder.learning")
-
-T = TypeVar("T")
+from meritorder.redis_store import RedisStore
 
 # KEYS[1]: the context's hash; ARGV: model, reward, half-life value (0: none), unit, now.
 _OBSERVE = """
@@ -51,24 +48,22 @@ return tostring(clock)
 """
 
 
-class RedisEstimates:
-    """An `EstimatesStore` in Redis (`url`: redis://host:port/db)."""
+class RedisEstimates(RedisStore[EstimatesStore]):
+    """An `EstimatesStore` in Redis (`url`: redis://host:port/db); while Redis is down, each call
+    learns in `fallback` (this process's own estimates) or raises, counted in
+    `meritorder_learning_store_fallbacks_total`."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        fallback: EstimatesStore | None = None,
-        timeout_s: float = 0.5,
-        prefix: str = "meritorder:learn",
-    ) -> None:
-        self.url = url
-        self.fallback = fallback
-        self.prefix = prefix
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
-        self._observe = self._redis.register_script(_OBSERVE)
+    name = "learning store"
+    default_prefix = "meritorder:learn"
+    log = structlog.get_logger("meritorder.learning")
+
+    @property
+    def fallbacks(self) -> Counter:
+        return telemetry.METRICS.learning_store_fallbacks
+
+    @cached_property
+    def _observe(self) -> AsyncScript:
+        return self._redis.register_script(_OBSERVE)
 
     async def read(self, contexts: Iterable[str]) -> dict[str, ContextEstimates]:
         names = list(contexts)
@@ -112,30 +107,12 @@ class RedisEstimates:
         await self._guard("note_pick", shared, lambda local: local.note_pick(context, explored))
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await super().close()
         if self.fallback is not None:
             await self.fallback.close()
 
     def _key(self, context: str) -> str:
         return f"{self.prefix}:{context}"
-
-    async def _guard(
-        self,
-        op: str,
-        shared: Callable[[], Awaitable[T]],
-        local: Callable[[EstimatesStore], Awaitable[T]],
-    ) -> T:
-        try:
-            return await shared()
-        except (RedisError, OSError) as error:
-            telemetry.METRICS.learning_store_fallbacks.labels(
-                op=op, to="local" if self.fallback else "error"
-            ).inc()
-            if self.fallback is None:
-                log.error("learning store unavailable", op=op, url=self.url, error=str(error))
-                raise
-            log.warning("learning store unavailable, learning locally", op=op, error=str(error))
-            return await local(self.fallback)
 
 
 def _parse(fields: dict[bytes, bytes], now: float) -> ContextEstimates:
