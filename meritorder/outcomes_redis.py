@@ -12,18 +12,14 @@ task); a store that cannot be reached is counted in
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import asdict
 
 import structlog
-from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from meritorder import telemetry
 from meritorder.outcomes import Feedback, Outcome, StoreUnavailable
-
-log = structlog.get_logger("meritorder.outcomes")
+from meritorder.redis_store import BestEffortRedisStore
 
 # KEYS[1]: the request's hash. ARGV: pending JSON, outcome JSON, settled (1/0), ttl seconds.
 _ADD = """
@@ -44,32 +40,30 @@ return redis.call('HSETNX', KEYS[1], 'feedback', ARGV[1])
 """
 
 
-class RedisOutcomes:
+class RedisOutcomes(BestEffortRedisStore):
     """An `OutcomeStore` in Redis (`url`: redis://host:port/db), shared by every router on it."""
+
+    label = "outcomes"
+    name = "outcome store"
+    default_prefix = "meritorder:outcome"
+    log = structlog.get_logger("meritorder.outcomes")
 
     def __init__(
         self,
         url: str,
         *,
         ttl_s: int = 3600,
-        prefix: str = "meritorder:outcome",
+        prefix: str | None = None,
         timeout_s: float = 0.25,
     ) -> None:
-        self.url = url
+        super().__init__(url, prefix=prefix, timeout_s=timeout_s)
         self.ttl_s = ttl_s
-        self.prefix = prefix
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
-        )
         self._add = self._redis.register_script(_ADD)
         self._feedback = self._redis.register_script(_FEEDBACK)
-        self._writes: set[asyncio.Task[None]] = set()
 
     async def add(self, outcome: Outcome) -> None:
         if outcome.status is None:  # a decision: stored off the request path
-            task = asyncio.create_task(self._store(outcome))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+            self._in_background(self._store(outcome))
         else:
             await self._store(outcome)
 
@@ -93,11 +87,6 @@ class RedisOutcomes:
             raise StoreUnavailable(str(error)) from error
         return int(added) == 1
 
-    async def close(self) -> None:
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
-        await self._redis.aclose()
-
     async def _store(self, outcome: Outcome) -> None:
         pending = json.dumps(asdict(outcome.pending), sort_keys=True)
         settled = "1" if outcome.status is not None else "0"
@@ -112,10 +101,6 @@ class RedisOutcomes:
                 )
         except (RedisError, OSError) as error:
             self._failed("add", error)  # the request was served; only its feedback is lost
-
-    def _failed(self, op: str, error: Exception) -> None:
-        telemetry.METRICS.state_store_errors.labels(store="outcomes", op=op).inc()
-        log.warning("outcome store unavailable", op=op, url=self.url, error=str(error))
 
     def _key(self, request_id: str) -> str:
         return f"{self.prefix}:request:{request_id}"

@@ -1,16 +1,21 @@
-"""What every store in Redis shares: the connection, and what a call does when Redis fails (count
-it, log it, and answer from this process's own store or raise)."""
+"""What every store in Redis shares: the connection, and what a call does when Redis fails. A
+`RedisStore` (budgets, learned estimates) counts it, logs it, and answers from this process's
+own store or raises; a `BestEffortRedisStore` (outcomes, sessions) holds what only improves a
+request, so its caller carries on without it, counted and logged."""
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from typing import ClassVar, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client import Counter
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 from structlog.typing import FilteringBoundLogger
+
+from meritorder import telemetry
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -88,3 +93,37 @@ class RedisStore(ABC, Generic[S]):
             fallbacks=self.fallbacks,
             log=self.log,
         )
+
+
+class BestEffortRedisStore:
+    """A store in Redis that no request waits on to be served: a failed call is counted in
+    `meritorder_state_store_errors_total{store=<label>,op}` and logged, and the caller decides
+    what it costs (a 503 for feedback, a session's first turn); writes that need not hold the
+    request run in the background (`_in_background`), and `close` waits for them."""
+
+    label: ClassVar[str]  # the `store` label of the error counter
+    name: ClassVar[str]  # in the logs: "<name> unavailable"
+    default_prefix: ClassVar[str]
+    log: ClassVar[FilteringBoundLogger]
+
+    def __init__(self, url: str, *, prefix: str | None = None, timeout_s: float = 0.25) -> None:
+        self.url = url
+        self.prefix = self.default_prefix if prefix is None else prefix
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
+        )
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def _in_background(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def close(self) -> None:
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._redis.aclose()
+
+    def _failed(self, op: str, error: Exception) -> None:
+        telemetry.METRICS.state_store_errors.labels(store=self.label, op=op).inc()
+        self.log.warning(f"{self.name} unavailable", op=op, url=self.url, error=str(error))

@@ -9,31 +9,22 @@ decided as a session's first: stickiness is a preference, never a guard.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 
 import structlog
-from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from meritorder import telemetry
+from meritorder.redis_store import BestEffortRedisStore
 from meritorder.sessions import Session
 
-log = structlog.get_logger("meritorder.sessions")
 
-
-class RedisSessions:
+class RedisSessions(BestEffortRedisStore):
     """A `SessionStore` in Redis (`url`: redis://host:port/db), shared by every router on it."""
 
-    def __init__(
-        self, url: str, *, prefix: str = "meritorder:session", timeout_s: float = 0.25
-    ) -> None:
-        self.url = url
-        self.prefix = prefix
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
-        )
-        self._writes: set[asyncio.Task[None]] = set()
+    label = "sessions"
+    name = "session store"
+    default_prefix = "meritorder:session"
+    log = structlog.get_logger("meritorder.sessions")
 
     async def get(self, name: str) -> Session | None:
         try:
@@ -44,24 +35,13 @@ class RedisSessions:
         return Session.from_json(str(stored)) if stored else None
 
     async def put(self, name: str, session: Session, ttl_s: int) -> None:
-        task = asyncio.create_task(self._put(name, session, ttl_s))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def close(self) -> None:
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
-        await self._redis.aclose()
+        self._in_background(self._put(name, session, ttl_s))
 
     async def _put(self, name: str, session: Session, ttl_s: int) -> None:
         try:
             await self._redis.set(self._key(name), session.to_json(), ex=ttl_s)
         except (RedisError, OSError) as error:
             self._failed("put", error)
-
-    def _failed(self, op: str, error: Exception) -> None:
-        telemetry.METRICS.state_store_errors.labels(store="sessions", op=op).inc()
-        log.warning("session store unavailable", op=op, url=self.url, error=str(error))
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}:{hashlib.sha256(name.encode()).hexdigest()}"
