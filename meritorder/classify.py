@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 from opentelemetry import trace
-from prometheus_client import Counter
 
 from meritorder import telemetry
 from meritorder.policy import Classified
@@ -22,21 +21,6 @@ log = structlog.get_logger("meritorder.classify")
 # `meritorder serve`'s signal cache: ~4k rows (within the engine's 32 MiB) for 10 minutes each.
 SIGNAL_CACHE_ENTRIES = 4096
 SIGNAL_CACHE_TTL_S = 600.0
-
-# The engine's signal cache counters, as Prometheus counters (advanced after each request).
-CACHE_HITS = Counter(
-    "meritorder_signal_cache_hits", "Classifier input rows read from the signal cache",
-    registry=telemetry.METRICS.registry,
-)  # fmt: skip
-CACHE_MISSES = Counter(
-    "meritorder_signal_cache_misses", "Classifier input rows the signal cache lacked (encoded)",
-    registry=telemetry.METRICS.registry,
-)  # fmt: skip
-CACHE_ERRORS = Counter(
-    "meritorder_signal_cache_errors",
-    "Calls to the shared signal cache (Redis) that failed; their rows were encoded",
-    registry=telemetry.METRICS.registry,
-)  # fmt: skip
 
 
 class EngineClassifier:
@@ -75,9 +59,9 @@ class EngineClassifier:
         (called on the event loop only, so no two calls interleave)."""
         stats = self.engine.cache_stats
         seen = self._counted
-        CACHE_HITS.inc(stats.hits - (seen.hits if seen else 0))
-        CACHE_MISSES.inc(stats.misses - (seen.misses if seen else 0))
-        CACHE_ERRORS.inc(stats.errors - (seen.errors if seen else 0))
+        telemetry.METRICS.signal_cache_hits.inc(stats.hits - (seen.hits if seen else 0))
+        telemetry.METRICS.signal_cache_misses.inc(stats.misses - (seen.misses if seen else 0))
+        telemetry.METRICS.signal_cache_errors.inc(stats.errors - (seen.errors if seen else 0))
         self._counted = stats
 
     def close(self) -> None:

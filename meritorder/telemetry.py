@@ -437,6 +437,20 @@ class Metrics:
             "Turns routed to another model than the session's previous turn, by decision",
             ["decision"], registry=r,
         )  # fmt: skip
+        # The classifier engine's signal cache, advanced after each request (classify.py).
+        self.signal_cache_hits = Counter(
+            "meritorder_signal_cache_hits", "Classifier input rows read from the signal cache",
+            registry=r,
+        )  # fmt: skip
+        self.signal_cache_misses = Counter(
+            "meritorder_signal_cache_misses",
+            "Classifier input rows the signal cache lacked (encoded)", registry=r,
+        )  # fmt: skip
+        self.signal_cache_errors = Counter(
+            "meritorder_signal_cache_errors",
+            "Calls to the shared signal cache (Redis) that failed; their rows were encoded",
+            registry=r,
+        )  # fmt: skip
         self.feedback = Histogram(
             "meritorder_feedback_score", "Feedback scores in [0, 1], by model and decision",
             ["model", "decision"], buckets=(0.0, 0.25, 0.5, 0.75, 1.0), registry=r,
