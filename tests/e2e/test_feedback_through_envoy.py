@@ -82,6 +82,24 @@ def test_feedback_is_post_only(http: httpx.Client) -> None:
     assert "error" in response.json()
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PUT", "/v1/feedback"), ("POST", "/v1/feedback/"), ("POST", "/V1/FEEDBACK"),
+     ("POST", "/v1/feedback/extra")],
+)  # fmt: skip
+def test_a_verdict_on_another_path_or_method_is_not_taken(
+    client: openai.OpenAI, http: httpx.Client, method: str, path: str
+) -> None:
+    """Only POST /v1/feedback records a verdict: a look-alike gets the JSON 404, and the
+    request can still be judged once, afterwards, on the real path."""
+    raw = client.chat.completions.with_raw_response.create(**CHAT)  # type: ignore[call-overload]
+    request_id = raw.headers["x-request-id"]
+    response = http.request(method, path, json={"request_id": request_id, "score": 0})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert feedback(http, request_id=request_id, score=1).status_code == 200
+
+
 def test_feedback_shows_in_the_metrics(
     client: openai.OpenAI, http: httpx.Client, stack: Stack
 ) -> None:
