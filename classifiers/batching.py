@@ -10,12 +10,18 @@ remaining rows); it goes to the back of the queue with its new weight, so the ca
 meanwhile run before its next step, and no call waits behind more than one step of another.
 A caller that gives up (`asyncio.wait_for` at its deadline) cancels its call: a queued call, or
 the requeued rest of one, is dropped without running.
+
+It knows its queue: the weight waiting, the weight of the batch on the worker, and what a unit of
+weight has cost (an EWMA of each batch's time on the worker over its weight). `estimate_wait_s`
+turns those into the wait a new call of a given weight would see; before the first batch has run
+there is no estimate (None). It only reports: whether a call is worth queueing is the caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +41,12 @@ class Requeue(Generic[T]):
 
 # Runs one batch; returns one result, exception or `Requeue` per item, in order.
 Process = Callable[[Sequence[T]], Sequence[R | Requeue[T] | BaseException]]
+# What one batch returned, and how long it held the worker (seconds).
+_Ran = tuple[Sequence[R | Requeue[T] | BaseException], float]
+
+# The weight of the newest batch's cost per unit in the EWMA: about the last ten batches count,
+# so the estimate follows a change of load or of request mix within a few batches.
+COST_SMOOTHING = 0.2
 
 
 @dataclass(slots=True)
@@ -53,6 +65,9 @@ class BatchStats:
     calls: int = 0
     largest: int = 0
     requeued: int = 0  # steps after a call's first
+    # Seconds a unit of weight (a row) has held the worker: an EWMA over batches, None before
+    # the first batch ran.
+    seconds_per_row: float | None = None
 
 
 class BatcherClosed(RuntimeError):
@@ -69,6 +84,7 @@ class MicroBatcher(Generic[T, R]):
         max_batch: int = 32,
         max_wait_ms: float = 1.0,
         weight: Callable[[T], int] = lambda _: 1,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(
@@ -77,6 +93,7 @@ class MicroBatcher(Generic[T, R]):
             )
         self._process = process
         self._weight = weight
+        self._clock = clock  # times each batch on the worker (seconds)
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.stats = BatchStats()
@@ -86,11 +103,26 @@ class MicroBatcher(Generic[T, R]):
         self._arrived = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
         self._closed = False
+        self.running_weight = 0  # of the batch on the worker now (0: the worker is idle)
 
     @property
     def queued_weight(self) -> int:
         """The weight (rows of the model's input) of the calls waiting for a batch."""
         return sum(call.weight for call in self._queue if not call.future.done())
+
+    @property
+    def waiting_weight(self) -> int:
+        """The weight a call submitted now would find ahead of it: queued and on the worker."""
+        return self.queued_weight + self.running_weight
+
+    def estimate_wait_s(self, weight: int) -> float | None:
+        """The seconds until a call of `weight` submitted now would have its result: the weight
+        queued, on the worker and its own, at the measured cost per unit; None before any batch
+        has been measured. An estimate: requeued steps, cached rows and batch overheads vary."""
+        cost = self.stats.seconds_per_row
+        if cost is None:
+            return None
+        return (self.waiting_weight + max(1, weight)) * cost
 
     async def submit(self, item: T) -> R:
         """The result of `process` for `item`, computed in a batch with concurrent calls."""
@@ -112,7 +144,7 @@ class MicroBatcher(Generic[T, R]):
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
-        running: asyncio.Future[Sequence[R | Requeue[T] | BaseException]] | None = None
+        running: asyncio.Future[_Ran[R, T]] | None = None
         while True:
             while not self._queue:
                 self._arrived.clear()
@@ -140,8 +172,23 @@ class MicroBatcher(Generic[T, R]):
             self.stats.requeued += sum(call.requeued for call in batch)
             self.stats.largest = max(self.stats.largest, len(batch))
             items = [call.item for call in batch]
-            running = loop.run_in_executor(self._worker, self._process, items)
+            self.running_weight = sum(call.weight for call in batch)
+            running = loop.run_in_executor(self._worker, self._timed, items)
             running.add_done_callback(functools.partial(self._fan_out, batch))
+
+    def _timed(self, items: Sequence[T]) -> _Ran[R, T]:
+        """`process` on the worker thread, timed there: the event loop's lag is not its cost."""
+        started = self._clock()
+        results = self._process(items)
+        return results, self._clock() - started
+
+    def _observe(self, batch: list[_Call[T, R]], seconds: float) -> None:
+        """Fold one batch's cost per unit of weight into the EWMA (on the event loop)."""
+        per_row = seconds / max(1, sum(call.weight for call in batch))
+        seen = self.stats.seconds_per_row
+        self.stats.seconds_per_row = (
+            per_row if seen is None else seen + COST_SMOOTHING * (per_row - seen)
+        )
 
     def _take(self, batch: list[_Call[T, R]], weight: int) -> tuple[list[_Call[T, R]], int]:
         # Always take at least one call, even one heavier than a whole batch. Calls whose caller
@@ -171,14 +218,19 @@ class MicroBatcher(Generic[T, R]):
     def _fan_out(
         self,
         calls: list[_Call[T, R]],
-        done: asyncio.Future[Sequence[R | Requeue[T] | BaseException]],
+        done: asyncio.Future[_Ran[R, T]],
     ) -> None:
+        self.running_weight = 0
         if done.cancelled():
             for call in calls:
                 call.future.cancel()
             return
         error = done.exception()
-        results = [error] * len(calls) if error else done.result()
+        if error:
+            results: Sequence[R | Requeue[T] | BaseException] = [error] * len(calls)
+        else:
+            results, seconds = done.result()
+            self._observe(calls, seconds)
         for call, result in zip(calls, results, strict=True):
             if call.future.done():  # the caller gave up; the others still get their results
                 continue

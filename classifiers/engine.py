@@ -375,6 +375,23 @@ class SignalEngine:
         """Rows of the model's input waiting for the worker (full-row equivalents)."""
         return self._batcher.queued_weight
 
+    @property
+    def rows_waiting(self) -> int:
+        """Rows a request submitted now would find ahead of it: queued and on the worker."""
+        return self._batcher.waiting_weight
+
+    def rows_for(self, messages: ChatMessages) -> int:
+        """About how many full-length rows a chat request becomes, before it is tokenized (as
+        `_weight` counts them, over all its steps: within the row cap and the attack budget).
+        What `estimate_wait_s` takes for a new request; raises `InvalidInput`."""
+        cap = self.max_rows + math.ceil(self.attack_tokens / self.max_length)
+        return min(cap, self._unplanned_rows(Job.of(messages)))
+
+    def estimate_wait_s(self, rows: int) -> float | None:
+        """The seconds a new request of `rows` would wait for its signals now (rows queued, on
+        the worker and its own, at the measured cost of a row); None until a batch has run."""
+        return self._batcher.estimate_wait_s(rows)
+
     async def classify_messages(
         self, messages: ChatMessages, fields: Sequence[tuple[str, str]] = ()
     ) -> Signals:
@@ -423,8 +440,12 @@ class SignalEngine:
         if work.plan is not None:
             rows = work.step(self._step_tokens)
             return math.ceil(sum(len(work.plan.rows[i]) for i in rows) / self.max_length)
-        windows = sum(math.ceil(len(t) / (4 * self._window)) for t in work.job.texts)
-        return min(self.step_rows, 2 * windows + (len(work.job.texts) > 1))
+        return min(self.step_rows, self._unplanned_rows(work.job))
+
+    def _unplanned_rows(self, job: Job) -> int:
+        """About four characters a token, a row per window and as much again for paragraphs."""
+        windows = sum(math.ceil(len(t) / (4 * self._window)) for t in job.texts)
+        return max(1, 2 * windows + (len(job.texts) > 1))
 
     def _run(self, works: Sequence[_Work]) -> list[Signals | Requeue[_Work] | BaseException]:
         tokenize_start = time.time_ns()

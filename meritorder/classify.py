@@ -35,6 +35,22 @@ class EngineClassifier:
     def queued_rows(self) -> int:
         return self.engine.queued_rows
 
+    def estimate_wait_s(self, request: RequestView) -> float | None:
+        """The seconds `request` would wait for its signals if queued now; None when there are
+        no grounds to refuse it: the engine has measured no batch yet, or nothing is ahead of it
+        (an idle classifier takes it at once, and its batch measures the cost of a row anew, so
+        an estimate that ran high cannot refuse requests forever), or it cannot read the request
+        (classifying it will say why)."""
+        from classifiers.engine import InvalidInput
+
+        if not self.engine.rows_waiting:
+            return None
+        try:
+            rows = self.engine.rows_for(request.messages)
+        except InvalidInput:
+            return None
+        return self.engine.estimate_wait_s(rows)
+
     async def classify(self, request: RequestView) -> Classified:
         signals = await self.engine.classify_messages(request.messages, request.field_texts())
         if signals.timing is not None:

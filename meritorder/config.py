@@ -364,6 +364,10 @@ class RoutingConfig(_Strict):
     # than the routing budget, so security holds under load; keep it under Envoy's ext_proc
     # message_timeout (2 s in deploy/envoy/envoy.yaml).
     required_timeout_ms: float = Field(default=1000, gt=0, le=60_000)
+    # estimate: a request whose estimated wait for the classifier exceeds what is left of its
+    # budget is not queued, and is decided at once as a timeout would be (cause `busy`); off:
+    # every request is queued and waits its whole budget.
+    admission: Literal["estimate", "off"] = "estimate"
     on_error: Literal["fail_open", "fail_closed"] = "fail_open"
     on_unavailable: UnavailableAction = UnavailableAction()
     health_check_interval_s: float = Field(default=5.0, gt=0)
@@ -377,6 +381,12 @@ class RoutingConfig(_Strict):
     # is stale (then each model's `saturation.on_stale` says how it counts).
     pool_refresh_s: float = Field(default=1.0, gt=0, le=3600)
     pool_stale_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("admission", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: object) -> object:
+        # YAML reads a bare `off` as false: it still means off.
+        return "off" if value is False else value
 
     @model_validator(mode="after")
     def _stale_after_a_refresh(self) -> RoutingConfig:

@@ -9,6 +9,11 @@ the gRPC API and the CLI all route through here.
 Time budgets: the classifier gets `routing.decision_timeout_ms`, or `routing.required_timeout_ms`
 when a required signal is at stake for this request; the rest of deciding (the budget store,
 the policy) gets `decision_timeout_ms` on its own.
+
+Admission (`routing.admission: estimate`): before a request joins the classifier's queue, the
+classifier's estimate of its wait is set against what is left of its budget. When it would not
+be classified in time it is not queued: it is decided at once as a timeout would decide it, with
+the cause `busy` (the queue drains instead of growing). The timeout stays as the backstop.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -65,6 +70,9 @@ from meritorder.sessions import (
 )
 from meritorder.tenant import tenant_of
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
 log = structlog.get_logger("meritorder.router")
 
 # Decisions re-made when concurrent requests took the budget between the read and the reserve.
@@ -75,6 +83,12 @@ class Classifier(Protocol):
     """What the router needs from `classifiers`: the policy's view of one request's signals."""
 
     async def classify(self, request: RequestView) -> Classified: ...
+
+
+# A classifier that knows its queue also has `estimate_wait_s(request) -> float | None`: the
+# seconds `request` would wait if queued now (None: no estimate yet). Optional, so fakes and
+# other classifiers need not have it; without it every request is queued.
+Estimate = Callable[[RequestView], float | None]
 
 
 class Router:
@@ -153,6 +167,7 @@ class Router:
         """The decision for `request`; raises `RequestError` for an unknown model or fail-closed.
         `observed` skips classification when the caller already observed the request."""
         config = self._config  # one policy for the whole request, even if a reload lands meanwhile
+        started = time.monotonic()  # the classifier's budget counts from here
         headers = headers or {}
         if not policy.is_virtual(config, request.model) and config.model(request.model) is None:
             raise RequestError(
@@ -164,7 +179,7 @@ class Router:
             )
         try:
             if observed is None:
-                observed, missing = await self._observe_in_time(config, request, headers)
+                observed, missing = await self._observe_in_time(config, request, headers, started)
             else:
                 unread = observed.classified is None and _needs_classifier(config, request)
                 missing = "unavailable" if unread else None
@@ -335,10 +350,15 @@ class Router:
         return self.classifier is not None and _needs_classifier(config, request)
 
     async def _observe_in_time(
-        self, config: RouterConfig, request: RequestView, headers: Mapping[str, str]
+        self,
+        config: RouterConfig,
+        request: RequestView,
+        headers: Mapping[str, str],
+        started: float,
     ) -> tuple[Observation, str | None]:
         """The observation, and why the classifier's signals are missing from it (None: they are
-        there, or the policy needs none). Classifier trouble never fails the request here."""
+        there, or the policy needs none): `busy` (not queued: it would not be read in time),
+        `timeout`, an error's type. Classifier trouble never fails the request here."""
         if not _needs_classifier(config, request):
             return Observation(request, headers), None
         if self.classifier is None:
@@ -346,15 +366,21 @@ class Router:
         required = config.required_signals(policy.is_virtual(config, request.model))
         routing = config.routing
         budget_ms = routing.required_timeout_ms if required else routing.decision_timeout_ms
+        left_s = budget_ms / 1000 - (time.monotonic() - started)
         with telemetry.stage("classify") as span:
-            classifying = self.classifier.classify(request)
-            try:
-                if self.enforce_timeout:
-                    classified = await asyncio.wait_for(classifying, budget_ms / 1000)
-                else:
-                    classified = await classifying
-            except Exception as exc:  # timeout or failure: decided without, never silently
-                why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            why = None
+            if self.enforce_timeout and routing.admission == "estimate":
+                why = self._refused(request, left_s, span)
+            if why is None:
+                classifying = self.classifier.classify(request)
+                try:
+                    if self.enforce_timeout:
+                        classified = await asyncio.wait_for(classifying, max(0.0, left_s))
+                    else:
+                        classified = await classifying
+                except Exception as exc:  # timeout or failure: decided without, never silently
+                    why = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            if why is not None:
                 span.set_attribute("meritorder.classifier.ran", False)
                 span.set_attribute("meritorder.classifier.missing", why)
                 log.warning(
@@ -363,6 +389,16 @@ class Router:
                 return Observation(request, headers), why
             span.set_attribute("meritorder.classifier.ran", True)
         return Observation(request, headers, classified), None
+
+    def _refused(self, request: RequestView, left_s: float, span: Span) -> str | None:
+        """`busy` when the classifier estimates that `request` would wait longer than the
+        `left_s` seconds of its budget; None (queue it) when it fits or there is no estimate."""
+        estimate: Estimate | None = getattr(self.classifier, "estimate_wait_s", None)
+        wait_s = estimate(request) if estimate is not None else None
+        if wait_s is None:  # nothing measured yet: no grounds to refuse
+            return None
+        telemetry.record_wait_estimate(span, wait_s)
+        return "busy" if wait_s > left_s else None
 
     async def _decide(
         self,

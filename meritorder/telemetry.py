@@ -36,6 +36,8 @@ log = structlog.get_logger("meritorder.telemetry")
 TRACER_NAME = "meritorder"
 _PROPAGATOR = TraceContextTextMapPropagator()
 _STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+# Around the shipped budgets: 150 ms (routing signals) and 1 s (required ones).
+_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 5)
 
 
 def setup_tracing() -> bool:
@@ -246,6 +248,12 @@ def record_batch(timing: BatchTiming) -> None:
         span.end(end_time=end)
 
 
+def record_wait_estimate(span: Span, seconds: float) -> None:
+    """The classifier's estimate of a request's wait, as its admission read it."""
+    METRICS.classifier_wait_estimate.observe(seconds)
+    span.set_attribute("meritorder.classifier.wait_estimate_s", seconds)
+
+
 def record_decision(span: Span, decision: Decision) -> None:
     """Every fact of a decision that an operator needs, none of the prompt."""
     _count_decision(decision)
@@ -376,7 +384,8 @@ class Metrics:
         )  # fmt: skip
         self.degraded = Counter(
             "meritorder_degraded_decisions",
-            "Decisions made without the classifier's signals (cause: timeout, an error type, "
+            "Decisions made without the classifier's signals (cause: busy, i.e. not queued "
+            "because the estimated wait exceeded the budget; timeout; an error type; "
             "unavailable), by what was done instead (signals_skipped, required_block, "
             "required_private, required_route)",
             ["decision", "cause", "action"], registry=r,
@@ -397,6 +406,12 @@ class Metrics:
         self.classifier_queue = Gauge(
             "meritorder_classifier_queue_rows",
             "Rows of the classifier's input waiting for its worker", registry=r,
+        )  # fmt: skip
+        self.classifier_wait_estimate = Histogram(
+            "meritorder_classifier_wait_estimate_seconds",
+            "The classifier's estimate of a request's wait for its signals (rows queued, running "
+            "and its own, at the measured cost of a row), as admission read it per request",
+            buckets=_WAIT_BUCKETS, registry=r,
         )  # fmt: skip
         self.budget_rejections = Counter(
             "meritorder_budget_rejections", "Requests refused for a spent budget", registry=r

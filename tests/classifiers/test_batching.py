@@ -231,3 +231,97 @@ async def test_the_queue_reports_the_weight_waiting_for_the_worker() -> None:
     assert await first == 0 and await asyncio.gather(*waiting[1:]) == [4, 6]
     assert batcher.queued_weight == 0
     batcher.close()
+
+
+class Costly:
+    """A `process` whose batches cost `per_item` seconds an item on a clock of its own (no real
+    time passes), and which can be held on a gate like `Recorder`."""
+
+    def __init__(self, per_item: float) -> None:
+        self.per_item = per_item
+        self.now = 0.0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, items: Sequence[int]) -> list[int | BaseException]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.now += self.per_item * len(items)
+        return list(items)
+
+
+def costly(per_item: float, **options: int) -> tuple[Costly, MicroBatcher[int, int]]:
+    process = Costly(per_item)
+    return process, MicroBatcher(process, clock=process.clock, **options)
+
+
+async def test_there_is_no_wait_estimate_before_a_batch_has_been_measured() -> None:
+    process, batcher = costly(0.01)
+    assert batcher.estimate_wait_s(1) is None
+    process.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(1))
+    await wait_until(process.entered)
+    queued = [asyncio.ensure_future(batcher.submit(i)) for i in range(5)]
+    await asyncio.sleep(0)
+    assert batcher.waiting_weight == 6  # known, but not yet what a row costs
+    assert batcher.estimate_wait_s(1) is None
+    process.gate.set()
+    await asyncio.gather(first, *queued)
+    batcher.close()
+
+
+async def test_the_wait_estimate_is_the_rows_ahead_and_its_own_at_the_measured_cost() -> None:
+    process, batcher = costly(0.01, max_batch=4)
+    await asyncio.gather(*(batcher.submit(i) for i in range(4)))  # 0.01 s an item measured
+    assert batcher.stats.seconds_per_row == pytest.approx(0.01)
+    assert batcher.estimate_wait_s(3) == pytest.approx(0.03)  # idle: only its own rows
+    process.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(0))
+    await wait_until(process.entered)
+    estimates, queued = [], []
+    for n in range(1, 9):
+        queued.append(asyncio.ensure_future(batcher.submit(n)))
+        await asyncio.sleep(0)
+        assert batcher.waiting_weight == 1 + n  # the running call and those queued
+        estimates.append(batcher.estimate_wait_s(1))
+    assert estimates == pytest.approx([(n + 2) * 0.01 for n in range(1, 9)])
+    process.gate.set()
+    await asyncio.gather(first, *queued)
+    assert batcher.waiting_weight == 0
+    batcher.close()
+
+
+async def test_the_wait_estimate_counts_rows_by_weight_and_leaves_out_callers_who_gave_up() -> None:
+    process = Costly(0.04)
+    batcher = MicroBatcher(process, clock=process.clock, weight=lambda i: i)
+    await batcher.submit(2)  # 0.04 s for one call of weight 2: 0.02 s a row
+    process.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(3))
+    await wait_until(process.entered)
+    heavy = asyncio.ensure_future(batcher.submit(5))
+    light = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)
+    assert batcher.estimate_wait_s(2) == pytest.approx((3 + 5 + 1 + 2) * 0.02)
+    heavy.cancel()
+    await asyncio.sleep(0)
+    assert batcher.estimate_wait_s(2) == pytest.approx((3 + 1 + 2) * 0.02)
+    process.gate.set()
+    assert await first == 3 and await light == 1
+    batcher.close()
+
+
+async def test_the_cost_of_a_row_follows_the_latest_batches() -> None:
+    process, batcher = costly(0.01)
+    await batcher.submit(1)
+    process.per_item = 0.05  # the machine got slower
+    costs = []
+    for i in range(20):
+        await batcher.submit(i)
+        costs.append(batcher.stats.seconds_per_row)
+    assert costs == sorted(costs) and 0.01 < costs[0] < costs[-1] < 0.05
+    assert costs[-1] == pytest.approx(0.05, rel=0.01)  # within a few dozen batches
+    batcher.close()

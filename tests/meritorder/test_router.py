@@ -1,10 +1,12 @@
 """The router's time budgets: required signals are waited for and never read as clean when they
-are missing; routing-only ones fail open, marked; every fallback and degradation is counted."""
+are missing; routing-only ones fail open, marked; a request the classifier could not read in time
+is not queued (admission); every fallback and degradation is counted."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -227,6 +229,7 @@ async def test_the_span_says_a_decision_was_degraded_and_why() -> None:
             "routing.on_unavailable.model: 'api' is external",
         ),
         ("{on_unavailable: {action: drop}}", "routing.on_unavailable.action: Input should be"),
+        ("{admission: always}", "routing.admission: Input should be 'estimate' or 'off'"),
     ],
 )
 def test_bad_routing_settings_name_the_field_the_value_and_the_fix(
@@ -247,3 +250,99 @@ def test_required_is_refused_on_a_signal_the_router_computes_itself() -> None:
             % {"required": True, "required_ms": 10, "unavailable": "{action: block}"}
         )
     assert any("required" in p and "unknown field" in p for p in caught.value.problems)
+
+
+class Queued(Classifier):
+    """Estimates a wait of `wait_s` for every request (None: no estimate) and counts the
+    requests it was asked to classify."""
+
+    def __init__(self, wait_s: float | None, attack: float = 0.0, delay: float | None = 0) -> None:
+        super().__init__(attack, delay)
+        self.wait_s = wait_s
+        self.classified = 0
+
+    def estimate_wait_s(self, request: RequestView) -> float | None:
+        return self.wait_s
+
+    async def classify(self, request: RequestView) -> Classified:
+        self.classified += 1
+        return await super().classify(request)
+
+
+def admitting(admission: str) -> RouterConfig:
+    return parse_config(
+        POLICY % {"required": False, "required_ms": 10, "unavailable": "{action: block}"}
+        + f"  admission: {admission}\n"
+    )
+
+
+async def test_a_request_the_classifier_cannot_read_in_time_is_decided_at_once_unqueued() -> None:
+    classifier = Queued(wait_s=1.0, attack=0.9)  # a second's queue against a 5 ms budget
+    decision = await Router(policy(required=False), classifier).route(chat("python please"))
+    assert classifier.classified == 0
+    assert (decision.action, decision.rule) == ("route", "code")  # the cheap signals decide
+    assert "classifier=busy" in decision.client_reason
+    assert "degraded=signals_skipped" in decision.client_reason
+
+
+async def test_a_required_signal_gets_on_unavailable_at_once_when_the_classifier_is_busy() -> None:
+    # Never answers: without admission it would wait out required_timeout_ms, as a timeout.
+    classifier = Queued(wait_s=20.0, delay=None)  # past the 10 s a required signal may wait
+    decision = await Router(policy(required_ms=10_000), classifier).route(chat("hello"))
+    assert classifier.classified == 0
+    assert (decision.action, decision.status, decision.code) == (
+        "block",
+        503,
+        "signals_unavailable",
+    )
+    assert "classifier=busy" in decision.reason and "degraded=required_block" in decision.reason
+
+
+async def test_a_required_signal_is_never_skipped_to_fail_open_when_busy() -> None:
+    router = Router(policy(unavailable="{action: private}"), Queued(wait_s=1.0, attack=0.9))
+    decision = await router.route(chat("hello"))  # would go to the external default
+    assert isinstance(decision, Routed) and decision.model.boundary == "private"
+    assert "classifier=busy" in decision.reason and "degraded=required_private" in decision.reason
+    assert "signals_skipped" not in decision.reason
+
+
+async def test_a_request_within_its_budget_is_queued_and_read_as_before() -> None:
+    classifier = Queued(wait_s=0.001, attack=0.9, delay=0.05)  # slower than 5 ms, under 10 s
+    decision = await Router(policy(required_ms=10_000), classifier).route(chat("python please"))
+    assert classifier.classified == 1
+    assert (decision.action, decision.rule) == ("block", "refuse")
+    assert "classifier=" not in decision.reason
+
+
+async def test_without_an_estimate_nothing_is_refused() -> None:
+    classifier = Queued(wait_s=None, attack=0.9)
+    decision = await Router(policy(), classifier).route(chat("hello"))
+    assert classifier.classified == 1 and decision.rule == "refuse"
+
+
+async def test_with_admission_off_every_request_is_queued_and_the_timeout_decides() -> None:
+    classifier = Queued(wait_s=1.0, delay=None)
+    decision = await Router(admitting("off"), classifier).route(chat("python please"))
+    assert classifier.classified == 1
+    assert "classifier=timeout" in decision.reason and "degraded=signals_skipped" in decision.reason
+
+
+async def test_admission_counts_the_time_already_spent_against_the_budget() -> None:
+    router = Router(admitting("estimate"), Queued(wait_s=0.004))  # under the 5 ms budget...
+    config, request = router.config, chat("python please")
+    _, fresh = await router._observe_in_time(config, request, {}, time.monotonic())
+    _, late = await router._observe_in_time(config, request, {}, time.monotonic() - 0.003)
+    assert (fresh, late) == (None, "busy")  # ... but not under the 2 ms left of it
+
+
+async def test_a_busy_decision_is_counted_as_degraded_not_as_a_fallback() -> None:
+    labels = {"decision": "code", "cause": "busy", "action": "signals_skipped"}
+    degraded = counter("meritorder_degraded_decisions_total", **labels)
+    fallbacks = counter("meritorder_fallbacks_total", decision="code", reason="busy")
+    decision = await Router(policy(required=False), Queued(wait_s=1.0)).route(chat("python"))
+    span = Recorder()
+    telemetry.record_decision(span, decision)  # type: ignore[arg-type]
+    assert counter("meritorder_degraded_decisions_total", **labels) == degraded + 1
+    assert counter("meritorder_fallbacks_total", decision="code", reason="busy") == fallbacks
+    assert span.attributes["meritorder.degraded.cause"] == "busy"
+    assert span.attributes["meritorder.fallback"] is False
