@@ -654,3 +654,22 @@ def test_load_passes_on_every_tuning_knob_of_the_constructor() -> None:
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
     assert set(EngineOptions.__annotations__) == knobs - {"fingerprint"}
+
+
+def test_a_longer_request_is_estimated_at_more_rows_up_to_the_cap(engine: SignalEngine) -> None:
+    def rows(text: str) -> int:
+        return engine.rows_for([{"role": "user", "content": text}])
+
+    short, longer, huge = rows("hello"), rows("word " * 2_000), rows("word " * 200_000)
+    assert short < longer < huge
+    assert huge == rows("word " * 400_000)  # capped: the rows a request runs are bounded
+
+
+async def test_the_engine_estimates_no_wait_until_it_has_timed_a_batch(
+    engine: SignalEngine,
+) -> None:
+    rows = engine.rows_for([{"role": "user", "content": "hello"}])
+    assert engine.estimate_wait_s(rows) is None
+    await engine.classify_text("hello")
+    estimate = engine.estimate_wait_s(rows)
+    assert estimate is not None and estimate > 0 and engine.rows_waiting == 0

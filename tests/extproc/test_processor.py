@@ -192,6 +192,24 @@ async def test_a_slow_classifier_degrades_to_the_cheap_signals_when_none_is_requ
     assert "degraded=signals_skipped" in headers["x-meritorder-reason"]
 
 
+class BusyClassifier(SlowClassifier):
+    """Reports a queue it could not clear within any budget."""
+
+    def estimate_wait_s(self, request: object) -> float:
+        return 60.0
+
+
+async def test_a_busy_classifier_is_not_waited_for_and_the_header_says_busy(
+    demo_config: RouterConfig,
+) -> None:
+    config = impatient(demo_config, attack_required=False)
+    router = Router(config, classifier=BusyClassifier())
+    headers = set_headers(await Stream(Processor(router)).request(chat("auto", "python")))
+    assert headers["x-meritorder-decision"] == "code"
+    assert "classifier=busy" in headers["x-meritorder-reason"]
+    assert "degraded=signals_skipped" in headers["x-meritorder-reason"]
+
+
 async def test_a_slow_classifier_blocks_when_the_attack_signal_is_required(
     demo_config: RouterConfig,
 ) -> None:

@@ -1,10 +1,14 @@
 """`meritorder classify` and the router's classifier: the command-line contract over the
-classifier runtime, and the signal cache's metrics, span attribute and serve options."""
+classifier runtime, the signal cache's metrics, span attribute and serve options, and the wait
+estimate that admission reads."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -153,3 +157,46 @@ def conversation(messages: list[dict[str, str]]) -> RequestView:
     return parse(
         "chat", json.dumps({"model": "m", "messages": messages}).encode(), max_bytes=1 << 20
     )
+
+
+class GatedSession:
+    """The engine's onnxruntime session, held on a gate: the worker stays busy until it opens."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.gate.set()
+
+    def run(self, *args: Any) -> Any:
+        self.entered.set()
+        self.gate.wait(10)
+        return self._session.run(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+async def test_the_wait_estimate_grows_with_the_queue_and_is_none_while_idle(
+    engine: SignalEngine,
+) -> None:
+    classifier = EngineClassifier(engine)
+    request = conversation([{"role": "user", "content": "hello there"}])
+    assert classifier.estimate_wait_s(request) is None  # nothing measured yet
+    await classifier.classify(request)
+    # Idle: no grounds to refuse (it would run at once, and re-measure the cost of a row).
+    assert classifier.estimate_wait_s(request) is None
+    gated = GatedSession(engine.session)
+    engine.session = gated  # type: ignore[assignment]
+    gated.gate.clear()
+    calls = [asyncio.ensure_future(classifier.classify(request))]
+    while not gated.entered.is_set():
+        await asyncio.sleep(0.001)
+    estimates = []
+    for _ in range(3):
+        estimates.append(classifier.estimate_wait_s(request))
+        calls.append(asyncio.ensure_future(classifier.classify(request)))
+        await asyncio.sleep(0)
+    gated.gate.set()
+    await asyncio.gather(*calls)
+    assert all(e is not None and e > 0 for e in estimates)
+    assert estimates == sorted(estimates) and estimates[0] != estimates[-1]
