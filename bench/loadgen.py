@@ -144,8 +144,10 @@ class LevelResult:
     loadgen_cpu_s: float = 0.0
     probes: tuple[Any, Any] = (None, None)
     last_headers: dict[str, str] = field(default_factory=dict)
-    # How the router decided (x-meritorder-decision, plus any fallback or classifier note of
-    # x-meritorder-reason): a timeout fallback under load shows up here, not as an error.
+    # How the router decided (x-meritorder-decision, plus any fallback, classifier or degraded
+    # note of x-meritorder-reason), for every reply that carries a decision, the router's own
+    # refusals (503 signals_unavailable) too: a timeout fallback under load shows up here, not
+    # only as an error.
     decisions: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -161,7 +163,7 @@ def _decision_key(headers: Mapping[str, str]) -> str:
     notes = [
         note.strip()
         for note in headers.get("x-meritorder-reason", "").split(";")
-        if note.strip().startswith(("fallback=", "classifier="))
+        if note.strip().startswith(("fallback=", "classifier=", "degraded="))
     ]
     return ";".join([headers.get("x-meritorder-decision", "-"), *notes])
 
@@ -212,11 +214,11 @@ async def _worker(
         if reply.status == 200:
             result.latencies_ns.append(elapsed)
             result.last_headers = reply.headers
-            if reply.headers:
-                key = _decision_key(reply.headers)
-                result.decisions[key] = result.decisions.get(key, 0) + 1
         else:
             result.fail(f"http_{reply.status}")
+        if "x-meritorder-decision" in reply.headers:
+            key = _decision_key(reply.headers)
+            result.decisions[key] = result.decisions.get(key, 0) + 1
     return conn
 
 

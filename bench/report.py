@@ -22,7 +22,7 @@ END = "<!-- bench:path-overhead:end -->"
 def summarize(result: LevelResult, roles: Sequence[str]) -> dict[str, Any]:
     """The figures of one level: latency percentiles (ms), throughput, CPU per request."""
     ms = np.asarray(result.latencies_ns, dtype=np.float64) / 1e6
-    ok = len(ms)
+    ok, n = len(ms), result.completed
     before, after = result.probes
     per_request: dict[str, float | None] = {}
     for role in roles:
@@ -33,7 +33,7 @@ def summarize(result: LevelResult, roles: Sequence[str]) -> dict[str, Any]:
     per_request["loadgen"] = round(result.loadgen_cpu_s * 1000 / max(1, result.completed), 4)
     return {
         "concurrency": result.concurrency,
-        "requests": result.completed,
+        "requests": n,
         "ok": ok,
         "errors": result.errors,
         "error_kinds": result.error_kinds,
@@ -46,6 +46,23 @@ def summarize(result: LevelResult, roles: Sequence[str]) -> dict[str, Any]:
         "cpu_ms_per_request": per_request,
         "response_headers": result.last_headers,
         "decisions": result.decisions,
+        **{f"{kind}_share": round(share, 4) for kind, share in shares(result.decisions, n).items()},
+    }
+
+
+# The notes of x-meritorder-reason that mark each kind of decision made without the policy's
+# whole view: degraded (decided without the classifier's signals: busy, timeout, an error; a
+# routing-only signal skipped or a required one's on_unavailable) and fallback (deciding failed).
+_MARKERS = {"degraded": "degraded=", "fallback": "fallback="}
+
+
+def shares(tally: Mapping[str, int], requests: int | None = None) -> dict[str, float]:
+    """The share of a level's requests (all of them, failures too; default: those tallied) that
+    were degraded and that fell back, from its tally of decisions (`LevelResult.decisions`)."""
+    total = requests or sum(tally.values())
+    return {
+        kind: sum(n for key, n in tally.items() if marker in key) / total if total else 0.0
+        for kind, marker in _MARKERS.items()
     }
 
 
@@ -99,13 +116,22 @@ def _get(paths: Mapping[str, Any], path: str, concurrency: int, key: str) -> flo
     return None if level is None or level.get(key) is None else float(level[key])
 
 
+def share(paths: Mapping[str, Any], path: str, concurrency: int, kind: str) -> float | None:
+    """The share of a level's requests that were `kind` (degraded, fallback); None when the
+    level was not measured."""
+    level = _level(paths, path, concurrency)
+    if level is None:
+        return None
+    return shares(level.get("decisions") or {}, level.get("requests"))[kind]
+
+
 def fallbacks(paths: Mapping[str, Any], path: str, concurrency: int) -> float:
-    """The share of a level's responses that the router routed on a timeout or error fallback."""
-    level = _level(paths, path, concurrency) or {}
-    tally: dict[str, int] = level.get("decisions") or {}
-    total = sum(tally.values())
-    fell = sum(n for key, n in tally.items() if "fallback=" in key)
-    return fell / total if total else 0.0
+    """The share of a level's requests that the router routed on a timeout or error fallback."""
+    return share(paths, path, concurrency, "fallback") or 0.0
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _invalid(paths: Mapping[str, Any], path: str, levels: tuple[int, ...]) -> str | None:
@@ -131,6 +157,10 @@ def targets(paths: Mapping[str, Any], bare_ms: float | None = None) -> list[Targ
     b16, c16, d16 = (_get(paths, p, 16, "rps") for p in ("explicit", "auto", "litellm"))
     c_rps1 = _get(paths, "auto", 1, "rps")
     c_over_a = _sub(c1, a1)
+    loaded = (16, 64)
+    fell = [share(paths, "auto", c, "fallback") for c in loaded]
+    degraded = [share(paths, "auto", c, "degraded") for c in loaded]
+    worst = None if None in fell else round(100 * max(f for f in fell if f is not None), 2)
     return [
         Target(
             "(b) router, explicit model: added p50 over (a) at c=1",
@@ -194,6 +224,18 @@ def targets(paths: Mapping[str, Any], bare_ms: float | None = None) -> list[Targ
             f"((c) {c1} ms - (a) {a1} ms) / bare onnxruntime forward {bare_ms} ms",
             _invalid(paths, "auto", (1,)),
         ),
+        Target(
+            "(c) auto: ≤ 1% fallbacks at c=16 and c=64, degraded share reported",
+            worst,
+            1.0,
+            False,
+            "%",
+            "fallbacks (deciding failed) "
+            + ", ".join(f"c={c}: {_percent(f)}" for c, f in zip(loaded, fell, strict=True))
+            + "; degraded (decided without the classifier's signals, no threshold) "
+            + ", ".join(f"c={c}: {_percent(d)}" for c, d in zip(loaded, degraded, strict=True))
+            + "; measured = the higher fallback share",
+        ),
     ]
 
 
@@ -234,6 +276,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             lines += [f"Not measured: {path['skipped']}", ""]
             continue
         roles = [r for r in path["cpu_roles"] if r != "loadgen"]
+        decided = any(level.get("decisions") for level in path["levels"])
         head = [
             "conc.",
             "requests",
@@ -243,6 +286,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             "p99 ms",
             "req/s",
             *(f"{r} CPU ms/req" for r in [*roles, "loadgen"]),
+            *(("degraded", "fallback") if decided else ()),
             "load1",
         ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
@@ -257,6 +301,10 @@ def markdown(report: Mapping[str, Any]) -> str:
                 level["p99_ms"],
                 level["rps"],
                 *(cpu.get(r) for r in [*roles, "loadgen"]),
+                *(
+                    _percent(share(report["paths"], key, level["concurrency"], kind))
+                    for kind in (_MARKERS if decided else ())
+                ),
                 level["load1_before"],
             ]
             lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
@@ -265,7 +313,11 @@ def markdown(report: Mapping[str, Any]) -> str:
             tallies = "; ".join(
                 f"c={lv['concurrency']}: `{lv['decisions']}`" for lv in path["levels"]
             )
-            lines += [f"Decisions (x-meritorder-decision; fallback notes): {tallies}", ""]
+            lines += [
+                f"Decisions (x-meritorder-decision; fallback, classifier and degraded notes; "
+                f"degraded and fallback: shares of all requests): {tallies}",
+                "",
+            ]
     lines += [
         "#### Added latency (p50, ms) over the bare mock",
         "",
