@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,7 +193,7 @@ async def _worker(
     host: str,
     port: int,
     conn: _Connection,
-    request: bytes,
+    requests: Iterator[bytes],
     budget: _Budget,
     result: LevelResult | None,
     timeout: float,
@@ -201,7 +202,7 @@ async def _worker(
     while budget.take():
         started = clock()
         try:
-            reply = await conn.send(request, timeout)
+            reply = await conn.send(next(requests), timeout)
         except (OSError, TimeoutError) as error:
             if result is not None:
                 result.fail(type(error).__name__)
@@ -225,7 +226,7 @@ async def _worker(
 async def run_level(
     host: str,
     port: int,
-    request: bytes,
+    request: bytes | Sequence[bytes],
     *,
     concurrency: int,
     requests: int,
@@ -235,14 +236,17 @@ async def run_level(
     timeout: float = 30.0,
 ) -> LevelResult:
     """Warm up, then send `requests` requests (or stop at `max_seconds`) from `concurrency`
-    closed-loop workers; `probe` is called just before and just after the measured part."""
+    closed-loop workers; `probe` is called just before and just after the measured part.
+    Several `request`s are sent in turn (all workers take the next one), e.g. distinct prompts
+    that no cache or batch can serve from another's work."""
+    bodies = itertools.cycle([request] if isinstance(request, bytes) else request)
     conns = list(await asyncio.gather(*(_connect(host, port) for _ in range(concurrency))))
     result = LevelResult(concurrency)
     try:
         warm = _Budget(max(warmup, concurrency), max_seconds)
         conns = list(
             await asyncio.gather(
-                *(_worker(host, port, c, request, warm, None, timeout) for c in conns)
+                *(_worker(host, port, c, bodies, warm, None, timeout) for c in conns)
             )
         )
         budget = _Budget(requests, max_seconds)
@@ -251,7 +255,7 @@ async def run_level(
         t0 = time.perf_counter()
         conns = list(
             await asyncio.gather(
-                *(_worker(host, port, c, request, budget, result, timeout) for c in conns)
+                *(_worker(host, port, c, bodies, budget, result, timeout) for c in conns)
             )
         )
         result.elapsed_s = time.perf_counter() - t0

@@ -259,7 +259,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Router policy: `{report['policy']['path']}` (sha256 `{report['policy']['sha256']}`"
         + (", uncommitted changes" if report["policy"]["dirty"] else ", as committed")
-        + f"). Classifier: {report['classifier']['summary']}",
+        + f"). Classifier: {report['classifier']['summary']} Signal cache: "
+        + f"{report['method'].get('signal_cache', 'on')}.",
         "",
     ]
     bare = report.get("bare_forward")

@@ -10,7 +10,11 @@ generator, at concurrency 1, 4, 16 and 64 (closed loop):
                 gRPC access log; the client sets x-meritorder-model: small)
   (b0) noop     Envoy as shipped + a no-op grpc.aio ext_proc (bench/noop_extproc.py): the floor
   (b) explicit  Envoy + router, "model": "small" (no classification)
-  (c) auto      Envoy + router, "model": "auto" (deploy/config.yaml: every signal and the policy)
+  (c) auto      Envoy + router, "model": "auto" (deploy/config.yaml: every signal and the policy),
+                each request's user turn its own (a request number appended: no cache hit, no
+                row shared within a batch), the signal cache off (so the repeated system
+                prompt is encoded each time too, as the bare forward is; `--signal-cache` keeps
+                it on, as `meritorder serve` ships)
   (d) litellm   the LiteLLM proxy forwarding "small" to the mock, no Envoy
 
     python bench/run.py           # the full run: bench/results/ and docs/BENCHMARKS.md
@@ -96,13 +100,21 @@ QUICK = (
 )
 
 
-def chat_body(model: str) -> bytes:
+# (c)'s requests, each its own over the whole run (every level's warm-up and requests): a
+# classifier that saw one prompt many times (the signal cache, rows shared within a batch) would
+# otherwise measure one classification for many requests.
+DISTINCT_PROMPTS = sum(level.requests + max(level.warmup, level.concurrency) for level in FULL)
+
+
+def chat_body(model: str, number: int | None = None) -> bytes:
+    """The bench's request; with `number`, its user turn ends with that request number."""
+    prompt = PROMPT if number is None else f"{PROMPT} (Request {number}.)"
     return json.dumps(
         {
             "model": model,
             "messages": [
                 {"role": "system", "content": "You are a concise assistant."},
-                {"role": "user", "content": PROMPT},
+                {"role": "user", "content": prompt},
             ],
             "max_tokens": 64,
         }
@@ -312,18 +324,27 @@ class Bench:
         key: str,
         label: str,
         port: int,
-        request: bytes,
+        request: bytes | list[bytes],
         pids: dict[str, int],
     ) -> None:
+        """Each level in turn; several `request`s are sent in turn, each level from where the
+        one before stopped, so no request repeats within a run (as long as there are enough)."""
         levels = []
+        offset = 0
         for level in self.levels:
+            sent = request
+            if isinstance(request, list):
+                sent = request[offset:] + request[:offset]
+                offset = (offset + level.requests + max(level.warmup, level.concurrency)) % len(
+                    request
+                )
             self.on_level()
             conditions = {"load1_before": load1(), "training_running": training_running()}
             result = asyncio.run(
                 run_level(
                     HOST,
                     port,
-                    request,
+                    sent,
                     concurrency=level.concurrency,
                     requests=level.requests,
                     warmup=level.warmup,
@@ -347,8 +368,11 @@ class Bench:
         self.paths[key] = {"label": label, "cpu_roles": [], "levels": [], "skipped": why}
 
 
-def run_all(bench: Bench, workdir: Path, policy: Path) -> dict[str, Any]:
-    """Start each path, measure it, stop it; returns what the router said about its classifier."""
+def run_all(
+    bench: Bench, workdir: Path, policy: Path, *, signal_cache: bool = False
+) -> dict[str, Any]:
+    """Start each path, measure it, stop it; returns what the router said about its classifier.
+    (b) and (c) run with the signal cache off unless `signal_cache` (see the module's notes)."""
     ports = Ports.free()
     small = ports.mocks["small"]
 
@@ -416,7 +440,10 @@ def run_all(bench: Bench, workdir: Path, policy: Path) -> dict[str, Any]:
                 },
             )
 
-        full = Stack(ports, router_config=policy, workdir=_sub(workdir, "router"))
+        full = Stack(
+            ports, router_config=policy, workdir=_sub(workdir, "router"),
+            router_args=[] if signal_cache else ["--signal-cache-entries", "0"],
+        )  # fmt: skip
         with _started(full):
             full.start_router()
             full.start_envoy()
@@ -429,7 +456,13 @@ def run_all(bench: Bench, workdir: Path, policy: Path) -> dict[str, Any]:
                 ("explicit", '(b) Envoy + router, "model": "small"', "small"),
                 ("auto", '(c) Envoy + router, "model": "auto"', "auto"),
             ):
-                request = build_request(HOST, ports.listener, CHAT, chat_body(model))
+                if model == "auto":  # each its own prompt (see DISTINCT_PROMPTS)
+                    request: bytes | list[bytes] = [
+                        build_request(HOST, ports.listener, CHAT, chat_body(model, n))
+                        for n in range(DISTINCT_PROMPTS)
+                    ]
+                else:
+                    request = build_request(HOST, ports.listener, CHAT, chat_body(model))
                 bench.measure(key, label, ports.listener, request, pids)
             router_log = full.log("router")
 
@@ -591,6 +624,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config", type=Path, default=ROUTER_CONFIG, help="the router's policy for (b) and (c)"
     )
+    parser.add_argument(
+        "--signal-cache",
+        action="store_true",
+        help="keep the router's signal cache on in (b) and (c): (c) then reads its one repeated "
+        "prompt from the cache instead of running the classifier",
+    )
     args = parser.parse_args(argv)
 
     out = RESULTS / "tmp" if args.quick else RESULTS
@@ -604,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     # First, on the machine as quiet as the run finds it: what (c)'s request costs the model alone.
     bare = bare_forward(60 if args.quick else 300) if policy_uses_classifier(args.config) else None
     try:
-        classifier = run_all(bench, workdir, args.config.resolve())
+        classifier = run_all(bench, workdir, args.config.resolve(), signal_cache=args.signal_cache)
     except StackError as error:
         print(f"bench could not start a path: {error}", file=sys.stderr)
         print(f"logs in {workdir}", file=sys.stderr)
@@ -613,7 +652,9 @@ def main(argv: list[str] | None = None) -> int:
 
     figures: dict[str, Any] = {
         "benchmark": "path_overhead",
-        "command": "python bench/run.py" + (" --quick" if args.quick else ""),
+        "command": "python bench/run.py"
+        + (" --quick" if args.quick else "")
+        + (" --signal-cache" if args.signal_cache else ""),
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": finished.isoformat(timespec="seconds"),
         "duration_s": round((finished - started_at).total_seconds(), 1),
@@ -625,11 +666,13 @@ def main(argv: list[str] | None = None) -> int:
             "levels": [lv.__dict__ for lv in levels],
             "loop": "closed: each worker owns one keep-alive HTTP/1.1 connection (TCP_NODELAY)",
             "body_bytes": len(chat_body("auto")),
+            "auto_prompts": f"{DISTINCT_PROMPTS} distinct (a request number appended)",
             "prompt_chars": len(PROMPT),
             "prompt_words": len(PROMPT.split()),
             "latency": "successful (200) responses only, from write to last byte",
             "cpu": "utime+stime from /proc/<pid>/stat (process tree) over the measured part",
             "envoy": "deploy/envoy/envoy.yaml (ports moved), --concurrency 2",
+            "signal_cache": "on" if args.signal_cache else "off in (b) and (c)",
         },
         "policy": policy_state(args.config.resolve()),
         "classifier": classifier,
