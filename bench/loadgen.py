@@ -139,6 +139,8 @@ class LevelResult:
 
     concurrency: int
     latencies_ns: list[int] = field(default_factory=list)
+    # Of the replies that were not a 200 (a refusal answered at once, or after a wait).
+    failed_ns: list[int] = field(default_factory=list)
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -217,6 +219,7 @@ async def _worker(
             result.last_headers = reply.headers
         else:
             result.fail(f"http_{reply.status}")
+            result.failed_ns.append(elapsed)
         if "x-meritorder-decision" in reply.headers:
             key = _decision_key(reply.headers)
             result.decisions[key] = result.decisions.get(key, 0) + 1
