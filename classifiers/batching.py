@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -118,11 +119,17 @@ class MicroBatcher(Generic[T, R]):
     def estimate_wait_s(self, weight: int) -> float | None:
         """The seconds until a call of `weight` submitted now would have its result: the weight
         queued, on the worker and its own, at the measured cost per unit; None before any batch
-        has been measured. An estimate: requeued steps, cached rows and batch overheads vary."""
+        has been measured. With a whole batch already queued ahead of it, batches leave full, so
+        its own batch is counted full too (calls behind it fill it). An estimate: requeued
+        steps, cached rows and batch overheads vary."""
         cost = self.stats.seconds_per_row
         if cost is None:
             return None
-        return (self.waiting_weight + max(1, weight)) * cost
+        ahead = self.queued_weight
+        queued = ahead + max(1, weight)
+        if ahead >= self.max_batch:
+            queued = math.ceil(queued / self.max_batch) * self.max_batch
+        return (self.running_weight + queued) * cost
 
     async def submit(self, item: T) -> R:
         """The result of `process` for `item`, computed in a batch with concurrent calls."""

@@ -263,6 +263,7 @@ async def test_there_is_no_wait_estimate_before_a_batch_has_been_measured() -> N
     process, batcher = costly(0.01)
     assert batcher.estimate_wait_s(1) is None
     process.gate.clear()
+    process.entered.clear()
     first = asyncio.ensure_future(batcher.submit(1))
     await wait_until(process.entered)
     queued = [asyncio.ensure_future(batcher.submit(i)) for i in range(5)]
@@ -275,11 +276,12 @@ async def test_there_is_no_wait_estimate_before_a_batch_has_been_measured() -> N
 
 
 async def test_the_wait_estimate_is_the_rows_ahead_and_its_own_at_the_measured_cost() -> None:
-    process, batcher = costly(0.01, max_batch=4)
+    process, batcher = costly(0.01, max_batch=16)
     await asyncio.gather(*(batcher.submit(i) for i in range(4)))  # 0.01 s an item measured
     assert batcher.stats.seconds_per_row == pytest.approx(0.01)
     assert batcher.estimate_wait_s(3) == pytest.approx(0.03)  # idle: only its own rows
     process.gate.clear()
+    process.entered.clear()
     first = asyncio.ensure_future(batcher.submit(0))
     await wait_until(process.entered)
     estimates, queued = [], []
@@ -295,11 +297,35 @@ async def test_the_wait_estimate_is_the_rows_ahead_and_its_own_at_the_measured_c
     batcher.close()
 
 
+async def test_behind_a_whole_queued_batch_its_own_batch_is_counted_full() -> None:
+    process, batcher = costly(0.01, max_batch=4)
+    await batcher.submit(0)
+    process.gate.clear()
+    process.entered.clear()
+    first = asyncio.ensure_future(batcher.submit(0))
+    await wait_until(process.entered)
+    queued = [asyncio.ensure_future(batcher.submit(n)) for n in range(5)]
+    await asyncio.sleep(0)
+    # 1 running; 5 queued: one full batch of 4, then 1 and this call in a batch that callers
+    # arriving behind them fill: 1 + 4 + 4 rows.
+    assert batcher.estimate_wait_s(1) == pytest.approx(0.09)
+    queued[0].cancel()  # 4 queued: still a full batch ahead, this call rounds up to the next
+    await asyncio.sleep(0)
+    assert batcher.estimate_wait_s(1) == pytest.approx(0.09)
+    queued[1].cancel()  # 3 queued: less than a batch ahead, this call may lead the next one
+    await asyncio.sleep(0)
+    assert batcher.estimate_wait_s(1) == pytest.approx(0.05)
+    process.gate.set()
+    await asyncio.gather(first, *queued[2:])
+    batcher.close()
+
+
 async def test_the_wait_estimate_counts_rows_by_weight_and_leaves_out_callers_who_gave_up() -> None:
     process = Costly(0.04)
     batcher = MicroBatcher(process, clock=process.clock, weight=lambda i: i)
     await batcher.submit(2)  # 0.04 s for one call of weight 2: 0.02 s a row
     process.gate.clear()
+    process.entered.clear()
     first = asyncio.ensure_future(batcher.submit(3))
     await wait_until(process.entered)
     heavy = asyncio.ensure_future(batcher.submit(5))
