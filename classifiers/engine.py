@@ -53,6 +53,7 @@ from classifiers.pii import (
     tidy_span,
     to_words,
 )
+from classifiers.profiles import DEFAULT_PROFILE, PROFILES
 from classifiers.session import create_session
 from classifiers.signals import (
     AttackSignal,
@@ -79,7 +80,7 @@ from classifiers.windows import (
     spread,
 )
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_DIR = PROFILES[DEFAULT_PROFILE]
 MAX_LENGTH = 512  # the encoder's position embeddings
 DEFAULT_MAX_ROWS = 8  # the sequence row and 7 windows: ~6 KB of English tagged in full
 # The paragraphs and windows the attack head reads, in row tokens: all of an 8 KB request, even
