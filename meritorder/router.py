@@ -404,6 +404,15 @@ class Router:
             await self.estimates.note_pick(decision.pick.context, decision.pick.explored)
         return decision
 
+    @property
+    def reads_load(self) -> bool:
+        """Whether the live policy reads the pool's load (metrics, TTFT limits, an SLO)."""
+        return self._reads_load
+
+    def pool_state(self) -> Mapping[str, ModelLoad]:
+        """Each model's load as a decision would read it now (empty when the policy reads none)."""
+        return self._load(self._config)
+
     def _load(self, config: RouterConfig) -> Mapping[str, ModelLoad]:
         """The pool state a decision reads; none when the policy reads no load."""
         reads = self._reads_load if config is self._config else _reads_load(config)  # a reload

@@ -78,6 +78,54 @@ def test_explain_names_signals_decisions_and_the_result(capsys: pytest.CaptureFi
     assert "x-meritorder-reason: decision=code" in out
 
 
+POOL_POLICY = """
+models:
+  - {{name: a, cluster: a, upstream_model: a, cost: 1, metrics_url: "{url}",
+     saturation: {{queue: 2}}}}
+  - {{name: b, cluster: b, upstream_model: b, cost: 1,
+     metrics_url: "http://127.0.0.1:9/metrics"}}
+default_model: a
+signals:
+  - {{name: hi, keywords: [hello]}}
+decisions:
+  - {{name: chat, when: hi, route: [a, b]}}
+routing: {{reason_detail: full}}
+"""
+
+
+def test_explain_reads_the_pool_now_and_shows_what_the_choice_saw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting 5\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        policy = tmp_path / "pool.yaml"
+        policy.write_text(POOL_POLICY.format(url=url))
+        assert main(["explain", "--config", str(policy), "hello there"]) == 0
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    assert re.search(r"\n  a +queue=5,inflight=0,age=0\.\ds\n", out)
+    assert re.search(r"\n  b +unreachable\n", out)  # port 9: nothing answers
+    assert "rejected: a:saturated_queue (by the load filter)" in out
+    assert "result: route to b" in out
+
+
 def test_explain_an_unknown_model_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "--config", str(DEMO_CONFIG), "--model", "nope", "hi"]) == 1
     assert "does not exist" in capsys.readouterr().err
