@@ -74,6 +74,11 @@ class SaturationConfig(_Strict):
         default=None, gt=0, le=1, description="KV-cache use, 0-1 (vllm:kv_cache_usage_perc)"
     )
     ttft_ms: float | None = Field(default=None, gt=0, description="predicted time to first token")
+    itl_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="mean inter-token latency (vllm:inter_token_latency_seconds)",
+    )
     # healthy: stale metrics count as an idle model; unknown: neither saturated nor measured
     # (ranked after every measured one); saturated: skipped like a saturated model.
     on_stale: Literal["healthy", "unknown", "saturated"] = "unknown"
@@ -215,6 +220,9 @@ class DecisionConfig(_Strict):
     pii: Literal["block", "redact", "private"] | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # A cheaper tier for when every `route` candidate is saturated: each must pass every filter
+    # (boundaries, budget, health, load) as a candidate of `route` would.
+    under_pressure: tuple[str, ...] = ()
     # The InferenceObjective the pool's endpoint picker gives this traffic (`pool_hints`).
     objective: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
     # Which of the surviving candidates wins (meritorder/policy/pickers/): the first in `route`
@@ -430,7 +438,10 @@ class RouterConfig(_Strict):
     def _references_resolve(self) -> RouterConfig:
         problems = _References.of(self).problems()
         hints = self.pool_hints
+        known = [m.name for m in self.models]
         for i, d in enumerate(self.decisions):
+            for j, name in enumerate(d.under_pressure):
+                problems += _unknown(f"decisions[{i}].under_pressure[{j}]", name, known)
             if d.objective is not None and (hints is None or hints.objective_header is None):
                 problems.append(
                     f"decisions[{i}].objective: {d.objective!r} is sent to the pool in "
