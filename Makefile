@@ -43,8 +43,9 @@ format: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 
-## Retrain the classifier from scratch (deterministic, CPU; about 40 minutes on two cores) and
-## rewrite classifiers/models/: the ONNX graph, signals.json, metrics.json and MODEL_CARD.md.
+## Retrain the classifier from scratch (deterministic, CPU; about 75 minutes on two cores: the
+## teacher, then its distilled student) and rewrite classifiers/models/ (the accurate profile) and
+## classifiers/models/fast/: the ONNX graphs, signals.json, metrics.json and MODEL_CARD.md.
 ## Its own venv: training needs the CPU onnxruntime next to torch, not the router's onnxruntime-gpu.
 TRAIN_VENV := .venv-train
 TRAIN_STAMP := $(TRAIN_VENV)/.installed-stamp
@@ -55,14 +56,20 @@ $(TRAIN_STAMP): pyproject.toml
 	# torch first, alone: this exact version is the CPU build on local disk; any other spec,
 	# asked for by a dependency resolved alongside it, pulls a CUDA build of several GB.
 	$(TRAIN_VENV)/bin/python -m pip install --quiet torch==2.13.0
-	$(TRAIN_VENV)/bin/python -m pip install --quiet $$($(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"]))')
+	$(PYTHON) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"]))' > $(TRAIN_VENV)/requirements-train.txt
+	$(TRAIN_VENV)/bin/python -m pip install --quiet -r $(TRAIN_VENV)/requirements-train.txt
 	touch $@
 
 models: $(TRAIN_STAMP) $(STAMP)
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.train
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate
+	# The fast profile: a 3-layer student distilled from the model just trained.
+	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.distill --layers 3
+	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate --model-dir classifiers/models/fast
 	# What the router sees: the runtime (windows, decoding, validators) on the same dev splits.
 	$(BIN)/python -m classifiers.training.runtime_eval
+	$(BIN)/python -m classifiers.training.runtime_eval --model-dir classifiers/models/fast
+	$(BIN)/python -m classifiers.training.compare
 
 ## Benchmarks (never part of `make test`): path overhead vs Envoy alone and LiteLLM, then the
 ## classifier's cost. Figures go to bench/results/ and docs/BENCHMARKS.md.

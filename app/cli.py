@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO, TypedDict, cast
 
+from classifiers.profiles import DEFAULT_PROFILE, PROFILES, profile_dir
 from meritorder.batch import explain, route_lines
 from meritorder.classify import SIGNAL_CACHE_ENTRIES, SIGNAL_CACHE_TTL_S, load_classifier
 from meritorder.config import ConfigError, load_config
@@ -42,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=50051)
     serve.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    serve.add_argument(
-        "--model-dir", type=Path, help="classifier model directory (default: shipped)"
-    )
+    _classifier_args(serve)
     serve.add_argument(
         "--no-classifier", action="store_true", help="keyword and request signals only"
     )
@@ -120,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("configs", nargs="+", type=Path)
 
     route = commands.add_parser("route", help="route JSONL prompts offline; one decision per line")
+    _classifier_args(route, model_dir=False)
     route.add_argument("--config", required=True, type=Path)
     route.add_argument("--input", default="-", help="JSONL file, or - for stdin")
     route.add_argument("--output", default="-", help="JSONL file, or - for stdout")
     route.add_argument("--on-error", choices=("skip", "stop"), default="skip", help=ON_ERROR_HELP)
 
     explain = commands.add_parser("explain", help="show how the policy decides for one prompt")
+    _classifier_args(explain, model_dir=False)
     explain.add_argument("--config", required=True, type=Path)
     explain.add_argument("--model", help="the model the client asks for (default: virtual)")
     explain.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
@@ -134,13 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     classify = commands.add_parser("classify", help="signals of JSONL prompts (text or messages)")
     classify.add_argument("--input", default="-", help="JSONL file, or - for stdin")
     classify.add_argument("--output", default="-", help="JSONL file, or - for stdout")
-    classify.add_argument("--model-dir", type=Path, help="classifier model directory")
+    _classifier_args(classify)
     classify.add_argument("--cpu", action="store_true", help="never use the CUDA provider")
     classify.add_argument(
         "--on-error", choices=("skip", "stop"), default="skip", help=ON_ERROR_HELP
     )
 
     evaluation = commands.add_parser("eval", help="cost and accuracy of a policy vs single models")
+    _classifier_args(evaluation, model_dir=False)
     evaluation.add_argument("--config", required=True, type=Path)
     evaluation.add_argument(
         "--data", required=True, help="JSONL with per-model `correct`, or - for stdin"
@@ -227,17 +229,37 @@ def _validate(paths: list[Path]) -> int:
     return 1 if failed else 0
 
 
-def _offline_router(path: Path, seed: str = "offline") -> Router:
+def _classifier_args(parser: argparse.ArgumentParser, model_dir: bool = True) -> None:
+    parser.add_argument(
+        "--classifier-profile",
+        choices=tuple(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="the shipped signal model: accurate (6 layers) or fast (its distilled student) "
+        f"(default {DEFAULT_PROFILE}; see classifiers/models/MODEL_CARD.md, Profiles)",
+    )
+    if model_dir:
+        parser.add_argument(
+            "--model-dir", type=Path, help="a classifier model directory (overrides the profile)"
+        )
+
+
+def _model_dir(args: argparse.Namespace) -> Path:
+    """`--model-dir` when given, else the directory of `--classifier-profile`."""
+    given: Path | None = getattr(args, "model_dir", None)
+    return given if given is not None else profile_dir(args.classifier_profile)
+
+
+def _offline_router(args: argparse.Namespace, seed: str = "offline") -> Router:
     configure_logging(json_logs=False, level="WARNING")
-    config = load_config(path)
-    classifier = load_classifier() if config.uses_classifier() else None
+    config = load_config(args.config)
+    classifier = load_classifier(_model_dir(args)) if config.uses_classifier() else None
     # A fixed seed key: the same input replays the same learned picks.
     return Router(config, classifier, enforce_timeout=False, seed_key=seed.encode())
 
 
 def _route(args: argparse.Namespace) -> int:
     with _open(args.input, "r", "--input") as source, _open(args.output, "w", "--output") as sink:
-        router = _offline_router(args.config)
+        router = _offline_router(args)
         bad = _BadLines("route", args)
         count = asyncio.run(route_lines(router, source, sink, **bad.options))
         bad.progress.close()
@@ -245,7 +267,7 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    router = _offline_router(args.config)
+    router = _offline_router(args)
     headers = {}
     for item in args.header:
         name, sep, value = item.partition(":")
@@ -269,7 +291,7 @@ def _classify(args: argparse.Namespace) -> int:
     configure_logging(json_logs=False, level="WARNING")
     with _open(args.input, "r", "--input") as source, _open(args.output, "w", "--output") as sink:
         try:
-            engine = SignalEngine.load(args.model_dir, force_cpu=args.cpu)
+            engine = SignalEngine.load(_model_dir(args), force_cpu=args.cpu)
         except (OSError, SpecError, ValueError) as error:
             print(f"cannot load the classifier model: {error}", file=sys.stderr)
             return 2
@@ -306,7 +328,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise CliError(
             f"{args.data}: no usable rows; each line is a JSON object with a prompt and 'correct'"
         )
-    router = _offline_router(args.config, args.seed)
+    router = _offline_router(args, args.seed)
     weak, _, strong = args.pair.partition(",")
     progress = Progress("eval", len(rows))
     try:
@@ -444,7 +466,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         metrics_port=args.metrics_port,
         classifier=not args.no_classifier,
-        model_dir=args.model_dir,
+        model_dir=_model_dir(args),
         force_cpu=args.cpu,
         signal_cache_entries=args.signal_cache_entries,
         signal_cache_ttl_s=args.signal_cache_ttl_s,

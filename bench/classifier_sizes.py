@@ -3,6 +3,7 @@
 
     python bench/classifier_sizes.py [--repeats 3] [--out bench/results/classifier_sizes.json]
     python bench/classifier_sizes.py --calibrate [--count 100] [--pool 1200] [--target-fp 0.01]
+    python bench/classifier_sizes.py --calibrate --model-dir classifiers/models/fast --write
 
 Cost: one request of 1 KB .. 1 MiB of benign text (rows of examples' guard data joined by blank
 lines) through `SignalEngine.classify_batch`, alone on the worker: the rows it became, its token
@@ -15,7 +16,9 @@ sampled from benign and hard-benign prompts) it passes alone, splits both in hal
 builds `--count` requests of each kind per half (`--size` characters of filler; an attack as its
 own paragraph block between two halves of it; the same inside one long paragraph), chooses the
 view threshold at `--target-fp` of half 0's benign requests and reports both halves at it: the
-figure behind `ATTACK_PARAGRAPH_THRESHOLD`.
+figure behind `ATTACK_PARAGRAPH_THRESHOLD`. `--model-dir` calibrates another model (the fast
+profile); `--write` stores the threshold in its `signals.json` (`thresholds.attack_paragraph`),
+which the engine then uses for that model.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.engine import Job, SignalEngine
+from classifiers.engine import DEFAULT_MODEL_DIR, Job, SignalEngine
+from classifiers.spec import SPEC_FILE
 
 GUARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "guard"
 SIZES = {"1 KB": 1_000, "8 KB": 8_000, "64 KB": 64_000, "200 KB": 200_000, "1 MiB": 1 << 20}
@@ -180,13 +184,27 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=1200, help="filler prompts sampled")
     parser.add_argument("--target-fp", type=float, default=0.01)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--model-dir", type=Path, help="the model to measure (default: shipped)")
+    parser.add_argument(
+        "--write", action="store_true", help="with --calibrate: store it in the model's spec"
+    )
     args = parser.parse_args()
-    engine = SignalEngine.load()
+    engine = SignalEngine.load(args.model_dir)
     report: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {engine.provider}",
     }
     if args.calibrate:
         report["calibration"] = calibrate(engine, args.size, args.count, args.pool, args.target_fp)
+        if args.write:
+            spec_path = (args.model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE
+            spec = json.loads(spec_path.read_text())
+            spec["thresholds"]["attack_paragraph"] = report["calibration"]["threshold_from_half_0"]
+            spec.setdefault("calibration", {})["attack_paragraph"] = {
+                "rule": "bench/classifier_sizes.py --calibrate: the view score at "
+                f"{args.target_fp:.0%} of half 0's benign {args.size}-character requests",
+                **{k: v for k, v in report["calibration"].items() if k.startswith("half_")},
+            }
+            spec_path.write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n")
     else:
         report["cost"] = cost(engine, args.repeats)
     if args.out:

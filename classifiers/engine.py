@@ -53,6 +53,7 @@ from classifiers.pii import (
     tidy_span,
     to_words,
 )
+from classifiers.profiles import DEFAULT_PROFILE, PROFILES
 from classifiers.session import create_session
 from classifiers.signals import (
     AttackSignal,
@@ -79,7 +80,7 @@ from classifiers.windows import (
     spread,
 )
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_DIR = PROFILES[DEFAULT_PROFILE]
 MAX_LENGTH = 512  # the encoder's position embeddings
 DEFAULT_MAX_ROWS = 8  # the sequence row and 7 windows: ~6 KB of English tagged in full
 # The paragraphs and windows the attack head reads, in row tokens: all of an 8 KB request, even
@@ -264,7 +265,7 @@ class SignalEngine:
         attack_tokens: int = DEFAULT_ATTACK_TOKENS,
         attack_stride: int | None = None,
         step_rows: int = DEFAULT_STEP_ROWS,
-        attack_paragraph_threshold: float = ATTACK_PARAGRAPH_THRESHOLD,
+        attack_paragraph_threshold: float | None = None,
         cache_entries: int = 0,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -289,6 +290,10 @@ class SignalEngine:
             raise ValueError(f"attack_stride is {attack_stride}; use 1..{self._window} tokens.")
         if not 1 <= step_rows <= max_batch:
             raise ValueError(f"step_rows is {step_rows}; use 1..max_batch ({max_batch}).")
+        if attack_paragraph_threshold is None:  # the model's own calibration, else the default
+            attack_paragraph_threshold = spec.thresholds.attack_paragraph or (
+                ATTACK_PARAGRAPH_THRESHOLD
+            )
         if not 0 < attack_paragraph_threshold < 1:
             raise ValueError(
                 f"attack_paragraph_threshold is {attack_paragraph_threshold}; use (0, 1)."

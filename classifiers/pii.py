@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -124,7 +125,22 @@ def code_identifier(text: str, start: int, end: int) -> bool:
         return True  # a JSON or dict key
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
-    return bool(_CODE_LINE.search(text[line_start : len(text) if line_end == -1 else line_end]))
+    if _CODE_LINE.search(text[line_start : len(text) if line_end == -1 else line_end]):
+        return True
+    # In a text that is mostly code, a lone word in a comment or docstring (`podman`, `Luhn`) is
+    # far likelier a tool or a term than a person; names of two words or more are still found.
+    return _mostly_code(text)
+
+
+@functools.lru_cache(maxsize=8)
+def _mostly_code(text: str) -> bool:
+    """At least 4 lines of code, and at least a third of the non-blank lines."""
+    lines = [line for line in text[:_CODE_SCAN_CHARS].splitlines() if line.strip()]
+    code = sum(1 for line in lines if _CODE_LINE.search(line))
+    return code >= 4 and 3 * code >= len(lines)
+
+
+_CODE_SCAN_CHARS = 65536  # enough lines to tell code from prose; bounded on hostile input
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

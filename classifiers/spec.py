@@ -24,6 +24,9 @@ class Thresholds:
     prompt_attack: float
     pii_token: float
     difficulty: float
+    # The attack head on one paragraph or window of a long request (the engine's default when
+    # absent: calibrated for the accurate profile; `bench/classifier_sizes.py --calibrate`).
+    attack_paragraph: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,17 @@ class ModelSpec:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise SpecError(f"{source}: 'thresholds.{name}' is {value!r}; expected a number")
             thresholds[name] = float(value)
+        paragraph = raw.get("attack_paragraph")
+        if paragraph is not None:
+            if not isinstance(paragraph, int | float) or isinstance(paragraph, bool):
+                raise SpecError(
+                    f"{source}: 'thresholds.attack_paragraph' is {paragraph!r}; expected a number"
+                )
+            if not 0 < paragraph < 1:
+                raise SpecError(
+                    f"{source}: 'thresholds.attack_paragraph' is {paragraph}; expected (0, 1)"
+                )
+            thresholds["attack_paragraph"] = float(paragraph)
         pair = data.get("difficulty_pair", {})
         return cls(
             version=field("version", str),

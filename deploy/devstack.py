@@ -405,6 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-classifier", action="store_true", help="run the router without the ONNX model"
     )
     parser.add_argument(
+        "--classifier-profile",
+        choices=("accurate", "fast"),
+        help="the signal model the router runs (default: the router's; see "
+        "classifiers/models/MODEL_CARD.md, Profiles)",
+    )
+    parser.add_argument(
         "--redis", action="store_true", help="keep budgets in a real redis-server, shared"
     )
     parser.add_argument(
@@ -414,11 +420,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.routers < 1:
         parser.error(f"--routers {args.routers}: use 1 or more")
     config = args.config or (KEYWORDS_CONFIG if args.no_classifier else ROUTER_CONFIG)
+    router_args = ["--no-classifier"] if args.no_classifier else []
+    if args.classifier_profile:
+        router_args += ["--classifier-profile", args.classifier_profile]
     stack = Stack(
         ports=Ports.free() if args.free_ports else Ports(),
         router_config=config,
         workdir=Path(tempfile.mkdtemp(prefix="meritorder-run-")),
-        router_args=["--no-classifier"] if args.no_classifier else [],
+        router_args=router_args,
         redis=args.redis,
         routers=args.routers,
     )

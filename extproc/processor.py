@@ -95,7 +95,8 @@ class Processor:
         }
         state.method = state.headers.get(":method", "")
         state.path = state.headers.get(":path", "")
-        spoofed = [k for k in state.headers if k.startswith(_OWN_PREFIX)]
+        protected = self.core.protected_headers
+        spoofed = [k for k in state.headers if k.startswith(_OWN_PREFIX) or k in protected]
 
         bare = state.path.split("?", 1)[0]
         if state.method == "GET" and bare.rstrip("/") == MODELS_PATH:

@@ -126,9 +126,11 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
     """A readable account of one decision: every signal, the rules, what was rejected and why."""
     line = {"text": text, **({"model": model} if model else {})}
     request = request_from(line, router)
+    config = router.config
+    if router.reads_load:  # the pool as a live router would see it now: read every endpoint once
+        await router.pool.refresh(config.models)
     obs = await router.observe(request, headers)
     decision = await router.route(request, headers, observed=obs)
-    config = router.config
     out = [f"request: model={request.model!r}, ~{obs.tokens} tokens"]
     if obs.classified is not None:
         out += _classifier_lines(obs.classified)
@@ -178,6 +180,14 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
                 f"  {r.model:<24} mean {r.mean:.3f}  n {r.count:7.1f}  sample {r.sample:.3f}  "
                 f"cost {r.cost:g}{win}"
             )
+    pool = router.pool_state()
+    if pool:
+        out.append(f"pool (read now; stale past {config.routing.pool_stale_s:g} s):")
+        for m in config.models:
+            load = pool.get(m.name)
+            if load is not None and (m.metrics_url or load.in_flight):
+                seen = "unreachable" if m.metrics_url and not load.reachable else load.render()
+                out.append(f"  {m.name:<24} {seen}")
     for rejected in decision.rejected:
         out.append(f"rejected: {rejected.render()} (by the {rejected.filter} filter)")
     for note in decision.notes:

@@ -35,11 +35,12 @@ from meritorder.learning.config import (
     LearningStoreConfig,
     PriorConfig,
 )
+from meritorder.pool.hints import PoolHintsConfig
 from meritorder.sessions import SessionsConfig
 from meritorder.signals import BY_TAG, CLASSIFIER_TYPES, SignalConfig
 from meritorder.signals.base import NAME_PATTERN
 from meritorder.signals.labels import PiiType
-from meritorder.tenant import MAX_TENANT_LENGTH, UNVERIFIED, normalize_tenant
+from meritorder.tenant import MAX_TENANT_LENGTH, TENANT_HEADER, UNVERIFIED, normalize_tenant
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,11 @@ class SaturationConfig(_Strict):
         default=None, gt=0, le=1, description="KV-cache use, 0-1 (vllm:kv_cache_usage_perc)"
     )
     ttft_ms: float | None = Field(default=None, gt=0, description="predicted time to first token")
+    itl_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="mean inter-token latency (vllm:inter_token_latency_seconds)",
+    )
     # healthy: stale metrics count as an idle model; unknown: neither saturated nor measured
     # (ranked after every measured one); saturated: skipped like a saturated model.
     on_stale: Literal["healthy", "unknown", "saturated"] = "unknown"
@@ -214,6 +220,11 @@ class DecisionConfig(_Strict):
     pii: Literal["block", "redact", "private"] | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # A cheaper tier for when every `route` candidate is saturated: each must pass every filter
+    # (boundaries, budget, health, load) as a candidate of `route` would.
+    under_pressure: tuple[str, ...] = ()
+    # The InferenceObjective the pool's endpoint picker gives this traffic (`pool_hints`).
+    objective: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
     # Which of the surviving candidates wins (meritorder/policy/pickers/): the first in `route`
     # order, the cheapest, ...
     pick: str = "first"
@@ -277,7 +288,7 @@ class BudgetConfig(_Strict):
     empty), or gets a 429 (`reject`). With `step_down`, `hard_limit_ratio` x the ceiling bounds
     the stepped-down spending too (429 past it)."""
 
-    header: str = Field(default="x-meritorder-tenant", pattern=r"^[A-Za-z0-9-]+$")
+    header: str = Field(default=TENANT_HEADER, pattern=r"^[A-Za-z0-9-]+$")
     window_s: int = Field(default=3600, gt=0)
     limits: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     default_limit: float | None = Field(default=None, ge=0, description="None: unlimited")
@@ -428,6 +439,7 @@ class RouterConfig(_Strict):
     boundaries: tuple[BoundaryConfig, ...] = ()
     budgets: BudgetConfig | None = None
     sessions: SessionsConfig | None = None
+    pool_hints: PoolHintsConfig | None = None  # headers for the endpoint picker (pool/hints.py)
     routing: RoutingConfig = RoutingConfig()
     limits: LimitsConfig = LimitsConfig()
     learning: LearningStoreConfig = LearningStoreConfig()  # where learned estimates live
@@ -435,6 +447,17 @@ class RouterConfig(_Strict):
     @model_validator(mode="after")
     def _references_resolve(self) -> RouterConfig:
         problems = _References.of(self).problems()
+        hints = self.pool_hints
+        known = [m.name for m in self.models]
+        for i, d in enumerate(self.decisions):
+            for j, name in enumerate(d.under_pressure):
+                problems += _unknown(f"decisions[{i}].under_pressure[{j}]", name, known)
+            if d.objective is not None and (hints is None or hints.objective_header is None):
+                problems.append(
+                    f"decisions[{i}].objective: {d.objective!r} is sent to the pool in "
+                    "pool_hints.objective_header, and the policy sends none; add a pool_hints "
+                    "block (or drop the objective)"
+                )
         if problems:
             # One message per problem; ConfigError splits them back into lines.
             raise ValueError(_PROBLEM_SEPARATOR.join(problems))

@@ -25,6 +25,11 @@ class RoutingCore(Protocol):
         """The model name a request that names none is routed as (`auto`)."""
         ...
 
+    @property
+    def protected_headers(self) -> frozenset[str]:
+        """Request headers only the router sets (the pool hints): a client's copy is removed."""
+        ...
+
     async def classify(self, request: RequestView) -> tuple[Classified | None, Mapping[str, float]]:
         """The classifier's view of `request` (None without a classifier), whether or not the
         policy reads it, and the policy's signals that fire on it."""

@@ -59,6 +59,7 @@ from meritorder.policy import (
     routed,
 )
 from meritorder.pool import ModelLoad, PoolMonitor
+from meritorder.pool.hints import PoolHintsConfig, pool_hints
 from meritorder.request import RequestView
 from meritorder.sessions import (
     InMemorySessions,
@@ -68,7 +69,7 @@ from meritorder.sessions import (
     session_name,
     user_turn,
 )
-from meritorder.tenant import tenant_of
+from meritorder.tenant import TENANT_HEADER, UNVERIFIED, tenant_of
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -143,6 +144,11 @@ class Router:
     def default_virtual_model(self) -> str:
         return self._config.virtual_models[0]
 
+    @property
+    def protected_headers(self) -> frozenset[str]:
+        hints = self._config.pool_hints
+        return frozenset(hints.protected()) if hints is not None else frozenset()
+
     async def classify(self, request: RequestView) -> tuple[Classified | None, Mapping[str, float]]:
         """The classifier's view of `request` (None without a classifier), whether or not the
         policy reads it, and the policy's signals that fire on it."""
@@ -200,6 +206,8 @@ class Router:
             session = None
         if session is not None:
             await self._remember(config, session, decision)
+        if config.pool_hints is not None:
+            decision = _with_pool_hints(config, config.pool_hints, request, headers, decision)
         return decision
 
     async def _session(
@@ -432,6 +440,15 @@ class Router:
             await self.estimates.note_pick(decision.pick.context, decision.pick.explored)
         return decision
 
+    @property
+    def reads_load(self) -> bool:
+        """Whether the live policy reads the pool's load (metrics, TTFT limits, an SLO)."""
+        return self._reads_load
+
+    def pool_state(self) -> Mapping[str, ModelLoad]:
+        """Each model's load as a decision would read it now (empty when the policy reads none)."""
+        return self._load(self._config)
+
     def _load(self, config: RouterConfig) -> Mapping[str, ModelLoad]:
         """The pool state a decision reads; none when the policy reads no load."""
         reads = self._reads_load if config is self._config else _reads_load(config)  # a reload
@@ -558,6 +575,37 @@ class Router:
             "decision failed, routing without signals", why=why, model=model.name, error=str(exc)
         )
         return Routed(rule="fallback", model=model, notes=(Note("fallback", why),))
+
+
+def _with_pool_hints(
+    config: RouterConfig,
+    hints: PoolHintsConfig,
+    request: RequestView,
+    headers: Mapping[str, str],
+    decision: Decision,
+) -> Decision:
+    """A routed decision with the pool's hint headers (`meritorder/pool/hints.py`) added."""
+    if not isinstance(decision, Routed):
+        return decision
+    rule = next((d for d in config.decisions if d.name == decision.rule), None)
+    tenant = tenant_of(headers, config.budgets.header if config.budgets else TENANT_HEADER)
+    verified = tenant if tenant != UNVERIFIED else None
+    session = (
+        session_name(config.sessions, request, headers, tenant)
+        if config.sessions is not None
+        else None
+    )
+    extra = pool_hints(
+        hints,
+        objective=rule.objective if rule is not None else None,
+        tenant=verified,
+        session=session,
+        max_output_tokens=decision.steps.max_tokens or request.max_output_tokens,
+    )
+    if not extra:
+        return decision
+    steps = replace(decision.steps, headers={**decision.steps.headers, **extra})
+    return replace(decision, steps=steps)
 
 
 def _reads_load(config: RouterConfig) -> bool:

@@ -108,6 +108,7 @@ def record_pool(loads: Mapping[str, ModelLoad]) -> None:
             "running": load.running,
             "waiting": load.waiting,
             "kv_cache": load.kv_cache,
+            "itl_seconds": load.itl_s,
             "age_seconds": load.age_s,
             "stale": float(load.stale),
         }

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 # The budget key of every request without a verified tenant. Parentheses cannot occur in a
 # normalized tenant name, so no tenant can be named this.
 UNVERIFIED = "(unverified)"
+# The header the shipped Envoy sets from a verified token (`budgets.header` may name another).
+TENANT_HEADER = "x-meritorder-tenant"
 
 MAX_TENANT_LENGTH = 64
 _VALID = re.compile(r"[a-z0-9](?:[a-z0-9._:@-]*[a-z0-9])?")

@@ -14,6 +14,7 @@ import platform
 import random
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from .common import (
     MODELS_DIR,
     OUT_DIR,
     PII_TYPES,
+    ROOT,
     SEED,
     TRAIN_LENGTH,
     format_mc,
@@ -50,10 +52,10 @@ DOM2ID = {d: i for i, d in enumerate(DOMAIN_LABELS)}
 BEGIN, END = "<!-- METRICS:BEGIN -->", "<!-- METRICS:END -->"
 
 
-def load_runtime_tokenizer():
+def load_runtime_tokenizer(model_dir=MODELS_DIR):
     from transformers import PreTrainedTokenizerFast
 
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(MODELS_DIR / "tokenizer.json"))
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"))
     tok.pad_token, tok.cls_token, tok.sep_token, tok.unk_token = "[PAD]", "[CLS]", "[SEP]", "[UNK]"
     return tok
 
@@ -407,26 +409,40 @@ def render(m: dict) -> str:
     return "\n".join(L)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     import onnxruntime
 
+    ap = argparse.ArgumentParser(description="Dev-split metrics of a signals model directory.")
+    ap.add_argument(
+        "--model-dir",
+        type=Path,
+        default=MODELS_DIR,
+        help="default: the shipped accurate profile; another directory (the fast student) gets "
+        "its own metrics.json, and the card's model sections stay the shipped model's",
+    )
+    args = ap.parse_args(argv)
+    model_dir = args.model_dir.resolve()
+    shipped = model_dir == MODELS_DIR.resolve()
     t0 = time.time()
-    signals = json.loads((MODELS_DIR / "signals.json").read_text())
+    signals = json.loads((model_dir / "signals.json").read_text())
     th = signals["thresholds"]
     d = data_mod.load_all()
-    tok = load_runtime_tokenizer()
-    int8 = MODELS_DIR / "signals.int8.onnx"
+    tok = load_runtime_tokenizer(model_dir)
+    int8 = model_dir / "signals.int8.onnx"
     runner = OnnxRunner(int8)
     dom_metrics, dom_preds = eval_domain(runner, tok, d["domain_dev"])
     m = {
         "generated_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "artifact": {
-            "path": "classifiers/models/signals.int8.onnx",
+            "path": str(int8.relative_to(ROOT)) if int8.is_relative_to(ROOT) else str(int8),
+            "version": signals["version"],
             "int8_mb": round(int8.stat().st_size / 2**20, 2),
         },
     }
     fp32 = OUT_DIR / "signals.fp32.onnx"
-    if fp32.exists():
+    if shipped and fp32.exists():
         m["artifact"]["fp32_mb"] = round(fp32.stat().st_size / 2**20, 2)
     m["thresholds"] = th
     m["domain"] = dom_metrics
@@ -435,11 +451,12 @@ def main() -> None:
         runner, tok, d["attack_dev"], dom_preds["canonical"], th["prompt_attack"]
     )
     m["pii"] = eval_pii(runner, tok, d["pii_dev"], th["pii_token"])
-    ss = eval_subject_split(tok, d)
-    prev_path = MODELS_DIR / "metrics.json"
-    if ss is None and prev_path.exists():
-        ss = json.loads(prev_path.read_text()).get("subject_split")
-    m["subject_split"] = ss
+    if shipped:  # a separate domain-only run of the teacher's recipe (not a property of a student)
+        ss = eval_subject_split(tok, d)
+        prev_path = MODELS_DIR / "metrics.json"
+        if ss is None and prev_path.exists():
+            ss = json.loads(prev_path.read_text()).get("subject_split")
+        m["subject_split"] = ss
     m["latency"] = latency(int8, tok)
     m["latency_env"] = {
         "cpu": cpu_name(),
@@ -458,8 +475,12 @@ def main() -> None:
         "difficulty_apgr": m["difficulty"]["apgr"] >= 0.60,
     }
     m["eval_seconds"] = round(time.time() - t0, 1)
-    write_json(MODELS_DIR / "metrics.json", m)
-    write_card_section(render(m), BEGIN, END)
+    prev = model_dir / "metrics.json"
+    if prev.exists():  # runtime_eval's figures are its own: keep them
+        m.update({k: v for k, v in json.loads(prev.read_text()).items() if k.startswith("runtime")})
+    write_json(model_dir / "metrics.json", m)
+    if shipped:
+        write_card_section(render(m), BEGIN, END)
     print(json.dumps({"targets": m["targets"], "eval_seconds": m["eval_seconds"]}))
 
 

@@ -14,13 +14,21 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class SignalModel(nn.Module):
-    def __init__(self, attn_implementation: str = "sdpa") -> None:
+    """`layers`: keep only the encoder's first `layers` transformer layers (a distilled student,
+    `distill.py`); None keeps all six (the teacher)."""
+
+    def __init__(self, attn_implementation: str = "sdpa", layers: int | None = None) -> None:
         super().__init__()
         from transformers import BertModel
 
         self.encoder = BertModel.from_pretrained(
             str(base_model_dir()), add_pooling_layer=False, attn_implementation=attn_implementation
         )
+        if layers is not None:
+            # The bottom layers, contiguous: dropping the top ones loses least when a smaller
+            # model is fine-tuned or distilled (Sajjad et al., "On the effect of dropping layers").
+            self.encoder.encoder.layer = self.encoder.encoder.layer[:layers]
+            self.encoder.config.num_hidden_layers = layers
         h = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(0.1)
         self.domain = nn.Linear(h, len(DOMAIN_LABELS))

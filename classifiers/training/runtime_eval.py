@@ -178,14 +178,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--benign-creative", action="store_true", help="only the benign creative-request set"
     )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=MODELS_DIR,
+        help="default: the shipped accurate profile; another directory (the fast student) has "
+        "its figures written to its own metrics.json only",
+    )
     args = parser.parse_args(argv)
-    engine = SignalEngine.load(force_cpu=True)
-    metrics_path = MODELS_DIR / "metrics.json"
+    model_dir = args.model_dir.resolve()
+    shipped = model_dir == MODELS_DIR.resolve()
+    engine = SignalEngine.load(model_dir, force_cpu=True)
+    metrics_path = model_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
     creative = benign_creative(engine)
     metrics["runtime_benign_creative"] = creative
     dev = metrics.get("runtime", {}).get("prompt_attack", {})
-    _write_creative_card(creative, dev.get("benign_flagged_at_shipped_threshold"))
+    if shipped:
+        _write_creative_card(creative, dev.get("benign_flagged_at_shipped_threshold"))
     if args.benign_creative:
         metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
         print(json.dumps(creative, indent=1))
@@ -200,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     metrics["runtime"] = results
     metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
-    _write_card(results)
+    if shipped:
+        _write_card(results)
     print(json.dumps(results, indent=1))
 
 

@@ -373,11 +373,11 @@ def train_model(
     }
 
 
-def export_onnx(state: dict, tok, fp32_path, int8_path) -> dict:
+def export_onnx(state: dict, tok, fp32_path, int8_path, layers: int | None = None) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = SignalModel(attn_implementation="eager")
+    model = SignalModel(attn_implementation="eager", layers=layers)
     model.load_state_dict(state)
     model.eval()
     wrapper = ExportWrapper(model).eval()
@@ -469,6 +469,46 @@ def calibrate_thresholds(int8_path, tok, d: dict) -> dict:
             },
         },
     }
+
+
+def write_spec(model_dir, version: str, base_model: str, cal: dict) -> None:
+    """`signals.json`: the contract the runtime reads next to the graph (`classifiers/spec.py`)."""
+    write_json(
+        model_dir / "signals.json",
+        {
+            "version": version,
+            "max_length": MAX_LENGTH,
+            "train_length": TRAIN_LENGTH,
+            "base_model": base_model,
+            "domain_labels": DOMAIN_LABELS,
+            "pii_tags": PII_TAGS,
+            "thresholds": cal["thresholds"],
+            "difficulty_pair": {"weak": WEAK_MODEL, "strong": STRONG_MODEL},
+            "pooling": "masked mean over last hidden state",
+            "pii_decoding": "a token is an entity token when 1 - P(O) >= thresholds.pii_token (special tokens "
+            "never); each maximal run of consecutive entity tokens is one span; its type is the entity type with "
+            "the largest summed B+I probability over the run",
+            "inputs": [
+                {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
+                {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]},
+            ],
+            "outputs": [
+                {
+                    "name": "domain_probs",
+                    "dtype": "float32",
+                    "shape": ["batch", len(DOMAIN_LABELS)],
+                },
+                {"name": "attack_prob", "dtype": "float32", "shape": ["batch"]},
+                {"name": "difficulty_prob", "dtype": "float32", "shape": ["batch"]},
+                {
+                    "name": "pii_probs",
+                    "dtype": "float32",
+                    "shape": ["batch", "seq", len(PII_TAGS)],
+                },
+            ],
+            "calibration": cal["calibration"],
+        },
+    )
 
 
 def stage1_info_from_log(path) -> dict:
@@ -593,41 +633,11 @@ def main() -> None:
         cal = calibrate_thresholds(int8, tok, d)
         log({"thresholds": cal["thresholds"]})
         shutil.copyfile(base_model_dir() / "tokenizer.json", MODELS_DIR / "tokenizer.json")
-        write_json(
-            MODELS_DIR / "signals.json",
-            {
-                "version": VERSION,
-                "max_length": MAX_LENGTH,
-                "train_length": TRAIN_LENGTH,
-                "base_model": "sentence-transformers/all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384, uncased)",
-                "domain_labels": DOMAIN_LABELS,
-                "pii_tags": PII_TAGS,
-                "thresholds": cal["thresholds"],
-                "difficulty_pair": {"weak": WEAK_MODEL, "strong": STRONG_MODEL},
-                "pooling": "masked mean over last hidden state",
-                "pii_decoding": "a token is an entity token when 1 - P(O) >= thresholds.pii_token (special tokens "
-                "never); each maximal run of consecutive entity tokens is one span; its type is the entity type with "
-                "the largest summed B+I probability over the run",
-                "inputs": [
-                    {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
-                    {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]},
-                ],
-                "outputs": [
-                    {
-                        "name": "domain_probs",
-                        "dtype": "float32",
-                        "shape": ["batch", len(DOMAIN_LABELS)],
-                    },
-                    {"name": "attack_prob", "dtype": "float32", "shape": ["batch"]},
-                    {"name": "difficulty_prob", "dtype": "float32", "shape": ["batch"]},
-                    {
-                        "name": "pii_probs",
-                        "dtype": "float32",
-                        "shape": ["batch", "seq", len(PII_TAGS)],
-                    },
-                ],
-                "calibration": cal["calibration"],
-            },
+        write_spec(
+            MODELS_DIR,
+            VERSION,
+            "sentence-transformers/all-MiniLM-L6-v2 (BertModel, 6 layers, hidden 384, uncased)",
+            cal,
         )
     if not args.skip_subject:
         subj = d["subject"]

@@ -63,6 +63,9 @@ _REASONS = {
 # vLLM's buckets for time to first token (vllm/engine/metrics.py), in seconds.
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
                 7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
+# vLLM's buckets for inter-token latency, in seconds.
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
+               7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class Slots:
     ttft_counts: list[int] = field(default_factory=lambda: [0] * len(TTFT_BUCKETS))
     ttft_sum: float = 0.0
     ttft_count: int = 0
+    itl_counts: list[int] = field(default_factory=lambda: [0] * len(ITL_BUCKETS))
+    itl_sum: float = 0.0
+    itl_count: int = 0
     _next: int = 0
 
     def _free(self) -> bool:
@@ -137,6 +143,14 @@ class Slots:
             if seconds <= bound:
                 self.ttft_counts[i] += 1
 
+    def observe_itl(self, seconds: float, tokens: int) -> None:
+        """`tokens` decoded at `seconds` apart (vLLM counts one observation per token gap)."""
+        self.itl_sum += seconds * tokens
+        self.itl_count += tokens
+        for i, bound in enumerate(ITL_BUCKETS):
+            if seconds <= bound:
+                self.itl_counts[i] += tokens
+
     def kv_usage(self) -> float:
         return min(1.0, sum(self.running.values()) / self.load.kv_tokens)
 
@@ -154,14 +168,18 @@ class Slots:
         ):  # fmt: skip
             lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
             lines.append(f"{name}{{{label}}} {value}")
-        name = "vllm:time_to_first_token_seconds"
-        lines += [f"# HELP {name} Histogram of time to first token in seconds.",
-                  f"# TYPE {name} histogram"]  # fmt: skip
-        for bound, count in zip(TTFT_BUCKETS, self.ttft_counts, strict=True):
-            lines.append(f'{name}_bucket{{{label},le="{bound}"}} {float(count)}')
-        lines.append(f'{name}_bucket{{{label},le="+Inf"}} {float(self.ttft_count)}')
-        lines.append(f"{name}_count{{{label}}} {float(self.ttft_count)}")
-        lines.append(f"{name}_sum{{{label}}} {self.ttft_sum}")
+        for name, help_, buckets, counts, count, total in (
+            ("vllm:time_to_first_token_seconds", "time to first token", TTFT_BUCKETS,
+             self.ttft_counts, self.ttft_count, self.ttft_sum),
+            ("vllm:inter_token_latency_seconds", "inter-token latency", ITL_BUCKETS,
+             self.itl_counts, self.itl_count, self.itl_sum),
+        ):  # fmt: skip
+            lines += [f"# HELP {name} Histogram of {help_} in seconds.", f"# TYPE {name} histogram"]
+            for bound, n in zip(buckets, counts, strict=True):
+                lines.append(f'{name}_bucket{{{label},le="{bound}"}} {float(n)}')
+            lines.append(f'{name}_bucket{{{label},le="+Inf"}} {float(count)}')
+            lines.append(f"{name}_count{{{label}}} {float(count)}")
+            lines.append(f"{name}_sum{{{label}}} {total}")
         return "\n".join(lines) + "\n"
 
 
@@ -256,7 +274,10 @@ class MockModel:
             if hold is not None:
                 await hold.wait()
             if token_s:
+                decoding = time.monotonic()
                 await asyncio.sleep(token_s * output)  # the simulated decoding
+                # measured, not assumed: a busy event loop stretches the gaps as a busy GPU would
+                self.slots.observe_itl((time.monotonic() - decoding) / output, output)
             await self._complete(writer, path, headers, raw)
         finally:
             self.slots.leave(ticket)

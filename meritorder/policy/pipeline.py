@@ -7,7 +7,15 @@ from dataclasses import replace
 
 from meritorder.config import DecisionConfig, RouterConfig
 from meritorder.policy.context import Block, Context, Survivors
-from meritorder.policy.decision import Decision, Explained, Note, Steps, blocked, routed
+from meritorder.policy.decision import (
+    Decision,
+    Explained,
+    Note,
+    Rejection,
+    Steps,
+    blocked,
+    routed,
+)
 from meritorder.policy.estimate import estimate_cost
 from meritorder.policy.filters import FILTERS
 from meritorder.policy.learned import learned_pick
@@ -67,19 +75,21 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = _NO_POOL) -
     picker = PICKERS[rule.pick if rule else "first"]
     prefer = kept.name if kept is not None else None
     ctx = Context(config, obs, pool, rule, virtual, tenant, picker, prefer)
-    for step in FILTERS:
-        out = step.apply(ctx, survivors)
-        if isinstance(out, Block):
-            explained = replace(base, rejected=survivors.rejected, notes=survivors.notes)
-            return blocked(
-                explained,
-                out.status,
-                out.message,
-                code=out.code,
-                error_type=out.error_type,
-                notes=out.notes,
-            )
-        survivors = out
+    filtered = _filtered(ctx, survivors)
+    if isinstance(filtered, tuple):
+        survivors, out = filtered
+        explained = replace(base, rejected=survivors.rejected, notes=survivors.notes)
+        return blocked(
+            explained,
+            out.status,
+            out.message,
+            code=out.code,
+            error_type=out.error_type,
+            notes=out.notes,
+        )
+    survivors = filtered
+    if rule is not None and rule.under_pressure and _saturated(survivors):
+        survivors = _stepped_down(ctx, rule, survivors)
     explained = replace(base, rejected=survivors.rejected, notes=survivors.notes)
     # No survivor: e.g. a boundary holds PII and no private model serves the request's API.
     if not survivors.models:
@@ -109,6 +119,42 @@ def decide(config: RouterConfig, obs: Observation, pool: PoolState = _NO_POOL) -
         cost=estimate_cost(config, obs, chosen, steps),
         budget_limit=survivors.budget_limit,
         pick=learned,
+    )
+
+
+def _filtered(ctx: Context, survivors: Survivors) -> Survivors | tuple[Survivors, Block]:
+    """`survivors` through every filter in order, or the first block (with what came before)."""
+    for step in FILTERS:
+        out = step.apply(ctx, survivors)
+        if isinstance(out, Block):
+            return survivors, out
+        survivors = out
+    return survivors
+
+
+_ALL_SATURATED = Note("all_candidates_saturated")
+
+
+def _saturated(survivors: Survivors) -> bool:
+    return _ALL_SATURATED in survivors.notes
+
+
+def _stepped_down(ctx: Context, rule: DecisionConfig, survivors: Survivors) -> Survivors:
+    """Every candidate saturated: the decision's cheaper tier (`under_pressure`) if one of it
+    passes every filter unsaturated, else the least loaded candidate as before."""
+    tier = tuple(m for m in map(ctx.config.model, rule.under_pressure) if m is not None)
+    lower = _filtered(ctx, Survivors(tier, survivors.steps))
+    if isinstance(lower, tuple) or not lower.models or _saturated(lower):
+        return survivors  # the tier is refused, empty or saturated too: keep the least loaded
+    pressed = [Rejection(m.name, "load", "saturated") for m in survivors.models]
+    return replace(
+        lower,
+        rejected=(*survivors.rejected, *pressed, *lower.rejected),
+        notes=(
+            *(n for n in survivors.notes if n != _ALL_SATURATED),
+            *lower.notes,
+            Note("stepped_down", "pressure"),
+        ),
     )
 
 

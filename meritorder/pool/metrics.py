@@ -18,6 +18,13 @@ _GAUGES = {
     "sglang:token_usage": "kv_cache",
 }
 _TTFT = ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds")
+# Inter-token latency: vLLM V1's name, the older time-per-output-token one, and SGLang's.
+_ITL = (
+    "vllm:inter_token_latency_seconds",
+    "vllm:time_per_output_token_seconds",
+    "sglang:inter_token_latency_seconds",
+    "sglang:time_per_output_token_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class ReplicaMetrics:
     kv_cache: float | None = None
     ttft_sum: float = 0.0  # the TTFT histogram's running totals
     ttft_count: float = 0.0
+    itl_sum: float = 0.0  # the inter-token latency histogram's running totals
+    itl_count: float = 0.0
 
 
 def parse_metrics(text: str) -> ReplicaMetrics:
@@ -36,7 +45,7 @@ def parse_metrics(text: str) -> ReplicaMetrics:
     or reports none of the known load metrics (the wrong endpoint)."""
     values: dict[str, float] = {}
     kv: list[float] = []
-    ttft_sum = ttft_count = 0.0
+    totals = {"ttft_sum": 0.0, "ttft_count": 0.0, "itl_sum": 0.0, "itl_count": 0.0}
     known = False
     for family in text_string_to_metric_families(text):
         measure = _GAUGES.get(family.name)
@@ -47,19 +56,19 @@ def parse_metrics(text: str) -> ReplicaMetrics:
                     kv.append(sample.value)
                 else:
                     values[measure] = values.get(measure, 0.0) + sample.value
-        elif family.name in _TTFT:
+        elif family.name in _TTFT or family.name in _ITL:
             known = True
+            kind = "ttft" if family.name in _TTFT else "itl"
             for sample in family.samples:
                 if sample.name.endswith("_sum"):
-                    ttft_sum += sample.value
+                    totals[f"{kind}_sum"] += sample.value
                 elif sample.name.endswith("_count"):
-                    ttft_count += sample.value
+                    totals[f"{kind}_count"] += sample.value
     if not known:
         raise ValueError("no vLLM or SGLang load metrics in the text")
     return ReplicaMetrics(
         running=values.get("running", 0.0),
         waiting=values.get("waiting", 0.0),
         kv_cache=max(kv) if kv else None,
-        ttft_sum=ttft_sum,
-        ttft_count=ttft_count,
+        **totals,
     )

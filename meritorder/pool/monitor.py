@@ -30,6 +30,7 @@ class _Replica:
     metrics: ReplicaMetrics | None = None
     read_at: float | None = None  # monotonic time of the last successful read
     ttft_s: float | None = None  # mean TTFT of the first tokens between the last two reads
+    itl_s: float | None = None  # mean inter-token latency of the tokens between them
     failing: bool = False
 
 
@@ -89,11 +90,16 @@ class PoolMonitor:
         if replica.failing:
             log.info("pool metrics readable again", model=model, url=url)
         before = replica.metrics
-        if before is not None and metrics.ttft_count > before.ttft_count:
-            counted = metrics.ttft_count - before.ttft_count
-            replica.ttft_s = (metrics.ttft_sum - before.ttft_sum) / counted
-        elif before is None or metrics.ttft_count < before.ttft_count:  # first read, or a restart
-            replica.ttft_s = metrics.ttft_sum / metrics.ttft_count if metrics.ttft_count else None
+        replica.ttft_s = _recent_mean(
+            replica.ttft_s,
+            (metrics.ttft_sum, metrics.ttft_count),
+            (before.ttft_sum, before.ttft_count) if before else None,
+        )
+        replica.itl_s = _recent_mean(
+            replica.itl_s,
+            (metrics.itl_sum, metrics.itl_count),
+            (before.itl_sum, before.itl_count) if before else None,
+        )
         replica.metrics, replica.read_at, replica.failing = metrics, self._clock(), False
         if self._on_read:
             self._on_read(model, True)
@@ -122,6 +128,7 @@ class PoolMonitor:
             ages = [now - (r.read_at or now) for r in used]
             kv = [r.metrics.kv_cache for r in fresh if r.metrics and r.metrics.kv_cache is not None]
             ttfts = [r.ttft_s for r in fresh if r.ttft_s is not None]
+            itls = [r.itl_s for r in fresh if r.itl_s is not None]
             loads[model.name] = ModelLoad(
                 replicas=len(model.metrics_url),
                 reachable=len(fresh),
@@ -129,12 +136,27 @@ class PoolMonitor:
                 waiting=sum(r.metrics.waiting for r in fresh if r.metrics),
                 kv_cache=sum(kv) / len(kv) if kv else None,
                 ttft_s=sum(ttfts) / len(ttfts) if ttfts else self._ttft.get(model.name),
+                itl_s=sum(itls) / len(itls) if itls else None,
                 duration_s=self._duration.get(model.name),
                 age_s=max(ages) if fresh else (min(ages) if ages else None),
                 stale=bool(model.metrics_url) and not fresh,
                 in_flight=self._in_flight.get(model.name, 0),
             )
         return loads
+
+
+def _recent_mean(
+    last: float | None, now: tuple[float, float], before: tuple[float, float] | None
+) -> float | None:
+    """A histogram's mean over the observations between two reads (`sum`, `count` totals); the
+    mean of all of them on the first read or after a restart (the totals went down); the last
+    mean when nothing new was observed."""
+    total, count = now
+    if before is not None and count > before[1]:
+        return (total - before[0]) / (count - before[1])
+    if before is None or count < before[1]:
+        return total / count if count else None
+    return last
 
 
 async def fetch_text(url: str, timeout_s: float) -> str:

@@ -26,6 +26,7 @@ class ModelLoad:
     waiting: float = 0.0  # requests queued, all replicas
     kv_cache: float | None = None  # mean KV-cache use of the replicas, 0-1
     ttft_s: float | None = None  # recent mean time to first token (metrics, else outcomes)
+    itl_s: float | None = None  # recent mean inter-token latency (metrics)
     duration_s: float | None = None  # recent mean request duration (this router's outcomes)
     age_s: float | None = None  # since the metrics were last read; None: never read
     stale: bool = False  # metrics configured, but older than routing.pool_stale_s or never read
@@ -64,6 +65,8 @@ class ModelLoad:
         predicted = self.predicted_ttft_s
         if predicted is not None:
             parts.append(f"ttft={predicted * 1000:.0f}ms")
+        if self.itl_s is not None and self.measured:
+            parts.append(f"itl={self.itl_s * 1000:.0f}ms")
         parts.append(f"inflight={self.in_flight}")
         if self.replicas:
             if self.reachable < self.replicas:
@@ -75,7 +78,8 @@ class ModelLoad:
 def saturation_of(
     load: ModelLoad | None, saturation: SaturationConfig, slo: SloConfig | None = None
 ) -> str | None:
-    """Why `load` counts as saturated (`queue`, `kv_cache`, `ttft`, `slo`, `stale`), or None."""
+    """Why `load` counts as saturated (`queue`, `kv_cache`, `itl`, `ttft`, `slo`, `stale`), or
+    None."""
     if load is None:
         return None
     if load.replicas and not load.measured:
@@ -89,6 +93,12 @@ def saturation_of(
             and load.kv_cache >= saturation.kv_cache
         ):
             return "kv_cache"
+        if (
+            saturation.itl_ms is not None
+            and load.itl_s is not None
+            and load.itl_s * 1000 >= saturation.itl_ms
+        ):
+            return "itl"
     predicted = load.predicted_ttft_s
     if predicted is not None:
         if saturation.ttft_ms is not None and predicted * 1000 >= saturation.ttft_ms:
@@ -114,6 +124,8 @@ def pressure(
         ratios.append(load.queue / (saturation.queue or DEFAULT_QUEUE))
         if load.kv_cache is not None:
             ratios.append(load.kv_cache / (saturation.kv_cache or DEFAULT_KV_CACHE))
+        if load.itl_s is not None and saturation.itl_ms is not None:
+            ratios.append(load.itl_s * 1000 / saturation.itl_ms)
     predicted = load.predicted_ttft_s
     if predicted is not None:
         for limit_ms in (saturation.ttft_ms, slo.ttft_ms if slo else None):

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from classifiers.cache import MemoryRowCache, model_fingerprint
-from classifiers.engine import DEFAULT_MODEL_DIR, EngineOptions, InvalidInput, SignalEngine
+from classifiers.engine import (
+    ATTACK_PARAGRAPH_THRESHOLD,
+    DEFAULT_MODEL_DIR,
+    EngineOptions,
+    InvalidInput,
+    SignalEngine,
+)
 from classifiers.signals import Signals
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE, SpecError
 from tests.classifiers.tiny_signals_model import DOMAINS, spec_json
@@ -247,6 +253,36 @@ def test_a_broken_signals_json_names_the_field(model_dir: Path, tmp_path: Path) 
     (tmp_path / SPEC_FILE).write_text(json.dumps(spec_json(pii_tags=["B-PERSON", "I-PERSON"])))
     with pytest.raises(SpecError, match="'pii_tags' must be 'O' then BIO tags"):
         SignalEngine.load(tmp_path, force_cpu=True)
+
+
+def with_spec(model_dir: Path, directory: Path, **changes: Any) -> Path:
+    for name in (MODEL_FILE, TOKENIZER_FILE):
+        (directory / name).symlink_to(model_dir / name)
+    (directory / SPEC_FILE).write_text(json.dumps(spec_json(**changes)))
+    return directory
+
+
+def test_a_models_own_paragraph_threshold_is_read_from_its_signals_json(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    thresholds = {**spec_json()["thresholds"], "attack_paragraph": 0.75}
+    own = SignalEngine.load(with_spec(model_dir, tmp_path, thresholds=thresholds), force_cpu=True)
+    default = SignalEngine.load(model_dir, force_cpu=True)
+    try:
+        assert own.attack_paragraph_threshold == 0.75
+        assert default.attack_paragraph_threshold == ATTACK_PARAGRAPH_THRESHOLD
+    finally:
+        own.close()
+        default.close()
+
+
+@pytest.mark.parametrize("value", [1.5, "high"])
+def test_a_bad_paragraph_threshold_names_the_field(
+    model_dir: Path, tmp_path: Path, value: object
+) -> None:
+    thresholds = {**spec_json()["thresholds"], "attack_paragraph": value}
+    with pytest.raises(SpecError, match=r"'thresholds\.attack_paragraph' is"):
+        SignalEngine.load(with_spec(model_dir, tmp_path, thresholds=thresholds), force_cpu=True)
 
 
 # -- batching ----------------------------------------------------------------------------------

@@ -139,3 +139,31 @@ def test_a_name_of_several_words_on_a_line_of_code_is_still_a_person() -> None:
     text = 'author = "Jane Doe"'
     start = text.index("Jane Doe")
     assert plausible("PERSON", text, start, start + len("Jane Doe"))
+
+
+MOSTLY_CODE = '''def run(args):
+    """Start the podman container, as Luhn would check a card."""
+    config = load(args.config)
+    for name in config.names:
+        print(name)
+    return config
+'''
+
+
+def test_a_lone_word_in_a_comment_of_mostly_code_is_no_person() -> None:
+    start = MOSTLY_CODE.index("podman")
+    assert not plausible("PERSON", MOSTLY_CODE, start, start + len("podman"))
+    start = MOSTLY_CODE.index("Luhn")
+    assert not plausible("PERSON", MOSTLY_CODE, start, start + len("Luhn"))
+
+
+def test_prose_with_a_line_of_code_keeps_its_lone_names() -> None:
+    text = "Hi, this is Maria.\nMy script fails at\n    x = load(path)\nCan you help? Thanks!\n"
+    start = text.index("Maria")
+    assert plausible("PERSON", text, start, start + len("Maria"))
+
+
+def test_a_full_name_in_mostly_code_is_still_a_person() -> None:
+    text = MOSTLY_CODE.replace("as Luhn would", "as Jane Doe asked, to")
+    start = text.index("Jane Doe")
+    assert plausible("PERSON", text, start, start + len("Jane Doe"))

@@ -15,6 +15,8 @@ import pytest
 from devstack import Ports, Stack
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import MockRecorder
+
 pytestmark = pytest.mark.e2e
 
 POLICY = """
@@ -28,7 +30,8 @@ default_model: small
 signals:
   - {{name: greeting, keywords: [hello]}}
 decisions:
-  - {{name: chat, when: greeting, route: [small, large]}}
+  - {{name: chat, when: greeting, route: [small, large], objective: interactive}}
+pool_hints: {{default_objective: batch}}
 routing:
   pool_refresh_s: 0.2
   pool_stale_s: 2
@@ -101,3 +104,34 @@ def test_a_saturated_models_traffic_moves_to_its_equivalent_and_back(stack: Stac
         back = chat(http, "auto")
         assert back.headers["x-meritorder-model"] == "small"
         assert "saturated" not in back.headers["x-meritorder-reason"]
+
+
+SPOOFED = {
+    "x-gateway-inference-objective": "premium",
+    "X-Gateway-Inference-Fairness-Id": "someone-else",
+    "x-meritorder-max-output-tokens": "1",
+}
+
+
+def test_the_pool_gets_the_routers_hints_and_never_the_clients(stack: Stack) -> None:
+    recorder = MockRecorder(stack)
+    recorder.clear()
+    with httpx.Client(base_url=stack.base_url, timeout=30) as http:
+        body = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 40}
+        routed = http.post("/v1/chat/completions", json={**body, "model": "auto"}, headers=SPOOFED)
+        explicit = http.post(
+            "/v1/chat/completions",
+            json={"model": "large", "messages": body["messages"]},
+            headers=SPOOFED,
+        )
+    assert routed.status_code == explicit.status_code == 200
+    seen = [r["headers"] for reqs in recorder.received().values() for r in reqs]
+    assert len(seen) == 2
+    by_objective = {h.get("x-gateway-inference-objective"): h for h in seen}
+    # the decision's objective for `auto`; the policy's default for a request that names a model
+    assert set(by_objective) == {"interactive", "batch"}
+    assert by_objective["interactive"]["x-meritorder-max-output-tokens"] == "40"
+    for headers in seen:
+        # no verified tenant: no fairness queue of the client's choosing, nor any other
+        assert "x-gateway-inference-fairness-id" not in headers
+        assert headers.get("x-meritorder-max-output-tokens") != "1"

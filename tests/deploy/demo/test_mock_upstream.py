@@ -91,6 +91,33 @@ def test_the_ttft_histogram_is_cumulative_in_vllm_buckets() -> None:
     assert found["vllm:time_to_first_token_seconds_sum"] == pytest.approx(3.303)
 
 
+def test_the_itl_histogram_counts_one_observation_per_token_gap() -> None:
+    slots = Slots()
+    slots.observe_itl(0.02, 10)  # ten tokens 20 ms apart
+    slots.observe_itl(0.3, 2)
+    found = samples(slots.metrics("mock"))
+    assert found["vllm:inter_token_latency_seconds_bucket[0.025]"] == 10
+    assert found["vllm:inter_token_latency_seconds_bucket[+Inf]"] == 12
+    assert found["vllm:inter_token_latency_seconds_count"] == 12
+    assert found["vllm:inter_token_latency_seconds_sum"] == pytest.approx(0.8)
+
+
+async def test_a_decoded_answer_reports_its_measured_token_gaps() -> None:
+    mock = MockModel("small", Load(token_ms=5))
+    server = await asyncio.start_server(mock.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+            found = samples((await client.get("/metrics")).text)
+    finally:
+        server.close()
+    count = found["vllm:inter_token_latency_seconds_count"]
+    assert count > 1
+    # asyncio.sleep never wakes early: each gap is at least the configured 5 ms
+    assert found["vllm:inter_token_latency_seconds_sum"] / count >= 0.005
+
+
 @pytest.mark.parametrize(
     ("options", "load"),
     [

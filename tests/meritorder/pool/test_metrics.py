@@ -21,6 +21,10 @@ vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="qwen"} 2.0
 vllm:time_to_first_token_seconds_bucket{le="+Inf",model_name="qwen"} 4.0
 vllm:time_to_first_token_seconds_count{model_name="qwen"} 4.0
 vllm:time_to_first_token_seconds_sum{model_name="qwen"} 1.2
+# TYPE vllm:inter_token_latency_seconds histogram
+vllm:inter_token_latency_seconds_bucket{le="+Inf",model_name="qwen"} 50.0
+vllm:inter_token_latency_seconds_count{model_name="qwen"} 50.0
+vllm:inter_token_latency_seconds_sum{model_name="qwen"} 2.5
 # TYPE vllm:prompt_tokens counter
 vllm:prompt_tokens_total{model_name="qwen"} 1234.0
 """
@@ -39,6 +43,18 @@ def test_vllm_metrics_sum_the_engines_and_keep_the_fullest_kv_cache() -> None:
     load = parse_metrics(VLLM)
     assert (load.running, load.waiting, load.kv_cache) == (5.0, 7.0, 0.85)
     assert (load.ttft_sum, load.ttft_count) == (1.2, 4.0)
+    assert (load.itl_sum, load.itl_count) == (2.5, 50.0)
+
+
+def test_the_older_time_per_output_token_histogram_is_the_itl_too() -> None:
+    text = """\
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running 1.0
+# TYPE vllm:time_per_output_token_seconds histogram
+vllm:time_per_output_token_seconds_count 4.0
+vllm:time_per_output_token_seconds_sum 0.2
+"""
+    assert (parse_metrics(text).itl_sum, parse_metrics(text).itl_count) == (0.2, 4.0)
 
 
 def test_sglang_names_give_the_same_measures() -> None:

@@ -76,6 +76,22 @@ async def test_ttft_is_the_mean_of_the_first_tokens_since_the_last_read(
     assert monitor.snapshot([config], 5)["m"].ttft_s == pytest.approx(0.3)
 
 
+async def test_itl_is_the_mean_token_gap_since_the_last_read_and_shows_in_the_state(
+    mocks: list[tuple[MockModel, str]],
+) -> None:
+    (a, url), _ = mocks
+    monitor = PoolMonitor()
+    config = model("m", url)
+    a.slots.observe_itl(1.0, 5)  # old history
+    await monitor.refresh([config])
+    a.slots.observe_itl(0.02, 3)
+    a.slots.observe_itl(0.06, 1)
+    await monitor.refresh([config])
+    load = monitor.snapshot([config], 5)["m"]
+    assert load.itl_s == pytest.approx(0.03)  # (3 x 20 ms + 60 ms) / 4 gaps
+    assert "itl=30ms" in load.render()
+
+
 async def test_metrics_go_stale_by_age_when_a_replica_stops_answering() -> None:
     clock = Clock()
     answers = {"up": True}

@@ -27,6 +27,8 @@ FRESH = {"replicas": 1, "reachable": 1, "age_s": 0.5}
         ),
         (ModelLoad(**FRESH, kv_cache=0.95), SaturationConfig(kv_cache=0.9), None, "kv_cache"),
         (ModelLoad(**FRESH, kv_cache=0.5), SaturationConfig(kv_cache=0.9), None, None),
+        (ModelLoad(**FRESH, itl_s=0.08), SaturationConfig(itl_ms=50), None, "itl"),
+        (ModelLoad(**FRESH, itl_s=0.02), SaturationConfig(itl_ms=50), None, None),
         (ModelLoad(**FRESH, ttft_s=0.9), SaturationConfig(ttft_ms=800), None, "ttft"),
         (ModelLoad(**FRESH, ttft_s=0.9), SaturationConfig(), SloConfig(ttft_ms=800), "slo"),
         (ModelLoad(**FRESH, ttft_s=0.5), SaturationConfig(), SloConfig(ttft_ms=800), None),
