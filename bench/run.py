@@ -369,7 +369,12 @@ class Bench:
 
 
 def run_all(
-    bench: Bench, workdir: Path, policy: Path, *, signal_cache: bool = False
+    bench: Bench,
+    workdir: Path,
+    policy: Path,
+    *,
+    signal_cache: bool = False,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Start each path, measure it, stop it; returns what the router said about its classifier.
     (b) and (c) run with the signal cache off unless `signal_cache` (see the module's notes)."""
@@ -442,7 +447,8 @@ def run_all(
 
         full = Stack(
             ports, router_config=policy, workdir=_sub(workdir, "router"),
-            router_args=[] if signal_cache else ["--signal-cache-entries", "0"],
+            router_args=[*([] if signal_cache else ["--signal-cache-entries", "0"]),
+                         *_profile_args(profile)],
         )  # fmt: skip
         with _started(full):
             full.start_router()
@@ -469,7 +475,7 @@ def run_all(
         # Scaling: the same explicit path with two router processes on one port.
         workers = Stack(
             ports, router_config=policy, workdir=_sub(workdir, "workers"),
-            router_args=["--workers", "2"],
+            router_args=["--workers", "2", *_profile_args(profile)],
         )  # fmt: skip
         with _started(workers):
             workers.start_router()
@@ -552,15 +558,20 @@ def classifier_state(router_log: str, paths: dict[str, Any], policy: Path) -> di
     }
 
 
-def bare_forward(runs: int = 300) -> dict[str, Any]:
+def _profile_args(profile: str | None) -> list[str]:
+    return ["--classifier-profile", profile] if profile else []
+
+
+def bare_forward(runs: int = 300, profile: str | None = None) -> dict[str, Any]:
     """The bare onnxruntime forward of (c)'s request: `session.run` on exactly the rows the
     router's engine makes of it (system prompt and user turn), one row per run as the engine's
     length buckets run them, before any path starts. No tokenizing, no decoding, no batching."""
     import numpy as np
 
     from classifiers.engine import SignalEngine
+    from classifiers.profiles import profile_dir
 
-    engine = SignalEngine.load(force_cpu=True)
+    engine = SignalEngine.load(profile_dir(profile) if profile else None, force_cpu=True)
     messages = json.loads(chat_body("auto"))["messages"]
     rows = engine.model_rows(messages)
     feeds = [
@@ -630,7 +641,14 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the router's signal cache on in (b) and (c): (c) then reads its one repeated "
         "prompt from the cache instead of running the classifier",
     )
+    parser.add_argument(
+        "--classifier-profile",
+        choices=("accurate", "fast"),
+        help="the router's signal model (default: the router's); another than the default "
+        "writes its own files and leaves the doc alone",
+    )
     args = parser.parse_args(argv)
+    profile = args.classifier_profile
 
     out = RESULTS / "tmp" if args.quick else RESULTS
     out.mkdir(parents=True, exist_ok=True)
@@ -641,9 +659,15 @@ def main(argv: list[str] | None = None) -> int:
     start_load = settle(10.0 if args.quick else 90.0)
     print(f"path overhead ({'quick' if args.quick else 'full'}), logs in {workdir}", flush=True)
     # First, on the machine as quiet as the run finds it: what (c)'s request costs the model alone.
-    bare = bare_forward(60 if args.quick else 300) if policy_uses_classifier(args.config) else None
+    bare = (
+        bare_forward(60 if args.quick else 300, profile)
+        if policy_uses_classifier(args.config)
+        else None
+    )
     try:
-        classifier = run_all(bench, workdir, args.config.resolve(), signal_cache=args.signal_cache)
+        classifier = run_all(
+            bench, workdir, args.config.resolve(), signal_cache=args.signal_cache, profile=profile
+        )
     except StackError as error:
         print(f"bench could not start a path: {error}", file=sys.stderr)
         print(f"logs in {workdir}", file=sys.stderr)
@@ -654,7 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "path_overhead",
         "command": "python bench/run.py"
         + (" --quick" if args.quick else "")
-        + (" --signal-cache" if args.signal_cache else ""),
+        + (" --signal-cache" if args.signal_cache else "")
+        + (f" --classifier-profile {profile}" if profile else ""),
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": finished.isoformat(timespec="seconds"),
         "duration_s": round((finished - started_at).total_seconds(), 1),
@@ -682,8 +707,14 @@ def main(argv: list[str] | None = None) -> int:
     bare_ms = bare["p50_ms"] if bare else None
     figures["targets"] = [t.as_dict() for t in report.targets(bench.paths, bare_ms)]
     # Another policy than the shipped one gets its own files and leaves the doc alone.
+    from classifiers.profiles import DEFAULT_PROFILE
+
     default_policy = args.config.resolve() == ROUTER_CONFIG.resolve()
+    other_profile = profile is not None and profile != DEFAULT_PROFILE
     stem = "path_overhead" if default_policy else f"path_overhead.{args.config.stem}"
+    if other_profile:
+        stem += f".{profile}"
+        default_policy = False  # its own files; the doc keeps the default profile's run
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(figures, indent=2) + "\n")
     report.plot(figures, out / f"{stem}.png")
