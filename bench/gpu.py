@@ -343,7 +343,7 @@ def machine(provider: str) -> dict[str, Any]:
         "onnxruntime": ort.__version__,
         "available_providers": ort.get_available_providers(),
         "python": platform.python_version(),
-        "load1_before": os.getloadavg()[0],
+        "load1_before": round(os.getloadavg()[0], 2),
     }
 
 
@@ -416,7 +416,7 @@ async def run(
     figures["duration_s"] = round(
         (datetime.datetime.now(datetime.UTC) - started).total_seconds(), 1
     )
-    figures["machine"]["load1_after"] = os.getloadavg()[0]
+    figures["machine"]["load1_after"] = round(os.getloadavg()[0], 2)
     return figures
 
 

@@ -464,7 +464,11 @@ def machine() -> dict[str, Any]:
         ),
         "unknown",
     )
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "load1_before": os.getloadavg()[0]}
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "load1_before": round(os.getloadavg()[0], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -524,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             figures["accuracy"] = output_differences(
                 graphs, encoder, split_texts("dev", held_out), args.threads
             )
-    figures["machine"]["load1_after"] = os.getloadavg()[0]
+    figures["machine"]["load1_after"] = round(os.getloadavg()[0], 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     table = markdown(figures)
