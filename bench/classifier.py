@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.engine import SignalEngine
-from classifiers.spec import INPUTS, OUTPUTS
+from classifiers.engine import DEFAULT_MODEL_DIR, SignalEngine
+from classifiers.session import create_session
+from classifiers.spec import INPUTS, OUTPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
+from classifiers.windows import TextTokenizer
 
 LENGTHS = (16, 64, 128, 256, 512)
 SOURCE = Path(__file__).resolve().parent.parent / "examples" / "data" / "mmlu_pro_dev.jsonl"
@@ -187,10 +189,21 @@ def machine(engine: SignalEngine) -> dict[str, Any]:
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def load_engine(provider: str, model_dir: Path | None = None, **options: Any) -> SignalEngine:
-    """The engine on `provider` (cpu or cuda); exits loudly when CUDA was asked for and the
-    session fell back to the CPU (`create_session` logs why), rather than time the wrong one."""
-    engine = SignalEngine.load(model_dir, force_cpu=provider == "cpu", **options)
+def load_engine(
+    provider: str, model_dir: Path | None = None, graph: str | None = None, **options: Any
+) -> SignalEngine:
+    """The engine on `provider` (cpu or cuda), with another graph file of `model_dir` than
+    signals.int8.onnx if `graph` names one (an fp32 or fp16 export, for a GPU); exits loudly
+    when CUDA was asked for and the session fell back to the CPU (`create_session` logs why),
+    rather than time the wrong one."""
+    force_cpu = provider == "cpu"
+    if graph is None:
+        engine = SignalEngine.load(model_dir, force_cpu=force_cpu, **options)
+    else:
+        directory = model_dir or DEFAULT_MODEL_DIR
+        session = create_session(directory / graph, force_cpu=force_cpu)
+        tokenizer = TextTokenizer.from_file(directory / TOKENIZER_FILE)
+        engine = SignalEngine(session, tokenizer, ModelSpec.load(directory / SPEC_FILE), **options)
     if engine.provider != PROVIDERS[provider]:
         engine.close()
         raise SystemExit(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The classifier on a GPU: what `bench/gpu.sh` runs once its venv is ready.
 
-    python bench/gpu.py [MODEL_DIR ...] [--out DIR] [--budget-s 420] [--cpu-smoke]
+    python bench/gpu.py [MODEL_DIR ...] [--graph FILE] [--out DIR] [--budget-s 420] [--cpu-smoke]
 
 For each model directory (default: classifiers/models, and classifiers/models/fast when it
 exists; each holds signals.int8.onnx, signals.json and tokenizer.json), on CUDA:
@@ -21,6 +21,8 @@ Every section has a hard time cap, and the whole run `--budget-s` (default 420 s
 install, under 8 minutes); a section the budget cannot fit is recorded as skipped. Writes
 gpu.json and gpu.md to `--out` (default: $OUT if set, else bench/results/gpu/). `--cpu-smoke`
 runs every section with tiny counts on the CPU provider: a check of the script, not a figure.
+`--graph FILE` measures another graph of each directory (an fp32 or fp16 export) in place of
+signals.int8.onnx, with the same tokenizer and signals.json.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from bench.classifier import (  # noqa: E402
     single,
 )
 from classifiers.engine import SignalEngine  # noqa: E402
+from classifiers.spec import MODEL_FILE  # noqa: E402
 
 MODELS = REPO / "classifiers" / "models"
 LENGTHS = (128, 512)
@@ -99,7 +102,7 @@ def default_model_dirs() -> list[Path]:
     """The shipped model, and the fast profile when it is there."""
     dirs = [MODELS]
     fast = MODELS / "fast"
-    if (fast / "signals.int8.onnx").is_file():
+    if (fast / MODEL_FILE).is_file():
         dirs.append(fast)
     return dirs
 
@@ -166,25 +169,30 @@ def section(
 ) -> Any:
     """`run(*args, **kwargs)`, one case capped at `limit_s`, if the budget fits it; else None,
     recorded as skipped."""
-    if not budget.fits(limit_s):
-        skipped.append(name)
-        print(f"  {name}: skipped, {budget.left():.0f} s of the budget left", flush=True)
-        return None
-    return run(*args, **kwargs)
+    return run(*args, **kwargs) if _fits(name, budget, limit_s, skipped) else None
+
+
+def _fits(name: str, budget: Budget, limit_s: float, skipped: list[str]) -> bool:
+    """Whether the case fits the budget; one that does not is recorded as skipped."""
+    if budget.fits(limit_s):
+        return True
+    skipped.append(name)
+    print(f"  {name}: skipped, {budget.left():.0f} s of the budget left", flush=True)
+    return False
 
 
 async def measure_model(
-    model_dir: Path, provider: str, counts: Counts, budget: Budget
+    model_dir: Path, graph: str, provider: str, counts: Counts, budget: Budget
 ) -> dict[str, Any]:
     skipped: list[str] = []
-    result: dict[str, Any] = {"model_dir": shown(model_dir), "skipped": skipped}
+    result: dict[str, Any] = {"model_dir": shown(model_dir), "graph": graph, "skipped": skipped}
     latency: list[dict[str, Any]] = []
     for window in WINDOWS:
-        engine = load_engine(provider, model_dir, max_length=window)
+        engine = load_engine(provider, model_dir, graph, max_length=window)
         try:
             if window == WINDOWS[0]:
                 result["model"] = engine.spec.version
-                result["check"] = check(engine, model_dir / "signals.int8.onnx", provider)
+                result["check"] = check(engine, model_dir / graph, provider)
                 print(
                     f"  provider check: {result['check']['runs_on']} "
                     f"{result['check']['nodes_by_provider']}",
@@ -237,12 +245,11 @@ async def measure_model(
 
 
 async def _capped(name: str, budget: Budget, cap_s: float, skipped: list[str], work: Any) -> Any:
-    if not budget.fits(cap_s):
-        work.close()  # the coroutine never runs
-        skipped.append(name)
-        print(f"  {name}: skipped, {budget.left():.0f} s of the budget left", flush=True)
-        return None
-    return await work
+    """`await work`, an async case capped at `cap_s`, if the budget fits it (else None)."""
+    if _fits(name, budget, cap_s, skipped):
+        return await work
+    work.close()  # the coroutine never runs
+    return None
 
 
 def batches(
@@ -359,7 +366,7 @@ def markdown(figures: dict[str, Any]) -> str:
         c = model.get("check", {})
         lines += [
             "",
-            f"### {model['model_dir']} ({model.get('model', '?')})",
+            f"### {model['model_dir']}/{model['graph']} ({model.get('model', '?')})",
             "",
             f"Runs on {c.get('runs_on')}; nodes by provider {c.get('nodes_by_provider')}"
             + (f"; on the CPU: {', '.join(c['cpu_nodes'])}" if c.get("cpu_nodes") else "")
@@ -396,7 +403,12 @@ def _cell(timing: dict[str, Any] | None) -> str:
 
 
 async def run(
-    model_dirs: list[Path], provider: str, counts: Counts, budget_s: float, command: str
+    model_dirs: list[Path],
+    graph: str,
+    provider: str,
+    counts: Counts,
+    budget_s: float,
+    command: str,
 ) -> dict[str, Any]:
     budget = Budget(budget_s)
     started = datetime.datetime.now(datetime.UTC)
@@ -412,7 +424,7 @@ async def run(
     }
     for model_dir in model_dirs:
         print(f"{shown(model_dir)} on {PROVIDERS[provider]}", flush=True)
-        figures["models"].append(await measure_model(model_dir, provider, counts, budget))
+        figures["models"].append(await measure_model(model_dir, graph, provider, counts, budget))
     figures["duration_s"] = round(
         (datetime.datetime.now(datetime.UTC) - started).total_seconds(), 1
     )
@@ -432,11 +444,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="tiny counts on the CPU provider: checks the script",
     )
+    parser.add_argument(
+        "--graph",
+        default=MODEL_FILE,
+        help=f"the graph file of each model directory (default {MODEL_FILE}; e.g. an fp16 "
+        "export, which a GPU may run whole where int8 nodes fall back to the CPU)",
+    )
     args = parser.parse_args(argv)
     model_dirs = args.model_dirs or default_model_dirs()
     for directory in model_dirs:
-        if not (directory / "signals.int8.onnx").is_file():
-            parser.error(f"{directory} has no signals.int8.onnx")
+        if not (directory / args.graph).is_file():
+            parser.error(f"{directory} has no {args.graph}")
     out = args.out or Path(os.environ.get("OUT") or REPO / "bench" / "results" / "gpu")
     provider, counts = ("cpu", SMOKE) if args.cpu_smoke else ("cuda", FULL)
     budget_s = args.budget_s or (120.0 if args.cpu_smoke else 420.0)
@@ -444,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     if provider == "cuda":
         preload_cuda()
     try:
-        figures = asyncio.run(run(model_dirs, provider, counts, budget_s, command.strip()))
+        figures = asyncio.run(
+            run(model_dirs, args.graph, provider, counts, budget_s, command.strip())
+        )
     except SystemExit as error:  # load_engine: the session is not on the provider asked for
         if not isinstance(error.code, str):
             raise

@@ -2,7 +2,7 @@
 # The classifier on a GPU, in one go, on a bare CUDA machine (an NVIDIA driver, Python >= 3.11,
 # PyPI; no model hub, no CUDA toolkit: the CUDA and cuDNN libraries come as PyPI wheels).
 #
-#   bash bench/gpu.sh [MODEL_DIR ...] [--budget-s S]   # from the repository root
+#   bash bench/gpu.sh [MODEL_DIR ...] [--graph FILE] [--budget-s S]   # from the repository root
 #   bash bench/gpu.sh --cpu-smoke                      # every section, tiny counts, CPU provider
 #
 # Creates .venv-gpu (GPU_VENV=...), installs onnxruntime-gpu with the CUDA and cuDNN wheels that
@@ -13,7 +13,8 @@
 # and 512 tokens, batch 1-64 and concurrency 1-64. Default MODEL_DIRs: classifiers/models and
 # classifiers/models/fast when present. Figures: $OUT if set, else bench/results/gpu/
 # (gpu.json, gpu.md). The measurements stop within --budget-s (default 420 s); the install is
-# timed apart. GPU_PYTHON=path/to/python skips the venv and uses that interpreter as it is.
+# timed apart. GPU_PYTHON=path/to/python skips the venv and uses that interpreter as it is;
+# --cpu-smoke without it installs the CPU onnxruntime into the venv instead.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -50,7 +51,9 @@ else
     python=$venv/bin/python
     if [[ -z ${ORT_GPU_SPEC:-} ]]; then
         cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -1)
-        if [[ ${cuda:-0} -ge 13 ]]; then
+        if [[ $smoke == 1 ]]; then
+            ORT_GPU_SPEC='onnxruntime>=1.20'  # the smoke run is on the CPU provider
+        elif [[ ${cuda:-0} -ge 13 ]]; then
             ORT_GPU_SPEC='onnxruntime-gpu[cuda,cudnn]>=1.27'
         else
             # Built for CUDA 12 up to 1.26; from 1.27 on, PyPI's wheels need a CUDA 13 driver.

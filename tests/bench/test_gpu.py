@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,20 @@ def test_a_section_the_budget_cannot_fit_is_recorded_as_skipped(
     (model,) = json.loads((tmp_path / "gpu.json").read_text())["models"]
     assert "batch 64" in model["skipped"] and "concurrency 64" in model["skipped"]
     assert "Skipped (time budget)" in (tmp_path / "gpu.md").read_text()
+
+
+def test_another_graph_of_the_model_directory_is_measured_in_place_of_the_int8_one(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    profile = tmp_path / "profile"
+    shutil.copytree(model_dir, profile)
+    (profile / "signals.int8.onnx").rename(profile / "signals.fp16.onnx")
+
+    done = _gpu_sh("--cpu-smoke", str(profile), "--graph", "signals.fp16.onnx", out=tmp_path)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    (model,) = json.loads((tmp_path / "gpu.json").read_text())["models"]
+    assert model["graph"] == "signals.fp16.onnx" and model["latency"]
 
 
 @pytest.mark.skipif(Path("/proc/driver/nvidia").exists(), reason="this machine has a GPU")
