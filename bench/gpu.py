@@ -362,6 +362,7 @@ def markdown(figures: dict[str, Any]) -> str:
         + (" — CPU SMOKE RUN, not a figure" if figures["cpu_smoke"] else "")
         + ".",
     ]
+    cuda = not figures["cpu_smoke"]
     for model in figures["models"]:
         c = model.get("check", {})
         lines += [
@@ -369,7 +370,11 @@ def markdown(figures: dict[str, Any]) -> str:
             f"### {model['model_dir']}/{model['graph']} ({model.get('model', '?')})",
             "",
             f"Runs on {c.get('runs_on')}; nodes by provider {c.get('nodes_by_provider')}"
-            + (f"; on the CPU: {', '.join(c['cpu_nodes'])}" if c.get("cpu_nodes") else "")
+            + (
+                f"; left on the CPU: {', '.join(c['cpu_nodes'])}"
+                if cuda and c.get("cpu_nodes")
+                else ""
+            )
             + ".",
             "",
             "| window | tokens | rows | engine p50 / p99 ms | bare forward p50 / p99 ms |",

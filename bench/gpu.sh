@@ -45,12 +45,15 @@ else
             break
         fi
     done
-    [[ -n $base ]] || { echo "gpu.sh: needs Python >= 3.11 (python3)" >&2; exit 2; }
+    if [[ -z $base ]]; then
+        echo "gpu.sh: needs Python >= 3.11 (e.g. apt-get install python3.11 python3.11-venv)" >&2
+        exit 2
+    fi
     venv=${GPU_VENV:-.venv-gpu}
     [[ -x $venv/bin/python ]] || "$base" -m venv "$venv"
     python=$venv/bin/python
     if [[ -z ${ORT_GPU_SPEC:-} ]]; then
-        cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -1)
+        cuda=$({ nvidia-smi 2>/dev/null || true; } | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -1)
         if [[ $smoke == 1 ]]; then
             ORT_GPU_SPEC='onnxruntime>=1.20'  # the smoke run is on the CPU provider
         elif [[ ${cuda:-0} -ge 13 ]]; then
