@@ -3,6 +3,7 @@
 
     python bench/ort_options.py [--quick] [--model-dir DIR] [--fp32 PATH] [--threads 2]
     .venv-train/bin/python bench/ort_options.py --export-fp32 PATH   # an fp32 graph to quantize
+    .venv-train/bin/python bench/ort_options.py --to-fp16 FP32 OUT   # a fused fp16 graph, for a GPU
 
 Measures the bare `session.run` of the graph in `--model-dir` (default: the shipped
 classifiers/models/signals.int8.onnx) at batch 1 and batch 8, each option changed alone from
@@ -402,6 +403,27 @@ def export_fp32(path: Path) -> None:
     print(f"wrote {path} (base encoder weights, untrained heads: for speed)")
 
 
+def to_fp16(fp32: Path, out: Path) -> None:
+    """A GPU graph of `fp32`: onnxruntime's BERT fusions (embedding + layer norm, attention,
+    skip layer norms, bias GELU), then fp16 weights and activations with the inputs and outputs
+    kept as they are (int64 in, float32 out), so the engine reads it as it reads the int8 one.
+    Needs sympy (the training venv has it)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    # all-MiniLM-L6-v2's shape, as classifiers/training/model.py builds every profile from it.
+    model = optimize_model(
+        str(fp32), model_type="bert", num_heads=12, hidden_size=384, use_gpu=True, opt_level=0
+    )
+    print(f"fused: { {k: v for k, v in model.get_fused_operator_statistics().items() if v} }")
+    model.convert_float_to_float16(keep_io_types=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save_model_to_file(str(out))
+    print(
+        f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); measure it on a GPU with "
+        f"`bash bench/gpu.sh --graph {out.name} {out.parent}`"
+    )
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -488,6 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", type=int, default=200, help="dev texts for accuracy")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/...)")
     parser.add_argument(
+        "--to-fp16",
+        type=Path,
+        nargs=2,
+        metavar=("FP32", "OUT"),
+        help="write a fused fp16 graph of FP32 for a GPU (needs sympy: the training venv) and exit",
+    )
+    parser.add_argument(
         "--export-fp32",
         type=Path,
         metavar="PATH",
@@ -496,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.export_fp32:
         export_fp32(args.export_fp32)
+        return 0
+    if args.to_fp16:
+        to_fp16(*args.to_fp16)
         return 0
 
     repeats, cap_s = (20, 3.0) if args.quick else (200, 20.0)
