@@ -473,7 +473,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as error:  # load_engine: the session is not on the provider asked for
         if not isinstance(error.code, str):
             raise
-        print(f"CUDA PROVIDER CHECK FAILED: {error.code}", file=sys.stderr)
+        import onnxruntime as ort
+
+        print(
+            f"CUDA PROVIDER CHECK FAILED: {error.code}; onnxruntime {ort.__version__} has "
+            f"{ort.get_available_providers()}",
+            file=sys.stderr,
+        )
         return 3
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.json").write_text(json.dumps(figures, indent=2) + "\n")

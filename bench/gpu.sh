@@ -13,8 +13,9 @@
 # and 512 tokens, batch 1-64 and concurrency 1-64. Default MODEL_DIRs: classifiers/models and
 # classifiers/models/fast when present. Figures: $OUT if set, else bench/results/gpu/
 # (gpu.json, gpu.md). The measurements stop within --budget-s (default 420 s); the install is
-# timed apart. GPU_PYTHON=path/to/python skips the venv and uses that interpreter as it is;
-# --cpu-smoke without it installs the CPU onnxruntime into the venv instead.
+# timed apart. GPU_PYTHON=path/to/python skips the venv and uses that interpreter as it is
+# (GPU_WHEELS=DIR: with the wheels in DIR added, for a machine that cannot reach an index);
+# --cpu-smoke without GPU_PYTHON installs the CPU onnxruntime into the venv instead.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,6 +31,12 @@ python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/
 if [[ -n ${GPU_PYTHON:-} ]]; then
     python=$GPU_PYTHON
     python_ok "$python" || { echo "gpu.sh: GPU_PYTHON=$python is not Python >= 3.11" >&2; exit 2; }
+    if [[ -n ${GPU_WHEELS:-} ]]; then
+        # A machine without an index: wheels brought along (e.g. structlog), unpacked aside.
+        site=$(mktemp -d)
+        "$python" -m pip install --quiet --no-index --no-deps --target "$site" "$GPU_WHEELS"/*.whl
+        export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+    fi
 else
     if [[ $smoke == 0 ]]; then
         if ! command -v nvidia-smi >/dev/null; then
