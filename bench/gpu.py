@@ -3,8 +3,9 @@
 
     python bench/gpu.py [MODEL_DIR ...] [--graph FILE] [--out DIR] [--budget-s 420] [--cpu-smoke]
 
-For each model directory (default: classifiers/models, and classifiers/models/fast when it
-exists; each holds signals.int8.onnx, signals.json and tokenizer.json), on CUDA:
+For each model directory (default: every profile of `classifiers.profiles` whose graph is
+there, classifiers/models and classifiers/models/fast; each holds signals.int8.onnx,
+signals.json and tokenizer.json), on CUDA:
 
   check        the session runs on CUDAExecutionProvider (`session.get_providers()`), else exit
                3 having measured nothing; and where each graph node runs (an onnxruntime
@@ -56,9 +57,9 @@ from bench.classifier import (  # noqa: E402
     single,
 )
 from classifiers.engine import SignalEngine  # noqa: E402
+from classifiers.profiles import PROFILES  # noqa: E402
 from classifiers.spec import MODEL_FILE  # noqa: E402
 
-MODELS = REPO / "classifiers" / "models"
 LENGTHS = (128, 512)
 WINDOWS = (256, 512)
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -99,12 +100,8 @@ class Budget:
 
 
 def default_model_dirs() -> list[Path]:
-    """The shipped model, and the fast profile when it is there."""
-    dirs = [MODELS]
-    fast = MODELS / "fast"
-    if (fast / MODEL_FILE).is_file():
-        dirs.append(fast)
-    return dirs
+    """Every shipped profile's directory that holds its graph (`classifiers.profiles`)."""
+    return [path for path in PROFILES.values() if (path / MODEL_FILE).is_file()]
 
 
 def shown(path: Path) -> str:
