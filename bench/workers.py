@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Scale-out: path (c), "model": "auto" through Envoy, with 1, 2 and 4 router workers.
 
-    python bench/workers.py [--quick] [--workers 1,2,4] [--no-redis] [--signal-cache]
+    python bench/workers.py [--quick] [--workers 1,2,4] [--classifier-profile fast]
+        [--no-redis] [--signal-cache]
 
 Each worker count gets a fresh stack (bench/run.py's: the mock upstreams, Envoy as shipped,
 `meritorder serve --workers N` on one port, SO_REUSEPORT), measured at bench/run.py's levels
@@ -52,6 +53,7 @@ from bench.run import (
     settle,
     training_running,
 )
+from classifiers.profiles import DEFAULT_PROFILE, PROFILES
 
 READY_S = 180.0  # every worker loads its own classifier; four on two cores take a while
 
@@ -133,6 +135,7 @@ def markdown(figures: dict[str, Any]) -> str:
     m = figures["machine"]
     lines = [
         f"`{figures['command']}` — {m['cpu_model']}, {m['cores_usable']} usable cores; "
+        f"classifier profile {figures['classifier_profile']}; "
         f"state store: {figures['state_store']}; signal cache: {figures['signal_cache']}; "
         f"one prompt per connection; load1 {figures['load1_start']} at the start"
         + (", the training job was running" if figures["training_running"] else "")
@@ -166,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-redis", action="store_true", help="no shared state store")
     parser.add_argument("--signal-cache", action="store_true", help="keep the signal cache on")
     parser.add_argument("--config", type=Path, default=ROUTER_CONFIG, help="the router's policy")
+    parser.add_argument(
+        "--classifier-profile", choices=tuple(PROFILES), help="passed to serve (default: its own)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the process logs' directory")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
@@ -182,10 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         "training_running": training_running(),
         "state_store": "none (each process its own)" if args.no_redis else "redis (--state-store)",
         "signal_cache": "on (default)" if args.signal_cache else "off",
+        "classifier_profile": args.classifier_profile or DEFAULT_PROFILE,
         "levels": [lv.__dict__ for lv in levels],
         "rows": [],
     }
     router_args = [] if args.signal_cache else ["--signal-cache-entries", "0"]
+    if args.classifier_profile:
+        router_args += ["--classifier-profile", args.classifier_profile]
     print(f"path (c) with {counts} workers, logs in {workdir}", flush=True)
     try:
         for workers in counts:
