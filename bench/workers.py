@@ -7,12 +7,10 @@
 Each worker count gets a fresh stack (bench/run.py's: the mock upstreams, Envoy as shipped,
 `meritorder serve --workers N` on one port, SO_REUSEPORT), measured at bench/run.py's levels
 (concurrency 1, 4, 16, 64; `--quick`: its smoke counts) once every worker says it is listening.
-So that the figures are the encoder's and not a cache's:
-  - each load-generator connection sends its own prompt (the same ~128-token text after its own
-    number): within a micro-batch the classifier encodes identical rows once, and one repeated
-    body would be classified once per batch, whatever the concurrency;
-  - the signal cache is off (`--signal-cache-entries 0`; `--signal-cache` keeps the default),
-    since a repeated prompt is otherwise read from it after the first request.
+As bench/run.py's (c) does, every request has its own prompt (a request number after the same
+~128-token text: within a micro-batch the classifier encodes identical rows once) and the signal
+cache is off (`--signal-cache-entries 0`; `--signal-cache` keeps the default), so the figures are
+the encoder's and not a cache's.
 The workers keep their shared state in one redis-server (`--state-store`, as a deployment of
 several workers must for budgets, outcomes, sessions and learned estimates; `--no-redis`: each
 process its own). Writes workers.json and workers.md to bench/results/ (`--quick`: tmp/).
@@ -21,7 +19,6 @@ process its own). Writes workers.json and workers.md to bench/results/ (`--quick
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import shutil
@@ -37,42 +34,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from devstack import ROUTER_CONFIG, Ports, Stack, StackError
 
 from bench import report
-from bench.loadgen import build_request, run_level
+from bench.loadgen import build_request
 from bench.run import (
     CHAT,
+    DISTINCT_PROMPTS,
     FULL,
     HOST,
-    PROMPT,
     QUICK,
     RESULTS,
+    Bench,
     Level,
     _sub,
+    chat_body,
     load1,
     machine,
-    probe_for,
     settle,
     training_running,
 )
 from classifiers.profiles import DEFAULT_PROFILE, PROFILES
 
 READY_S = 180.0  # every worker loads its own classifier; four on two cores take a while
-
-
-def bodies(connections: int) -> list[bytes]:
-    """One chat body per connection, each prompt its own (a number before the same text)."""
-    return [
-        json.dumps(
-            {
-                "model": "auto",
-                "messages": [
-                    {"role": "system", "content": "You are a concise assistant."},
-                    {"role": "user", "content": f"Notes, batch {i + 1}. {PROMPT}"},
-                ],
-                "max_tokens": 64,
-            }
-        ).encode()
-        for i in range(connections)
-    ]
 
 
 def wait_for_workers(stack: Stack, workers: int, timeout_s: float = READY_S) -> None:
@@ -84,49 +65,35 @@ def wait_for_workers(stack: Stack, workers: int, timeout_s: float = READY_S) -> 
         time.sleep(0.5)
 
 
-def shares(decisions: dict[str, int]) -> dict[str, float]:
-    """The share of answers whose decision key notes a fallback, or a degraded decision."""
-    total = sum(decisions.values()) or 1
-    return {
-        word: round(sum(n for key, n in decisions.items() if word in key) / total, 4)
-        for word in ("fallback", "degraded")
-    }
-
-
 def measure(stack: Stack, levels: tuple[Level, ...], workers: int) -> list[dict[str, Any]]:
+    """bench/run.py's (c) on `stack`: its levels and distinct prompts, through `Bench`."""
     pids = {
         "router": stack.processes.running["router"].pid,
         "envoy": stack.processes.running["envoy"].pid,
         "mock": stack.processes.running["mocks"].pid,
     }
+    requests = [
+        build_request(HOST, stack.ports.listener, CHAT, chat_body("auto", n))
+        for n in range(DISTINCT_PROMPTS)
+    ]
+    bench = Bench(levels)
+    key = f"auto_{workers}w"
+    bench.measure(
+        key,
+        f'(c) Envoy + {workers} router workers, "model": "auto"',
+        stack.ports.listener,
+        requests,
+        pids,
+    )
     rows = []
-    for level in levels:
-        requests = [
-            build_request(HOST, stack.ports.listener, CHAT, body)
-            for body in bodies(level.concurrency)
-        ]
-        before = {"load1_before": load1(), "training_running": training_running()}
-        result = asyncio.run(
-            run_level(
-                HOST,
-                stack.ports.listener,
-                requests,
-                concurrency=level.concurrency,
-                requests=level.requests,
-                warmup=level.warmup,
-                max_seconds=level.max_seconds,
-                probe=probe_for(pids),
-            )
-        )
-        summary = {"workers": workers, **report.summarize(result, list(pids)), **before}
-        summary["shares"] = shares(summary["decisions"])
-        rows.append(summary)
-        print(
-            f"  workers={workers} c={level.concurrency:<3} n={summary['requests']:<5} "
-            f"err={summary['errors']:<3} p50={summary['p50_ms']} ms p99={summary['p99_ms']} ms "
-            f"{summary['rps']} req/s fallback={summary['shares']['fallback']:.1%} "
-            f"degraded={summary['shares']['degraded']:.1%} load1={before['load1_before']}",
-            flush=True,
+    for summary in bench.paths[key]["levels"]:
+        shares = report.shares(summary["decisions"], summary["requests"])
+        rows.append(
+            {
+                "workers": workers,
+                **summary,
+                "shares": {kind: round(share, 4) for kind, share in shares.items()},
+            }
         )
     return rows
 
@@ -137,7 +104,7 @@ def markdown(figures: dict[str, Any]) -> str:
         f"`{figures['command']}` — {m['cpu_model']}, {m['cores_usable']} usable cores; "
         f"classifier profile {figures['classifier_profile']}; "
         f"state store: {figures['state_store']}; signal cache: {figures['signal_cache']}; "
-        f"one prompt per connection; load1 {figures['load1_start']} at the start"
+        f"a prompt per request; load1 {figures['load1_start']} at the start"
         + (", the training job was running" if figures["training_running"] else "")
         + ".",
         "",

@@ -1,22 +1,30 @@
-"""bench/workers.py's load: a prompt of its own for every connection, so that neither the
-signal cache nor the batch's shared rows answer for the encoder."""
+"""bench/workers.py waits for every worker before it measures, and says how many came up."""
 
 from __future__ import annotations
 
-import json
+import pytest
+from devstack import StackError
 
-from bench.workers import bodies, shares
+from bench.workers import wait_for_workers
 
-
-def test_every_connection_sends_its_own_auto_prompt() -> None:
-    sent = [json.loads(body) for body in bodies(64)]
-
-    assert {body["model"] for body in sent} == {"auto"}
-    prompts = [body["messages"][-1]["content"] for body in sent]
-    assert len(set(prompts)) == 64
+LISTENING = '{"event": "router listening", "address": "127.0.0.1:50051"}\n'
 
 
-def test_shares_count_fallback_and_degraded_decisions() -> None:
-    decisions = {"default": 6, "default;fallback=timeout": 3, "code;classifier=degraded": 1}
+class _Stack:
+    """A stack whose router log says `ready` workers listen."""
 
-    assert shares(decisions) == {"fallback": 0.3, "degraded": 0.1}
+    def __init__(self, ready: int) -> None:
+        self.ready = ready
+
+    def log(self, name: str) -> str:
+        assert name == "router"
+        return '{"event": "classifier loaded"}\n' + LISTENING * self.ready
+
+
+def test_measuring_starts_once_every_worker_listens() -> None:
+    wait_for_workers(_Stack(4), 4, timeout_s=0.1)  # type: ignore[arg-type]
+
+
+def test_workers_that_never_listen_stop_the_bench_with_their_count() -> None:
+    with pytest.raises(StackError, match="3 of 4 router workers"):
+        wait_for_workers(_Stack(3), 4, timeout_s=0.1)  # type: ignore[arg-type]
