@@ -429,9 +429,10 @@ def _open(path: str, mode: str, flag: str) -> Iterator[TextIO]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from app.server import ServerOptions, serve
+    from app.server import ServerOptions, file_stamp, serve
 
     configure_logging(json_logs=args.json_logs)
+    stamp = file_stamp(args.config)  # before reading: a later change is reloaded
     try:
         config = load_config(args.config)
     except ConfigError as error:
@@ -477,6 +478,7 @@ def _serve(args: argparse.Namespace) -> int:
         state_store=args.state_store,
         state_store_down=args.state_store_down,
         learning_store=args.learning_store,
+        config_stamp=stamp,
     )
     if args.workers == 1:
         asyncio.run(serve(config, options))

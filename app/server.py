@@ -78,26 +78,36 @@ class ServerOptions:
     state_store: str | None = None  # a Redis URL: budgets and outcomes shared by every router
     state_store_down: Literal["local", "fail"] = "local"
     learning_store: str | None = None  # memory | sqlite:PATH | redis://...; None: the config's
+    # The policy file's stamp when the config passed to `serve` was read from it: a change made
+    # while the process (or a worker) was starting is then reloaded at the first check.
+    config_stamp: tuple[float, int] | None = None
+    # Keys the learned picks' draws (Router.seed_key); serve_workers gives every worker one key,
+    # so a request id draws the same whichever worker decides it. None: this process's own.
+    seed_key: bytes | None = None
+
+
+def file_stamp(path: Path) -> tuple[float, int] | None:
+    """(mtime, size) of the policy file, or None when it cannot be read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)
 
 
 class ConfigWatcher:
-    """Polls the policy file; a new valid file replaces the policy, an invalid one is logged."""
+    """Polls the policy file; a new valid file replaces the policy, an invalid one is logged.
 
-    def __init__(self, path: Path, router: Router) -> None:
+    `stamp` is the file's stamp when the running policy was read (default: now)."""
+
+    def __init__(self, path: Path, router: Router, stamp: tuple[float, int] | None = None) -> None:
         self.path = path
         self.router = router
-        self._stamp = self._read_stamp()
-
-    def _read_stamp(self) -> tuple[float, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime, st.st_size)
+        self._stamp = stamp if stamp is not None else file_stamp(path)
 
     def check(self) -> bool:
         """Reload if the file changed; True when a new policy took effect."""
-        stamp = self._read_stamp()
+        stamp = file_stamp(self.path)
         if stamp is None or stamp == self._stamp:
             return False
         self._stamp = stamp
@@ -231,6 +241,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         outcomes=outcomes,
         sessions=sessions,
         estimates=estimates,
+        seed_key=options.seed_key,
         pool=PoolMonitor(on_read=telemetry.record_pool_read),
     )
     server = RouterServer(router, options)
@@ -245,7 +256,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
-    watcher = ConfigWatcher(options.config_path, router)
+    watcher = ConfigWatcher(options.config_path, router, options.config_stamp)
     tasks = [
         asyncio.create_task(watcher.run(options.reload_interval_s)),
         asyncio.create_task(
@@ -334,12 +345,17 @@ def serve_workers(
 ) -> int:
     """Run `workers` router processes on one port (SO_REUSEPORT: the kernel spreads Envoy's
     connections over them); SIGTERM or SIGINT is passed on, and each drains like `serve`.
-    Returns 0 when every worker exited cleanly."""
+    Returns 0 when every worker exited cleanly.
+
+    The workers share one seed key (whichever decides a request draws the same) and the stamp
+    of the policy file `config` was read from; all else the decision needs is shared only
+    through the state store (`--state-store`; docs/architecture.md, "Several workers")."""
     context = multiprocessing.get_context("spawn")
     processes = []
+    seed_key = options.seed_key or os.urandom(16)
     for index in range(workers):
         metrics = None if options.metrics_port is None else options.metrics_port + index
-        worker = replace(options, metrics_port=metrics)
+        worker = replace(options, metrics_port=metrics, seed_key=seed_key)
         process = context.Process(
             target=_worker, args=(config, worker, json_logs), name=f"router-{index}"
         )

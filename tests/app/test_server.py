@@ -6,8 +6,10 @@ import asyncio
 import json
 import shutil
 import socket
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import ClassVar
 
 import grpc
 import pytest
@@ -17,7 +19,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ext_proc.v3.external_processor_pb2 import ProcessingRequest, ProcessingResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from app.server import ConfigWatcher, RouterServer, ServerOptions
+import app.server
+from app.server import ConfigWatcher, RouterServer, ServerOptions, file_stamp, serve_workers
 from meritorder.config import load_config
 from meritorder.policy import Classified
 from meritorder.router import Router
@@ -243,6 +246,57 @@ def test_a_valid_new_policy_replaces_the_old_and_an_invalid_one_is_ignored(tmp_p
     assert not watcher.check()
     assert router.config.default_model == "large"  # the last good policy stays in force
     assert json.loads(router.models_json())["data"][0]["id"] == "auto"
+
+
+def test_a_policy_changed_while_the_router_started_is_reloaded_at_the_first_check(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.yaml"
+    text = DEMO_CONFIG.read_text()
+    path.write_text(text)
+    stamp = file_stamp(path)  # what `meritorder serve` takes before it reads the policy
+    router = Router(load_config(path))
+    path.write_text(text.replace("default_model: small", "default_model: large"))  # meanwhile
+    watcher = ConfigWatcher(path, router, stamp)
+    assert watcher.check()
+    assert router.config.default_model == "large"
+
+
+class _FakeProcess:
+    """Records what serve_workers would start, starts nothing."""
+
+    started: ClassVar[list[ServerOptions]] = []
+
+    def __init__(self, target: object, args: tuple[object, ...], name: str) -> None:
+        self.options = args[1]
+        assert isinstance(self.options, ServerOptions)
+        self.pid = None
+        self.exitcode = 0
+
+    def start(self) -> None:
+        _FakeProcess.started.append(self.options)
+
+    def join(self) -> None:
+        pass
+
+
+def test_workers_share_one_seed_key_and_the_policy_s_stamp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = types.SimpleNamespace(Process=_FakeProcess)
+    monkeypatch.setattr(app.server.multiprocessing, "get_context", lambda _: context)
+    monkeypatch.setattr(app.server.signal, "signal", lambda *_: None)  # keep pytest's handlers
+    _FakeProcess.started = []
+    options = ServerOptions(config_path=DEMO_CONFIG, metrics_port=9100, config_stamp=(1.0, 2))
+
+    assert serve_workers(load_config(DEMO_CONFIG), options, 3) == 0
+
+    started = _FakeProcess.started
+    assert len(started) == 3
+    assert len({o.seed_key for o in started}) == 1
+    assert started[0].seed_key is not None and len(started[0].seed_key) == 16
+    assert [o.metrics_port for o in started] == [9100, 9101, 9102]
+    assert all(o.config_stamp == (1.0, 2) for o in started)
 
 
 async def _exchange(
