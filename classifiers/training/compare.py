@@ -111,9 +111,7 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def render(result: dict[str, Any], teacher: dict[str, Any], student: dict[str, Any]) -> str:
-    t_ver = teacher.get("artifact", {}).get("version", "accurate")
-    s_ver = student.get("artifact", {}).get("version", "fast")
+def render(result: dict[str, Any], t_ver: str, s_ver: str, notes: str = "") -> str:
     lines = [
         BEGIN,
         "## Profiles: `fast` (distilled student) against `accurate` (this model)",
@@ -163,6 +161,7 @@ def render(result: dict[str, Any], teacher: dict[str, Any], student: dict[str, A
         ]
     lines += [
         "",
+        *([notes, ""] if notes else []),
         "Not compared: the subject-split figures (a separate domain-only run of the teacher's "
         "recipe, not a property of either shipped graph) and source-split dev sets (not built "
         "yet: issue 15).",
@@ -179,7 +178,13 @@ def main(argv: list[str] | None = None) -> None:
     student = json.loads((args.fast / "metrics.json").read_text())
     result = compare(teacher, student)
     (args.fast / "comparison.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_card_section(render(result, teacher, student), BEGIN, END)
+    versions = [
+        json.loads((d / "signals.json").read_text())["version"] for d in (MODELS_DIR, args.fast)
+    ]
+    notes = (
+        (args.fast / "NOTES.md").read_text().strip() if (args.fast / "NOTES.md").exists() else ""
+    )
+    write_card_section(render(result, *versions, notes), BEGIN, END)
     print(json.dumps({"met": result["met"], "worst": result["worst"]}, indent=1))
 
 
