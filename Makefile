@@ -76,7 +76,9 @@ models: $(TRAIN_STAMP) $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --classifier-profile fast
 	$(BIN)/python bench/classifier.py
+	$(BIN)/python bench/classifier.py --model-dir classifiers/models/fast --out bench/results/classifier.fast.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info meritorder/v1 .pytest_cache .mypy_cache .ruff_cache
