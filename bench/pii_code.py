@@ -4,10 +4,12 @@ its router/Envoy logs in which the runtime (model + patterns) finds any PII.
     .venv/bin/python -m bench.pii_code [--logs DIR ...]
 
 Code: the Python files under classifiers/ (not training/), meritorder/, extproc/, bench/ and
-deploy/, in 1,500-character chunks. Some of them hold PII-shaped examples on purpose (test card
-numbers, phone formats, `jane [at] example [dot] com` in docstrings): those hits are listed, not
-hidden. Logs: 10-line chunks of the router's JSON logs and Envoy's access logs found under the
-given folders (a test run's stack leaves them in its workdir).
+deploy/, in chunks of whole lines of up to 1,500 characters (what a client pastes). The files of
+`PII_EXAMPLES` hold PII-shaped examples on purpose (test card numbers, phone formats,
+`jane [at] example [dot] com` in the PII detectors' docstrings): they are a corpus of their own
+(`code_with_pii_examples`, where a hit is the detector working), so that `code` has no PII and
+every hit there is a false positive. Logs: 10-line chunks of the router's JSON logs and Envoy's
+access logs found under the given folders (a test run's stack leaves them in its workdir).
 """
 
 from __future__ import annotations
@@ -21,20 +23,38 @@ from classifiers.engine import SignalEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("classifiers", "meritorder", "extproc", "bench", "deploy")
+# Files that spell out PII-shaped examples on purpose (found by grepping for them).
+PII_EXAMPLES = frozenset(
+    {
+        "bench/pii_code.py",
+        "classifiers/normalize.py",
+        "classifiers/pii.py",
+        "classifiers/pii_patterns.py",
+        "classifiers/pii_scan.py",
+    }
+)
 
 
-def code_chunks(size: int = 1500) -> list[tuple[str, str]]:
+def code_chunks(size: int = 1500, examples: bool = False) -> list[tuple[str, str]]:
+    """Chunks of whole lines, at most `size` characters each (a longer line is a chunk alone),
+    of the files with PII examples (`examples`) or of all the others."""
     files = [
         path
         for folder in CODE_DIRS
         for path in sorted((ROOT / folder).rglob("*.py"))
         if "training" not in path.parts
+        and (str(path.relative_to(ROOT)) in PII_EXAMPLES) == examples
     ]
     chunks = []
     for path in files:
-        text = path.read_text()
-        for at in range(0, len(text), size):
-            chunks.append((f"{path.relative_to(ROOT)}:{at}", text[at : at + size]))
+        start, text = 1, []
+        for number, line in enumerate(path.read_text().splitlines(keepends=True), 1):
+            if text and sum(map(len, text)) + len(line) > size:
+                chunks.append((f"{path.relative_to(ROOT)}:{start}", "".join(text)))
+                start, text = number, []
+            text.append(line)
+        if text:
+            chunks.append((f"{path.relative_to(ROOT)}:{start}", "".join(text)))
     return chunks
 
 
@@ -75,10 +95,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", type=Path, nargs="*", default=[Path("/tmp")])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pii_code.json")
+    parser.add_argument("--model-dir", type=Path, help="the model (default: the shipped profile)")
     args = parser.parse_args()
-    engine = SignalEngine.load(force_cpu=True)
+    engine = SignalEngine.load(args.model_dir, force_cpu=True)
     report = {
         "code": flagged(engine, code_chunks()),
+        "code_with_pii_examples": flagged(engine, code_chunks(examples=True)),
         "logs": flagged(engine, log_chunks(args.logs)),
     }
     args.out.write_text(json.dumps(report, indent=1) + "\n")

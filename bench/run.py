@@ -715,6 +715,9 @@ def main(argv: list[str] | None = None) -> int:
     if other_profile:
         stem += f".{profile}"
         default_policy = False  # its own files; the doc keeps the default profile's run
+    if args.signal_cache:
+        stem += ".signal-cache"
+        default_policy = False
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(figures, indent=2) + "\n")
     report.plot(figures, out / f"{stem}.png")
