@@ -10,6 +10,9 @@ deploy/, in chunks of whole lines of up to 1,500 characters (what a client paste
 (`code_with_pii_examples`, where a hit is the detector working), so that `code` has no PII and
 every hit there is a false positive. Logs: 10-line chunks of the router's JSON logs and Envoy's
 access logs found under the given folders (a test run's stack leaves them in its workdir).
+Pasted code and tables: the benign twins of the shared guard data's indirect injections (a user
+request that pastes a function of a permissively licensed repository, or a generated CSV table
+whose region names are made-up places), train and dev files, when `../shared/data` is there.
 """
 
 from __future__ import annotations
@@ -47,15 +50,31 @@ def code_chunks(size: int = 1500, examples: bool = False) -> list[tuple[str, str
     ]
     chunks = []
     for path in files:
-        start, text = 1, []
+        start, text = 1, list[str]()
         for number, line in enumerate(path.read_text().splitlines(keepends=True), 1):
-            if text and sum(map(len, text)) + len(line) > size:
+            if text and sum(len(t) for t in text) + len(line) > size:
                 chunks.append((f"{path.relative_to(ROOT)}:{start}", "".join(text)))
                 start, text = number, []
             text.append(line)
         if text:
             chunks.append((f"{path.relative_to(ROOT)}:{start}", "".join(text)))
     return chunks
+
+
+GUARD = ROOT.parent / "shared" / "data" / "guard"
+
+
+def pasted(kind: str) -> list[tuple[str, str]]:
+    """The benign `kind` twins (`code/clean`, `table/clean`) of the guard data, by id."""
+    rows = []
+    for name in ("indirect_injections.jsonl", "indirect_injections_dev.jsonl"):
+        path = GUARD / name
+        if path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                if row["label"] == "benign" and row["kind"] == kind:
+                    rows.append((f"{name}:{row['id']}", row["text"]))
+    return rows
 
 
 def log_chunks(folders: list[Path], lines: int = 10, most: int = 300) -> list[tuple[str, str]]:
@@ -103,6 +122,10 @@ def main() -> None:
         "code_with_pii_examples": flagged(engine, code_chunks(examples=True)),
         "logs": flagged(engine, log_chunks(args.logs)),
     }
+    for kind in ("code", "table"):
+        rows = pasted(f"{kind}/clean")
+        if rows:
+            report[f"pasted_{kind}"] = flagged(engine, rows)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     for name, part in report.items():
         print(f"{name}: {part['flagged']} of {part['chunks']} chunks flagged ({part['share']:.1%})")

@@ -96,15 +96,30 @@ def plausible(kind: str, text: str, start: int = 0, end: int | None = None) -> b
     """Whether the model span `text[start:end]` can be what it is called: a phone number is 7 to
     15 digits (E.164) with nothing but dialling punctuation around them (the model also tags
     arithmetic); a person or an address is not an identifier in code (the model reads `fib` in
-    `def fib(n):` as a name)."""
+    `def fib(n):` as a name); an address has a word in it, and is not a run of table cells (the
+    model tags the numbers of a pasted CSV table as addresses)."""
     end = len(text) if end is None else end
     span = text[start:end]
     if kind == "PHONE_NUMBER":
         digits = sum(ch.isdigit() for ch in span)
         return 7 <= digits <= 15 and all(ch in _PHONE_CHARS for ch in span)
+    if kind == "STREET_ADDRESS" and not _address_shaped(span):
+        return False
     if kind in ("PERSON", "STREET_ADDRESS"):
         return not code_identifier(text, start, end)
     return True
+
+
+def _address_shaped(span: str) -> bool:
+    """A word of two letters or more, no decimal number (239.8), and not rows of a table (two
+    lines or more with 3 commas each: one address line may have that many)."""
+    if not _ADDRESS_WORD.search(span) or _DECIMAL.search(span):
+        return False
+    return sum(1 for line in span.splitlines() if line.count(",") >= 3) < 2
+
+
+_ADDRESS_WORD = re.compile(r"[^\W\d_]{2,}")
+_DECIMAL = re.compile(r"\d\.\d")
 
 
 def code_identifier(text: str, start: int, end: int) -> bool:

@@ -167,3 +167,18 @@ def test_a_full_name_in_mostly_code_is_still_a_person() -> None:
     text = MOSTLY_CODE.replace("as Luhn would", "as Jane Doe asked, to")
     start = text.index("Jane Doe")
     assert plausible("PERSON", text, start, start + len("Jane Doe"))
+
+
+@pytest.mark.parametrize(
+    ("span", "ok"),
+    [
+        ("221B Baker Street, London", True),
+        ("123 Main St, Apt 4, Springfield, IL 62704", True),  # one line, many commas
+        ("Apt. 329, 12 Rue de Rivoli", True),
+        ("3663", False),  # a number alone names no street
+        ("Region,Q1,Q2,Q3,Q4\nNew Sandra,239.8,407.", False),  # the cells of a pasted table
+        ("North,12,40,7,3\nSouth,9,31,2,8", False),
+    ],
+)
+def test_an_address_span_must_look_like_an_address(span: str, ok: bool) -> None:
+    assert plausible("STREET_ADDRESS", span) is ok
