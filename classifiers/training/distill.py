@@ -48,6 +48,8 @@ from .train import (
     compute_loss,
     export_onnx,
     make_batches,
+    optimizer_for,
+    run_epoch,
     tokenize_examples,
     torch_predict,
     write_spec,
@@ -149,47 +151,21 @@ def train_student(d: dict, tok, cfg: dict, log) -> tuple[dict, dict]:
     del runner
     model = SignalModel(layers=cfg["layers"])
     model.train()
-    head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    enc = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
-    opt = torch.optim.AdamW(
-        [{"params": enc, "lr": cfg["lr"]}, {"params": head, "lr": cfg["head_lr"]}],
-        weight_decay=0.01,
-    )
     total = sum(math.ceil(len(ex) / cfg["batch_size"]) for ex in epochs)
     if cfg.get("max_steps"):
         total = min(total, cfg["max_steps"])
-    warm = max(1, int(0.06 * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
+    opt, sched = optimizer_for(model, cfg, total)
     step, t0 = 0, time.time()
     best, best_state, history = -1e9, None, []
     for epoch, ex in enumerate(epochs):
-        run: dict[str, float] = {}
-        for batch in make_batches(ex, cfg["batch_size"], rng):
-            if step >= total:
-                break
-            b = collate_soft(batch)
-            out = model(b["ids"], b["mask"])
-            loss, parts = distill_loss(out, b, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            for k, v in parts.items():
-                run[k] = 0.98 * run.get(k, v) + 0.02 * v
-            if step % 50 == 0 or step == total:
-                log(
-                    {
-                        "step": step,
-                        "of": total,
-                        "epoch": epoch,
-                        "elapsed_s": round(time.time() - t0, 1),
-                        **{f"loss_{k}": round(v, 4) for k, v in run.items()},
-                    }
-                )
+        step = run_epoch(
+            model,
+            (collate_soft(batch) for batch in make_batches(ex, cfg["batch_size"], rng)),
+            lambda out, b: distill_loss(out, b, cfg),
+            (opt, sched),
+            (step, total, epoch, t0),
+            log,
+        )
         rep = calib_report(lambda texts: torch_predict(model, tok, texts), tok, d)
         rep["epoch"] = epoch
         if rep["score"] > best:

@@ -290,6 +290,54 @@ def calib_report(pred_fn, tok, d: dict, pii_key: str = "pii_calib") -> dict:
     return rep
 
 
+def optimizer_for(model: SignalModel, cfg: dict, total: int):
+    """AdamW with the encoder's and the heads' learning rates, 6% warm-up then linear decay."""
+    head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    enc = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
+    opt = torch.optim.AdamW(
+        [{"params": enc, "lr": cfg["lr"]}, {"params": head, "lr": cfg["head_lr"]}],
+        weight_decay=0.01,
+    )
+    warm = max(1, int(0.06 * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
+    return opt, sched
+
+
+def run_epoch(model: SignalModel, batches, loss_of, optimizer, position, log) -> int:
+    """One epoch of optimizer steps over collated `batches` (`loss_of(out, batch)` -> (loss,
+    parts)), stopping at the total; logs smoothed losses every 50 steps. `position` is (step,
+    total, epoch, t0); returns the step reached."""
+    opt, sched = optimizer
+    step, total, epoch, t0 = position
+    run: dict[str, float] = {}
+    for b in batches:
+        if step >= total:
+            break
+        out = model(b["ids"], b["mask"])
+        loss, parts = loss_of(out, b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        for k, v in parts.items():
+            run[k] = 0.98 * run.get(k, v) + 0.02 * v
+        if step % 50 == 0 or step == total:
+            log(
+                {
+                    "step": step,
+                    "of": total,
+                    "epoch": epoch,
+                    "elapsed_s": round(time.time() - t0, 1),
+                    **{f"loss_{k}": round(v, 4) for k, v in run.items()},
+                }
+            )
+    return step
+
+
 def train_model(
     d: dict,
     tok,
@@ -305,51 +353,25 @@ def train_model(
     if init_state is not None:
         model.load_state_dict(init_state)
     model.train()
-    head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    enc_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
-    opt = torch.optim.AdamW(
-        [{"params": enc_params, "lr": cfg["lr"]}, {"params": head_params, "lr": cfg["head_lr"]}],
-        weight_decay=0.01,
-    )
     n_per_epoch = len(build_epoch(d, random.Random(0), cfg, domain_only, subject))
     total = cfg["epochs"] * math.ceil(n_per_epoch / cfg["batch_size"])
     if cfg.get("max_steps"):
         total = min(total, cfg["max_steps"])
-    warm = max(1, int(0.06 * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
+    opt, sched = optimizer_for(model, cfg, total)
     step, t0 = 0, time.time()
     best, best_state, history = cfg.get("baseline_score", -1e9), init_state, []
     for epoch in range(cfg["epochs"]):
         ex = build_epoch(d, rng, cfg, domain_only, subject)
         tokenize_examples(tok, ex)
         batches = make_batches(ex, cfg["batch_size"], rng)
-        run = {}
-        for bi, batch in enumerate(batches):
-            if step >= total:
-                break
-            b = collate(batch)
-            out = model(b["ids"], b["mask"])
-            loss, parts = compute_loss(out, b, cfg["loss_weights"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            for k, v in parts.items():
-                run[k] = 0.98 * run.get(k, v) + 0.02 * v
-            if step % 50 == 0 or step == total:
-                log(
-                    {
-                        "step": step,
-                        "of": total,
-                        "epoch": epoch,
-                        "elapsed_s": round(time.time() - t0, 1),
-                        **{f"loss_{k}": round(v, 4) for k, v in run.items()},
-                    }
-                )
+        step = run_epoch(
+            model,
+            (collate(batch) for batch in batches),
+            lambda out, b: compute_loss(out, b, cfg["loss_weights"]),
+            (opt, sched),
+            (step, total, epoch, t0),
+            log,
+        )
         if domain_only:
             rep = {"epoch": epoch}
             best_state = copy.deepcopy(model.state_dict())
