@@ -11,6 +11,7 @@ status is 1, so a crashed router is never left behind a live Envoy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -51,10 +52,10 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        mocks = {m: free_port() for m in DEFAULT_MOCKS}
-        return cls(
-            free_port(), free_port(), free_port(), mocks, free_port(), free_port(), free_port()
-        )
+        """Free ports, all different: chosen while each is held, so none is handed out twice."""
+        ports = free_ports(len(DEFAULT_MOCKS) + 6)
+        mocks = dict(zip(DEFAULT_MOCKS, ports[6:], strict=True))
+        return cls(ports[0], ports[1], ports[2], mocks, ports[3], ports[4], ports[5])
 
     def remap(self) -> dict[int, int]:
         """Default port -> this port, for rewriting the Envoy bootstrap."""
@@ -266,8 +267,8 @@ class Stack:
         """Start another router process (the same policy; `args`, else the first one's) on its
         own port, and give Envoy's router cluster an endpoint for it: call before
         `start_envoy`. Returns its port."""
-        port = free_port()
-        self._spawn_router(name, port, free_port(), self.router_args if args is None else args)
+        port, metrics = free_ports(2)
+        self._spawn_router(name, port, metrics, self.router_args if args is None else args)
         self.more_routers[name] = port
         return port
 
@@ -374,9 +375,17 @@ def redis_server_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports. Each socket stays bound until all are chosen: a port closed
+    at once may be the kernel's next answer (two servers of one stack on one port)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class _Stopped(Exception):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from devstack import KEYWORDS_CONFIG, Ports, Stack, free_port
+from devstack import KEYWORDS_CONFIG, Ports, Stack, free_ports
 
 from tests.helpers import REPO, MockRecorder
 
@@ -289,7 +289,8 @@ def test_a_route_the_operator_declares_goes_to_its_own_cluster_never_a_header_ch
     config = tmp_path / "envoy-with-images.yaml"
     config.write_text(yaml.safe_dump(bootstrap))
 
-    ports = Ports(free_port(), stack.ports.router, free_port(), stack.ports.mocks, free_port())
+    listener, admin, otlp = free_ports(3)
+    ports = Ports(listener, stack.ports.router, admin, stack.ports.mocks, otlp)
     operator = Stack(ports, envoy_config=config, workdir=tmp_path)  # its own Envoy only
     try:
         operator.start_envoy()

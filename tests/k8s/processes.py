@@ -6,11 +6,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from devstack import Processes, free_port
+from devstack import Processes, free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 
-__all__ = ["REPO", "Processes", "free_port", "router_command"]
+__all__ = ["REPO", "Processes", "free_port", "free_ports", "router_command"]
 
 
 def router_command(config: Path, port: int, *extra: str) -> list[str]:

