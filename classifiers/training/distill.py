@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import os
@@ -135,7 +136,10 @@ def train_student(d: dict, tok, cfg: dict, log) -> tuple[dict, dict]:
     seed_everything(cfg["seed"], cfg["threads"])
     rng = random.Random(cfg["seed"])
     runner = OnnxRunner(TEACHER, threads=cfg["threads"])
-    cache = OUT_DIR / f"distill_epochs_{cfg['seed']}_{cfg['epochs']}.pkl"
+    # The teacher's labels, kept for a rerun; keyed by the teacher's bytes, so a retrained
+    # teacher never lends its predecessor's labels.
+    teacher = hashlib.sha256(TEACHER.read_bytes()).hexdigest()[:12]
+    cache = OUT_DIR / f"distill_epochs_{cfg['seed']}_{cfg['epochs']}_{teacher}.pkl"
     if cache.exists():
         epochs = pickle.loads(cache.read_bytes())
         log({"teacher_labels": str(cache)})
