@@ -371,35 +371,13 @@ def export_fp32(path: Path) -> None:
     """`SignalModel` from the base weights, untrained heads, as training exports it (fp32)."""
     import torch
 
-    from classifiers.training.common import ONNX_INPUTS, ONNX_OUTPUTS, load_tokenizer
-    from classifiers.training.model import ExportWrapper, SignalModel
+    from classifiers.training.common import load_tokenizer
+    from classifiers.training.model import SignalModel
+    from classifiers.training.train import export_fp32 as export
 
     torch.manual_seed(SEED)
     torch.set_num_threads(2)
-    wrapper = ExportWrapper(SignalModel(attn_implementation="eager")).eval()
-    enc = load_tokenizer()(
-        ["hello world, this is a test", "short"], padding=True, return_tensors="pt"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            wrapper,
-            (enc["input_ids"].long(), enc["attention_mask"].long()),
-            str(path),
-            input_names=ONNX_INPUTS,
-            output_names=ONNX_OUTPUTS,
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "seq"},
-                "attention_mask": {0: "batch", 1: "seq"},
-                "domain_probs": {0: "batch"},
-                "attack_prob": {0: "batch"},
-                "difficulty_prob": {0: "batch"},
-                "pii_probs": {0: "batch", 1: "seq"},
-            },
-            opset_version=17,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    export(SignalModel(attn_implementation="eager"), load_tokenizer(), path)
     print(f"wrote {path} (base encoder weights, untrained heads: for speed)")
 
 

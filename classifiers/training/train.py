@@ -395,21 +395,17 @@ def train_model(
     }
 
 
-def export_onnx(state: dict, tok, fp32_path, int8_path, layers: int | None = None) -> dict:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    model = SignalModel(attn_implementation="eager", layers=layers)
-    model.load_state_dict(state)
-    model.eval()
-    wrapper = ExportWrapper(model).eval()
+def export_fp32(model: SignalModel, tok, fp32_path) -> tuple[ExportWrapper, tuple]:
+    """The fp32 graph of `model` (opset 17, dynamic batch and sequence axes), and the wrapper and
+    sample inputs it was traced with."""
+    wrapper = ExportWrapper(model.eval()).eval()
     enc = tok(["hello world, this is a test", "short"], padding=True, return_tensors="pt")
-    ids, mask = enc["input_ids"].long(), enc["attention_mask"].long()
+    sample = (enc["input_ids"].long(), enc["attention_mask"].long())
     fp32_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
             wrapper,
-            (ids, mask),
+            sample,
             str(fp32_path),
             input_names=ONNX_INPUTS,
             output_names=ONNX_OUTPUTS,
@@ -425,6 +421,17 @@ def export_onnx(state: dict, tok, fp32_path, int8_path, layers: int | None = Non
             do_constant_folding=True,
             dynamo=False,
         )
+    return wrapper, sample
+
+
+def export_onnx(state: dict, tok, fp32_path, int8_path, layers: int | None = None) -> dict:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = SignalModel(attn_implementation="eager", layers=layers)
+    model.load_state_dict(state)
+    wrapper, (ids, mask) = export_fp32(model, tok, fp32_path)
+    with torch.no_grad():
         ref = [t.numpy() for t in wrapper(ids, mask)]
     onnx.checker.check_model(str(fp32_path))
     int8_path.parent.mkdir(parents=True, exist_ok=True)
