@@ -103,6 +103,23 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
+def add_model_dir(parser, writes: str) -> None:
+    """`--model-dir`: the shipped accurate profile by default, or another (the fast student),
+    whose figures `writes` says where go."""
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=MODELS_DIR,
+        help=f"default: the shipped accurate profile; another directory (the fast student) {writes}",
+    )
+
+
+def model_dir_of(args) -> tuple[Path, bool]:
+    """The `--model-dir` given, resolved, and whether it is the shipped model's."""
+    model_dir = args.model_dir.resolve()
+    return model_dir, model_dir == MODELS_DIR.resolve()
+
+
 def write_card_section(section: str, begin: str, end: str) -> None:
     """Put `section` (which opens with `begin` and closes with `end`) into MODEL_CARD.md in place
     of the block between those markers, or at the end when the card has no such block yet."""

@@ -14,7 +14,6 @@ import platform
 import random
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,9 @@ from .common import (
     ROOT,
     SEED,
     TRAIN_LENGTH,
+    add_model_dir,
     format_mc,
+    model_dir_of,
     write_card_section,
     write_json,
 )
@@ -415,16 +416,10 @@ def main(argv: list[str] | None = None) -> None:
     import onnxruntime
 
     ap = argparse.ArgumentParser(description="Dev-split metrics of a signals model directory.")
-    ap.add_argument(
-        "--model-dir",
-        type=Path,
-        default=MODELS_DIR,
-        help="default: the shipped accurate profile; another directory (the fast student) gets "
-        "its own metrics.json, and the card's model sections stay the shipped model's",
+    add_model_dir(
+        ap, "gets its own metrics.json, and the card's model sections stay the shipped model's"
     )
-    args = ap.parse_args(argv)
-    model_dir = args.model_dir.resolve()
-    shipped = model_dir == MODELS_DIR.resolve()
+    model_dir, shipped = model_dir_of(ap.parse_args(argv))
     t0 = time.time()
     signals = json.loads((model_dir / "signals.json").read_text())
     th = signals["thresholds"]

@@ -23,7 +23,7 @@ import numpy as np
 
 from classifiers.engine import SignalEngine
 
-from .common import MODELS_DIR, write_card_section
+from .common import add_model_dir, model_dir_of, write_card_section
 from .data import load_all
 from .metrics import bootstrap_ci, f1_from_counts, pii_counts
 
@@ -178,16 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--benign-creative", action="store_true", help="only the benign creative-request set"
     )
-    parser.add_argument(
-        "--model-dir",
-        type=Path,
-        default=MODELS_DIR,
-        help="default: the shipped accurate profile; another directory (the fast student) has "
-        "its figures written to its own metrics.json only",
-    )
+    add_model_dir(parser, "has its figures written to its own metrics.json only")
     args = parser.parse_args(argv)
-    model_dir = args.model_dir.resolve()
-    shipped = model_dir == MODELS_DIR.resolve()
+    model_dir, shipped = model_dir_of(args)
     engine = SignalEngine.load(model_dir, force_cpu=True)
     metrics_path = model_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
