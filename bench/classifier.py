@@ -165,8 +165,9 @@ async def concurrent(
     }
 
 
-def machine(engine: SignalEngine) -> dict[str, Any]:
-    cpu = next(
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` says."""
+    return next(
         (
             line.split(":", 1)[1].strip()
             for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -174,10 +175,13 @@ def machine(engine: SignalEngine) -> dict[str, Any]:
         ),
         platform.processor(),
     )
+
+
+def machine(engine: SignalEngine) -> dict[str, Any]:
     import os
 
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0)),
         "provider": engine.provider,
         "python": platform.python_version(),

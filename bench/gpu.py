@@ -50,6 +50,7 @@ from bench.classifier import (  # noqa: E402
     PROVIDERS,
     bare_forward,
     concurrent,
+    cpu_name,
     filler_id,
     load_engine,
     prompt_of,
@@ -331,17 +332,9 @@ def gpu_name() -> str | None:
 def machine(provider: str) -> dict[str, Any]:
     import onnxruntime as ort
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
     return {
         "gpu": gpu_name(),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0)),
         "provider_asked": PROVIDERS[provider],
         "onnxruntime": ort.__version__,

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -189,18 +188,11 @@ def runner(session: Any, feed: dict[str, np.ndarray], io_binding: bool) -> Calla
     return lambda: session.run_with_iobinding(binding)
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {
-        "p50": round(pick(0.5), 3),
-        "p99": round(pick(0.99), 3),
-        "mean": round(statistics.fmean(ordered), 3),
-    }
-
-
 def timed(forward: Callable[[], None], repeats: int, cap_s: float) -> dict[str, Any]:
     """Latency of `forward` in ms over `repeats` runs (fewer if `cap_s` runs out first)."""
+    # Here, not at the top: --export-fp32 runs in the training venv, without the router's packages.
+    from bench.classifier import percentiles
+
     for _ in range(min(10, repeats)):
         forward()
     samples: list[float] = []
