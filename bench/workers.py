@@ -13,7 +13,7 @@ cache is off (`--signal-cache-entries 0`; `--signal-cache` keeps the default), s
 the encoder's and not a cache's.
 The workers keep their shared state in one redis-server (`--state-store`, as a deployment of
 several workers must for budgets, outcomes, sessions and learned estimates; `--no-redis`: each
-process its own). Writes workers.json and workers.md to bench/results/ (`--quick`: tmp/).
+process its own). Writes workers.<profile>.json and .md to bench/results/ (`--quick`: tmp/).
 """
 
 from __future__ import annotations
@@ -182,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     figures["duration_s"] = round((finished - started).total_seconds(), 1)
     figures["load1_end"] = load1()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "workers.json").write_text(json.dumps(figures, indent=2) + "\n")
+    # One pair of files per profile: a run of one never overwrites the other's.
+    stem = f"workers.{figures['classifier_profile']}"
+    (out / f"{stem}.json").write_text(json.dumps(figures, indent=2) + "\n")
     table = markdown(figures)
-    (out / "workers.md").write_text(table + "\n")
+    (out / f"{stem}.md").write_text(table + "\n")
     print(table)
-    print(f"wrote {out / 'workers.json'} and {out / 'workers.md'}")
+    print(f"wrote {out / stem}.json and .md")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
