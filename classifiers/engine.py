@@ -44,11 +44,13 @@ from classifiers.cache import (
     row_key,
 )
 from classifiers.pii import (
+    CODE_SHAPED,
     VALIDATED_TYPES,
     FloatArray,
     IntArray,
     TagScheme,
     merge,
+    mostly_code,
     plausible,
     tidy_span,
     to_words,
@@ -738,6 +740,7 @@ class SignalEngine:
     def _model_pii(self, job: Job, plan: _Plan, outputs: _Outputs) -> list[list[PiiEntity]]:
         """The model's PII spans per message, each token read from the window that owns it."""
         found: list[list[PiiEntity]] = [[] for _ in job.texts]
+        code: dict[int, bool] = {}  # per message, read once and only for a name or an address
         for piece in plan.pieces:
             text = job.texts[piece.message]
             index = piece.message if job.chat else None
@@ -758,7 +761,11 @@ class SignalEngine:
                     start = piece.char_start + offsets[first + s.first][0]
                     end = piece.char_start + offsets[first + s.last][1]
                     bounds = tidy_span(text, *to_words(text, start, end), s.type)
-                    if bounds is not None and plausible(s.type, text, *bounds):
+                    if bounds is None:
+                        continue
+                    if s.type in CODE_SHAPED and piece.message not in code:
+                        code[piece.message] = mostly_code(text)
+                    if plausible(s.type, text, *bounds, code=code.get(piece.message)):
                         found[piece.message].append(PiiEntity(s.type, *bounds, s.score, index))
         return found
 

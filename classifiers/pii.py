@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -90,14 +89,24 @@ def tidy_span(text: str, start: int, end: int, kind: str) -> tuple[int, int] | N
 
 
 _PHONE_CHARS = frozenset("0123456789+()-./ \t")
+# The model's types that code identifiers are mistaken for.
+CODE_SHAPED = frozenset({"PERSON", "STREET_ADDRESS"})
 
 
-def plausible(kind: str, text: str, start: int = 0, end: int | None = None) -> bool:
+def plausible(
+    kind: str,
+    text: str,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    code: bool | None = None,
+) -> bool:
     """Whether the model span `text[start:end]` can be what it is called: a phone number is 7 to
     15 digits (E.164) with nothing but dialling punctuation around them (the model also tags
     arithmetic); a person or an address is not an identifier in code (the model reads `fib` in
     `def fib(n):` as a name); an address has a word in it, and is not a run of table cells (the
-    model tags the numbers of a pasted CSV table as addresses)."""
+    model tags the numbers of a pasted CSV table as addresses). `code`: `mostly_code(text)`, when
+    the caller has it already (it reads the whole text)."""
     end = len(text) if end is None else end
     span = text[start:end]
     if kind == "PHONE_NUMBER":
@@ -105,8 +114,8 @@ def plausible(kind: str, text: str, start: int = 0, end: int | None = None) -> b
         return 7 <= digits <= 15 and all(ch in _PHONE_CHARS for ch in span)
     if kind == "STREET_ADDRESS" and not _address_shaped(span):
         return False
-    if kind in ("PERSON", "STREET_ADDRESS"):
-        return not code_identifier(text, start, end)
+    if kind in CODE_SHAPED:
+        return not code_identifier(text, start, end, code)
     return True
 
 
@@ -122,7 +131,7 @@ _ADDRESS_WORD = re.compile(r"[^\W\d_]{2,}")
 _DECIMAL = re.compile(r"\d\.\d")
 
 
-def code_identifier(text: str, start: int, end: int) -> bool:
+def code_identifier(text: str, start: int, end: int, code: bool | None = None) -> bool:
     """Whether `text[start:end]` is one word used as code: shaped like an identifier (snake_case,
     digits, a known keyword or builtin), called, dotted or quoted in backticks, or standing on a
     line of code. A name of several words (`'Jane Doe'` in a string) is never one."""
@@ -144,11 +153,10 @@ def code_identifier(text: str, start: int, end: int) -> bool:
         return True
     # In a text that is mostly code, a lone word in a comment or docstring (`podman`, `Luhn`) is
     # far likelier a tool or a term than a person; names of two words or more are still found.
-    return _mostly_code(text)
+    return mostly_code(text) if code is None else code
 
 
-@functools.lru_cache(maxsize=8)
-def _mostly_code(text: str) -> bool:
+def mostly_code(text: str) -> bool:
     """At least 4 lines of code, and at least a third of the non-blank lines."""
     lines = [line for line in text[:_CODE_SCAN_CHARS].splitlines() if line.strip()]
     code = sum(1 for line in lines if _CODE_LINE.search(line))
