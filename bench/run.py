@@ -56,6 +56,7 @@ from devstack import ENVOY_CONFIG, ROUTER_CONFIG, Ports, Processes, Stack, Stack
 
 from bench import report
 from bench.loadgen import build_request, run_level
+from classifiers.profiles import DEFAULT_PROFILE, PROFILES, profile_dir
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -569,7 +570,6 @@ def bare_forward(runs: int = 300, profile: str | None = None) -> dict[str, Any]:
     import numpy as np
 
     from classifiers.engine import SignalEngine
-    from classifiers.profiles import profile_dir
 
     engine = SignalEngine.load(profile_dir(profile) if profile else None, force_cpu=True)
     messages = json.loads(chat_body("auto"))["messages"]
@@ -643,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--classifier-profile",
-        choices=("accurate", "fast"),
+        choices=tuple(PROFILES),
         help="the router's signal model (default: the router's); another than the default "
         "writes its own files and leaves the doc alone",
     )
@@ -707,8 +707,6 @@ def main(argv: list[str] | None = None) -> int:
     bare_ms = bare["p50_ms"] if bare else None
     figures["targets"] = [t.as_dict() for t in report.targets(bench.paths, bare_ms)]
     # Another policy than the shipped one gets its own files and leaves the doc alone.
-    from classifiers.profiles import DEFAULT_PROFILE
-
     default_policy = args.config.resolve() == ROUTER_CONFIG.resolve()
     other_profile = profile is not None and profile != DEFAULT_PROFILE
     stem = "path_overhead" if default_policy else f"path_overhead.{args.config.stem}"
