@@ -21,7 +21,7 @@ MODELS_DIR = ROOT / "classifiers" / "models"
 SEED = 20240611
 TRAIN_LENGTH = 128
 MAX_LENGTH = 256
-VERSION = "signals-minilm-l6-mt-1.0.0"
+VERSION = "signals-minilm-l6-mt-1.1.0"
 
 DOMAIN_LABELS = [
     "biology",
@@ -56,7 +56,7 @@ WEAK_MODEL = "llama-3.1-8b-instruct"
 STRONG_MODEL = "llama-3.1-70b-instruct"
 
 ONNX_INPUTS = ["input_ids", "attention_mask"]
-ONNX_OUTPUTS = ["domain_probs", "attack_prob", "difficulty_prob", "pii_probs"]
+ONNX_OUTPUTS = ["domain_probs", "attack_prob", "difficulty_prob", "pii_probs", "harmful_prob"]
 
 
 def base_model_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Fused multi-task model: one MiniLM encoder, four heads, and the ONNX export wrapper."""
+"""Fused multi-task model: one MiniLM encoder, five heads, and the ONNX export wrapper."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class SignalModel(nn.Module):
         self.dropout = nn.Dropout(0.1)
         self.domain = nn.Linear(h, len(DOMAIN_LABELS))
         self.attack = nn.Linear(h, 1)
+        self.harmful = nn.Linear(h, 1)  # stage 3 (issue 15): content-policy harm, not attack
         self.difficulty = nn.Sequential(nn.Linear(h, 128), nn.GELU(), nn.Linear(128, 1))
         self.pii = nn.Linear(h, len(PII_TAGS))
 
@@ -48,9 +49,19 @@ class SignalModel(nn.Module):
         return {
             "domain": self.domain(pooled),
             "attack": self.attack(pooled).squeeze(-1),
+            "harmful": self.harmful(pooled).squeeze(-1),
             "difficulty": self.difficulty(pooled).squeeze(-1),
             "pii": self.pii(self.dropout(hidden)),
         }
+
+    def load_weights(self, state: dict) -> None:
+        """`state`, which may predate the harm head (stages 1-2, an older student): the new
+        head then keeps its fresh initialization and learns in stage 3."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"harmful.weight", "harmful.bias"}:
+            raise KeyError(
+                f"state does not fit SignalModel: missing {missing}, unexpected {unexpected}"
+            )
 
 
 class ExportWrapper(nn.Module):
@@ -67,4 +78,5 @@ class ExportWrapper(nn.Module):
             torch.sigmoid(out["attack"]),
             torch.sigmoid(out["difficulty"]),
             torch.softmax(out["pii"], dim=-1),
+            torch.sigmoid(out["harmful"]),
         )

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import data as data_mod
+from . import sources
 from .common import (
     DOMAIN_LABELS,
     MAX_LENGTH,
@@ -45,7 +46,6 @@ from .common import (
 )
 from .metrics import (
     apgr,
-    cpt,
     decode_pred_spans,
     decode_spans,
     f1_from_counts,
@@ -54,7 +54,6 @@ from .metrics import (
     pii_gold,
     pii_predict_tags,
     roc_auc,
-    threshold_at_fpr,
     token_labels,
 )
 from .model import ExportWrapper, SignalModel
@@ -181,6 +180,7 @@ def collate(batch: list[dict]) -> dict:
     mask = torch.zeros((n, L), dtype=torch.long)
     dom = torch.full((n,), -100, dtype=torch.long)
     att = torch.full((n,), float("nan"))
+    harm = torch.full((n,), float("nan"))
     dif = torch.full((n,), float("nan"))
     pii = torch.full((n, L), -100, dtype=torch.long)
     for i, e in enumerate(batch):
@@ -192,9 +192,19 @@ def collate(batch: list[dict]) -> dict:
             att[i] = e["attack"]
         if "difficulty" in e:
             dif[i] = e["difficulty"]
+        if "harmful" in e:
+            harm[i] = e["harmful"]
         if "pii" in e:
             pii[i, : len(e["pii"])] = torch.tensor(e["pii"])
-    return {"ids": ids, "mask": mask, "domain": dom, "attack": att, "difficulty": dif, "pii": pii}
+    return {
+        "ids": ids,
+        "mask": mask,
+        "domain": dom,
+        "attack": att,
+        "harmful": harm,
+        "difficulty": dif,
+        "pii": pii,
+    }
 
 
 def compute_loss(out: dict, b: dict, w: dict) -> tuple[torch.Tensor, dict]:
@@ -206,7 +216,9 @@ def compute_loss(out: dict, b: dict, w: dict) -> tuple[torch.Tensor, dict]:
         )
         total = total + w["domain"] * l
         parts["domain"] = float(l)
-    for k in ("attack", "difficulty"):
+    for k in ("attack", "harmful", "difficulty"):
+        if k not in w:
+            continue
         m = ~torch.isnan(b[k])
         if m.any():
             l = nn.functional.binary_cross_entropy_with_logits(out[k][m], b[k][m])
@@ -230,6 +242,7 @@ def torch_predict(model: SignalModel, tok, texts: list[str], bs: int = 64) -> di
         "domain": [None] * len(texts),
         "attack": np.zeros(len(texts)),
         "difficulty": np.zeros(len(texts)),
+        "harmful": np.zeros(len(texts)),
         "pii": [None] * len(texts),
     }
     for s in range(0, len(order), bs):
@@ -242,6 +255,7 @@ def torch_predict(model: SignalModel, tok, texts: list[str], bs: int = 64) -> di
             res["domain"][i] = dp[r]
             res["attack"][i] = float(torch.sigmoid(out["attack"][r]))
             res["difficulty"][i] = float(torch.sigmoid(out["difficulty"][r]))
+            res["harmful"][i] = float(torch.sigmoid(out["harmful"][r]))
             res["pii"][i] = pp[r, : len(enc[i])]
     model.train()
     res["domain"] = np.stack(res["domain"]) if texts else np.zeros((0, len(DOMAIN_LABELS)))
@@ -287,6 +301,31 @@ def calib_report(pred_fn, tok, d: dict, pii_key: str = "pii_calib") -> dict:
     pp = pred_fn([r["text"] for r in d[pii_key]])
     rep["pii_f1"] = pii_f1(gold, pp["pii"], 0.5)
     rep["score"] = rep["domain_macro_f1"] + rep["attack_auc"] + rep["pii_f1"] + (rep["apgr"] - 0.5)
+    return rep
+
+
+def source_report(pred_fn, tok, d: dict, s: dict) -> dict:
+    """`calib_report` plus the source-split calibration rows (`sources.py`): held-out attack
+    families and benign sources, harmful benchmarks, request data sets and phone regions."""
+    from .calibrate import calibration_sets
+
+    rep = calib_report(pred_fn, tok, d)
+    sets = calibration_sets(d, s)
+    n_old = len(d["attack_calib"])
+    pa = pred_fn(sets["attack_texts"][n_old:])
+    rep["src_attack_auc"] = roc_auc(np.asarray(sets["attack_y"][n_old:]), pa["attack"])
+    ph = pred_fn(sets["harm_texts"])
+    rep["src_harm_auc"] = roc_auc(np.asarray(sets["harm_y"]), ph["harmful"])
+    req = s["domain_requests"]["calib"]
+    pd = pred_fn([r["text"] for r in req])
+    y = np.array([DOM2ID[r["label"]] for r in req])
+    rep["src_domain_acc"] = float(np.mean(pd["domain"].argmax(1) == y))
+    _, gold = pii_gold(tok, s["phones"]["calib"], TRAIN_LENGTH)
+    pp = pred_fn([r["text"] for r in s["phones"]["calib"]])
+    rep["src_pii_f1"] = pii_f1(gold, pp["pii"], 0.5)
+    rep["score"] += (
+        rep["src_attack_auc"] + rep["src_harm_auc"] + rep["src_domain_acc"] + rep["src_pii_f1"]
+    )
     return rep
 
 
@@ -346,14 +385,23 @@ def train_model(
     domain_only: bool = False,
     subject: dict | None = None,
     init_state: dict | None = None,
+    epoch_of=None,
+    report=None,
 ) -> tuple[dict, dict]:
+    """`epoch_of(rng)`: the examples of one epoch (default: stages 1-2's `build_epoch`);
+    `report(predict)`: the calibration report whose `score` selects the checkpoint."""
     seed_everything(cfg["seed"], cfg["threads"])
     rng = random.Random(cfg["seed"])
+    if epoch_of is None:
+        epoch_of = lambda r: build_epoch(d, r, cfg, domain_only, subject)  # noqa: E731
+    if report is None:
+        pii_key = "pii_calib_v1" if cfg.get("pii_key") == "pii_train_v1" else "pii_calib"
+        report = lambda predict: calib_report(predict, tok, d, pii_key)  # noqa: E731
     model = SignalModel()
     if init_state is not None:
-        model.load_state_dict(init_state)
+        model.load_weights(init_state)
     model.train()
-    n_per_epoch = len(build_epoch(d, random.Random(0), cfg, domain_only, subject))
+    n_per_epoch = len(epoch_of(random.Random(0)))
     total = cfg["epochs"] * math.ceil(n_per_epoch / cfg["batch_size"])
     if cfg.get("max_steps"):
         total = min(total, cfg["max_steps"])
@@ -361,7 +409,7 @@ def train_model(
     step, t0 = 0, time.time()
     best, best_state, history = cfg.get("baseline_score", -1e9), init_state, []
     for epoch in range(cfg["epochs"]):
-        ex = build_epoch(d, rng, cfg, domain_only, subject)
+        ex = epoch_of(rng)
         tokenize_examples(tok, ex)
         batches = make_batches(ex, cfg["batch_size"], rng)
         step = run_epoch(
@@ -376,8 +424,7 @@ def train_model(
             rep = {"epoch": epoch}
             best_state = copy.deepcopy(model.state_dict())
         else:
-            pii_key = "pii_calib_v1" if cfg.get("pii_key") == "pii_train_v1" else "pii_calib"
-            rep = calib_report(lambda texts: torch_predict(model, tok, texts), tok, d, pii_key)
+            rep = report(lambda texts: torch_predict(model, tok, texts))
             rep["epoch"] = epoch
             if rep["score"] > best:
                 best, best_state = rep["score"], copy.deepcopy(model.state_dict())
@@ -416,6 +463,7 @@ def export_fp32(model: SignalModel, tok, fp32_path) -> tuple[ExportWrapper, tupl
                 "attack_prob": {0: "batch"},
                 "difficulty_prob": {0: "batch"},
                 "pii_probs": {0: "batch", 1: "seq"},
+                "harmful_prob": {0: "batch"},
             },
             opset_version=17,
             do_constant_folding=True,
@@ -429,7 +477,7 @@ def export_onnx(state: dict, tok, fp32_path, int8_path, layers: int | None = Non
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = SignalModel(attn_implementation="eager", layers=layers)
-    model.load_state_dict(state)
+    model.load_weights(state)
     wrapper, (ids, mask) = export_fp32(model, tok, fp32_path)
     with torch.no_grad():
         ref = [t.numpy() for t in wrapper(ids, mask)]
@@ -440,64 +488,20 @@ def export_onnx(state: dict, tok, fp32_path, int8_path, layers: int | None = Non
 
     check = {}
     for name, path in (("fp32", fp32_path), ("int8", int8_path)):
-        sess = OnnxRunner(path).session
-        got = sess.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        sess = OnnxRunner(path, temperatures={}).session
+        got = sess.run(ONNX_OUTPUTS, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
         check[name] = {o: float(np.max(np.abs(g - r))) for o, g, r in zip(ONNX_OUTPUTS, got, ref)}
     check["fp32_mb"] = round(fp32_path.stat().st_size / 2**20, 2)
     check["int8_mb"] = round(int8_path.stat().st_size / 2**20, 2)
     return check
 
 
-def calibrate_thresholds(int8_path, tok, d: dict) -> dict:
-    from .infer import OnnxRunner
+def calibrate_thresholds(int8_path, tok, d: dict, s: dict | None = None) -> dict:
+    """Temperatures and thresholds from the calibration rows (`calibrate.py`); `s`: the
+    source-split rows (`sources.load()`), None for the stages 1-2 calibration splits alone."""
+    from .calibrate import calibrate
 
-    runner = OnnxRunner(int8_path)
-    pred = lambda texts: runner.run_texts(tok, texts, TRAIN_LENGTH)  # noqa: E731
-    dom = d["domain_calib"]
-    pd = pred([format_mc(r["text"], r["options"]) for r in dom])
-    att = d["attack_calib"]
-    pa = pred([r["text"] for r in att])
-    neg = np.concatenate([pa["attack"][np.array([r["attack"] == 0 for r in att])], pd["attack"]])
-    t_att = threshold_at_fpr(neg, 0.01)
-    pos = pa["attack"][np.array([r["attack"] == 1 for r in att])]
-    _, gold = pii_gold(tok, d["pii_calib"], TRAIN_LENGTH)
-    pp = pred([r["text"] for r in d["pii_calib"]])
-    grid = [round(x, 2) for x in np.arange(0.2, 0.81, 0.05)]
-    f1s = {t: pii_f1(gold, pp["pii"], t, runs=True) for t in grid}
-    t_pii = max(grid, key=lambda t: (round(f1s[t], 4), -abs(t - 0.5)))
-    weak = np.array([r["weak"] for r in dom])
-    strong = np.array([r["strong"] for r in dom])
-    share = cpt(pd["difficulty"], weak, strong, 0.5)
-    k = max(1, int(round(share * len(dom))))
-    t_dif = float(np.sort(pd["difficulty"])[::-1][k - 1])
-    return {
-        "thresholds": {
-            "prompt_attack": round(t_att, 6),
-            "pii_token": t_pii,
-            "difficulty": round(t_dif, 6),
-        },
-        "calibration": {
-            "prompt_attack": {
-                "rule": "lowest threshold with <=1% FPR on calibration benign rows "
-                "(benign_prompts calib sources + hard-negative calib templates + MMLU calib rows)",
-                "n_negatives": len(neg),
-                "n_positives": len(pos),
-                "calib_recall": float(np.mean(pos >= t_att)),
-                "calib_fpr": float(np.mean(neg >= t_att)),
-            },
-            "pii_token": {
-                "rule": "token is an entity when 1-P(O) >= t (run-based span decoding); t maximizes exact-span entity F1 on the "
-                "PII calibration templates (grid 0.20..0.80)",
-                "calib_f1_by_threshold": f1s,
-            },
-            "difficulty": {
-                "rule": "score of the last row routed to the strong model at CPT(50%) on the calibration "
-                "rows (share of strong calls recovering 50% of the 8B->70B gap)",
-                "calib_cpt50": share,
-                "calib_apgr": apgr(pd["difficulty"], weak, strong),
-            },
-        },
-    }
+    return calibrate(int8_path, tok, d, s, pii_f1)
 
 
 def write_spec(model_dir, version: str, base_model: str, cal: dict) -> None:
@@ -512,6 +516,7 @@ def write_spec(model_dir, version: str, base_model: str, cal: dict) -> None:
             "domain_labels": DOMAIN_LABELS,
             "pii_tags": PII_TAGS,
             "thresholds": cal["thresholds"],
+            "temperatures": cal.get("temperatures", {}),
             "difficulty_pair": {"weak": WEAK_MODEL, "strong": STRONG_MODEL},
             "pooling": "masked mean over last hidden state",
             "pii_decoding": "a token is an entity token when 1 - P(O) >= thresholds.pii_token (special tokens "
@@ -534,6 +539,11 @@ def write_spec(model_dir, version: str, base_model: str, cal: dict) -> None:
                     "dtype": "float32",
                     "shape": ["batch", "seq", len(PII_TAGS)],
                 },
+                *(
+                    [{"name": "harmful_prob", "dtype": "float32", "shape": ["batch"]}]
+                    if "harmful" in cal["thresholds"]
+                    else []
+                ),
             ],
             "calibration": cal["calibration"],
         },
@@ -559,6 +569,67 @@ def stage1_info_from_log(path) -> dict:
     }
 
 
+STAGE3 = True  # stage 3 (issue 15) is part of every full run
+
+
+def stage3_config(cfg2: dict, max_steps: int) -> dict:
+    """Stage 3: one epoch from stage 2's weights on the source-split train rows, with replay."""
+    return dict(
+        cfg2,
+        seed=SEED + 3,
+        epochs=1,
+        max_steps=max_steps,
+        lr=3e-5,
+        head_lr=5e-4,
+        # replay of stages 1-2
+        pro_frac=0.25,
+        extra_frac=0.1,
+        request_frac=0.5,
+        attack_frac=0.6,
+        pii_frac=0.5,
+        pii_key="pii_train",
+        # new sources (stage3.py)
+        indirect_frac=1.0,
+        more_attacks_frac=1.0,
+        hard_benign_frac=1.5,
+        harmful_frac=1.5,
+        domain_cap=300,
+        phones_frac=1.0,
+        loss_weights={"domain": 1.0, "attack": 1.0, "harmful": 1.0, "difficulty": 0.5, "pii": 1.0},
+    )
+
+
+def run_stage3(d, s, tok, cfg2, state, summary, log, max_steps) -> dict:
+    from . import stage3
+
+    cfg3 = stage3_config(cfg2, max_steps)
+    summary["config_stage3"] = cfg3
+    report = lambda predict: source_report(predict, tok, d, s)  # noqa: E731
+    model = SignalModel()
+    model.load_weights(state)
+    before = report(lambda texts: torch_predict(model, tok, texts))
+    log({"calib_before_stage3": before})
+    state3, info3 = train_model(
+        d,
+        tok,
+        cfg3,
+        log,
+        init_state=state,
+        epoch_of=lambda rng: stage3.build_epoch(d, s, rng, cfg3),
+        report=report,
+    )
+    info3["calib_before"] = before
+    summary["stage3"] = info3
+    torch.save(state3, OUT_DIR / "model.pt")
+    return state3
+
+
+def export_and_log(state, tok, summary, log) -> None:
+    fp32, int8 = OUT_DIR / "signals.fp32.onnx", MODELS_DIR / "signals.int8.onnx"
+    summary["export_check"] = export_onnx(state, tok, fp32, int8)
+    log({"export": summary["export_check"]})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=2)
@@ -572,6 +643,12 @@ def main() -> None:
         "--calibrate-only",
         action="store_true",
         help="only re-derive thresholds and signals.json from the int8 artifact",
+    )
+    ap.add_argument(
+        "--stage3-from-int8",
+        action="store_true",
+        help="start stage 3 from the shipped int8 graph's dequantized weights (when the stage-2 "
+        "checkpoint was not kept) instead of running stages 1-2",
     )
     ap.add_argument(
         "--resume-stage2",
@@ -631,7 +708,24 @@ def main() -> None:
     prev_summary = MODELS_DIR / "train_summary.json"
     if args.calibrate_only:
         args.skip_subject = True
-    if not args.subject_only and not args.calibrate_only:
+    s = None
+    if STAGE3:
+        sources.prepare(verbose=False)
+        s = sources.load()
+        log({"sources": sources.summary(s)})
+    if args.stage3_from_int8 and not args.subject_only and not args.calibrate_only:
+        from .recover import state_from_int8_onnx
+
+        state = state_from_int8_onnx(MODELS_DIR / "signals.int8.onnx")
+        old = json.loads(prev_summary.read_text()) if prev_summary.exists() else {}
+        summary["main"], summary["stage2"] = old.get("main"), old.get("stage2")
+        summary["stage3_resumed_from"] = (
+            "the dequantized weights of the shipped classifiers/models/signals.int8.onnx "
+            f"({old.get('version', '?')}: stages 1-2; their fp32 checkpoint was not kept)"
+        )
+        state = run_stage3(d, s, tok, cfg2, state, summary, log, args.max_steps)
+        export_and_log(state, tok, summary, log)
+    elif not args.subject_only and not args.calibrate_only:
         if args.resume_stage2:
             state = torch.load(OUT_DIR / "model_stage1.pt")
             old = json.loads(prev_summary.read_text()) if prev_summary.exists() else {}
@@ -653,13 +747,14 @@ def main() -> None:
         info2["kept_stage2"] = state2 is not state
         summary["stage2"] = info2
         state = state2
-        torch.save(state, OUT_DIR / "model.pt")
-        fp32, int8 = OUT_DIR / "signals.fp32.onnx", MODELS_DIR / "signals.int8.onnx"
-        summary["export_check"] = export_onnx(state, tok, fp32, int8)
-        log({"export": summary["export_check"]})
+        torch.save(state, OUT_DIR / "model_stage2.pt")
+        state = run_stage3(d, s, tok, cfg2, state, summary, log, args.max_steps)
+        export_and_log(state, tok, summary, log)
     if not args.subject_only:
         int8 = MODELS_DIR / "signals.int8.onnx"
-        cal = calibrate_thresholds(int8, tok, d)
+        if s is None:
+            s = sources.load()
+        cal = calibrate_thresholds(int8, tok, d, s)
         log({"thresholds": cal["thresholds"]})
         shutil.copyfile(base_model_dir() / "tokenizer.json", MODELS_DIR / "tokenizer.json")
         write_spec(
