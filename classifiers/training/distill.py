@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from . import data as data_mod
+from . import sources
 from .common import MODELS_DIR, OUT_DIR, PII_TAGS, SEED, load_tokenizer, seed_everything
 from .infer import OnnxRunner
 from .model import SignalModel
@@ -51,6 +52,7 @@ from .train import (
     make_batches,
     optimizer_for,
     run_epoch,
+    run_stage3,
     tokenize_examples,
     torch_predict,
     write_spec,
@@ -196,6 +198,12 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="cap optimizer steps (smoke tests)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=FAST_DIR, help="the student's model directory")
+    ap.add_argument(
+        "--resume",
+        type=Path,
+        help="a distilled student's state (out/student-lN/model.pt): skip distillation and run "
+        "only stage 3 from it",
+    )
     args = ap.parse_args()
     wall0 = time.time()
     out_dir: Path = args.out.resolve()
@@ -234,22 +242,34 @@ def main() -> None:
         "hard_weight": 0.5,
     }
     log({"config": cfg})
-    state, info = train_student(d, tok, cfg, log)
-    torch.save(state, work / "model.pt")
+    summary: dict = {}
+    if args.resume:
+        state, info = torch.load(args.resume), {"resumed_from": str(args.resume)}
+    else:
+        state, info = train_student(d, tok, cfg, log)
+        torch.save(state, work / "model.pt")
+    # Stage 3 as for the teacher (train.run_stage3): the source-split data and the harm head,
+    # from gold labels (the teacher's stage-3 outputs are not distilled).
+    sources.prepare(verbose=False)
+    s = sources.load()
+    state = run_stage3(
+        d, s, tok, dict(cfg, lr=3e-5), state, summary, log, args.max_steps, work / "model_stage3.pt"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     int8 = out_dir / "signals.int8.onnx"
     check = export_onnx(state, tok, work / "signals.fp32.onnx", int8, layers=args.layers)
     log({"export": check})
-    cal = calibrate_thresholds(int8, tok, d)
+    cal = calibrate_thresholds(int8, tok, d, s)
     log({"thresholds": cal["thresholds"]})
-    version = f"signals-minilm-l{args.layers}-distilled-1.0.0"
+    version = f"signals-minilm-l{args.layers}-distilled-1.1.0"
     base = (
         f"distilled from signals-minilm-l6-mt-1.0.0: the bottom {args.layers} layers of "
-        "sentence-transformers/all-MiniLM-L6-v2 (BertModel, hidden 384, uncased)"
+        "sentence-transformers/all-MiniLM-L6-v2 (BertModel, hidden 384, uncased), then stage 3"
     )
     write_spec(out_dir, version, base, cal)
     shutil.copyfile(MODELS_DIR / "tokenizer.json", out_dir / "tokenizer.json")
     summary = {
+        **summary,
         "version": version,
         "teacher": "classifiers/models/signals.int8.onnx",
         "torch": torch.__version__,

@@ -397,7 +397,7 @@ def train_model(
     if report is None:
         pii_key = "pii_calib_v1" if cfg.get("pii_key") == "pii_train_v1" else "pii_calib"
         report = lambda predict: calib_report(predict, tok, d, pii_key)  # noqa: E731
-    model = SignalModel()
+    model = SignalModel(layers=cfg.get("layers"))
     if init_state is not None:
         model.load_weights(init_state)
     model.train()
@@ -599,13 +599,15 @@ def stage3_config(cfg2: dict, max_steps: int) -> dict:
     )
 
 
-def run_stage3(d, s, tok, cfg2, state, summary, log, max_steps) -> dict:
+def run_stage3(d, s, tok, cfg2, state, summary, log, max_steps, save_to=None) -> dict:
+    """Stage 3 from `state` (a teacher's stage 2, or a distilled student when `cfg2` has
+    `layers`); the result is saved to `save_to` (default out/model.pt) and returned."""
     from . import stage3
 
     cfg3 = stage3_config(cfg2, max_steps)
     summary["config_stage3"] = cfg3
     report = lambda predict: source_report(predict, tok, d, s)  # noqa: E731
-    model = SignalModel()
+    model = SignalModel(layers=cfg3.get("layers"))
     model.load_weights(state)
     before = report(lambda texts: torch_predict(model, tok, texts))
     log({"calib_before_stage3": before})
@@ -620,7 +622,7 @@ def run_stage3(d, s, tok, cfg2, state, summary, log, max_steps) -> dict:
     )
     info3["calib_before"] = before
     summary["stage3"] = info3
-    torch.save(state3, OUT_DIR / "model.pt")
+    torch.save(state3, save_to or OUT_DIR / "model.pt")
     return state3
 
 
