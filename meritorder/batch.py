@@ -140,10 +140,11 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
         [len(s.name) for s in config.signals] + [len(d.name) for d in config.decisions] + [8]
     )
     out.append("signals:")
+    types = max([len(s.type) for s in config.signals] + [13])
     for signal in config.signals:
         score = signal.score(obs)
         state = "-" if score is None else f"fired {score:.3f}"
-        out.append(f"  {signal.name:<{width}} {signal.type:<14} {state}")
+        out.append(f"  {signal.name:<{width}} {signal.type:<{types}}  {state}")
     out.append("decisions (by priority):")
     for rule in config.ordered_decisions():
         mark = (
