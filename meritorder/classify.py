@@ -129,5 +129,7 @@ def load_classifier(
         provider=engine.provider,
         version=engine.spec.version,
         signal_cache=cache,
+        harm_head=engine.spec.has_harm,  # without it, `harmful` signals are unavailable
+        calibrated=sorted(engine.spec.temperatures),
     )
     return EngineClassifier(engine)
