@@ -435,9 +435,14 @@ class Router:
             if missing is not None:
                 return self._without_signals(config, request, decision, missing)
             unread = [s.name for s in config.signals if s.unavailable(obs)] if virtual else []
-            if unread:  # the classifier answered, but its model cannot compute these
-                return self._without_signals(config, request, decision, NOT_IN_MODEL, unread)
-            return decision
+            if not unread:
+                return decision
+            # The classifier answered, but its model cannot compute these. A refusal stands (an
+            # attack the model did read stays a 403): no missing signal could make it safer.
+            if not isinstance(decision, Routed):
+                notes = (Note("classifier", NOT_IN_MODEL), Note("unavailable", ",".join(unread)))
+                return decision.noted(*notes)
+            return self._without_signals(config, request, decision, NOT_IN_MODEL, unread)
 
         if config.budgets is None:
             decision = decide(0.0)

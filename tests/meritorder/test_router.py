@@ -421,6 +421,14 @@ async def test_a_harm_signal_without_a_harm_head_goes_to_the_safe_model_when_con
     )
 
 
+async def test_an_attack_is_still_refused_as_an_attack_without_a_harm_head() -> None:
+    attack = Classified("other", {"other": 1.0}, 0.9, 0.5, 0.0, (), 3)
+    config = harm_policy(required=True, unavailable="{action: route, model: safe}")
+    decision = await Router(config, Answers(attack)).route(chat("python please"))
+    assert (decision.action, decision.rule, decision.status) == ("block", "refuse", 403)
+    assert "unavailable=harm" in decision.reason and "degraded" not in decision.reason
+
+
 async def test_a_routing_only_harm_signal_without_a_harm_head_fails_open_marked_and_counted() -> (
     None
 ):
