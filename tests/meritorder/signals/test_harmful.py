@@ -39,9 +39,7 @@ def test_a_model_without_the_harm_head_makes_it_unavailable_never_clean() -> Non
     assert signal.score(obs) is None and signal.unavailable(obs)
 
 
-def test_without_the_classifier_it_never_fires_and_the_router_counts_the_classifier_missing() -> (
-    None
-):
+def test_without_the_classifier_it_never_fires_and_is_not_unavailable_itself() -> None:
     signal = HarmfulSignalConfig(name="harm", type="harmful", threshold=0.0)
     obs = Observation(chat_view())
     # Not `unavailable`: a request read without the classifier is degraded as a whole.
