@@ -29,7 +29,7 @@ import numpy as np
 
 from classifiers.engine import DEFAULT_MODEL_DIR, SignalEngine
 from classifiers.session import create_session
-from classifiers.spec import INPUTS, OUTPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
+from classifiers.spec import INPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
 from classifiers.windows import TextTokenizer
 
 LENGTHS = (16, 64, 128, 256, 512)
@@ -102,14 +102,15 @@ def bare_forward(
     ids[:, 0], ids[:, -1] = engine.tokenizer.cls_id, engine.tokenizer.sep_id
     mask = np.ones_like(ids)
     feed = {INPUTS[0]: ids, INPUTS[1]: mask}
+    outputs = list(engine.spec.outputs)  # the harm head's too, when the model has one
     for _ in range(warmup):
-        engine.session.run(OUTPUTS, feed)
+        engine.session.run(outputs, feed)
     samples: list[float] = []
     until = _until(cap_s)
     while len(samples) < repeats and (len(samples) < 3 or time.perf_counter() < until):
         start = time.perf_counter()
         for _ in range(passes):
-            engine.session.run(OUTPUTS, feed)
+            engine.session.run(outputs, feed)
         samples.append((time.perf_counter() - start) * 1000)
     return {**percentiles(samples), "runs": len(samples)}
 

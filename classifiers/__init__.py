@@ -1,4 +1,4 @@
-"""Text to signals: domain, prompt attack, PII and difficulty from one fused ONNX model.
+"""Text to signals: domain, prompt attack, harm, PII and difficulty from one fused ONNX model.
 
 Names are imported on first use, so `python -m classifiers.training...` (its own venv, without
 the runtime's dependencies) can import this package.
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         AttackSignal,
         DifficultySignal,
         DomainSignal,
+        HarmSignal,
         PiiEntity,
         Signals,
     )
@@ -41,6 +42,7 @@ _EXPORTS = {
     "AttackSignal": "signals",
     "DifficultySignal": "signals",
     "DomainSignal": "signals",
+    "HarmSignal": "signals",
     "PiiEntity": "signals",
     "Signals": "signals",
     "ModelSpec": "spec",
@@ -57,6 +59,7 @@ __all__ = [
     "ClassifyInput",
     "DifficultySignal",
     "DomainSignal",
+    "HarmSignal",
     "InvalidInput",
     "MemoryRowCache",
     "MicroBatcher",

@@ -1,11 +1,13 @@
 """Signal memory: the model's output for one row of its input, kept by the row's content.
 
 A row is `[CLS] ... [SEP]` token ids, and the encoder reads nothing else, so its output (domain
-probabilities, attack and difficulty scores, per-token PII probabilities) is a function of the
-model and those ids alone. `row_key` hashes exactly that: the model artifact's fingerprint and the
-row's ids. Whatever made the row (a message window, an attack paragraph, the sequence row over
-the whole request) does not enter the key: the same ids give the same output, so a paragraph row
-that equals an earlier turn's window row is read from the cache too. What the cache keeps holds no
+probabilities, attack, difficulty and harm scores, per-token PII probabilities, all calibrated)
+is a function of the model, its `signals.json` temperatures and those ids alone. `row_key` hashes
+exactly that: the model's fingerprint (`engine.calibrated_fingerprint`: the artifact, its
+temperatures, whether it has a harm head) and the row's ids. Whatever made the row (a message
+window, an attack paragraph, the sequence row over the whole request) does not enter the key: the
+same ids give the same output, so a paragraph row that equals an earlier turn's window row is
+read from the cache too. What the cache keeps holds no
 character offsets: PII spans are decoded per request from these probabilities and that request's
 own tokenization, so a cached row serves a message at any index or position.
 
@@ -44,6 +46,7 @@ class RowOutput:
     attack: float
     difficulty: float
     pii: FloatArray
+    harmful: float | None = None  # None: the model has no harm head
 
     @property
     def nbytes(self) -> int:

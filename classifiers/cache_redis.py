@@ -11,6 +11,7 @@ exactly what they would be; each failed call is counted (`stats.errors`) and log
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 from collections.abc import Sequence
@@ -25,20 +26,25 @@ from classifiers.cache import CacheStats, RowOutput
 
 log = structlog.get_logger("classifiers.cache")
 
-_HEADER = struct.Struct("<HHHff")  # domain labels, tokens, PII tags, attack, difficulty
+# Domain labels, tokens, PII tags, attack, difficulty, harm (NaN: no harm head). Rows written
+# before the harm score (a 14-byte header) fail the length check: a miss, never a crash.
+_HEADER = struct.Struct("<HHHfff")
 
 
 def encode_row(output: RowOutput) -> bytes:
     """A row output as bytes: the header, then the domain and PII float32 arrays."""
     tokens, tags = output.pii.shape if output.pii.size else (0, 0)
-    header = _HEADER.pack(len(output.domain), tokens, tags, output.attack, output.difficulty)
+    harmful = math.nan if output.harmful is None else output.harmful
+    header = _HEADER.pack(
+        len(output.domain), tokens, tags, output.attack, output.difficulty, harmful
+    )
     domain = np.ascontiguousarray(output.domain, dtype="<f4").tobytes()
     return header + domain + np.ascontiguousarray(output.pii, dtype="<f4").tobytes()
 
 
 def decode_row(data: bytes) -> RowOutput:
     """The inverse of `encode_row`; raises ValueError on bytes it did not write."""
-    labels, tokens, tags, attack, difficulty = _HEADER.unpack_from(data)
+    labels, tokens, tags, attack, difficulty, harmful = _HEADER.unpack_from(data)
     at = _HEADER.size
     if len(data) != at + 4 * (labels + tokens * tags):
         raise ValueError(f"a cached row of {len(data)} bytes does not match its header")
@@ -46,7 +52,7 @@ def decode_row(data: bytes) -> RowOutput:
     pii = np.frombuffer(data, dtype="<f4", count=tokens * tags, offset=at + 4 * labels)
     pii = pii.astype(np.float32).reshape(tokens, tags)
     domain.flags.writeable = pii.flags.writeable = False
-    return RowOutput(domain, attack, difficulty, pii)
+    return RowOutput(domain, attack, difficulty, pii, None if math.isnan(harmful) else harmful)
 
 
 class RedisRowCache:

@@ -39,7 +39,7 @@ def softmax_scaled(probs: NDArray[np.floating], temperature: float) -> FloatArra
     logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0)) / temperature
     logits -= logits.max(axis=-1, keepdims=True)
     e = np.exp(logits)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True), dtype=np.float32)
 
 
 def scaled(head: str, probs: NDArray[np.floating], temperature: float) -> FloatArray:

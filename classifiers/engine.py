@@ -21,6 +21,8 @@ signals are then assembled from cached and fresh rows exactly as from fresh ones
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import threading
@@ -33,7 +35,7 @@ from typing import Any, TypedDict, Unpack
 import numpy as np
 import onnxruntime as ort
 
-from classifiers import pii_scan
+from classifiers import calibration, pii_scan
 from classifiers.batching import BatchStats, MicroBatcher, Requeue
 from classifiers.cache import (
     CacheStats,
@@ -62,10 +64,19 @@ from classifiers.signals import (
     BatchTiming,
     DifficultySignal,
     DomainSignal,
+    HarmSignal,
     PiiEntity,
     Signals,
 )
-from classifiers.spec import INPUTS, MODEL_FILE, OUTPUTS, SPEC_FILE, TOKENIZER_FILE, ModelSpec
+from classifiers.spec import (
+    HARM_OUTPUT,
+    INPUTS,
+    MODEL_FILE,
+    OUTPUTS,
+    SPEC_FILE,
+    TOKENIZER_FILE,
+    ModelSpec,
+)
 from classifiers.text import message_text, part_joins
 from classifiers.windows import (
     EncodedText,
@@ -201,10 +212,13 @@ class _Plan:
 
 @dataclass(frozen=True, slots=True)
 class _Outputs:
+    """The calibrated outputs of some rows (`harmful`: None when the model has no harm head)."""
+
     domain: FloatArray
     attack: FloatArray
     difficulty: FloatArray
     pii: list[FloatArray]  # per row: the tokens between [CLS] and the last [SEP]
+    harmful: FloatArray | None = None
 
     def row(self, i: int) -> RowOutput:
         """Row `i` alone, its own arrays: a cached row must not hold its whole batch's tensors."""
@@ -213,15 +227,18 @@ class _Outputs:
             float(self.attack[i]),
             float(self.difficulty[i]),
             _frozen(self.pii[i]),
+            None if self.harmful is None else float(self.harmful[i]),
         )
 
     @classmethod
     def of(cls, rows: Sequence[RowOutput]) -> _Outputs:
+        harmful = [r.harmful for r in rows]
         return cls(
             np.stack([r.domain for r in rows]),
             np.array([r.attack for r in rows], dtype=np.float32),
             np.array([r.difficulty for r in rows], dtype=np.float32),
             [r.pii for r in rows],
+            np.array(harmful, dtype=np.float32) if None not in harmful else None,
         )
 
 
@@ -306,6 +323,7 @@ class SignalEngine:
                 f"({cache_bytes}) must not be negative; 0 turns the signal cache off."
             )
         _check_graph(session, spec)
+        self._outputs = list(spec.outputs)
         self.session = session
         self.tokenizer = tokenizer
         self.spec = spec
@@ -327,6 +345,8 @@ class SignalEngine:
         # Without the artifact's digest (a session built by the caller), a key of this engine's
         # own: a cache shared with another engine never serves it rows of a different model.
         self.fingerprint = os.urandom(32) if fingerprint is None else fingerprint
+        # Cached rows are calibrated and shaped by signals.json: their keys hold that too.
+        self._key_prefix = calibrated_fingerprint(self.fingerprint, spec)
         self._rows_encoded = 0
         self._count_lock = threading.Lock()  # the worker thread and `classify_batch` callers
         self._batcher: MicroBatcher[_Work, Signals] = MicroBatcher(
@@ -506,7 +526,7 @@ class SignalEngine:
         wanted: dict[bytes, None] = {}
         for work in works:
             assert work.plan is not None
-            work.keys = [row_key(self.fingerprint, row) for row in work.plan.rows]
+            work.keys = [row_key(self._key_prefix, row) for row in work.plan.rows]
             wanted.update(dict.fromkeys(work.keys))
         if self.row_cache is not None and wanted:
             hits = self.row_cache.get_many(list(wanted))
@@ -679,6 +699,7 @@ class SignalEngine:
         domain = np.empty((n, len(self.spec.domain_labels)), dtype=np.float32)
         attack = np.empty(n, dtype=np.float32)
         difficulty = np.empty(n, dtype=np.float32)
+        harmful = np.empty(n, dtype=np.float32) if self.spec.has_harm else None
         pii: list[FloatArray] = [domain[:0]] * n
         for chunk in _length_buckets(order, lengths, self.max_batch):
             sizes = lengths[chunk]
@@ -686,13 +707,20 @@ class SignalEngine:
             for r, i in enumerate(chunk):
                 ids[r, : sizes[r]] = rows[i]
             mask = (np.arange(ids.shape[1]) < sizes[:, None]).astype(np.int64)
-            d, a, f, p = self.session.run(OUTPUTS, {INPUTS[0]: ids, INPUTS[1]: mask})
-            domain[chunk] = d
-            attack[chunk] = a
-            difficulty[chunk] = f
+            raw = self.session.run(self._outputs, {INPUTS[0]: ids, INPUTS[1]: mask})
+            # Calibrated at once: the cache, the windows and every threshold read these.
+            out = calibration.apply(
+                dict(zip(self._outputs, raw, strict=True)), self.spec.temperatures
+            )
+            domain[chunk] = out["domain_probs"]
+            attack[chunk] = out["attack_prob"]
+            difficulty[chunk] = out["difficulty_prob"]
+            if harmful is not None:
+                harmful[chunk] = out[HARM_OUTPUT]
+            p = out["pii_probs"]
             for r, i in enumerate(chunk):
                 pii[i] = p[r, 1 : sizes[r] - 1]
-        return _Outputs(domain, attack, difficulty, pii)
+        return _Outputs(domain, attack, difficulty, pii, harmful)
 
     def _signals(self, job: Job, plan: _Plan, outputs: _Outputs) -> Signals:
         row = plan.sequence_row
@@ -712,15 +740,25 @@ class SignalEngine:
             entities += merge(model_pii[m], patterns)
         for (path, _), hits in zip(job.fields, found[len(job.texts) :], strict=True):
             entities += [replace(hit, field=path) for hit in hits]
+        top = int(np.argmax(outputs.domain[row]))
         return Signals(
-            domain=DomainSignal(
-                labels[int(np.argmax(outputs.domain[row]))], dict(zip(labels, probs, strict=True))
-            ),
+            domain=DomainSignal(labels[top], dict(zip(labels, probs, strict=True)), probs[top]),
             prompt_attack=AttackSignal(attack, attack >= self.spec.thresholds.prompt_attack),
             pii=tuple(entities),
             difficulty=DifficultySignal(float(outputs.difficulty[row])),
             tokens=plan.tokens,
+            harmful=self._harm(plan, outputs),
         )
+
+    def _harm(self, plan: _Plan, outputs: _Outputs) -> HarmSignal | None:
+        """The sequence row's harm score (None without a harm head). Not the max over the attack
+        head's paragraph rows: the harm head is calibrated on whole requests, and many
+        paragraphs would be many chances to fire at a threshold set for one row."""
+        threshold = self.spec.thresholds.harmful
+        if outputs.harmful is None or threshold is None:
+            return None
+        score = float(outputs.harmful[plan.sequence_row])
+        return HarmSignal(score, score >= threshold)
 
     def _attack_score(self, plan: _Plan, outputs: _Outputs) -> float:
         """The sequence row's attack score, or a paragraph's on the same scale if higher."""
@@ -831,6 +869,16 @@ def _length_buckets(order: IntArray, lengths: IntArray, max_batch: int) -> list[
     return buckets[::-1]
 
 
+def calibrated_fingerprint(model: bytes, spec: ModelSpec) -> bytes:
+    """The cache key's model part: the artifact's digest, the temperatures its rows are scaled
+    at and the rows' shape (with or without the harm score), so no cache, in process or shared,
+    serves rows calibrated or shaped for another model or `signals.json`."""
+    digest = hashlib.sha256(model)
+    digest.update(json.dumps(sorted(spec.temperatures.items())).encode())
+    digest.update(b"harm" if spec.has_harm else b"no-harm")
+    return digest.digest()
+
+
 def _check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
     """Fail at load time, naming the tensor, when the graph and signals.json disagree."""
     inputs = {i.name for i in session.get_inputs()}
@@ -838,6 +886,16 @@ def _check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
     missing = [n for n in INPUTS if n not in inputs] + [n for n in OUTPUTS if n not in outputs]
     if missing:
         raise ValueError(f"The signals model lacks the tensors {missing}; re-export it.")
+    if spec.has_harm and HARM_OUTPUT not in outputs:
+        raise ValueError(
+            f"signals.json has 'thresholds.harmful' but the graph has no {HARM_OUTPUT!r} output; "
+            "re-export the model or drop the threshold."
+        )
+    if HARM_OUTPUT in outputs and not spec.has_harm:
+        raise ValueError(
+            f"The graph has a {HARM_OUTPUT!r} output but signals.json has no "
+            "'thresholds.harmful'; calibrate the harm head (classifiers/training) and add it."
+        )
     for name, width in (
         ("domain_probs", len(spec.domain_labels)),
         ("pii_probs", len(spec.pii_tags)),

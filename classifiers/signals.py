@@ -10,18 +10,32 @@ PiiSource = Literal["model", "pattern"]
 
 @dataclass(frozen=True, slots=True)
 class DomainSignal:
-    """The most likely subject area and the probability of each one."""
+    """The most likely subject area, the probability of each one, and `confidence`: the top
+    one's calibrated probability (low: the request is unlike what the model was trained on)."""
 
     label: str
     scores: dict[str, float]
+    confidence: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "scores": dict(self.scores)}
+        return {"label": self.label, "scores": dict(self.scores), "confidence": self.confidence}
 
 
 @dataclass(frozen=True, slots=True)
 class AttackSignal:
     """The prompt-attack (jailbreak / injection) probability and the shipped threshold's verdict."""
+
+    score: float
+    flagged: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"score": self.score, "flagged": self.flagged}
+
+
+@dataclass(frozen=True, slots=True)
+class HarmSignal:
+    """The probability that the request asks for content a content policy may refuse (weapons,
+    self-harm, malware...; not an attack on the model), and the shipped threshold's verdict."""
 
     score: float
     flagged: bool
@@ -97,11 +111,14 @@ class Signals:
     # the signal cache rather than the encoder: how it was computed, not what it found.
     rows: int = field(default=0, compare=False)
     cached_rows: int = field(default=0, compare=False)
+    harmful: HarmSignal | None = None  # None: the model has no harm head
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON of the signals; `harmful` is null when the model has no harm head."""
         return {
             "domain": self.domain.to_json(),
             "prompt_attack": self.prompt_attack.to_json(),
+            "harmful": None if self.harmful is None else self.harmful.to_json(),
             "pii": [entity.to_json() for entity in self.pii],
             "difficulty": self.difficulty.to_json(),
             "tokens": self.tokens,

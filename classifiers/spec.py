@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from classifiers.calibration import HEADS
 
 MODEL_FILE = "signals.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -13,6 +17,8 @@ SPEC_FILE = "signals.json"
 
 INPUTS = ("input_ids", "attention_mask")
 OUTPUTS = ("domain_probs", "attack_prob", "difficulty_prob", "pii_probs")
+# The harm head's output: only models trained with it have it (and `thresholds.harmful`).
+HARM_OUTPUT = "harmful_prob"
 
 
 class SpecError(ValueError):
@@ -27,6 +33,8 @@ class Thresholds:
     # The attack head on one paragraph or window of a long request (the engine's default when
     # absent: calibrated for the accurate profile; `bench/classifier_sizes.py --calibrate`).
     attack_paragraph: float | None = None
+    # The harm head's (absent: the model has none, and the harm signal is unavailable).
+    harmful: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,18 @@ class ModelSpec:
     pii_tags: tuple[str, ...]
     thresholds: Thresholds
     difficulty_pair: dict[str, str]
+    # Each head's temperature (`classifiers.calibration`); a head without one keeps T = 1.
+    temperatures: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def has_harm(self) -> bool:
+        """Whether the model has the harm head (`harmful_prob` and its threshold)."""
+        return self.thresholds.harmful is not None
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The graph outputs the engine runs, in this order."""
+        return (*OUTPUTS, HARM_OUTPUT) if self.has_harm else OUTPUTS
 
     @classmethod
     def load(cls, path: Path) -> ModelSpec:
@@ -83,17 +103,15 @@ class ModelSpec:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise SpecError(f"{source}: 'thresholds.{name}' is {value!r}; expected a number")
             thresholds[name] = float(value)
-        paragraph = raw.get("attack_paragraph")
-        if paragraph is not None:
-            if not isinstance(paragraph, int | float) or isinstance(paragraph, bool):
-                raise SpecError(
-                    f"{source}: 'thresholds.attack_paragraph' is {paragraph!r}; expected a number"
-                )
-            if not 0 < paragraph < 1:
-                raise SpecError(
-                    f"{source}: 'thresholds.attack_paragraph' is {paragraph}; expected (0, 1)"
-                )
-            thresholds["attack_paragraph"] = float(paragraph)
+        for name in ("attack_paragraph", "harmful"):
+            value = raw.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise SpecError(f"{source}: 'thresholds.{name}' is {value!r}; expected a number")
+            if not 0 < value < 1:
+                raise SpecError(f"{source}: 'thresholds.{name}' is {value}; expected (0, 1)")
+            thresholds[name] = float(value)
         pair = data.get("difficulty_pair", {})
         return cls(
             version=field("version", str),
@@ -103,7 +121,31 @@ class ModelSpec:
             pii_tags=tags,
             thresholds=Thresholds(**thresholds),
             difficulty_pair={str(k): str(v) for k, v in pair.items()},
+            temperatures=_temperatures(data.get("temperatures", {}), source),
         )
+
+
+def _temperatures(raw: Any, source: str) -> dict[str, float]:
+    """`temperatures`: a positive, finite number per known head; a head left out keeps T = 1."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: 'temperatures' is {raw!r}; expected an object")
+    out = {}
+    for head, value in raw.items():
+        if head not in HEADS:
+            raise SpecError(
+                f"{source}: 'temperatures.{head}' names no head; expected one of {sorted(HEADS)}"
+            )
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise SpecError(
+                f"{source}: 'temperatures.{head}' is {value!r}; expected a number above 0"
+            )
+        out[head] = float(value)
+    return out
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

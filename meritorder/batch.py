@@ -140,10 +140,11 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
         [len(s.name) for s in config.signals] + [len(d.name) for d in config.decisions] + [8]
     )
     out.append("signals:")
+    types = max([len(s.type) for s in config.signals] + [13])
     for signal in config.signals:
         score = signal.score(obs)
         state = "-" if score is None else f"fired {score:.3f}"
-        out.append(f"  {signal.name:<{width}} {signal.type:<14} {state}")
+        out.append(f"  {signal.name:<{width}} {signal.type:<{types}}  {state}")
     out.append("decisions (by priority):")
     for rule in config.ordered_decisions():
         mark = (
@@ -206,15 +207,24 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
 
 
 def _classifier_lines(classified: Classified) -> list[str]:
-    """The classifier's outputs: top domains, every other scalar, PII spans (never values)."""
+    """The classifier's outputs: top domains and the top one's confidence, every other scalar
+    (a score with its threshold), PII spans (never values)."""
     top = sorted(classified.domain_scores.items(), key=lambda kv: -kv[1])[:3]
-    lines = ["classifier:", "  domain        " + ", ".join(f"{k} {v:.2f}" for k, v in top)]
+    domains = ", ".join(f"{k} {v:.2f}" for k, v in top)
+    lines = ["classifier:", f"  domain        {domains} (confidence {classified.confidence:.2f})"]
+    thresholds = {
+        "prompt_attack": classified.attack_threshold,
+        "harmful": classified.harmful_threshold,
+    }
     for name, value in classified.fields().items():
         if name.startswith(("domain", "pii")) or name == "tokens":
             continue  # shown above, below, and on the request line
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
-        if name == "prompt_attack":
-            text += f" (threshold {classified.attack_threshold:.3f})"
+        threshold = thresholds.get(name)
+        if threshold is not None:
+            text += f" (threshold {threshold:.3f})"
         lines.append(f"  {name:<13} {text}")
+    if classified.harmful is None:
+        lines.append("  harmful       unavailable (the model has no harm head)")
     found = ", ".join(f"{f.type}@{f.start}-{f.end} {f.score:.2f}" for f in classified.pii)
     return [*lines, "  pii           " + (found or "none")]

@@ -29,6 +29,7 @@ class EngineClassifier:
     def __init__(self, engine: SignalEngine) -> None:
         self.engine = engine
         self.attack_threshold = engine.spec.thresholds.prompt_attack
+        self.harmful_threshold = engine.spec.thresholds.harmful
         self._counted: CacheStats | None = None  # the cache's counters as last exported
 
     @property
@@ -68,6 +69,9 @@ class EngineClassifier:
             difficulty=signals.difficulty.score,
             pii=signals.pii,
             tokens=signals.tokens,
+            harmful=signals.harmful.score if signals.harmful is not None else None,
+            harmful_threshold=self.harmful_threshold,
+            domain_confidence=signals.domain.confidence,
         )
 
     def _count_cache(self) -> None:
@@ -125,5 +129,7 @@ def load_classifier(
         provider=engine.provider,
         version=engine.spec.version,
         signal_cache=cache,
+        harm_head=engine.spec.has_harm,  # without it, `harmful` signals are unavailable
+        calibrated=sorted(engine.spec.temperatures),
     )
     return EngineClassifier(engine)

@@ -2,7 +2,8 @@
 
 It adds to the pure policy what needs time and state: the classifier call under its time
 budget, what a request gets when its signals are missing (required ones: `routing.on_unavailable`;
-routing-only ones: decided on the cheap signals, marked degraded), the fail-open or fail-closed
+routing-only ones: decided on the cheap signals, marked degraded; the same for a signal the
+loaded model has no head for, such as `harmful` without the harm head), the fail-open or fail-closed
 behaviour, upstream health, budget spending, and swapping in a new policy. The ext_proc adapter,
 the gRPC API and the CLI all route through here.
 
@@ -25,7 +26,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -78,6 +79,9 @@ log = structlog.get_logger("meritorder.router")
 
 # Decisions re-made when concurrent requests took the budget between the read and the reserve.
 _RESERVE_ATTEMPTS = 3
+# Why signals are missing when the classifier answered but its model has no head for them (a
+# `harmful` signal on a model without the harm head): the cause in notes, metrics and spans.
+NOT_IN_MODEL = "not_in_model"
 
 
 class Classifier(Protocol):
@@ -428,9 +432,17 @@ class Router:
             )
             with telemetry.stage("policy"):
                 decision = policy.decide(config, obs, pool)
-            if missing is None:
+            if missing is not None:
+                return self._without_signals(config, request, decision, missing)
+            unread = [s.name for s in config.signals if s.unavailable(obs)] if virtual else []
+            if not unread:
                 return decision
-            return self._without_signals(config, request, decision, missing)
+            # The classifier answered, but its model cannot compute these. A refusal stands (an
+            # attack the model did read stays a 403): no missing signal could make it safer.
+            if not isinstance(decision, Routed):
+                notes = (Note("classifier", NOT_IN_MODEL), Note("unavailable", ",".join(unread)))
+                return decision.noted(*notes)
+            return self._without_signals(config, request, decision, NOT_IN_MODEL, unread)
 
         if config.budgets is None:
             decision = decide(0.0)
@@ -483,12 +495,22 @@ class Router:
         )
 
     def _without_signals(
-        self, config: RouterConfig, request: RequestView, decision: Decision, why: str
+        self,
+        config: RouterConfig,
+        request: RequestView,
+        decision: Decision,
+        why: str,
+        unread: Sequence[str] | None = None,
     ) -> Decision:
-        """A decision made without the classifier's signals: `routing.on_unavailable` when one of
-        them was required, else marked degraded."""
+        """A decision made without the classifier's signals (all of them, or only the `unread`
+        ones its model cannot compute): `routing.on_unavailable` when one of them was required,
+        else marked degraded."""
         notes = (*decision.notes, Note("classifier", why))
-        required = config.required_signals(policy.is_virtual(config, request.model))
+        if unread is None:
+            required = config.required_signals(policy.is_virtual(config, request.model))
+        else:
+            notes = (*notes, Note("unavailable", ",".join(unread)))
+            required = [s.name for s in config.signals if s.name in unread and s.must_compute()]
         if not required:
             # Routing-only signals may fail open, marked with what could not be read. Required
             # ones never do, whatever the cause: a timeout, an error, or no classifier at all.

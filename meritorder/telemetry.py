@@ -387,8 +387,9 @@ class Metrics:
             "meritorder_degraded_decisions",
             "Decisions made without the classifier's signals (cause: busy, i.e. not queued "
             "because the estimated wait exceeded the budget; timeout; an error type; "
-            "unavailable), by what was done instead (signals_skipped, required_block, "
-            "required_private, required_route)",
+            "unavailable; not_in_model, i.e. the loaded model has no head for a signal the "
+            "policy names, such as harmful), by what was done instead (signals_skipped, "
+            "required_block, required_private, required_route)",
             ["decision", "cause", "action"], registry=r,
         )  # fmt: skip
         self.blocks = Counter(

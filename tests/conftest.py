@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import structlog
 
 from classifiers.engine import SignalEngine
 from meritorder.config import RouterConfig, load_config
-from tests.classifiers.tiny_signals_model import build_model, build_tokenizer, spec_json, tiny_vocab
+from tests.classifiers.tiny_signals_model import build_model_dir
 from tests.helpers import DEMO_CONFIG, KEYWORDS_CONFIG, RedisServer
 
 
@@ -45,11 +44,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory laid out like classifiers/models/, holding the tiny model."""
-    directory = tmp_path_factory.mktemp("tiny_model")
-    build_tokenizer(directory / "tokenizer.json")
-    build_model(directory / "signals.int8.onnx", tiny_vocab())
-    (directory / "signals.json").write_text(json.dumps(spec_json()))
-    return directory
+    return build_model_dir(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def harm_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with the harm head (`harmful_prob`, `thresholds.harmful` 0.5)."""
+    return build_model_dir(tmp_path_factory.mktemp("tiny_harm_model"), harm=True)
 
 
 @pytest.fixture

@@ -160,9 +160,13 @@ def signals_of(
     pii: tuple[PiiEntity, ...] = (),
     tokens: int = 10,
     domain_score: float = 0.9,
+    harmful: float | None = None,
 ) -> Classified:
-    """Classifier outputs as the policy reads them (prompt_attack threshold 0.5)."""
-    return Classified(domain, {domain: domain_score}, attack, 0.5, difficulty, pii, tokens)
+    """Classifier outputs as the policy reads them (prompt_attack threshold 0.5; the harm head's
+    0.5 when `harmful` is given, else the model has none)."""
+    threshold = None if harmful is None else 0.5
+    scores = {domain: domain_score}
+    return Classified(domain, scores, attack, 0.5, difficulty, pii, tokens, harmful, threshold)
 
 
 def pipeline_context(

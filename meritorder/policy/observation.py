@@ -43,18 +43,38 @@ class Classified:
     difficulty: float
     pii: Sequence[PiiFinding]
     tokens: int
+    # The harm score and its shipped threshold; both None when the model has no harm head (the
+    # signal is then unavailable, never clean).
+    harmful: float | None = None
+    harmful_threshold: float | None = None
+    # The top domain's calibrated probability (None: read it from `domain_scores`).
+    domain_confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.domain_confidence is None:
+            object.__setattr__(self, "domain_confidence", self.domain_scores.get(self.domain, 0.0))
+
+    @property
+    def confidence(self) -> float:
+        """The top domain's calibrated probability."""
+        assert self.domain_confidence is not None  # filled in by __post_init__
+        return self.domain_confidence
 
     def fields(self) -> dict[str, FieldValue]:
         """Every output, flat, as `route`/`classify` lines, the gRPC API and spans show it: the
-        top domain's score, PII as its types (never a value). A new output gets one line here."""
-        return {
+        top domain's calibrated confidence, PII as its types (never a value), the harm score
+        when the model has a harm head. A new output gets one line here."""
+        out: dict[str, FieldValue] = {
             "domain": self.domain,
-            "domain_score": self.domain_scores.get(self.domain, 0.0),
+            "domain_confidence": self.confidence,
             "prompt_attack": self.prompt_attack,
             "difficulty": self.difficulty,
             "pii": sorted({f.type for f in self.pii}),
             "tokens": self.tokens,
         }
+        if self.harmful is not None:
+            out["harmful"] = self.harmful
+        return out
 
 
 @dataclass(frozen=True)

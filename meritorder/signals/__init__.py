@@ -16,6 +16,8 @@ from pydantic import Discriminator, Tag
 from meritorder.signals.base import ClassifierSignalConfig, SignalConfigBase
 from meritorder.signals.difficulty import DifficultySignalConfig
 from meritorder.signals.domain import DomainSignalConfig
+from meritorder.signals.domain_confidence import DomainConfidenceSignalConfig
+from meritorder.signals.harmful import HarmfulSignalConfig
 from meritorder.signals.header import HeaderSignalConfig
 from meritorder.signals.keyword import KeywordSignalConfig
 from meritorder.signals.pii import PiiSignalConfig
@@ -28,8 +30,10 @@ SIGNAL_TYPES: tuple[type[SignalConfigBase], ...] = (
     KeywordSignalConfig,
     DomainSignalConfig,
     PromptAttackSignalConfig,
+    HarmfulSignalConfig,
     PiiSignalConfig,
     DifficultySignalConfig,
+    DomainConfidenceSignalConfig,
     TokensSignalConfig,
     TurnsSignalConfig,
     ToolsSignalConfig,
@@ -70,7 +74,9 @@ __all__ = [
     "SIGNAL_TYPES",
     "ClassifierSignalConfig",
     "DifficultySignalConfig",
+    "DomainConfidenceSignalConfig",
     "DomainSignalConfig",
+    "HarmfulSignalConfig",
     "HeaderSignalConfig",
     "KeywordSignalConfig",
     "PiiSignalConfig",

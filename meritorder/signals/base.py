@@ -34,6 +34,11 @@ class SignalConfigBase(BaseModel):
         """Whether a request may not be decided until this signal has been computed."""
         return False
 
+    def unavailable(self, obs: Observation) -> bool:
+        """Whether the classifier ran but cannot compute this signal (its model lacks the head):
+        then the request is decided as if the classifier had not answered, never as clean."""
+        return False
+
 
 class ClassifierSignalConfig(SignalConfigBase):
     """A signal the classifier model computes (it never fires without one)."""

@@ -312,12 +312,31 @@ async def _exchange(
 
 
 class FixedClassifier:
-    """Stands in for the ONNX classifier: the same view of every request."""
+    """Stands in for the ONNX classifier: the same view of every request (`harmful`: None for a
+    model without the harm head)."""
+
+    def __init__(self, harmful: float | None = None) -> None:
+        self.harmful = harmful
 
     async def classify(self, request: object) -> Classified:
-        return Classified(
-            "math", {"math": 0.9, "law": 0.1}, 0.02, 0.5, 0.7, (Pii("EMAIL_ADDRESS", 3, 9),), 12
-        )
+        pii = (Pii("EMAIL_ADDRESS", 3, 9),)
+        threshold = None if self.harmful is None else 0.5
+        scores = {"math": 0.9, "law": 0.1}
+        return Classified("math", scores, 0.02, 0.5, 0.7, pii, 12, self.harmful, threshold)
+
+
+@pytest.mark.parametrize("harmful", [None, 0.25])
+async def test_classify_rpc_reports_the_harm_score_only_when_the_model_has_one(
+    running: Running, harmful: float | None
+) -> None:
+    running.router.classifier = FixedClassifier(harmful)
+    running.router.replace_config(load_config(DEMO_CONFIG))
+    stub = router_pb2_grpc.RouterStub(running.channel)
+    signals = (await stub.Classify(router_pb2.ClassifyRequest(text="hi"))).signals
+    assert signals.domain_confidence == pytest.approx(0.9)
+    assert signals.HasField("harmful") is (harmful is not None)
+    if harmful is not None:
+        assert signals.harmful == pytest.approx(harmful)
 
 
 async def test_classify_rpc_reports_the_classifier_view(running: Running) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
 from classifiers.cache import RowOutput
 from classifiers.cache_redis import RedisRowCache, decode_row, encode_row
@@ -25,6 +27,26 @@ def test_a_row_survives_its_bytes_exactly() -> None:
     assert decode_row(encode_row(empty)).pii.size == 0
     with pytest.raises(ValueError, match="does not match its header"):
         decode_row(encode_row(row)[:-4])
+    assert back.harmful is None  # a model without the harm head
+    harmful = RowOutput(row.domain, 0.5, 0.5, row.pii, 0.625)
+    assert decode_row(encode_row(harmful)).harmful == 0.625
+
+
+def test_a_row_written_before_the_harm_score_is_a_miss_not_a_crash(
+    redis_server: RedisServer,
+) -> None:
+    domain = np.full(14, 0.5, dtype=np.float32)
+    pii = np.zeros((3, 17), dtype=np.float32)
+    # The format before the harm score: no harm field in the header.
+    old = struct.pack("<HHHff", 14, 3, 17, 0.25, 0.75) + domain.tobytes() + pii.tobytes()
+    cache = RedisRowCache(redis_server.url, ttl_s=60, timeout_s=5)
+    try:
+        with redis.Redis.from_url(redis_server.url) as writer:  # an older router's write
+            writer.set(cache.prefix + b"k", old)
+        assert cache.get_many([b"k"]) == [None]
+        assert cache.stats.misses == 1 and cache.stats.errors == 0
+    finally:
+        cache.close()
 
 
 async def test_two_engines_on_one_redis_share_the_rows_of_a_conversation(

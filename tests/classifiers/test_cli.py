@@ -29,12 +29,14 @@ def test_text_and_messages_lines_give_the_contract_fields(engine: SignalEngine) 
         "id",
         "domain",
         "prompt_attack",
+        "harmful",
         "pii",
         "difficulty",
         "tokens",
         "latency_ms",
     }
-    assert out[0]["id"] == "a" and set(out[0]["domain"]) == {"label", "scores"}
+    assert out[0]["harmful"] is None  # the tiny model has no harm head
+    assert out[0]["id"] == "a" and set(out[0]["domain"]) == {"label", "scores", "confidence"}
     assert set(out[0]["prompt_attack"]) == {"score", "flagged"}
     assert out[0]["pii"] == [
         {"type": "PERSON", "start": 5, "end": 10, "score": out[0]["pii"][0]["score"]},

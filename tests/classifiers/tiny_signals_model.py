@@ -4,11 +4,13 @@ The tiny graph: token embedding, masked mean pool, then one matrix per head. Its
 each token's embedding alone, and the embedding of a few words is chosen so that the model tags
 them: "alice"/"bob" B-PERSON, "smith" I-PERSON, "acme" B-STREET_ADDRESS. "ignore" drives the
 attack head up and "derivative" pulls the domain towards math. Other weights are random but
-seeded, so every run builds the same model.
+seeded, so every run builds the same model. With `harm=True` the graph has the harm head too
+(`harmful_prob`, a path of its own: the other heads are the same): "mat" drives it up.
 """
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -33,6 +35,7 @@ WORDS = [
 ]  # fmt: skip
 TAGGED = {"alice": "B-PERSON", "bob": "B-PERSON", "smith": "I-PERSON", "acme": "B-STREET_ADDRESS"}
 ATTACK_DIM, MATH_DIM = len(TAGS), len(TAGS) + 1
+HARM_WORD = "mat"
 HIDDEN = len(TAGS) + 6
 
 
@@ -60,7 +63,7 @@ def build_tokenizer(path: Path) -> Tokenizer:
     return tokenizer
 
 
-def build_model(path: Path, vocab: dict[str, int]) -> None:
+def build_model(path: Path, vocab: dict[str, int], *, harm: bool = False) -> None:
     rng = np.random.default_rng(20240611)
     embedding = np.zeros((len(vocab), HIDDEN), dtype=np.float32)
     embedding[:, 0] = 1.0  # every token is O unless chosen below
@@ -112,6 +115,26 @@ def build_model(path: Path, vocab: dict[str, int]) -> None:
         const("axis1", np.array([1], dtype=np.int64)),
         const("axis2", np.array([2], dtype=np.int64)),
     ]
+    outputs = [
+        helper.make_tensor_value_info("domain_probs", TensorProto.FLOAT, ["batch", 14]),
+        helper.make_tensor_value_info("attack_prob", TensorProto.FLOAT, ["batch"]),
+        helper.make_tensor_value_info("difficulty_prob", TensorProto.FLOAT, ["batch"]),
+        helper.make_tensor_value_info("pii_probs", TensorProto.FLOAT, ["batch", "seq", len(TAGS)]),
+    ]
+    if harm:  # the masked mean of a per-token harm weight: "mat" 16, every other token 0
+        harm_embedding = np.zeros((len(vocab), 1), dtype=np.float32)
+        harm_embedding[vocab[HARM_WORD], 0] = 16.0
+        nodes += [
+            helper.make_node("Gather", ["harm_embedding", "input_ids"], ["harm_emb"]),
+            helper.make_node("Mul", ["harm_emb", "mask3"], ["harm_masked"]),
+            helper.make_node("ReduceSum", ["harm_masked", "axis1"], ["harm_summed"], keepdims=0),
+            helper.make_node("Div", ["harm_summed", "count"], ["harm_pooled"]),
+            helper.make_node("Add", ["harm_pooled", "attack_b"], ["harm_shifted"]),
+            helper.make_node("Sigmoid", ["harm_shifted"], ["harm_2d"]),
+            helper.make_node("Squeeze", ["harm_2d", "axis1"], ["harmful_prob"]),
+        ]
+        initializers.append(const("harm_embedding", harm_embedding))
+        outputs.append(helper.make_tensor_value_info("harmful_prob", TensorProto.FLOAT, ["batch"]))
     graph = helper.make_graph(
         nodes,
         "tiny_signals",
@@ -119,20 +142,25 @@ def build_model(path: Path, vocab: dict[str, int]) -> None:
             helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
             helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
         ],
-        [
-            helper.make_tensor_value_info("domain_probs", TensorProto.FLOAT, ["batch", 14]),
-            helper.make_tensor_value_info("attack_prob", TensorProto.FLOAT, ["batch"]),
-            helper.make_tensor_value_info("difficulty_prob", TensorProto.FLOAT, ["batch"]),
-            helper.make_tensor_value_info(
-                "pii_probs", TensorProto.FLOAT, ["batch", "seq", len(TAGS)]
-            ),
-        ],
+        outputs,
         initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+
+
+def build_model_dir(directory: Path, *, harm: bool = False, **spec: object) -> Path:
+    """`directory` laid out like classifiers/models/, holding the tiny model (with the harm head
+    and `thresholds.harmful` 0.5 when `harm`); `spec` overrides fields of its signals.json."""
+    build_tokenizer(directory / "tokenizer.json")
+    build_model(directory / "signals.int8.onnx", tiny_vocab(), harm=harm)
+    if harm:
+        thresholds = {"prompt_attack": 0.5, "pii_token": 0.5, "difficulty": 0.5, "harmful": 0.5}
+        spec = {"thresholds": thresholds, **spec}
+    (directory / "signals.json").write_text(json.dumps(spec_json(**spec)))
+    return directory
 
 
 def spec_json(**overrides: object) -> dict[str, object]:

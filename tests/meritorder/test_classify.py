@@ -52,11 +52,12 @@ def test_classify_writes_the_contract_fields_per_line_and_an_error_for_bad_lines
     ]
     assert main(args) == 0
     text_line, messages_line, bad = (json.loads(x) for x in out.read_text().splitlines())
-    keys = {"id", "domain", "prompt_attack", "pii", "difficulty", "tokens", "latency_ms"}
+    keys = {
+        "id", "domain", "prompt_attack", "harmful", "pii", "difficulty", "tokens", "latency_ms"
+    }  # fmt: skip
     assert set(text_line) == keys and set(messages_line) == keys
-    assert (
-        set(text_line["domain"]) == {"label", "scores"} and len(text_line["domain"]["scores"]) == 14
-    )
+    assert set(text_line["domain"]) == {"label", "scores", "confidence"}
+    assert len(text_line["domain"]["scores"]) == 14
     assert set(text_line["prompt_attack"]) == {"score", "flagged"}
     email = next(p for p in text_line["pii"] if p["type"] == "EMAIL_ADDRESS")
     assert lines[0]["text"][email["start"] : email["end"]] == "alice@example.com"
@@ -200,3 +201,24 @@ async def test_the_wait_estimate_grows_with_the_queue_and_is_none_while_idle(
     await asyncio.gather(*calls)
     assert all(e is not None and e > 0 for e in estimates)
     assert estimates == sorted(estimates) and estimates[0] != estimates[-1]
+
+
+async def test_the_router_reads_the_harm_score_and_the_domain_confidence(
+    harm_model_dir: Path, engine: SignalEngine
+) -> None:
+    harm = EngineClassifier(SignalEngine.load(harm_model_dir, force_cpu=True))
+    old = EngineClassifier(engine)
+    request = conversation([{"role": "user", "content": "hello mat"}])
+    try:
+        classified = await harm.classify(request)
+        without = await old.classify(request)
+    finally:
+        harm.close()
+    assert classified.harmful is not None and classified.harmful > 0.5
+    assert classified.harmful_threshold == 0.5
+    assert classified.domain_confidence == max(classified.domain_scores.values())
+    assert classified.fields()["harmful"] == classified.harmful
+    assert classified.fields()["domain_confidence"] == classified.domain_confidence
+    # A model without the harm head: no score, and no field that could read as clean.
+    assert without.harmful is None and without.harmful_threshold is None
+    assert "harmful" not in without.fields()

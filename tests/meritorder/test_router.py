@@ -346,3 +346,113 @@ async def test_a_busy_decision_is_counted_as_degraded_not_as_a_fallback() -> Non
     assert counter("meritorder_fallbacks_total", decision="code", reason="busy") == fallbacks
     assert span.attributes["meritorder.degraded.cause"] == "busy"
     assert span.attributes["meritorder.fallback"] is False
+
+
+# -- signals the loaded model cannot compute (`harmful` without the harm head) ----------------
+
+HARM_POLICY = """
+models:
+  - {name: local, cluster: a, upstream_model: l, cost: 0.1}
+  - {name: safe, cluster: s, upstream_model: s, cost: 0.2}
+  - {name: coder, cluster: b, upstream_model: c, cost: 0.5}
+default_model: local
+signals:
+  - {name: attack, type: prompt_attack, required: true}
+  - {name: harm, type: harmful, required: %(required)s}
+  - {name: code, keywords: [python]}
+decisions:
+  - {name: refuse, priority: 100, when: attack, block: {status: 403, message: refused}}
+  - {name: to-safe, priority: 90, when: harm, route: [safe]}
+  - {name: code, priority: 50, when: code, route: [coder]}
+routing:
+  on_unavailable: %(unavailable)s
+"""
+
+
+def harm_policy(*, required: bool, unavailable: str = "{action: block}") -> RouterConfig:
+    return parse_config(HARM_POLICY % {"required": required, "unavailable": unavailable})
+
+
+class Answers:
+    """Answers `classified` at once."""
+
+    def __init__(self, classified: Classified) -> None:
+        self.answer = classified
+
+    async def classify(self, request: RequestView) -> Classified:
+        return self.answer
+
+
+def harm_scored(harmful: float | None) -> Classified:
+    threshold = None if harmful is None else 0.5
+    return Classified("other", {"other": 1.0}, 0.0, 0.5, 0.0, (), 3, harmful, threshold)
+
+
+async def test_a_harmful_request_goes_where_the_policy_sends_it() -> None:
+    router = Router(harm_policy(required=True), Answers(harm_scored(0.9)))
+    decision = await router.route(chat("python please"))
+    assert (decision.rule, decision.chosen and decision.chosen.name) == ("to-safe", "safe")
+    assert decision.fired["harm"] == pytest.approx(0.9)
+    benign = await Router(harm_policy(required=True), Answers(harm_scored(0.1))).route(
+        chat("python please")
+    )
+    assert (benign.rule, "degraded" in benign.reason) == ("code", False)
+
+
+async def test_a_required_harm_signal_without_a_harm_head_gets_on_unavailable() -> None:
+    router = Router(harm_policy(required=True), Answers(harm_scored(None)))
+    decision = await router.route(chat("python please"))
+    assert (decision.action, decision.status, decision.code) == (
+        "block",
+        503,
+        "signals_unavailable",
+    )
+    for part in ("classifier=not_in_model", "unavailable=harm", "required=harm"):
+        assert part in decision.reason
+    assert "degraded=required_block" in decision.reason
+
+
+async def test_a_harm_signal_without_a_harm_head_goes_to_the_safe_model_when_configured() -> None:
+    config = harm_policy(required=True, unavailable="{action: route, model: safe}")
+    decision = await Router(config, Answers(harm_scored(None))).route(chat("python please"))
+    assert (decision.rule, decision.chosen and decision.chosen.name) == (
+        "signals_unavailable",
+        "safe",
+    )
+
+
+async def test_an_attack_is_still_refused_as_an_attack_without_a_harm_head() -> None:
+    attack = Classified("other", {"other": 1.0}, 0.9, 0.5, 0.0, (), 3)
+    config = harm_policy(required=True, unavailable="{action: route, model: safe}")
+    decision = await Router(config, Answers(attack)).route(chat("python please"))
+    assert (decision.action, decision.rule, decision.status) == ("block", "refuse", 403)
+    assert "unavailable=harm" in decision.reason and "degraded" not in decision.reason
+
+
+async def test_a_routing_only_harm_signal_without_a_harm_head_fails_open_marked_and_counted() -> (
+    None
+):
+    labels = {"decision": "code", "cause": "not_in_model", "action": "signals_skipped"}
+    before = counter("meritorder_degraded_decisions_total", **labels)
+    router = Router(harm_policy(required=False), Answers(harm_scored(None)))
+    decision = await router.route(chat("python please"))
+    assert (decision.rule, decision.chosen and decision.chosen.name) == ("code", "coder")
+    assert "unavailable=harm" in decision.reason
+    assert "degraded=signals_skipped" in decision.reason
+    span = Recorder()
+    telemetry.record_decision(span, decision)  # type: ignore[arg-type]
+    assert counter("meritorder_degraded_decisions_total", **labels) == before + 1
+    assert span.attributes["meritorder.degraded.cause"] == "not_in_model"
+    assert span.attributes["meritorder.note.unavailable"] == "harm"
+
+
+async def test_an_explicitly_named_model_is_not_degraded_by_a_harm_signal_it_never_reads() -> None:
+    # A boundary makes the router classify every request, explicitly named ones too.
+    config = parse_config(
+        HARM_POLICY % {"required": True, "unavailable": "{action: block}"}
+        + "boundaries: [{name: inside}]\n"
+    )
+    router = Router(config, Answers(harm_scored(None)))
+    decision = await router.route(chat("python please", model="coder"))
+    assert (decision.action, decision.chosen and decision.chosen.name) == ("route", "coder")
+    assert "degraded" not in decision.reason

@@ -15,8 +15,10 @@ default_model: a
 
 def test_every_registered_type_has_its_own_tag() -> None:
     assert [type_tag(t) for t in SIGNAL_TYPES] == list(BY_TAG)
-    assert len(BY_TAG) == len(SIGNAL_TYPES) == 9
-    assert {"domain", "prompt_attack", "pii", "difficulty"} == CLASSIFIER_TYPES
+    assert len(BY_TAG) == len(SIGNAL_TYPES) == 11
+    assert {
+        "domain", "prompt_attack", "harmful", "pii", "difficulty", "domain_confidence"
+    } == CLASSIFIER_TYPES  # fmt: skip
 
 
 @pytest.mark.parametrize(
