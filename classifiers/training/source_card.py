@@ -42,6 +42,7 @@ def card(res: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
         "prompt_attack (held-out attacks + benign)": g["ece_attack"],
         "harmful (held-out benchmarks + benign)": g.get("ece_harmful"),
         "difficulty (MMLU dev, soft target)": res["difficulty_ece"],
+        "pii (top tag per token: held-out phone regions + PII dev)": pii.get("token_ece"),
     }
     cal = spec.get("calibration", {}).get("temperature", {})
     lines = [

@@ -30,7 +30,7 @@ from classifiers.engine import SignalEngine
 from . import sources
 from .common import DOMAIN_LABELS, add_model_dir, format_mc, model_dir_of, write_card_section
 from .data import load_all
-from .metrics import bootstrap_ci, roc_auc, threshold_at_fpr
+from .metrics import bootstrap_ci, roc_auc, threshold_at_fpr, token_labels
 
 MARK_BEGIN = "<!-- SOURCE-SPLIT:BEGIN (written by classifiers.training.source_eval) -->"
 MARK_END = "<!-- SOURCE-SPLIT:END -->"
@@ -227,6 +227,23 @@ def phones(rows: list[dict], got: dict) -> dict[str, Any]:
     }
 
 
+def pii_token_ece(engine: SignalEngine, rows: list[dict]) -> float:
+    """ECE of the PII head's top tag per token (calibrated, as the engine reads it), each text
+    read alone in one row of at most 126 tokens."""
+    enc = engine.tokenizer.encode([r["text"] for r in rows])
+    conf, hit = [], []
+    for i in range(0, len(rows), CHUNK):
+        part = enc[i : i + CHUNK]
+        got = engine._forward([engine.tokenizer.wrap(e.ids[:126]) for e in part])
+        for r, e, probs in zip(rows[i : i + CHUNK], part, got.pii, strict=True):
+            offsets = e.encoding.offsets[: len(probs)]
+            gold = np.asarray(token_labels(offsets, r["entities"], len(probs)))
+            keep = gold != -100
+            conf.append(probs[keep].max(1))
+            hit.append(probs[keep].argmax(1) == gold[keep])
+    return round(expected_calibration_error(np.concatenate(conf), np.concatenate(hit)), 4)
+
+
 def pii_free(named: dict[str, dict]) -> dict[str, Any]:
     """Share of prompts with no PII (by their source) that get any PII entity."""
     return {k: rate(np.asarray([len(p) > 0 for p in g["pii"]])) for k, g in named.items()}
@@ -331,6 +348,7 @@ def run(engine: SignalEngine) -> dict[str, Any]:
     ph = s["phones"]["dev"]
     got_ph = read(engine, [r["text"] for r in ph])
     results["pii"] = phones(ph, got_ph)
+    results["pii"]["token_ece"] = pii_token_ece(engine, ph + d["pii_dev"])
     free = {
         "number-like negatives (held-out templates)": [r for r in ph if not r["entities"]],
     }
