@@ -62,13 +62,20 @@ $(TRAIN_STAMP): pyproject.toml
 
 models: $(TRAIN_STAMP) $(STAMP)
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.train
+	# The attack head's threshold for one paragraph of a long request, on calibration rows.
+	$(BIN)/python bench/classifier_sizes.py --calibrate --write
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate
-	# The fast profile: a 3-layer student distilled from the model just trained.
+	# The fast profile: a 3-layer student distilled from the model just trained, then stage 3.
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.distill --layers 3
+	$(BIN)/python bench/classifier_sizes.py --calibrate --model-dir classifiers/models/fast --write
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate --model-dir classifiers/models/fast
-	# What the router sees: the runtime (windows, decoding, validators) on the same dev splits.
+	# What the router sees: the runtime (windows, decoding, validators) on the same dev splits,
+	# then on the held-out sources (source split), and leave-one-source-out on frozen features.
 	$(BIN)/python -m classifiers.training.runtime_eval
 	$(BIN)/python -m classifiers.training.runtime_eval --model-dir classifiers/models/fast
+	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.loso
+	$(BIN)/python -m classifiers.training.source_eval
+	$(BIN)/python -m classifiers.training.source_eval --model-dir classifiers/models/fast
 	$(BIN)/python -m classifiers.training.compare
 
 ## Benchmarks (never part of `make test`): path overhead vs Envoy alone and LiteLLM, then the

@@ -23,14 +23,26 @@ def macro_f1(y: np.ndarray, p: np.ndarray, n: int) -> float:
     return float(np.mean(f1s))
 
 
-def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    from scipy.stats import rankdata
+def average_ranks(s: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties sharing their mean rank (scipy's `rankdata`, in numpy: the
+    router's venv, where the evaluators also run, has no scipy)."""
+    s = np.asarray(s, dtype=float)
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
+    ends = np.r_[starts[1:], len(s)]
+    ranks = np.empty(len(s))
+    for a, b in zip(starts, ends):
+        ranks[order[a:b]] = (a + 1 + b) / 2.0
+    return ranks
 
+
+def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
     y = np.asarray(y).astype(bool)
     n_pos, n_neg = y.sum(), (~y).sum()
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    r = rankdata(s)
+    r = average_ranks(s)
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

@@ -41,3 +41,11 @@ def test_every_perturbation_keeps_the_payload_text() -> None:
     for name, f in perturbations(random.Random(0)).items():
         out = f(payload)
         assert " ".join(payload.lower().split()) in " ".join(out.lower().split()), name
+
+
+def test_roc_auc_shares_ties_and_orders_separated_scores_perfectly() -> None:
+    from classifiers.training.metrics import average_ranks, roc_auc
+
+    assert list(average_ranks(np.array([3.0, 1.0, 3.0, 2.0]))) == [3.5, 1.0, 3.5, 2.0]
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
