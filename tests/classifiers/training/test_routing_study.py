@@ -249,6 +249,7 @@ def test_the_study_runs_end_to_end_and_writes_a_marked_card_section() -> None:
         "primary_pair": "cheap -> best",
         "llmrouter": res_llm,
         "llmrouter_row_split": rs.study_row_split(llm, x_llm, [("cheap", "best")], reps=10),
+        "sensitivity": rs.study_sensitivity(llm, x_llm, ("cheap", "best")),
         "mmlu_pro": rs.study_mmlu_pro(pro, x_pro, reps=10),
         "transfer": rs.study_transfer(
             llm, x_llm, [(pro, x_pro, WEAK_MODEL, STRONG_MODEL)], reps=10
