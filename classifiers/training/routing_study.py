@@ -741,10 +741,17 @@ def study_mmlu_pro(table: Table, x: Array, reps: int, folds: int = 5) -> dict:
 
 
 def study_transfer(
-    source: Table, xs: Array, targets: list[tuple[Table, Array, str, str]], reps: int
+    source: Table,
+    xs: Array,
+    targets: list[tuple[Table, Array, tuple[str, str] | None]],
+    reps: int,
 ) -> dict:
-    """Train on all of `source`, score other data sets. Where the pair's weak model is in the
-    source pool, score = 1 - P(weak right); always also a generic difficulty, 1 - mean P(right)."""
+    """Train on all of `source`, score other data sets.
+
+    On every target: the ROC-AUC of a generic success score (the mean predicted success of the
+    source pool) against each target model's success. Where a target has a (weak, strong) pair,
+    its APGR with difficulty = 1 - that mean, and, if the weak model is in the source pool,
+    with 1 - P(weak right)."""
     y = source.scores
     k = tune_knn_k(xs, y, source.groups)
     lam = tune_logistic(xs, y, source.groups)
@@ -752,21 +759,30 @@ def study_transfer(
     logit = fit_logistic(std(xs), y, lam)
     mf = fit_mf(xs, y)
     out: dict = {"knn_k": k, "logistic_lambda": lam, "targets": {}}
-    for table, xt, weak_name, strong_name in targets:
+    for table, xt, pair in targets:
         probs = {
             "knn": knn_from_neighbours(knn_neighbours(xs, xt, k), y, k),
             "logistic": predict_logistic(std(xt), logit),
             "mf": predict_mf(xt, mf),
             "prior": prior_predict(xs, y, source.groups, xt),
         }
-        weak, strong = table.column(weak_name), table.column(strong_name)
-        scores = {f"{n}:difficulty": 1 - p.mean(axis=1) for n, p in probs.items()}
-        res: dict = {"weak": weak_name, "strong": strong_name, "n": len(weak)}
-        if weak_name in source.models:
-            j = source.models.index(weak_name)
-            scores |= {f"{n}:weak_fails": 1 - p[:, j] for n, p in probs.items()}
-            res["weak_model_auc"] = {n: roc_auc(weak >= 0.5, p[:, j]) for n, p in probs.items()}
-        res["pooled"] = pooled_ci(scores, weak, strong, reps=reps)
+        res: dict = {
+            "n": len(table.ids),
+            "success_auc": {
+                mm: {n: roc_auc(table.column(mm) >= 0.5, p.mean(axis=1)) for n, p in probs.items()}
+                for mm in table.models
+            },
+        }
+        if pair is not None:
+            weak_name, strong_name = pair
+            weak, strong = table.column(weak_name), table.column(strong_name)
+            scores = {f"{n}:difficulty": 1 - p.mean(axis=1) for n, p in probs.items()}
+            if weak_name in source.models:
+                j = source.models.index(weak_name)
+                scores |= {f"{n}:weak_fails": 1 - p[:, j] for n, p in probs.items()}
+                res["weak_model_auc"] = {n: roc_auc(weak >= 0.5, p[:, j]) for n, p in probs.items()}
+            res |= {"weak": weak_name, "strong": strong_name}
+            res["pooled"] = pooled_ci(scores, weak, strong, reps=reps)
         out["targets"][table.name] = res
     return out
 
@@ -982,25 +998,39 @@ def render(res: dict) -> str:
         "",
         "### Transfer: trained on all of LLMRouter, tested elsewhere",
         "",
-        "The pools share one model (llama-3.1-8b-instruct with MMLU-Pro) and none with RouterArena, "
-        "so a pair score exists only as `weak_fails` = 1 - P(8B right); `difficulty` = 1 - the "
-        "mean predicted success of the LLMRouter pool works anywhere.",
+        "The pools share one model (llama-3.1-8b-instruct, with MMLU-Pro) and none with "
+        "RouterArena, so a pair score exists only as `weak_fails` = 1 - P(8B right); `difficulty` "
+        "= 1 - the mean predicted success of the LLMRouter pool works anywhere. On RouterArena "
+        "the cheaper model (gemini-2.0-flash-001) is also the better one, so there is no pair to "
+        f"route; only AUCs. Tuned on all LLMRouter tasks: k = {tr['knn_k']}, "
+        f"L2 = {tr['logistic_lambda']}.",
         "",
         "| target (pair) | scorer | APGR [CI] | CPT(50%) |",
         "| --- | --- | --- | --- |",
     ]
     for tname, t in tr["targets"].items():
-        for s, r in t["pooled"].items():
+        for s, r in t.get("pooled", {}).items():
             lines.append(
                 f"| {tname} ({t['weak']} -> {t['strong']}, n={t['n']}) | {s} | "
                 f"{_ci(r['apgr'], r['ci'])} | {_f(r['cpt50'])} |"
             )
+    lines += [
+        "",
+        "ROC-AUC against each target model's success (graded scores binarized at 0.5) of the "
+        "mean predicted success of the LLMRouter pool, and for MMLU-Pro's 8B of its own "
+        "predicted success:",
+        "",
+        "| target | model | knn | logistic | mf | prior |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for tname, t in tr["targets"].items():
+        rows_auc = [(mm, a) for mm, a in t["success_auc"].items()]
         if "weak_model_auc" in t:
-            a = t["weak_model_auc"]
+            rows_auc.append((f"{t['weak']}, its own P(right)", t["weak_model_auc"]))
+        for mm, a in rows_auc:
             lines.append(
-                "| | ROC-AUC of P(8B right) on MMLU-Pro | "
-                + ", ".join(f"{n} {_f(x)}" for n, x in a.items())
-                + " | |"
+                f"| {tname} (n={t['n']}) | {mm} | {_f(a['knn'])} | {_f(a['logistic'])} | "
+                f"{_f(a['mf'])} | {_f(a['prior'])} |"
             )
     lines += [
         "",
@@ -1047,9 +1077,9 @@ def run(reps: int = REPS) -> dict:
     arena_means = dict(zip(arena.models, arena.scores.mean(axis=0)))
     arena_weak = min(arena.models, key=lambda mm: arena.prices[mm])
     arena_strong = max(arena.models, key=lambda mm: arena_means[mm])
-    targets = [(pro, x_pro, WEAK_MODEL, STRONG_MODEL)]
-    if arena_weak != arena_strong:
-        targets.append((arena, x_arena, arena_weak, arena_strong))
+    # on RouterArena the cheaper model is also the better one: no weak/strong pair to route
+    arena_pair = (arena_weak, arena_strong) if arena_weak != arena_strong else None
+    targets = [(pro, x_pro, (WEAK_MODEL, STRONG_MODEL)), (arena, x_arena, arena_pair)]
     print("Transfer")
     tr = study_transfer(llm, x_llm, targets, reps)
     key = f"{primary[0]} -> {primary[1]}"

@@ -235,27 +235,33 @@ def _table(
 
 
 def test_the_study_runs_end_to_end_and_writes_a_marked_card_section() -> None:
-    llm, x_llm = _table("llmrouter", [f"t{i % 4}" for i in range(80)], ["cheap", "mid", "best"], 6)
+    llm, x_llm = _table(
+        "llmrouter", [f"t{i % 4}" for i in range(80)], [WEAK_MODEL, "mid", "best"], 6
+    )
     pro, x_pro = _table(
         "mmlu_pro", [f"c{i % 2}s{i % 6}" for i in range(90)], [WEAK_MODEL, "other", STRONG_MODEL], 7
     )
-    res_llm = rs.study_llmrouter(llm, x_llm, [("cheap", "best")], reps=10)
-    pair = res_llm["pairs"]["cheap -> best"]
+    arena, x_arena = _table("routerarena", [f"d{i % 3}" for i in range(30)], ["api-a", "api-b"], 8)
+    res_llm = rs.study_llmrouter(llm, x_llm, [(WEAK_MODEL, "best")], reps=10)
+    pair = res_llm["pairs"][f"{WEAK_MODEL} -> best"]
     assert set(pair["per_task"]) == {"t0", "t1", "t2", "t3"}
     assert set(pair["pooled"]) == {"knn", "logistic", "mf", "prior"}
     res = {
         "generated": "now",
         "reps": 10,
-        "primary_pair": "cheap -> best",
+        "primary_pair": f"{WEAK_MODEL} -> best",
         "llmrouter": res_llm,
-        "llmrouter_row_split": rs.study_row_split(llm, x_llm, [("cheap", "best")], reps=10),
-        "sensitivity": rs.study_sensitivity(llm, x_llm, ("cheap", "best")),
+        "llmrouter_row_split": rs.study_row_split(llm, x_llm, [(WEAK_MODEL, "best")], reps=10),
+        "sensitivity": rs.study_sensitivity(llm, x_llm, (WEAK_MODEL, "best")),
         "mmlu_pro": rs.study_mmlu_pro(pro, x_pro, reps=10),
         "transfer": rs.study_transfer(
-            llm, x_llm, [(pro, x_pro, WEAK_MODEL, STRONG_MODEL)], reps=10
+            llm, x_llm, [(pro, x_pro, (WEAK_MODEL, STRONG_MODEL)), (arena, x_arena, None)], reps=10
         ),
         "verdict": rs.verdict(pair["mean_over_tasks"], pair["pooled"]),
     }
+    unpaired = res["transfer"]["targets"]["routerarena"]
+    assert "pooled" not in unpaired and set(unpaired["success_auc"]) == {"api-a", "api-b"}
+    assert "weak_model_auc" in res["transfer"]["targets"]["mmlu_pro"]
     text = rs.render(res)
     assert text.startswith(rs.BEGIN) and text.endswith(rs.END)
     assert "**Verdict:" in text
