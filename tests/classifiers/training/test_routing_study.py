@@ -79,6 +79,21 @@ def test_group_folds_hold_each_group_out_exactly_once_and_whole() -> None:
     assert sorted(held_out) == sorted(set(groups.tolist()))
 
 
+def test_no_predictor_or_its_tuning_reads_the_held_out_rows_labels() -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(60, 6))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = rng.integers(0, 2, (60, 2)).astype(float)
+    groups = np.array([f"t{i % 4}" for i in range(60)])
+    _, train, test = next(rs.leave_one_group_out(groups))
+    before, _ = rs._fit_predict_all(x, y, groups, groups, train, test)
+    flipped = y.copy()
+    flipped[test] = 1 - flipped[test]
+    after, _ = rs._fit_predict_all(x, flipped, groups, groups, train, test)
+    for name in ("knn", "logistic", "mf", "prior"):
+        np.testing.assert_array_equal(before[name], after[name])
+
+
 # ----------------------------------------------------------------------------- baselines
 
 
