@@ -71,7 +71,7 @@ def test_a_spoofed_routing_header_is_overwritten(stack: Stack, http: httpx.Clien
 
 def test_text_completions_are_routed_too(client: openai.OpenAI) -> None:
     raw = client.completions.with_raw_response.create(
-        model="auto", prompt="Refactor this rust code"
+        model="auto", prompt="Refactor this python code"
     )
     assert raw.headers["x-meritorder-model"] == "coder"
     assert raw.parse().choices[0].text.startswith("Hello from the mock model 'coder'")

@@ -170,12 +170,10 @@ class SlowClassifier:
         raise AssertionError("the classifier's budget should have expired first")
 
 
-def impatient(config: RouterConfig, *, attack_required: bool) -> RouterConfig:
-    """`config` with budgets of a few ms, and its attack signal required or not."""
-    signals = tuple(
-        s.model_copy(update={"required": attack_required}) if s.type == "prompt_attack" else s
-        for s in config.signals
-    )
+def impatient(config: RouterConfig, *, required: tuple[str, ...]) -> RouterConfig:
+    """`config` with budgets of a few ms, and only its signals of the `required` types required
+    (the demo requires both its attack and its harm signal)."""
+    signals = tuple(s.model_copy(update={"required": s.type in required}) for s in config.signals)
     routing = config.routing.model_copy(
         update={"decision_timeout_ms": 5, "required_timeout_ms": 10}
     )
@@ -185,7 +183,7 @@ def impatient(config: RouterConfig, *, attack_required: bool) -> RouterConfig:
 async def test_a_slow_classifier_degrades_to_the_cheap_signals_when_none_is_required(
     demo_config: RouterConfig,
 ) -> None:
-    router = Router(impatient(demo_config, attack_required=False), classifier=SlowClassifier())
+    router = Router(impatient(demo_config, required=()), classifier=SlowClassifier())
     headers = set_headers(await Stream(Processor(router)).request(chat("auto", "python")))
     assert (headers["x-meritorder-model"], headers["x-meritorder-decision"]) == ("coder", "code")
     assert "classifier=timeout" in headers["x-meritorder-reason"]
@@ -202,7 +200,7 @@ class BusyClassifier(SlowClassifier):
 async def test_a_busy_classifier_is_not_waited_for_and_the_header_says_busy(
     demo_config: RouterConfig,
 ) -> None:
-    config = impatient(demo_config, attack_required=False)
+    config = impatient(demo_config, required=())
     router = Router(config, classifier=BusyClassifier())
     headers = set_headers(await Stream(Processor(router)).request(chat("auto", "python")))
     assert headers["x-meritorder-decision"] == "code"
@@ -213,7 +211,9 @@ async def test_a_busy_classifier_is_not_waited_for_and_the_header_says_busy(
 async def test_a_slow_classifier_blocks_when_the_attack_signal_is_required(
     demo_config: RouterConfig,
 ) -> None:
-    router = Router(impatient(demo_config, attack_required=True), classifier=SlowClassifier())
+    router = Router(
+        impatient(demo_config, required=("prompt_attack",)), classifier=SlowClassifier()
+    )
     status, body = immediate(await Stream(Processor(router)).request(chat("auto", "python")))
     assert (status, body["error"]["type"], body["error"]["code"]) == (
         503,

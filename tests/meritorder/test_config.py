@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from meritorder.config import ConfigError, load_config, parse_config
+from tests.helpers import REPO
 
 VALID = """
 models:
@@ -29,6 +30,41 @@ def test_shipped_configs_are_valid() -> None:
     for path in [Path("deploy/config.yaml"), *Path("examples").glob("*.yaml")]:
         if path != BAD_EXAMPLE:
             load_config(path)
+
+
+# Every policy the project ships (the demo, the no-classifier demo, the examples, Kubernetes).
+SHIPPED = [
+    REPO / "deploy" / "config.yaml",
+    REPO / "deploy" / "keywords.yaml",
+    *sorted((REPO / "deploy" / "kubernetes").rglob("policy.yaml")),
+    *(p for p in sorted((REPO / "examples").glob("*.yaml")) if p.name != BAD_EXAMPLE.name),
+]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_shipped_policy_reads_the_difficulty_signal(path: Path) -> None:
+    # It does not predict where the strong model wins on unseen traffic (README, "What a
+    # policy buys"): the type stays in the language, off in what ships.
+    assert [s.name for s in load_config(path).signals if s.type == "difficulty"] == []
+
+
+@pytest.mark.parametrize(
+    "path", [REPO / "deploy" / "config.yaml", REPO / "examples" / "enterprise.yaml"]
+)
+def test_the_shipped_policies_refuse_harmful_requests_with_their_own_message(path: Path) -> None:
+    config = load_config(path)
+    harmful = [s for s in config.signals if s.type == "harmful"]
+    attacks = [s.name for s in config.signals if s.type == "prompt_attack"]
+    assert len(harmful) == 1 and harmful[0].required
+    (rule,) = [d for d in config.decisions if d.when == harmful[0].name]
+    (attack_rule,) = [d for d in config.decisions if d.when in attacks]
+    assert rule.block is not None and attack_rule.block is not None
+    assert rule.block.status == 403 and rule.block.message != attack_rule.block.message
+    assert (
+        attack_rule.priority
+        > rule.priority
+        > max(d.priority for d in config.decisions if d.block is None)
+    )
 
 
 def test_schema_and_reference_problems_are_reported_in_one_run() -> None:
