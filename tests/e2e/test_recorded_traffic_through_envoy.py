@@ -87,13 +87,12 @@ REJECTED: dict[str, tuple[int, str] | None] = {
     "embeddings-bad-request": None,  # `dimensions` the named model lacks
     "embeddings-unknown-model": None,
 }
-# Known false positives of the shipped attack head (`model: auto` is refused; the threshold is
-# 0.08): name -> the attack score measured alone by `python -m classifiers.training.runtime_eval
-# --benign-creative` (metrics.json `runtime_benign_creative`).
+# Known false positives of the shipped attack head (`model: auto` is refused): name -> the attack
+# score measured alone by `python -m classifiers.training.runtime_eval --benign-creative`
+# (metrics.json `runtime_benign_creative`). Model 1.1.0 (stage 3, issue 15) no longer flags
+# `chat-text-to-image-tool` (0.852 under 1.0.0) nor `test_openai_model_thinking_part-1` (0.158).
 KNOWN_FALSE_POSITIVES: dict[str, float] = {
-    "chat-text-to-image-tool": 0.852,  # the cassette of issue 18
-    "chat-predicted-output": 0.561,  # hand-made: "Rename the heading 'Intro' to 'Overview' ..."
-    "test_openai_model_thinking_part-1": 0.158,  # an assistant turn with <think> blocks
+    "chat-predicted-output": 0.746,  # hand-made: "Rename the heading 'Intro' to 'Overview' ..."
 }
 METRICS = REPO.joinpath("classifiers", "models", "metrics.json")
 
