@@ -18,11 +18,26 @@ import numpy as np
 from classifiers import calibration
 
 from .common import DOMAIN_LABELS, TRAIN_LENGTH, format_mc
-from .metrics import apgr, cpt, pii_gold, threshold_at_fpr
+from .metrics import apgr, cpt, decode_pred_spans, pii_gold, threshold_at_fpr
 from .stage3 import crop, injected_span, twins
 
 DOM2ID = {d: i for i, d in enumerate(DOMAIN_LABELS)}
 MAX_FPR = 0.01
+MAX_PII_FREE = 0.02
+# Types the runtime's validators own (classifiers/pii.py VALIDATED_TYPES): model spans of these
+# are dropped at runtime, so they never flag a prompt.
+VALIDATED = {"CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "IP_ADDRESS"}
+
+
+def pii_free_flagged(probs: list[np.ndarray], t: float) -> float:
+    """Share of texts with at least one model span the runtime would keep at threshold `t`."""
+    hits = 0
+    for p in probs:
+        valid = [True] * len(p)
+        valid[0] = valid[-1] = False  # [CLS], [SEP]
+        if any(typ not in VALIDATED for typ, _, _ in decode_pred_spans(p, valid, t)):
+            hits += 1
+    return hits / max(1, len(probs))
 
 
 def guard_views(rows: list[dict], clean: dict[str, str], seed: int) -> list[str]:
@@ -73,6 +88,16 @@ def calibration_sets(d: dict, s: dict | None) -> dict:
         out["harm_texts"] += harmful + guard_views(benign, {}, seed=12) + [r["text"] for r in req]
         out["harm_y"] += [1] * len(harmful) + [0] * (len(benign) + len(req))
         out["pii_rows"] += s["phones"]["calib"]
+        # Prompts without PII, for the PII threshold's false-positive bound.
+        out["pii_free_texts"] = (
+            [r["text"] for r in d["attack_calib"] if r["kind"] == "benign"]
+            + guard_views(s["hard_benign"]["calib"], {}, seed=13)
+            + guard_views(
+                [r for r in s["indirect"]["calib"] if r["label"] == "benign"], {}, seed=14
+            )
+            + [r["text"] for r in req]
+            + [r["text"] for r in s["phones"]["calib"] if not r["entities"]]
+        )
     return out
 
 
@@ -191,9 +216,19 @@ def calibrate(int8_path, tok, d: dict, s: dict | None, pii_f1) -> dict:
     pos = att_c[att_y == 1]
     pii_probs = [cal("pii", p) for p in raw_pii["pii"]]
     _, gold = pii_gold(tok, sets["pii_rows"], TRAIN_LENGTH)
-    grid = [round(x, 2) for x in np.arange(0.2, 0.81, 0.05)]
+    grid = [round(x, 2) for x in np.arange(0.2, 0.96, 0.05)]
     f1s = {t: pii_f1(gold, pii_probs, t, runs=True) for t in grid}
-    t_pii = max(grid, key=lambda t: (round(f1s[t], 4), -abs(t - 0.5)))
+    free = sets.get("pii_free_texts", [])
+    flagged: dict[float, float] = {}
+    if free:
+        free_probs = [cal("pii", p) for p in run(free)["pii"]]
+        flagged = {t: pii_free_flagged(free_probs, t) for t in grid}
+    # The best F1 among the thresholds that flag at most MAX_PII_FREE of the PII-free prompts
+    # (a boundary keeps every flagged request private). When none does, the model's false
+    # positives are confident ones no threshold removes (1.1.0: 20% still flagged at 0.95, at a
+    # cost of 13 points of F1), so the best-F1 threshold stays and the bound is reported unmet.
+    allowed = [t for t in grid if flagged.get(t, 0.0) <= MAX_PII_FREE] or grid
+    t_pii = max(allowed, key=lambda t: (round(f1s[t], 4), -abs(t - 0.5)))
     share = cpt(dif_c, weak, strong, 0.5)
     k = max(1, int(round(share * n_mmlu)))
     t_dif = float(np.sort(dif_c)[::-1][k - 1])
@@ -218,6 +253,12 @@ def calibrate(int8_path, tok, d: dict, s: dict | None, pii_f1) -> dict:
             "exact-span entity F1 on the PII calibration templates and calib phone regions "
             "(grid 0.20..0.80)",
             "calib_f1_by_threshold": f1s,
+            "pii_free_flagged_by_threshold": flagged,
+            "bound": f"at most {MAX_PII_FREE:.0%} of the calibration prompts without PII (benign, "
+            "hard-benign, clean documents, request data sets, number-like negatives) with a model "
+            "span of a type the validators do not own; the best F1 among those thresholds, or "
+            "among all when none meets it",
+            "bound_met": bool(flagged) and flagged[t_pii] <= MAX_PII_FREE,
         },
         "difficulty": {
             "rule": "score of the last row routed to the strong model at CPT(50%) on the "
@@ -267,3 +308,32 @@ def calibrate(int8_path, tok, d: dict, s: dict | None, pii_f1) -> dict:
         for k in ("ece_before", "ece_after"):
             report["temperature"][k].pop("harmful")
     return {"temperatures": temps, "thresholds": thresholds, "calibration": report}
+
+
+def main() -> None:
+    """Re-derive temperatures and thresholds for a model directory in place: everything else in
+    its signals.json (the paragraph threshold of `bench/classifier_sizes.py`) is kept."""
+    import argparse
+    import json
+
+    from . import data as data_mod
+    from . import sources
+    from .common import add_model_dir, load_tokenizer, model_dir_of
+    from .train import pii_f1
+
+    ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    add_model_dir(ap, "is recalibrated the same way")
+    model_dir, _ = model_dir_of(ap.parse_args())
+    d, s = data_mod.load_all(), sources.load()
+    cal = calibrate(model_dir / "signals.int8.onnx", load_tokenizer(), d, s, pii_f1)
+    path = model_dir / "signals.json"
+    spec = json.loads(path.read_text())
+    spec["thresholds"].update(cal["thresholds"])
+    spec["temperatures"] = cal["temperatures"]
+    spec.setdefault("calibration", {}).update(cal["calibration"])
+    path.write_text(json.dumps(spec, indent=1) + "\n")
+    print(json.dumps({"thresholds": cal["thresholds"], "temperatures": cal["temperatures"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -162,9 +162,10 @@ def render(result: dict[str, Any], t_ver: str, s_ver: str, notes: str = "") -> s
     lines += [
         "",
         *([notes, ""] if notes else []),
-        "Not compared: the subject-split figures (a separate domain-only run of the teacher's "
-        "recipe, not a property of either shipped graph) and source-split dev sets (not built "
-        "yet: issue 15).",
+        "Not in the rule: the subject-split figures (a separate domain-only run of the teacher's "
+        "recipe, not a property of either shipped graph) and the held-out sources of "
+        "*Source-split figures* (each profile's `metrics.json` `source_split`; compared in the "
+        "notes above).",
         END,
     ]
     return "\n".join(lines)

@@ -34,7 +34,11 @@ def card(res: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
     runtime_f1 = metrics.get("runtime", {}).get("pii", {}).get("entity_f1")
     iv = g["indirect_vs_benign"]
     free = pii["pii_free_flagged"]
-    free_max = max((v["rate"] for v in free.values() if v["rate"] is not None), default=None)
+    # Sets written to hold no PII; the documents and hard-benign texts quote real-looking names,
+    # e-mail addresses and street addresses (BIPIA e-mails, MedQuAD, tool outputs), so a flag there
+    # is not necessarily false: they are listed, not counted in the target.
+    designed = [k for k in free if k not in ("hard_benign", "indirect_clean")]
+    free_max = max((free[k]["rate"] for k in designed if free[k]["rate"] is not None), default=None)
     h = g.get("harmful")
     eces = {
         "domain (held-out request sources)": dom["ece"],
@@ -84,7 +88,7 @@ def card(res: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
         f"{_met(dom['mean_over_sources'] >= 0.75)} |",
         f"| PII: phone recall on held-out regions (exact span) | {_r(pii['phone_recall_exact'])} | "
         f">= 0.90 | {_met(pii['phone_recall_exact']['rate'] >= 0.90)} |",
-        f"| PII: PII-free prompts flagged (worst set, table below) | "
+        f"| PII: PII-free prompts flagged (worst of {', '.join(designed)}) | "
         f"{free_max if free_max is not None else '-'} | <= 0.02 | "
         f"{_met(free_max is not None and free_max <= 0.02)} |",
         f"| PII: runtime entity F1 (PII dev split, `runtime_eval.py`) | {runtime_f1} | >= 0.90 | "
@@ -174,10 +178,18 @@ def card(res: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
         f"- Phone recall, exact span: {_r(pii['phone_recall_exact'])}; the number found inside a "
         f"predicted phone span (boundaries aside): {_r(pii['phone_recall_digits'])}.",
         f"- Entity F1 over all types of those rows: {_ci(pii['entity_f1'], pii['entity_f1_ci95'])}.",
-        "- PII-free prompts with any PII entity:",
+        "- Prompts with any PII entity (the first three are written without PII; documents and "
+        "hard-benign texts quote names, e-mail and street addresses, so a flag there may be right):",
     ]
     for k, v in free.items():
         lines.append(f"  - {k}: {_r(v)}")
+    lines.append(
+        "- Most flags on the PII-free sets are model spans: medical and technical words read as "
+        "names (`lymphadenectomy`, `neoadjuvant`, `The`), decimals read as phone numbers. No "
+        "token threshold removes them: at 0.95, 20% of the PII-free calibration prompts still "
+        "hold a model span, at a cost of 13 points of F1 (`signals.json` `calibration.pii_token`), "
+        "so the F1-best threshold is kept and the bound is reported unmet."
+    )
     lines += [
         "",
         "### Calibration (expected calibration error, 15 bins)",
