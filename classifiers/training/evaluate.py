@@ -472,7 +472,13 @@ def main(argv: list[str] | None = None) -> None:
     m["eval_seconds"] = round(time.time() - t0, 1)
     prev = model_dir / "metrics.json"
     if prev.exists():  # runtime_eval's figures are its own: keep them
-        m.update({k: v for k, v in json.loads(prev.read_text()).items() if k.startswith(("runtime", "source_split"))})
+        m.update(
+            {
+                k: v
+                for k, v in json.loads(prev.read_text()).items()
+                if k.startswith(("runtime", "source_split"))
+            }
+        )
     write_json(model_dir / "metrics.json", m)
     if shipped:
         write_card_section(render(m), BEGIN, END)
