@@ -188,10 +188,109 @@ def calibrate(
     return result
 
 
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
+
+
+def calibration_requests() -> tuple[list[str], list[str], list[str]]:
+    """Whole calibration requests, as the router reads them: (attacks, benign, harmful). Benign:
+    benign prompts, hard negatives and hard-benign texts, clean documents, MMLU questions and
+    request-style questions of the calibration splits; harmful requests are attack negatives."""
+    split = json.loads((DATA / "splits" / "prompt_attack.json").read_text())
+    src = json.loads((DATA / "splits" / "sources.json").read_text())
+    calib = set(split["calib"])
+    guard = rows("prompt_attacks.jsonl") + rows("benign_prompts.jsonl")
+    guard += _jsonl(DATA / "generated" / "prompt_attack_synth.jsonl")
+    attacks = [
+        r["text"]
+        for r in guard
+        if r["id"] in calib and r.get("attack", 1) and r.get("label") != "benign"
+    ]
+    benign = [
+        r["text"]
+        for r in guard
+        if r["id"] in calib and not (r.get("attack", 1) and r.get("label") != "benign")
+    ]
+    for name, task in (
+        ("more_attacks.jsonl", "more_attacks"),
+        ("hard_benign.jsonl", "hard_benign"),
+        ("indirect_injections.jsonl", "indirect"),
+        ("harmful_requests.jsonl", "harmful"),
+    ):
+        ids = set(src[task]["calib"])
+        for r in rows(name):
+            if r["id"] in ids:
+                (attacks if r["label"] == "attack" else benign).append(r["text"])
+    harmful = [
+        r["text"] for r in rows("harmful_requests.jsonl") if r["id"] in set(src["harmful"]["calib"])
+    ]
+    domain = json.loads((DATA / "splits" / "domain_rows.json").read_text())
+    dom_calib = set(domain["calib"])
+    for r in _jsonl(DATA / "domain" / "mmlu_pro_mmlu_sourced.jsonl"):
+        if r["id"] in dom_calib:
+            options = "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(r["options"]))
+            benign.append(f"{r['text']}\n{options}")
+    req = set(src["domain_requests"]["calib"])
+    benign += [r["text"] for r in _jsonl(DATA / "domain" / "requests_more.jsonl") if r["id"] in req]
+    return attacks, benign, harmful
+
+
+def calibrate_sequence(engine: SignalEngine, target_fp: float) -> dict[str, Any]:
+    """The sequence-row attack threshold, and the harm threshold, at `target_fp` of whole benign
+    calibration requests read as the router reads them (the paragraph views at their own
+    threshold flag what they flag): the training's thresholds come from 128-token crops, and a
+    whole long document read in windows has more chances to fire."""
+    attacks, benign, harmful = calibration_requests()
+    at = engine.attack_paragraph_threshold
+    seq_b, view_b = decision_scores(engine, benign)
+    seq_a, view_a = decision_scores(engine, attacks)
+    by_view = view_b >= at
+    budget = int(np.floor(target_fp * len(benign))) - int(by_view.sum())
+    rest = np.sort(seq_b[~by_view])[::-1]
+    threshold = (
+        1.0
+        if budget < 0
+        else float(np.nextafter(rest[budget], np.inf))
+        if budget < len(rest)
+        else 0.0
+    )
+    result: dict[str, Any] = {
+        "rule": f"the lowest sequence-row threshold with at most {target_fp:.0%} of whole benign "
+        "calibration requests flagged (sequence row or a paragraph view at "
+        "thresholds.attack_paragraph), read by the engine",
+        "n_benign": len(benign),
+        "n_attacks": len(attacks),
+        "threshold": round(min(threshold, 0.999999), 6),
+        "benign_flagged_by_views": round(float(by_view.mean()), 4),
+    }
+    t = result["threshold"]
+    result["benign_flagged"] = round(float(((seq_b >= t) | by_view).mean()), 4)
+    result["attack_recall"] = round(float(((seq_a >= t) | (view_a >= at)).mean()), 4)
+    if engine.spec.has_harm:
+
+        def harm_scores(texts: list[str]) -> np.ndarray:
+            return np.array([s.harmful.score for s in engine.classify_batch(texts) if s.harmful])
+
+        not_harmful = harm_scores(benign)
+        harm = harm_scores(harmful)
+        k = int(np.floor(target_fp * len(not_harmful)))
+        top = np.sort(not_harmful)[::-1]
+        result["harmful_threshold"] = round(float(np.nextafter(top[k], np.inf)), 6)
+        result["harmful_recall"] = round(float((harm >= result["harmful_threshold"]).mean()), 4)
+    print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument(
+        "--calibrate-sequence",
+        action="store_true",
+        help="the sequence-row attack threshold and the harm threshold on whole calibration "
+        "requests (run after --calibrate: it keeps the paragraph threshold)",
+    )
     parser.add_argument("--size", type=int, default=8_000, help="calibration prompt characters")
     parser.add_argument(
         "--count", type=int, default=100, help="calibration prompts of each kind, per half"
@@ -208,7 +307,24 @@ def main() -> None:
     report: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {engine.provider}",
     }
-    if args.calibrate:
+    if args.calibrate_sequence:
+        report["calibration"] = calibrate_sequence(engine, args.target_fp)
+        if args.write:
+            spec_path = (args.model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE
+            spec = json.loads(spec_path.read_text())
+            cal = report["calibration"]
+            spec.setdefault("calibration", {})["prompt_attack_crops"] = spec["calibration"].get(
+                "prompt_attack", {}
+            ) | {"threshold": spec["thresholds"]["prompt_attack"]}
+            spec["thresholds"]["prompt_attack"] = cal["threshold"]
+            spec["calibration"]["prompt_attack"] = cal
+            if "harmful_threshold" in cal:
+                spec["calibration"]["harmful_crops"] = spec["calibration"].get("harmful", {}) | {
+                    "threshold": spec["thresholds"]["harmful"]
+                }
+                spec["thresholds"]["harmful"] = cal["harmful_threshold"]
+            spec_path.write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n")
+    elif args.calibrate:
         report["calibration"] = calibrate(engine, args.size, args.count, args.pool, args.target_fp)
         if args.write:
             spec_path = (args.model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE

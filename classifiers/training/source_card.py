@@ -27,6 +27,9 @@ def card(res: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
     from .source_eval import MARK_BEGIN, MARK_END
 
     g, dom, pii, rob = res["guard"], res["domain"], res["pii"], res["robustness"]
+    before = MODELS_DIR / "source_split_1.0.0.json"  # the model before stage 3, same rows
+    if baseline is None and before.exists():
+        baseline = json.loads(before.read_text())
     spec = json.loads((MODELS_DIR / "signals.json").read_text())
     metrics = json.loads((MODELS_DIR / "metrics.json").read_text())
     loso_path = MODELS_DIR / "loso.json"
