@@ -20,6 +20,17 @@ def encode(tokenizer, texts: list[str], max_length: int, offsets: bool = False):
     return enc
 
 
+def padded(ids: list[list[int]], idx) -> dict[str, np.ndarray]:
+    """The graph's inputs for rows `idx` of `ids`, right-padded to the longest."""
+    L = max(len(ids[i]) for i in idx)
+    x = np.zeros((len(idx), L), np.int64)
+    m = np.zeros((len(idx), L), np.int64)
+    for r, i in enumerate(idx):
+        x[r, : len(ids[i])] = ids[i]
+        m[r, : len(ids[i])] = 1
+    return {"input_ids": x, "attention_mask": m}
+
+
 class OnnxRunner:
     """`temperatures`: each head's calibration temperature (`classifiers.calibration`); None reads
     them from the `signals.json` next to the graph, when it has them; {} gives the raw outputs."""
@@ -53,15 +64,7 @@ class OnnxRunner:
         dom_rows = [None] * n
         for b in range(0, n, batch):
             idx = order[b : b + batch]
-            L = max(len(ids[i]) for i in idx)
-            x = np.zeros((len(idx), L), np.int64)
-            m = np.zeros((len(idx), L), np.int64)
-            for r, i in enumerate(idx):
-                x[r, : len(ids[i])] = ids[i]
-                m[r, : len(ids[i])] = 1
-            got = dict(
-                zip(self.outputs, self.session.run(None, {"input_ids": x, "attention_mask": m}))
-            )
+            got = dict(zip(self.outputs, self.session.run(None, padded(ids, idx))))
             got = calibration.apply(got, self.temperatures)
             d, a, f, p = (
                 got[k] for k in ("domain_probs", "attack_prob", "difficulty_prob", "pii_probs")

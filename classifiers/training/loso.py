@@ -28,6 +28,7 @@ import numpy as np
 from . import sources
 from .common import DOMAIN_LABELS, MODELS_DIR, OUT_DIR, TRAIN_LENGTH, format_mc, load_tokenizer
 from .data import load_all
+from .infer import padded
 from .metrics import roc_auc, threshold_at_fpr
 from .stage3 import crop, injected_span, twins
 
@@ -65,13 +66,7 @@ def embed(graph: Path, tok, texts: list[str], cache: Path) -> np.ndarray:
     z = np.zeros((len(texts), 384), np.float32)
     for b in range(0, len(order), 64):
         idx = order[b : b + 64]
-        L = max(len(ids[i]) for i in idx)
-        x = np.zeros((len(idx), L), np.int64)
-        m = np.zeros((len(idx), L), np.int64)
-        for r, i in enumerate(idx):
-            x[r, : len(ids[i])] = ids[i]
-            m[r, : len(ids[i])] = 1
-        (p,) = sess.run([POOLED], {"input_ids": x, "attention_mask": m})
+        (p,) = sess.run([POOLED], padded(ids, idx))
         z[idx] = p
     np.save(cache, z)
     return z
