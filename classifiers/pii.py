@@ -111,7 +111,11 @@ def plausible(
     span = text[start:end]
     if kind == "PHONE_NUMBER":
         digits = sum(ch.isdigit() for ch in span)
+        if _MEASUREMENT.fullmatch(span.strip()):
+            return False  # 54.57870: a coordinate or a measurement, not a number to dial
         return 7 <= digits <= 15 and all(ch in _PHONE_CHARS for ch in span)
+    if kind == "PERSON" and not _name_shaped(text, span):
+        return False
     if kind == "STREET_ADDRESS" and not _address_shaped(span):
         return False
     if kind in CODE_SHAPED:
@@ -119,10 +123,75 @@ def plausible(
     return True
 
 
+def _name_shaped(text: str, span: str) -> bool:
+    """A name is not a function word (`The`), and in a text that capitalizes (a capital after a
+    sentence's end, or opening it) a one-word name is capitalized: the model reads medical and
+    technical words (`lymphadenectomy`, `neoadjuvant`) as names. A text written all in lower case
+    keeps its lower-case names (`hey its john`), and a lower-case name of two words or more is
+    kept in any text: writing a full name in lower case must not be a way past the boundary."""
+    words = span.split()
+    if all(w.strip(".,;:'\"()").lower() in _FUNCTION_WORDS for w in words):
+        return False
+    if len(words) == 1 and not any(ch.isupper() for ch in span):
+        return not _CAPITALIZES.search(text)
+    return True
+
+
+# Opens the text, or follows a sentence's end: the text uses capitals as prose does.
+_CAPITALIZES = re.compile(r"(?:^|[.!?]\s+)[A-Z][a-z]")
+_FUNCTION_WORDS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "i",
+        "we",
+        "you",
+        "he",
+        "she",
+        "they",
+        "my",
+        "your",
+        "our",
+        "his",
+        "her",
+        "their",
+        "and",
+        "or",
+        "but",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "with",
+        "by",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+    ]
+)
+_MEASUREMENT = re.compile(r"-?\d{1,3}\.\d{5,}")
+
+
 def _address_shaped(span: str) -> bool:
-    """A word of two letters or more, no decimal number (239.8), and not rows of a table (two
-    lines or more with 3 commas each: one address line may have that many)."""
+    """A word of two letters or more, a number (a house number, a postcode: the model tags runs
+    of prose, `that could`, as addresses), no decimal number (239.8), and not rows of a table
+    (two lines or more with 3 commas each: one address line may have that many)."""
     if not _ADDRESS_WORD.search(span) or _DECIMAL.search(span):
+        return False
+    if not any(ch.isdigit() for ch in span):
         return False
     return sum(1 for line in span.splitlines() if line.count(",") >= 3) < 2
 

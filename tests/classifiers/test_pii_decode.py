@@ -103,6 +103,9 @@ def test_a_span_of_only_separators_is_dropped() -> None:
         ("x^2 sin x from 0 to pi", False),
         ("4\n6582YH\nLage Mierde", False),
         ("1234567890123456", False),  # 16 digits: longer than any E.164 number
+        ("54.57870", False),  # a coordinate the model tags as a phone number
+        ("-33.868820", False),
+        ("555.0100", True),  # a dotted local number: four digits after the dot
     ],
 )
 def test_a_phone_span_must_look_like_a_phone_number(text: str, ok: bool) -> None:
@@ -178,7 +181,24 @@ def test_a_full_name_in_mostly_code_is_still_a_person() -> None:
         ("3663", False),  # a number alone names no street
         ("Region,Q1,Q2,Q3,Q4\nNew Sandra,239.8,407.", False),  # the cells of a pasted table
         ("North,12,40,7,3\nSouth,9,31,2,8", False),
+        ("that could", False),  # prose the model tags as an address: no number at all
+        ("in savanna and woodland areas", False),
     ],
 )
 def test_an_address_span_must_look_like_an_address(span: str, ok: bool) -> None:
     assert plausible("STREET_ADDRESS", span) is ok
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "ok"),
+    [
+        ("Is neoadjuvant therapy better than surgery alone?", "neoadjuvant", False),
+        ("The patient was seen today. The cause is unknown.", "The", False),  # a function word
+        ("Please ask Alice about the invoice.", "Alice", True),
+        ("hey its john, call me back", "john", True),  # a text all in lower case
+        ("Please email jane doe about the invoice.", "jane doe", True),  # a full name, any case
+    ],
+)
+def test_a_person_span_must_look_like_a_name(text: str, name: str, ok: bool) -> None:
+    start = text.index(name)
+    assert plausible("PERSON", text, start, start + len(name)) is ok
