@@ -39,6 +39,7 @@ import numpy as np
 
 from classifiers.engine import DEFAULT_MODEL_DIR, Job, SignalEngine
 from classifiers.spec import SPEC_FILE
+from classifiers.training.common import format_mc
 
 DATA = Path(__file__).resolve().parents[1] / "classifiers" / "training" / "data"
 GUARD = DATA / "guard"
@@ -201,16 +202,13 @@ def calibration_requests() -> tuple[list[str], list[str], list[str]]:
     calib = set(split["calib"])
     guard = rows("prompt_attacks.jsonl") + rows("benign_prompts.jsonl")
     guard += _jsonl(DATA / "generated" / "prompt_attack_synth.jsonl")
-    attacks = [
-        r["text"]
-        for r in guard
-        if r["id"] in calib and r.get("attack", 1) and r.get("label") != "benign"
-    ]
-    benign = [
-        r["text"]
-        for r in guard
-        if r["id"] in calib and not (r.get("attack", 1) and r.get("label") != "benign")
-    ]
+    attacks: list[str] = []
+    benign: list[str] = []
+    harmful: list[str] = []
+    for r in guard:  # synthetic rows carry `attack`, the others `label`
+        if r["id"] in calib:
+            is_attack = r.get("attack", 1) and r.get("label") != "benign"
+            (attacks if is_attack else benign).append(r["text"])
     for name, task in (
         ("more_attacks.jsonl", "more_attacks"),
         ("hard_benign.jsonl", "hard_benign"),
@@ -221,15 +219,14 @@ def calibration_requests() -> tuple[list[str], list[str], list[str]]:
         for r in rows(name):
             if r["id"] in ids:
                 (attacks if r["label"] == "attack" else benign).append(r["text"])
-    harmful = [
-        r["text"] for r in rows("harmful_requests.jsonl") if r["id"] in set(src["harmful"]["calib"])
+                if r["label"] == "harmful":
+                    harmful.append(r["text"])
+    dom_calib = set(json.loads((DATA / "splits" / "domain_rows.json").read_text())["calib"])
+    benign += [
+        format_mc(r["text"], r["options"])
+        for r in _jsonl(DATA / "domain" / "mmlu_pro_mmlu_sourced.jsonl")
+        if r["id"] in dom_calib
     ]
-    domain = json.loads((DATA / "splits" / "domain_rows.json").read_text())
-    dom_calib = set(domain["calib"])
-    for r in _jsonl(DATA / "domain" / "mmlu_pro_mmlu_sourced.jsonl"):
-        if r["id"] in dom_calib:
-            options = "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(r["options"]))
-            benign.append(f"{r['text']}\n{options}")
     req = set(src["domain_requests"]["calib"])
     benign += [r["text"] for r in _jsonl(DATA / "domain" / "requests_more.jsonl") if r["id"] in req]
     return attacks, benign, harmful

@@ -16,17 +16,15 @@ import random
 import numpy as np
 
 from classifiers import calibration
+from classifiers.pii import VALIDATED_TYPES
 
 from .common import DOMAIN_LABELS, TRAIN_LENGTH, format_mc
 from .metrics import apgr, cpt, decode_pred_spans, pii_gold, threshold_at_fpr
-from .stage3 import crop, injected_span, twins
+from .stage3 import document_view, twins
 
 DOM2ID = {d: i for i, d in enumerate(DOMAIN_LABELS)}
 MAX_FPR = 0.01
 MAX_PII_FREE = 0.02
-# Types the runtime's validators own (classifiers/pii.py VALIDATED_TYPES): model spans of these
-# are dropped at runtime, so they never flag a prompt.
-VALIDATED = {"CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "IP_ADDRESS"}
 
 
 def pii_free_flagged(probs: list[np.ndarray], t: float) -> float:
@@ -35,25 +33,16 @@ def pii_free_flagged(probs: list[np.ndarray], t: float) -> float:
     for p in probs:
         valid = [True] * len(p)
         valid[0] = valid[-1] = False  # [CLS], [SEP]
-        if any(typ not in VALIDATED for typ, _, _ in decode_pred_spans(p, valid, t)):
+        # Model spans of the types the validators own are dropped at runtime: they never flag.
+        if any(typ not in VALIDATED_TYPES for typ, _, _ in decode_pred_spans(p, valid, t)):
             hits += 1
     return hits / max(1, len(probs))
 
 
 def guard_views(rows: list[dict], clean: dict[str, str], seed: int) -> list[str]:
-    """Texts as a training row reads them: long documents cropped around the planted instruction
-    (attacks with a twin) or anywhere (the rest), with a fixed seed."""
+    """Texts as a training row reads them (`stage3.document_view`), with a fixed seed."""
     rng = random.Random(seed)
-    out = []
-    for r in rows:
-        twin = clean.get(r.get("pair_id", ""))
-        span = (
-            injected_span(r["text"], twin)
-            if twin is not None and r["label"] == "attack"
-            else ((0, len(r["text"])) if r.get("label") == "attack" else None)
-        )
-        out.append(crop(r["text"], rng, span))
-    return out
+    return [document_view(r, clean, rng) for r in rows]
 
 
 def calibration_sets(d: dict, s: dict | None) -> dict:

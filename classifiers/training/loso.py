@@ -30,7 +30,7 @@ from .common import DOMAIN_LABELS, MODELS_DIR, OUT_DIR, TRAIN_LENGTH, format_mc,
 from .data import load_all
 from .infer import padded
 from .metrics import roc_auc, threshold_at_fpr
-from .stage3 import crop, injected_span, twins
+from .stage3 import crop, document_view, twins
 
 POOLED = "/model/Div_output_0"  # the masked mean the sentence heads read (the export's name)
 SEED = 20240611
@@ -123,7 +123,7 @@ def rows_for_loso() -> list[dict]:
         for r in s["more_attacks"][split]:
             rows.append(
                 {
-                    "text": crop(r["text"], rng, (0, len(r["text"]))),
+                    "text": document_view(r, {}, rng),
                     "attack": 1,
                     "src": "attacks: " + r["kind"],
                     "loso": True,
@@ -134,7 +134,7 @@ def rows_for_loso() -> list[dict]:
             src = "tool outputs" if r["src"] == "synthetic-tool-output" else src
             rows.append(
                 {
-                    "text": crop(r["text"], rng),
+                    "text": document_view(r, {}, rng),
                     "attack": 0,
                     "harmful": 0,
                     "src": "benign: " + src,
@@ -156,29 +156,15 @@ def rows_for_loso() -> list[dict]:
         all_rows = [r for k in ("train", "calib", "dev") for r in s[name][k]]
         clean = twins(all_rows)
         for r in all_rows:
-            doc = r["kind"].split("/")[0]
-            if r["label"] == "attack":
-                span = (
-                    injected_span(r["text"], clean[r["pair_id"]]) if r["pair_id"] in clean else None
-                )
-                rows.append(
-                    {
-                        "text": crop(r["text"], rng, span),
-                        "attack": 1,
-                        "src": f"indirect: {doc}",
-                        "loso": True,
-                    }
-                )
-            else:
-                rows.append(
-                    {
-                        "text": crop(r["text"], rng),
-                        "attack": 0,
-                        "harmful": 0,
-                        "src": f"indirect: {doc}",
-                        "loso": True,
-                    }
-                )
+            labels = {"attack": 1} if r["label"] == "attack" else {"attack": 0, "harmful": 0}
+            rows.append(
+                {
+                    "text": document_view(r, clean, rng),
+                    **labels,
+                    "src": f"indirect: {r['kind'].split('/')[0]}",
+                    "loso": True,
+                }
+            )
     return rows
 
 

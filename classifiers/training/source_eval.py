@@ -89,9 +89,10 @@ def guard_sets(s: dict, d: dict) -> dict[str, list[dict]]:
     }
 
 
-def attack_and_harm(engine: SignalEngine, s: dict, d: dict, domain_read: dict) -> dict[str, Any]:
-    sets = guard_sets(s, d)
-    got = {k: read(engine, [r["text"] for r in rows]) for k, rows in sets.items()}
+def attack_and_harm(
+    engine: SignalEngine, sets: dict[str, list[dict]], got: dict[str, dict], domain_read: dict
+) -> dict[str, Any]:
+    """`got`: the engine's reads of each slice of `sets` (`guard_sets`)."""
     t_att = engine.spec.thresholds.prompt_attack
     out: dict[str, Any] = {"threshold": t_att}
     neg = np.concatenate([got["hard_benign"]["attack"], got["benign"]["attack"]])
@@ -196,6 +197,18 @@ def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
 
+def phones_found(row: dict, text: str, pred: list[tuple[str, int, int]]) -> list[bool]:
+    """Per gold phone number of `row`: whether its digits lie inside a predicted phone span of
+    `text` (the row's text, or a perturbation of it: boundaries and offsets aside)."""
+    spans = [_digits(text[a:b]) for t, a, b in pred if t == "PHONE_NUMBER"]
+    out = []
+    for e in row["entities"]:
+        if e["type"] == "PHONE_NUMBER":
+            digits = _digits(row["text"][e["start"] : e["end"]])
+            out.append(any(digits and digits in sp for sp in spans))
+    return out
+
+
 def phones(rows: list[dict], got: dict) -> dict[str, Any]:
     """Phone recall on held-out regions: exact span and, robust to boundaries, a predicted phone
     span holding the gold number's digits; entity F1 over every type of the rows."""
@@ -206,13 +219,12 @@ def phones(rows: list[dict], got: dict) -> dict[str, Any]:
         p = set(pred)
         tp, fp, fn = tp + len(gold & p), fp + len(p - gold), fn + len(gold - p)
         per_row.append((len(gold & p), len(p - gold), len(gold - p)))
-        spans = [_digits(r["text"][a:b]) for t, a, b in pred if t == "PHONE_NUMBER"]
-        for e in r["entities"]:
-            if e["type"] != "PHONE_NUMBER":
-                continue
-            exact.append(("PHONE_NUMBER", e["start"], e["end"]) in p)
-            digits = _digits(r["text"][e["start"] : e["end"]])
-            found.append(any(digits and digits in s for s in spans))
+        exact += [
+            ("PHONE_NUMBER", e["start"], e["end"]) in p
+            for e in r["entities"]
+            if e["type"] == "PHONE_NUMBER"
+        ]
+        found += phones_found(r, r["text"], pred)
     counts = np.asarray(per_row, dtype=float)
 
     def f1(i: np.ndarray) -> float:
@@ -269,9 +281,9 @@ def perturbations(rng: random.Random) -> dict[str, Callable[[str], str]]:
     }
 
 
-def robustness(engine: SignalEngine, s: dict, d: dict) -> dict[str, Any]:
+def robustness(engine: SignalEngine, s: dict, sets: dict[str, list[dict]]) -> dict[str, Any]:
+    """`sets`: `guard_sets`."""
     rng = random.Random(7)
-    sets = guard_sets(s, d)
     attacks = rng.sample(sets["indirect_attacks"], 150) + rng.sample(sets["other_attacks"], 100)
     benign = rng.sample(sets["hard_benign"], 150) + rng.sample(sets["benign"], 100)
     requests = rng.sample(
@@ -291,12 +303,7 @@ def robustness(engine: SignalEngine, s: dict, d: dict) -> dict[str, Any]:
         y = np.array([DOMAIN_LABELS.index(r["label"]) for r in requests])
         found = []
         for r, pred in zip(phone_rows, gp["pii"], strict=True):
-            text = f(r["text"])
-            spans = [_digits(text[a:b]) for typ, a, b in pred if typ == "PHONE_NUMBER"]
-            for e in r["entities"]:
-                if e["type"] == "PHONE_NUMBER":
-                    digits = _digits(r["text"][e["start"] : e["end"]])
-                    found.append(any(digits in sp for sp in spans))
+            found += phones_found(r, f(r["text"]), pred)
         out[name] = {
             "attack_recall": round(float(np.mean(ga["attack"] >= t)), 4),
             "benign_flagged": round(float(np.mean(gb["attack"] >= t)), 4),
@@ -332,7 +339,9 @@ def run(engine: SignalEngine) -> dict[str, Any]:
     req = s["domain_requests"]["dev"]
     got_req = read(engine, [r["text"] for r in req])
     results: dict[str, Any] = {"model": engine.spec.version}
-    results["guard"] = attack_and_harm(engine, s, d, got_req)
+    guard = guard_sets(s, d)
+    got_guard = {k: read(engine, [r["text"] for r in rows]) for k, rows in guard.items()}
+    results["guard"] = attack_and_harm(engine, guard, got_guard, got_req)
     results["domain"] = domain(req, got_req)
     mmlu = d["domain_dev"]
     got_mmlu = read(engine, [format_mc(r["text"], r["options"]) for r in mmlu])
@@ -355,12 +364,11 @@ def run(engine: SignalEngine) -> dict[str, Any]:
     named = {
         k: {"pii": [got_ph["pii"][i] for i, r in enumerate(ph) if not r["entities"]]} for k in free
     }
-    guard = guard_sets(s, d)
     for k in ("benign", "hard_benign", "indirect_clean"):
-        named[k] = read(engine, [r["text"] for r in guard[k]])
+        named[k] = got_guard[k]
     named["domain requests"] = got_req
     results["pii"]["pii_free_flagged"] = pii_free(named)
-    results["robustness"] = robustness(engine, s, d)
+    results["robustness"] = robustness(engine, s, guard)
     return results
 
 

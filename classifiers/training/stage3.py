@@ -57,6 +57,16 @@ def crop(text: str, rng: random.Random, span: tuple[int, int] | None = None) -> 
     return head + text[start : start + room]
 
 
+def document_view(row: dict, clean: dict[str, str], rng: random.Random) -> str:
+    """What a training row reads of a guard row: an attack with a clean twin cropped around the
+    planted instruction, another attack around its whole text, anything else anywhere."""
+    if row["label"] == "attack":
+        twin = clean.get(row.get("pair_id", ""))
+        span = injected_span(row["text"], twin) if twin is not None else (0, len(row["text"]))
+        return crop(row["text"], rng, span)
+    return crop(row["text"], rng)
+
+
 def twins(rows: list[dict]) -> dict[str, str]:
     """pair_id -> the clean document's text."""
     return {r["pair_id"]: r["text"] for r in rows if r["label"] == "benign"}
@@ -82,14 +92,13 @@ def guard_examples(s: dict, cfg: dict, rng: random.Random) -> list[dict]:
     clean = twins(s["indirect"]["train"])
     for r in resample(s["indirect"]["train"], cfg["indirect_frac"], rng):
         if r["label"] == "attack":
-            span = injected_span(r["text"], clean[r["pair_id"]]) if r["pair_id"] in clean else None
-            ex.append({"text": crop(r["text"], rng, span), "attack": 1.0})
+            ex.append({"text": document_view(r, clean, rng), "attack": 1.0})
         else:
-            ex.append({"text": crop(r["text"], rng), "attack": 0.0, "harmful": 0.0})
+            ex.append({"text": document_view(r, clean, rng), "attack": 0.0, "harmful": 0.0})
     for r in resample(s["more_attacks"]["train"], cfg["more_attacks_frac"], rng):
-        ex.append({"text": crop(r["text"], rng, (0, len(r["text"]))), "attack": 1.0})
+        ex.append({"text": document_view(r, clean, rng), "attack": 1.0})
     for r in resample(s["hard_benign"]["train"], cfg["hard_benign_frac"], rng):
-        ex.append({"text": crop(r["text"], rng), "attack": 0.0, "harmful": 0.0})
+        ex.append({"text": document_view(r, clean, rng), "attack": 0.0, "harmful": 0.0})
     for r in resample(s["harmful"]["train"], cfg["harmful_frac"], rng):
         ex.append({"text": r["text"], "attack": 0.0, "harmful": 1.0})
     return ex
