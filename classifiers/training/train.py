@@ -569,9 +569,6 @@ def stage1_info_from_log(path) -> dict:
     }
 
 
-STAGE3 = True  # stage 3 (issue 15) is part of every full run
-
-
 def stage3_config(cfg2: dict, max_steps: int) -> dict:
     """Stage 3: one epoch from stage 2's weights on the source-split train rows, with replay."""
     return dict(
@@ -710,11 +707,10 @@ def main() -> None:
     prev_summary = MODELS_DIR / "train_summary.json"
     if args.calibrate_only:
         args.skip_subject = True
-    s = None
-    if STAGE3:
-        sources.prepare(verbose=False)
-        s = sources.load()
-        log({"sources": sources.summary(s)})
+    # Stage 3 (issue 15) and the calibration read the source split in every run.
+    sources.prepare(verbose=False)
+    s = sources.load()
+    log({"sources": sources.summary(s)})
     if args.stage3_from_int8 and not args.subject_only and not args.calibrate_only:
         from .recover import state_from_int8_onnx
 
@@ -754,8 +750,6 @@ def main() -> None:
         export_and_log(state, tok, summary, log)
     if not args.subject_only:
         int8 = MODELS_DIR / "signals.int8.onnx"
-        if s is None:
-            s = sources.load()
         cal = calibrate_thresholds(int8, tok, d, s)
         log({"thresholds": cal["thresholds"]})
         shutil.copyfile(base_model_dir() / "tokenizer.json", MODELS_DIR / "tokenizer.json")
