@@ -1,7 +1,9 @@
 """The router's own work per request, without Envoy or gRPC: the processor's request-headers
-and request-body phases (parse, decide, rewrite, mutations) on the keyword demo policy.
+and request-body phases (parse, decide, rewrite, mutations) on the keyword demo policy, and
+with `--access-log` the request's access log entry too (what Envoy streams back after the
+answer: health, outcome, budget settlement), built from the metadata the reply set.
 
-    python bench/processor_path.py [--requests 3000] [--repeats 7] [--json OUT]
+    python bench/processor_path.py [--requests 3000] [--repeats 7] [--access-log] [--json OUT]
 
 Runs in-process against whatever tree is on `sys.path`, so the same script measures two
 commits: check one out in a worktree and run it there with this file, alternating, e.g.
@@ -26,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
+from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
     HttpBody,
     HttpHeaders,
     ProcessingRequest,
 )
 
+from extproc.access_log import AccessLogService
 from extproc.processor import Processor, StreamState
 from meritorder.config import load_config
 from meritorder.router import Router
@@ -60,28 +64,62 @@ def messages(model: str, request_id: int) -> tuple[ProcessingRequest, Processing
     )
 
 
-async def run(processor: Processor, model: str, requests: int) -> float:
+def log_entry(request_id: int, model: str, reply: Any) -> HTTPAccessLogEntry:
+    """The entry Envoy would stream for this answered request: a 200 from the routed model's
+    cluster, with the dynamic metadata the processor's reply set."""
+    entry = HTTPAccessLogEntry()
+    entry.request.request_id = f"bench-{request_id}"
+    entry.request.request_headers["x-meritorder-model"] = model
+    entry.response.response_code.value = 200
+    common = entry.common_properties
+    common.upstream_cluster = f"mock-{model}"
+    common.time_to_first_upstream_rx_byte.nanos = 900_000
+    common.time_to_last_downstream_tx_byte.nanos = 1_200_000
+    for namespace, value in reply.dynamic_metadata.fields.items():
+        common.metadata.filter_metadata[namespace].CopyFrom(value.struct_value)
+    return entry
+
+
+async def run(
+    processor: Processor, model: str, requests: int, log: AccessLogService | None = None
+) -> float:
+    """Microseconds per request of the router's own calls; making the bench's messages and
+    entries is not counted."""
     exchanges = [messages(model, i) for i in range(requests)]
-    started = time.perf_counter()
-    for headers, body in exchanges:
+    spent = 0.0
+    for index, (headers, body) in enumerate(exchanges):
         state = StreamState()
+        started = time.perf_counter()
         await processor.process(state, headers)
         reply = await processor.process(state, body)
+        spent += time.perf_counter() - started
         assert reply.WhichOneof("response") == "request_body", reply
-    return (time.perf_counter() - started) / requests * 1e6
+        if log is not None:
+            routed = reply.request_body.response.header_mutation.set_headers
+            chosen = next(h for h in routed if h.header.key == "x-meritorder-model")
+            entry = log_entry(index, chosen.header.raw_value.decode(), reply)
+            started = time.perf_counter()
+            await log.record(entry)
+            spent += time.perf_counter() - started
+    return spent / requests * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--access-log", action="store_true", help="settle each access log entry")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    processor = Processor(Router(load_config(POLICY)))
+    router = Router(load_config(POLICY))
+    processor = Processor(router)
+    log = AccessLogService(router) if args.access_log else None
     results: dict[str, Any] = {}
     for model in ("small", "auto"):
-        asyncio.run(run(processor, model, 200))  # warm up
-        times = [asyncio.run(run(processor, model, args.requests)) for _ in range(args.repeats)]
+        asyncio.run(run(processor, model, 200, log))  # warm up
+        times = [
+            asyncio.run(run(processor, model, args.requests, log)) for _ in range(args.repeats)
+        ]
         results[model] = {"median_us": round(statistics.median(times), 1),
                           "min_us": round(min(times), 1)}  # fmt: skip
     print(json.dumps(results))

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.config.core.v3.base_pb2 import HeaderValueOption
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
-    BodyMutation,
     BodyResponse,
     CommonResponse,
     HeaderMutation,
     HeadersResponse,
-    ImmediateResponse,
     ProcessingResponse,
 )
-from envoy.type.v3.http_status_pb2 import HttpStatus
 
 from meritorder.errors import RequestError
 
@@ -23,28 +20,31 @@ _OVERWRITE = HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD
 Headers = Iterable[tuple[str, str]]
 
 
-def header_mutation(set_headers: Headers = (), remove: Iterable[str] = ()) -> HeaderMutation:
-    """Overwrite (never append) each header, so a client cannot pre-set a routing header."""
-    return HeaderMutation(
-        set_headers=[
-            HeaderValueOption(
-                header=HeaderValue(key=k, raw_value=v.encode()), append_action=_OVERWRITE
-            )
-            for k, v in set_headers
-        ],
-        remove_headers=list(remove),
-    )
+def fill_headers(
+    mutation: HeaderMutation, set_headers: Headers = (), remove: Iterable[str] = ()
+) -> None:
+    """Overwrite (never append) each header, so a client cannot pre-set a routing header.
+
+    Filled in place: a message handed to a protobuf constructor is copied, and on the request
+    path those copies cost more than the rest of the reply."""
+    options = mutation.set_headers
+    for key, value in set_headers:
+        option = options.add()
+        option.header.key = key
+        option.header.raw_value = value.encode()
+        option.append_action = _OVERWRITE
+    mutation.remove_headers.extend(remove)
 
 
 def continue_headers(remove: Iterable[str] = ()) -> ProcessingResponse:
     """Let the request headers through, optionally without some of them."""
+    reply = ProcessingResponse()
+    common = reply.request_headers.response
+    common.SetInParent()  # reading a field does not set it; the reply must name its phase
     removed = list(remove)
-    common = (
-        CommonResponse(header_mutation=header_mutation(remove=removed))
-        if removed
-        else CommonResponse()
-    )
-    return ProcessingResponse(request_headers=HeadersResponse(response=common))
+    if removed:
+        fill_headers(common.header_mutation, remove=removed)
+    return reply
 
 
 def continue_body() -> ProcessingResponse:
@@ -65,11 +65,11 @@ def reroute_with_body(
     All in one reply: Envoy keeps the client's content-length in BUFFERED mode (a mismatch is a
     500), and a header change without `clear_route_cache` leaves the request on its old route.
     """
-    mutation = header_mutation([*headers, ("content-length", str(len(body)))])
-    common = CommonResponse(
-        header_mutation=mutation, body_mutation=BodyMutation(body=body), clear_route_cache=True
-    )
-    reply = ProcessingResponse(request_body=BodyResponse(response=common))
+    reply = ProcessingResponse()
+    common = reply.request_body.response
+    fill_headers(common.header_mutation, [*headers, ("content-length", str(len(body)))])
+    common.body_mutation.body = body
+    common.clear_route_cache = True
     for namespace, values in (metadata or {}).items():
         struct = reply.dynamic_metadata.fields[namespace].struct_value
         for key, value in values.items():  # strings and numbers only: set directly, no update()
@@ -84,15 +84,13 @@ def immediate(
     status: int, body: bytes, headers: Headers = (), details: str = ""
 ) -> ProcessingResponse:
     """Answer the client directly; the request never reaches an upstream."""
-    mutation = header_mutation([("content-type", "application/json"), *headers])
-    return ProcessingResponse(
-        immediate_response=ImmediateResponse(
-            status=HttpStatus(code=status),
-            headers=mutation,
-            body=body,
-            details=details,
-        )
-    )
+    reply = ProcessingResponse()
+    answer = reply.immediate_response
+    answer.status.code = status
+    fill_headers(answer.headers, [("content-type", "application/json"), *headers])
+    answer.body = body
+    answer.details = details
+    return reply
 
 
 def error_response(

@@ -12,8 +12,8 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import structlog
 from opentelemetry import context as otel_context
@@ -21,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 from meritorder.policy.decision import Blocked, Routed
 
@@ -122,11 +123,11 @@ def record_outcome(outcome: Outcome) -> None:
     (whichever process decided it: the trace context travels with the outcome)."""
     pending = outcome.pending
     model, status = pending.model, outcome.status or 0
-    METRICS.upstream_responses.labels(model=model, status=str(status)).inc()
+    child(METRICS.upstream_responses, model, str(status)).inc()
     if outcome.prompt_tokens is not None:
-        METRICS.tokens.labels(model=model, kind="input").inc(outcome.prompt_tokens)
+        child(METRICS.tokens, model, "input").inc(outcome.prompt_tokens)
     if outcome.completion_tokens is not None:
-        METRICS.tokens.labels(model=model, kind="output").inc(outcome.completion_tokens)
+        child(METRICS.tokens, model, "output").inc(outcome.completion_tokens)
     with _on_decisions_trace(pending, "meritorder.response") as span:
         if span is None:
             return
@@ -209,19 +210,55 @@ def _on_decisions_trace(pending: Pending, name: str) -> Iterator[Span | None]:
         yield span if span.is_recording() else None
 
 
-@contextmanager
-def stage(name: str) -> Iterator[Span]:
-    """A child span of the current span, timed into the stage histogram."""
-    started = time.perf_counter()
-    parent = trace.get_current_span()
-    try:
-        if parent.is_recording():
-            with tracer().start_as_current_span(name) as span:
-                yield span
-        else:  # nothing would be exported: time the stage, skip the span and its context switch
-            yield parent
-    finally:
-        METRICS.stage_seconds.labels(stage=name).observe(time.perf_counter() - started)
+def stage(name: str) -> _Stage:
+    """A child span of the current span, timed into the stage histogram (`with stage(...)`)."""
+    return _Stage(name)
+
+
+class _Stage:
+    """`stage`'s context manager; a class, not a generator, since every request enters three."""
+
+    __slots__ = ("_name", "_span", "_started")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._started = 0.0
+        self._span: AbstractContextManager[Span] | None = None
+
+    def __enter__(self) -> Span:
+        self._started = time.perf_counter()
+        parent = trace.get_current_span()
+        if not parent.is_recording():  # nothing would be exported: time it, skip the span
+            return parent
+        self._span = tracer().start_as_current_span(self._name)
+        return self._span.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._span is not None:
+                self._span.__exit__(*exc)
+        finally:
+            elapsed = time.perf_counter() - self._started
+            child(METRICS.stage_seconds, self._name).observe(elapsed)
+
+
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+_CHILDREN: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+
+def child(metric: _Metric, *values: str) -> _Metric:
+    """`metric.labels(*values)`, remembered: prometheus_client validates the values and takes a
+    lock on every call, which the request path would pay for several times per request."""
+    key = (metric, values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        if len(_CHILDREN) >= _MAX_CHILDREN:  # label values an operator did not foresee
+            _CHILDREN.clear()
+        found = _CHILDREN[key] = metric.labels(*values)
+    return cast(_Metric, found)
+
+
+_MAX_CHILDREN = 4096
 
 
 @contextmanager
@@ -302,11 +339,8 @@ def _annotate(span: Span, decision: Decision) -> None:
 
 def _count_decision(decision: Decision) -> None:
     model = decision.chosen
-    METRICS.requests.labels(
-        decision=decision.rule,
-        model=model.name if model is not None else "",
-        outcome="routed" if isinstance(decision, Routed) else "blocked",
-    ).inc()
+    outcome = "routed" if isinstance(decision, Routed) else "blocked"
+    child(METRICS.requests, decision.rule, model.name if model is not None else "", outcome).inc()
     if isinstance(decision, Blocked):
         METRICS.blocks.labels(decision=decision.rule, code=decision.code).inc()
         if decision.code == "budget_exhausted":

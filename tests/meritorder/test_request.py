@@ -144,6 +144,8 @@ def test_only_the_spec_paths_are_routed(path: str, endpoint: Api | None) -> None
         (b'{"model": "auto", "x": ' + b"[" * 65 + b"]" * 65 + b"}", "deeper than"),
         (b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800"}]}', "surrogate"),
         (b'{"model": "auto", "\\udfff": 1}', "surrogate"),
+        (b'{"model": "auto", "user": "x\\uDBFFy"}', "surrogate"),  # upper-case hex
+        (b'{"model": "auto", "user": "\\\\\\udc00"}', "surrogate"),  # after an escaped \\
         (b'{"model": "auto", "messages": "\xff"}', "UTF-8"),
         ('{"model": "auto"}'.encode("utf-16"), "UTF-8"),
     ],
@@ -153,6 +155,14 @@ def test_json_that_parsers_read_differently_is_400(raw: bytes, says: str) -> Non
         endpoints.parse("chat", raw, max_bytes=1 << 20)
     assert (caught.value.status, caught.value.code) == (400, "invalid_json")
     assert says in caught.value.message
+
+
+def test_brackets_and_escapes_inside_strings_are_text() -> None:
+    """Many brackets, or an escaped backslash before `ud800`, in a string are only text."""
+    content = "[" * 200 + "{" * 200 + " \\ud800 is how JSON spells a surrogate"
+    raw = json.dumps({"model": "auto", "messages": [{"role": "user", "content": content}]})
+    request = endpoints.parse("chat", raw.encode(), max_bytes=1 << 20)
+    assert request.texts() == [content]
 
 
 def test_paired_surrogate_escapes_and_moderate_nesting_are_valid() -> None:
