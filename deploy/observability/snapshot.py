@@ -19,11 +19,12 @@ picture again from that file without a stack, and refuses when the dashboard's q
 changed since it was recorded.
 
 The load (`demo_load`): closed-loop workers send everyday, code, reasoning, PII, attack, harmful
-and malformed requests, as three verified tenants and unverified; tenants that ask for `large`
-with a huge max_tokens exhaust their budget and are stepped down. For the middle fifth of the
+and malformed requests, as three verified tenants and unverified; a tenant that asks `large` for
+a huge max_tokens beyond what its budget has left is stepped down. For the middle fifth of the
 run the `coder` mock answers explicit requests with 503 (its `x-mock-status` hook), so the router
 learns it is unhealthy and code requests fall back to `large`; then, for a tenth of the run, 32
-workers without pause load the classifier (batching, queue, decisions past their signal budget).
+workers without pause load the classifier (batching, the queue; a decision that waits past its
+signal budget would be degraded).
 """
 
 from __future__ import annotations
