@@ -78,3 +78,18 @@ def test_compose_builds_the_router_image_and_mounts_only_files_that_exist() -> N
             assert (DEPLOY / source).exists(), f"{name} mounts {source}, which does not exist"
     grafana = services["grafana"]["volumes"]
     assert any(v.startswith("./observability/grafana/dashboards:") for v in grafana)
+
+
+def test_grafana_is_provisioned_from_where_compose_mounts_the_dashboard_and_data_source() -> None:
+    grafana = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"])  # host path -> container path
+    assert mounts["./observability/grafana/provisioning"] == "/etc/grafana/provisioning"
+    dashboards = mounts["./observability/grafana/dashboards"]
+    provisioning = OBSERVABILITY / "grafana" / "provisioning" / "dashboards" / "meritorder.yaml"
+    (provider,) = yaml.safe_load(provisioning.read_text())["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"] == dashboards
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{dashboards}/{DASHBOARD.name}"
+    (source,) = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    # Host networking: Grafana reaches compose's Prometheus on its default port.
+    assert source["type"] == "prometheus" and source["url"] == "http://127.0.0.1:9090"
