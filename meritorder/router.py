@@ -38,6 +38,7 @@ from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.cost import cost
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
+from meritorder.learning.bandit import detector
 from meritorder.learning.config import LearnConfig, reward_of
 from meritorder.learning.store import EstimatesStore, InMemoryEstimates
 from meritorder.outcomes import (
@@ -477,7 +478,8 @@ class Router:
         self, context: str, model: str, reward: float, learn: LearnConfig | None
     ) -> None:
         half_life = learn.half_life if learn is not None else None
-        await self.estimates.observe(context, model, reward, half_life)
+        if await self.estimates.observe(context, model, reward, half_life, detector(learn)):
+            telemetry.record_learning_reset(context, model)
 
     def _learn_config(self, context: str) -> LearnConfig | None:
         """The `learn` block of the decision that owns a learning context."""

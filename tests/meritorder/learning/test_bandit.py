@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from meritorder.learning.bandit import Candidate, Pick, pick, prior_weight
+from meritorder.learning.bandit import Candidate, Pick, detector, pick, prior_weight
 from meritorder.learning.config import LearnConfig
-from meritorder.learning.store import Arm, ContextEstimates, apply
+from meritorder.learning.store import Arm, ContextEstimates, observed
 
 Truth = Callable[[int, str], float]  # (step, model) -> P(correct)
 
@@ -31,12 +32,8 @@ def run(
         chosen = pick(candidates, ctx, learn, rng, "ctx")
         picks.append(chosen)
         reward = float(world.random() < truth(step, chosen.model))
-        clock = ctx.clock + 1
-        arms = dict(ctx.arms)
-        arms[chosen.model] = apply(
-            arms.get(chosen.model, Arm(clock=clock)), clock, 0.0, reward, learn.half_life
-        )
-        ctx = ContextEstimates(clock, arms, ctx.picks + 1, ctx.explored + int(chosen.explored), 0.0)
+        ctx, _ = observed(ctx, chosen.model, reward, 0.0, learn.half_life, detector(learn))
+        ctx = replace(ctx, picks=ctx.picks + 1, explored=ctx.explored + int(chosen.explored))
     return picks
 
 
@@ -165,12 +162,13 @@ def test_the_prior_fades_like_evidence_so_a_wrong_prior_is_overturned_after_a_sh
         prior={"means": {"a": 0.8, "b": 0.4}, "weight": 200},
         half_life={"value": 100},
     )
-    assert prior_weight(learn, 0) == 200
-    assert prior_weight(learn, 100) == pytest.approx(100)
-    assert prior_weight(learn, 300) == pytest.approx(25)
+    assert prior_weight(learn, ContextEstimates(clock=0)) == 200
+    assert prior_weight(learn, ContextEstimates(clock=100)) == pytest.approx(100)
+    assert prior_weight(learn, ContextEstimates(clock=300)) == pytest.approx(25)
     shifted = {"a": 0.5, "b": 0.7}
     picks = run(learn, THREE[:2], lambda _, m: shifted[m], steps=800)
     assert share(picks[:50], "a") >= 0.9  # it starts where the prior says
     assert share(picks[-200:], "b") >= 0.8  # and the data overturns it
     seconds = LearnConfig(**{**GREEDY_FREE, "half_life": {"value": 60, "unit": "seconds"}})
-    assert prior_weight(seconds, 10_000) == seconds.prior.weight  # no start time: kept whole
+    kept = prior_weight(seconds, ContextEstimates(clock=10_000))
+    assert kept == seconds.prior.weight  # no start time: kept whole
