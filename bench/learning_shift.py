@@ -18,6 +18,7 @@ stream. The decisions run through the real bandit and store arithmetic
 
     .venv/bin/python bench/learning_shift.py               # the grid, 6 seeds (about a minute)
     .venv/bin/python bench/learning_shift.py --seeds 2 --configs baseline,chosen
+    .venv/bin/python bench/learning_shift.py --detector 16 0.05 --seeds 10   # the detector alone
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from meritorder.learning.bandit import Candidate, detector, pick
 from meritorder.learning.config import LearnConfig
-from meritorder.learning.store import ContextEstimates, observed
+from meritorder.learning.store import ContextEstimates, Detect, observed
 
 COSTS = [0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9]
 MODELS = [Candidate(f"m{i}", c) for i, c in enumerate(COSTS)]
@@ -143,12 +144,46 @@ CONFIGS: dict[str, dict[str, Any]] = {
 CONFIGS["chosen"] = CONFIGS["h16-k30"]
 
 
+def detector_runs(threshold: float, drift: float, seeds: int) -> None:
+    """One arm, no prior: rows to a false alarm on a steady arm, rows to detect a drop."""
+    detect = Detect(threshold, drift, keep=30, weight=0)
+
+    def first(rates: Callable[[int], float], seed: int, rows: int) -> int:
+        rng, ctx = random.Random(seed), ContextEstimates()
+        for row in range(rows):
+            ctx, fired = observed(ctx, "a", float(rng.random() < rates(row)), 0.0, None, detect)
+            if fired:
+                return row
+        return rows
+
+    print(f"threshold {threshold:g}, drift {drift:g}, {seeds} seeded runs each:")
+    for p in (0.5, 0.7):
+        runs = sorted(first(lambda _r, p=p: p, s, 40_000) for s in range(seeds))
+        print(f"  steady at {p}: first false alarm after {runs} rows (40000: none)")
+    for drop in (0.2, 0.4):
+        runs = sorted(
+            first(lambda r, d=drop: 0.8 if r < 1000 else 0.8 - d, s, 3000) - 1000
+            for s in range(seeds)
+        )
+        print(f"  0.8 dropping by {drop} at row 1000: found {runs} rows after (negative: early)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
     parser.add_argument("--weight", type=float, default=200, help="the prior's weight")
+    parser.add_argument(
+        "--detector",
+        nargs=2,
+        type=float,
+        metavar=("THRESHOLD", "DRIFT"),
+        help="instead: the detector alone (false alarms and delays over --seeds runs)",
+    )
     args = parser.parse_args(argv)
+    if args.detector:
+        detector_runs(*args.detector, args.seeds)
+        return
     kinds = ["steady", "swap", "drift", "tasks", "tasks"]
     print(
         "| config | "

@@ -163,8 +163,9 @@ def domain_routing_bound(dev_path: Path, costs: dict[str, float], best_single: s
 # synthetic streams of bench/learning_shift.py alone: a CUSUM drift of 0.05 (half the smallest
 # shift, 0.1, worth a reset); keep 30 (the grid: 10 and 30 tie on the task streams, 30 explores
 # less); a threshold of 16, where 12 and 16 tie on the task streams, for fewer false alarms (a
-# steady arm at 0.5: one in about 17,000 observations at 16, 2,700 at 12; a drop of 0.2 is
-# found in 50-165 observations, one of 0.4 in 27-54; 20 seeded runs each).
+# steady arm at 0.5: the first after a median of about 10,000 observations at 16, 900 at 12; a
+# drop of 0.2 is found in 46-165 observations, one of 0.4 in 27-54; ten seeded runs each,
+# `bench/learning_shift.py --detector 16 0.05 --seeds 10`).
 LEARN: dict[str, float] = {
     "epsilon": TOLERANCE,
     "weight": 200,
