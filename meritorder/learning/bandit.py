@@ -1,8 +1,9 @@
 """Contextual Thompson sampling over (context, model): pure, deterministic given the rng.
 
 Each candidate's quality is a Beta posterior: the prior (its accuracy from an eval file, worth
-at most `prior.weight` observations, fading with the half-life like all evidence) plus the
-decayed evidence of the context's rewards in [0, 1] (alpha += r, beta += 1 - r). One sample is
+at most `prior.weight` observations, fading with the half-life like all evidence and shrunk by
+the change detector's resets, see store.py) plus the evidence of the context's rewards in
+[0, 1] (alpha += r, beta += 1 - r). One sample is
 drawn per candidate, and the objective reads the samples: `quality - cost_weight * cost /
 dearest cost`, or the cheapest candidate whose sampled quality is within `epsilon` of the best
 sample. The same rule read on posterior means is the greedy choice; a pick that differs from it
