@@ -150,21 +150,29 @@ def domain_routing_bound(dev_path: Path, costs: dict[str, float], best_single: s
 
 
 # The learning example's hyper-parameters. Fixed before any look at the replay: epsilon is the
-# static pool's TOLERANCE (and the issue's "within 1 point"); the half-life halves evidence every
-# 500 observations of a decision (the issue: "within a few hundred requests"); the prior weight
-# and the exploration ceiling were chosen on the TRAIN split alone (`--tune`: priors from half
-# of the train subjects, replayed on the other half): the best accuracy of the grid, a tie (to
-# three decimals) to the lower cost. `--tune` printed (2,137 replayed rows; accuracy, cost):
+# static pool's TOLERANCE (and the issue's "within 1 point"); the prior weight and the
+# exploration ceiling were chosen on the TRAIN split alone (`--tune`: priors from half of the
+# train subjects, replayed on the other half): the best accuracy of the grid, a tie (to three
+# decimals) to the lower cost. `--tune` printed (2,137 replayed rows; accuracy, cost; with the
+# half-life of 500 observations the examples then had):
 #   weight 20:  explore_max 0.02 0.663 57.6, 0.05 0.649 56.5, 0.2 0.636 51.0
 #   weight 50:  explore_max 0.02 0.654 51.4, 0.05 0.654 48.3, 0.2 0.647 52.6
 #   weight 200: explore_max 0.02 0.670 54.3, 0.05 0.668 55.1, 0.2 0.670 54.1
 # Seed noise between such runs is about a point: the grid says "a strong prior" (200), not
-# which ceiling.
+# which ceiling. The change detector (`detect`, in place of the half-life) was chosen on the
+# synthetic streams of bench/learning_shift.py alone: a CUSUM drift of 0.05 (half the smallest
+# shift, 0.1, worth a reset); keep 30 (the grid: 10 and 30 tie on the task streams, 30 explores
+# less); a threshold of 16, where 12 and 16 tie on the task streams, for fewer false alarms (a
+# steady arm at 0.5: the first after a median of about 10,000 observations at 16, 900 at 12; a
+# drop of 0.2 is found in 46-165 observations, one of 0.4 in 27-54; ten seeded runs each,
+# `bench/learning_shift.py --detector 16 0.05 --seeds 10`).
 LEARN: dict[str, float] = {
     "epsilon": TOLERANCE,
     "weight": 200,
     "explore_max": 0.2,
-    "half_life": 500,
+    "threshold": 16,
+    "drift": 0.05,
+    "keep": 30,
 }
 TUNE_GRID = [(w, x) for w in (20, 50, 200) for x in (0.02, 0.05, 0.2)]
 
@@ -270,7 +278,8 @@ def write_learning(
             "      objective: within_epsilon",
             f"      epsilon: {learn['epsilon']:g}",
             f"      explore: {{max: {learn['explore_max']:g}}}",
-            f"      half_life: {learn['half_life']:g}",
+            f"      detect: {{threshold: {learn['threshold']:g}, drift: {learn['drift']:g}, "
+            f"keep: {learn['keep']:g}}}",
         ]
         if rows:
             means = {m: sum(r["correct"].get(m, 0) for r in rows) / len(rows) for m in models}
@@ -390,7 +399,8 @@ def llmrouter() -> None:
                 "      objective: within_epsilon",
                 f"      epsilon: {LEARN['epsilon']:g}",
                 f"      explore: {{max: {LEARN['explore_max']:g}}}",
-                f"      half_life: {LEARN['half_life']:g}",
+                f"      detect: {{threshold: {LEARN['threshold']:g}, drift: {LEARN['drift']:g}, "
+                f"keep: {LEARN['keep']:g}}}",
                 f"      prior:  # accuracy on the {len(fit)} fit rows",
                 f"        weight: {LEARN['weight']:g}",
                 "        means: {" + ", ".join(f"{m}: {acc[m]:.3f}" for m in models) + "}",

@@ -175,6 +175,11 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
     if isinstance(decision, Routed) and decision.pick is not None:  # it learned: the estimates
         p = decision.pick
         out.append(f"learned ({p.context}): {p.why}")
+        if p.resets:  # the change detector shrank this context's evidence
+            out.append(
+                f"  reset {p.resets}x by the change detector, the last "
+                f"{p.since_reset:.0f} observations ago"
+            )
         for r in p.table:
             win = " <-" if r.model == p.model else ""
             out.append(

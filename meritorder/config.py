@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from meritorder.learning.config import (
+    DetectConfig,
     ExploreConfig,
     LearnConfig,
     LearningStoreConfig,
@@ -735,6 +736,7 @@ _FIELDS_BY_SECTION: dict[str, type[BaseModel]] = {
     "learn": LearnConfig,
     "prior": PriorConfig,
     "explore": ExploreConfig,
+    "detect": DetectConfig,
     "learning": LearningStoreConfig,
 }
 

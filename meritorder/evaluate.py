@@ -190,6 +190,7 @@ class Feedback:
     windows: tuple[Window, ...]
     learned: int  # rows whose decision learned (had a pick) and was fed back
     explored: int
+    resets: int = 0  # observations on which the change detector reset a context
 
     @property
     def regret(self) -> float:
@@ -201,6 +202,7 @@ class Feedback:
             "regret": round(self.regret, 4),
             "learned": self.learned,
             "explored": self.explored,
+            "resets": self.resets,
             "window": self.window,
             "curve": [
                 {
@@ -218,7 +220,8 @@ class Feedback:
     def table(self) -> list[str]:
         lines = [
             f"feedback replay in file order: {self.learned} decisions learned "
-            f"({self.explored} explored); regret vs {self.best_single} in hindsight: "
+            f"({self.explored} explored{f', {self.resets} resets' if self.resets else ''}); "
+            f"regret vs {self.best_single} in hindsight: "
             f"{self.regret:+.0f} correct answers",
             "",
             f"| rows | accuracy | {self.best_single} | mean cost | top model (share) | regret |",
@@ -323,7 +326,7 @@ async def evaluate_feedback(
         chunk = rows[start : start + 64]
         observed += await asyncio.gather(*(_observe(router, r) for r in chunk))
     results: list[dict[str, Any]] = []
-    learned = explored = 0
+    learned = explored = resets = 0
     for number, (row, (request, headers, obs)) in enumerate(zip(rows, observed, strict=True)):
         # A request id per row seeds the row's draws: the same replay makes the same decisions.
         headers = {**headers, "x-request-id": f"eval-{number}-{row.get('id', '')}"}
@@ -332,7 +335,7 @@ async def evaluate_feedback(
         model = decision.model.name if isinstance(decision, Routed) else None
         if isinstance(decision, Routed) and decision.pick is not None and model is not None:
             reward = min(1.0, max(0.0, float(row["correct"].get(model, 0))))
-            await router.observe_reward(decision.pick.context, model, reward)
+            resets += await router.observe_reward(decision.pick.context, model, reward)
             learned += 1
             explored += decision.pick.explored
         results.append({"model": model, "signals": signals_json(decision, obs.classified)})
@@ -344,7 +347,7 @@ async def evaluate_feedback(
     difficulty = [float(r["signals"].get("difficulty", 0.0)) for r in results]
     report = score(router.config, rows, chosen, difficulty, pair)
     report.feedback = learning_curve(
-        router.config, rows, chosen, report, windows, learned, explored
+        router.config, rows, chosen, report, windows, learned, explored, resets
     )
     return report
 
@@ -365,6 +368,7 @@ def learning_curve(
     windows: int,
     learned: int = 0,
     explored: int = 0,
+    resets: int = 0,
 ) -> Feedback:
     """Accuracy, cost and shares per window of rows, and the cumulative regret (pure)."""
     costs = {m.name: m.cost for m in config.models}
@@ -390,7 +394,7 @@ def learning_curve(
                 best_right / len(part),
             )
         )
-    return Feedback(best, size, tuple(out), learned, explored)
+    return Feedback(best, size, tuple(out), learned, explored, resets)
 
 
 def score(

@@ -38,6 +38,7 @@ from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.cost import cost
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
+from meritorder.learning.bandit import detector
 from meritorder.learning.config import LearnConfig, reward_of
 from meritorder.learning.store import EstimatesStore, InMemoryEstimates
 from meritorder.outcomes import (
@@ -468,16 +469,20 @@ class Router:
             return {}
         return self.pool.snapshot(config.models, config.routing.pool_stale_s)
 
-    async def observe_reward(self, context: str, model: str, reward: float) -> None:
+    async def observe_reward(self, context: str, model: str, reward: float) -> bool:
         """Feed one outcome (a reward in [0, 1]) back to the context a learning decision
-        picked `model` in (`Decision.pick.context`); settle and feedback call it."""
-        await self._observe(context, model, reward, self._learn_config(context))
+        picked `model` in (`Decision.pick.context`); settle and feedback call it. True when
+        it reset the context (a change detected: counted and traced)."""
+        return await self._observe(context, model, reward, self._learn_config(context))
 
     async def _observe(
         self, context: str, model: str, reward: float, learn: LearnConfig | None
-    ) -> None:
+    ) -> bool:
         half_life = learn.half_life if learn is not None else None
-        await self.estimates.observe(context, model, reward, half_life)
+        reset = await self.estimates.observe(context, model, reward, half_life, detector(learn))
+        if reset:
+            telemetry.record_learning_reset(context, model)
+        return reset
 
     def _learn_config(self, context: str) -> LearnConfig | None:
         """The `learn` block of the decision that owns a learning context."""

@@ -197,6 +197,17 @@ def record_feedback(outcome: Outcome, feedback: Feedback) -> None:
             span.set_attribute("meritorder.feedback.label", feedback.label)
 
 
+def record_learning_reset(context: str, model: str) -> None:
+    """The change detector reset a learning context on an outcome of `model`: counted, logged,
+    and an event on the current span (the outcome's or the feedback's)."""
+    METRICS.learning_resets.labels(context=context).inc()
+    log.info("learning context reset: a change was detected", context=context, model=model)
+    span = trace.get_current_span()
+    if span.is_recording():
+        attributes = {"meritorder.learn.context": context, "meritorder.model": model}
+        span.add_event("meritorder.learn.reset", attributes)
+
+
 @contextmanager
 def _on_decisions_trace(pending: Pending, name: str) -> Iterator[Span | None]:
     """A span `name` on the trace of the decision `pending` came from (whichever process made
@@ -318,6 +329,8 @@ def _annotate(span: Span, decision: Decision) -> None:
         span.set_attribute("meritorder.learn.context", pick.context)
         span.set_attribute("meritorder.learn.why", pick.why)
         span.set_attribute("meritorder.learn.table", json.dumps(pick.to_json()["table"]))
+        span.set_attribute("meritorder.learn.resets", pick.resets)
+        span.set_attribute("meritorder.learn.since_reset", pick.since_reset)
     if decision.tenant is not None:
         span.set_attribute("meritorder.tenant", decision.tenant)
     for note in decision.notes:
@@ -433,6 +446,13 @@ class Metrics:
         self.learning_store_fallbacks = _store_fallbacks(
             "learning", "Learned-estimate", "estimates", r
         )
+        self.learning_resets = Counter(
+            "meritorder_learning_resets",
+            "Learning contexts reset by the change detector (an arm's rewards left its "
+            "posterior: every arm's evidence and the prior shrunk to learn.detect.keep), by "
+            "context (decision:<name> or domain:<domain>)",
+            ["context"], registry=r,
+        )  # fmt: skip
         self.budget_spent = Gauge(
             "meritorder_budget_window_spent",
             "Cost units a budget tenant has spent in the current window, as of this router's last "

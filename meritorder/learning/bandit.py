@@ -1,8 +1,9 @@
 """Contextual Thompson sampling over (context, model): pure, deterministic given the rng.
 
 Each candidate's quality is a Beta posterior: the prior (its accuracy from an eval file, worth
-at most `prior.weight` observations, fading with the half-life like all evidence) plus the
-decayed evidence of the context's rewards in [0, 1] (alpha += r, beta += 1 - r). One sample is
+at most `prior.weight` observations, fading with the half-life like all evidence and shrunk by
+the change detector's resets, see store.py) plus the evidence of the context's rewards in
+[0, 1] (alpha += r, beta += 1 - r). One sample is
 drawn per candidate, and the objective reads the samples: `quality - cost_weight * cost /
 dearest cost`, or the cheapest candidate whose sampled quality is within `epsilon` of the best
 sample. The same rule read on posterior means is the greedy choice; a pick that differs from it
@@ -11,14 +12,14 @@ is exploration, kept inside `explore: {min, max}` as a share of the context's pi
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from meritorder.learning import store
 from meritorder.learning.config import LearnConfig
-from meritorder.learning.store import Arm, ContextEstimates
+from meritorder.learning.store import ContextEstimates, posterior
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Pick:
     explored: bool  # differs from the greedy choice
     greedy: str
     table: tuple[Row, ...]
+    resets: int = 0  # times the change detector reset this context
+    since_reset: float = 0.0  # the context's observations since its last reset (or its start)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,8 @@ class Pick:
             "why": self.why,
             "explored": self.explored,
             "greedy": self.greedy,
+            "resets": self.resets,
+            "since_reset": self.since_reset,
             "table": [
                 {
                     "model": r.model,
@@ -71,31 +76,20 @@ class Pick:
         }
 
 
-def posterior(arm: Arm | None, prior: float | None, weight: float) -> tuple[float, float]:
-    """Beta(alpha, beta) of one arm: a uniform Beta(1, 1), the prior's pseudo-counts, the data."""
-    alpha = beta = 1.0
-    if prior is not None:
-        alpha += prior * weight
-        beta += (1.0 - prior) * weight
-    if arm is not None:
-        alpha += arm.wins
-        beta += arm.losses
-    return alpha, beta
+def prior_weight(learn: LearnConfig, estimates: ContextEstimates) -> float:
+    """The prior's pseudo-count in a context now: faded by its half-life in observations, and
+    shrunk by the context's resets (`store.prior_weight`)."""
+    return store.prior_weight(
+        learn.prior.weight, estimates.clock, learn.half_life, estimates.prior_scale
+    )
 
 
-def prior_weight(learn: LearnConfig, clock: float) -> float:
-    """The prior's pseudo-count after `clock` observations of its context.
-
-    The prior is evidence too, the oldest there is (from the eval file, before the context's
-    first observation), so it decays like the rest: with a half-life in observations it counts
-    half after one half-life. Otherwise an arm the context seldom picks would keep a posterior as
-    confident as `weight` observations at the fit source's mean for ever, neither explored nor
-    doubted after a shift. A half-life in seconds leaves it whole (a context's start time is not
-    stored)."""
-    hl = learn.half_life
-    if hl is None or hl.unit != "observations":
-        return learn.prior.weight
-    return learn.prior.weight * math.pow(0.5, max(0.0, clock) / hl.value)
+def detector(learn: LearnConfig | None) -> store.Detect | None:
+    """What the stores need to watch `learn`'s contexts for a change (None: no detection)."""
+    if learn is None or learn.detect is None:
+        return None
+    d = learn.detect
+    return store.Detect(d.threshold, d.drift, d.keep, learn.prior.weight, learn.prior.means)
 
 
 def pick(
@@ -112,7 +106,7 @@ def pick(
     means: dict[str, float] = {}
     samples: dict[str, float] = {}
     rows = []
-    weight = prior_weight(learn, estimates.clock)
+    weight = prior_weight(learn, estimates)
     for c in candidates:
         arm = estimates.arms.get(c.name)
         if arm is not None:
@@ -139,7 +133,8 @@ def pick(
         chosen = rng.choice([r.model for r in others if r.count == least])
         explored = True
         why = f"explored: below the floor ({share:.0%} < {learn.explore.min:.0%})"
-    return Pick(context, chosen, why, explored, greedy, tuple(rows))
+    since = estimates.clock - estimates.reset_clock
+    return Pick(context, chosen, why, explored, greedy, tuple(rows), estimates.resets, since)
 
 
 def _best(

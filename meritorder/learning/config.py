@@ -89,6 +89,25 @@ class HalfLife(_Strict):
     unit: Literal["observations", "seconds"] = "observations"
 
 
+class DetectConfig(_Strict):
+    """Change detection: a two-sided CUSUM of each arm's prediction errors (reward minus the
+    posterior mean before it); past `threshold`, the context's evidence and prior are shrunk to
+    at most `keep` observations each, so exploration re-opens where the stream changed."""
+
+    threshold: float = Field(
+        default=16.0, gt=0, description="CUSUM alarm level, in reward units (higher: fewer resets)"
+    )
+    drift: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="error per observation ignored: half the smallest shift worth a reset",
+    )
+    keep: float = Field(
+        default=30.0, gt=0, description="observations each arm (and the prior) keeps on a reset"
+    )
+
+
 class LearnConfig(_Strict):
     """A decision that learns which of its `route` candidates to pick (Thompson sampling)."""
 
@@ -101,6 +120,8 @@ class LearnConfig(_Strict):
     prior: PriorConfig = PriorConfig()
     explore: ExploreConfig = ExploreConfig()
     half_life: HalfLife | None = None
+    # Reset the context's evidence when an arm's rewards leave its posterior (None: never).
+    detect: DetectConfig | None = None
     # What settles an observation: the client's feedback score, or the upstream's success.
     reward: Literal["feedback", "success"] = "feedback"
 

@@ -22,29 +22,79 @@ from redis.commands.core import AsyncScript
 
 from meritorder import telemetry
 from meritorder.learning.config import HalfLife
-from meritorder.learning.store import Arm, ContextEstimates, EstimatesStore, check_reward
+from meritorder.learning.store import (
+    Arm,
+    ContextEstimates,
+    Detect,
+    EstimatesStore,
+    check_reward,
+)
 from meritorder.redis_store import RedisStore
 
-# KEYS[1]: the context's hash; ARGV: model, reward, half-life value (0: none), unit, now.
+# KEYS[1]: the context's hash; ARGV: model, reward, half-life value (0: none), unit, now, and
+# the detector's threshold (0: no detection), drift, keep, prior weight, the model's prior mean
+# ('': none). `store.observed` in Lua: decay, observe, CUSUM, and a reset of the whole context.
 _OBSERVE = """
-local clock = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'clock', 1))
+local key = KEYS[1]
+local prev = tonumber(redis.call('HGET', key, 'clock') or '0')
+local clock = tonumber(redis.call('HINCRBYFLOAT', key, 'clock', 1))
 local m, reward, unit = ARGV[1], tonumber(ARGV[2]), ARGV[4]
 local hl, now = tonumber(ARGV[3]), tonumber(ARGV[5])
-local w = tonumber(redis.call('HGET', KEYS[1], m .. ':w') or '0')
-local l = tonumber(redis.call('HGET', KEYS[1], m .. ':l') or '0')
-local c = tonumber(redis.call('HGET', KEYS[1], m .. ':c') or tostring(clock))
-local t = tonumber(redis.call('HGET', KEYS[1], m .. ':t') or tostring(now))
-local f = 1.0
-if hl > 0 then
+local threshold, drift, keep = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local weight, prior = tonumber(ARGV[9]), tonumber(ARGV[10])
+local function num(field, default)
+  return tonumber(redis.call('HGET', key, field) or default)
+end
+local function fmt(x) return string.format('%.17g', x) end
+local function factor(c, t)
+  if hl <= 0 then return 1.0 end
   local age = now - t
   if unit == 'observations' then age = clock - c end
   if age < 0 then age = 0 end
-  f = math.pow(0.5, age / hl)
+  return math.pow(0.5, age / hl)
 end
-redis.call('HSET', KEYS[1], m .. ':w', string.format('%.17g', w * f + reward),
-  m .. ':l', string.format('%.17g', l * f + 1 - reward), m .. ':c', tostring(clock),
-  m .. ':t', string.format('%.17g', now))
-return tostring(clock)
+local function prior_weight(at_clock)
+  local fade = 1.0
+  if hl > 0 and unit == 'observations' then fade = math.pow(0.5, math.max(0, at_clock) / hl) end
+  return weight * fade * num('pscale', '1')
+end
+local f = factor(num(m .. ':c', tostring(clock)), num(m .. ':t', tostring(now)))
+local w, l = num(m .. ':w', '0') * f, num(m .. ':l', '0') * f
+local up, down = num(m .. ':u', '0'), num(m .. ':d', '0')
+local fired = 0
+if threshold > 0 then
+  local alpha, beta = 1.0 + w, 1.0 + l
+  if prior then
+    local pw = prior_weight(prev)
+    alpha, beta = alpha + prior * pw, beta + (1 - prior) * pw
+  end
+  local err = reward - alpha / (alpha + beta)
+  up = math.max(0, up + err - drift)
+  down = math.max(0, down - err - drift)
+  if up > threshold or down > threshold then fired = 1 end
+end
+redis.call('HSET', key, m .. ':w', fmt(w + reward), m .. ':l', fmt(l + 1 - reward),
+  m .. ':c', tostring(clock), m .. ':t', fmt(now), m .. ':u', fmt(up), m .. ':d', fmt(down))
+if fired == 1 then
+  local pw = prior_weight(clock)
+  local scale = num('pscale', '1')
+  if pw > 0 then scale = scale * math.min(1, keep / pw) end
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local name = string.match(all[i], '^(.*):w$')
+    if name then
+      local g = factor(num(name .. ':c', '0'), num(name .. ':t', '0'))
+      local aw, al = num(name .. ':w', '0') * g, num(name .. ':l', '0') * g
+      local shrink = 1.0
+      if aw + al > 0 then shrink = math.min(1, keep / (aw + al)) end
+      redis.call('HSET', key, name .. ':w', fmt(aw * shrink), name .. ':l', fmt(al * shrink),
+        name .. ':c', tostring(clock), name .. ':t', fmt(now), name .. ':u', '0', name .. ':d', '0')
+    end
+  end
+  redis.call('HSET', key, 'pscale', fmt(scale), 'rclock', tostring(clock))
+  redis.call('HINCRBY', key, 'resets', 1)
+end
+return fired
 """
 
 
@@ -79,22 +129,35 @@ class RedisEstimates(RedisStore[EstimatesStore]):
         return await self._guard("read", shared, lambda local: local.read(names))
 
     async def observe(
-        self, context: str, model: str, reward: float, half_life: HalfLife | None
-    ) -> None:
+        self,
+        context: str,
+        model: str,
+        reward: float,
+        half_life: HalfLife | None,
+        detect: Detect | None = None,
+    ) -> bool:
         reward = check_reward(reward)
+        prior = detect.priors.get(model) if detect is not None else None
         args = [
             model,
             repr(reward),
             repr(half_life.value) if half_life else "0",
             half_life.unit if half_life else "observations",
             repr(time.time()),
+            repr(detect.threshold) if detect else "0",
+            repr(detect.drift) if detect else "0",
+            repr(detect.keep) if detect else "0",
+            repr(detect.weight) if detect else "0",
+            "" if prior is None else repr(prior),
         ]
 
-        async def shared() -> None:
-            await self._observe(keys=[self._key(context)], args=args)
+        async def shared() -> bool:
+            return bool(int(await self._observe(keys=[self._key(context)], args=args)))
 
-        await self._guard(
-            "observe", shared, lambda local: local.observe(context, model, reward, half_life)
+        return await self._guard(
+            "observe",
+            shared,
+            lambda local: local.observe(context, model, reward, half_life, detect),
         )
 
     async def note_pick(self, context: str, explored: bool) -> None:
@@ -120,15 +183,25 @@ def _parse(fields: dict[bytes, bytes], now: float) -> ContextEstimates:
     arms: dict[str, dict[str, float]] = {}
     for key, value in values.items():
         model, sep, part = key.rpartition(":")
-        if sep and part in ("w", "l", "c", "t"):
+        if sep and part in ("w", "l", "c", "t", "u", "d"):
             arms.setdefault(model, {})[part] = float(value)
     return ContextEstimates(
         clock=float(values.get("clock", 0.0)),
         arms={
-            m: Arm(a.get("w", 0.0), a.get("l", 0.0), a.get("c", 0.0), a.get("t", now))
+            m: Arm(
+                a.get("w", 0.0),
+                a.get("l", 0.0),
+                a.get("c", 0.0),
+                a.get("t", now),
+                a.get("u", 0.0),
+                a.get("d", 0.0),
+            )
             for m, a in arms.items()
         },
         picks=int(values.get("picks", 0)),
         explored=int(values.get("explored", 0)),
         now=now,
+        prior_scale=float(values.get("pscale", 1.0)),
+        resets=int(values.get("resets", 0)),
+        reset_clock=float(values.get("rclock", 0.0)),
     )

@@ -4,7 +4,15 @@ A store keeps, per context, a clock (how many observations it has had) and, per 
 evidence of its rewards: `wins` (sum of rewards) and `losses` (sum of 1 - reward), each stamped
 with the clock and the wall time of its last update. Decay is applied on the way in and out, by
 the pure `decayed` below, so that every store (memory, SQLite, Redis) computes the same numbers:
-evidence that is one half-life old counts half. The prior is not stored; the bandit adds it.
+evidence that is one half-life old counts half. The prior is not stored; the bandit adds it
+(scaled by the context's `prior_scale`, which a reset lowers).
+
+Change detection (`learn.detect`, the pure `observed` below): each arm carries a two-sided
+CUSUM of its prediction errors (reward minus the posterior mean it had before the reward). When
+either side passes the threshold, the context is reset: every arm's evidence, and the prior,
+is shrunk to at most `keep` observations (means kept), so that every arm is open to doubt
+again, not only the one that saw the change (a change of the stream's difficulty moves every
+arm at once). Between changes evidence accumulates, so exploration shrinks.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -30,11 +38,15 @@ class Arm:
     losses: float = 0.0
     clock: float = 0.0  # the context's observation count at that update
     at: float = 0.0  # wall time (s) of that update
+    # The change detector's two CUSUM sides (prediction errors above / below the posterior
+    # mean, less the drift allowance); not evidence, so they do not decay.
+    up: float = 0.0
+    down: float = 0.0
 
     def decayed(self, now_clock: float, now: float, half_life: HalfLife | None) -> Arm:
         """This evidence as it counts at (`now_clock`, `now`)."""
         factor = decay_factor(self, now_clock, now, half_life)
-        return Arm(self.wins * factor, self.losses * factor, now_clock, now)
+        return Arm(self.wins * factor, self.losses * factor, now_clock, now, self.up, self.down)
 
     @property
     def count(self) -> float:
@@ -57,16 +69,36 @@ class ContextEstimates:
     picks: int = 0  # decisions made in this context
     explored: int = 0  # of which differed from the greedy choice
     now: float = 0.0  # wall time of the read (for half-lives in seconds)
+    prior_scale: float = 1.0  # what is left of the prior's weight after resets
+    resets: int = 0  # times the change detector reset this context
+    reset_clock: float = 0.0  # the clock at the last reset
+
+
+@dataclass(frozen=True)
+class Detect:
+    """What an observation needs to watch for a change: `learn.detect` and the prior."""
+
+    threshold: float
+    drift: float
+    keep: float
+    weight: float  # the prior's configured weight (`learn.prior.weight`)
+    priors: Mapping[str, float] = field(default_factory=dict)  # prior mean per model
 
 
 class EstimatesStore(Protocol):
-    """Reads a context's estimates; adds an observation atomically (decay included)."""
+    """Reads a context's estimates; adds an observation atomically (decay and change detection
+    included) and says whether it reset the context."""
 
     async def read(self, contexts: Iterable[str]) -> dict[str, ContextEstimates]: ...
 
     async def observe(
-        self, context: str, model: str, reward: float, half_life: HalfLife | None
-    ) -> None: ...
+        self,
+        context: str,
+        model: str,
+        reward: float,
+        half_life: HalfLife | None,
+        detect: Detect | None = None,
+    ) -> bool: ...
 
     async def note_pick(self, context: str, explored: bool) -> None: ...
 
@@ -76,7 +108,80 @@ class EstimatesStore(Protocol):
 def apply(arm: Arm, clock: float, now: float, reward: float, half_life: HalfLife | None) -> Arm:
     """`arm` after one observation of `reward` in [0, 1] at the context's new `clock`."""
     old = arm.decayed(clock, now, half_life)
-    return Arm(old.wins + reward, old.losses + (1.0 - reward), clock, now)
+    return Arm(old.wins + reward, old.losses + (1.0 - reward), clock, now, old.up, old.down)
+
+
+def prior_weight(weight: float, clock: float, half_life: HalfLife | None, scale: float) -> float:
+    """The prior's pseudo-count after `clock` observations of its context.
+
+    The prior is evidence too, the oldest there is (from the eval file, before the context's
+    first observation), so it decays like the rest: with a half-life in observations it counts
+    half after one half-life. Otherwise an arm the context seldom picks would keep a posterior as
+    confident as `weight` observations at the fit source's mean for ever, neither explored nor
+    doubted after a shift. A half-life in seconds leaves it whole (a context's start time is not
+    stored). `scale` is what the context's resets left of it."""
+    fade = 1.0
+    if half_life is not None and half_life.unit == "observations":
+        fade = math.pow(0.5, max(0.0, clock) / half_life.value)
+    return weight * fade * scale
+
+
+def posterior(arm: Arm | None, prior: float | None, weight: float) -> tuple[float, float]:
+    """Beta(alpha, beta) of one arm: a uniform Beta(1, 1), the prior's pseudo-counts, the data."""
+    alpha = beta = 1.0
+    if prior is not None:
+        alpha += prior * weight
+        beta += (1.0 - prior) * weight
+    if arm is not None:
+        alpha += arm.wins
+        beta += arm.losses
+    return alpha, beta
+
+
+def observed(
+    ctx: ContextEstimates,
+    model: str,
+    reward: float,
+    now: float,
+    half_life: HalfLife | None,
+    detect: Detect | None,
+) -> tuple[ContextEstimates, bool]:
+    """`ctx` after one observation of `model`'s `reward`, and whether it reset the context.
+
+    The arithmetic every store runs (Redis in Lua, mirrored line for line)."""
+    clock = ctx.clock + 1
+    arms = dict(ctx.arms)
+    arm = apply(arms.get(model, Arm(clock=clock, at=now)), clock, now, reward, half_life)
+    fired = False
+    if detect is not None:
+        # The error of the prediction made before this reward: the arm's posterior mean.
+        weight = prior_weight(detect.weight, ctx.clock, half_life, ctx.prior_scale)
+        alpha, beta = posterior(
+            Arm(arm.wins - reward, arm.losses - (1.0 - reward)), detect.priors.get(model), weight
+        )
+        error = reward - alpha / (alpha + beta)
+        up = max(0.0, arm.up + error - detect.drift)
+        down = max(0.0, arm.down - error - detect.drift)
+        fired = max(up, down) > detect.threshold
+        arm = Arm(arm.wins, arm.losses, clock, now, up, down)
+    arms[model] = arm
+    if not fired:
+        return replace(ctx, clock=clock, arms=arms), False
+    assert detect is not None
+    # Reset: the whole context, so that a change of the stream moves no single arm alone.
+    keep = detect.keep
+    for name, old in arms.items():
+        old = old.decayed(clock, now, half_life)
+        shrink = min(1.0, keep / old.count) if old.count > 0 else 1.0
+        arms[name] = Arm(old.wins * shrink, old.losses * shrink, clock, now)
+    weight = prior_weight(detect.weight, clock, half_life, ctx.prior_scale)
+    scale = ctx.prior_scale * (min(1.0, keep / weight) if weight > 0 else 1.0)
+    return (
+        replace(
+            ctx, clock=clock, arms=arms, prior_scale=scale, resets=ctx.resets + 1, reset_clock=clock
+        ),
+        True,
+    )
 
 
 def check_reward(reward: float) -> float:
@@ -98,24 +203,25 @@ class InMemoryEstimates:
             return {c: _at(self._contexts.get(c, ContextEstimates()), now) for c in contexts}
 
     async def observe(
-        self, context: str, model: str, reward: float, half_life: HalfLife | None
-    ) -> None:
+        self,
+        context: str,
+        model: str,
+        reward: float,
+        half_life: HalfLife | None,
+        detect: Detect | None = None,
+    ) -> bool:
         reward = check_reward(reward)
         now = time.time()
         with self._lock:
             ctx = self._contexts.get(context, ContextEstimates())
-            clock = ctx.clock + 1
-            arms = dict(ctx.arms)
-            arms[model] = apply(
-                arms.get(model, Arm(clock=clock, at=now)), clock, now, reward, half_life
-            )
-            self._contexts[context] = ContextEstimates(clock, arms, ctx.picks, ctx.explored)
+            self._contexts[context], fired = observed(ctx, model, reward, now, half_life, detect)
+        return fired
 
     async def note_pick(self, context: str, explored: bool) -> None:
         with self._lock:
             ctx = self._contexts.get(context, ContextEstimates())
-            self._contexts[context] = ContextEstimates(
-                ctx.clock, ctx.arms, ctx.picks + 1, ctx.explored + int(explored)
+            self._contexts[context] = replace(
+                ctx, picks=ctx.picks + 1, explored=ctx.explored + int(explored)
             )
 
     async def close(self) -> None:
@@ -123,7 +229,7 @@ class InMemoryEstimates:
 
 
 def _at(ctx: ContextEstimates, now: float) -> ContextEstimates:
-    return ContextEstimates(ctx.clock, dict(ctx.arms), ctx.picks, ctx.explored, now)
+    return replace(ctx, arms=dict(ctx.arms), now=now)
 
 
 _SCHEMA = """
@@ -135,6 +241,17 @@ CREATE TABLE IF NOT EXISTS arms (
   clock REAL NOT NULL, at REAL NOT NULL, PRIMARY KEY (context, model)
 );
 """
+# Columns added with change detection: a file written before them gains them on open.
+_ADDED = {
+    "contexts": {
+        "prior_scale": "REAL NOT NULL DEFAULT 1",
+        "resets": "INTEGER NOT NULL DEFAULT 0",
+        "reset_clock": "REAL NOT NULL DEFAULT 0",
+    },
+    "arms": {"up": "REAL NOT NULL DEFAULT 0", "down": "REAL NOT NULL DEFAULT 0"},
+}
+_CONTEXT = "SELECT clock, picks, explored, prior_scale, resets, reset_clock FROM contexts"
+_ARMS = "SELECT model, wins, losses, clock, at, up, down FROM arms WHERE context = ?"
 
 
 class SqliteEstimates:
@@ -151,6 +268,11 @@ class SqliteEstimates:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        for table, columns in _ADDED.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
         self._lock = threading.Lock()
 
     async def read(self, contexts: Iterable[str]) -> dict[str, ContextEstimates]:
@@ -158,58 +280,64 @@ class SqliteEstimates:
 
     def _read(self, contexts: list[str]) -> dict[str, ContextEstimates]:
         now = time.time()
-        out: dict[str, ContextEstimates] = {}
         with self._lock:
-            for context in contexts:
-                row = self._db.execute(
-                    "SELECT clock, picks, explored FROM contexts WHERE context = ?", (context,)
-                ).fetchone()
-                arms = {
-                    m: Arm(w, lo, c, a)
-                    for m, w, lo, c, a in self._db.execute(
-                        "SELECT model, wins, losses, clock, at FROM arms WHERE context = ?",
-                        (context,),
-                    )
-                }
-                clock, picks, explored = row if row else (0.0, 0, 0)
-                out[context] = ContextEstimates(clock, arms, picks, explored, now)
-        return out
+            return {context: self._context(context, now) for context in contexts}
+
+    def _context(self, context: str, now: float) -> ContextEstimates:
+        row = self._db.execute(f"{_CONTEXT} WHERE context = ?", (context,)).fetchone()
+        arms = {m: Arm(*values) for m, *values in self._db.execute(_ARMS, (context,))}
+        if row is None:
+            return ContextEstimates(arms=arms, now=now)
+        clock, picks, explored, scale, resets, reset_clock = row
+        return ContextEstimates(clock, arms, picks, explored, now, scale, resets, reset_clock)
 
     async def observe(
-        self, context: str, model: str, reward: float, half_life: HalfLife | None
-    ) -> None:
+        self,
+        context: str,
+        model: str,
+        reward: float,
+        half_life: HalfLife | None,
+        detect: Detect | None = None,
+    ) -> bool:
         reward = check_reward(reward)
-        await asyncio.to_thread(self._observe, context, model, reward, half_life)
+        return await asyncio.to_thread(self._observe, context, model, reward, half_life, detect)
 
-    def _observe(self, context: str, model: str, reward: float, half_life: HalfLife | None) -> None:
+    def _observe(
+        self,
+        context: str,
+        model: str,
+        reward: float,
+        half_life: HalfLife | None,
+        detect: Detect | None,
+    ) -> bool:
         now = time.time()
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute(
-                    "INSERT INTO contexts VALUES (?, 1, 0, 0) ON CONFLICT(context) "
-                    "DO UPDATE SET clock = clock + 1",
-                    (context,),
-                )
-                (clock,) = db.execute(
-                    "SELECT clock FROM contexts WHERE context = ?", (context,)
-                ).fetchone()
-                row = db.execute(
-                    "SELECT wins, losses, clock, at FROM arms WHERE context = ? AND model = ?",
-                    (context, model),
-                ).fetchone()
-                arm = apply(
-                    Arm(*row) if row else Arm(clock=clock, at=now), clock, now, reward, half_life
+                ctx, fired = observed(
+                    self._context(context, now), model, reward, now, half_life, detect
                 )
                 db.execute(
-                    "INSERT OR REPLACE INTO arms VALUES (?, ?, ?, ?, ?, ?)",
-                    (context, model, arm.wins, arm.losses, arm.clock, arm.at),
+                    "INSERT INTO contexts (context, clock, picks, explored, prior_scale, resets, "
+                    "reset_clock) VALUES (?, ?, 0, 0, ?, ?, ?) ON CONFLICT(context) "
+                    "DO UPDATE SET clock = excluded.clock, prior_scale = excluded.prior_scale, "
+                    "resets = excluded.resets, reset_clock = excluded.reset_clock",
+                    (context, ctx.clock, ctx.prior_scale, ctx.resets, ctx.reset_clock),
                 )
+                # A reset rewrote every arm of the context; otherwise only this one changed.
+                for name in ctx.arms if fired else [model]:
+                    arm = ctx.arms[name]
+                    db.execute(
+                        "INSERT OR REPLACE INTO arms (context, model, wins, losses, clock, at, up, "
+                        "down) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (context, name, arm.wins, arm.losses, arm.clock, arm.at, arm.up, arm.down),
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        return fired
 
     async def note_pick(self, context: str, explored: bool) -> None:
         await asyncio.to_thread(self._note_pick, context, explored)
@@ -217,7 +345,8 @@ class SqliteEstimates:
     def _note_pick(self, context: str, explored: bool) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO contexts VALUES (?, 0, 1, ?) ON CONFLICT(context) "
+                "INSERT INTO contexts (context, clock, picks, explored) VALUES (?, 0, 1, ?) "
+                "ON CONFLICT(context) "
                 "DO UPDATE SET picks = picks + 1, explored = explored + excluded.explored",
                 (context, int(explored)),
             )

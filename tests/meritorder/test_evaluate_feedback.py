@@ -125,3 +125,18 @@ async def test_the_same_replay_makes_the_same_decisions() -> None:
     assert first.feedback is not None and again.feedback is not None
     assert first.feedback.windows == again.feedback.windows
     assert first.feedback.explored == again.feedback.explored
+
+
+async def test_the_replay_counts_the_change_detectors_resets() -> None:
+    # dear is right until row 400, then cheap is: the played arm's drop resets the context.
+    detecting = POLICY.replace("weight: 10}", "weight: 10}\n      detect: {}")
+    before, after = {"dear": 0.9, "cheap": 0.2}, {"dear": 0.2, "cheap": 0.9}
+    data = rows(400, before) + rows(400, after, seed=4)
+    report = await evaluate.evaluate_feedback(Router(parse_config(detecting)), data, None)
+    fb = report.feedback
+    assert fb is not None and fb.resets >= 1 and fb.to_json()["resets"] == fb.resets
+    assert f"{fb.explored} explored, {fb.resets} resets)" in fb.table()[0]
+    assert fb.windows[-1].share["cheap"] >= 0.9
+    plain = await evaluate.evaluate_feedback(Router(parse_config(POLICY)), data, None)
+    assert plain.feedback is not None and plain.feedback.resets == 0
+    assert "resets" not in plain.feedback.table()[0]  # without detection: the line as before

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from meritorder.learning.bandit import Candidate, Pick, pick, prior_weight
+from meritorder.learning.bandit import Candidate, Pick, detector, pick, prior_weight
 from meritorder.learning.config import LearnConfig
-from meritorder.learning.store import Arm, ContextEstimates, apply
+from meritorder.learning.store import Arm, ContextEstimates, observed
 
 Truth = Callable[[int, str], float]  # (step, model) -> P(correct)
 
@@ -31,12 +32,8 @@ def run(
         chosen = pick(candidates, ctx, learn, rng, "ctx")
         picks.append(chosen)
         reward = float(world.random() < truth(step, chosen.model))
-        clock = ctx.clock + 1
-        arms = dict(ctx.arms)
-        arms[chosen.model] = apply(
-            arms.get(chosen.model, Arm(clock=clock)), clock, 0.0, reward, learn.half_life
-        )
-        ctx = ContextEstimates(clock, arms, ctx.picks + 1, ctx.explored + int(chosen.explored), 0.0)
+        ctx, _ = observed(ctx, chosen.model, reward, 0.0, learn.half_life, detector(learn))
+        ctx = replace(ctx, picks=ctx.picks + 1, explored=ctx.explored + int(chosen.explored))
     return picks
 
 
@@ -165,12 +162,65 @@ def test_the_prior_fades_like_evidence_so_a_wrong_prior_is_overturned_after_a_sh
         prior={"means": {"a": 0.8, "b": 0.4}, "weight": 200},
         half_life={"value": 100},
     )
-    assert prior_weight(learn, 0) == 200
-    assert prior_weight(learn, 100) == pytest.approx(100)
-    assert prior_weight(learn, 300) == pytest.approx(25)
+    assert prior_weight(learn, ContextEstimates(clock=0)) == 200
+    assert prior_weight(learn, ContextEstimates(clock=100)) == pytest.approx(100)
+    assert prior_weight(learn, ContextEstimates(clock=300)) == pytest.approx(25)
     shifted = {"a": 0.5, "b": 0.7}
     picks = run(learn, THREE[:2], lambda _, m: shifted[m], steps=800)
     assert share(picks[:50], "a") >= 0.9  # it starts where the prior says
     assert share(picks[-200:], "b") >= 0.8  # and the data overturns it
     seconds = LearnConfig(**{**GREEDY_FREE, "half_life": {"value": 60, "unit": "seconds"}})
-    assert prior_weight(seconds, 10_000) == seconds.prior.weight  # no start time: kept whole
+    kept = prior_weight(seconds, ContextEstimates(clock=10_000))
+    assert kept == seconds.prior.weight  # no start time: kept whole
+
+
+DETECTING = {**GREEDY_FREE, "detect": {}}  # the shipped detector: learn.detect's defaults
+
+
+def explored_share(picks: Sequence[Pick]) -> float:
+    return sum(p.explored for p in picks) / len(picks)
+
+
+def test_with_change_detection_exploration_falls_on_a_steady_stream() -> None:
+    # Close arms, the case where exploring costs most. With a half-life the posteriors never
+    # narrow past a few hundred observations, so the exploring rate stays; kept evidence
+    # narrows them, so exploration falls with time.
+    close = {"a": 0.60, "b": 0.65, "c": 0.70}
+    steps = 4000
+    detecting = run(LearnConfig(**DETECTING), THREE, lambda _, m: close[m], steps)
+    decaying = run(
+        LearnConfig(**GREEDY_FREE, half_life={"value": 500}), THREE, lambda _, m: close[m], steps
+    )
+    assert all(p.resets == 0 for p in detecting)  # a steady stream: no false alarm
+    assert explored_share(detecting[-1000:]) < explored_share(detecting[:1000]) / 2
+    assert explored_share(detecting[-1000:]) < explored_share(decaying[-1000:]) / 2
+    assert share(detecting[-1000:], "c") >= 0.9
+
+
+def test_change_detection_follows_a_switch_of_the_best_arm_and_says_so() -> None:
+    def switched(step: int, model: str) -> float:
+        return ({"a": 0.8, "b": 0.4} if step < 1500 else {"a": 0.4, "b": 0.8})[model]
+
+    picks = run(LearnConfig(**DETECTING), THREE[:2], switched, steps=2500)
+    assert share(picks[1000:1500], "a") >= 0.95  # settled on the first best arm
+    assert all(p.resets == 0 for p in picks[:1500])
+    reset = next(i for i, p in enumerate(picks) if p.resets)
+    assert 1500 < reset <= 1600  # found within a hundred rows of the switch
+    assert picks[reset].since_reset == 0 and picks[reset + 9].since_reset == 9
+    assert picks[reset].to_json()["resets"] == 1
+    assert share(picks[-500:], "b") >= 0.9  # and followed it
+
+
+def test_a_drop_common_to_every_arm_keeps_the_best_arm_after_the_reset() -> None:
+    # The stream gets harder for every model at once (a new, harder task): the played arm's
+    # detector fires, but the reset opens every arm to doubt, not only the played one, so the
+    # ranking is relearned rather than the played arm abandoned for a stale estimate.
+    def harder(step: int, model: str) -> float:
+        return ({"a": 0.5, "b": 0.6, "c": 0.9} if step < 1500 else {"a": 0.2, "b": 0.2, "c": 0.5})[
+            model
+        ]
+
+    picks = run(LearnConfig(**DETECTING), THREE, harder, steps=3000)
+    assert any(p.resets for p in picks[1500:1700])
+    assert share(picks[1000:1500], "c") >= 0.9
+    assert share(picks[-1000:], "c") >= 0.85  # still the best: 0.5 against 0.2 and 0.2

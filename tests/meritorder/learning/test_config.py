@@ -42,11 +42,24 @@ def test_a_valid_learning_policy_loads_with_its_store() -> None:
         ("{prior: {file: /nonexistent.jsonl}}", r"prior.file: cannot read '/nonexistent.jsonl'"),
         ("{prior: {where: {category: math}}}", r"prior.where filters the rows of prior.file"),
         ("{epsilon: 2}", r"decisions\[0\]\.learn\.epsilon"),
+        ("{detect: {threshold: 0}}", r"decisions\[0\]\.learn\.detect\.threshold: .*greater than 0"),
+        ("{detect: {drift: 1.5}}", r"decisions\[0\]\.learn\.detect\.drift: .*less than 1"),
+        (
+            "{detect: {window: 50}}",
+            r"detect\.window: unknown field; allowed fields: threshold, drift, keep",
+        ),
     ],
 )
 def test_a_bad_learn_block_is_named(learn: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(policy(learn))
+
+
+def test_detection_is_off_unless_asked_and_its_defaults_are_the_shipped_ones() -> None:
+    assert LearnConfig().detect is None
+    detect = parse_config(policy("{detect: {}}")).decisions[0].learn.detect  # type: ignore[union-attr]
+    assert detect is not None
+    assert (detect.threshold, detect.drift, detect.keep) == (16, 0.05, 30)
 
 
 def test_a_bad_store_names_the_choices() -> None:

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from meritorder import telemetry
 from meritorder.learning.config import HalfLife
 from meritorder.learning.redis import RedisEstimates
-from meritorder.learning.store import InMemoryEstimates
+from meritorder.learning.store import Detect, InMemoryEstimates
 from tests.helpers import RedisServer
 
 
@@ -30,6 +30,32 @@ async def test_redis_estimates_match_the_in_memory_arithmetic(redis_server: Redi
         assert got.arms[model].wins == pytest.approx(arm.wins)
         assert got.arms[model].losses == pytest.approx(arm.losses)
         assert got.arms[model].clock == arm.clock
+    await shared.close()
+
+
+async def test_redis_runs_the_change_detector_and_its_reset_like_the_local_stores(
+    redis_server: RedisServer,
+) -> None:
+    shared, local = RedisEstimates(redis_server.url, timeout_s=5), InMemoryEstimates()
+    detect = Detect(threshold=3, drift=0.05, keep=5, weight=20, priors={"a": 0.8, "m:odel": 0.3})
+    fired: dict[str, list[bool]] = {"shared": [], "local": []}
+    for name, store in (("shared", shared), ("local", local)):
+        for row, reward in enumerate([1.0] * 30 + [0.0] * 10 + [1.0] * 10):
+            model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
+            fired[name].append(
+                await store.observe("decision:x", model, reward, HalfLife(value=40), detect)
+            )
+    assert fired["shared"] == fired["local"] and sum(fired["shared"]) >= 1
+    got = (await shared.read(["decision:x"]))["decision:x"]
+    want = (await local.read(["decision:x"]))["decision:x"]
+    assert (got.clock, got.resets, got.reset_clock) == (want.clock, want.resets, want.reset_clock)
+    assert got.prior_scale == pytest.approx(want.prior_scale)
+    assert set(got.arms) == set(want.arms) == {"a", "b", "m:odel"}
+    for model, arm in want.arms.items():
+        mine = got.arms[model]
+        assert (mine.wins, mine.losses) == (pytest.approx(arm.wins), pytest.approx(arm.losses))
+        assert (mine.up, mine.down) == (pytest.approx(arm.up), pytest.approx(arm.down))
+        assert mine.clock == arm.clock
     await shared.close()
 
 

@@ -1,17 +1,25 @@
-"""The in-process and SQLite estimate stores: the same arithmetic, and SQLite survives a restart."""
+"""The in-process and SQLite estimate stores: the same arithmetic, SQLite survives a restart, and
+the change detector fires on a shift and not on a steady stream (seeded Bernoulli streams)."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from meritorder.learning.config import HalfLife
 from meritorder.learning.store import (
+    Arm,
+    ContextEstimates,
+    Detect,
     EstimatesStore,
     InMemoryEstimates,
     SqliteEstimates,
+    observed,
     open_store,
 )
 
@@ -83,3 +91,145 @@ async def test_a_reward_outside_zero_one_is_refused() -> None:
 def test_an_unknown_store_spec_names_the_choices() -> None:
     with pytest.raises(ValueError, match="memory, sqlite:PATH or redis://"):
         open_store("postgres://x")
+
+
+# The shipped detector (learn.detect's defaults): no prior, so every error is the data's own.
+DETECT = Detect(threshold=16, drift=0.05, keep=30, weight=0)
+
+
+def bernoulli(rates: Sequence[float], seed: int) -> list[float]:
+    world = random.Random(seed)
+    return [float(world.random() < p) for p in rates]
+
+
+def first_reset(rewards: Sequence[float], detect: Detect = DETECT) -> int | None:
+    """The row at which one arm's stream of rewards first resets its context, if it does."""
+    ctx = ContextEstimates()
+    for row, reward in enumerate(rewards):
+        ctx, fired = observed(ctx, "a", reward, 0.0, None, detect)
+        if fired:
+            return row
+    return None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_detector_fires_within_100_rows_of_an_abrupt_drop(seed: int) -> None:
+    rewards = bernoulli([0.8] * 1000 + [0.4] * 1000, seed)
+    fired = first_reset(rewards)
+    assert fired is not None and 1000 <= fired < 1100
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_detector_fires_within_100_rows_of_an_abrupt_rise(seed: int) -> None:
+    fired = first_reset(bernoulli([0.3] * 1000 + [0.7] * 1000, seed))
+    assert fired is not None and 1000 <= fired < 1100
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_detector_does_not_fire_on_a_steady_stream(seed: int) -> None:
+    assert first_reset(bernoulli([0.6] * 3000, seed)) is None
+    # The same stream with no allowance for noise (drift 0) is a false alarm: the test can fail.
+    eager = Detect(threshold=16, drift=0.0, keep=30, weight=0)
+    assert first_reset(bernoulli([0.6] * 3000, seed), eager) is not None
+
+
+def test_a_reset_shrinks_every_arm_and_the_prior_to_keep_observations_and_keeps_their_means() -> (
+    None
+):
+    detect = Detect(threshold=2, drift=0.0, keep=10, weight=100, priors={"a": 0.9, "b": 0.5})
+    ctx = ContextEstimates(
+        clock=400,
+        arms={"a": Arm(wins=90, losses=10, clock=400), "b": Arm(wins=150, losses=150, clock=400)},
+    )
+    fired = False
+    for _ in range(3):  # a, believed at 0.9, fails three times: an error of about -0.9 each
+        assert not fired
+        ctx, fired = observed(ctx, "a", 0.0, 0.0, None, detect)
+    assert fired and ctx.resets == 1 and ctx.reset_clock == ctx.clock == 403
+    a, b = ctx.arms["a"], ctx.arms["b"]
+    assert a.count == pytest.approx(10) and a.wins / a.count == pytest.approx(90 / 103)
+    assert b.count == pytest.approx(10) and b.wins / b.count == pytest.approx(0.5)
+    assert (a.up, a.down) == (0.0, 0.0)
+    assert ctx.prior_scale * detect.weight == pytest.approx(10)  # the prior: worth 10 now
+
+
+def test_without_detection_nothing_is_reset() -> None:
+    ctx = ContextEstimates()
+    for reward in bernoulli([0.9] * 500 + [0.1] * 500, 3):
+        ctx, fired = observed(ctx, "a", reward, 0.0, None, None)
+        assert not fired
+    assert ctx.resets == 0 and ctx.arms["a"].count == 1000
+
+
+async def feed_detected(store: EstimatesStore) -> list[bool]:
+    """A stream whose drop resets the context once, on three arms, through `store`."""
+    detect = Detect(threshold=3, drift=0.05, keep=5, weight=20, priors={"a": 0.8})
+    fired = []
+    for row, reward in enumerate([1.0] * 30 + [0.0] * 10):
+        model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
+        fired.append(await store.observe("decision:d", model, reward, HalfLife(value=50), detect))
+    await store.note_pick("decision:d", explored=True)
+    return fired
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_reset_and_the_detectors_state_read_back_the_same_from_every_local_store(
+    kind: str, tmp_path: Path
+) -> None:
+    store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
+    fired = await feed_detected(store)
+    assert sum(fired) >= 1
+    want = ContextEstimates()
+    detect = Detect(threshold=3, drift=0.05, keep=5, weight=20, priors={"a": 0.8})
+    for row, reward in enumerate([1.0] * 30 + [0.0] * 10):  # the pure arithmetic
+        model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
+        want, _ = observed(want, model, reward, 0.0, HalfLife(value=50), detect)
+    got = (await store.read(["decision:d"]))["decision:d"]
+    assert (got.clock, got.resets, got.reset_clock) == (want.clock, want.resets, want.reset_clock)
+    assert got.prior_scale == pytest.approx(want.prior_scale) and got.prior_scale < 1
+    assert got.picks == 1 and set(got.arms) == set(want.arms)
+    for model, arm in want.arms.items():
+        mine = got.arms[model]
+        assert (mine.wins, mine.losses) == (pytest.approx(arm.wins), pytest.approx(arm.losses))
+        assert (mine.up, mine.down) == (pytest.approx(arm.up), pytest.approx(arm.down))
+    await store.close()
+
+
+async def test_sqlite_keeps_the_detectors_state_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "learned.db"
+    store = SqliteEstimates(path)
+    await feed_detected(store)
+    before = (await store.read(["decision:d"]))["decision:d"]
+    await store.close()
+    reopened = SqliteEstimates(path)
+    after = (await reopened.read(["decision:d"]))["decision:d"]
+    assert after.arms == before.arms and after.resets == before.resets >= 1
+    assert after.prior_scale == before.prior_scale and after.reset_clock == before.reset_clock
+    await reopened.close()
+
+
+async def test_a_sqlite_file_from_before_detection_opens_and_keeps_its_estimates(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE contexts (context TEXT PRIMARY KEY, clock REAL NOT NULL,
+          picks INTEGER NOT NULL, explored INTEGER NOT NULL);
+        CREATE TABLE arms (context TEXT NOT NULL, model TEXT NOT NULL, wins REAL NOT NULL,
+          losses REAL NOT NULL, clock REAL NOT NULL, at REAL NOT NULL,
+          PRIMARY KEY (context, model));
+        INSERT INTO contexts VALUES ('c', 7, 5, 1);
+        INSERT INTO arms VALUES ('c', 'a', 4, 3, 7, 0);
+        """
+    )
+    old.commit()
+    old.close()
+    store = SqliteEstimates(path)
+    ctx = (await store.read(["c"]))["c"]
+    assert (ctx.clock, ctx.picks, ctx.explored, ctx.resets, ctx.prior_scale) == (7, 5, 1, 0, 1.0)
+    assert ctx.arms["a"] == Arm(4, 3, 7, 0)
+    assert not await store.observe("c", "a", 1.0, None, DETECT)
+    assert (await store.read(["c"]))["c"].arms["a"].wins == 5
+    await store.close()

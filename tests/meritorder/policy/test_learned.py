@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from meritorder import policy
+from meritorder import policy, telemetry
+from meritorder.batch import explain
 from meritorder.config import ConfigError, parse_config
 from meritorder.endpoints import parse
 from meritorder.learning.store import Arm, ContextEstimates, SqliteEstimates
@@ -166,3 +170,40 @@ async def test_an_answers_success_is_the_reward_when_the_decision_says_so() -> N
     await router.feedback(Feedback("r-8", 1.0), {})
     arms = (await router.estimates.read(["decision:code"]))["decision:code"].arms
     assert [(a.wins, a.losses) for a in arms.values()] == [(0.0, 1.0)]
+
+
+async def test_a_detected_change_is_counted_traced_and_shown_by_explain_and_the_next_pick() -> None:
+    detecting = POLICY.replace(
+        "explore: {max: 0.0}}", "explore: {max: 0.0}, detect: {threshold: 3, keep: 5}}"
+    )
+    router = Router(parse_config(detecting))
+    counter = telemetry.METRICS.learning_resets.labels(context="decision:code")
+    before = counter._value.get()
+    for _ in range(50):
+        await router.observe_reward("decision:code", "big", 1.0)
+    assert counter._value.get() == before  # a steady run of successes: nothing to detect
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("outcome"):
+        for _ in range(4):  # then four failures in a row, far below a posterior mean of 0.98
+            await router.observe_reward("decision:code", "big", 0.0)
+    assert counter._value.get() == before + 1
+    (span,) = exporter.get_finished_spans()
+    (event,) = span.events  # the outcome that reset the context says so
+    assert event.name == "meritorder.learn.reset"
+    assert dict(event.attributes or {}) == {
+        "meritorder.learn.context": "decision:code",
+        "meritorder.model": "big",
+    }
+    decision = await router.route(request(), {"x-request-id": "r-9"})
+    assert decision.pick is not None
+    assert (decision.pick.resets, decision.pick.since_reset) == (1, 0)
+    with provider.get_tracer("test").start_as_current_span("route") as route_span:
+        telemetry._annotate(route_span, decision)
+    attributes = dict(exporter.get_finished_spans()[-1].attributes or {})
+    assert attributes["meritorder.learn.resets"] == 1
+    assert attributes["meritorder.learn.since_reset"] == 0
+    assert {r.model: round(r.count) for r in decision.pick.table} == {"big": 5, "small": 0}
+    text = await explain(router, "python?", {"x-request-id": "r-9"}, "auto")
+    assert "reset 1x by the change detector, the last 0 observations ago" in text

@@ -1,0 +1,221 @@
+"""Tune the learner's change detection on synthetic non-stationary streams (no real replay).
+
+Each stream is a sequence of task segments. A model's accuracy on a task is
+`sigmoid(skill[model] + ease[task] + twist[model, task])`: `ease` moves every model at once (a
+difficulty shift common to all arms), `twist` reorders them (the best model changes with the
+task). The prior is each model's mean accuracy over a separate set of "fit" tasks, worth
+`--weight` observations, as the shipped examples seed theirs from another source. Costs: one
+cheap model (0.1), five at 0.2, three at 0.9, so `within_epsilon` has a real trade. Besides the
+task streams (`tasks`), three plain ones: `steady` (one task for every row), `swap` (two tasks, the
+best model changes at a third of the stream), `drift` (the first task blends linearly into the
+second over the middle third).
+
+For each configuration it prints, averaged over streams and seeds: accuracy minus the best
+single model's in hindsight (points), cost as a share of that model's, the share of explored
+picks (over the whole stream, and over the last third of the `steady` stream), and resets per
+stream. The decisions run through the real bandit and store arithmetic
+(`meritorder.learning.bandit.pick`, `meritorder.learning.store.observed`).
+
+    .venv/bin/python bench/learning_shift.py               # the grid, 6 seeds (about a minute)
+    .venv/bin/python bench/learning_shift.py --seeds 2 --configs baseline,chosen
+    .venv/bin/python bench/learning_shift.py --detector 16 0.05 --seeds 10   # the detector alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from meritorder.learning.bandit import Candidate, detector, pick
+from meritorder.learning.config import LearnConfig
+from meritorder.learning.store import ContextEstimates, Detect, observed
+
+COSTS = [0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9]
+MODELS = [Candidate(f"m{i}", c) for i, c in enumerate(COSTS)]
+ROWS = 2400
+Rates = Callable[[int], dict[str, float]]  # row -> each model's P(correct)
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@dataclass(frozen=True)
+class World:
+    skill: dict[str, float]
+    twist: dict[tuple[str, int], float]
+    ease: dict[int, float]
+
+    def rates(self, task: int) -> dict[str, float]:
+        return {
+            m.name: sigmoid(self.skill[m.name] + self.ease[task] + self.twist[m.name, task])
+            for m in MODELS
+        }
+
+
+def world(rng: random.Random, tasks: int) -> World:
+    # Dear models are better on average; tasks differ in ease by about +-1.5 logits (0.2 to
+    # 0.8 for an average model) and reorder the models by about +-0.7 logits.
+    skill = {m.name: rng.gauss(1.2 if m.cost > 0.5 else 0.3, 0.5) for m in MODELS}
+    skill[MODELS[-1].name] -= 2.0  # one dear model that is bad at everything
+    twist = {(m.name, t): rng.gauss(0.0, 0.7) for m in MODELS for t in range(tasks)}
+    ease = {t: rng.gauss(0.0, 1.0) for t in range(tasks)}
+    return World(skill, twist, ease)
+
+
+def stream(kind: str, rng: random.Random) -> tuple[Rates, dict[str, float]]:
+    """Each row's rates, and the prior means (from fit tasks the stream does not hold)."""
+    w = world(rng, 16)
+    fit = range(8, 16)
+    prior = {m.name: sum(w.rates(t)[m.name] for t in fit) / len(fit) for m in MODELS}
+    if kind == "steady":
+        return (lambda _row: w.rates(0)), prior
+    if kind == "swap":
+        return (lambda row: w.rates(0 if row < ROWS // 3 else 1)), prior
+    if kind == "drift":
+
+        def drift(row: int) -> dict[str, float]:
+            x = min(1.0, max(0.0, (row - ROWS / 3) / (ROWS / 3)))
+            a, b = w.rates(0), w.rates(1)
+            return {m: (1 - x) * a[m] + x * b[m] for m in a}
+
+        return drift, prior
+    # tasks: segments of 150-600 rows, a fit task first (the replay of the fit source's
+    # held-out rows), then the other tasks in a random order, some of them twice.
+    bounds: list[tuple[int, int]] = []
+    row, task = 0, rng.choice(list(fit))
+    while row < ROWS:
+        length = rng.randint(150, 600)
+        bounds.append((row + length, task))
+        row += length
+        task = rng.randrange(0, 8)
+
+    def tasks(row: int) -> dict[str, float]:
+        return w.rates(next(t for end, t in bounds if row < end))
+
+    return tasks, prior
+
+
+def replay(learn: LearnConfig, rates: Rates, seed: int) -> dict[str, Any]:
+    rng, outcome = random.Random(seed), random.Random(seed + 1)
+    ctx = ContextEstimates()
+    detect = detector(learn)
+    correct = cost = explored = resets = late_explored = 0.0
+    single = {m.name: 0.0 for m in MODELS}
+    costs = {m.name: m.cost for m in MODELS}
+    for row in range(ROWS):
+        p = rates(row)
+        chosen = pick(MODELS, ctx, learn, rng, "c")
+        u = outcome.random()
+        for m in MODELS:  # every model's outcome on this row, from one draw (correlated rows)
+            single[m.name] += u < p[m.name]
+        reward = float(u < p[chosen.model])
+        correct += reward
+        cost += costs[chosen.model]
+        explored += chosen.explored
+        late_explored += chosen.explored and row >= 2 * ROWS // 3
+        ctx, fired = observed(ctx, chosen.model, reward, 0.0, learn.half_life, detect)
+        ctx = replace(ctx, picks=ctx.picks + 1, explored=ctx.explored + int(chosen.explored))
+        resets += fired
+    best = max(single, key=lambda m: (single[m], -costs[m]))
+    return {
+        "points": 100 * (correct - single[best]) / ROWS,
+        "cost": cost / (costs[best] * ROWS),
+        "explored": explored / ROWS,
+        "late_explored": late_explored / (ROWS - 2 * ROWS // 3),
+        "resets": resets,
+    }
+
+
+BASE: dict[str, Any] = {"objective": "within_epsilon", "epsilon": 0.01, "explore": {"max": 0.2}}
+CONFIGS: dict[str, dict[str, Any]] = {
+    "baseline": {"half_life": 500},  # the shipped examples before detection
+    "no-decay": {},
+    **{
+        f"h{h:g}-k{k:g}": {"detect": {"threshold": h, "drift": 0.05, "keep": k}}
+        for h in (8, 12, 16, 24)
+        for k in (10, 30, 100)
+    },
+}
+CONFIGS["chosen"] = CONFIGS["h16-k30"]
+
+
+def detector_runs(threshold: float, drift: float, seeds: int) -> None:
+    """One arm, no prior: rows to a false alarm on a steady arm, rows to detect a drop."""
+    detect = Detect(threshold, drift, keep=30, weight=0)
+
+    def first(rates: Callable[[int], float], seed: int, rows: int) -> int:
+        rng, ctx = random.Random(seed), ContextEstimates()
+        for row in range(rows):
+            ctx, fired = observed(ctx, "a", float(rng.random() < rates(row)), 0.0, None, detect)
+            if fired:
+                return row
+        return rows
+
+    print(f"threshold {threshold:g}, drift {drift:g}, {seeds} seeded runs each:")
+    for p in (0.5, 0.7):
+        runs = sorted(first(lambda _r, p=p: p, s, 40_000) for s in range(seeds))
+        print(f"  steady at {p}: first false alarm after {runs} rows (40000: none)")
+    for drop in (0.2, 0.4):
+        runs = sorted(
+            first(lambda r, d=drop: 0.8 if r < 1000 else 0.8 - d, s, 3000) - 1000
+            for s in range(seeds)
+        )
+        print(f"  0.8 dropping by {drop} at row 1000: found {runs} rows after (negative: early)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
+    parser.add_argument("--weight", type=float, default=200, help="the prior's weight")
+    parser.add_argument(
+        "--detector",
+        nargs=2,
+        type=float,
+        metavar=("THRESHOLD", "DRIFT"),
+        help="instead: the detector alone (false alarms and delays over --seeds runs)",
+    )
+    args = parser.parse_args(argv)
+    if args.detector:
+        detector_runs(*args.detector, args.seeds)
+        return
+    kinds = ["steady", "swap", "drift", "tasks", "tasks"]
+    print(
+        "| config | "
+        + " | ".join(f"{k} points" for k in kinds[:-1])
+        + " | cost | explored | steady late explored | resets (steady) | resets (tasks) |"
+    )
+    print("|---|" + "---:|" * (len(kinds) - 1 + 5))
+    for name in args.configs.split(","):
+        learn = LearnConfig.model_validate(
+            {**BASE, **CONFIGS[name], "prior": {"weight": args.weight}}
+        )
+        by_kind: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+        for seed in range(args.seeds):
+            for i, kind in enumerate(kinds):
+                rates, prior = stream(kind, random.Random(1000 * seed + i))
+                cfg = learn.model_copy(
+                    update={"prior": learn.prior.model_copy(update={"means": prior})}
+                )
+                by_kind[kind].append(replay(cfg, rates, seed))
+        rows = [r for k in kinds for r in by_kind[k]]
+
+        def mean(key: str, rs: list[dict[str, Any]] = rows) -> float:
+            return float(sum(r[key] for r in rs)) / len(rs)
+
+        points = [mean("points", by_kind[k]) for k in kinds[:-1]]
+        print(
+            f"| {name} | " + " | ".join(f"{p:+.1f}" for p in points)
+            + f" | {mean('cost'):.0%} | {mean('explored'):.1%} | "
+            f"{mean('late_explored', by_kind['steady']):.1%} | "
+            f"{mean('resets', by_kind['steady']):.2f} | {mean('resets', by_kind['tasks']):.1f} |"
+        )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
