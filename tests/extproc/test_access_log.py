@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry
@@ -137,3 +139,35 @@ async def test_an_outcome_without_usage_keeps_the_estimate(demo_config: RouterCo
     await store.reserve(Window("acme", 60), 0.004, None)
     await AccessLogService(router).record(entry(pending(), 200))  # a stream: no JSON usage
     assert await store.spent(Window("acme", 60)) == pytest.approx(0.004)
+
+
+async def test_a_large_batch_of_entries_lets_requests_in_flight_run_between_them() -> None:
+    """Envoy flushes its entries in batches; settling one must not hold the event loop for all."""
+    from envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
+
+    from extproc.access_log import YIELD_EVERY
+
+    settled: list[str] = []
+    arrivals: list[asyncio.Future[None]] = []
+
+    async def request_arriving() -> None:
+        settled.append("request")
+
+    class Core:
+        async def settle(self, outcome: object) -> None:
+            if not settled:  # a request arrives while the batch is being settled
+                arrivals.append(asyncio.ensure_future(request_arriving()))
+            settled.append("entry")
+
+    message = StreamAccessLogsMessage()
+    for i in range(4 * YIELD_EVERY):
+        message.http_logs.log_entry.append(entry(pending(), 200, request_id=f"r{i}"))
+
+    async def one_message() -> AsyncIterator[StreamAccessLogsMessage]:
+        yield message
+
+    service = AccessLogService(Core())  # type: ignore[arg-type]
+    await service.StreamAccessLogs(one_message(), None)
+    await asyncio.gather(*arrivals)
+    assert settled.count("entry") == 4 * YIELD_EVERY
+    assert settled.index("request") <= YIELD_EVERY  # served within a few entries, not after all
