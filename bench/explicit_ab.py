@@ -7,7 +7,8 @@ own Envoy config, router and mock upstreams, on free ports read from its banner)
 repo's virtualenv; the same load generator (`bench/loadgen.py`) sends `"model": "small"` chat
 requests through Envoy at each concurrency. Trees run in ABBA order within every round, so drift
 in this VM's speed falls equally on both; the report gives, per tree and level, the median over
-rounds of each run's p50 and p99, and the per-round after/before ratio of p50.
+rounds of each run's p50 and p99 and of the router process's CPU per request (utime + stime
+from /proc, steadier than latency on a shared VM), and the per-round after/before ratio of p50.
 
 Make a "before" tree with `git worktree add --detach /tmp/before <rev>`.
 """
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import report
 from bench.loadgen import build_request, run_level
-from bench.run import CHAT, HOST, chat_body, load1
+from bench.run import CHAT, HOST, chat_body, load1, probe_for
 
 REPO = Path(__file__).resolve().parents[1]
 Levels = tuple[tuple[int, int, int], ...]  # concurrency, requests, warm-up
@@ -41,21 +42,28 @@ QUICK: Levels = ((1, 200, 20), (16, 300, 32))  # a smoke run
 
 
 _BANNER = re.compile(r"OpenAI API \(Envoy\)\s+http://127\.0\.0\.1:(\d+)/v1")
+_PIDS = re.compile(r"processes\s+(.+)")
 
 
-def wait_ready(log: Path, stack: subprocess.Popen[bytes], timeout_s: float = 120.0) -> int:
-    """The Envoy listener's port, once the banner names it and `GET /v1/models` answers."""
+def wait_ready(
+    log: Path, stack: subprocess.Popen[bytes], timeout_s: float = 120.0
+) -> tuple[int, dict[str, int]]:
+    """The Envoy listener's port and the stack's pids (router, envoy), once the banner names
+    them and `GET /v1/models` answers."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if stack.poll() is not None:
             raise RuntimeError(f"the stack exited ({stack.returncode}); see {log}")
-        found = _BANNER.search(log.read_text(errors="replace"))
-        if found:
+        banner = log.read_text(errors="replace")
+        found, named = _BANNER.search(banner), _PIDS.search(banner)
+        if found and named:
             port = int(found.group(1))
+            pairs = (item.split("=") for item in named.group(1).split(", "))
+            pids = {name: int(pid) for name, pid in pairs if name in ("router", "envoy")}
             try:
                 with urllib.request.urlopen(f"http://{HOST}:{port}/v1/models", timeout=2) as r:
                     if r.status == 200:
-                        return port
+                        return port, pids
             except OSError:
                 pass
         time.sleep(0.5)
@@ -73,17 +81,17 @@ def measure(
             cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
-            port = wait_ready(log, stack)
+            port, pids = wait_ready(log, stack)
             request = build_request(HOST, port, CHAT, chat_body("small"))
             measured = []
             for concurrency, requests, warmup in levels:
                 result = asyncio.run(
                     run_level(
                         HOST, port, request, concurrency=concurrency, requests=requests,
-                        warmup=warmup, max_seconds=30.0,
+                        warmup=warmup, max_seconds=30.0, probe=probe_for(pids),
                     )
                 )  # fmt: skip
-                summary = report.summarize(result, [])
+                summary = report.summarize(result, list(pids))
                 measured.append({"concurrency": concurrency, **summary, "load1": load1()})
             return measured
         finally:
@@ -116,6 +124,7 @@ def main() -> None:
             runs[name].append(levels)
             line = " ".join(
                 f"c={lv['concurrency']} p50={lv['p50_ms']} p99={lv['p99_ms']} err={lv['errors']}"
+                f" router_cpu_ms={lv['cpu_ms_per_request'].get('router')}"
                 for lv in levels
             )
             print(f"round {round_} {name:6} {line} load1={levels[-1]['load1']}", flush=True)
@@ -125,8 +134,10 @@ def main() -> None:
         for name in ("before", "after"):
             p50s = [run[index]["p50_ms"] for run in runs[name]]
             p99s = [run[index]["p99_ms"] for run in runs[name]]
+            cpu = [run[index]["cpu_ms_per_request"].get("router") or 0.0 for run in runs[name]]
             row[name] = {"p50_ms": statistics.median(p50s), "p99_ms": statistics.median(p99s),
-                         "p50_runs": p50s}  # fmt: skip
+                         "router_cpu_ms_per_request": statistics.median(cpu),
+                         "p50_runs": p50s, "router_cpu_runs": cpu}  # fmt: skip
         # Pair each "after" run with the "before" run next to it in the ABBA order.
         ratios = [
             a[index]["p50_ms"] / b[index]["p50_ms"]

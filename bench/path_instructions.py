@@ -1,7 +1,7 @@
 """Instructions per request of the router's own work, counted by valgrind: repeatable on a noisy
 machine, where timings of a few hundred microseconds are not.
 
-    python bench/path_instructions.py [--tree DIR] [--model small] [--json OUT]
+    python bench/path_instructions.py [--tree DIR] [--model small] [--grpc] [--json OUT]
 
 Counts, with `valgrind --tool=callgrind` (Debian's `valgrind`), the instructions of the
 processor's two request phases (as `bench/processor_path.py` drives them, keyword demo policy),
@@ -10,6 +10,13 @@ difference between a run of 400 and a run of 100 requests, divided by 300, so st
 imports cancel out; hash randomization is fixed (PYTHONHASHSEED=0). `--tree` measures another
 checkout (e.g. `git worktree add --detach /tmp/before <rev>`) with this script's driver and this
 repo's virtualenv. About a minute per phase and tree on two cores.
+
+`--grpc` counts the whole router process instead: `serve` (keyword demo policy, no classifier)
+runs under valgrind, and this script, outside it, plays Envoy over real gRPC: an ext_proc stream
+per request (headers, then body, with Envoy's `traceparent` in the call's metadata) and the
+access log stream, its entries in batches of 50 as Envoy flushes them. The figure is the
+router's instructions per request, grpc's C core and its Python glue included (the difference of
+a 100- and a 400-request run, divided by 300). A few minutes per tree.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +35,17 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = {"processor": 0, "processor+entry": 2, "processor+entry+record": 1}
+
+
+def _driver() -> Any:
+    """This repo's `bench/processor_path.py` (its messages and entries), whatever the tree."""
+    spec = importlib.util.spec_from_file_location(
+        "processor_path", REPO / "bench" / "processor_path.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def child(model: str, requests: int, log_mode: int) -> None:
@@ -38,14 +57,9 @@ def child(model: str, requests: int, log_mode: int) -> None:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    spec = importlib.util.spec_from_file_location(
-        "processor_path", REPO / "bench" / "processor_path.py"
-    )
-    assert spec is not None and spec.loader is not None
-    path = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(path)
+    path = _driver()
     from extproc.access_log import AccessLogService
-    from extproc.processor import Processor, StreamState
+    from extproc.processor import Processor
     from meritorder.config import load_config
     from meritorder.router import Router
 
@@ -55,7 +69,7 @@ def child(model: str, requests: int, log_mode: int) -> None:
     async def run(n: int) -> None:
         for i in range(n):
             headers, body = path.messages(model, i)
-            state = StreamState()
+            state = path.stream_state()
             await processor.process(state, headers)
             reply = await processor.process(state, body)
             if log_mode:
@@ -82,6 +96,78 @@ def count(tree: Path, model: str, requests: int, log_mode: int) -> int:
     return int(found.group(1))
 
 
+async def play_envoy(port: int, model: str, requests: int) -> None:
+    """`requests` requests the way Envoy sends them to the router, then their access log."""
+    import grpc
+    from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+    from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+
+    path = _driver()
+    metadata = (("traceparent", path.TRACEPARENT),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        processor = external_processor_pb2_grpc.ExternalProcessorStub(channel)
+        entries = []
+        for i in range(requests):
+            headers, body = path.messages(model, i)
+            call = processor.Process(metadata=metadata)
+            await call.write(headers)
+            await call.read()
+            await call.write(body)
+            reply = await call.read()
+            await call.done_writing()
+            await call
+            routed = reply.request_body.response.header_mutation.set_headers
+            chosen = next(h for h in routed if h.header.key == "x-meritorder-model")
+            entries.append(path.log_entry(i, chosen.header.raw_value.decode(), reply))
+        logs = als_pb2_grpc.AccessLogServiceStub(channel).StreamAccessLogs()
+        for start in range(0, len(entries), 50):
+            message = als_pb2.StreamAccessLogsMessage()
+            if not start:
+                message.identifier.log_name = "meritorder"
+            message.http_logs.log_entry.extend(entries[start : start + 50])
+            await logs.write(message)
+        await logs.done_writing()
+        await logs
+
+
+def count_served(tree: Path, model: str, requests: int) -> int:
+    """The router process's instructions for `requests` requests played over gRPC."""
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cli = "app.cli" if (tree / "app" / "cli.py").exists() else "meritorder.cli"
+    cmd = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+        "-m", cli, "serve", "--no-classifier", "--json-logs", "--config",
+        str(tree / "deploy" / "keywords.yaml"), "--port", str(port), "--metrics-port", "0",
+        "--drain-s", "0",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
+    err = tree / f".instructions-{requests}.log"
+    with err.open("w") as out:
+        router = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(1)
+            asyncio.run(play_envoy(port, model, 30))  # warm-up
+            asyncio.run(play_envoy(port, model, requests))
+        finally:
+            router.send_signal(signal.SIGTERM)
+            router.wait(timeout=300)
+    found = re.search(r"Collected : (\d+)", err.read_text())
+    err.unlink()
+    if found is None:
+        raise RuntimeError("valgrind printed no count for the router")
+    return int(found.group(1))
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
@@ -89,8 +175,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=REPO)
     parser.add_argument("--model", default="small", help="small (explicit) or auto")
+    parser.add_argument("--grpc", action="store_true", help="the whole router, over real gRPC")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.grpc:
+        low, high = (count_served(args.tree.resolve(), args.model, n) for n in (100, 400))
+        served = {"tree": str(args.tree.resolve()), "model": args.model,
+                  "router_process": (high - low) // 300}  # fmt: skip
+        print(json.dumps(served))
+        if args.json:
+            args.json.write_text(json.dumps(served, indent=2) + "\n")
+        return
     per_request: dict[str, int] = {}
     for name, mode in PHASES.items():
         low, high = (count(args.tree.resolve(), args.model, n, mode) for n in (100, 400))

@@ -1,7 +1,8 @@
 """The router's own work per request, without Envoy or gRPC: the processor's request-headers
 and request-body phases (parse, decide, rewrite, mutations) on the keyword demo policy, and
 with `--access-log` the request's access log entry too (what Envoy streams back after the
-answer: health, outcome, budget settlement), built from the metadata the reply set.
+answer: health, outcome, budget settlement), built from the metadata the reply set. Each
+stream carries Envoy's `traceparent`, as deploy/envoy's tracing sends it in the call's metadata.
 
     python bench/processor_path.py [--requests 3000] [--repeats 7] [--access-log] [--json OUT]
 
@@ -80,6 +81,17 @@ def log_entry(request_id: int, model: str, reply: Any) -> HTTPAccessLogEntry:
     return entry
 
 
+# What Envoy's tracing puts in each ext_proc call's gRPC metadata (deploy/envoy traces every
+# request), so the router's span continues Envoy's trace as it does when served.
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def stream_state() -> StreamState:
+    state = StreamState()
+    state.envoy_trace["traceparent"] = TRACEPARENT
+    return state
+
+
 async def run(
     processor: Processor, model: str, requests: int, log: AccessLogService | None = None
 ) -> float:
@@ -88,7 +100,7 @@ async def run(
     exchanges = [messages(model, i) for i in range(requests)]
     spent = 0.0
     for index, (headers, body) in enumerate(exchanges):
-        state = StreamState()
+        state = stream_state()
         started = time.perf_counter()
         await processor.process(state, headers)
         reply = await processor.process(state, body)

@@ -88,8 +88,10 @@ def start_route_span(headers: Mapping[str, str], operation: str) -> Span:
 
 
 def traceparent(span: Span) -> str:
-    """`span`'s W3C trace context (a `traceparent` value), or "" when it is not traced."""
-    if not span.get_span_context().is_valid:  # no tracing: nothing to carry (and no cost)
+    """`span`'s W3C trace context (a `traceparent` value), or "" when it records nothing: then
+    its outcome's span would record nothing either (parent-based sampling), so nothing is
+    carried, and the access log entry's settlement starts no span."""
+    if not span.is_recording():
         return ""
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
