@@ -7,8 +7,8 @@ own Envoy config, router and mock upstreams, on free ports read from its banner)
 repo's virtualenv; the same load generator (`bench/loadgen.py`) sends `"model": "small"` chat
 requests through Envoy at each concurrency. Trees run in ABBA order within every round, so drift
 in this VM's speed falls equally on both; the report gives, per tree and level, the median over
-rounds of each run's p50 and p99 and of the router process's CPU per request (utime + stime
-from /proc, steadier than latency on a shared VM), and the per-round after/before ratio of p50.
+rounds of each run's p50 and p99 and of the router's and Envoy's CPU per request (utime +
+stime from /proc), and the per-round after/before ratio of p50.
 
 Make a "before" tree with `git worktree add --detach /tmp/before <rev>`.
 """
@@ -125,6 +125,7 @@ def main() -> None:
             line = " ".join(
                 f"c={lv['concurrency']} p50={lv['p50_ms']} p99={lv['p99_ms']} err={lv['errors']}"
                 f" router_cpu_ms={lv['cpu_ms_per_request'].get('router')}"
+                f" envoy_cpu_ms={lv['cpu_ms_per_request'].get('envoy')}"
                 for lv in levels
             )
             print(f"round {round_} {name:6} {line} load1={levels[-1]['load1']}", flush=True)
@@ -134,10 +135,12 @@ def main() -> None:
         for name in ("before", "after"):
             p50s = [run[index]["p50_ms"] for run in runs[name]]
             p99s = [run[index]["p99_ms"] for run in runs[name]]
-            cpu = [run[index]["cpu_ms_per_request"].get("router") or 0.0 for run in runs[name]]
             row[name] = {"p50_ms": statistics.median(p50s), "p99_ms": statistics.median(p99s),
-                         "router_cpu_ms_per_request": statistics.median(cpu),
-                         "p50_runs": p50s, "router_cpu_runs": cpu}  # fmt: skip
+                         "p50_runs": p50s}  # fmt: skip
+            for role in ("router", "envoy"):
+                cpu = [run[index]["cpu_ms_per_request"].get(role) or 0.0 for run in runs[name]]
+                row[name][f"{role}_cpu_ms_per_request"] = statistics.median(cpu)
+                row[name][f"{role}_cpu_runs"] = cpu
         # Pair each "after" run with the "before" run next to it in the ABBA order.
         ratios = [
             a[index]["p50_ms"] / b[index]["p50_ms"]

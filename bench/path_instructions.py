@@ -30,6 +30,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ async def play_envoy(port: int, model: str, requests: int) -> None:
             await call.write(body)
             reply = await call.read()
             await call.done_writing()
-            await call
+            await call.code()  # the stream ends (Envoy closes it after the answer)
             routed = reply.request_body.response.header_mutation.set_headers
             chosen = next(h for h in routed if h.header.key == "x-meritorder-model")
             entries.append(path.log_entry(i, chosen.header.raw_value.decode(), reply))
@@ -146,7 +147,7 @@ def count_served(tree: Path, model: str, requests: int) -> int:
         "--drain-s", "0",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
-    err = tree / f".instructions-{requests}.log"
+    err = Path(tempfile.mkstemp(prefix="router-instructions-", suffix=".log")[1])
     with err.open("w") as out:
         router = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -162,9 +163,9 @@ def count_served(tree: Path, model: str, requests: int) -> int:
             router.send_signal(signal.SIGTERM)
             router.wait(timeout=300)
     found = re.search(r"Collected : (\d+)", err.read_text())
-    err.unlink()
     if found is None:
-        raise RuntimeError("valgrind printed no count for the router")
+        raise RuntimeError(f"valgrind printed no count for the router; see {err}")
+    err.unlink()
     return int(found.group(1))
 
 
