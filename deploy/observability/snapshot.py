@@ -37,7 +37,6 @@ import json
 import math
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -419,9 +418,7 @@ async def demo_load(
 # -- The run: stack, Prometheus, load, queries, picture.
 
 
-def start_prometheus(
-    workdir: Path, metrics_port: int, port: int, binary: str
-) -> subprocess.Popen[bytes]:
+def prometheus_command(workdir: Path, metrics_port: int, port: int, binary: str) -> list[str]:
     """A loopback Prometheus with its own data folder, scraping the router like compose's."""
     config = workdir / "prometheus.yml"
     config.write_text(
@@ -429,27 +426,8 @@ def start_prometheus(
         "scrape_configs:\n  - job_name: meritorder\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
     )
-    log = (workdir / "prometheus.log").open("ab")
-    return subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} was not ready within {timeout_s:.0f} s")
+    return [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
 
 
 def record(seconds: float, step_s: int, binary: str, keep: bool) -> dict[str, Any]:
@@ -458,23 +436,16 @@ def record(seconds: float, step_s: int, binary: str, keep: bool) -> dict[str, An
     workdir = Path(tempfile.mkdtemp(prefix="meritorder-snapshot-"))
     port = free_port()
     prometheus_url = f"http://127.0.0.1:{port}"
-    with Stack(Ports.free(), workdir=workdir) as stack:
-        prometheus = start_prometheus(workdir, stack.ports.metrics, port, binary)
-        try:
-            wait_ready(f"{prometheus_url}/-/ready", prometheus)
-            start = time.time()
-            time.sleep(2 * SCRAPE_S)  # a baseline scrape before the first request
-            seen = asyncio.run(demo_load(stack.base_url, seconds))
-            time.sleep(2 * SCRAPE_S)  # the last rates reach Prometheus
-            end = time.time()
-            results = evaluate(panels, prometheus_url, start, end, step_s)
-        finally:
-            prometheus.terminate()
-            try:
-                prometheus.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                prometheus.kill()
-                prometheus.wait()
+    with Stack(Ports.free(), workdir=workdir) as stack:  # stops Prometheus with the rest
+        command = prometheus_command(workdir, stack.ports.metrics, port, binary)
+        stack.processes.spawn("prometheus", command)
+        stack.processes.wait_http("prometheus", f"{prometheus_url}/-/ready")
+        start = time.time()
+        time.sleep(2 * SCRAPE_S)  # a baseline scrape before the first request
+        seen = asyncio.run(demo_load(stack.base_url, seconds))
+        time.sleep(2 * SCRAPE_S)  # the last rates reach Prometheus
+        end = time.time()
+        results = evaluate(panels, prometheus_url, start, end, step_s)
     if keep:
         print(f"logs and the TSDB kept in {workdir}")
     else:
