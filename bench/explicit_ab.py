@@ -70,9 +70,7 @@ def wait_ready(
     raise RuntimeError(f"the stack was not up within {timeout_s:.0f} s; see {log}")
 
 
-def measure(
-    tree: Path, log: Path, levels: tuple[tuple[int, int, int], ...]
-) -> list[dict[str, Any]]:
+def measure(tree: Path, log: Path, levels: Levels) -> list[dict[str, Any]]:
     """Bring up `tree`'s stack, run every level against it, stop it."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with log.open("w") as out:
