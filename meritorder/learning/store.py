@@ -105,12 +105,6 @@ class EstimatesStore(Protocol):
     async def close(self) -> None: ...
 
 
-def apply(arm: Arm, clock: float, now: float, reward: float, half_life: HalfLife | None) -> Arm:
-    """`arm` after one observation of `reward` in [0, 1] at the context's new `clock`."""
-    old = arm.decayed(clock, now, half_life)
-    return Arm(old.wins + reward, old.losses + (1.0 - reward), clock, now, old.up, old.down)
-
-
 def prior_weight(weight: float, clock: float, half_life: HalfLife | None, scale: float) -> float:
     """The prior's pseudo-count after `clock` observations of its context.
 
@@ -151,14 +145,16 @@ def observed(
     The arithmetic every store runs (Redis in Lua, mirrored line for line)."""
     clock = ctx.clock + 1
     arms = dict(ctx.arms)
-    arm = apply(arms.get(model, Arm(clock=clock, at=now)), clock, now, reward, half_life)
+    # The arm's evidence as it counts now, before this reward; then with it.
+    before = arms.get(model, Arm(clock=clock, at=now)).decayed(clock, now, half_life)
+    arm = Arm(
+        before.wins + reward, before.losses + (1.0 - reward), clock, now, before.up, before.down
+    )
     fired = False
     if detect is not None:
         # The error of the prediction made before this reward: the arm's posterior mean.
         weight = prior_weight(detect.weight, ctx.clock, half_life, ctx.prior_scale)
-        alpha, beta = posterior(
-            Arm(arm.wins - reward, arm.losses - (1.0 - reward)), detect.priors.get(model), weight
-        )
+        alpha, beta = posterior(before, detect.priors.get(model), weight)
         error = reward - alpha / (alpha + beta)
         up = max(0.0, arm.up + error - detect.drift)
         down = max(0.0, arm.down - error - detect.drift)
