@@ -51,14 +51,16 @@ def texts(name: str, label: str | None = None) -> list[str]:
     return [r["text"] for r in rows if label is None or r.get("label") == label]
 
 
-def filler(pool: list[str], size: int, rng: random.Random) -> str:
-    """Benign prompts joined by blank lines, cut to `size` characters."""
+def filler(pool: list[str], size: int, rng: random.Random, *, cut: bool = True) -> str:
+    """Benign prompts joined by blank lines until `size` characters, cut to `size` (or, with
+    `cut=False`, every prompt whole)."""
     parts: list[str] = []
     length = 0
     while length < size:
         parts.append(rng.choice(pool))
         length += len(parts[-1]) + 2
-    return "\n\n".join(parts)[:size]
+    joined = "\n\n".join(parts)
+    return joined[:size] if cut else joined
 
 
 def cost(engine: SignalEngine, repeats: int) -> dict[str, Any]:

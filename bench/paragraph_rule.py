@@ -23,14 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.classifier_sizes import DATA, filler, rows
 from classifiers.engine import SignalEngine
-
-DATA = Path(__file__).resolve().parents[1] / "classifiers" / "training" / "data"
-
-
-def rows(name: str) -> list[dict[str, str]]:
-    lines = (DATA / "guard" / name).read_text().split("\n")
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def held_out() -> set[str]:
@@ -41,15 +35,6 @@ def held_out() -> set[str]:
     for task in ("hard_benign", "more_attacks", "indirect", "indirect_dev"):
         ids |= set(sources[task]["calib"]) | set(sources[task]["dev"])
     return ids
-
-
-def build(pool: list[str], size: int, rng: random.Random) -> str:
-    parts: list[str] = []
-    length = 0
-    while length < size:
-        parts.append(rng.choice(pool))
-        length += len(parts[-1]) + 2
-    return "\n\n".join(parts)
 
 
 def main() -> None:
@@ -80,7 +65,7 @@ def main() -> None:
         ("prompts", prompts),
         ("mixed", documents + prompts),
     ):
-        requests = [build(pool, args.size, rng) for _ in range(args.requests)]
+        requests = [filler(pool, args.size, rng, cut=False) for _ in range(args.requests)]
         paragraphs = [[p.strip() for p in r.split("\n\n") if p.strip()] for r in requests]
         flat = [p for ps in paragraphs for p in ps]
         scores = iter(s.prompt_attack.score for s in engine.classify_batch(flat))

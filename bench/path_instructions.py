@@ -36,6 +36,18 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = {"processor": 0, "processor+entry": 2, "processor+entry+record": 1}
+VALGRIND = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+
+
+def counted_env(tree: Path) -> dict[str, str]:
+    """The environment of a counted run: `tree` on the path, hash randomization fixed."""
+    return {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
+
+
+def collected(valgrind_output: str) -> int | None:
+    """The instruction count valgrind printed at exit, if it did."""
+    found = re.search(r"Collected : (\d+)", valgrind_output)
+    return int(found.group(1)) if found else None
 
 
 def _driver() -> Any:
@@ -74,9 +86,7 @@ def child(model: str, requests: int, log_mode: int) -> None:
             await processor.process(state, headers)
             reply = await processor.process(state, body)
             if log_mode:
-                routed = reply.request_body.response.header_mutation.set_headers
-                chosen = next(h for h in routed if h.header.key == "x-meritorder-model")
-                entry = path.log_entry(i, chosen.header.raw_value.decode(), reply)
+                entry = path.entry_for(i, reply)
                 if log_mode == 1:
                     await log.record(entry)
 
@@ -86,15 +96,16 @@ def child(model: str, requests: int, log_mode: int) -> None:
 
 def count(tree: Path, model: str, requests: int, log_mode: int) -> int:
     cmd = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-        str(Path(__file__).resolve()), "--child", model, str(requests), str(log_mode),
+        *VALGRIND, sys.executable, str(Path(__file__).resolve()),
+        "--child", model, str(requests), str(log_mode),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
-    done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
+    done = subprocess.run(
+        cmd, cwd=tree, env=counted_env(tree), capture_output=True, text=True, check=True
+    )
+    instructions = collected(done.stderr)
+    if instructions is None:
         raise RuntimeError(f"valgrind printed no count:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return instructions
 
 
 async def play_envoy(port: int, model: str, requests: int) -> None:
@@ -117,9 +128,7 @@ async def play_envoy(port: int, model: str, requests: int) -> None:
             reply = await call.read()
             await call.done_writing()
             await call.code()  # the stream ends (Envoy closes it after the answer)
-            routed = reply.request_body.response.header_mutation.set_headers
-            chosen = next(h for h in routed if h.header.key == "x-meritorder-model")
-            entries.append(path.log_entry(i, chosen.header.raw_value.decode(), reply))
+            entries.append(path.entry_for(i, reply))
         logs = als_pb2_grpc.AccessLogServiceStub(channel).StreamAccessLogs()
         for start in range(0, len(entries), 50):
             message = als_pb2.StreamAccessLogsMessage()
@@ -141,12 +150,11 @@ def count_served(tree: Path, model: str, requests: int) -> int:
         port = probe.getsockname()[1]
     cli = "app.cli" if (tree / "app" / "cli.py").exists() else "meritorder.cli"
     cmd = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-        "-m", cli, "serve", "--no-classifier", "--json-logs", "--config",
+        *VALGRIND, sys.executable, "-m", cli, "serve", "--no-classifier", "--json-logs", "--config",
         str(tree / "deploy" / "keywords.yaml"), "--port", str(port), "--metrics-port", "0",
         "--drain-s", "0",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
+    env = counted_env(tree)
     err = Path(tempfile.mkstemp(prefix="router-instructions-", suffix=".log")[1])
     with err.open("w") as out:
         router = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -162,11 +170,11 @@ def count_served(tree: Path, model: str, requests: int) -> int:
         finally:
             router.send_signal(signal.SIGTERM)
             router.wait(timeout=300)
-    found = re.search(r"Collected : (\d+)", err.read_text())
-    if found is None:
+    instructions = collected(err.read_text())
+    if instructions is None:
         raise RuntimeError(f"valgrind printed no count for the router; see {err}")
     err.unlink()
-    return int(found.group(1))
+    return instructions
 
 
 def main() -> None:

@@ -81,6 +81,13 @@ def log_entry(request_id: int, model: str, reply: Any) -> HTTPAccessLogEntry:
     return entry
 
 
+def entry_for(request_id: int, reply: Any) -> HTTPAccessLogEntry:
+    """`log_entry` for a routed reply, from the model its headers routed to."""
+    routed = reply.request_body.response.header_mutation.set_headers
+    chosen = next(h for h in routed if h.header.key == "x-meritorder-model")
+    return log_entry(request_id, chosen.header.raw_value.decode(), reply)
+
+
 # What Envoy's tracing puts in each ext_proc call's gRPC metadata (deploy/envoy traces every
 # request), so the router's span continues Envoy's trace as it does when served.
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -107,9 +114,7 @@ async def run(
         spent += time.perf_counter() - started
         assert reply.WhichOneof("response") == "request_body", reply
         if log is not None:
-            routed = reply.request_body.response.header_mutation.set_headers
-            chosen = next(h for h in routed if h.header.key == "x-meritorder-model")
-            entry = log_entry(index, chosen.header.raw_value.decode(), reply)
+            entry = entry_for(index, reply)
             started = time.perf_counter()
             await log.record(entry)
             spent += time.perf_counter() - started

@@ -257,6 +257,7 @@ class _Stage:
 
 _Metric = TypeVar("_Metric", bound=MetricWrapperBase)
 _CHILDREN: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+_MAX_CHILDREN = 4096
 
 
 def child(metric: _Metric, *values: str) -> _Metric:
@@ -269,9 +270,6 @@ def child(metric: _Metric, *values: str) -> _Metric:
             _CHILDREN.clear()
         found = _CHILDREN[key] = metric.labels(*values)
     return cast(_Metric, found)
-
-
-_MAX_CHILDREN = 4096
 
 
 @contextmanager
