@@ -64,6 +64,8 @@ models: $(TRAIN_STAMP) $(STAMP)
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.train
 	# The attack head's threshold for one paragraph of a long request, on calibration rows.
 	$(BIN)/python bench/classifier_sizes.py --calibrate --write
+	# The segment head (planted instructions, line by line) on the new graph's token states.
+	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.segment_head
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate
 	# The fast profile: a 3-layer student distilled from the model just trained, then stage 3.
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.distill --layers 3

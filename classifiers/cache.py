@@ -19,6 +19,7 @@ use one cache at once.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -47,6 +48,9 @@ class RowOutput:
     difficulty: float
     pii: FloatArray
     harmful: float | None = None  # None: the model has no harm head
+    # The segment head's highest score among the row's segments (`classifiers.segments`); NaN:
+    # no segment was scored (none in the row, or the model has no segment head).
+    segment: float = math.nan
 
     @property
     def nbytes(self) -> int:
@@ -88,10 +92,13 @@ def model_fingerprint(path: Path) -> bytes:
         return hashlib.file_digest(file, "sha256").digest()
 
 
-def row_key(fingerprint: bytes, row: IdArray) -> bytes:
-    """The key of one row: the model's fingerprint and exactly the token ids the encoder reads."""
+def row_key(fingerprint: bytes, row: IdArray, spans: Sequence[tuple[int, int, bool]] = ()) -> bytes:
+    """The key of one row: the model's fingerprint, exactly the token ids the encoder reads and
+    the segments the segment head scores in it (the same ids may be lines or one sentence)."""
     digest = hashlib.blake2b(fingerprint, digest_size=20)
     digest.update(np.ascontiguousarray(row, dtype=np.int64).tobytes())
+    if spans:
+        digest.update(np.asarray(spans, dtype=np.int64).tobytes())
     return digest.digest()
 
 

@@ -26,9 +26,10 @@ from classifiers.cache import CacheStats, RowOutput
 
 log = structlog.get_logger("classifiers.cache")
 
-# Domain labels, tokens, PII tags, attack, difficulty, harm (NaN: no harm head). Rows written
-# before the harm score (a 14-byte header) fail the length check: a miss, never a crash.
-_HEADER = struct.Struct("<HHHfff")
+# Domain labels, tokens, PII tags, attack, difficulty, harm (NaN: no harm head), the segment
+# head's score (NaN: none). Rows written with a shorter header (before the harm or the segment
+# score) fail the length check: a miss, never a crash.
+_HEADER = struct.Struct("<HHHffff")
 
 
 def encode_row(output: RowOutput) -> bytes:
@@ -36,7 +37,7 @@ def encode_row(output: RowOutput) -> bytes:
     tokens, tags = output.pii.shape if output.pii.size else (0, 0)
     harmful = math.nan if output.harmful is None else output.harmful
     header = _HEADER.pack(
-        len(output.domain), tokens, tags, output.attack, output.difficulty, harmful
+        len(output.domain), tokens, tags, output.attack, output.difficulty, harmful, output.segment
     )
     domain = np.ascontiguousarray(output.domain, dtype="<f4").tobytes()
     return header + domain + np.ascontiguousarray(output.pii, dtype="<f4").tobytes()
@@ -44,7 +45,7 @@ def encode_row(output: RowOutput) -> bytes:
 
 def decode_row(data: bytes) -> RowOutput:
     """The inverse of `encode_row`; raises ValueError on bytes it did not write."""
-    labels, tokens, tags, attack, difficulty, harmful = _HEADER.unpack_from(data)
+    labels, tokens, tags, attack, difficulty, harmful, segment = _HEADER.unpack_from(data)
     at = _HEADER.size
     if len(data) != at + 4 * (labels + tokens * tags):
         raise ValueError(f"a cached row of {len(data)} bytes does not match its header")
@@ -52,7 +53,8 @@ def decode_row(data: bytes) -> RowOutput:
     pii = np.frombuffer(data, dtype="<f4", count=tokens * tags, offset=at + 4 * labels)
     pii = pii.astype(np.float32).reshape(tokens, tags)
     domain.flags.writeable = pii.flags.writeable = False
-    return RowOutput(domain, attack, difficulty, pii, None if math.isnan(harmful) else harmful)
+    harm = None if math.isnan(harmful) else harmful
+    return RowOutput(domain, attack, difficulty, pii, harm, segment)
 
 
 class RedisRowCache:

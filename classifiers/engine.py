@@ -58,6 +58,15 @@ from classifiers.pii import (
     to_words,
 )
 from classifiers.profiles import DEFAULT_PROFILE, PROFILES
+from classifiers.segments import (
+    HIDDEN_OUTPUT,
+    ROLES,
+    SegmentHead,
+    Span,
+    char_segments,
+    features,
+    row_spans,
+)
 from classifiers.session import create_session
 from classifiers.signals import (
     AttackSignal,
@@ -208,6 +217,8 @@ class _Plan:
     pieces: list[_Piece]
     attack_rows: list[int]  # the rows of paragraphs and windows, which the attack head also reads
     tokens: int  # every message's tokens; estimated past what was tokenized
+    # Per row: the segments the segment head scores in it (row positions; `classifiers.segments`).
+    segments: dict[int, tuple[Span, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +230,7 @@ class _Outputs:
     difficulty: FloatArray
     pii: list[FloatArray]  # per row: the tokens between [CLS] and the last [SEP]
     harmful: FloatArray | None = None
+    segment: FloatArray | None = None  # per row: the segment head's highest score, NaN: none
 
     def row(self, i: int) -> RowOutput:
         """Row `i` alone, its own arrays: a cached row must not hold its whole batch's tensors."""
@@ -228,6 +240,7 @@ class _Outputs:
             float(self.difficulty[i]),
             _frozen(self.pii[i]),
             None if self.harmful is None else float(self.harmful[i]),
+            math.nan if self.segment is None else float(self.segment[i]),
         )
 
     @classmethod
@@ -239,6 +252,7 @@ class _Outputs:
             np.array([r.difficulty for r in rows], dtype=np.float32),
             [r.pii for r in rows],
             np.array(harmful, dtype=np.float32) if None not in harmful else None,
+            np.array([r.segment for r in rows], dtype=np.float32),
         )
 
 
@@ -290,6 +304,7 @@ class SignalEngine:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         row_cache: RowCache | None = None,
         fingerprint: bytes | None = None,
+        segment_head: SegmentHead | None = None,
     ) -> None:
         self.max_length = max_length or min(spec.max_length, 256)
         if not 16 <= self.max_length <= MAX_LENGTH:
@@ -323,6 +338,14 @@ class SignalEngine:
                 f"({cache_bytes}) must not be negative; 0 turns the signal cache off."
             )
         _check_graph(session, spec)
+        if segment_head is not None and HIDDEN_OUTPUT not in {
+            o.name for o in session.get_outputs()
+        }:
+            raise ValueError(
+                f"A segment head was given but the graph has no {HIDDEN_OUTPUT!r} output; ship "
+                "the graph that exports its token states or drop segment_head.json."
+            )
+        self.segment_head = segment_head
         self._outputs = list(spec.outputs)
         self.session = session
         self.tokenizer = tokenizer
@@ -346,7 +369,7 @@ class SignalEngine:
         # own: a cache shared with another engine never serves it rows of a different model.
         self.fingerprint = os.urandom(32) if fingerprint is None else fingerprint
         # Cached rows are calibrated and shaped by signals.json: their keys hold that too.
-        self._key_prefix = calibrated_fingerprint(self.fingerprint, spec)
+        self._key_prefix = calibrated_fingerprint(self.fingerprint, spec, segment_head)
         self._rows_encoded = 0
         self._count_lock = threading.Lock()  # the worker thread and `classify_batch` callers
         self._batcher: MicroBatcher[_Work, Signals] = MicroBatcher(
@@ -380,7 +403,8 @@ class SignalEngine:
             directory / MODEL_FILE, force_cpu=force_cpu, intra_op_threads=intra_op_threads
         )
         fingerprint = model_fingerprint(directory / MODEL_FILE)
-        return cls(session, tokenizer, spec, fingerprint=fingerprint, **options)
+        head = SegmentHead.load(directory)
+        return cls(session, tokenizer, spec, fingerprint=fingerprint, segment_head=head, **options)
 
     @property
     def provider(self) -> str:
@@ -455,6 +479,56 @@ class SignalEngine:
         job = Job.of(value)
         return self._plan(job, self.tokenizer.encode(self._texts_to_encode(job))).rows
 
+    def segment_features(
+        self, texts: Sequence[str]
+    ) -> list[list[tuple[int, int, bool, FloatArray]]]:
+        """Per text (read as one user turn): each segment the segment head scores, with its
+        character span, whether it is the request's head and the features the head reads
+        (`segments.features`), from the rows the engine reads. For fitting and inspecting the
+        head; needs `segment_head` (any weights: the features do not depend on them)."""
+        if self.segment_head is None:
+            raise ValueError("segment_features needs an engine with a segment head.")
+        plans = []
+        for text in texts:
+            job = Job.of(text)
+            plans.append(self._plan(job, self.tokenizer.encode(self._texts_to_encode(job))))
+        wanted = [(p, row) for p in plans for row in p.segments]
+        hidden = self._hidden([p.rows[row] for p, row in wanted])
+        states = {(id(p), row): h for (p, row), h in zip(wanted, hidden, strict=True)}
+        out: list[list[tuple[int, int, bool, FloatArray]]] = []
+        for plan in plans:
+            found: list[tuple[int, int, bool, FloatArray]] = []
+            for piece in plan.pieces:
+                offsets = piece.encoding_offsets()
+                for window, row in piece.windows:
+                    spans = plan.segments.get(row, ())
+                    if not spans:
+                        continue
+                    for (a, b, head), f in zip(
+                        spans, features(states[id(plan), row], spans), strict=True
+                    ):
+                        first, last = window.start + a - 1, window.start + b - 2
+                        start = piece.char_start + offsets[first][0]
+                        found.append((start, piece.char_start + offsets[last][1], head, f))
+            out.append(found)
+        return out
+
+    def _hidden(self, rows: list[IdArray]) -> list[FloatArray]:
+        """The encoder's last token states of each row (for `segment_features`)."""
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=len(rows))
+        out: list[FloatArray] = [np.zeros((0, 0), np.float32)] * len(rows)
+        order = np.argsort(lengths, kind="stable")
+        for chunk in _length_buckets(order, lengths, self.max_batch):
+            sizes = lengths[chunk]
+            ids = np.full((len(chunk), int(sizes.max())), self.tokenizer.pad_id, dtype=np.int64)
+            for r, i in enumerate(chunk):
+                ids[r, : sizes[r]] = rows[i]
+            mask = (np.arange(ids.shape[1]) < sizes[:, None]).astype(np.int64)
+            (hidden,) = self.session.run([HIDDEN_OUTPUT], {INPUTS[0]: ids, INPUTS[1]: mask})
+            for r, i in enumerate(chunk):
+                out[i] = hidden[r, : sizes[r]]
+        return out
+
     def close(self) -> None:
         """Fail queued calls and stop the worker thread; call from the event loop's thread."""
         self._batcher.close()
@@ -486,12 +560,17 @@ class SignalEngine:
         self._look_up(unplanned)
         # Each distinct row once, whichever requests of the batch need it.
         run: dict[bytes, IdArray] = {}
+        spans: dict[bytes, tuple[Span, ...]] = {}
         for work in works:
             assert work.plan is not None
             for i in work.step(self._step_tokens):
                 run.setdefault(work.keys[i], work.plan.rows[i])
+                if i in work.plan.segments:
+                    spans[work.keys[i]] = work.plan.segments[i]
         inference_start = time.time_ns()
-        forward = self._forward(list(run.values())) if run else None
+        forward = (
+            self._forward(list(run.values()), [spans.get(key, ()) for key in run]) if run else None
+        )
         timing = BatchTiming(
             len(works), len(run), tokenize_start, inference_start, inference_start, time.time_ns()
         )
@@ -526,7 +605,11 @@ class SignalEngine:
         wanted: dict[bytes, None] = {}
         for work in works:
             assert work.plan is not None
-            work.keys = [row_key(self._key_prefix, row) for row in work.plan.rows]
+            segments = work.plan.segments
+            work.keys = [
+                row_key(self._key_prefix, row, segments.get(i, ()))
+                for i, row in enumerate(work.plan.rows)
+            ]
             wanted.update(dict.fromkeys(work.keys))
         if self.row_cache is not None and wanted:
             hits = self.row_cache.get_many(list(wanted))
@@ -608,7 +691,27 @@ class SignalEngine:
             if len(rows) > 1:
                 views.add(m, message.ids, self._views(job.texts[m], message, 0, len(message)))
         attack_rows = self._attack_rows(views, rows, same)
-        return _Plan(rows, 0, pieces, attack_rows, sum(len(message) for message in encoded))
+        tokens = sum(len(message) for message in encoded)
+        return _Plan(rows, 0, pieces, attack_rows, tokens, self._segments(job, pieces))
+
+    def _segments(self, job: Job, pieces: list[_Piece]) -> dict[int, tuple[Span, ...]]:
+        """Per row, the segments of user and tool text it holds whole, for the segment head."""
+        if self.segment_head is None:
+            return {}
+        out: dict[int, tuple[Span, ...]] = {}
+        for piece in pieces:
+            if job.roles[piece.message] not in ROLES or not len(piece.encoded):
+                continue
+            offsets = piece.encoding_offsets()
+            text = job.texts[piece.message]
+            segments = char_segments(text[piece.char_start : piece.char_start + offsets[-1][1]])
+            if piece.char_start:  # a slice of the middle: its first line is not the request
+                segments = [(a, b, False) for a, b, _ in segments]
+            for window, row in piece.windows:
+                found = row_spans(segments, offsets, window.start, window.end)
+                if found:
+                    out[row] = found
+        return out
 
     def _views(
         self, text: str, tokens: EncodedText, start: int, end: int
@@ -681,7 +784,8 @@ class SignalEngine:
         rows[0] = self._sequence_row(job, views)
         total = sum(len(t) for t in job.texts)
         estimate = round(total * read_tokens / read_chars) if read_chars else 0
-        return _Plan(rows, 0, pieces, self._attack_rows(attack, rows, same), estimate)
+        attack_rows = self._attack_rows(attack, rows, same)
+        return _Plan(rows, 0, pieces, attack_rows, estimate, self._segments(job, pieces))
 
     def _sequence_row(self, job: Job, ids: list[IdArray]) -> IdArray:
         return sequence_window(
@@ -692,8 +796,11 @@ class SignalEngine:
             context_tokens=self.context_tokens,
         )
 
-    def _forward(self, rows: list[IdArray]) -> _Outputs:
+    def _forward(self, rows: list[IdArray], spans: Sequence[tuple[Span, ...]] = ()) -> _Outputs:
+        """The calibrated outputs of `rows`; the segment head scores `spans[i]` of row i."""
         n = len(rows)
+        head = self.segment_head if any(spans) else None
+        segment = np.full(n, np.nan, dtype=np.float32)
         lengths = np.fromiter((len(r) for r in rows), dtype=np.intp, count=n)
         order = np.argsort(lengths, kind="stable")
         domain = np.empty((n, len(self.spec.domain_labels)), dtype=np.float32)
@@ -707,7 +814,15 @@ class SignalEngine:
             for r, i in enumerate(chunk):
                 ids[r, : sizes[r]] = rows[i]
             mask = (np.arange(ids.shape[1]) < sizes[:, None]).astype(np.int64)
-            raw = self.session.run(self._outputs, {INPUTS[0]: ids, INPUTS[1]: mask})
+            # The token states only for a chunk with segments to score: they are big.
+            scored = [r for r, i in enumerate(chunk) if head is not None and spans[i]]
+            names = [*self._outputs, HIDDEN_OUTPUT] if scored else self._outputs
+            raw = self.session.run(names, {INPUTS[0]: ids, INPUTS[1]: mask})
+            if scored:
+                assert head is not None
+                hidden = raw.pop()
+                for r in scored:
+                    segment[chunk[r]] = head.row_score(hidden[r], spans[chunk[r]])
             # Calibrated at once: the cache, the windows and every threshold read these.
             out = calibration.apply(
                 dict(zip(self._outputs, raw, strict=True)), self.spec.temperatures
@@ -720,7 +835,7 @@ class SignalEngine:
             p = out["pii_probs"]
             for r, i in enumerate(chunk):
                 pii[i] = p[r, 1 : sizes[r] - 1]
-        return _Outputs(domain, attack, difficulty, pii, harmful)
+        return _Outputs(domain, attack, difficulty, pii, harmful, segment)
 
     def _signals(self, job: Job, plan: _Plan, outputs: _Outputs) -> Signals:
         row = plan.sequence_row
@@ -773,6 +888,12 @@ class SignalEngine:
                     self.spec.thresholds.prompt_attack,
                 ),
             )
+        if self.segment_head is not None and plan.segments and outputs.segment is not None:
+            found = outputs.segment[list(plan.segments)]
+            if np.isfinite(found).any():  # a planted instruction, on the attack head's scale
+                seg = float(np.nanmax(found))
+                threshold = self.segment_head.threshold
+                score = max(score, _rescale(seg, threshold, self.spec.thresholds.prompt_attack))
         return score
 
     def _model_pii(self, job: Job, plan: _Plan, outputs: _Outputs) -> list[list[PiiEntity]]:
@@ -869,13 +990,17 @@ def _length_buckets(order: IntArray, lengths: IntArray, max_batch: int) -> list[
     return buckets[::-1]
 
 
-def calibrated_fingerprint(model: bytes, spec: ModelSpec) -> bytes:
+def calibrated_fingerprint(
+    model: bytes, spec: ModelSpec, segment_head: SegmentHead | None = None
+) -> bytes:
     """The cache key's model part: the artifact's digest, the temperatures its rows are scaled
-    at and the rows' shape (with or without the harm score), so no cache, in process or shared,
-    serves rows calibrated or shaped for another model or `signals.json`."""
+    at, the rows' shape (with or without the harm score) and the segment head's weights, so no
+    cache, in process or shared, serves rows calibrated or shaped for another model or
+    `signals.json`."""
     digest = hashlib.sha256(model)
     digest.update(json.dumps(sorted(spec.temperatures.items())).encode())
     digest.update(b"harm" if spec.has_harm else b"no-harm")
+    digest.update(segment_head.digest() if segment_head is not None else b"no-segments")
     return digest.digest()
 
 

@@ -53,6 +53,12 @@ def harm_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model_dir(tmp_path_factory.mktemp("tiny_harm_model"), harm=True)
 
 
+@pytest.fixture(scope="session")
+def segments_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its token states and a segment head that fires on "ignore"."""
+    return build_model_dir(tmp_path_factory.mktemp("tiny_segments_model"), segments=True)
+
+
 @pytest.fixture
 def engine(model_dir: Path) -> Iterator[SignalEngine]:
     engine = SignalEngine.load(model_dir, force_cpu=True, intra_op_threads=1)

@@ -472,6 +472,27 @@ def export_fp32(model: SignalModel, tok, fp32_path) -> tuple[ExportWrapper, tupl
     return wrapper, sample
 
 
+def add_token_states(path) -> None:
+    """Give the graph at `path` a `token_states` output: the encoder's last hidden state, the one
+    the sentence heads pool (the first input of the pooling's `/model/Mul`), which the segment
+    head (`classifiers/segments.py`) pools over each line. Idempotent."""
+    import onnx
+
+    from classifiers.segments import HIDDEN_OUTPUT
+
+    graph = onnx.load(str(path))
+    if any(o.name == HIDDEN_OUTPUT for o in graph.graph.output):
+        return
+    (pool,) = [n for n in graph.graph.node if n.name == "/model/Mul"]
+    graph.graph.node.append(onnx.helper.make_node("Identity", [pool.input[0]], [HIDDEN_OUTPUT]))
+    graph.graph.output.append(
+        onnx.helper.make_tensor_value_info(
+            HIDDEN_OUTPUT, onnx.TensorProto.FLOAT, ["batch", "sequence", 384]
+        )
+    )
+    onnx.save(graph, str(path))
+
+
 def export_onnx(state: dict, tok, fp32_path, int8_path, layers: int | None = None) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -484,6 +505,7 @@ def export_onnx(state: dict, tok, fp32_path, int8_path, layers: int | None = Non
     onnx.checker.check_model(str(fp32_path))
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+    add_token_states(int8_path)
     from .infer import OnnxRunner
 
     check = {}

@@ -150,3 +150,11 @@ def test_threads_sharing_a_cache_keep_its_bounds_and_counts() -> None:
     stats = cache.stats
     assert stats.hits + stats.misses == 2 * rounds * threads
     assert stats.entries == 50 and stats.bytes == 50 * output().nbytes
+
+
+def test_a_rows_key_holds_the_segments_scored_in_it() -> None:
+    ids = np.array([2, 10, 11, 12, 3], dtype=np.int64)
+    lines = ((1, 2, True), (2, 4, False))
+    assert row_key(FINGERPRINT, ids, lines) != row_key(FINGERPRINT, ids)
+    assert row_key(FINGERPRINT, ids, lines) != row_key(FINGERPRINT, ids, ((1, 4, True),))
+    assert row_key(FINGERPRINT, ids, ()) == row_key(FINGERPRINT, ids)

@@ -30,6 +30,9 @@ def test_a_row_survives_its_bytes_exactly() -> None:
     assert back.harmful is None  # a model without the harm head
     harmful = RowOutput(row.domain, 0.5, 0.5, row.pii, 0.625)
     assert decode_row(encode_row(harmful)).harmful == 0.625
+    assert np.isnan(back.segment)  # no segment scored in the row
+    segment = RowOutput(row.domain, 0.5, 0.5, row.pii, None, 0.875)
+    assert decode_row(encode_row(segment)).segment == 0.875
 
 
 def test_a_row_written_before_the_harm_score_is_a_miss_not_a_crash(
@@ -37,14 +40,16 @@ def test_a_row_written_before_the_harm_score_is_a_miss_not_a_crash(
 ) -> None:
     domain = np.full(14, 0.5, dtype=np.float32)
     pii = np.zeros((3, 17), dtype=np.float32)
-    # The format before the harm score: no harm field in the header.
+    # The formats before the harm score (no harm field) and before the segment score.
     old = struct.pack("<HHHff", 14, 3, 17, 0.25, 0.75) + domain.tobytes() + pii.tobytes()
+    older = struct.pack("<HHHfff", 14, 3, 17, 0.25, 0.75, 0.5) + domain.tobytes() + pii.tobytes()
     cache = RedisRowCache(redis_server.url, ttl_s=60, timeout_s=5)
     try:
         with redis.Redis.from_url(redis_server.url) as writer:  # an older router's write
             writer.set(cache.prefix + b"k", old)
-        assert cache.get_many([b"k"]) == [None]
-        assert cache.stats.misses == 1 and cache.stats.errors == 0
+            writer.set(cache.prefix + b"j", older)
+        assert cache.get_many([b"k", b"j"]) == [None, None]
+        assert cache.stats.misses == 2 and cache.stats.errors == 0
     finally:
         cache.close()
 

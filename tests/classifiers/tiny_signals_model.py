@@ -19,6 +19,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
+from classifiers.segments import CONTEXT_FEATURES, HEAD_FILE, HIDDEN_OUTPUT, SegmentHead
+
 DOMAINS = [
     "biology", "business", "chemistry", "computer science", "economics", "engineering",
     "health", "history", "law", "math", "other", "philosophy", "physics", "psychology",
@@ -63,7 +65,9 @@ def build_tokenizer(path: Path) -> Tokenizer:
     return tokenizer
 
 
-def build_model(path: Path, vocab: dict[str, int], *, harm: bool = False) -> None:
+def build_model(
+    path: Path, vocab: dict[str, int], *, harm: bool = False, segments: bool = False
+) -> None:
     rng = np.random.default_rng(20240611)
     embedding = np.zeros((len(vocab), HIDDEN), dtype=np.float32)
     embedding[:, 0] = 1.0  # every token is O unless chosen below
@@ -135,6 +139,13 @@ def build_model(path: Path, vocab: dict[str, int], *, harm: bool = False) -> Non
         ]
         initializers.append(const("harm_embedding", harm_embedding))
         outputs.append(helper.make_tensor_value_info("harmful_prob", TensorProto.FLOAT, ["batch"]))
+    if segments:  # the token states the segment head pools: the tiny graph's embeddings
+        nodes.append(helper.make_node("Identity", ["emb"], [HIDDEN_OUTPUT]))
+        outputs.append(
+            helper.make_tensor_value_info(
+                HIDDEN_OUTPUT, TensorProto.FLOAT, ["batch", "seq", HIDDEN]
+            )
+        )
     graph = helper.make_graph(
         nodes,
         "tiny_signals",
@@ -151,16 +162,30 @@ def build_model(path: Path, vocab: dict[str, int], *, harm: bool = False) -> Non
     onnx.save(model, str(path))
 
 
-def build_model_dir(directory: Path, *, harm: bool = False, **spec: object) -> Path:
+def build_model_dir(
+    directory: Path, *, harm: bool = False, segments: bool = False, **spec: object
+) -> Path:
     """`directory` laid out like classifiers/models/, holding the tiny model (with the harm head
-    and `thresholds.harmful` 0.5 when `harm`); `spec` overrides fields of its signals.json."""
+    and `thresholds.harmful` 0.5 when `harm`; with its token states and a segment head that
+    fires on a segment holding "ignore" when `segments`); `spec` overrides fields of its
+    signals.json."""
     build_tokenizer(directory / "tokenizer.json")
-    build_model(directory / "signals.int8.onnx", tiny_vocab(), harm=harm)
+    build_model(directory / "signals.int8.onnx", tiny_vocab(), harm=harm, segments=segments)
+    if segments:
+        (directory / HEAD_FILE).write_text(json.dumps(segment_head_json()))
     if harm:
         thresholds = {"prompt_attack": 0.5, "pii_token": 0.5, "difficulty": 0.5, "harmful": 0.5}
         spec = {"thresholds": thresholds, **spec}
     (directory / "signals.json").write_text(json.dumps(spec_json(**spec)))
     return directory
+
+
+def segment_head_json() -> dict[str, object]:
+    """A segment head on the tiny states: "ignore" in a segment of about six tokens scores ~0.97,
+    a segment without it ~0.05."""
+    weights = np.zeros(HIDDEN + CONTEXT_FEATURES, dtype=np.float32)
+    weights[ATTACK_DIM] = 10.0
+    return SegmentHead(weights, -3.0, 0.5, "tiny-test-1+segments").to_json()
 
 
 def spec_json(**overrides: object) -> dict[str, object]:
