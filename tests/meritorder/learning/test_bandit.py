@@ -228,7 +228,7 @@ def test_a_drop_common_to_every_arm_keeps_the_best_arm_after_the_reset() -> None
     assert share(picks[-1000:], "c") >= 0.85  # still the best: 0.5 against 0.2 and 0.2
 
 
-# The relative model with the detector on its residuals (the settings of bench/learning_shift.py).
+# The relative model with the detector on its residuals (the opt-in bench/learning_shift.py chose).
 RELATIVE = {**GREEDY_FREE, "model": "relative", "level_step": 0.02, "detect": {"threshold": 8}}
 
 
