@@ -6,9 +6,11 @@ difficulty shift common to all arms), `twist` reorders them (the best model chan
 task). The prior is each model's mean accuracy over a separate set of "fit" tasks, worth
 `--weight` observations, as the shipped examples seed theirs from another source. Costs: one
 cheap model (0.1), five at 0.2, three at 0.9, so `within_epsilon` has a real trade. Besides the
-task streams (`tasks`), three plain ones: `steady` (one task for every row), `swap` (two tasks, the
+task streams (`tasks`), five plain ones: `steady` (one task for every row), `swap` (two tasks, the
 best model changes at a third of the stream), `drift` (the first task blends linearly into the
-second over the middle third).
+second over the middle third), `open` (a hard opening common to every model, every model near
+0.1-0.2 for 300 rows, then a fit task, then another) and `drop` (one task made 1.5 logits
+harder for every model at a third of the stream, the order kept, then another task as hard).
 
 For each configuration it prints, averaged over streams and seeds: accuracy minus the best
 single model's in hindsight (points), cost as a share of that model's, the share of explored
@@ -16,9 +18,13 @@ picks (over the whole stream, and over the last third of the `steady` stream), a
 stream. The decisions run through the real bandit and store arithmetic
 (`meritorder.learning.bandit.pick`, `meritorder.learning.store.observed`).
 
-    .venv/bin/python bench/learning_shift.py               # the grid, 6 seeds (about a minute)
-    .venv/bin/python bench/learning_shift.py --seeds 2 --configs baseline,chosen
+    .venv/bin/python bench/learning_shift.py --seeds 16 --configs h16-k30,rel-s0.02-h8-k30
+    .venv/bin/python bench/learning_shift.py --seeds 2 --configs baseline,chosen,relative
     .venv/bin/python bench/learning_shift.py --detector 16 0.05 --seeds 10   # the detector alone
+    .venv/bin/python bench/learning_shift.py --detector 8 0.05 --level-step 0.02 --seeds 10
+
+Without `--configs` it runs the whole grid (absolute and relative, over a hundred
+configurations: many minutes); name a few instead, about 20 s each at 16 seeds.
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from meritorder.learning.bandit import Candidate, detector, pick
+from meritorder.learning.bandit import Candidate, detector, pick, relative
 from meritorder.learning.config import LearnConfig
-from meritorder.learning.store import ContextEstimates, Detect, observed
+from meritorder.learning.store import ContextEstimates, Detect, Relative, observed
 
 COSTS = [0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9]
 MODELS = [Candidate(f"m{i}", c) for i, c in enumerate(COSTS)]
@@ -49,6 +55,9 @@ class World:
     skill: dict[str, float]
     twist: dict[tuple[str, int], float]
     ease: dict[int, float]
+
+    def skill_mean(self) -> float:
+        return sum(self.skill.values()) / len(self.skill)
 
     def rates(self, task: int) -> dict[str, float]:
         return {
@@ -84,6 +93,18 @@ def stream(kind: str, rng: random.Random) -> tuple[Rates, dict[str, float]]:
             return {m: (1 - x) * a[m] + x * b[m] for m in a}
 
         return drift, prior
+    if kind == "open":
+        # A hard opening common to every model (every model near 0.2, as a trivia task would
+        # open a replay), then a fit task, then another.
+        hard = World(w.skill, w.twist, {**w.ease, 0: -2.0 - w.skill_mean()})
+        return (lambda row: hard.rates(0) if row < 300 else w.rates(8 if row < 1200 else 1)), prior
+    if kind == "drop":
+        # A drop common to every model: the same task (the same order of models) made harder
+        # by 1.5 logits at a third of the stream, then a reorder with the drop kept.
+        hard = World(w.skill, w.twist, {t: e - 1.5 for t, e in w.ease.items()})
+        return (
+            lambda row: w.rates(0) if row < ROWS // 3 else hard.rates(0 if row < 1600 else 1)
+        ), prior
     # tasks: segments of 150-600 rows, a fit task first (the replay of the fit source's
     # held-out rows), then the other tasks in a random order, some of them twice.
     bounds: list[tuple[int, int]] = []
@@ -103,7 +124,7 @@ def stream(kind: str, rng: random.Random) -> tuple[Rates, dict[str, float]]:
 def replay(learn: LearnConfig, rates: Rates, seed: int) -> dict[str, Any]:
     rng, outcome = random.Random(seed), random.Random(seed + 1)
     ctx = ContextEstimates()
-    detect = detector(learn)
+    detect, rel = detector(learn), relative(learn)
     correct = cost = explored = resets = late_explored = 0.0
     single = {m.name: 0.0 for m in MODELS}
     costs = {m.name: m.cost for m in MODELS}
@@ -118,7 +139,7 @@ def replay(learn: LearnConfig, rates: Rates, seed: int) -> dict[str, Any]:
         cost += costs[chosen.model]
         explored += chosen.explored
         late_explored += chosen.explored and row >= 2 * ROWS // 3
-        ctx, fired = observed(ctx, chosen.model, reward, 0.0, learn.half_life, detect)
+        ctx, fired = observed(ctx, chosen.model, reward, 0.0, learn.half_life, detect, rel)
         ctx = replace(ctx, picks=ctx.picks + 1, explored=ctx.explored + int(chosen.explored))
         resets += fired
     best = max(single, key=lambda m: (single[m], -costs[m]))
@@ -141,22 +162,39 @@ CONFIGS: dict[str, dict[str, Any]] = {
         for k in (10, 30, 100)
     },
 }
-CONFIGS["chosen"] = CONFIGS["h16-k30"]
+# The relative model: a level step (the share of each error the level takes), with or without
+# a detector on the residuals.
+for step in (0.01, 0.02, 0.05, 0.1):
+    CONFIGS[f"rel-s{step:g}"] = {"model": "relative", "level_step": step}
+    for h in (4, 6, 8, 12, 16):
+        for k in (10, 30, 100):
+            CONFIGS[f"rel-s{step:g}-h{h:g}-k{k:g}"] = {
+                "model": "relative",
+                "level_step": step,
+                "detect": {"threshold": h, "drift": 0.05, "keep": k},
+            }
+CONFIGS["chosen"] = CONFIGS["h16-k30"]  # the examples' settings (absolute)
+# The relative model's best here, an opt-in: the examples stayed absolute (README).
+CONFIGS["relative"] = CONFIGS["rel-s0.02-h8-k30"]
 
 
-def detector_runs(threshold: float, drift: float, seeds: int) -> None:
-    """One arm, no prior: rows to a false alarm on a steady arm, rows to detect a drop."""
+def detector_runs(threshold: float, drift: float, seeds: int, step: float | None = None) -> None:
+    """One arm, no prior: rows to a false alarm on a steady arm, rows to detect a drop (under
+    the relative model with level step `step`, if given: the residual it watches)."""
     detect = Detect(threshold, drift, keep=30, weight=0)
+    rel = None if step is None else Relative(step, weight=0)
 
     def first(rates: Callable[[int], float], seed: int, rows: int) -> int:
         rng, ctx = random.Random(seed), ContextEstimates()
         for row in range(rows):
-            ctx, fired = observed(ctx, "a", float(rng.random() < rates(row)), 0.0, None, detect)
+            reward = float(rng.random() < rates(row))
+            ctx, fired = observed(ctx, "a", reward, 0.0, None, detect, rel)
             if fired:
                 return row
         return rows
 
-    print(f"threshold {threshold:g}, drift {drift:g}, {seeds} seeded runs each:")
+    model = "absolute" if step is None else f"relative, level step {step:g}"
+    print(f"threshold {threshold:g}, drift {drift:g} ({model}), {seeds} seeded runs each:")
     for p in (0.5, 0.7):
         runs = sorted(first(lambda _r, p=p: p, s, 40_000) for s in range(seeds))
         print(f"  steady at {p}: first false alarm after {runs} rows (40000: none)")
@@ -180,11 +218,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar=("THRESHOLD", "DRIFT"),
         help="instead: the detector alone (false alarms and delays over --seeds runs)",
     )
+    parser.add_argument(
+        "--level-step",
+        type=float,
+        help="with --detector: under the relative model with this level step",
+    )
     args = parser.parse_args(argv)
     if args.detector:
-        detector_runs(*args.detector, args.seeds)
+        threshold, drift = args.detector
+        detector_runs(threshold, drift, args.seeds, args.level_step)
         return
-    kinds = ["steady", "swap", "drift", "tasks", "tasks"]
+    kinds = ["steady", "swap", "drift", "open", "drop", "tasks", "tasks"]
     print(
         "| config | "
         + " | ".join(f"{k} points" for k in kinds[:-1])

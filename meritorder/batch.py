@@ -175,6 +175,8 @@ async def explain(router: Router, text: str, headers: Mapping[str, str], model: 
     if isinstance(decision, Routed) and decision.pick is not None:  # it learned: the estimates
         p = decision.pick
         out.append(f"learned ({p.context}): {p.why}")
+        if p.level is not None:  # the relative model: each mean is the level plus an offset
+            out.append(f"  level {p.level:.3f} (relative model: each mean is level + offset)")
         if p.resets:  # the change detector shrank this context's evidence
             out.append(
                 f"  reset {p.resets}x by the change detector, the last "

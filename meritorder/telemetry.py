@@ -331,6 +331,8 @@ def _annotate(span: Span, decision: Decision) -> None:
         span.set_attribute("meritorder.learn.table", json.dumps(pick.to_json()["table"]))
         span.set_attribute("meritorder.learn.resets", pick.resets)
         span.set_attribute("meritorder.learn.since_reset", pick.since_reset)
+        if pick.level is not None:  # the relative model's level
+            span.set_attribute("meritorder.learn.level", pick.level)
     if decision.tenant is not None:
         span.set_attribute("meritorder.tenant", decision.tenant)
     for note in decision.notes:

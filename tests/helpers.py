@@ -28,6 +28,8 @@ from classifiers.signals import PiiEntity
 from meritorder.budget import InMemoryBudgetStore, Window
 from meritorder.config import Api, RouterConfig
 from meritorder.endpoints import BY_API, parse
+from meritorder.learning.config import HalfLife
+from meritorder.learning.store import ContextEstimates, Detect, EstimatesStore, Relative, observed
 from meritorder.policy import (
     Block,
     Classified,
@@ -279,3 +281,43 @@ def both_routed(stack: Stack, names: tuple[str, ...] = ("router", "router-2")) -
     """Whether each router process has decided some request (Envoy balances ext_proc streams
     over them, so a test that needs both sends until this holds)."""
     return all(stack.log(name).count('"routed"') > 0 for name in names)
+
+
+# The relative model through an estimates store: a stream that moves the level and resets the
+# context (tests/meritorder/learning/test_store.py, test_redis.py).
+RELATIVE = Relative(step=0.2, weight=20, priors={"a": 0.8, "b": 0.5})
+
+
+async def feed_relative(store: EstimatesStore) -> list[bool]:
+    """A stream that moves the level and resets the context, on three arms, through `store`."""
+    detect = Detect(threshold=1.5, drift=0.05, keep=5, weight=20, priors=RELATIVE.priors)
+    fired = []
+    for row, reward in enumerate([1.0] * 20 + [0.0] * 6 + [1.0, 0.0] * 8):
+        model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
+        fired.append(
+            await store.observe("decision:r", model, reward, HalfLife(value=50), detect, RELATIVE)
+        )
+    await store.note_pick("decision:r", explored=False)
+    return fired
+
+
+def want_relative() -> ContextEstimates:
+    """What `feed_relative` leaves, by the pure arithmetic."""
+    want = ContextEstimates()
+    detect = Detect(threshold=1.5, drift=0.05, keep=5, weight=20, priors=RELATIVE.priors)
+    for row, reward in enumerate([1.0] * 20 + [0.0] * 6 + [1.0, 0.0] * 8):
+        model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
+        want, _ = observed(want, model, reward, 0.0, HalfLife(value=50), detect, RELATIVE)
+    return want
+
+
+def assert_same_estimates(got: ContextEstimates, want: ContextEstimates) -> None:
+    assert (got.clock, got.resets, got.reset_clock) == (want.clock, want.resets, want.reset_clock)
+    assert got.level == pytest.approx(want.level)
+    assert got.prior_scale == pytest.approx(want.prior_scale)
+    assert set(got.arms) == set(want.arms)
+    for model, arm in want.arms.items():
+        mine = got.arms[model]
+        assert (mine.wins, mine.losses) == (pytest.approx(arm.wins), pytest.approx(arm.losses))
+        assert (mine.up, mine.down) == (pytest.approx(arm.up), pytest.approx(arm.down))
+        assert mine.resid == pytest.approx(arm.resid)

@@ -1,13 +1,15 @@
 """Contextual Thompson sampling over (context, model): pure, deterministic given the rng.
 
-Each candidate's quality is a Beta posterior: the prior (its accuracy from an eval file, worth
-at most `prior.weight` observations, fading with the half-life like all evidence and shrunk by
-the change detector's resets, see store.py) plus the evidence of the context's rewards in
-[0, 1] (alpha += r, beta += 1 - r). One sample is
-drawn per candidate, and the objective reads the samples: `quality - cost_weight * cost /
-dearest cost`, or the cheapest candidate whose sampled quality is within `epsilon` of the best
-sample. The same rule read on posterior means is the greedy choice; a pick that differs from it
-is exploration, kept inside `explore: {min, max}` as a share of the context's picks.
+Under `model: absolute` (the default) each candidate's quality is a Beta posterior: the prior
+(its accuracy from an eval file, worth at most `prior.weight` observations, fading with the
+half-life like all evidence and shrunk by the change detector's resets, see store.py) plus the
+evidence of the context's rewards in [0, 1] (alpha += r, beta += 1 - r). Under `model:
+relative` the posterior's mean is instead the context's level plus the arm's offset (store.py),
+as sure as the same counts. One sample is drawn per candidate, and the objective reads the
+samples: `quality - cost_weight * cost / dearest cost`, or the cheapest candidate whose sampled
+quality is within `epsilon` of the best sample. The same rule read on posterior means is the
+greedy choice; a pick that differs from it is exploration, kept inside `explore: {min, max}` as
+a share of the context's picks.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from meritorder.learning import store
 from meritorder.learning.config import LearnConfig
-from meritorder.learning.store import ContextEstimates, posterior
+from meritorder.learning.store import ContextEstimates, posterior, relative_posterior
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Pick:
     table: tuple[Row, ...]
     resets: int = 0  # times the change detector reset this context
     since_reset: float = 0.0  # the context's observations since its last reset (or its start)
+    level: float | None = None  # the relative model's level (None: the absolute model)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class Pick:
             "greedy": self.greedy,
             "resets": self.resets,
             "since_reset": self.since_reset,
+            "level": None if self.level is None else round(self.level, 4),
             "table": [
                 {
                     "model": r.model,
@@ -92,6 +96,21 @@ def detector(learn: LearnConfig | None) -> store.Detect | None:
     return store.Detect(d.threshold, d.drift, d.keep, learn.prior.weight, learn.prior.means)
 
 
+def relative(learn: LearnConfig | None) -> store.Relative | None:
+    """What the stores need to keep `learn`'s level and offsets (None: the absolute model)."""
+    if learn is None or learn.model != "relative":
+        return None
+    return store.Relative(learn.level_step, learn.prior.weight, learn.prior.means)
+
+
+def level(learn: LearnConfig, estimates: ContextEstimates) -> float | None:
+    """The relative model's level in a context now (before any observation: the prior's mean
+    level); None under the absolute model."""
+    if learn.model != "relative":
+        return None
+    return store.prior_level(learn.prior.means) if estimates.level is None else estimates.level
+
+
 def pick(
     candidates: Sequence[Candidate],
     estimates: ContextEstimates,
@@ -107,12 +126,17 @@ def pick(
     samples: dict[str, float] = {}
     rows = []
     weight = prior_weight(learn, estimates)
+    now_level = level(learn, estimates)
+    level0 = store.prior_level(learn.prior.means)
     for c in candidates:
         arm = estimates.arms.get(c.name)
         if arm is not None:
             arm = arm.decayed(estimates.clock, estimates.now, learn.half_life)
         prior = learn.prior.means.get(c.name)
-        alpha, beta = posterior(arm, prior, weight)
+        if now_level is None:
+            alpha, beta = posterior(arm, prior, weight)
+        else:
+            alpha, beta = relative_posterior(arm, prior, weight, now_level, level0)
         means[c.name] = alpha / (alpha + beta)
         samples[c.name] = rng.betavariate(alpha, beta)
         count = arm.count if arm is not None else 0.0
@@ -134,7 +158,9 @@ def pick(
         explored = True
         why = f"explored: below the floor ({share:.0%} < {learn.explore.min:.0%})"
     since = estimates.clock - estimates.reset_clock
-    return Pick(context, chosen, why, explored, greedy, tuple(rows), estimates.resets, since)
+    return Pick(
+        context, chosen, why, explored, greedy, tuple(rows), estimates.resets, since, now_level
+    )
 
 
 def _best(

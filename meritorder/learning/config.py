@@ -91,7 +91,8 @@ class HalfLife(_Strict):
 
 class DetectConfig(_Strict):
     """Change detection: a two-sided CUSUM of each arm's prediction errors (reward minus the
-    posterior mean before it); past `threshold`, the context's evidence and prior are shrunk to
+    posterior mean before it; under the relative model, minus level + offset: the residual);
+    past `threshold`, the context's evidence and prior are shrunk to
     at most `keep` observations each, so exploration re-opens where the stream changed."""
 
     threshold: float = Field(
@@ -110,6 +111,13 @@ class DetectConfig(_Strict):
 
 class LearnConfig(_Strict):
     """A decision that learns which of its `route` candidates to pick (Thompson sampling)."""
+
+    # absolute: each arm's quality is the mean of its rewards. relative: the context keeps a
+    # level (the stream's current difficulty, learned from every arm's rewards) and each arm
+    # an offset against it, so a change common to every arm moves the level, not one arm.
+    model: Literal["absolute", "relative"] = "absolute"
+    # relative: the share of each prediction error (reward - level - offset) the level takes.
+    level_step: float = Field(default=0.02, gt=0, le=1)
 
     objective: Literal["quality_minus_cost", "within_epsilon"] = "within_epsilon"
     # lambda of `quality - lambda * cost`, cost divided by the dearest candidate's (so in [0, 1]).
@@ -132,6 +140,15 @@ class LearnConfig(_Strict):
         if isinstance(data, dict) and isinstance(data.get("half_life"), int | float):
             return {**data, "half_life": {"value": data["half_life"]}}
         return data
+
+    @model_validator(mode="after")
+    def _step_needs_relative(self) -> LearnConfig:
+        if "level_step" in self.model_fields_set and self.model != "relative":
+            raise ValueError(
+                "learn.level_step moves the relative model's level: add 'model: relative' "
+                "or remove level_step"
+            )
+        return self
 
 
 class LearningStoreConfig(_Strict):

@@ -2,9 +2,11 @@
 
 One hash per context (`<prefix>:<context>`): `clock`, `picks`, `explored`, and per model
 `<model>:w`, `<model>:l` (decayed wins and losses), `<model>:c`, `<model>:t` (clock and time of
-its last update). An observation is one Lua script (advance the clock, decay the arm to now, add
-the reward), so concurrent observations on any number of replicas are never lost, and the decay
-is the same arithmetic as `store.decay_factor`. Time is the caller's clock (`time.time()`).
+its last update), `<model>:u`, `<model>:d` (the detector's CUSUM sides), `<model>:r` (the
+relative model's residual evidence), and the context's `level`, `pscale`, `rclock` and
+`resets`. An observation is one Lua script (advance the clock, decay the arm to now, add the
+reward, move the level), so concurrent observations on any number of replicas are never lost,
+and the arithmetic is `store.observed`'s. Time is the caller's clock (`time.time()`).
 
 When Redis cannot be reached, a call uses the local fallback store (counted in
 `meritorder_learning_store_fallbacks_total`), or raises when there is none (`on_unavailable: fail`).
@@ -27,13 +29,15 @@ from meritorder.learning.store import (
     ContextEstimates,
     Detect,
     EstimatesStore,
+    Relative,
     check_reward,
 )
 from meritorder.redis_store import RedisStore
 
 # KEYS[1]: the context's hash; ARGV: model, reward, half-life value (0: none), unit, now, and
 # the detector's threshold (0: no detection), drift, keep, prior weight, the model's prior mean
-# ('': none). `store.observed` in Lua: decay, observe, CUSUM, and a reset of the whole context.
+# ('': none), the relative model's level step (0: the absolute model) and the prior's mean
+# level. `store.observed` in Lua: decay, observe, the level, CUSUM, and a reset of the context.
 _OBSERVE = """
 local key = KEYS[1]
 local prev = tonumber(redis.call('HGET', key, 'clock') or '0')
@@ -42,6 +46,7 @@ local m, reward, unit = ARGV[1], tonumber(ARGV[2]), ARGV[4]
 local hl, now = tonumber(ARGV[3]), tonumber(ARGV[5])
 local threshold, drift, keep = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local weight, prior = tonumber(ARGV[9]), tonumber(ARGV[10])
+local step, level0 = tonumber(ARGV[11]), tonumber(ARGV[12])
 local function num(field, default)
   return tonumber(redis.call('HGET', key, field) or default)
 end
@@ -60,21 +65,44 @@ local function prior_weight(at_clock)
 end
 local f = factor(num(m .. ':c', tostring(clock)), num(m .. ':t', tostring(now)))
 local w, l = num(m .. ':w', '0') * f, num(m .. ':l', '0') * f
+local r = num(m .. ':r', '0') * f
 local up, down = num(m .. ':u', '0'), num(m .. ':d', '0')
-local fired = 0
-if threshold > 0 then
+local level = tonumber(redis.call('HGET', key, 'level') or '')
+local predicted = 0.0
+if step > 0 then
+  if not level then level = level0 end
+  local total, count = 0.0, 0.0
+  if prior then
+    local pw = prior_weight(prev)
+    total, count = (prior - level0) * pw, pw
+  end
+  total, count = total + r, count + w + l
+  local off = 0.0
+  if count > 0 then off = total / count end
+  predicted = level + off
+  r = r + reward - level
+elseif threshold > 0 then
   local alpha, beta = 1.0 + w, 1.0 + l
   if prior then
     local pw = prior_weight(prev)
     alpha, beta = alpha + prior * pw, beta + (1 - prior) * pw
   end
-  local err = reward - alpha / (alpha + beta)
+  predicted = alpha / (alpha + beta)
+end
+local err = reward - predicted
+if step > 0 then
+  level = level + step * err
+  redis.call('HSET', key, 'level', fmt(level))
+end
+local fired = 0
+if threshold > 0 then
   up = math.max(0, up + err - drift)
   down = math.max(0, down - err - drift)
   if up > threshold or down > threshold then fired = 1 end
 end
 redis.call('HSET', key, m .. ':w', fmt(w + reward), m .. ':l', fmt(l + 1 - reward),
-  m .. ':c', tostring(clock), m .. ':t', fmt(now), m .. ':u', fmt(up), m .. ':d', fmt(down))
+  m .. ':c', tostring(clock), m .. ':t', fmt(now), m .. ':u', fmt(up), m .. ':d', fmt(down),
+  m .. ':r', fmt(r))
 if fired == 1 then
   local pw = prior_weight(clock)
   local scale = num('pscale', '1')
@@ -85,10 +113,12 @@ if fired == 1 then
     if name then
       local g = factor(num(name .. ':c', '0'), num(name .. ':t', '0'))
       local aw, al = num(name .. ':w', '0') * g, num(name .. ':l', '0') * g
+      local ar = num(name .. ':r', '0') * g
       local shrink = 1.0
       if aw + al > 0 then shrink = math.min(1, keep / (aw + al)) end
       redis.call('HSET', key, name .. ':w', fmt(aw * shrink), name .. ':l', fmt(al * shrink),
-        name .. ':c', tostring(clock), name .. ':t', fmt(now), name .. ':u', '0', name .. ':d', '0')
+        name .. ':c', tostring(clock), name .. ':t', fmt(now), name .. ':u', '0', name .. ':d', '0',
+        name .. ':r', fmt(ar * shrink))
     end
   end
   redis.call('HSET', key, 'pscale', fmt(scale), 'rclock', tostring(clock))
@@ -135,9 +165,12 @@ class RedisEstimates(RedisStore[EstimatesStore]):
         reward: float,
         half_life: HalfLife | None,
         detect: Detect | None = None,
+        relative: Relative | None = None,
     ) -> bool:
         reward = check_reward(reward)
-        prior = detect.priors.get(model) if detect is not None else None
+        # The prior as either needs it (both read it from the same `learn.prior`).
+        seed = detect or relative
+        prior = seed.priors.get(model) if seed is not None else None
         args = [
             model,
             repr(reward),
@@ -147,8 +180,10 @@ class RedisEstimates(RedisStore[EstimatesStore]):
             repr(detect.threshold) if detect else "0",
             repr(detect.drift) if detect else "0",
             repr(detect.keep) if detect else "0",
-            repr(detect.weight) if detect else "0",
+            repr(seed.weight) if seed else "0",
             "" if prior is None else repr(prior),
+            repr(relative.step) if relative else "0",
+            repr(relative.prior_level) if relative else "0.5",
         ]
 
         async def shared() -> bool:
@@ -157,7 +192,7 @@ class RedisEstimates(RedisStore[EstimatesStore]):
         return await self._guard(
             "observe",
             shared,
-            lambda local: local.observe(context, model, reward, half_life, detect),
+            lambda local: local.observe(context, model, reward, half_life, detect, relative),
         )
 
     async def note_pick(self, context: str, explored: bool) -> None:
@@ -183,7 +218,7 @@ def _parse(fields: dict[bytes, bytes], now: float) -> ContextEstimates:
     arms: dict[str, dict[str, float]] = {}
     for key, value in values.items():
         model, sep, part = key.rpartition(":")
-        if sep and part in ("w", "l", "c", "t", "u", "d"):
+        if sep and part in ("w", "l", "c", "t", "u", "d", "r"):
             arms.setdefault(model, {})[part] = float(value)
     return ContextEstimates(
         clock=float(values.get("clock", 0.0)),
@@ -195,6 +230,7 @@ def _parse(fields: dict[bytes, bytes], now: float) -> ContextEstimates:
                 a.get("t", now),
                 a.get("u", 0.0),
                 a.get("d", 0.0),
+                a.get("r", 0.0),
             )
             for m, a in arms.items()
         },
@@ -204,4 +240,5 @@ def _parse(fields: dict[bytes, bytes], now: float) -> ContextEstimates:
         prior_scale=float(values.get("pscale", 1.0)),
         resets=int(values.get("resets", 0)),
         reset_clock=float(values.get("rclock", 0.0)),
+        level=float(values["level"]) if "level" in values else None,
     )

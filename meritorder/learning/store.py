@@ -8,11 +8,22 @@ evidence that is one half-life old counts half. The prior is not stored; the ban
 (scaled by the context's `prior_scale`, which a reset lowers).
 
 Change detection (`learn.detect`, the pure `observed` below): each arm carries a two-sided
-CUSUM of its prediction errors (reward minus the posterior mean it had before the reward). When
+CUSUM of its prediction errors (reward minus the prediction it had before the reward). When
 either side passes the threshold, the context is reset: every arm's evidence, and the prior,
 is shrunk to at most `keep` observations (means kept), so that every arm is open to doubt
 again, not only the one that saw the change (a change of the stream's difficulty moves every
 arm at once). Between changes evidence accumulates, so exploration shrinks.
+
+The relative model (`learn.model: relative`): the context also keeps a `level`, the stream's
+current difficulty, and each arm `resid`, the sum of its rewards less the level at the time of
+each (decayed like its counts). An arm's quality is the level plus its offset, `resid / count`,
+with the prior's mean against the prior's mean level as `weight` observations of offset. Each
+observation's error (reward - level - offset) moves the level by `step` and is what the
+detector watches, so a change common to every arm, which shows on whichever arm is played,
+moves every arm's estimate at once instead of leaving the others at the levels of older rows.
+Offsets are relative and only their differences matter: the level absorbs the mean. When one
+arm is played for long, only level + its offset is seen, and the prior's offsets (not its
+levels, as under the absolute model) are what rank the arms that are not played.
 """
 
 from __future__ import annotations
@@ -42,11 +53,16 @@ class Arm:
     # mean, less the drift allowance); not evidence, so they do not decay.
     up: float = 0.0
     down: float = 0.0
+    # The relative model's evidence: the sum of (reward - the context's level at the time),
+    # decayed like wins and losses; `resid / count` is the arm's offset from the level.
+    resid: float = 0.0
 
     def decayed(self, now_clock: float, now: float, half_life: HalfLife | None) -> Arm:
         """This evidence as it counts at (`now_clock`, `now`)."""
-        factor = decay_factor(self, now_clock, now, half_life)
-        return Arm(self.wins * factor, self.losses * factor, now_clock, now, self.up, self.down)
+        f = decay_factor(self, now_clock, now, half_life)
+        return Arm(
+            self.wins * f, self.losses * f, now_clock, now, self.up, self.down, self.resid * f
+        )
 
     @property
     def count(self) -> float:
@@ -72,6 +88,9 @@ class ContextEstimates:
     prior_scale: float = 1.0  # what is left of the prior's weight after resets
     resets: int = 0  # times the change detector reset this context
     reset_clock: float = 0.0  # the clock at the last reset
+    # The relative model's level: the stream's current difficulty in this context (None: no
+    # observation yet, the prior's mean level stands).
+    level: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,46 @@ class Detect:
     keep: float
     weight: float  # the prior's configured weight (`learn.prior.weight`)
     priors: Mapping[str, float] = field(default_factory=dict)  # prior mean per model
+
+
+@dataclass(frozen=True)
+class Relative:
+    """What an observation needs under `learn.model: relative`: the level's step and the prior
+    (whose means seed the offsets against their own mean level)."""
+
+    step: float
+    weight: float  # the prior's configured weight (`learn.prior.weight`)
+    priors: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def prior_level(self) -> float:
+        return prior_level(self.priors)
+
+
+def prior_level(priors: Mapping[str, float]) -> float:
+    """The level the prior's means were measured at: their mean (0.5 without a prior)."""
+    return sum(priors.values()) / len(priors) if priors else 0.5
+
+
+def offset(arm: Arm | None, prior: float | None, weight: float, level0: float) -> float:
+    """An arm's quality relative to the level: its residuals, and the prior's mean against the
+    prior's mean level `level0` worth `weight` observations (0 with neither)."""
+    total, count = 0.0, 0.0
+    if prior is not None:
+        total, count = (prior - level0) * weight, weight
+    if arm is not None:
+        total, count = total + arm.resid, count + arm.count
+    return total / count if count > 0 else 0.0
+
+
+def relative_posterior(
+    arm: Arm | None, prior: float | None, weight: float, level: float, level0: float
+) -> tuple[float, float]:
+    """Beta(alpha, beta) of one arm under the relative model: mean level + offset (clipped into
+    (0, 1)), as sure as the arm's evidence and prior weight, over a uniform Beta(1, 1)."""
+    count = (arm.count if arm is not None else 0.0) + (weight if prior is not None else 0.0)
+    quality = min(1.0, max(0.0, level + offset(arm, prior, weight, level0)))
+    return 1.0 + quality * count, 1.0 + (1.0 - quality) * count
 
 
 class EstimatesStore(Protocol):
@@ -98,6 +157,7 @@ class EstimatesStore(Protocol):
         reward: float,
         half_life: HalfLife | None,
         detect: Detect | None = None,
+        relative: Relative | None = None,
     ) -> bool: ...
 
     async def note_pick(self, context: str, explored: bool) -> None: ...
@@ -139,42 +199,76 @@ def observed(
     now: float,
     half_life: HalfLife | None,
     detect: Detect | None,
+    relative: Relative | None = None,
 ) -> tuple[ContextEstimates, bool]:
     """`ctx` after one observation of `model`'s `reward`, and whether it reset the context.
 
-    The arithmetic every store runs (Redis in Lua, mirrored line for line)."""
+    The arithmetic every store runs (Redis in Lua, mirrored line for line). Under the relative
+    model the prediction is the level plus the arm's offset; the error moves the level by
+    `step` (a change common to every arm shows on whichever arm is played, so the level, not
+    that arm, takes it), the arm's offset evidence takes `reward - level`, and the detector
+    watches the same error (the residual)."""
     clock = ctx.clock + 1
     arms = dict(ctx.arms)
     # The arm's evidence as it counts now, before this reward; then with it.
     before = arms.get(model, Arm(clock=clock, at=now)).decayed(clock, now, half_life)
-    arm = Arm(
-        before.wins + reward, before.losses + (1.0 - reward), clock, now, before.up, before.down
-    )
-    fired = False
-    if detect is not None:
-        # The error of the prediction made before this reward: the arm's posterior mean.
+    level = ctx.level
+    if relative is not None:
+        level = relative.prior_level if level is None else level
+        weight = prior_weight(relative.weight, ctx.clock, half_life, ctx.prior_scale)
+        prediction = level + offset(
+            before, relative.priors.get(model), weight, relative.prior_level
+        )
+        resid = before.resid + reward - level
+    elif detect is not None:
         weight = prior_weight(detect.weight, ctx.clock, half_life, ctx.prior_scale)
         alpha, beta = posterior(before, detect.priors.get(model), weight)
-        error = reward - alpha / (alpha + beta)
+        prediction, resid = alpha / (alpha + beta), before.resid
+    else:
+        prediction, resid = 0.0, before.resid
+    # The error of the prediction made before this reward.
+    error = reward - prediction
+    arm = Arm(
+        before.wins + reward,
+        before.losses + (1.0 - reward),
+        clock,
+        now,
+        before.up,
+        before.down,
+        resid,
+    )
+    if relative is not None:
+        assert level is not None
+        level += relative.step * error
+    fired = False
+    if detect is not None:
         up = max(0.0, arm.up + error - detect.drift)
         down = max(0.0, arm.down - error - detect.drift)
         fired = max(up, down) > detect.threshold
-        arm = Arm(arm.wins, arm.losses, clock, now, up, down)
+        arm = replace(arm, up=up, down=down)
     arms[model] = arm
     if not fired:
-        return replace(ctx, clock=clock, arms=arms), False
+        return replace(ctx, clock=clock, arms=arms, level=level), False
     assert detect is not None
     # Reset: the whole context, so that a change of the stream moves no single arm alone.
     keep = detect.keep
     for name, old in arms.items():
         old = old.decayed(clock, now, half_life)
         shrink = min(1.0, keep / old.count) if old.count > 0 else 1.0
-        arms[name] = Arm(old.wins * shrink, old.losses * shrink, clock, now)
+        arms[name] = Arm(
+            old.wins * shrink, old.losses * shrink, clock, now, resid=old.resid * shrink
+        )
     weight = prior_weight(detect.weight, clock, half_life, ctx.prior_scale)
     scale = ctx.prior_scale * (min(1.0, keep / weight) if weight > 0 else 1.0)
     return (
         replace(
-            ctx, clock=clock, arms=arms, prior_scale=scale, resets=ctx.resets + 1, reset_clock=clock
+            ctx,
+            clock=clock,
+            arms=arms,
+            prior_scale=scale,
+            resets=ctx.resets + 1,
+            reset_clock=clock,
+            level=level,
         ),
         True,
     )
@@ -205,12 +299,15 @@ class InMemoryEstimates:
         reward: float,
         half_life: HalfLife | None,
         detect: Detect | None = None,
+        relative: Relative | None = None,
     ) -> bool:
         reward = check_reward(reward)
         now = time.time()
         with self._lock:
             ctx = self._contexts.get(context, ContextEstimates())
-            self._contexts[context], fired = observed(ctx, model, reward, now, half_life, detect)
+            self._contexts[context], fired = observed(
+                ctx, model, reward, now, half_life, detect, relative
+            )
         return fired
 
     async def note_pick(self, context: str, explored: bool) -> None:
@@ -237,17 +334,23 @@ CREATE TABLE IF NOT EXISTS arms (
   clock REAL NOT NULL, at REAL NOT NULL, PRIMARY KEY (context, model)
 );
 """
-# Columns added with change detection: a file written before them gains them on open.
+# Columns added with change detection and the relative model: a file written before them gains
+# them on open (a NULL level: none learned yet, as in a new context).
 _ADDED = {
     "contexts": {
         "prior_scale": "REAL NOT NULL DEFAULT 1",
         "resets": "INTEGER NOT NULL DEFAULT 0",
         "reset_clock": "REAL NOT NULL DEFAULT 0",
+        "level": "REAL",
     },
-    "arms": {"up": "REAL NOT NULL DEFAULT 0", "down": "REAL NOT NULL DEFAULT 0"},
+    "arms": {
+        "up": "REAL NOT NULL DEFAULT 0",
+        "down": "REAL NOT NULL DEFAULT 0",
+        "resid": "REAL NOT NULL DEFAULT 0",
+    },
 }
-_CONTEXT = "SELECT clock, picks, explored, prior_scale, resets, reset_clock FROM contexts"
-_ARMS = "SELECT model, wins, losses, clock, at, up, down FROM arms WHERE context = ?"
+_CONTEXT = "SELECT clock, picks, explored, prior_scale, resets, reset_clock, level FROM contexts"
+_ARMS = "SELECT model, wins, losses, clock, at, up, down, resid FROM arms WHERE context = ?"
 
 
 class SqliteEstimates:
@@ -284,8 +387,10 @@ class SqliteEstimates:
         arms = {m: Arm(*values) for m, *values in self._db.execute(_ARMS, (context,))}
         if row is None:
             return ContextEstimates(arms=arms, now=now)
-        clock, picks, explored, scale, resets, reset_clock = row
-        return ContextEstimates(clock, arms, picks, explored, now, scale, resets, reset_clock)
+        clock, picks, explored, scale, resets, reset_clock, level = row
+        return ContextEstimates(
+            clock, arms, picks, explored, now, scale, resets, reset_clock, level
+        )
 
     async def observe(
         self,
@@ -294,9 +399,12 @@ class SqliteEstimates:
         reward: float,
         half_life: HalfLife | None,
         detect: Detect | None = None,
+        relative: Relative | None = None,
     ) -> bool:
         reward = check_reward(reward)
-        return await asyncio.to_thread(self._observe, context, model, reward, half_life, detect)
+        return await asyncio.to_thread(
+            self._observe, context, model, reward, half_life, detect, relative
+        )
 
     def _observe(
         self,
@@ -305,6 +413,7 @@ class SqliteEstimates:
         reward: float,
         half_life: HalfLife | None,
         detect: Detect | None,
+        relative: Relative | None,
     ) -> bool:
         now = time.time()
         with self._lock:
@@ -312,22 +421,33 @@ class SqliteEstimates:
             db.execute("BEGIN IMMEDIATE")
             try:
                 ctx, fired = observed(
-                    self._context(context, now), model, reward, now, half_life, detect
+                    self._context(context, now), model, reward, now, half_life, detect, relative
                 )
                 db.execute(
                     "INSERT INTO contexts (context, clock, picks, explored, prior_scale, resets, "
-                    "reset_clock) VALUES (?, ?, 0, 0, ?, ?, ?) ON CONFLICT(context) "
+                    "reset_clock, level) VALUES (?, ?, 0, 0, ?, ?, ?, ?) ON CONFLICT(context) "
                     "DO UPDATE SET clock = excluded.clock, prior_scale = excluded.prior_scale, "
-                    "resets = excluded.resets, reset_clock = excluded.reset_clock",
-                    (context, ctx.clock, ctx.prior_scale, ctx.resets, ctx.reset_clock),
+                    "resets = excluded.resets, reset_clock = excluded.reset_clock, "
+                    "level = excluded.level",
+                    (context, ctx.clock, ctx.prior_scale, ctx.resets, ctx.reset_clock, ctx.level),
                 )
                 # A reset rewrote every arm of the context; otherwise only this one changed.
                 for name in ctx.arms if fired else [model]:
                     arm = ctx.arms[name]
                     db.execute(
                         "INSERT OR REPLACE INTO arms (context, model, wins, losses, clock, at, up, "
-                        "down) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (context, name, arm.wins, arm.losses, arm.clock, arm.at, arm.up, arm.down),
+                        "down, resid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            context,
+                            name,
+                            arm.wins,
+                            arm.losses,
+                            arm.clock,
+                            arm.at,
+                            arm.up,
+                            arm.down,
+                            arm.resid,
+                        ),
                     )
                 db.execute("COMMIT")
             except BaseException:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from meritorder.learning.bandit import Candidate, Pick, detector, pick, prior_weight
+from meritorder.learning.bandit import Candidate, Pick, detector, pick, prior_weight, relative
 from meritorder.learning.config import LearnConfig
 from meritorder.learning.store import Arm, ContextEstimates, observed
 
@@ -32,7 +32,9 @@ def run(
         chosen = pick(candidates, ctx, learn, rng, "ctx")
         picks.append(chosen)
         reward = float(world.random() < truth(step, chosen.model))
-        ctx, _ = observed(ctx, chosen.model, reward, 0.0, learn.half_life, detector(learn))
+        ctx, _ = observed(
+            ctx, chosen.model, reward, 0.0, learn.half_life, detector(learn), relative(learn)
+        )
         ctx = replace(ctx, picks=ctx.picks + 1, explored=ctx.explored + int(chosen.explored))
     return picks
 
@@ -224,3 +226,42 @@ def test_a_drop_common_to_every_arm_keeps_the_best_arm_after_the_reset() -> None
     assert any(p.resets for p in picks[1500:1700])
     assert share(picks[1000:1500], "c") >= 0.9
     assert share(picks[-1000:], "c") >= 0.85  # still the best: 0.5 against 0.2 and 0.2
+
+
+# The relative model with the detector on its residuals (the opt-in bench/learning_shift.py chose).
+RELATIVE = {**GREEDY_FREE, "model": "relative", "level_step": 0.02, "detect": {"threshold": 8}}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_under_the_relative_model_a_drop_common_to_all_arms_moves_the_level_not_the_greedy_arm(
+    seed: int,
+) -> None:
+    # Every arm loses 0.3 at row 1500. c, the best, is the one being played, so only c shows
+    # the drop; the level takes it, and every arm's mean falls with it, a's too, though a is
+    # hardly played: the ranking, and so the greedy arm, stays.
+    def harder(step: int, model: str) -> float:
+        before = {"a": 0.5, "b": 0.6, "c": 0.9}
+        return before[model] - (0.3 if step >= 1500 else 0.0)
+
+    picks = run(LearnConfig(**RELATIVE), THREE, harder, steps=3000, seed=seed)
+    assert all(p.greedy == "c" for p in picks[1000:])
+    at, after = picks[1499], picks[1700]
+    assert at.level is not None and after.level is not None
+    assert after.level < at.level - 0.12
+    mean_a = {p: next(r.mean for r in p.table if r.model == "a") for p in (at, after)}
+    assert sum(p.model == "a" for p in picks[1500:1700]) < 10
+    assert mean_a[after] < mean_a[at] - 0.08
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_relative_model_picks_up_a_reorder_after_a_shift_within_200_rows(seed: int) -> None:
+    # a drops from 0.8 to 0.3 and b rises from 0.5 to 0.6: a drop and a reorder at once. The
+    # level first takes a's drop (as if common); b's explored rewards then beat its prediction,
+    # the detector fires, and the reset opens the ranking.
+    def reordered(step: int, model: str) -> float:
+        return ({"a": 0.8, "b": 0.5} if step < 1500 else {"a": 0.3, "b": 0.6})[model]
+
+    picks = run(LearnConfig(**RELATIVE), THREE[:2], reordered, steps=3000, seed=seed)
+    assert share(picks[1000:1500], "a") >= 0.95
+    assert any(p.resets > picks[1499].resets for p in picks[1500:1700])
+    assert share(picks[1700:], "b") >= 0.95

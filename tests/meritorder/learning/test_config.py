@@ -44,6 +44,15 @@ def test_a_valid_learning_policy_loads_with_its_store() -> None:
         ("{epsilon: 2}", r"decisions\[0\]\.learn\.epsilon"),
         ("{detect: {threshold: 0}}", r"decisions\[0\]\.learn\.detect\.threshold: .*greater than 0"),
         ("{detect: {drift: 1.5}}", r"decisions\[0\]\.learn\.detect\.drift: .*less than 1"),
+        ("{model: hierarchical}", r"decisions\[0\]\.learn\.model: .*'absolute' or 'relative'"),
+        (
+            "{level_step: 0.1}",
+            r"learn.level_step moves the relative model's level: add 'model: relative'",
+        ),
+        (
+            "{model: relative, level_step: 0}",
+            r"decisions\[0\]\.learn\.level_step: .*greater than 0",
+        ),
         (
             "{detect: {window: 50}}",
             r"detect\.window: unknown field; allowed fields: threshold, drift, keep",
@@ -60,6 +69,12 @@ def test_detection_is_off_unless_asked_and_its_defaults_are_the_shipped_ones() -
     detect = parse_config(policy("{detect: {}}")).decisions[0].learn.detect  # type: ignore[union-attr]
     assert detect is not None
     assert (detect.threshold, detect.drift, detect.keep) == (16, 0.05, 30)
+
+
+def test_the_model_is_absolute_unless_asked_and_relative_takes_its_step() -> None:
+    assert LearnConfig().model == "absolute"
+    learn = parse_config(policy("{model: relative, level_step: 0.02}")).decisions[0].learn
+    assert learn is not None and (learn.model, learn.level_step) == ("relative", 0.02)
 
 
 def test_a_bad_store_names_the_choices() -> None:

@@ -12,7 +12,7 @@ from meritorder import telemetry
 from meritorder.learning.config import HalfLife
 from meritorder.learning.redis import RedisEstimates
 from meritorder.learning.store import Detect, InMemoryEstimates
-from tests.helpers import RedisServer
+from tests.helpers import RedisServer, assert_same_estimates, feed_relative
 
 
 async def test_redis_estimates_match_the_in_memory_arithmetic(redis_server: RedisServer) -> None:
@@ -56,6 +56,20 @@ async def test_redis_runs_the_change_detector_and_its_reset_like_the_local_store
         assert (mine.wins, mine.losses) == (pytest.approx(arm.wins), pytest.approx(arm.losses))
         assert (mine.up, mine.down) == (pytest.approx(arm.up), pytest.approx(arm.down))
         assert mine.clock == arm.clock
+    await shared.close()
+
+
+async def test_redis_keeps_the_relative_models_level_and_offsets_like_the_local_stores(
+    redis_server: RedisServer,
+) -> None:
+    shared, local = RedisEstimates(redis_server.url, timeout_s=5), InMemoryEstimates()
+    fired = {"shared": await feed_relative(shared), "local": await feed_relative(local)}
+    assert fired["shared"] == fired["local"] and sum(fired["shared"]) >= 1
+    got = (await shared.read(["decision:r"]))["decision:r"]
+    want = (await local.read(["decision:r"]))["decision:r"]
+    assert got.level is not None and want.level is not None
+    assert_same_estimates(got, want)
+    assert (await shared.read(["decision:new"]))["decision:new"].level is None
     await shared.close()
 
 

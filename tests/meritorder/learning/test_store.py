@@ -1,5 +1,6 @@
-"""The in-process and SQLite estimate stores: the same arithmetic, SQLite survives a restart, and
-the change detector fires on a shift and not on a steady stream (seeded Bernoulli streams)."""
+"""The in-process and SQLite estimate stores: the same arithmetic, SQLite survives a restart, the
+change detector fires on a shift and not on a steady stream (seeded Bernoulli streams), and the
+relative model's level and offsets are kept like the rest."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from meritorder.learning.store import (
     Detect,
     EstimatesStore,
     InMemoryEstimates,
+    Relative,
     SqliteEstimates,
     observed,
+    offset,
     open_store,
 )
+from tests.helpers import RELATIVE, assert_same_estimates, feed_relative, want_relative
 
 
 async def feed(store: EstimatesStore, half_life: HalfLife | None = None) -> None:
@@ -232,4 +236,95 @@ async def test_a_sqlite_file_from_before_detection_opens_and_keeps_its_estimates
     assert ctx.arms["a"] == Arm(4, 3, 7, 0)
     assert not await store.observe("c", "a", 1.0, None, DETECT)
     assert (await store.read(["c"]))["c"].arms["a"].wins == 5
+    await store.close()
+
+
+def test_the_relative_level_takes_a_step_of_each_error_and_the_arm_the_reward_less_the_level() -> (
+    None
+):
+    # Prior means 0.8 and 0.4: the prior's mean level 0.6, a's offset +0.2 worth 10 observations.
+    relative = Relative(step=0.1, weight=10, priors={"a": 0.8, "b": 0.4})
+    ctx, fired = observed(ContextEstimates(), "a", 0.0, 0.0, None, None, relative)
+    assert not fired
+    # Predicted 0.6 + 0.2 = 0.8, got 0: the level takes a tenth of the error, the arm the rest.
+    assert ctx.level == pytest.approx(0.6 - 0.1 * 0.8)
+    assert ctx.arms["a"].resid == pytest.approx(0.0 - 0.6)
+    assert offset(ctx.arms["a"], 0.8, 10, 0.6) == pytest.approx((0.2 * 10 - 0.6) / 11)
+    ctx, _ = observed(ctx, "b", 1.0, 0.0, None, None, relative)
+    assert ctx.arms["b"].resid == pytest.approx(1.0 - 0.52)  # against the level at the time
+    assert ctx.level == pytest.approx(0.52 + 0.1 * (1.0 - (0.52 - 0.2)))
+    # Without the relative model the level is never touched.
+    plain, _ = observed(ContextEstimates(), "a", 0.0, 0.0, None, None)
+    assert plain.level is None and plain.arms["a"].resid == 0.0
+
+
+def test_under_the_relative_model_the_detector_watches_the_residual() -> None:
+    # One arm, steady at 0.8 and then steady at 0.4: the level follows the drop in a few dozen
+    # rows, so the residual returns to zero and the CUSUM stops growing. The absolute model's
+    # detector, watching the error against the arm's long mean, fires on the same stream.
+    rewards = bernoulli([0.8] * 1000 + [0.4] * 1000, 1)
+    relative = Relative(step=0.05, weight=0)
+    ctx = ContextEstimates()
+    for reward in rewards:
+        ctx, fired = observed(ctx, "a", reward, 0.0, None, DETECT, relative)
+        assert not fired
+    assert ctx.level is not None and ctx.level + offset(ctx.arms["a"], None, 0, 0.5) < 0.6
+    assert first_reset(rewards) is not None
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_the_relative_models_level_and_offsets_read_back_from_every_local_store(
+    kind: str, tmp_path: Path
+) -> None:
+    store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
+    fired = await feed_relative(store)
+    assert sum(fired) >= 1  # the stream does reset the context: the reset's arithmetic is held
+    want = want_relative()
+    assert want.level is not None and want.level != RELATIVE.prior_level
+    assert any(arm.resid != 0 for arm in want.arms.values())
+    assert_same_estimates((await store.read(["decision:r"]))["decision:r"], want)
+    await store.close()
+
+
+async def test_sqlite_keeps_the_level_and_offsets_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "learned.db"
+    store = SqliteEstimates(path)
+    await feed_relative(store)
+    await store.close()
+    reopened = SqliteEstimates(path)
+    assert_same_estimates((await reopened.read(["decision:r"]))["decision:r"], want_relative())
+    await reopened.close()
+
+
+async def test_a_sqlite_file_from_before_the_relative_model_opens_and_keeps_its_estimates(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "detect-era.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE contexts (context TEXT PRIMARY KEY, clock REAL NOT NULL,
+          picks INTEGER NOT NULL, explored INTEGER NOT NULL,
+          prior_scale REAL NOT NULL DEFAULT 1, resets INTEGER NOT NULL DEFAULT 0,
+          reset_clock REAL NOT NULL DEFAULT 0);
+        CREATE TABLE arms (context TEXT NOT NULL, model TEXT NOT NULL, wins REAL NOT NULL,
+          losses REAL NOT NULL, clock REAL NOT NULL, at REAL NOT NULL,
+          up REAL NOT NULL DEFAULT 0, down REAL NOT NULL DEFAULT 0,
+          PRIMARY KEY (context, model));
+        INSERT INTO contexts VALUES ('c', 7, 5, 1, 0.5, 2, 6);
+        INSERT INTO arms VALUES ('c', 'a', 4, 3, 7, 0, 0.25, 0);
+        """
+    )
+    old.commit()
+    old.close()
+    store = SqliteEstimates(path)
+    ctx = (await store.read(["c"]))["c"]
+    assert (ctx.clock, ctx.resets, ctx.reset_clock, ctx.prior_scale) == (7, 2, 6, 0.5)
+    assert ctx.level is None  # no level learned yet: the prior's mean level stands
+    assert ctx.arms["a"] == Arm(4, 3, 7, 0, 0.25, 0.0, 0.0)
+    relative = Relative(step=0.5, weight=0)
+    assert not await store.observe("c", "a", 1.0, None, None, relative)
+    after = (await store.read(["c"]))["c"]
+    assert after.level == pytest.approx(0.5 + 0.5 * (1.0 - (0.5 + 0.0)))
+    assert after.arms["a"].resid == pytest.approx(0.5) and after.arms["a"].wins == 5
     await store.close()

@@ -207,3 +207,29 @@ async def test_a_detected_change_is_counted_traced_and_shown_by_explain_and_the_
     assert {r.model: round(r.count) for r in decision.pick.table} == {"big": 5, "small": 0}
     text = await explain(router, "python?", {"x-request-id": "r-9"}, "auto")
     assert "reset 1x by the change detector, the last 0 observations ago" in text
+
+
+async def test_the_relative_models_level_is_on_the_pick_the_span_and_explain() -> None:
+    relative = POLICY.replace(
+        "explore: {max: 0.0}}",
+        "explore: {max: 0.0}, model: relative, level_step: 0.5, "
+        "prior: {means: {big: 0.8, small: 0.6}}}",
+    )
+    router = Router(parse_config(relative))
+    await router.observe_reward("decision:code", "big", 0.0)  # predicted 0.7 + 0.1: the level falls
+    decision = await router.route(request(), {"x-request-id": "r-10"})
+    assert decision.pick is not None and "learn=exploit" in decision.reason
+    assert decision.pick.level == pytest.approx(0.7 - 0.5 * 0.8)
+    assert decision.pick.to_json()["level"] == pytest.approx(0.3)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("route") as route_span:
+        telemetry._annotate(route_span, decision)
+    attributes = dict(exporter.get_finished_spans()[-1].attributes or {})
+    assert attributes["meritorder.learn.level"] == pytest.approx(0.3)
+    text = await explain(router, "python?", {"x-request-id": "r-10"}, "auto")
+    assert "level 0.300 (relative model: each mean is level + offset)" in text
+    # The absolute model has no level, and says none.
+    plain = await Router(parse_config(POLICY)).route(request(), {"x-request-id": "r-11"})
+    assert plain.pick is not None and plain.pick.level is None
