@@ -237,6 +237,13 @@ def _classifier_args(parser: argparse.ArgumentParser, model_dir: bool = True) ->
         help="the shipped signal model: accurate (6 layers) or fast (its distilled student) "
         f"(default {DEFAULT_PROFILE}; see classifiers/models/MODEL_CARD.md, Profiles)",
     )
+    parser.add_argument(
+        "--classifier-segments",
+        action="store_true",
+        help="also score each line of pasted user and tool text for a planted instruction "
+        "(indirect injection) with the model's segment head; off by default: it flags many "
+        "requests that hold several instructions of their own (MODEL_CARD.md, The segment head)",
+    )
     if model_dir:
         parser.add_argument(
             "--model-dir", type=Path, help="a classifier model directory (overrides the profile)"
@@ -252,7 +259,11 @@ def _model_dir(args: argparse.Namespace) -> Path:
 def _offline_router(args: argparse.Namespace, seed: str = "offline") -> Router:
     configure_logging(json_logs=False, level="WARNING")
     config = load_config(args.config)
-    classifier = load_classifier(_model_dir(args)) if config.uses_classifier() else None
+    classifier = (
+        load_classifier(_model_dir(args), segments=args.classifier_segments)
+        if config.uses_classifier()
+        else None
+    )
     # A fixed seed key: the same input replays the same learned picks.
     return Router(config, classifier, enforce_timeout=False, seed_key=seed.encode())
 
@@ -291,7 +302,9 @@ def _classify(args: argparse.Namespace) -> int:
     configure_logging(json_logs=False, level="WARNING")
     with _open(args.input, "r", "--input") as source, _open(args.output, "w", "--output") as sink:
         try:
-            engine = SignalEngine.load(_model_dir(args), force_cpu=args.cpu)
+            engine = SignalEngine.load(
+                _model_dir(args), force_cpu=args.cpu, segments=args.classifier_segments
+            )
         except (OSError, SpecError, ValueError) as error:
             print(f"cannot load the classifier model: {error}", file=sys.stderr)
             return 2
@@ -469,6 +482,7 @@ def _serve(args: argparse.Namespace) -> int:
         classifier=not args.no_classifier,
         model_dir=_model_dir(args),
         force_cpu=args.cpu,
+        classifier_segments=args.classifier_segments,
         signal_cache_entries=args.signal_cache_entries,
         signal_cache_ttl_s=args.signal_cache_ttl_s,
         signal_cache_store=args.signal_cache_store,

@@ -71,6 +71,7 @@ class ServerOptions:
     classifier: bool = True
     model_dir: Path | None = None
     force_cpu: bool = False
+    classifier_segments: bool = False  # the segment head (opt-in: `--classifier-segments`)
     # The classifier's signal cache: rows already encoded, kept by content (0: off).
     signal_cache_entries: int = SIGNAL_CACHE_ENTRIES
     signal_cache_ttl_s: float = SIGNAL_CACHE_TTL_S
@@ -213,6 +214,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
             cache_entries=options.signal_cache_entries,
             cache_ttl_s=options.signal_cache_ttl_s,
             cache_url=options.signal_cache_store,
+            segments=options.classifier_segments,
         )
         if options.classifier
         else None

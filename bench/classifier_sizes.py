@@ -109,18 +109,28 @@ def calibration_rows(name: str) -> list[dict[str, Any]]:
     return [r for r in rows(name) if r["id"] in calib]
 
 
-def decision_scores(engine: SignalEngine, prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per prompt: the sequence row's attack score, and the highest raw score of the rows the
-    attack head reads besides it (0 without any), from the engine's own planning."""
-    sequence, views = [], []
+def decision_scores(
+    engine: SignalEngine, prompts: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per prompt: the sequence row's attack score, the highest raw score of the rows the attack
+    head reads besides it (0 without any) and the segment head's highest score (0 without a
+    head or a segment), from the engine's own planning."""
+    sequence, views, segments = [], [], []
     for prompt in prompts:
         job = Job.of(prompt)
         plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
-        wanted = [plan.sequence_row, *plan.attack_rows]
-        attack = engine._forward([plan.rows[r] for r in wanted]).attack
-        sequence.append(float(attack[0]))
-        views.append(float(attack[1:].max()) if len(wanted) > 1 else 0.0)
-    return np.array(sequence), np.array(views)
+        wanted = sorted({plan.sequence_row, *plan.attack_rows, *plan.segments})
+        at = {row: i for i, row in enumerate(wanted)}
+        out = engine._forward(
+            [plan.rows[r] for r in wanted], [plan.segments.get(r, ()) for r in wanted]
+        )
+        sequence.append(float(out.attack[at[plan.sequence_row]]))
+        rows = [at[r] for r in plan.attack_rows]
+        views.append(float(out.attack[rows].max()) if rows else 0.0)
+        found = out.segment[[at[r] for r in plan.segments]] if out.segment is not None else []
+        finite = [float(x) for x in found if np.isfinite(x)]
+        segments.append(max(finite) if finite else 0.0)
+    return np.array(sequence), np.array(views), np.array(segments)
 
 
 def calibrate(
@@ -164,10 +174,15 @@ def calibrate(
             print(h, kind, len(prompts), flush=True)
     threshold = float(np.quantile(scores[0, "benign"][1], 1 - target_fp))
     result["threshold_from_half_0"] = round(threshold, 6)
+    head = engine.segment_head.threshold if engine.segment_head is not None else 2.0
+    result["segment_head_threshold"] = None if head > 1 else head
 
-    def flagged(h: int, kind: str, at: float, sequence_at: float = shipped) -> float:
-        sequence, views = scores[h, kind]
-        return round(float(((sequence >= sequence_at) | (views >= at)).mean()), 4)
+    def flagged(
+        h: int, kind: str, at: float, sequence_at: float = shipped, segment_at: float = head
+    ) -> float:
+        sequence, views, segment = scores[h, kind]
+        hit = (sequence >= sequence_at) | (views >= at) | (segment >= segment_at)
+        return round(float(hit.mean()), 4)
 
     for h in (0, 1):
         result[f"half_{h}"] = {
@@ -178,13 +193,22 @@ def calibrate(
             "padded_caught": flagged(h, "padded", threshold),
             "inline_caught": flagged(h, "inline", threshold),
             # each part alone: the sequence row fires on some filler by itself
-            "benign_flagged_by_sequence_row": flagged(h, "benign", 2.0),
-            "benign_flagged_by_views": flagged(h, "benign", threshold, 2.0),
-            "padded_caught_by_views": flagged(h, "padded", threshold, 2.0),
-            "inline_caught_by_views": flagged(h, "inline", threshold, 2.0),
+            "benign_flagged_by_sequence_row": flagged(h, "benign", 2.0, segment_at=2.0),
+            "benign_flagged_by_views": flagged(h, "benign", threshold, 2.0, 2.0),
+            "padded_caught_by_views": flagged(h, "padded", threshold, 2.0, 2.0),
+            "inline_caught_by_views": flagged(h, "inline", threshold, 2.0, 2.0),
+            # the segment head alone (a line of the request, read in its window)
+            "benign_flagged_by_segments": flagged(h, "benign", 2.0, 2.0),
+            "padded_caught_by_segments": flagged(h, "padded", 2.0, 2.0),
+            "inline_caught_by_segments": flagged(h, "inline", 2.0, 2.0),
         }
+    shipped_views = engine.attack_paragraph_threshold
+    result["half_1_at_shipped_view_threshold"] = {
+        "threshold": shipped_views,
+        **{kind: flagged(1, kind, shipped_views) for kind in ("benign", "padded", "inline")},
+    }
     result["half_1_by_threshold_views_only"] = {
-        str(t): {kind: flagged(1, kind, t, 2.0) for kind in ("benign", "padded", "inline")}
+        str(t): {kind: flagged(1, kind, t, 2.0, 2.0) for kind in ("benign", "padded", "inline")}
         for t in (0.5, 0.9, 0.99, 0.999, 0.9999, round(threshold, 6))
     }
     print(json.dumps(result, indent=1), flush=True)
@@ -241,9 +265,12 @@ def calibrate_sequence(engine: SignalEngine, target_fp: float) -> dict[str, Any]
     whole long document read in windows has more chances to fire."""
     attacks, benign, harmful = calibration_requests()
     at = engine.attack_paragraph_threshold
-    seq_b, view_b = decision_scores(engine, benign)
-    seq_a, view_a = decision_scores(engine, attacks)
-    by_view = view_b >= at
+    seq_b, view_b, seg_b = decision_scores(engine, benign)
+    seq_a, view_a, _ = decision_scores(engine, attacks)
+    # What the views and the segment head flag of the benign requests is spent before the
+    # sequence row's share (no segment head: nothing scores 2).
+    head = engine.segment_head.threshold if engine.segment_head is not None else 2.0
+    by_view = (view_b >= at) | (seg_b >= head)
     budget = int(np.floor(target_fp * len(benign))) - int(by_view.sum())
     rest = np.sort(seq_b[~by_view])[::-1]
     threshold = (

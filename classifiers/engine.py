@@ -59,6 +59,7 @@ from classifiers.pii import (
 )
 from classifiers.profiles import DEFAULT_PROFILE, PROFILES
 from classifiers.segments import (
+    HEAD_FILE,
     HIDDEN_OUTPUT,
     ROLES,
     SegmentHead,
@@ -383,6 +384,7 @@ class SignalEngine:
         *,
         force_cpu: bool = False,
         intra_op_threads: int | None = None,
+        segments: bool = False,
         **options: Unpack[EngineOptions],
     ) -> SignalEngine:
         """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's);
@@ -395,6 +397,10 @@ class SignalEngine:
         `attack_paragraph_threshold`. Rows already encoded are kept for reuse in a cache of at
         most `cache_entries` rows and `cache_bytes`, each for `cache_ttl_s` (any 0: no cache),
         or in `row_cache` (a cache shared with other engines; keyed by this model's digest).
+        With `segments`, the model's segment head (`segment_head.json`: lines of pasted text
+        scored for planted instructions, `classifiers/segments.py`) raises the attack signal; off
+        by default, because it flags many requests that hold several instructions of their own
+        (MODEL_CARD.md, *The segment head*). Asked of a model without one: a ValueError.
         """
         directory = model_dir or DEFAULT_MODEL_DIR
         spec = ModelSpec.load(directory / SPEC_FILE)
@@ -403,7 +409,12 @@ class SignalEngine:
             directory / MODEL_FILE, force_cpu=force_cpu, intra_op_threads=intra_op_threads
         )
         fingerprint = model_fingerprint(directory / MODEL_FILE)
-        head = SegmentHead.load(directory)
+        head = SegmentHead.load(directory) if segments else None
+        if segments and head is None:
+            raise ValueError(
+                f"{directory} has no {HEAD_FILE}: this model has no segment head; fit one with "
+                "classifiers/training/segment_head.py or drop the segments option."
+            )
         return cls(session, tokenizer, spec, fingerprint=fingerprint, segment_head=head, **options)
 
     @property

@@ -29,7 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 HEAD_FILE = "segment_head.json"
-HIDDEN_OUTPUT = "token_states"  # the encoder's last hidden state (`training.train.add_token_states`)
+HIDDEN_OUTPUT = (
+    "token_states"  # the encoder's last hidden state (`training.train.add_token_states`)
+)
 # Roles whose text may carry pasted content: the operator's system prompt is not scored.
 ROLES = frozenset({"user", "tool", "function"})
 MIN_WORDS = 3

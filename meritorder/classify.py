@@ -99,10 +99,12 @@ def load_classifier(
     cache_entries: int = 0,
     cache_ttl_s: float = 0,
     cache_url: str | None = None,
+    segments: bool = False,
 ) -> EngineClassifier | None:
     """The classifier, or None (with the reason logged) when its model cannot be loaded; with
     `cache_entries` and `cache_ttl_s` both above 0 it keeps rows already encoded (signal cache),
-    in this process or, with `cache_url`, in that Redis, shared by every router on it."""
+    in this process or, with `cache_url`, in that Redis, shared by every router on it; with
+    `segments`, the model's segment head scores pasted lines for planted instructions."""
     from classifiers.cache_redis import RedisRowCache
     from classifiers.engine import SignalEngine
     from classifiers.spec import SpecError
@@ -117,6 +119,7 @@ def load_classifier(
             cache_entries=cache_entries,
             cache_ttl_s=cache_ttl_s,
             row_cache=shared,
+            segments=segments,
         )
     except (OSError, SpecError, ValueError) as error:
         log.warning("classifier unavailable; classifier signals will not fire", error=str(error))
@@ -130,6 +133,7 @@ def load_classifier(
         version=engine.spec.version,
         signal_cache=cache,
         harm_head=engine.spec.has_harm,  # without it, `harmful` signals are unavailable
+        segment_head=engine.segment_head is not None,
         calibrated=sorted(engine.spec.temperatures),
     )
     return EngineClassifier(engine)

@@ -5,7 +5,7 @@ validated patterns) reads the *dev* rows of `sources.py`: whole attack algorithm
 collections, benign corpora, harmful benchmarks, request data sets and phone regions that no
 training or calibration step read. Runs in the router's venv:
 
-    .venv/bin/python -m classifiers.training.source_eval [--model-dir DIR]
+    .venv/bin/python -m classifiers.training.source_eval [--model-dir DIR] [--segments]
 
 Writes `source_split` into the model directory's metrics.json and, for the accurate profile, the
 block between the SOURCE-SPLIT markers of MODEL_CARD.md. 95% intervals: percentile bootstrap over
@@ -375,19 +375,25 @@ def run(engine: SignalEngine) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_dir(parser, "has its figures written to its own metrics.json only")
+    parser.add_argument(
+        "--segments",
+        action="store_true",
+        help="with the opt-in segment head; written as metrics.json source_split_segments, "
+        "the card's section is left as it is (it shows the default engine)",
+    )
     args = parser.parse_args(argv)
     model_dir, shipped = model_dir_of(args)
-    engine = SignalEngine.load(model_dir, force_cpu=True)
+    engine = SignalEngine.load(model_dir, force_cpu=True, segments=args.segments)
     try:
         results = run(engine)
     finally:
         engine.close()
     path = model_dir / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics["source_split"] = results
+    metrics["source_split_segments" if args.segments else "source_split"] = results
     path.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=1))
-    if shipped:
+    if shipped and not args.segments:
         from .source_card import card
 
         write_card_section(card(results), MARK_BEGIN, MARK_END)

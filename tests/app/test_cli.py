@@ -415,3 +415,17 @@ def test_an_unknown_classifier_profile_is_a_usage_error(capsys: pytest.CaptureFi
         main(["classify", "--classifier-profile", "tiny"])
     assert exit_.value.code == 2
     assert "--classifier-profile: invalid choice: 'tiny'" in capsys.readouterr().err
+
+
+def test_classify_scores_pasted_lines_only_with_classifier_segments(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, segments_model_dir: Path
+) -> None:
+    from tests.classifiers.test_segments import EMAIL
+
+    flagged = {}
+    for flags in ([], ["--classifier-segments"]):
+        monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"id": 1, "text": EMAIL}) + "\n"))
+        command = ["classify", "--cpu", "--model-dir", str(segments_model_dir), *flags]
+        assert main([*command, "--input", "-"]) == 0
+        flagged[bool(flags)] = json.loads(capsys.readouterr().out)["prompt_attack"]["flagged"]
+    assert flagged == {False: False, True: True}
