@@ -4,6 +4,7 @@
     python bench/classifier_sizes.py [--repeats 3] [--out bench/results/classifier_sizes.json]
     python bench/classifier_sizes.py --calibrate [--count 100] [--pool 1200] [--target-fp 0.01]
     python bench/classifier_sizes.py --calibrate --model-dir classifiers/models/fast --write
+    python bench/classifier_sizes.py --calibrate --segments   # with the opt-in segment head
 
 Cost: one request of 1 KB .. 1 MiB of benign text (rows of examples' guard data joined by blank
 lines) through `SignalEngine.classify_batch`, alone on the worker: the rows it became, its token
@@ -326,10 +327,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--model-dir", type=Path, help="the model to measure (default: shipped)")
     parser.add_argument(
+        "--segments", action="store_true", help="with the opt-in segment head (`segments=True`)"
+    )
+    parser.add_argument(
         "--write", action="store_true", help="with --calibrate: store it in the model's spec"
     )
     args = parser.parse_args()
-    engine = SignalEngine.load(args.model_dir)
+    if args.segments and args.write:
+        parser.error("--segments measures the opt-in segment head; do not --write with it")
+    engine = SignalEngine.load(args.model_dir, segments=args.segments)
     report: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {engine.provider}",
     }

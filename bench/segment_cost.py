@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = [json.loads(line) for line in DATA.read_text().splitlines()]
     texts = [r["text"] for r in rows if r["label"] == "benign"][: args.requests]
-    guarded = SignalEngine.load(force_cpu=True)
+    guarded = SignalEngine.load(force_cpu=True, segments=True)
     assert guarded.segment_head is not None, "the model directory has no segment_head.json"
     plain = SignalEngine(guarded.session, guarded.tokenizer, guarded.spec)
     sets = {"multi-line": texts, "one line": [" ".join(t.split()) for t in texts]}
