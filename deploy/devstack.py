@@ -420,6 +420,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "classifiers/models/MODEL_CARD.md, Profiles)",
     )
     parser.add_argument(
+        "--classifier-segments",
+        action="store_true",
+        help="score pasted lines for planted instructions (the opt-in segment head)",
+    )
+    parser.add_argument(
         "--redis", action="store_true", help="keep budgets in a real redis-server, shared"
     )
     parser.add_argument(
@@ -432,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     router_args = ["--no-classifier"] if args.no_classifier else []
     if args.classifier_profile:
         router_args += ["--classifier-profile", args.classifier_profile]
+    if args.classifier_segments and not args.no_classifier:
+        router_args.append("--classifier-segments")
     stack = Stack(
         ports=Ports.free() if args.free_ports else Ports(),
         router_config=config,
