@@ -36,9 +36,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from meritorder.learning.bandit import Candidate, detector, pick, relative
+from meritorder.learning.bandit import Candidate, pick, rules
 from meritorder.learning.config import LearnConfig
-from meritorder.learning.store import ContextEstimates, Detect, Relative, observed
+from meritorder.learning.store import ContextEstimates, Detect, Relative, Rules, observed
 
 COSTS = [0.1, 0.2, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9]
 MODELS = [Candidate(f"m{i}", c) for i, c in enumerate(COSTS)]
@@ -124,7 +124,7 @@ def stream(kind: str, rng: random.Random) -> tuple[Rates, dict[str, float]]:
 def replay(learn: LearnConfig, rates: Rates, seed: int) -> dict[str, Any]:
     rng, outcome = random.Random(seed), random.Random(seed + 1)
     ctx = ContextEstimates()
-    detect, rel = detector(learn), relative(learn)
+    how = rules(learn)
     correct = cost = explored = resets = late_explored = 0.0
     single = {m.name: 0.0 for m in MODELS}
     costs = {m.name: m.cost for m in MODELS}
@@ -139,7 +139,7 @@ def replay(learn: LearnConfig, rates: Rates, seed: int) -> dict[str, Any]:
         cost += costs[chosen.model]
         explored += chosen.explored
         late_explored += chosen.explored and row >= 2 * ROWS // 3
-        ctx, fired = observed(ctx, chosen.model, reward, 0.0, learn.half_life, detect, rel)
+        ctx, fired = observed(ctx, chosen.model, reward, 0.0, how)
         ctx = replace(ctx, picks=ctx.picks + 1, explored=ctx.explored + int(chosen.explored))
         resets += fired
     best = max(single, key=lambda m: (single[m], -costs[m]))
@@ -188,7 +188,7 @@ def detector_runs(threshold: float, drift: float, seeds: int, step: float | None
         rng, ctx = random.Random(seed), ContextEstimates()
         for row in range(rows):
             reward = float(rng.random() < rates(row))
-            ctx, fired = observed(ctx, "a", reward, 0.0, None, detect, rel)
+            ctx, fired = observed(ctx, "a", reward, 0.0, Rules(detect=detect, relative=rel))
             if fired:
                 return row
         return rows

@@ -38,7 +38,7 @@ from meritorder.config import BudgetConfig, ModelConfig, RouterConfig
 from meritorder.cost import cost
 from meritorder.errors import RequestError
 from meritorder.health import HealthMonitor
-from meritorder.learning.bandit import detector, relative
+from meritorder.learning.bandit import rules
 from meritorder.learning.config import LearnConfig, reward_of
 from meritorder.learning.store import EstimatesStore, InMemoryEstimates
 from meritorder.outcomes import (
@@ -478,10 +478,7 @@ class Router:
     async def _observe(
         self, context: str, model: str, reward: float, learn: LearnConfig | None
     ) -> bool:
-        half_life = learn.half_life if learn is not None else None
-        reset = await self.estimates.observe(
-            context, model, reward, half_life, detector(learn), relative(learn)
-        )
+        reset = await self.estimates.observe(context, model, reward, rules(learn))
         if reset:
             telemetry.record_learning_reset(context, model)
         return reset

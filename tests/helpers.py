@@ -29,7 +29,14 @@ from meritorder.budget import InMemoryBudgetStore, Window
 from meritorder.config import Api, RouterConfig
 from meritorder.endpoints import BY_API, parse
 from meritorder.learning.config import HalfLife
-from meritorder.learning.store import ContextEstimates, Detect, EstimatesStore, Relative, observed
+from meritorder.learning.store import (
+    ContextEstimates,
+    Detect,
+    EstimatesStore,
+    Relative,
+    Rules,
+    observed,
+)
 from meritorder.policy import (
     Block,
     Classified,
@@ -295,7 +302,9 @@ async def feed_relative(store: EstimatesStore) -> list[bool]:
     for row, reward in enumerate([1.0] * 20 + [0.0] * 6 + [1.0, 0.0] * 8):
         model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
         fired.append(
-            await store.observe("decision:r", model, reward, HalfLife(value=50), detect, RELATIVE)
+            await store.observe(
+                "decision:r", model, reward, Rules(HalfLife(value=50), detect, RELATIVE)
+            )
         )
     await store.note_pick("decision:r", explored=False)
     return fired
@@ -307,7 +316,7 @@ def want_relative() -> ContextEstimates:
     detect = Detect(threshold=1.5, drift=0.05, keep=5, weight=20, priors=RELATIVE.priors)
     for row, reward in enumerate([1.0] * 20 + [0.0] * 6 + [1.0, 0.0] * 8):
         model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
-        want, _ = observed(want, model, reward, 0.0, HalfLife(value=50), detect, RELATIVE)
+        want, _ = observed(want, model, reward, 0.0, Rules(HalfLife(value=50), detect, RELATIVE))
     return want
 
 

@@ -103,6 +103,13 @@ def relative(learn: LearnConfig | None) -> store.Relative | None:
     return store.Relative(learn.level_step, learn.prior.weight, learn.prior.means)
 
 
+def rules(learn: LearnConfig | None) -> store.Rules:
+    """How the stores learn in `learn`'s contexts: its half-life, detector and model."""
+    if learn is None:
+        return store.RULES
+    return store.Rules(learn.half_life, detector(learn), relative(learn))
+
+
 def level(learn: LearnConfig, estimates: ContextEstimates) -> float | None:
     """The relative model's level in a context now (before any observation: the prior's mean
     level); None under the absolute model."""

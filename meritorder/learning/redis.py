@@ -23,13 +23,12 @@ from prometheus_client import Counter
 from redis.commands.core import AsyncScript
 
 from meritorder import telemetry
-from meritorder.learning.config import HalfLife
 from meritorder.learning.store import (
+    RULES,
     Arm,
     ContextEstimates,
-    Detect,
     EstimatesStore,
-    Relative,
+    Rules,
     check_reward,
 )
 from meritorder.redis_store import RedisStore
@@ -158,16 +157,9 @@ class RedisEstimates(RedisStore[EstimatesStore]):
 
         return await self._guard("read", shared, lambda local: local.read(names))
 
-    async def observe(
-        self,
-        context: str,
-        model: str,
-        reward: float,
-        half_life: HalfLife | None,
-        detect: Detect | None = None,
-        relative: Relative | None = None,
-    ) -> bool:
+    async def observe(self, context: str, model: str, reward: float, rules: Rules = RULES) -> bool:
         reward = check_reward(reward)
+        half_life, detect, relative = rules.half_life, rules.detect, rules.relative
         # The prior as either needs it (both read it from the same `learn.prior`).
         seed = detect or relative
         prior = seed.priors.get(model) if seed is not None else None
@@ -192,7 +184,7 @@ class RedisEstimates(RedisStore[EstimatesStore]):
         return await self._guard(
             "observe",
             shared,
-            lambda local: local.observe(context, model, reward, half_life, detect, relative),
+            lambda local: local.observe(context, model, reward, rules),
         )
 
     async def note_pick(self, context: str, explored: bool) -> None:

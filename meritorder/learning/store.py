@@ -118,6 +118,19 @@ class Relative:
         return prior_level(self.priors)
 
 
+@dataclass(frozen=True)
+class Rules:
+    """How an observation forgets and watches for change: `learn.half_life`, `learn.detect` and
+    `learn.model: relative` (None: each off; `bandit.rules` builds them from a `learn` block)."""
+
+    half_life: HalfLife | None = None
+    detect: Detect | None = None
+    relative: Relative | None = None
+
+
+RULES = Rules()  # plain evidence: no decay, no detection, the absolute model
+
+
 def prior_level(priors: Mapping[str, float]) -> float:
     """The level the prior's means were measured at: their mean (0.5 without a prior)."""
     return sum(priors.values()) / len(priors) if priors else 0.5
@@ -151,13 +164,7 @@ class EstimatesStore(Protocol):
     async def read(self, contexts: Iterable[str]) -> dict[str, ContextEstimates]: ...
 
     async def observe(
-        self,
-        context: str,
-        model: str,
-        reward: float,
-        half_life: HalfLife | None,
-        detect: Detect | None = None,
-        relative: Relative | None = None,
+        self, context: str, model: str, reward: float, rules: Rules = RULES
     ) -> bool: ...
 
     async def note_pick(self, context: str, explored: bool) -> None: ...
@@ -193,13 +200,7 @@ def posterior(arm: Arm | None, prior: float | None, weight: float) -> tuple[floa
 
 
 def observed(
-    ctx: ContextEstimates,
-    model: str,
-    reward: float,
-    now: float,
-    half_life: HalfLife | None,
-    detect: Detect | None,
-    relative: Relative | None = None,
+    ctx: ContextEstimates, model: str, reward: float, now: float, rules: Rules = RULES
 ) -> tuple[ContextEstimates, bool]:
     """`ctx` after one observation of `model`'s `reward`, and whether it reset the context.
 
@@ -208,6 +209,7 @@ def observed(
     `step` (a change common to every arm shows on whichever arm is played, so the level, not
     that arm, takes it), the arm's offset evidence takes `reward - level`, and the detector
     watches the same error (the residual)."""
+    half_life, detect, relative = rules.half_life, rules.detect, rules.relative
     clock = ctx.clock + 1
     arms = dict(ctx.arms)
     # The arm's evidence as it counts now, before this reward; then with it.
@@ -292,22 +294,12 @@ class InMemoryEstimates:
         with self._lock:
             return {c: _at(self._contexts.get(c, ContextEstimates()), now) for c in contexts}
 
-    async def observe(
-        self,
-        context: str,
-        model: str,
-        reward: float,
-        half_life: HalfLife | None,
-        detect: Detect | None = None,
-        relative: Relative | None = None,
-    ) -> bool:
+    async def observe(self, context: str, model: str, reward: float, rules: Rules = RULES) -> bool:
         reward = check_reward(reward)
         now = time.time()
         with self._lock:
             ctx = self._contexts.get(context, ContextEstimates())
-            self._contexts[context], fired = observed(
-                ctx, model, reward, now, half_life, detect, relative
-            )
+            self._contexts[context], fired = observed(ctx, model, reward, now, rules)
         return fired
 
     async def note_pick(self, context: str, explored: bool) -> None:
@@ -392,37 +384,17 @@ class SqliteEstimates:
             clock, arms, picks, explored, now, scale, resets, reset_clock, level
         )
 
-    async def observe(
-        self,
-        context: str,
-        model: str,
-        reward: float,
-        half_life: HalfLife | None,
-        detect: Detect | None = None,
-        relative: Relative | None = None,
-    ) -> bool:
+    async def observe(self, context: str, model: str, reward: float, rules: Rules = RULES) -> bool:
         reward = check_reward(reward)
-        return await asyncio.to_thread(
-            self._observe, context, model, reward, half_life, detect, relative
-        )
+        return await asyncio.to_thread(self._observe, context, model, reward, rules)
 
-    def _observe(
-        self,
-        context: str,
-        model: str,
-        reward: float,
-        half_life: HalfLife | None,
-        detect: Detect | None,
-        relative: Relative | None,
-    ) -> bool:
+    def _observe(self, context: str, model: str, reward: float, rules: Rules) -> bool:
         now = time.time()
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                ctx, fired = observed(
-                    self._context(context, now), model, reward, now, half_life, detect, relative
-                )
+                ctx, fired = observed(self._context(context, now), model, reward, now, rules)
                 db.execute(
                     "INSERT INTO contexts (context, clock, picks, explored, prior_scale, resets, "
                     "reset_clock, level) VALUES (?, ?, 0, 0, ?, ?, ?, ?) ON CONFLICT(context) "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from meritorder.learning.bandit import Candidate, Pick, detector, pick, prior_weight, relative
+from meritorder.learning.bandit import Candidate, Pick, pick, prior_weight, rules
 from meritorder.learning.config import LearnConfig
 from meritorder.learning.store import Arm, ContextEstimates, observed
 
@@ -32,9 +32,7 @@ def run(
         chosen = pick(candidates, ctx, learn, rng, "ctx")
         picks.append(chosen)
         reward = float(world.random() < truth(step, chosen.model))
-        ctx, _ = observed(
-            ctx, chosen.model, reward, 0.0, learn.half_life, detector(learn), relative(learn)
-        )
+        ctx, _ = observed(ctx, chosen.model, reward, 0.0, rules(learn))
         ctx = replace(ctx, picks=ctx.picks + 1, explored=ctx.explored + int(chosen.explored))
     return picks
 

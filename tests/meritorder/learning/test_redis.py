@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from meritorder import telemetry
 from meritorder.learning.config import HalfLife
 from meritorder.learning.redis import RedisEstimates
-from meritorder.learning.store import Detect, InMemoryEstimates
+from meritorder.learning.store import Detect, InMemoryEstimates, Rules
 from tests.helpers import RedisServer, assert_same_estimates, feed_relative
 
 
@@ -20,7 +20,7 @@ async def test_redis_estimates_match_the_in_memory_arithmetic(redis_server: Redi
     half = HalfLife(value=3)
     for store in (shared, local):
         for model, reward in [("a", 1.0), ("b", 0.25), ("a", 0.0), ("m:odel", 1.0), ("a", 0.5)]:
-            await store.observe("decision:x", model, reward, half)
+            await store.observe("decision:x", model, reward, Rules(half))
         await store.note_pick("decision:x", explored=True)
     got = (await shared.read(["decision:x"]))["decision:x"]
     want = (await local.read(["decision:x"]))["decision:x"]
@@ -43,7 +43,7 @@ async def test_redis_runs_the_change_detector_and_its_reset_like_the_local_store
         for row, reward in enumerate([1.0] * 30 + [0.0] * 10 + [1.0] * 10):
             model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
             fired[name].append(
-                await store.observe("decision:x", model, reward, HalfLife(value=40), detect)
+                await store.observe("decision:x", model, reward, Rules(HalfLife(value=40), detect))
             )
     assert fired["shared"] == fired["local"] and sum(fired["shared"]) >= 1
     got = (await shared.read(["decision:x"]))["decision:x"]
@@ -79,7 +79,7 @@ async def test_concurrent_replicas_lose_no_observation(redis_server: RedisServer
     async def load(replica: RedisEstimates) -> None:
         # One connection a replica (the test server allows few clients); the replicas interleave.
         for i in range(100):
-            await replica.observe("decision:x", "a", 1.0, None)
+            await replica.observe("decision:x", "a", 1.0)
             if i % 4 == 0:
                 await replica.note_pick("decision:x", explored=False)
 
@@ -94,11 +94,11 @@ async def test_an_unreachable_redis_falls_back_to_local_estimates_and_counts_it(
     redis_server: RedisServer,
 ) -> None:
     store = RedisEstimates(redis_server.url, fallback=InMemoryEstimates(), timeout_s=2)
-    await store.observe("c", "a", 1.0, None)
+    await store.observe("c", "a", 1.0)
     redis_server.stop()
     counter = telemetry.METRICS.learning_store_fallbacks.labels(op="observe", to="local")
     before = counter._value.get()
-    await store.observe("c", "a", 0.0, None)  # learned here, in this process, meanwhile
+    await store.observe("c", "a", 0.0)  # learned here, in this process, meanwhile
     assert counter._value.get() == before + 1
     assert (await store.read(["c"]))["c"].arms["a"].losses == 1.0  # the local copy
     await store.close()

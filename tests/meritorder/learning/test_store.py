@@ -20,6 +20,7 @@ from meritorder.learning.store import (
     EstimatesStore,
     InMemoryEstimates,
     Relative,
+    Rules,
     SqliteEstimates,
     observed,
     offset,
@@ -30,8 +31,8 @@ from tests.helpers import RELATIVE, assert_same_estimates, feed_relative, want_r
 
 async def feed(store: EstimatesStore, half_life: HalfLife | None = None) -> None:
     for reward in (1.0, 0.0, 0.5):
-        await store.observe("decision:math", "a", reward, half_life)
-    await store.observe("decision:math", "b", 1.0, half_life)
+        await store.observe("decision:math", "a", reward, Rules(half_life))
+    await store.observe("decision:math", "b", 1.0, Rules(half_life))
     await store.note_pick("decision:math", explored=True)
     await store.note_pick("decision:math", explored=False)
 
@@ -53,10 +54,10 @@ async def test_observations_add_fractional_rewards(kind: str, tmp_path: Path) ->
 async def test_decay_halves_evidence_one_half_life_old(kind: str, tmp_path: Path) -> None:
     store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
     half = HalfLife(value=2)
-    await store.observe("c", "a", 1.0, half)  # clock 1
-    await store.observe("c", "b", 1.0, half)  # clock 2
-    await store.observe("c", "b", 1.0, half)  # clock 3
-    await store.observe("c", "a", 0.0, half)  # clock 4: a's win is 3 observations old
+    await store.observe("c", "a", 1.0, Rules(half))  # clock 1
+    await store.observe("c", "b", 1.0, Rules(half))  # clock 2
+    await store.observe("c", "b", 1.0, Rules(half))  # clock 3
+    await store.observe("c", "a", 0.0, Rules(half))  # clock 4: a's win is 3 observations old
     arm = (await store.read(["c"]))["c"].arms["a"]
     assert arm.wins == pytest.approx(0.5**1.5) and arm.losses == pytest.approx(1.0)
     await store.close()
@@ -72,14 +73,14 @@ async def test_sqlite_keeps_learned_estimates_across_a_restart(tmp_path: Path) -
     after = await reopened.read(["decision:math"])
     assert after["decision:math"].arms == before["decision:math"].arms
     assert after["decision:math"].clock == 4 and after["decision:math"].picks == 2
-    await reopened.observe("decision:math", "b", 0.0, None)  # and it goes on learning
+    await reopened.observe("decision:math", "b", 0.0)  # and it goes on learning
     assert (await reopened.read(["decision:math"]))["decision:math"].arms["b"].losses == 1.0
     await reopened.close()
 
 
 async def test_two_sqlite_stores_on_one_file_lose_no_update(tmp_path: Path) -> None:
     one, two = SqliteEstimates(tmp_path / "e.db"), SqliteEstimates(tmp_path / "e.db")
-    await asyncio.gather(*(s.observe("c", "a", 1.0, None) for _ in range(50) for s in (one, two)))
+    await asyncio.gather(*(s.observe("c", "a", 1.0) for _ in range(50) for s in (one, two)))
     ctx = (await one.read(["c"]))["c"]
     assert ctx.clock == 100 and ctx.arms["a"].wins == pytest.approx(100)
     await one.close()
@@ -89,7 +90,7 @@ async def test_two_sqlite_stores_on_one_file_lose_no_update(tmp_path: Path) -> N
 async def test_a_reward_outside_zero_one_is_refused() -> None:
     store = InMemoryEstimates()
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        await store.observe("c", "a", 1.5, None)
+        await store.observe("c", "a", 1.5)
 
 
 def test_an_unknown_store_spec_names_the_choices() -> None:
@@ -110,7 +111,7 @@ def first_reset(rewards: Sequence[float], detect: Detect = DETECT) -> int | None
     """The row at which one arm's stream of rewards first resets its context, if it does."""
     ctx = ContextEstimates()
     for row, reward in enumerate(rewards):
-        ctx, fired = observed(ctx, "a", reward, 0.0, None, detect)
+        ctx, fired = observed(ctx, "a", reward, 0.0, Rules(detect=detect))
         if fired:
             return row
     return None
@@ -148,7 +149,7 @@ def test_a_reset_shrinks_every_arm_and_the_prior_to_keep_observations_and_keeps_
     fired = False
     for _ in range(3):  # a, believed at 0.9, fails three times: an error of about -0.9 each
         assert not fired
-        ctx, fired = observed(ctx, "a", 0.0, 0.0, None, detect)
+        ctx, fired = observed(ctx, "a", 0.0, 0.0, Rules(detect=detect))
     assert fired and ctx.resets == 1 and ctx.reset_clock == ctx.clock == 403
     a, b = ctx.arms["a"], ctx.arms["b"]
     assert a.count == pytest.approx(10) and a.wins / a.count == pytest.approx(90 / 103)
@@ -160,7 +161,7 @@ def test_a_reset_shrinks_every_arm_and_the_prior_to_keep_observations_and_keeps_
 def test_without_detection_nothing_is_reset() -> None:
     ctx = ContextEstimates()
     for reward in bernoulli([0.9] * 500 + [0.1] * 500, 3):
-        ctx, fired = observed(ctx, "a", reward, 0.0, None, None)
+        ctx, fired = observed(ctx, "a", reward, 0.0, Rules())
         assert not fired
     assert ctx.resets == 0 and ctx.arms["a"].count == 1000
 
@@ -171,7 +172,9 @@ async def feed_detected(store: EstimatesStore) -> list[bool]:
     fired = []
     for row, reward in enumerate([1.0] * 30 + [0.0] * 10):
         model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
-        fired.append(await store.observe("decision:d", model, reward, HalfLife(value=50), detect))
+        fired.append(
+            await store.observe("decision:d", model, reward, Rules(HalfLife(value=50), detect))
+        )
     await store.note_pick("decision:d", explored=True)
     return fired
 
@@ -187,7 +190,7 @@ async def test_a_reset_and_the_detectors_state_read_back_the_same_from_every_loc
     detect = Detect(threshold=3, drift=0.05, keep=5, weight=20, priors={"a": 0.8})
     for row, reward in enumerate([1.0] * 30 + [0.0] * 10):  # the pure arithmetic
         model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
-        want, _ = observed(want, model, reward, 0.0, HalfLife(value=50), detect)
+        want, _ = observed(want, model, reward, 0.0, Rules(HalfLife(value=50), detect))
     got = (await store.read(["decision:d"]))["decision:d"]
     assert (got.clock, got.resets, got.reset_clock) == (want.clock, want.resets, want.reset_clock)
     assert got.prior_scale == pytest.approx(want.prior_scale) and got.prior_scale < 1
@@ -234,7 +237,7 @@ async def test_a_sqlite_file_from_before_detection_opens_and_keeps_its_estimates
     ctx = (await store.read(["c"]))["c"]
     assert (ctx.clock, ctx.picks, ctx.explored, ctx.resets, ctx.prior_scale) == (7, 5, 1, 0, 1.0)
     assert ctx.arms["a"] == Arm(4, 3, 7, 0)
-    assert not await store.observe("c", "a", 1.0, None, DETECT)
+    assert not await store.observe("c", "a", 1.0, Rules(detect=DETECT))
     assert (await store.read(["c"]))["c"].arms["a"].wins == 5
     await store.close()
 
@@ -244,17 +247,17 @@ def test_the_relative_level_takes_a_step_of_each_error_and_the_arm_the_reward_le
 ):
     # Prior means 0.8 and 0.4: the prior's mean level 0.6, a's offset +0.2 worth 10 observations.
     relative = Relative(step=0.1, weight=10, priors={"a": 0.8, "b": 0.4})
-    ctx, fired = observed(ContextEstimates(), "a", 0.0, 0.0, None, None, relative)
+    ctx, fired = observed(ContextEstimates(), "a", 0.0, 0.0, Rules(relative=relative))
     assert not fired
     # Predicted 0.6 + 0.2 = 0.8, got 0: the level takes a tenth of the error, the arm the rest.
     assert ctx.level == pytest.approx(0.6 - 0.1 * 0.8)
     assert ctx.arms["a"].resid == pytest.approx(0.0 - 0.6)
     assert offset(ctx.arms["a"], 0.8, 10, 0.6) == pytest.approx((0.2 * 10 - 0.6) / 11)
-    ctx, _ = observed(ctx, "b", 1.0, 0.0, None, None, relative)
+    ctx, _ = observed(ctx, "b", 1.0, 0.0, Rules(relative=relative))
     assert ctx.arms["b"].resid == pytest.approx(1.0 - 0.52)  # against the level at the time
     assert ctx.level == pytest.approx(0.52 + 0.1 * (1.0 - (0.52 - 0.2)))
     # Without the relative model the level is never touched.
-    plain, _ = observed(ContextEstimates(), "a", 0.0, 0.0, None, None)
+    plain, _ = observed(ContextEstimates(), "a", 0.0, 0.0, Rules())
     assert plain.level is None and plain.arms["a"].resid == 0.0
 
 
@@ -266,7 +269,7 @@ def test_under_the_relative_model_the_detector_watches_the_residual() -> None:
     relative = Relative(step=0.05, weight=0)
     ctx = ContextEstimates()
     for reward in rewards:
-        ctx, fired = observed(ctx, "a", reward, 0.0, None, DETECT, relative)
+        ctx, fired = observed(ctx, "a", reward, 0.0, Rules(detect=DETECT, relative=relative))
         assert not fired
     assert ctx.level is not None and ctx.level + offset(ctx.arms["a"], None, 0, 0.5) < 0.6
     assert first_reset(rewards) is not None
@@ -323,7 +326,7 @@ async def test_a_sqlite_file_from_before_the_relative_model_opens_and_keeps_its_
     assert ctx.level is None  # no level learned yet: the prior's mean level stands
     assert ctx.arms["a"] == Arm(4, 3, 7, 0, 0.25, 0.0, 0.0)
     relative = Relative(step=0.5, weight=0)
-    assert not await store.observe("c", "a", 1.0, None, None, relative)
+    assert not await store.observe("c", "a", 1.0, Rules(relative=relative))
     after = (await store.read(["c"]))["c"]
     assert after.level == pytest.approx(0.5 + 0.5 * (1.0 - (0.5 + 0.0)))
     assert after.arms["a"].resid == pytest.approx(0.5) and after.arms["a"].wins == 5
