@@ -724,11 +724,14 @@ class SignalEngine:
             offsets = piece.encoding_offsets()
             text = job.texts[piece.message]
             segments = char_segments(text[piece.char_start : piece.char_start + offsets[-1][1]])
-            if piece.char_start:  # a slice of the middle: its first line is not the request
+            # A slice of the middle has no request line, nor has a tool's output: all of it is
+            # content someone else wrote.
+            if piece.char_start or job.roles[piece.message] != "user":
                 segments = [(a, b, False) for a, b, _ in segments]
             for window, row in piece.windows:
                 found = row_spans(segments, offsets, window.start, window.end)
-                if found:
+                # A row of the request's first line alone has nothing to score: no token states.
+                if any(not head for _, _, head in found):
                     out[row] = found
         return out
 
