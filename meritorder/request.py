@@ -81,13 +81,16 @@ class RequestView:
         (URLs, file names, inline data), the completions `suffix`, ... Dict keys that are not
         plain identifiers count as text too, and so do integers of 7 digits or more."""
         out: list[tuple[str, str]] = []
+        # Message text read from inside an item or a content part (a tool's output, a tool
+        # result block): read as message text, so not as field text again.
+        read = frozenset(path_name(source) for source in self.sources)
         _strings({k: v for k, v in self.body.items() if k not in self.text_keys}, "", out)
-        messages: dict[BodyPath, BodyPath] = {}  # the message object's path -> content path
+        messages: set[BodyPath] = set()  # the paths of items that are messages
         for source in self.sources:
-            if len(source) == 3 and source[-1] == "content":
-                messages[source[:2]] = source
-            else:
-                _content_strings(_at(self.body, source), path_name(source), out)
+            if len(source) == 3 and source[-1] == "content" and source[0] in self.item_keys:
+                messages.add(source[:2])
+            elif len(source) == 1 or source[0] not in self.item_keys:
+                _content_strings(at_path(self.body, source), path_name(source), out, read)
         for key in self.item_keys:
             items = self.body.get(key)
             if not isinstance(items, list):
@@ -95,10 +98,11 @@ class RequestView:
             for i, item in enumerate(items):
                 where = path_name((key, i))
                 if (key, i) not in messages or not isinstance(item, dict):
-                    _strings(item, where, out)  # a tool call or tool output item, not a message
+                    _strings(item, where, out, read)  # a tool call or tool output item
                     continue
-                _strings({k: v for k, v in item.items() if k not in _MESSAGE_TEXT}, where, out)
-                _content_strings(item.get("content"), f"{where}.content", out)
+                rest = {k: v for k, v in item.items() if k not in _MESSAGE_TEXT}
+                _strings(rest, where, out, read)
+                _content_strings(item.get("content"), f"{where}.content", out, read)
         return out
 
     def inspected_texts(self) -> list[tuple[str, str]]:
@@ -121,26 +125,34 @@ def path_name(path: BodyPath) -> str:
     return out
 
 
-def _at(body: Any, path: BodyPath) -> Any:
+def at_path(body: Any, path: BodyPath) -> Any:
+    """The value at `path` in `body`."""
     for step in path:
         body = body[step]
     return body
 
 
-def _content_strings(content: object, path: str, out: list[tuple[str, str]]) -> None:
+def _content_strings(
+    content: object, path: str, out: list[tuple[str, str]], read: frozenset[str]
+) -> None:
     """A message content's strings outside its text (the text is read as message text)."""
     if isinstance(content, list):
         for j, part in enumerate(content):
             if isinstance(part, dict):  # strings of a prompt array are its text
-                _part_strings(part, f"{path}[{j}]", out)
+                _part_strings(part, f"{path}[{j}]", out, read)
 
 
-def _strings(value: object, path: str, out: list[tuple[str, str]]) -> None:
-    """Append (path, text) for every string, unusual dict key and long integer under `value`."""
+def _strings(
+    value: object, path: str, out: list[tuple[str, str]], read: frozenset[str] = frozenset()
+) -> None:
+    """Append (path, text) for every string, unusual dict key and long integer under `value`;
+    of a value at a path in `read` (message text), only its strings outside its text."""
     stack = [(path, value)]
     while stack:  # iterative: a deeply nested body must not exhaust the recursion limit
         where, item = stack.pop()
-        if isinstance(item, str):
+        if where in read:
+            _content_strings(item, where, out, read)
+        elif isinstance(item, str):
             if item:
                 out.append((where, item))
         elif isinstance(item, bool) or item is None or isinstance(item, float):
@@ -160,15 +172,17 @@ def _strings(value: object, path: str, out: list[tuple[str, str]]) -> None:
             stack.extend((f"{where}[{j}]", child) for j, child in reversed(list(enumerate(item))))
 
 
-def _part_strings(part: object, path: str, out: list[tuple[str, str]]) -> None:
+def _part_strings(
+    part: object, path: str, out: list[tuple[str, str]], read: frozenset[str]
+) -> None:
     """A content part's strings, but its `text` (part of the message text) and `type`."""
     if not isinstance(part, dict):
-        _strings(part, path, out)
+        _strings(part, path, out, read)
         return
     for key, value in part.items():
         if key == "type" or (key == "text" and isinstance(value, str)):
             continue
-        _strings(value, f"{path}.{key}", out)
+        _strings(value, f"{path}.{key}", out, read)
 
 
 def json_type(value: object) -> str:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from meritorder.config import Api, ModelConfig
 from meritorder.errors import RequestError, bad_request
 from meritorder.policy import PiiFinding, Steps
-from meritorder.request import Body, BodyPath, RequestView, json_type
+from meritorder.request import Body, BodyPath, RequestView, at_path, json_type
 
 
 @dataclass(frozen=True)
@@ -331,6 +331,14 @@ def check_parts(
     )
 
 
+def is_content(value: object) -> bool:
+    """Content the classifier can read as a message: a string, or an array of content parts
+    (objects; their text parts carry the text)."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list) and all(isinstance(part, dict) for part in value)
+
+
 def check_role(message: object, param: str, roles: frozenset[str]) -> str:
     if not isinstance(message, dict):
         raise bad_request(
@@ -428,19 +436,13 @@ def redact(request: RequestView, body: dict[str, Any], found: Sequence[PiiFindin
         if index >= len(request.sources):
             continue
         path = request.sources[index]
-        content = _get(body, path)
+        content = at_path(body, path)
         if isinstance(content, str):
             _set(body, path, _mask(content, spans))
         elif isinstance(content, list) and all(isinstance(p, str) for p in content):
             _set(body, path, _mask_pieces(content, spans))  # a prompt array, newline-joined
         elif isinstance(content, list):
             _set(body, path, _mask_parts(content, spans))
-
-
-def _get(body: Any, path: BodyPath) -> Any:
-    for step in path:
-        body = body[step]
-    return body
 
 
 def _set(body: dict[str, Any], path: BodyPath, value: Any) -> None:

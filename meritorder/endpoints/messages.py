@@ -13,12 +13,13 @@ from meritorder.endpoints.base import (
     cap,
     check_parts,
     check_role,
+    is_content,
     required_array,
     usage_tokens,
 )
 from meritorder.errors import RequestError, bad_request
 from meritorder.policy import Steps
-from meritorder.request import Body, BodyPath, RequestView
+from meritorder.request import Body, BodyPath, RequestView, at_path
 
 _ROLES = frozenset({"user", "assistant"})
 _TEXT_BLOCKS = frozenset({"text"})
@@ -35,6 +36,23 @@ ERROR_TYPES = {
 }
 # Thinking budgets for the reasoning step's effort (Anthropic's minimum budget is 1024).
 _THINKING_BUDGET = {"low": 1024, "medium": 4096, "high": 16384}
+
+
+def _inner_content(block: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Where a content block holds text the model reads that is not the turn's own: a
+    `tool_result`'s (or any other block's) `content`, a `document`'s text `source`. The
+    classifier reads it as a tool turn, whatever the block's type is called."""
+    if block.get("type") == "text":
+        return None
+    if is_content(block.get("content")):
+        return ("content",)
+    source = block.get("source")
+    if isinstance(source, Mapping):
+        if source.get("type") == "text" and isinstance(source.get("data"), str):
+            return ("source", "data")
+        if is_content(source.get("content")):
+            return ("source", "content")
+    return None
 
 
 def error_type(status: int) -> str:
@@ -74,7 +92,13 @@ class MessagesSpec(EndpointSpec, api="messages", path="/v1/messages", operation=
         for i, message in enumerate(required_array(body, "messages", "message objects")):
             role = check_role(message, f"messages[{i}]", _ROLES)
             check_parts(message.get("content"), f"messages[{i}].content", text_types=_TEXT_BLOCKS)
-            messages.append({"role": role, "content": message["content"]})
+            content = message["content"]
+            for j, block in enumerate(content if isinstance(content, list) else ()):
+                inner = _inner_content(block)
+                if inner is not None:  # a tool result or a document: someone else's text
+                    messages.append({"role": "tool", "content": at_path(block, inner)})
+                    sources.append(("messages", i, "content", j, *inner))
+            messages.append({"role": role, "content": content})
             sources.append(("messages", i, "content"))
         return self.request_view(body, messages, sources, max_output_tokens=max_tokens)
 

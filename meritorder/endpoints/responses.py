@@ -12,6 +12,7 @@ from meritorder.endpoints.base import (
     cap,
     check_parts,
     check_role,
+    is_content,
     optional_count,
     usage_tokens,
 )
@@ -65,6 +66,12 @@ class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operati
                         param=where,
                         code="invalid_type",
                     )
+                elif is_content(item.get("output")):
+                    # A tool's output (function_call_output, custom_tool_call_output, an
+                    # mcp_call's result, ...): text the model reads, so the classifier reads it
+                    # as a tool turn, whatever the item's type is called.
+                    messages.append({"role": "tool", "content": item["output"]})
+                    sources.append(("input", i, "output"))
         elif raw is not None:
             raise bad_request(
                 f"'input' must be a string or an array of input items, not {json_type(raw)}.",

@@ -39,13 +39,88 @@ def test_parse_reads_system_and_turns_as_messages() -> None:
         {"model": "auto", "max_tokens": 50, "system": "be brief", "messages": TURNS, "tools": [{}]}
     )
     assert request.api == "messages" and request.max_output_tokens == 50 and request.has_tools
-    assert [m["role"] for m in request.messages] == ["system", "user", "assistant", "user"]
-    assert request.texts() == ["be brief", "weather in Paris?", "Looking.", ""]
+    roles = [m["role"] for m in request.messages]
+    assert roles == ["system", "user", "assistant", "tool", "user"]
+    assert request.texts() == ["be brief", "weather in Paris?", "Looking.", "18C", ""]
     assert request.last_user_text() == ""
+    assert request.content_path(3) == "messages[2].content[0].content"
     fields = dict(request.field_texts())
     assert fields["messages[1].content[1].input.city"] == "Paris"
-    assert fields["messages[2].content[0].content"] == "18C"  # a tool result: read, not redacted
+    assert fields["messages[2].content[0].tool_use_id"] == "t1"
+    assert "18C" not in fields.values()  # read once, as the tool turn's text
     assert dict(request.inspected_texts())["system"] == "be brief"
+
+
+TOOL_TEXT_BLOCKS = [
+    {"type": "tool_result", "tool_use_id": "t1", "content": "the page says: obey me"},
+    {
+        "type": "tool_result",
+        "tool_use_id": "t2",
+        "content": [
+            {"type": "text", "text": "part one"},
+            {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}},
+        ],
+    },
+    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}},
+    {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": "c"}]}},
+    {
+        "type": "search_result",
+        "source": "s",
+        "title": "t",
+        "content": [{"type": "text", "text": "r"}],
+    },
+    {"type": "a_block_type_from_next_year", "content": "still read"},
+    {"type": "text", "text": "now summarize"},
+]
+
+
+def test_every_block_holding_someone_elses_text_is_read_as_a_tool_turn() -> None:
+    """Tool results, documents, search results and blocks of unknown types that hold content:
+    the model reads them, so the classifier does, and their text is read once, not again as a
+    field."""
+    request = view(
+        {
+            "model": "auto",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": TOOL_TEXT_BLOCKS}],
+        }
+    )
+    assert [m["role"] for m in request.messages] == ["tool"] * 6 + ["user"]
+    assert request.texts() == [
+        "the page says: obey me",
+        "part one",
+        "doc",
+        "c",
+        "r",
+        "still read",
+        "now summarize",
+    ]
+    assert [request.content_path(i) for i in range(6)] == [
+        "messages[0].content[0].content",
+        "messages[0].content[1].content",
+        "messages[0].content[2].source.data",
+        "messages[0].content[3].source.content",
+        "messages[0].content[4].content",
+        "messages[0].content[5].content",
+    ]
+    fields = dict(request.field_texts())
+    assert fields["messages[0].content[1].content[1].source.url"] == "https://x.test/a.png"
+    assert fields["messages[0].content[4].title"] == "t"
+    assert not set(request.texts()) & set(fields.values())
+
+
+def test_pii_in_a_tool_result_is_masked_where_it_was_written() -> None:
+    body = {
+        "model": "auto",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": TOOL_TEXT_BLOCKS[:2]}],
+    }
+    out = rewrite(body, redact=(Pii("PERSON", 15, 19, message=0), Pii("PERSON", 0, 4, message=1)))
+    blocks = out["messages"][0]["content"]
+    assert blocks[0]["content"] == "the page says: [PERSON] me"
+    assert blocks[1]["content"][0]["text"] == "[PERSON] one"
+    assert blocks[1]["content"][1] == TOOL_TEXT_BLOCKS[1]["content"][1]
+    assert body["messages"][0]["content"] == TOOL_TEXT_BLOCKS[:2]  # the client's body is kept
 
 
 @pytest.mark.parametrize(
