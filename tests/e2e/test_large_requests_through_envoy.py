@@ -42,12 +42,12 @@ def filler(size: int, start: int = 0) -> str:
     return "\n\n".join(parts)[:size]
 
 
-stack = stack_serving(POLICY)
+stack = stack_serving(POLICY, patient=True)  # classified whole, however slow the CPU
 
 
 def send(stack: Stack, prompt: str) -> httpx.Response:
     body = {"model": "auto", "messages": [{"role": "user", "content": prompt}]}
-    return httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, timeout=30)
+    return httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, timeout=60)
 
 
 def refusal(response: httpx.Response) -> tuple[int, str]:

@@ -44,12 +44,15 @@ from devstack import Stack
 
 from meritorder.config import Api, RouterConfig, load_config
 from meritorder.endpoints import spec_for
-from tests.helpers import REPO
+from tests.helpers import DEMO_CONFIG, REPO, stack_serving
 
 pytestmark = pytest.mark.e2e
 
 RECORDED = REPO.joinpath("tests", "data", "recorded")
-CONFIG: RouterConfig = load_config(REPO.joinpath("deploy", "config.yaml"))
+CONFIG: RouterConfig = load_config(DEMO_CONFIG)
+# The demo policy, waiting as long as it takes for the attack and harm signals: some recorded
+# requests are several KB, and what is asserted is their decision, not how fast it was made.
+stack = stack_serving(DEMO_CONFIG, patient=True)
 
 
 def api_of(path: str) -> Api | None:
