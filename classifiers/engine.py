@@ -449,6 +449,24 @@ class SignalEngine:
         cap = self.max_rows + math.ceil(self.attack_tokens / self.max_length)
         return min(cap, self._unplanned_rows(Job.of(messages)))
 
+    @property
+    def max_request_row_tokens(self) -> int:
+        """The most row tokens one request can cost: the row cap and the attack head's budget."""
+        return self.max_rows * self.max_length + self.attack_tokens
+
+    def measure_speed(self, rows: int = 2, length: int = 128) -> float:
+        """Row tokens a second the graph runs on this machine: one forward of `rows` rows of
+        `length` tokens, timed after a first one that warms the session up (its allocations
+        and kernel choices, which the first request would otherwise pay). Runs on the caller's
+        thread: call it before serving."""
+        text = "How do the rows of a request become signals? " * length
+        ids = self.tokenizer.encode([text])[0].ids[: max(1, length - 2)]
+        batch = [self.tokenizer.wrap(ids)] * rows
+        self._forward(batch)
+        started = time.perf_counter()
+        self._forward(batch)
+        return sum(len(row) for row in batch) / max(time.perf_counter() - started, 1e-9)
+
     def estimate_wait_s(self, rows: int) -> float | None:
         """The seconds a new request of `rows` would wait for its signals now (rows queued, on
         the worker and its own, at the measured cost of a row); None until a batch has run."""

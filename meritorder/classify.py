@@ -84,6 +84,35 @@ class EngineClassifier:
         telemetry.METRICS.signal_cache_errors.inc(stats.errors - (seen.errors if seen else 0))
         self._counted = stats
 
+    def check_speed(self, required_timeout_ms: float, *, required: bool) -> float:
+        """Time the model on this machine (`SignalEngine.measure_speed`, which also warms it
+        up) and say whether the costliest request fits `required_timeout_ms`: a warning naming
+        the fixes where it does not and the policy has `required` signals (such requests then
+        get `routing.on_unavailable`, as configured, but the operator should know before the
+        first one does). Returns the row tokens a second, also exported as a gauge."""
+        rate = self.engine.measure_speed()
+        telemetry.METRICS.classifier_speed.set(rate)
+        worst = self.engine.max_request_row_tokens
+        covered = rate * required_timeout_ms / 1000
+        facts = {
+            "row_tokens_per_s": round(rate),
+            "costliest_request_row_tokens": worst,
+            "costliest_request_s": round(worst / rate, 2),
+            "required_timeout_ms": required_timeout_ms,
+        }
+        if required and covered < worst:
+            log.warning(
+                "on this CPU the classifier cannot read the costliest requests within "
+                "routing.required_timeout_ms: those past the budget get routing.on_unavailable; "
+                "use --classifier-profile fast, raise routing.required_timeout_ms (and Envoy's "
+                "ext_proc message_timeout above it), or give the router faster cores",
+                budget_covers_row_tokens=round(covered),
+                **facts,
+            )
+        else:
+            log.info("classifier speed", **facts)
+        return rate
+
     def close(self) -> None:
         from classifiers.cache_redis import RedisRowCache
 

@@ -461,6 +461,11 @@ class Metrics:
             "reservation for it (tenant: a verified, normalized name, or (unverified))",
             ["tenant"], registry=r,
         )  # fmt: skip
+        self.classifier_speed = Gauge(
+            "meritorder_classifier_row_tokens_per_second",
+            "Row tokens a second the classifier's model ran at when the router started (one "
+            "timed forward): a request's cost is its row tokens over this", registry=r,
+        )  # fmt: skip
         self.classifier_queue = Gauge(
             "meritorder_classifier_queue_rows",
             "Rows of the classifier's input waiting for its worker", registry=r,

@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from structlog.testing import capture_logs
 
 from app.cli import main
 from classifiers.engine import SignalEngine
@@ -222,3 +223,45 @@ async def test_the_router_reads_the_harm_score_and_the_domain_confidence(
     # A model without the harm head: no score, and no field that could read as clean.
     assert without.harmful is None and without.harmful_threshold is None
     assert "harmful" not in without.fields()
+
+
+def test_the_speed_check_times_the_model_and_leaves_the_engine_serving(model_dir: Path) -> None:
+    engine = SignalEngine.load(model_dir, force_cpu=True)
+    classifier = EngineClassifier(engine)
+    try:
+        rate = classifier.check_speed(1000, required=True)
+        assert rate > 0 and telemetry.METRICS.classifier_speed._value.get() == rate
+        request = parse(
+            "chat",
+            b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}',
+            max_bytes=1 << 20,
+        )
+        assert asyncio.run(classifier.classify(request)).tokens > 0
+    finally:
+        classifier.close()
+
+
+@pytest.mark.parametrize(
+    ("budget_ms", "required", "level"),
+    [
+        (10_000, True, "info"),  # 10,000 row tokens covered: the costliest request fits
+        (1_000, True, "warning"),  # 1,000 covered: it does not, and a required signal waits
+        (1_000, False, "info"),  # nothing required: no request is refused for want of time
+    ],
+)
+def test_the_speed_check_warns_when_the_costliest_request_cannot_fit_the_required_budget(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, budget_ms: float, required: bool, level: str
+) -> None:
+    engine = SignalEngine.load(model_dir, force_cpu=True)
+    monkeypatch.setattr(engine, "measure_speed", lambda: 1000.0)  # row tokens a second
+    classifier = EngineClassifier(engine)
+    try:
+        with capture_logs() as logs:
+            classifier.check_speed(budget_ms, required=required)
+    finally:
+        classifier.close()
+    (log,) = logs
+    assert log["log_level"] == level
+    assert log["costliest_request_row_tokens"] == engine.max_request_row_tokens == 6656
+    assert log["costliest_request_s"] == 6.66
+    assert ("--classifier-profile fast" in log["event"]) == (level == "warning")
