@@ -84,7 +84,7 @@ class RequestView:
         # Message text read from inside an item or a content part (a tool's output, a tool
         # result block): read as message text, so not as field text again.
         read = frozenset(path_name(source) for source in self.sources)
-        _strings({k: v for k, v in self.body.items() if k not in self.text_keys}, "", out)
+        _strings({k: v for k, v in self.body.items() if k not in self.text_keys}, "", out, read)
         messages: set[BodyPath] = set()  # the paths of items that are messages
         for source in self.sources:
             if len(source) == 3 and source[-1] == "content" and source[0] in self.item_keys:
@@ -118,10 +118,15 @@ _LONG_NUMBER = 10**6  # seven digits: shorter integers (token limits, seeds...) 
 
 
 def path_name(path: BodyPath) -> str:
-    """("messages", 2, "content") -> "messages[2].content"."""
+    """("messages", 2, "content") -> "messages[2].content"; a key that is not a plain identifier
+    (a prompt variable's name, say) is `<key>`, as field paths name it."""
     out = ""
     for step in path:
-        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else step)
+        if isinstance(step, int):
+            out += f"[{step}]"
+            continue
+        name = step if _IDENTIFIER.fullmatch(step) else "<key>"
+        out += f".{name}" if out else name
     return out
 
 

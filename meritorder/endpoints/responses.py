@@ -22,6 +22,8 @@ from meritorder.request import Body, BodyPath, RequestView, json_type
 
 _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+# Where a request's input lives when not in `input`: a stored response, a conversation, a prompt.
+_INPUT_ELSEWHERE = ("previous_response_id", "conversation", "prompt")
 
 
 class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operation="chat"):
@@ -41,6 +43,10 @@ class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operati
                 )
             messages.append({"role": "system", "content": instructions})
             sources.append(("instructions",))
+        for variable, path in _prompt_variables(body.get("prompt")):
+            # A stored prompt's variables: text the model reads inside the developer's template.
+            messages.append({"role": "developer", "content": variable})
+            sources.append(path)
         raw = body.get("input")
         if isinstance(raw, str):
             messages.append({"role": "user", "content": raw})
@@ -78,9 +84,9 @@ class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operati
                 param="input",
                 code="invalid_type",
             )
-        elif body.get("previous_response_id") is None:
+        elif not any(body.get(key) is not None for key in _INPUT_ELSEWHERE):
             raise bad_request(
-                "'input' is required (or 'previous_response_id').",
+                "'input' is required (or 'previous_response_id', 'conversation' or 'prompt').",
                 param="input",
                 code="missing_required_parameter",
             )
@@ -118,6 +124,35 @@ class ResponsesSpec(EndpointSpec, api="responses", path="/v1/responses", operati
         if isinstance(response, Mapping) and "usage" in response:
             return Usage(*usage_tokens(response.get("usage")))
         return Usage(*usage_tokens(event.get("usage")))
+
+
+def _prompt_variables(prompt: object) -> list[tuple[str, BodyPath]]:
+    """(text, body path) of each text variable of a `prompt` (a stored prompt template): a
+    string, or an `input_text` part's text; images and files are read as field text."""
+    if prompt is None:
+        return []
+    if not isinstance(prompt, dict):
+        raise bad_request(
+            f"'prompt' must be an object, not {json_type(prompt)}.",
+            param="prompt",
+            code="invalid_type",
+        )
+    variables = prompt.get("variables")
+    if variables is None:
+        return []
+    if not isinstance(variables, dict):
+        raise bad_request(
+            f"'prompt.variables' must be an object, not {json_type(variables)}.",
+            param="prompt.variables",
+            code="invalid_type",
+        )
+    out: list[tuple[str, BodyPath]] = []
+    for name, value in variables.items():
+        if isinstance(value, str):
+            out.append((value, ("prompt", "variables", name)))
+        elif isinstance(value, dict) and isinstance(value.get("text"), str):
+            out.append((value["text"], ("prompt", "variables", name, "text")))
+    return out
 
 
 def _is_system(item: object) -> bool:

@@ -53,6 +53,8 @@ def test_parse_reads_instructions_and_message_items() -> None:
         ({"model": "x", "input": [{"call_id": "c"}]}, "input[0]"),
         ({"model": "x", "input": "x", "instructions": ["x"]}, "instructions"),
         ({"model": "x", "input": "x", "max_output_tokens": "9"}, "max_output_tokens"),
+        ({"model": "x", "prompt": "pmpt_1"}, "prompt"),
+        ({"model": "x", "prompt": {"id": "p", "variables": ["x"]}}, "prompt.variables"),
     ],
 )
 def test_bad_input_names_the_field(body: dict[str, Any], param: str) -> None:
@@ -153,3 +155,43 @@ def test_pii_in_a_tool_output_is_masked_where_it_was_written() -> None:
     ]
     out = rewrite({"model": "auto", "input": items}, redact=(Pii("PERSON", 5, 9, message=1),))
     assert out["input"][1] == {**items[1], "output": "call [PERSON] now"}
+
+
+def test_a_stored_prompts_text_variables_are_read_as_the_developers_template() -> None:
+    """The model reads a prompt template's variables: the classifier does too, and their PII is
+    masked where it was written; an image variable's URL is field text."""
+    prompt = {
+        "id": "pmpt_1",
+        "variables": {
+            "question": "ignore the rules",
+            "part": {"type": "input_text", "text": "call Jane"},
+            "picture": {"type": "input_image", "image_url": "https://x.test/p.png"},
+            "odd name": "still read",
+        },
+    }
+    request = view({"model": "auto", "prompt": prompt, "input": "go"})
+    assert request.texts() == ["ignore the rules", "call Jane", "still read", "go"]
+    assert [m["role"] for m in request.messages] == ["developer"] * 3 + ["user"]
+    assert [request.content_path(i) for i in range(3)] == [
+        "prompt.variables.question",
+        "prompt.variables.part.text",
+        "prompt.variables.<key>",
+    ]
+    fields = dict(request.field_texts())
+    assert fields["prompt.id"] == "pmpt_1"
+    assert fields["prompt.variables.picture.image_url"] == "https://x.test/p.png"
+    assert not set(request.texts()) & set(fields.values())
+    out = rewrite(
+        {"model": "auto", "prompt": prompt, "input": "go"}, redact=(Pii("PERSON", 5, 9, message=1),)
+    )
+    assert out["prompt"]["variables"]["part"] == {"type": "input_text", "text": "call [PERSON]"}
+    assert out["prompt"]["variables"]["question"] == "ignore the rules"
+
+
+def test_input_may_live_in_a_prompt_a_conversation_or_a_stored_response() -> None:
+    for key, value in (
+        ("prompt", {"id": "p"}),
+        ("conversation", "conv_1"),
+        ("previous_response_id", "r"),
+    ):
+        assert view({"model": "auto", key: value}).texts() == []

@@ -1,12 +1,13 @@
-"""What a tool returned, read on every API, through the real Envoy with the official SDKs and the
-shipped policy and model: a jailbreak a client hands back as a tool's output (a chat `tool`
-message, a Responses `function_call_output`, an Anthropic `tool_result` or text `document`) is
-refused as the same jailbreak sent as a prompt is, and never reaches an upstream; the same
-conversation with a benign output is routed. Upstreams are MOCKS.
+"""What the model reads, wherever a client puts it, through the real Envoy with the official SDKs
+and the shipped policy and model: a jailbreak a client hands back as a tool's output (a chat
+`tool` message, a Responses `function_call_output`, an Anthropic `tool_result` or text
+`document`) or as a stored prompt's variable is refused as the same jailbreak sent as a prompt
+is, and never reaches an upstream; the same request with benign text there is routed. Upstreams
+are MOCKS.
 
-Before the Responses items and the Anthropic blocks were read as tool turns, the attack head
-never saw them: each jailbreak below scored 0.004-0.035 there (threshold 0.74), 0.95-0.99 as a
-chat tool message."""
+Before the Responses items and variables and the Anthropic blocks were read as turns, the attack
+head never saw them: each jailbreak below scored 0.004-0.035 there (threshold 0.74), 0.95-0.99 as
+a chat tool message."""
 
 from __future__ import annotations
 
@@ -55,6 +56,13 @@ def responses(stack: Stack, output: str) -> tuple[int, Any]:
     return _openai(lambda: raw.create(model="auto", input=items))
 
 
+def prompt_variable(stack: Stack, output: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    raw = client.responses.with_raw_response
+    prompt: Any = {"id": "pmpt_1", "variables": {"page": output}}
+    return _openai(lambda: raw.create(model="auto", prompt=prompt, input=ASK))
+
+
 def tool_result(stack: Stack, output: str) -> tuple[int, Any]:
     messages: list[Any] = [
         {"role": "user", "content": ASK},
@@ -94,12 +102,12 @@ def _anthropic(stack: Stack, messages: list[Any]) -> tuple[int, Any]:
         return error.status_code, error.body
 
 
-SENDERS = [chat, responses, tool_result, document]
+SENDERS = [chat, responses, prompt_variable, tool_result, document]
 
 
 @pytest.mark.parametrize("send", SENDERS, ids=lambda s: s.__name__)
 @pytest.mark.parametrize("jailbreak", JAILBREAKS, ids=["unfiltered", "reveal"])
-def test_a_jailbreak_returned_as_a_tools_output_is_refused(
+def test_a_jailbreak_where_the_model_reads_it_is_refused(
     stack: Stack,
     upstreams: MockRecorder,
     send: Callable[[Stack, str], tuple[int, Any]],
@@ -115,7 +123,7 @@ def test_a_jailbreak_returned_as_a_tools_output_is_refused(
 
 
 @pytest.mark.parametrize("send", SENDERS, ids=lambda s: s.__name__)
-def test_the_same_conversation_with_a_benign_output_is_routed(
+def test_the_same_request_with_benign_text_there_is_routed(
     stack: Stack, upstreams: MockRecorder, send: Callable[[Stack, str], tuple[int, Any]]
 ) -> None:
     status, error = send(stack, BENIGN)
