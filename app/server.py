@@ -228,7 +228,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
             action=config.routing.on_unavailable.action,
         )
     if classifier is not None:
-        classifier.check_speed(config.routing.required_timeout_ms, required=bool(required))
+        classifier.check_speed(config.routing, required=bool(required))
         queued = classifier  # bound here: mypy narrows it inside the lambda too
         telemetry.METRICS.classifier_queue.set_function(lambda: queued.queued_rows)
     budgets = _budget_store(options)

@@ -15,6 +15,7 @@ from meritorder.request import RequestView
 if TYPE_CHECKING:
     from classifiers.cache import CacheStats
     from classifiers.engine import SignalEngine
+    from meritorder.config import RoutingConfig
 
 log = structlog.get_logger("meritorder.classify")
 
@@ -84,32 +85,47 @@ class EngineClassifier:
         telemetry.METRICS.signal_cache_errors.inc(stats.errors - (seen.errors if seen else 0))
         self._counted = stats
 
-    def check_speed(self, required_timeout_ms: float, *, required: bool) -> float:
+    def check_speed(self, routing: RoutingConfig, *, required: bool) -> float:
         """Time the model on this machine (`SignalEngine.measure_speed`, which also warms it
-        up) and say whether the costliest request fits `required_timeout_ms`: a warning naming
-        the fixes where it does not and the policy has `required` signals (such requests then
-        get `routing.on_unavailable`, as configured, but the operator should know before the
-        first one does). Returns the row tokens a second, also exported as a gauge."""
+        up) and say what the policy's time budgets cover at that speed, before the first request
+        finds out: a warning naming the fixes where the costliest request would not fit
+        `required_timeout_ms` and the policy has `required` signals (such requests get
+        `routing.on_unavailable`), and one where `decision_timeout_ms` does not cover one full
+        row (routing-only signals then fall back for most requests). Returns the row tokens a
+        second, also exported as a gauge."""
         rate = self.engine.measure_speed()
         telemetry.METRICS.classifier_speed.set(rate)
         worst = self.engine.max_request_row_tokens
-        covered = rate * required_timeout_ms / 1000
+        covers = {
+            "required_covers_row_tokens": round(rate * routing.required_timeout_ms / 1000),
+            "decision_covers_row_tokens": round(rate * routing.decision_timeout_ms / 1000),
+        }
         facts = {
             "row_tokens_per_s": round(rate),
             "costliest_request_row_tokens": worst,
             "costliest_request_s": round(worst / rate, 2),
-            "required_timeout_ms": required_timeout_ms,
+            **covers,
         }
-        if required and covered < worst:
+        warned = False
+        if required and covers["required_covers_row_tokens"] < worst:
+            warned = True
             log.warning(
                 "on this CPU the classifier cannot read the costliest requests within "
-                "routing.required_timeout_ms: those past the budget get routing.on_unavailable; "
-                "use --classifier-profile fast, raise routing.required_timeout_ms (and Envoy's "
+                "routing.required_timeout_ms: those past it get routing.on_unavailable; use "
+                "--classifier-profile fast, raise routing.required_timeout_ms (and Envoy's "
                 "ext_proc message_timeout above it), or give the router faster cores",
-                budget_covers_row_tokens=round(covered),
                 **facts,
             )
-        else:
+        if covers["decision_covers_row_tokens"] < self.engine.max_length:
+            warned = True
+            log.warning(
+                "on this CPU routing.decision_timeout_ms does not cover one full row: requests "
+                "longer than decision_covers_row_tokens are decided without the classifier's "
+                "routing signals (counted as fallbacks); use --classifier-profile fast, raise "
+                "routing.decision_timeout_ms, or give the router faster cores",
+                **facts,
+            )
+        if not warned:
             log.info("classifier speed", **facts)
         return rate
 

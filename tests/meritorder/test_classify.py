@@ -20,6 +20,7 @@ from app.cli import main
 from classifiers.engine import SignalEngine
 from meritorder import telemetry
 from meritorder.classify import EngineClassifier, load_classifier
+from meritorder.config import RoutingConfig
 from meritorder.endpoints import parse
 from meritorder.request import RequestView
 from tests.helpers import RedisServer
@@ -229,7 +230,7 @@ def test_the_speed_check_times_the_model_and_leaves_the_engine_serving(model_dir
     engine = SignalEngine.load(model_dir, force_cpu=True)
     classifier = EngineClassifier(engine)
     try:
-        rate = classifier.check_speed(1000, required=True)
+        rate = classifier.check_speed(RoutingConfig(), required=True)
         assert rate > 0 and telemetry.METRICS.classifier_speed._value.get() == rate
         request = parse(
             "chat",
@@ -242,26 +243,41 @@ def test_the_speed_check_times_the_model_and_leaves_the_engine_serving(model_dir
 
 
 @pytest.mark.parametrize(
-    ("budget_ms", "required", "level"),
+    ("required_ms", "decision_ms", "required", "warnings"),
     [
-        (10_000, True, "info"),  # 10,000 row tokens covered: the costliest request fits
-        (1_000, True, "warning"),  # 1,000 covered: it does not, and a required signal waits
-        (1_000, False, "info"),  # nothing required: no request is refused for want of time
+        (10_000, 500, True, []),  # 10,000 row tokens covered: the costliest request fits
+        (1_000, 500, True, ["required"]),  # 1,000: it does not, and a required signal waits
+        (1_000, 500, False, []),  # nothing required: no request is refused for want of time
+        (10_000, 200, True, ["decision"]),  # 200 row tokens: not one full row (256)
+        (1_000, 200, True, ["required", "decision"]),
     ],
 )
-def test_the_speed_check_warns_when_the_costliest_request_cannot_fit_the_required_budget(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch, budget_ms: float, required: bool, level: str
+def test_the_speed_check_warns_where_the_budgets_do_not_cover_the_requests(
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    required_ms: float,
+    decision_ms: float,
+    required: bool,
+    warnings: list[str],
 ) -> None:
     engine = SignalEngine.load(model_dir, force_cpu=True)
     monkeypatch.setattr(engine, "measure_speed", lambda: 1000.0)  # row tokens a second
     classifier = EngineClassifier(engine)
+    routing = RoutingConfig(required_timeout_ms=required_ms, decision_timeout_ms=decision_ms)
     try:
         with capture_logs() as logs:
-            classifier.check_speed(budget_ms, required=required)
+            classifier.check_speed(routing, required=required)
     finally:
         classifier.close()
-    (log,) = logs
-    assert log["log_level"] == level
-    assert log["costliest_request_row_tokens"] == engine.max_request_row_tokens == 6656
-    assert log["costliest_request_s"] == 6.66
-    assert ("--classifier-profile fast" in log["event"]) == (level == "warning")
+    said = [
+        "required" if "required_timeout_ms" in log["event"] else "decision"
+        for log in logs
+        if log["log_level"] == "warning"
+    ]
+    assert said == warnings
+    assert len(logs) == max(1, len(warnings))  # one info line when nothing is wrong
+    for log in logs:
+        assert log["costliest_request_row_tokens"] == engine.max_request_row_tokens == 6656
+        assert log["costliest_request_s"] == 6.66
+        assert log["required_covers_row_tokens"] == required_ms
+        assert ("faster cores" in log["event"]) == (log["log_level"] == "warning")
