@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from meritorder.request import RequestView
 if TYPE_CHECKING:
     from classifiers.cache import CacheStats
     from classifiers.engine import SignalEngine
+    from classifiers.signals import PiiEntity
     from meritorder.config import RoutingConfig
 
 log = structlog.get_logger("meritorder.classify")
@@ -48,13 +50,15 @@ class EngineClassifier:
         if not self.engine.rows_waiting:
             return None
         try:
-            rows = self.engine.rows_for(request.messages)
+            rows = self.engine.rows_for(request.classifier_messages())
         except InvalidInput:
             return None
         return self.engine.estimate_wait_s(rows)
 
     async def classify(self, request: RequestView) -> Classified:
-        signals = await self.engine.classify_messages(request.messages, request.field_texts())
+        signals = await self.engine.classify_messages(
+            request.classifier_messages(), request.field_texts()
+        )
         if signals.timing is not None:
             telemetry.record_batch(signals.timing)
         if self.engine.row_cache is not None:
@@ -68,7 +72,7 @@ class EngineClassifier:
             prompt_attack=signals.prompt_attack.score,
             attack_threshold=self.attack_threshold,
             difficulty=signals.difficulty.score,
-            pii=signals.pii,
+            pii=_in_tool_specs_as_fields(request, signals.pii),
             tokens=signals.tokens,
             harmful=signals.harmful.score if signals.harmful is not None else None,
             harmful_threshold=self.harmful_threshold,
@@ -135,6 +139,23 @@ class EngineClassifier:
         self.engine.close()
         if isinstance(self.engine.row_cache, RedisRowCache):
             self.engine.row_cache.close()
+
+
+def _in_tool_specs_as_fields(
+    request: RequestView, found: tuple[PiiEntity, ...]
+) -> tuple[PiiEntity, ...]:
+    """The PII found, with what lies in a tool description (read as a tool turn) reported as
+    the field it is, as before they were read: the patterns' findings keep the request private
+    (a description is not redacted), the model's are dropped (it reads prose about code and
+    parameters, `screen cursor`, as names)."""
+    out = []
+    for entity in found:
+        path = request.tool_spec_path(entity.message) if entity.message is not None else None
+        if path is None:
+            out.append(entity)
+        elif entity.source != "model":
+            out.append(replace(entity, message=None, field=path))
+    return tuple(out)
 
 
 def load_classifier(

@@ -42,6 +42,10 @@ class RequestView:
     max_output_tokens: int | None = None
     choices: int = 1
     unreadable: bool = False  # prompt text the router cannot read (token ids)
+    # (body path, text) of every description in the request's tool definitions (`tools`,
+    # `functions`: a tool's and each parameter's): the model reads them, so the classifier's
+    # heads do (`classifier_messages`), but they are no turn of the conversation.
+    tool_specs: list[tuple[BodyPath, str]] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -70,6 +74,16 @@ class RequestView:
         """All message text joined, for keyword signals (joined once, read by every signal)."""
         return "\n".join(self.texts())
 
+    def classifier_messages(self) -> list[dict[str, Any]]:
+        """What the classifier reads: the messages, then each tool description as a tool turn
+        (after the last user turn, so the request's own turn and its context stay as they are)."""
+        return [*self.messages, *({"role": "tool", "content": t} for _, t in self.tool_specs)]
+
+    def tool_spec_path(self, index: int) -> str | None:
+        """The body path of classifier message `index` when it is a tool description."""
+        at = index - len(self.messages)
+        return path_name(self.tool_specs[at][0]) if 0 <= at < len(self.tool_specs) else None
+
     def content_path(self, index: int) -> str:
         """The body path of message `index`'s text, as PII findings name it."""
         return path_name(self.sources[index]) if index < len(self.sources) else f"[{index}]"
@@ -83,7 +97,7 @@ class RequestView:
         out: list[tuple[str, str]] = []
         # Message text read from inside an item or a content part (a tool's output, a tool
         # result block): read as message text, so not as field text again.
-        read = frozenset(path_name(source) for source in self.sources)
+        read = frozenset(path_name(path) for path in [*self.sources, *self._spec_paths])
         _strings({k: v for k, v in self.body.items() if k not in self.text_keys}, "", out, read)
         messages: set[BodyPath] = set()  # the paths of items that are messages
         for source in self.sources:
@@ -105,11 +119,17 @@ class RequestView:
                 _content_strings(item.get("content"), f"{where}.content", out, read)
         return out
 
+    @property
+    def _spec_paths(self) -> list[BodyPath]:
+        return [path for path, _ in self.tool_specs]
+
     def inspected_texts(self) -> list[tuple[str, str]]:
         """(path, text) of everything the PII detectors read: each message's text (as
-        `classifiers.text.message_text` joins it), then every other text-bearing field."""
+        `classifiers.text.message_text` joins it), each tool description, then every other
+        text-bearing field."""
         texts = [(self.content_path(i), text) for i, text in enumerate(self.texts())]
-        return [*texts, *self.field_texts()]
+        specs = [(path_name(path), text) for path, text in self.tool_specs]
+        return [*texts, *specs, *self.field_texts()]
 
 
 _MESSAGE_TEXT = frozenset({"role", "content"})  # a validated role; content is message text

@@ -102,6 +102,7 @@ class EndpointSpec:
             max_output_tokens,
             choices,
             unreadable,
+            tool_descriptions(body),
         )
 
     def rewrite(self, request: RequestView, model: ModelConfig, steps: Steps) -> bytes:
@@ -329,6 +330,29 @@ def check_parts(
         param=param,
         code="invalid_type",
     )
+
+
+def tool_descriptions(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
+    """(path, text) of every `description` string in the request's tool definitions (`tools`,
+    the legacy `functions`): a tool's own and those of its parameters' schemas, in every API's
+    shape (`function.description`, `description`, `parameters`, `input_schema`). A poisoned
+    description is an instruction the model reads like the system prompt."""
+    out: list[tuple[BodyPath, str]] = []
+    for key in ("tools", "functions"):
+        tools = body.get(key)
+        stack: list[tuple[BodyPath, Any]] = [((key,), tools)] if isinstance(tools, list) else []
+        while stack:  # iterative and in order: a schema may nest deeply
+            path, node = stack.pop()
+            if isinstance(node, dict):
+                for name, child in reversed(node.items()):
+                    if name == "description" and isinstance(child, str):
+                        if child.strip():
+                            out.append(((*path, name), child))
+                    elif isinstance(child, dict | list):
+                        stack.append(((*path, name), child))
+            elif isinstance(node, list):
+                stack.extend(((*path, j), child) for j, child in reversed(list(enumerate(node))))
+    return out
 
 
 def is_content(value: object) -> bool:

@@ -1,13 +1,13 @@
 """What the model reads, wherever a client puts it, through the real Envoy with the official SDKs
 and the shipped policy and model: a jailbreak a client hands back as a tool's output (a chat
 `tool` message, a Responses `function_call_output`, an Anthropic `tool_result` or text
-`document`) or as a stored prompt's variable is refused as the same jailbreak sent as a prompt
-is, and never reaches an upstream; the same request with benign text there is routed. Upstreams
-are MOCKS.
+`document`), as a stored prompt's variable, or writes into a tool's or a parameter's description
+(a poisoned tool) is refused as the same jailbreak sent as a prompt is, and never reaches an
+upstream; the same request with benign text there is routed. Upstreams are MOCKS.
 
-Before the Responses items and variables and the Anthropic blocks were read as turns, the attack
-head never saw them: each jailbreak below scored 0.004-0.035 there (threshold 0.74), 0.95-0.99 as
-a chat tool message."""
+Before these were read as turns, the attack head never saw them: each jailbreak below scored
+0.004-0.035 in the Responses and Anthropic channels (threshold 0.74), 0.95-0.99 as a chat tool
+message."""
 
 from __future__ import annotations
 
@@ -63,6 +63,39 @@ def prompt_variable(stack: Stack, output: str) -> tuple[int, Any]:
     return _openai(lambda: raw.create(model="auto", prompt=prompt, input=ASK))
 
 
+def chat_tool_description(stack: Stack, text: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response
+    tool: Any = {"type": "function", "function": {"name": "fetch", "description": text}}
+    messages: Any = [{"role": "user", "content": ASK}]
+    return _openai(lambda: raw.create(model="auto", messages=messages, tools=[tool]))
+
+
+def parameter_description(stack: Stack, text: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    raw = client.responses.with_raw_response
+    schema = {"type": "object", "properties": {"url": {"type": "string", "description": text}}}
+    tool: Any = {
+        "type": "function",
+        "name": "fetch",
+        "description": "Fetch a page.",
+        "parameters": schema,
+    }
+    return _openai(lambda: raw.create(model="auto", input=ASK, tools=[tool]))
+
+
+def anthropic_tool_description(stack: Stack, text: str) -> tuple[int, Any]:
+    client = anthropic.Anthropic(base_url=stack.base_url, api_key="unused", max_retries=0)
+    tool: Any = {"name": "fetch", "description": text, "input_schema": {"type": "object"}}
+    try:
+        raw = client.messages.with_raw_response.create(
+            model="auto", max_tokens=64, messages=[{"role": "user", "content": ASK}], tools=[tool]
+        )
+        return raw.status_code, None
+    except anthropic.APIStatusError as error:
+        return error.status_code, error.body
+
+
 def tool_result(stack: Stack, output: str) -> tuple[int, Any]:
     messages: list[Any] = [
         {"role": "user", "content": ASK},
@@ -102,7 +135,17 @@ def _anthropic(stack: Stack, messages: list[Any]) -> tuple[int, Any]:
         return error.status_code, error.body
 
 
-SENDERS = [chat, responses, prompt_variable, tool_result, document]
+SENDERS = [
+    chat,
+    responses,
+    prompt_variable,
+    tool_result,
+    document,
+    chat_tool_description,
+    parameter_description,
+    anthropic_tool_description,
+]
+ANTHROPIC = (tool_result, document, anthropic_tool_description)
 
 
 @pytest.mark.parametrize("send", SENDERS, ids=lambda s: s.__name__)
@@ -115,7 +158,7 @@ def test_a_jailbreak_where_the_model_reads_it_is_refused(
 ) -> None:
     status, error = send(stack, jailbreak)
     assert status == 403, error
-    if send in (tool_result, document):
+    if send in ANTHROPIC:
         assert error["error"]["type"] == "permission_error"
     else:
         assert error["code"] == "blocked_by_policy"

@@ -281,3 +281,37 @@ def test_the_speed_check_warns_where_the_budgets_do_not_cover_the_requests(
         assert log["costliest_request_s"] == 6.66
         assert log["required_covers_row_tokens"] == required_ms
         assert ("faster cores" in log["event"]) == (log["log_level"] == "warning")
+
+
+async def test_pii_in_a_tool_description_stays_a_field_finding_and_the_models_guesses_there_go(
+    model_dir: Path,
+) -> None:
+    """A description is read by every head, but PII there is reported as the field it is (not
+    redactable: the policy keeps the request private, as before descriptions were read), and
+    the PII model's spans in it are dropped."""
+    from classifiers.signals import PiiEntity
+    from meritorder.classify import _in_tool_specs_as_fields
+
+    tools = [{"type": "function", "function": {"name": "m", "description": "Mail bob@x.io"}}]
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
+    request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
+    found = (
+        PiiEntity("EMAIL_ADDRESS", 5, 13, 1.0, message=1, source="pattern"),
+        PiiEntity("PERSON", 0, 4, 0.9, message=1, source="model"),
+        PiiEntity("PERSON", 0, 2, 0.9, message=0, source="model"),
+    )
+    assert _in_tool_specs_as_fields(request, found) == (
+        PiiEntity(
+            "EMAIL_ADDRESS", 5, 13, 1.0, message=None, source="pattern",
+            field="tools[0].function.description",
+        ),
+        found[2],
+    )  # fmt: skip
+    engine = SignalEngine.load(model_dir, force_cpu=True)
+    classifier = EngineClassifier(engine)
+    try:
+        classified = await classifier.classify(request)
+    finally:
+        classifier.close()
+    emails = [p for p in classified.pii if p.type == "EMAIL_ADDRESS"]
+    assert [(p.field, p.message) for p in emails] == [("tools[0].function.description", None)]

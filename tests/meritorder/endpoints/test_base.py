@@ -218,3 +218,72 @@ def test_a_finding_outside_message_text_is_never_masked_into_a_message() -> None
     in_user_field = replace(Pii("EMAIL_ADDRESS", 0, 5, message=None), field="user")
     out = forward(chat(("user", "hello world"), user="a@b.c"), redact=(in_user_field,))
     assert out["messages"][0]["content"] == "hello world"
+
+
+TOOLS_BY_API: dict[str, dict[str, Any]] = {
+    "chat": {
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "w",
+                    "description": "Get the weather.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string", "description": "A city."}},
+                    },
+                },
+            }
+        ],
+        "functions": [{"name": "old", "description": "A legacy function."}],
+    },
+    "responses": {
+        "input": "hi",
+        "tools": [
+            {
+                "type": "function",
+                "name": "w",
+                "description": "Get the weather.",
+                "parameters": {"properties": {"city": {"description": "A city."}}},
+            },
+            {"type": "web_search"},
+        ],
+    },
+    "messages": {
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [
+            {
+                "name": "w",
+                "description": "Get the weather.",
+                "input_schema": {"properties": {"description": {"description": "A city."}}},
+            }
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("api", sorted(TOOLS_BY_API))
+def test_tool_descriptions_are_read_by_the_classifier_after_the_turns_and_not_as_fields(
+    api: str,
+) -> None:
+    """Every description in a tool definition, a parameter's included (a poisoned description is
+    an instruction the model reads), in each API's shape; the conversation's turns stay the
+    conversation's, and no description is read twice."""
+    body = {"model": "auto", **TOOLS_BY_API[api]}
+    request = parse(api, json.dumps(body).encode(), max_bytes=1 << 20)  # type: ignore[arg-type]
+    assert request.texts() == ["hi"]
+    read = request.classifier_messages()
+    assert read[0] == request.messages[0]
+    assert [m["role"] for m in read[1:]] == ["tool"] * len(request.tool_specs)
+    texts = [m["content"] for m in read[1:]]
+    assert texts[:2] == ["Get the weather.", "A city."]
+    assert texts[2:] == (["A legacy function."] if api == "chat" else [])
+    assert request.tool_spec_path(0) is None
+    paths = [request.tool_spec_path(i) for i in range(1, len(read))]
+    assert paths[0] in ("tools[0].function.description", "tools[0].description")
+    assert all(p is not None and p.endswith("description") for p in paths)
+    fields = dict(request.field_texts())
+    assert not set(texts) & set(fields.values())
+    assert set(texts) <= {text for _, text in request.inspected_texts()}
