@@ -12,7 +12,7 @@ from meritorder.endpoints.base import (
 )
 from meritorder.errors import bad_request
 from meritorder.policy import Steps
-from meritorder.request import Body, RequestView, json_type
+from meritorder.request import Body, BodyPath, RequestView, json_type
 
 
 class CompletionsSpec(
@@ -25,10 +25,16 @@ class CompletionsSpec(
         text = prompt_text(prompt)
         n = optional_count(body, "n", minimum=1) or 1
         best_of = optional_count(body, "best_of", minimum=1) or 1
+        messages: list[dict[str, Any]] = [{"role": "user", "content": text}]
+        sources: list[BodyPath] = [("prompt",)]
+        if isinstance(body.get("suffix"), str):
+            # The text after the insertion point: the model reads it as context, not as the ask.
+            messages.append({"role": "tool", "content": body["suffix"]})
+            sources.append(("suffix",))
         return self.request_view(
             body,
-            [{"role": "user", "content": text}],
-            [("prompt",)],
+            messages,
+            sources,
             max_output_tokens=optional_count(body, "max_tokens"),
             choices=max(n, best_of),
             unreadable=isinstance(prompt, list) and not any(isinstance(p, str) for p in prompt),

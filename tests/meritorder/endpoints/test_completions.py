@@ -10,7 +10,7 @@ import pytest
 from meritorder.config import SystemPromptStep
 from meritorder.endpoints import BY_API, Usage
 from meritorder.errors import RequestError
-from tests.helpers import spec_rewrite, spec_view
+from tests.helpers import Pii, spec_rewrite, spec_view
 
 SPEC = BY_API["completions"]
 view = partial(spec_view, "completions")
@@ -68,3 +68,15 @@ def test_usage_chunk() -> None:
     )
     parser.feed(b'"completion_tokens":1}}\n\ndata: [DONE]\n\n')
     assert parser.finish() == Usage(2, 1)
+
+
+def test_a_suffix_is_read_as_context_after_the_prompt_and_masked_where_it_was_written() -> None:
+    body = {"model": "auto", "prompt": "def f():", "suffix": "# mail bob@x.io"}
+    request = view(body)
+    assert request.texts() == ["def f():", "# mail bob@x.io"]
+    assert [m["role"] for m in request.messages] == ["user", "tool"]
+    assert request.last_user_text() == "def f():"
+    assert "suffix" not in dict(request.field_texts())
+    out = rewrite(body, redact=(Pii("EMAIL_ADDRESS", 7, 15, message=1),))
+    assert out["suffix"] == "# mail [EMAIL_ADDRESS]"
+    assert out["prompt"] == "def f():"
