@@ -1,9 +1,10 @@
 """What the model reads, wherever a client puts it, through the real Envoy with the official SDKs
 and the shipped policy and model: a jailbreak a client hands back as a tool's output (a chat
 `tool` message, a Responses `function_call_output`, an Anthropic `tool_result` or text
-`document`), as a stored prompt's variable, or writes into a tool's or a parameter's description
-(a poisoned tool) is refused as the same jailbreak sent as a prompt is, and never reaches an
-upstream; the same request with benign text there is routed. Upstreams are MOCKS.
+`document`), as a stored prompt's variable or a completion's suffix, or writes into a tool's
+or a parameter's description (a poisoned tool) is refused as the same jailbreak sent as a
+prompt is, and never reaches an upstream; the same request with benign text there is routed.
+Upstreams are MOCKS.
 
 Before these were read as turns, the attack head never saw them: each jailbreak below scored
 0.004-0.035 in the Responses and Anthropic channels (threshold 0.74), 0.95-0.99 as a chat tool
@@ -61,6 +62,12 @@ def prompt_variable(stack: Stack, output: str) -> tuple[int, Any]:
     raw = client.responses.with_raw_response
     prompt: Any = {"id": "pmpt_1", "variables": {"page": output}}
     return _openai(lambda: raw.create(model="auto", prompt=prompt, input=ASK))
+
+
+def suffix(stack: Stack, text: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    raw = client.completions.with_raw_response
+    return _openai(lambda: raw.create(model="auto", prompt=ASK, suffix=text))
 
 
 def chat_tool_description(stack: Stack, text: str) -> tuple[int, Any]:
@@ -141,6 +148,7 @@ SENDERS = [
     prompt_variable,
     tool_result,
     document,
+    suffix,
     chat_tool_description,
     parameter_description,
     anthropic_tool_description,
