@@ -97,6 +97,8 @@ from classifiers.windows import (
     attack_views,
     keep_windows,
     last_user_index,
+    one_line,
+    paragraphs,
     pii_windows,
     runs,
     sequence_window,
@@ -706,6 +708,10 @@ class SignalEngine:
         # one row feeds every head and the turn's PII tags.
         shared = user if len(spans[user]) == 1 and _opens_with(sequence, encoded[user].ids) else -1
         candidates = [(m, k) for m, s in enumerate(spans) if m != shared for k in range(len(s))]
+        if candidates and self.segment_head is None:
+            plan = self._plan_by_paragraphs(job, encoded, sequence, shared)
+            if plan is not None:
+                return plan
         kept = {candidates[i] for i in spread(len(candidates), self.max_rows - 1)}
         rows = [sequence]
         pieces: list[_Piece] = []
@@ -730,6 +736,65 @@ class SignalEngine:
         attack_rows = self._attack_rows(views, rows, same)
         tokens = sum(len(message) for message in encoded)
         return _Plan(rows, 0, pieces, attack_rows, tokens, self._segments(job, pieces))
+
+    def _plan_by_paragraphs(
+        self, job: Job, encoded: list[EncodedText], sequence: IdArray, shared: int
+    ) -> _Plan | None:
+        """The rows of a request whose paragraphs all fit the attack head's budget: the sequence
+        row and one row a line (or a row-long piece of a long one), which the PII tags read too
+        where a line is a whole paragraph, instead of PII windows that would read every token a
+        second time. A paragraph of several lines (an address, a table) gets PII rows of its own,
+        so that a span across its line breaks is read whole. None when the lines do not fit the
+        budget or those PII rows would pass the row cap: the windows are planned then."""
+        views = _Views()
+        for m, message in enumerate(encoded):
+            views.add(m, message.ids, self._views(job.texts[m], message, 0, len(message)))
+        distinct = {key: view for _, _, view, key in views.pieces}
+        if sum(b - a + 2 for ((a, b),) in distinct.values()) > self.attack_tokens:
+            return None  # (a piece is one range of tokens: `attack_views`)
+        own: list[tuple[int, Window]] = []  # (message, window): PII rows of their own
+        by_message: dict[int, list[tuple[Window, int]]] = {}
+        whole: set[tuple[int, int, int]] = set()  # pieces that are a whole paragraph
+        for m, message in enumerate(encoded):
+            if m == shared or not len(message):
+                continue
+            offsets = message.encoding.offsets
+            stretches: list[list[int]] = []  # runs of paragraphs that are not one line each
+            for a, b in paragraphs(job.texts[m], offsets, 0, len(message)):
+                if b - a <= self._window and one_line(job.texts[m], offsets, a, b):
+                    whole.add((m, a, b))
+                elif stretches and stretches[-1][1] == a:
+                    stretches[-1][1] = b
+                else:
+                    stretches.append([a, b])
+            own += [
+                (m, Window(a + w.start, a + w.end, a + w.own_start, a + w.own_end))
+                for a, b in stretches
+                for w in pii_windows(b - a, self._window, self.pii_overlap)
+            ]
+        if len(own) > self.max_rows - 1:
+            return None
+        rows = [sequence]
+        same: dict[tuple[int, int, int], int] = {}
+        if shared >= 0 and len(encoded[shared]):  # the user turn the sequence row opens with
+            n = len(encoded[shared])
+            by_message[shared] = [(Window(0, n, 0, n), 0)]
+            same[(shared, 0, n)] = 0
+        for m, window in own:
+            rows.append(self.tokenizer.wrap(encoded[m].ids[window.start : window.end]))
+            by_message.setdefault(m, []).append((window, len(rows) - 1))
+            same[(m, window.start, window.end)] = len(rows) - 1
+        row_of: dict[bytes, int] = {}
+        attack_rows = self._attack_rows(views, rows, same, row_of)
+        for m, _, ((a, b),), key in views.pieces:
+            if (m, a, b) in whole:
+                by_message.setdefault(m, []).append((Window(a, b, a, b), row_of[key]))
+        pieces = [
+            _Piece(m, 0, encoded[m], sorted(by_message[m], key=lambda w: w[0].start))
+            for m in sorted(by_message)
+        ]
+        tokens = sum(len(message) for message in encoded)
+        return _Plan(rows, 0, pieces, attack_rows, tokens)
 
     def _segments(self, job: Job, pieces: list[_Piece]) -> dict[int, tuple[Span, ...]]:
         """Per row, the segments of user and tool text it holds whole, for the segment head."""
@@ -762,30 +827,36 @@ class SignalEngine:
         return attack_views(text, offsets, start, end, self._window, self.attack_stride)
 
     def _attack_rows(
-        self, views: _Views, rows: list[IdArray], same: Mapping[tuple[int, int, int], int]
+        self,
+        views: _Views,
+        rows: list[IdArray],
+        same: Mapping[tuple[int, int, int], int],
+        placed: dict[bytes, int] | None = None,
     ) -> list[int]:
         """Rows for the attack head's views: first the paragraphs, then the windows between the
         pieces of long ones, each kind spread evenly within what is left of the attack budget; a
         view whose tokens are already a row (`same`: (source, start, end) -> row) or another
-        view's is read once."""
+        view's is read once. `placed`, when given, gets each paragraph's row by its key."""
         budget = self.attack_tokens
         attack_rows: list[int] = []
         for group in (views.pieces, views.windows):
             # The same paragraph twice (a repeated line, a quoted block) costs one row.
-            distinct = list({key: (source, ids, view) for source, ids, view, key in group}.values())
-            cost = [sum(b - a for a, b in view) + 2 for _, _, view in distinct]  # [CLS], [SEP]
+            distinct = list({key: (source, ids, view) for source, ids, view, key in group}.items())
+            cost = [sum(b - a for a, b in view) + 2 for _, (_, _, view) in distinct]  # [CLS], [SEP]
             total = sum(cost)
             keep = len(distinct) if total <= budget else len(distinct) * budget // max(1, total)
             while keep and sum(cost[i] for i in spread(len(distinct), keep)) > budget:
                 keep -= 1
             for i in spread(len(distinct), keep):
-                source, ids, view = distinct[i]
+                key, (source, ids, view) = distinct[i]
                 budget -= cost[i]
                 row = same.get((source, *view[0])) if len(view) == 1 else None
                 if row is None:
                     rows.append(self.tokenizer.wrap(np.concatenate([ids[a:b] for a, b in view])))
                     row = len(rows) - 1
                 attack_rows.append(row)
+                if placed is not None and group is views.pieces:
+                    placed[key] = row
         return attack_rows
 
     def _plan_sliced(self, job: Job, encoded: list[EncodedText]) -> _Plan:

@@ -226,10 +226,28 @@ def _lines(
     text: str, offsets: Sequence[tuple[int, int]], start: int, end: int
 ) -> list[tuple[int, int]]:
     """Tokens `[start, end)` in runs between line breaks."""
+    return _runs(text, offsets, start, end, breaks=1)
+
+
+def paragraphs(
+    text: str, offsets: Sequence[tuple[int, int]], start: int, end: int
+) -> list[tuple[int, int]]:
+    """Tokens `[start, end)` in runs between blank lines (two line breaks or more)."""
+    return _runs(text, offsets, start, end, breaks=2)
+
+
+def one_line(text: str, offsets: Sequence[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether no line break falls between tokens `[start, end)`."""
+    return all("\n" not in text[offsets[i - 1][1] : offsets[i][0]] for i in range(start + 1, end))
+
+
+def _runs(
+    text: str, offsets: Sequence[tuple[int, int]], start: int, end: int, *, breaks: int
+) -> list[tuple[int, int]]:
     bounds: list[tuple[int, int]] = []
     first = start
     for i in range(start + 1, end + 1):
-        if i == end or "\n" in text[offsets[i - 1][1] : offsets[i][0]]:
+        if i == end or text.count("\n", offsets[i - 1][1], offsets[i][0]) >= breaks:
             bounds.append((first, i))
             first = i
     return bounds

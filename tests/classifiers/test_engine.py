@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import inspect
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -579,9 +580,11 @@ async def test_a_short_request_is_answered_between_the_steps_of_a_long_one(
         answered.append(name)
         return signals
 
-    long, short = await asyncio.gather(
-        classify("long", FILLER * 200), classify("short", "hello world")
-    )
+    # Lines that differ: a line repeated is read once, so repeated filler would be short work.
+    words = ["the", "cat", "sat", "on", "mat", "hello", "world", "said", "and", "of", "to"]
+    rng = random.Random(0)
+    lines = "".join(" ".join(rng.choice(words) for _ in range(6)) + "\n" for _ in range(200))
+    long, short = await asyncio.gather(classify("long", lines), classify("short", "hello world"))
     assert answered == ["short", "long"]  # it did not wait for the long one's last step
     assert engine.batch_stats.requeued > 0
     assert short.tokens == 2 and long.tokens == 1200
@@ -705,13 +708,13 @@ async def test_a_cached_message_at_another_index_gets_spans_of_its_own_index(
         {"role": "system", "content": "the cat sat on the mat " * 8},
         {"role": "user", "content": "hello bob smith"},
         {"role": "assistant", "content": "alice said hello"},
-        {"role": "user", "content": "hello bob smith"},
+        {"role": "user", "content": "hello alice"},
     ]
     second = await engine.classify_messages(moved)
     again = await engine.classify_messages(moved)
     engine.close()
     assert [(p.start, p.end, p.message) for p in first.pii] == [(6, 15, 0)]
-    expected = [("PERSON", 6, 15, 1), ("PERSON", 0, 5, 2), ("PERSON", 6, 15, 3)]
+    expected = [("PERSON", 6, 15, 1), ("PERSON", 0, 5, 2), ("PERSON", 6, 11, 3)]
     assert [(p.type, p.start, p.end, p.message) for p in second.pii] == expected
     assert second.pii == again.pii and again.cached_rows == again.rows > 0
     assert second.cached_rows > 0  # message 1's window is the first request's row
@@ -859,3 +862,60 @@ async def test_the_engine_estimates_no_wait_until_it_has_timed_a_batch(
     await engine.classify_text("hello")
     estimate = engine.estimate_wait_s(rows)
     assert estimate is not None and estimate > 0 and engine.rows_waiting == 0
+
+
+def test_one_line_paragraphs_are_rows_the_attack_head_and_the_pii_tags_both_read(
+    model_dir: Path,
+) -> None:
+    """A request of one-line paragraphs that fit the attack budget: the sequence row and a row a
+    distinct line, which the PII tags read too (no PII windows reading every token again)."""
+    engine = capped(model_dir, max_rows=8, attack_tokens=512)
+    lines = ["hello bob smith", "the cat sat on the mat", "please call alice", "hello bob smith"]
+    text = "\n\n".join(lines * 3)
+    ids = [engine.tokenizer.encode([line])[0].ids for line in lines[:3]]
+    rows = engine.model_rows(text)
+    assert [list(r) for r in rows[1:]] == [list(engine.tokenizer.wrap(i)) for i in ids]
+    signals = engine.classify_batch([text])[0]
+    names = [text[p.start : p.end] for p in signals.pii if p.type == "PERSON"]
+    assert names == ["bob smith", "alice", "bob smith"] * 3
+    engine.close()
+
+
+def test_a_paragraph_of_several_lines_gets_pii_rows_that_read_across_its_line_breaks(
+    model_dir: Path,
+) -> None:
+    """An address or a name split over lines is tagged in a row holding all its lines; each
+    line is still a row of its own for the attack head."""
+    engine = capped(model_dir, max_rows=8, attack_tokens=512)
+    text = "\n\n".join(
+        [
+            "the cat sat on the mat",
+            "hello world and the cat",
+            "my name is bob\nsmith",
+            "please write to me at the mat",
+            "hello world of the cat sat",
+            "zoe said hello to the world and the cat",
+        ]
+    )
+    rows = [list(r) for r in engine.model_rows(text)]
+    both = list(engine.tokenizer.wrap(engine.tokenizer.encode(["my name is bob\nsmith"])[0].ids))
+    alone = [
+        list(engine.tokenizer.wrap(engine.tokenizer.encode([line])[0].ids))
+        for line in ("my name is bob", "smith")
+    ]
+    assert both in rows and all(row in rows for row in alone)
+    signals = engine.classify_batch([text])[0]
+    assert [text[p.start : p.end] for p in signals.pii] == ["bob\nsmith"]
+    engine.close()
+
+
+def test_paragraphs_past_the_row_cap_are_read_by_spread_windows_as_before(
+    model_dir: Path,
+) -> None:
+    """When the lines' PII rows would pass the row cap, the windows are planned instead."""
+    engine = capped(model_dir, max_rows=3, attack_tokens=512)
+    text = "\n\n".join(f"my name is bob\nsmith {'the cat sat ' * k}" for k in range(6))
+    rows = engine.model_rows(text)
+    window_rows = [r for r in rows[1:] if len(r) == engine.max_length]
+    assert len(window_rows) == 2  # max_rows - 1 windows, spread
+    engine.close()
