@@ -226,6 +226,32 @@ def test_a_drop_common_to_every_arm_keeps_the_best_arm_after_the_reset() -> None
     assert share(picks[-1000:], "c") >= 0.85  # still the best: 0.5 against 0.2 and 0.2
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_with_idle_an_arm_last_seen_long_before_a_change_is_tried_again_after_the_reset(
+    seed: int,
+) -> None:
+    # c looks bad early (0.2) and is hardly played while b wins; then b collapses and c is the
+    # best. A reset keeps c's old mean over keep observations, so c waits for b's estimate to
+    # fall under it; with `idle`, c's old evidence is mostly dropped (it was last observed long
+    # before), its prior stands, and sampling tries it at once.
+    def staled(step: int, model: str) -> float:
+        if step < 300:
+            return {"a": 0.5, "b": 0.6, "c": 0.2}[model]
+        if step < 1500:
+            return {"a": 0.5, "b": 0.9, "c": 0.2}[model]
+        return {"a": 0.3, "b": 0.2, "c": 0.7}[model]
+
+    prior = {"means": {"a": 0.5, "b": 0.6, "c": 0.6}, "weight": 50}
+    after = {}
+    for idle in (None, 100):
+        detect = {"idle": idle} if idle else {}
+        learn = LearnConfig(**{**GREEDY_FREE, "prior": prior, "detect": detect})
+        picks = run(learn, THREE, staled, steps=2500, seed=seed)
+        assert share(picks[:1500], "c") < 0.05 and share(picks[-500:], "c") >= 0.95
+        after[idle] = share(picks[1500:1700], "c")
+    assert after[100] >= 0.6 and after[None] < 0.5
+
+
 # The relative model with the detector on its residuals (the opt-in bench/learning_shift.py chose).
 RELATIVE = {**GREEDY_FREE, "model": "relative", "level_step": 0.02, "detect": {"threshold": 8}}
 
