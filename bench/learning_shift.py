@@ -192,7 +192,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "baseline": {"half_life": 500},  # the shipped examples before detection
     "no-decay": {},
     **{
-        f"h{h:g}-k{k:g}": {"detect": {"threshold": h, "drift": 0.05, "keep": k}}
+        f"h{h:g}-k{k:g}": {"detect": {"threshold": h, "drift": 0.05, "keep": k, "idle": None}}
         for h in (8, 12, 16, 24)
         for k in (10, 30, 100)
     },
@@ -211,9 +211,14 @@ for step in (0.01, 0.02, 0.05, 0.1):
             CONFIGS[f"rel-s{step:g}-h{h:g}-k{k:g}"] = {
                 "model": "relative",
                 "level_step": step,
-                "detect": {"threshold": h, "drift": 0.05, "keep": k},
+                "detect": {"threshold": h, "drift": 0.05, "keep": k, "idle": None},
             }
-CONFIGS["chosen"] = CONFIGS["h16-k30"]  # the examples' settings (absolute)
+CONFIGS["rel-s0.02-h8-k30-i300"] = {
+    "model": "relative",
+    "level_step": 0.02,
+    "detect": {"threshold": 8, "drift": 0.05, "keep": 30, "idle": 300},
+}
+CONFIGS["chosen"] = CONFIGS["h16-k30-i300"]  # the examples' settings (absolute; before: h16-k30)
 # The relative model's best here, an opt-in: the examples stayed absolute (README).
 CONFIGS["relative"] = CONFIGS["rel-s0.02-h8-k30"]
 

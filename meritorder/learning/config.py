@@ -109,10 +109,11 @@ class DetectConfig(_Strict):
         default=30.0, gt=0, description="observations each arm (and the prior) keeps on a reset"
     )
     idle: float | None = Field(
-        default=None,
+        default=300.0,
         gt=0,
         description="on a reset, an arm last observed this many observations ago keeps half of "
-        "keep (twice as long ago: a quarter), so an arm whose evidence is old is tried again",
+        "keep (twice as long ago: a quarter), so an arm whose evidence is old is tried again; "
+        "null: every arm keeps keep",
     )
 
 

@@ -244,7 +244,7 @@ def test_with_idle_an_arm_last_seen_long_before_a_change_is_tried_again_after_th
     prior = {"means": {"a": 0.5, "b": 0.6, "c": 0.6}, "weight": 50}
     after = {}
     for idle in (None, 100):
-        detect = {"idle": idle} if idle else {}
+        detect = {"idle": idle}
         learn = LearnConfig(**{**GREEDY_FREE, "prior": prior, "detect": detect})
         picks = run(learn, THREE, staled, steps=2500, seed=seed)
         assert share(picks[:1500], "c") < 0.05 and share(picks[-500:], "c") >= 0.95
@@ -262,13 +262,15 @@ def test_under_the_relative_model_a_drop_common_to_all_arms_moves_the_level_not_
 ) -> None:
     # Every arm loses 0.3 at row 1500. c, the best, is the one being played, so only c shows
     # the drop; the level takes it, and every arm's mean falls with it, a's too, though a is
-    # hardly played: the ranking, and so the greedy arm, stays.
+    # hardly played: the ranking, and so the greedy arm, stays (but for a few rows after a
+    # reset, where `idle` has left a and b little evidence and one try can move them).
     def harder(step: int, model: str) -> float:
         before = {"a": 0.5, "b": 0.6, "c": 0.9}
         return before[model] - (0.3 if step >= 1500 else 0.0)
 
     picks = run(LearnConfig(**RELATIVE), THREE, harder, steps=3000, seed=seed)
-    assert all(p.greedy == "c" for p in picks[1000:])
+    assert all(p.greedy == "c" for p in picks[1000:1500] + picks[1700:])
+    assert sum(p.greedy == "c" for p in picks[1500:1700]) >= 190
     at, after = picks[1499], picks[1700]
     assert at.level is not None and after.level is not None
     assert after.level < at.level - 0.12

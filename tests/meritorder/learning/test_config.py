@@ -69,11 +69,11 @@ def test_detection_is_off_unless_asked_and_its_defaults_are_the_shipped_ones() -
     assert LearnConfig().detect is None
     detect = parse_config(policy("{detect: {}}")).decisions[0].learn.detect  # type: ignore[union-attr]
     assert detect is not None
-    assert (detect.threshold, detect.drift, detect.keep) == (16, 0.05, 30)
+    assert (detect.threshold, detect.drift, detect.keep, detect.idle) == (16, 0.05, 30, 300)
 
 
-def test_the_detectors_idle_reaches_the_stores_rules() -> None:
-    for learn, idle in (("{detect: {idle: 300}}", 300), ("{detect: {}}", None)):
+def test_the_detectors_idle_reaches_the_stores_rules_and_null_turns_it_off() -> None:
+    for learn, idle in (("{detect: {idle: 100}}", 100), ("{detect: {idle: null}}", None)):
         detect = bandit.rules(parse_config(policy(learn)).decisions[0].learn).detect
         assert detect is not None and detect.idle == idle
 
