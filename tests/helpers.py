@@ -357,3 +357,27 @@ def assert_same_estimates(got: ContextEstimates, want: ContextEstimates) -> None
         assert (mine.wins, mine.losses) == (pytest.approx(arm.wins), pytest.approx(arm.losses))
         assert (mine.up, mine.down) == (pytest.approx(arm.up), pytest.approx(arm.down))
         assert mine.resid == pytest.approx(arm.resid)
+
+
+# The detector's `idle`: a stream whose reset finds one arm idle for long, one for a while and
+# the played one just observed (test_store.py, test_redis.py).
+IDLE = Detect(threshold=3, drift=0.05, keep=8, weight=0, idle=10)
+IDLE_STREAM = (
+    ([("old", 1.0), ("old", 0.0)] * 6 + [("a", 1.0)] * 12 + [("b", 1.0)] * 6 + [("a", 1.0)] * 12)
+    + [("a", 0.0)] * 6
+    + [("a", 1.0), ("b", 0.0)] * 2
+)
+
+
+async def feed_idle(store: EstimatesStore) -> list[bool]:
+    """`IDLE_STREAM` through `store`, under `IDLE` and a half-life."""
+    rules = Rules(HalfLife(value=50), IDLE)
+    return [await store.observe("decision:i", m, reward, rules) for m, reward in IDLE_STREAM]
+
+
+def want_idle() -> ContextEstimates:
+    """What `feed_idle` leaves, by the pure arithmetic."""
+    ctx = ContextEstimates()
+    for model, reward in IDLE_STREAM:
+        ctx, _ = observed(ctx, model, reward, 0.0, Rules(HalfLife(value=50), IDLE))
+    return ctx

@@ -93,7 +93,9 @@ def detector(learn: LearnConfig | None) -> store.Detect | None:
     if learn is None or learn.detect is None:
         return None
     d = learn.detect
-    return store.Detect(d.threshold, d.drift, d.keep, learn.prior.weight, learn.prior.means)
+    return store.Detect(
+        d.threshold, d.drift, d.keep, learn.prior.weight, learn.prior.means, idle=d.idle
+    )
 
 
 def relative(learn: LearnConfig | None) -> store.Relative | None:

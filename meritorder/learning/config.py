@@ -92,8 +92,9 @@ class HalfLife(_Strict):
 class DetectConfig(_Strict):
     """Change detection: a two-sided CUSUM of each arm's prediction errors (reward minus the
     posterior mean before it; under the relative model, minus level + offset: the residual);
-    past `threshold`, the context's evidence and prior are shrunk to
-    at most `keep` observations each, so exploration re-opens where the stream changed."""
+    past `threshold`, the context's evidence and prior are shrunk to at most `keep`
+    observations each (with `idle`, fewer for an arm the longer ago it was last observed), so
+    exploration re-opens where the stream changed."""
 
     threshold: float = Field(
         default=16.0, gt=0, description="CUSUM alarm level, in reward units (higher: fewer resets)"
@@ -106,6 +107,13 @@ class DetectConfig(_Strict):
     )
     keep: float = Field(
         default=30.0, gt=0, description="observations each arm (and the prior) keeps on a reset"
+    )
+    idle: float | None = Field(
+        default=300.0,
+        gt=0,
+        description="on a reset, an arm last observed this many observations ago keeps half of "
+        "keep (twice as long ago: a quarter), so an arm whose evidence is old is tried again; "
+        "null: every arm keeps keep",
     )
 
 

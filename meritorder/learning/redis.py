@@ -36,7 +36,8 @@ from meritorder.redis_store import RedisStore
 # KEYS[1]: the context's hash; ARGV: model, reward, half-life value (0: none), unit, now, and
 # the detector's threshold (0: no detection), drift, keep, prior weight, the model's prior mean
 # ('': none), the relative model's level step (0: the absolute model) and the prior's mean
-# level. `store.observed` in Lua: decay, observe, the level, CUSUM, and a reset of the context.
+# level, and the detector's idle age (0: none). `store.observed` in Lua: decay, observe, the
+# level, CUSUM, and a reset of the context.
 _OBSERVE = """
 local key = KEYS[1]
 local prev = tonumber(redis.call('HGET', key, 'clock') or '0')
@@ -46,6 +47,7 @@ local hl, now = tonumber(ARGV[3]), tonumber(ARGV[5])
 local threshold, drift, keep = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local weight, prior = tonumber(ARGV[9]), tonumber(ARGV[10])
 local step, level0 = tonumber(ARGV[11]), tonumber(ARGV[12])
+local idle = tonumber(ARGV[13])
 local function num(field, default)
   return tonumber(redis.call('HGET', key, field) or default)
 end
@@ -110,14 +112,16 @@ if fired == 1 then
   for i = 1, #all, 2 do
     local name = string.match(all[i], '^(.*):w$')
     if name then
-      local g = factor(num(name .. ':c', '0'), num(name .. ':t', '0'))
-      local aw, al = num(name .. ':w', '0') * g, num(name .. ':l', '0') * g
-      local ar = num(name .. ':r', '0') * g
+      local c = num(name .. ':c', '0')
+      local g = factor(c, num(name .. ':t', '0'))
+      local aw, al = num(name .. ':w', '0'), num(name .. ':l', '0')
+      local cap = keep
+      if idle > 0 then cap = keep * math.pow(0.5, math.max(0, clock - c) / idle) end
+      local count = aw * g + al * g
       local shrink = 1.0
-      if aw + al > 0 then shrink = math.min(1, keep / (aw + al)) end
+      if count > 0 then shrink = math.min(1, cap / count) end
       redis.call('HSET', key, name .. ':w', fmt(aw * shrink), name .. ':l', fmt(al * shrink),
-        name .. ':c', tostring(clock), name .. ':t', fmt(now), name .. ':u', '0', name .. ':d', '0',
-        name .. ':r', fmt(ar * shrink))
+        name .. ':u', '0', name .. ':d', '0', name .. ':r', fmt(num(name .. ':r', '0') * shrink))
     end
   end
   redis.call('HSET', key, 'pscale', fmt(scale), 'rclock', tostring(clock))
@@ -176,6 +180,7 @@ class RedisEstimates(RedisStore[EstimatesStore]):
             "" if prior is None else repr(prior),
             repr(relative.step) if relative else "0",
             repr(relative.prior_level) if relative else "0.5",
+            repr(detect.idle) if detect and detect.idle is not None else "0",
         ]
 
         async def shared() -> bool:

@@ -12,7 +12,9 @@ CUSUM of its prediction errors (reward minus the prediction it had before the re
 either side passes the threshold, the context is reset: every arm's evidence, and the prior,
 is shrunk to at most `keep` observations (means kept), so that every arm is open to doubt
 again, not only the one that saw the change (a change of the stream's difficulty moves every
-arm at once). Between changes evidence accumulates, so exploration shrinks.
+arm at once). Between changes evidence accumulates, so exploration shrinks. With `idle`, an arm
+keeps less the longer ago it was last observed (`kept`): its mean is the level of an older
+stretch of the stream, so it falls back on its prior and is tried again.
 
 The relative model (`learn.model: relative`): the context also keeps a `level`, the stream's
 current difficulty, and each arm `resid`, the sum of its rewards less the level at the time of
@@ -43,12 +45,15 @@ from meritorder.learning.config import HalfLife
 
 @dataclass(frozen=True)
 class Arm:
-    """One model's evidence in one context, as of its last update."""
+    """One model's evidence in one context, as of its last observation."""
 
     wins: float = 0.0
     losses: float = 0.0
-    clock: float = 0.0  # the context's observation count at that update
-    at: float = 0.0  # wall time (s) of that update
+    # The context's observation count, and the wall time (s), of the arm's last observation
+    # (a reset scales the evidence and keeps both: decay runs on from there, and `idle` reads
+    # the arm's age from `clock`).
+    clock: float = 0.0
+    at: float = 0.0
     # The change detector's two CUSUM sides (prediction errors above / below the posterior
     # mean, less the drift allowance); not evidence, so they do not decay.
     up: float = 0.0
@@ -102,6 +107,21 @@ class Detect:
     keep: float
     weight: float  # the prior's configured weight (`learn.prior.weight`)
     priors: Mapping[str, float] = field(default_factory=dict)  # prior mean per model
+    # On a reset, an arm last observed `idle` observations ago keeps half of `keep` (None:
+    # every arm keeps `keep`).
+    idle: float | None = None
+
+
+def kept(keep: float, idle: float | None, age: float) -> float:
+    """The observations an arm keeps on a reset when it was last observed `age` observations
+    ago: `keep`, halved for every `idle` observations of age.
+
+    A kept mean is the level of the stretch of the stream when the arm was last played; the
+    older it is, the less it says about the stream after the change, so the arm falls back on
+    its prior (as doubtful as the reset left it) and sampling tries it again."""
+    if idle is None:
+        return keep
+    return keep * math.pow(0.5, max(0.0, age) / idle)
 
 
 @dataclass(frozen=True)
@@ -252,13 +272,16 @@ def observed(
     if not fired:
         return replace(ctx, clock=clock, arms=arms, level=level), False
     assert detect is not None
-    # Reset: the whole context, so that a change of the stream moves no single arm alone.
+    # Reset: the whole context, so that a change of the stream moves no single arm alone. Each
+    # arm's stored evidence is scaled where it stands (its clock and time kept, so that it goes
+    # on decaying from its last observation and its age stays known).
     keep = detect.keep
     for name, old in arms.items():
-        old = old.decayed(clock, now, half_life)
-        shrink = min(1.0, keep / old.count) if old.count > 0 else 1.0
+        count = old.decayed(clock, now, half_life).count
+        cap = kept(keep, detect.idle, clock - old.clock)
+        shrink = min(1.0, cap / count) if count > 0 else 1.0
         arms[name] = Arm(
-            old.wins * shrink, old.losses * shrink, clock, now, resid=old.resid * shrink
+            old.wins * shrink, old.losses * shrink, old.clock, old.at, resid=old.resid * shrink
         )
     weight = prior_weight(detect.weight, clock, half_life, ctx.prior_scale)
     scale = ctx.prior_scale * (min(1.0, keep / weight) if weight > 0 else 1.0)

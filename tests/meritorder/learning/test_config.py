@@ -8,6 +8,7 @@ import pytest
 
 from app.cli import main
 from meritorder.config import ConfigError, parse_config
+from meritorder.learning import bandit
 from meritorder.learning.config import LearnConfig, reward_of
 
 BASE = """
@@ -68,7 +69,13 @@ def test_detection_is_off_unless_asked_and_its_defaults_are_the_shipped_ones() -
     assert LearnConfig().detect is None
     detect = parse_config(policy("{detect: {}}")).decisions[0].learn.detect  # type: ignore[union-attr]
     assert detect is not None
-    assert (detect.threshold, detect.drift, detect.keep) == (16, 0.05, 30)
+    assert (detect.threshold, detect.drift, detect.keep, detect.idle) == (16, 0.05, 30, 300)
+
+
+def test_the_detectors_idle_reaches_the_stores_rules_and_null_turns_it_off() -> None:
+    for learn, idle in (("{detect: {idle: 100}}", 100), ("{detect: {idle: null}}", None)):
+        detect = bandit.rules(parse_config(policy(learn)).decisions[0].learn).detect
+        assert detect is not None and detect.idle == idle
 
 
 def test_the_model_is_absolute_unless_asked_and_relative_takes_its_step() -> None:

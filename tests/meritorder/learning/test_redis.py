@@ -12,7 +12,13 @@ from meritorder import telemetry
 from meritorder.learning.config import HalfLife
 from meritorder.learning.redis import RedisEstimates
 from meritorder.learning.store import Detect, InMemoryEstimates, Rules
-from tests.helpers import RedisServer, assert_same_estimates, feed_relative
+from tests.helpers import (
+    RedisServer,
+    assert_same_estimates,
+    feed_idle,
+    feed_relative,
+    want_idle,
+)
 
 
 async def test_redis_estimates_match_the_in_memory_arithmetic(redis_server: RedisServer) -> None:
@@ -70,6 +76,18 @@ async def test_redis_keeps_the_relative_models_level_and_offsets_like_the_local_
     assert got.level is not None and want.level is not None
     assert_same_estimates(got, want)
     assert (await shared.read(["decision:new"]))["decision:new"].level is None
+    await shared.close()
+
+
+async def test_redis_resets_an_idle_arm_to_less_evidence_like_the_local_stores(
+    redis_server: RedisServer,
+) -> None:
+    shared = RedisEstimates(redis_server.url, timeout_s=5)
+    want = want_idle()
+    assert sum(await feed_idle(shared)) == want.resets == 1
+    got = (await shared.read(["decision:i"]))["decision:i"]
+    assert_same_estimates(got, want)
+    assert {m: a.clock for m, a in got.arms.items()} == {m: a.clock for m, a in want.arms.items()}
     await shared.close()
 
 

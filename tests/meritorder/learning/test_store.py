@@ -26,7 +26,15 @@ from meritorder.learning.store import (
     offset,
     open_store,
 )
-from tests.helpers import RELATIVE, assert_same_estimates, feed_relative, want_relative
+from tests.helpers import (
+    IDLE,
+    RELATIVE,
+    assert_same_estimates,
+    feed_idle,
+    feed_relative,
+    want_idle,
+    want_relative,
+)
 
 
 async def feed(store: EstimatesStore, half_life: HalfLife | None = None) -> None:
@@ -156,6 +164,67 @@ def test_a_reset_shrinks_every_arm_and_the_prior_to_keep_observations_and_keeps_
     assert b.count == pytest.approx(10) and b.wins / b.count == pytest.approx(0.5)
     assert (a.up, a.down) == (0.0, 0.0)
     assert ctx.prior_scale * detect.weight == pytest.approx(10)  # the prior: worth 10 now
+
+
+@pytest.mark.parametrize("idle", [50.0, None])
+def test_with_idle_a_reset_halves_what_an_arm_keeps_for_every_idle_observations_it_was_not_seen(
+    idle: float | None,
+) -> None:
+    detect = Detect(threshold=2, drift=0.0, keep=10, weight=0, idle=idle)
+    ctx = ContextEstimates(
+        clock=400,
+        arms={
+            "a": Arm(wins=90, losses=10, clock=400),
+            "b": Arm(wins=150, losses=150, clock=300),  # last observed 100 observations ago
+            "c": Arm(wins=20, losses=20, clock=397),
+        },
+    )
+    fired = False
+    for _ in range(3):  # a, at 0.9 over 100 observations, fails three times
+        assert not fired
+        ctx, fired = observed(ctx, "a", 0.0, 0.0, Rules(detect=detect))
+    assert fired and ctx.clock == 403
+    a, b, c = ctx.arms["a"], ctx.arms["b"], ctx.arms["c"]
+    assert a.count == pytest.approx(10)  # just observed: keeps keep
+    if idle is None:  # every arm keeps keep
+        assert b.count == pytest.approx(10) and c.count == pytest.approx(10)
+    else:  # 103 and 6 observations since each was seen
+        assert b.count == pytest.approx(10 * 0.5 ** (103 / 50))
+        assert c.count == pytest.approx(10 * 0.5 ** (6 / 50))
+    # The means are kept, and each arm its clock: the age of its evidence stays known.
+    assert b.wins / b.count == pytest.approx(0.5) and c.wins / c.count == pytest.approx(0.5)
+    assert (a.clock, b.clock, c.clock) == (403, 300, 397)
+
+
+def test_a_reset_keeps_each_arms_clock_so_its_evidence_decays_from_its_last_observation() -> None:
+    half = HalfLife(value=20)
+    detect = Detect(threshold=2, drift=0.0, keep=10, weight=0)
+    ctx = ContextEstimates(
+        clock=400, arms={"a": Arm(wins=90, losses=10, clock=400), "b": Arm(50, 50, clock=380)}
+    )
+    for _ in range(3):
+        ctx, fired = observed(ctx, "a", 0.0, 0.0, Rules(half, detect))
+    assert fired and ctx.arms["b"].clock == 380
+    # At the reset b counted 100 x 0.5^(23/20) > 10: it keeps 10, decaying on from there.
+    b = ctx.arms["b"].decayed(ctx.clock, 0.0, half)
+    assert b.count == pytest.approx(10)
+    assert ctx.arms["b"].decayed(ctx.clock + 20, 0.0, half).count == pytest.approx(5)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_the_idle_reset_reads_back_the_same_from_every_local_store(
+    kind: str, tmp_path: Path
+) -> None:
+    store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
+    fired = await feed_idle(store)
+    want = want_idle()
+    assert sum(fired) == want.resets == 1
+    # The stream's idle arm keeps far less than keep: the test holds `idle`'s arithmetic.
+    assert want.arms["old"].decayed(want.clock, 0.0, HalfLife(value=50)).count < IDLE.keep / 4
+    got = (await store.read(["decision:i"]))["decision:i"]
+    assert_same_estimates(got, want)
+    assert {m: a.clock for m, a in got.arms.items()} == {m: a.clock for m, a in want.arms.items()}
+    await store.close()
 
 
 def test_without_detection_nothing_is_reset() -> None:
