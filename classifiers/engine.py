@@ -744,8 +744,9 @@ class SignalEngine:
         row and one row a line (or a row-long piece of a long one), which the PII tags read too
         where a line is a whole paragraph, instead of PII windows that would read every token a
         second time. A paragraph of several lines (an address, a table) gets PII rows of its own,
-        so that a span across its line breaks is read whole. None when the lines do not fit the
-        budget or those PII rows would pass the row cap: the windows are planned then."""
+        so that a span across its line breaks is read whole (past the row cap, the cap's windows
+        spread over those paragraphs). None when the lines do not fit the attack budget: the
+        windows are planned then."""
         views = _Views()
         for m, message in enumerate(encoded):
             views.add(m, message.ids, self._views(job.texts[m], message, 0, len(message)))
@@ -773,7 +774,12 @@ class SignalEngine:
                 for w in pii_windows(b - a, self._window, self.pii_overlap)
             ]
         if len(own) > self.max_rows - 1:
-            return None
+            # More than the row cap: the cap's windows, spread over those paragraphs (as the
+            # windows of a long request are), each owning up to its own edge where a neighbour
+            # was dropped; the one-line paragraphs keep their rows.
+            keep = spread(len(own), self.max_rows - 1)
+            kept = keep_windows([window for _, window in own], keep)
+            own = [(own[i][0], window) for i, window in zip(keep, kept, strict=True)]
         rows = [sequence]
         same: dict[tuple[int, int, int], int] = {}
         if shared >= 0 and len(encoded[shared]):  # the user turn the sequence row opens with

@@ -909,13 +909,17 @@ def test_a_paragraph_of_several_lines_gets_pii_rows_that_read_across_its_line_br
     engine.close()
 
 
-def test_paragraphs_past_the_row_cap_are_read_by_spread_windows_as_before(
+def test_paragraphs_of_several_lines_past_the_row_cap_get_the_caps_windows_spread(
     model_dir: Path,
 ) -> None:
-    """When the lines' PII rows would pass the row cap, the windows are planned instead."""
+    """When the multi-line paragraphs' PII windows would pass the row cap, the cap's windows are
+    spread over them (as over a long request); every line still has its row for the attack
+    head."""
     engine = capped(model_dir, max_rows=3, attack_tokens=512)
     text = "\n\n".join(f"my name is bob\nsmith {'the cat sat ' * k}" for k in range(6))
-    rows = engine.model_rows(text)
+    rows = [list(r) for r in engine.model_rows(text)]
     window_rows = [r for r in rows[1:] if len(r) == engine.max_length]
     assert len(window_rows) == 2  # max_rows - 1 windows, spread
+    line = list(engine.tokenizer.wrap(engine.tokenizer.encode(["my name is bob"])[0].ids))
+    assert line in rows
     engine.close()
