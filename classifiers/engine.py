@@ -708,8 +708,13 @@ class SignalEngine:
         # one row feeds every head and the turn's PII tags.
         shared = user if len(spans[user]) == 1 and _opens_with(sequence, encoded[user].ids) else -1
         candidates = [(m, k) for m, s in enumerate(spans) if m != shared for k in range(len(s))]
+        # A request the sequence row reads whole needs no paragraph rows: the attack head reads
+        # it as it was trained and calibrated, at the shipped threshold.
+        views = _Views()
+        for m, message in enumerate(encoded if candidates else ()):
+            views.add(m, message.ids, self._views(job.texts[m], message, 0, len(message)))
         if candidates and self.segment_head is None:
-            plan = self._plan_by_paragraphs(job, encoded, sequence, shared)
+            plan = self._plan_by_paragraphs(job, encoded, sequence, shared, views)
             if plan is not None:
                 return plan
         kept = {candidates[i] for i in spread(len(candidates), self.max_rows - 1)}
@@ -727,18 +732,12 @@ class SignalEngine:
             if windows:
                 pieces.append(_Piece(m, 0, message, windows))
         same = {(p.message, w.start, w.end): r for p in pieces for w, r in p.windows}
-        # A request the sequence row reads whole needs no paragraph rows: the attack head reads
-        # it as it was trained and calibrated, at the shipped threshold.
-        views = _Views()
-        for m, message in enumerate(encoded):
-            if len(rows) > 1:
-                views.add(m, message.ids, self._views(job.texts[m], message, 0, len(message)))
         attack_rows = self._attack_rows(views, rows, same)
         tokens = sum(len(message) for message in encoded)
         return _Plan(rows, 0, pieces, attack_rows, tokens, self._segments(job, pieces))
 
     def _plan_by_paragraphs(
-        self, job: Job, encoded: list[EncodedText], sequence: IdArray, shared: int
+        self, job: Job, encoded: list[EncodedText], sequence: IdArray, shared: int, views: _Views
     ) -> _Plan | None:
         """The rows of a request whose paragraphs all fit the attack head's budget: the sequence
         row and one row a line (or a row-long piece of a long one), which the PII tags read too
@@ -747,12 +746,9 @@ class SignalEngine:
         so that a span across its line breaks is read whole (past the row cap, the cap's windows
         spread over those paragraphs). None when the lines do not fit the attack budget: the
         windows are planned then."""
-        views = _Views()
-        for m, message in enumerate(encoded):
-            views.add(m, message.ids, self._views(job.texts[m], message, 0, len(message)))
         distinct = {key: view for _, _, view, key in views.pieces}
-        if sum(b - a + 2 for ((a, b),) in distinct.values()) > self.attack_tokens:
-            return None  # (a piece is one range of tokens: `attack_views`)
+        if sum(_row_cost(view) for view in distinct.values()) > self.attack_tokens:
+            return None
         own: list[tuple[int, Window]] = []  # (message, window): PII rows of their own
         by_message: dict[int, list[tuple[Window, int]]] = {}
         whole: set[tuple[int, int, int]] = set()  # pieces that are a whole paragraph
@@ -848,7 +844,7 @@ class SignalEngine:
         for group in (views.pieces, views.windows):
             # The same paragraph twice (a repeated line, a quoted block) costs one row.
             distinct = list({key: (source, ids, view) for source, ids, view, key in group}.items())
-            cost = [sum(b - a for a, b in view) + 2 for _, (_, _, view) in distinct]  # [CLS], [SEP]
+            cost = [_row_cost(view) for _, (_, _, view) in distinct]
             total = sum(cost)
             keep = len(distinct) if total <= budget else len(distinct) * budget // max(1, total)
             while keep and sum(cost[i] for i in spread(len(distinct), keep)) > budget:
@@ -1056,6 +1052,11 @@ class _Views:
             group += [
                 (source, ids, view, b"".join(ids[a:b].tobytes() for a, b in view)) for view in found
             ]
+
+
+def _row_cost(view: View) -> int:
+    """The row tokens a view costs: its tokens, [CLS] and [SEP]."""
+    return sum(b - a for a, b in view) + 2
 
 
 def _frozen(array: FloatArray) -> FloatArray:

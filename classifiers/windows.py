@@ -238,7 +238,7 @@ def paragraphs(
 
 def one_line(text: str, offsets: Sequence[tuple[int, int]], start: int, end: int) -> bool:
     """Whether no line break falls between tokens `[start, end)`."""
-    return all("\n" not in text[offsets[i - 1][1] : offsets[i][0]] for i in range(start + 1, end))
+    return len(_lines(text, offsets, start, end)) <= 1
 
 
 def _runs(

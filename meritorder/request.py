@@ -97,7 +97,8 @@ class RequestView:
         out: list[tuple[str, str]] = []
         # Message text read from inside an item or a content part (a tool's output, a tool
         # result block): read as message text, so not as field text again.
-        read = frozenset(path_name(path) for path in [*self.sources, *self._spec_paths])
+        specs = (path for path, _ in self.tool_specs)
+        read = frozenset(path_name(path) for path in [*self.sources, *specs])
         _strings({k: v for k, v in self.body.items() if k not in self.text_keys}, "", out, read)
         messages: set[BodyPath] = set()  # the paths of items that are messages
         for source in self.sources:
@@ -118,10 +119,6 @@ class RequestView:
                 _strings(rest, where, out, read)
                 _content_strings(item.get("content"), f"{where}.content", out, read)
         return out
-
-    @property
-    def _spec_paths(self) -> list[BodyPath]:
-        return [path for path, _ in self.tool_specs]
 
     def inspected_texts(self) -> list[tuple[str, str]]:
         """(path, text) of everything the PII detectors read: each message's text (as
