@@ -13,13 +13,8 @@ raises, and deciding fails as `routing.on_error` says.
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import structlog
-from prometheus_client import Counter
-from redis.commands.core import AsyncScript
 
-from meritorder import telemetry
 from meritorder.budget import FIT_TOLERANCE, BudgetStore, Reservation, Window
 from meritorder.redis_store import RedisStore
 
@@ -50,18 +45,7 @@ class RedisBudgetStore(RedisStore[BudgetStore]):
     name = "budget store"
     default_prefix = "meritorder:budget"
     log = structlog.get_logger("meritorder.budget")
-
-    @property
-    def fallbacks(self) -> Counter:
-        return telemetry.METRICS.budget_store_fallbacks
-
-    @cached_property
-    def _reserve(self) -> AsyncScript:
-        return self._redis.register_script(_RESERVE)
-
-    @cached_property
-    def _settle(self) -> AsyncScript:
-        return self._redis.register_script(_SETTLE)
+    metric = "budget"
 
     async def spent(self, window: Window) -> float:
         key = self._key(window)
@@ -83,7 +67,7 @@ class RedisBudgetStore(RedisStore[BudgetStore]):
         ]
 
         async def shared() -> Reservation:
-            fitted, total = await self._reserve(keys=[key], args=args)
+            fitted, total = await self._script(_RESERVE)(keys=[key], args=args)
             return Reservation(bool(fitted), float(total))
 
         async def local(store: BudgetStore) -> Reservation:
@@ -96,7 +80,9 @@ class RedisBudgetStore(RedisStore[BudgetStore]):
         key = self._key(window)
 
         async def shared() -> None:
-            await self._settle(keys=[key], args=[repr(measured - reserved), 2 * window.seconds])
+            await self._script(_SETTLE)(
+                keys=[key], args=[repr(measured - reserved), 2 * window.seconds]
+            )
 
         await self._guard("settle", shared, lambda local: local.settle(window, reserved, measured))
 

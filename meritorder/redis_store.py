@@ -6,12 +6,12 @@ request, so its caller carries on without it, counted and logged."""
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client import Counter
 from redis import asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from structlog.typing import FilteringBoundLogger
 
@@ -47,7 +47,7 @@ async def shared_or_local(
         return await local(fallback)
 
 
-class RedisStore(ABC, Generic[S]):
+class RedisStore(Generic[S]):
     """A store in Redis (`url`: redis://host:port/db), shared by every router on it; while Redis
     cannot be reached, each call answers from `fallback` (this process's own `S`) or raises.
     Each call gives up after `timeout_s`, connecting included; every key starts with `prefix`."""
@@ -55,6 +55,8 @@ class RedisStore(ABC, Generic[S]):
     name: ClassVar[str]  # in the logs: "<name> unavailable"
     default_prefix: ClassVar[str]
     log: ClassVar[FilteringBoundLogger]
+    # Which `meritorder_<metric>_store_fallbacks_total` counts the calls that Redis failed.
+    metric: ClassVar[str]
 
     def __init__(
         self,
@@ -70,11 +72,22 @@ class RedisStore(ABC, Generic[S]):
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
+        self._scripts: dict[str, AsyncScript] = {}
+
+    def _script(self, source: str) -> AsyncScript:
+        """The Lua script `source`, registered once with this store's client (each call then
+        runs it by its SHA, loading it again if Redis restarted without it)."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._redis.register_script(source)
+        return script
 
     @property
-    @abstractmethod
     def fallbacks(self) -> Counter:
-        """The counter of calls that Redis failed (labels `op`, `to`)."""
+        """The counter of calls that Redis failed (labels `op`, `to`), looked up when counted:
+        the registry's counters are the live ones."""
+        counter: Counter = getattr(telemetry.METRICS, f"{self.metric}_store_fallbacks")
+        return counter
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from functools import cached_property
 
 import structlog
-from prometheus_client import Counter
-from redis.commands.core import AsyncScript
 
-from meritorder import telemetry
 from meritorder.learning.store import (
     RULES,
     Arm,
@@ -139,14 +135,7 @@ class RedisEstimates(RedisStore[EstimatesStore]):
     name = "learning store"
     default_prefix = "meritorder:learn"
     log = structlog.get_logger("meritorder.learning")
-
-    @property
-    def fallbacks(self) -> Counter:
-        return telemetry.METRICS.learning_store_fallbacks
-
-    @cached_property
-    def _observe(self) -> AsyncScript:
-        return self._redis.register_script(_OBSERVE)
+    metric = "learning"
 
     async def read(self, contexts: Iterable[str]) -> dict[str, ContextEstimates]:
         names = list(contexts)
@@ -184,7 +173,7 @@ class RedisEstimates(RedisStore[EstimatesStore]):
         ]
 
         async def shared() -> bool:
-            return bool(int(await self._observe(keys=[self._key(context)], args=args)))
+            return bool(int(await self._script(_OBSERVE)(keys=[self._key(context)], args=args)))
 
         return await self._guard(
             "observe",
