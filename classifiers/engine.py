@@ -27,7 +27,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
@@ -115,6 +115,9 @@ DEFAULT_STEP_ROWS = 4
 # Up to this many characters (all messages) a request is tokenized in full, ~20 ms on the bench
 # CPU; a 1 MiB prompt would take ~0.55 s of the worker, so past it only what the rows read is.
 FULL_TOKENIZE_CHARS = 1 << 16
+# The most of a sliced request's tokens the attack head is said to read: only slices of it are
+# tokenized, so never all of it, whatever the token estimate says.
+_SLICED_READ = 0.99
 # The attack head on one paragraph or window of a long request fires at this score where the
 # sequence row fires at the shipped threshold: a long request has many of them, so many chances
 # to fire. `bench/classifier_sizes.py --calibrate`, on 8 KB requests of prompts the router passes
@@ -222,6 +225,8 @@ class _Plan:
     tokens: int  # every message's tokens; estimated past what was tokenized
     # Per row: the segments the segment head scores in it (row positions; `classifiers.segments`).
     segments: dict[int, tuple[Span, ...]] = field(default_factory=dict)
+    # The share of the request's tokens the attack head read (`AttackSignal.read`).
+    attack_read: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -732,9 +737,11 @@ class SignalEngine:
             if windows:
                 pieces.append(_Piece(m, 0, message, windows))
         same = {(p.message, w.start, w.end): r for p in pieces for w, r in p.windows}
-        attack_rows = self._attack_rows(views, rows, same)
+        attack_rows, read = self._attack_rows(views, rows, same)
         tokens = sum(len(message) for message in encoded)
-        return _Plan(rows, 0, pieces, attack_rows, tokens, self._segments(job, pieces))
+        share = read / views.tokens() if views.pieces else 1.0  # none: the sequence row read all
+        segments = self._segments(job, pieces)
+        return _Plan(rows, 0, pieces, attack_rows, tokens, segments, attack_read=share)
 
     def _plan_by_paragraphs(
         self, job: Job, encoded: list[EncodedText], sequence: IdArray, shared: int, views: _Views
@@ -787,7 +794,7 @@ class SignalEngine:
             by_message.setdefault(m, []).append((window, len(rows) - 1))
             same[(m, window.start, window.end)] = len(rows) - 1
         row_of: dict[bytes, int] = {}
-        attack_rows = self._attack_rows(views, rows, same, row_of)
+        attack_rows, _ = self._attack_rows(views, rows, same, row_of)  # every line: all read
         for m, _, ((a, b),), key in views.pieces:
             if (m, a, b) in whole:
                 by_message.setdefault(m, []).append((Window(a, b, a, b), row_of[key]))
@@ -834,13 +841,15 @@ class SignalEngine:
         rows: list[IdArray],
         same: Mapping[tuple[int, int, int], int],
         placed: dict[bytes, int] | None = None,
-    ) -> list[int]:
+    ) -> tuple[list[int], int]:
         """Rows for the attack head's views: first the paragraphs, then the windows between the
         pieces of long ones, each kind spread evenly within what is left of the attack budget; a
         view whose tokens are already a row (`same`: (source, start, end) -> row) or another
-        view's is read once. `placed`, when given, gets each paragraph's row by its key."""
+        view's is read once. `placed`, when given, gets each paragraph's row by its key. Also
+        returns the tokens of the paragraphs read (every copy of a repeated one)."""
         budget = self.attack_tokens
         attack_rows: list[int] = []
+        read: set[bytes] = set()
         for group in (views.pieces, views.windows):
             # The same paragraph twice (a repeated line, a quoted block) costs one row.
             distinct = list({key: (source, ids, view) for source, ids, view, key in group}.items())
@@ -857,9 +866,11 @@ class SignalEngine:
                     rows.append(self.tokenizer.wrap(np.concatenate([ids[a:b] for a, b in view])))
                     row = len(rows) - 1
                 attack_rows.append(row)
-                if placed is not None and group is views.pieces:
-                    placed[key] = row
-        return attack_rows
+                if group is views.pieces:
+                    read.add(key)
+                    if placed is not None:
+                        placed[key] = row
+        return attack_rows, views.tokens(read)
 
     def _plan_sliced(self, job: Job, encoded: list[EncodedText]) -> _Plan:
         """A long job tokenized in slices (`_slices`): the sequence row from the slices of its
@@ -897,8 +908,12 @@ class SignalEngine:
         rows[0] = self._sequence_row(job, views)
         total = sum(len(t) for t in job.texts)
         estimate = round(total * read_tokens / read_chars) if read_chars else 0
-        attack_rows = self._attack_rows(attack, rows, same)
-        return _Plan(rows, 0, pieces, attack_rows, estimate, self._segments(job, pieces))
+        attack_rows, read = self._attack_rows(attack, rows, same)
+        # The sequence row's tokens, then the spread slices' views read; never all of the text:
+        # only slices of it were tokenized.
+        share = min(_SLICED_READ, (len(rows[0]) - 2 + read) / max(1, estimate))
+        segments = self._segments(job, pieces)
+        return _Plan(rows, 0, pieces, attack_rows, estimate, segments, attack_read=share)
 
     def _sequence_row(self, job: Job, ids: list[IdArray]) -> IdArray:
         return sequence_window(
@@ -968,7 +983,9 @@ class SignalEngine:
         top = int(np.argmax(outputs.domain[row]))
         return Signals(
             domain=DomainSignal(labels[top], dict(zip(labels, probs, strict=True)), probs[top]),
-            prompt_attack=AttackSignal(attack, attack >= self.spec.thresholds.prompt_attack),
+            prompt_attack=AttackSignal(
+                attack, attack >= self.spec.thresholds.prompt_attack, plan.attack_read
+            ),
             pii=tuple(entities),
             difficulty=DifficultySignal(float(outputs.difficulty[row])),
             tokens=plan.tokens,
@@ -1052,6 +1069,12 @@ class _Views:
             group += [
                 (source, ids, view, b"".join(ids[a:b].tobytes() for a, b in view)) for view in found
             ]
+
+    def tokens(self, keys: Collection[bytes] | None = None) -> int:
+        """The tokens of the paragraph pieces (those whose content key is in `keys`)."""
+        return sum(
+            b - a for _, _, view, key in self.pieces if keys is None or key in keys for a, b in view
+        )
 
 
 def _row_cost(view: View) -> int:

@@ -23,13 +23,16 @@ class DomainSignal:
 
 @dataclass(frozen=True, slots=True)
 class AttackSignal:
-    """The prompt-attack (jailbreak / injection) probability and the shipped threshold's verdict."""
+    """The prompt-attack (jailbreak / injection) probability and the shipped threshold's verdict;
+    `read`: the share of the request's tokens the attack head read (1.0: all of them; less when
+    a long request's paragraphs did not fit its budget and a spread of them was read)."""
 
     score: float
     flagged: bool
+    read: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": self.score, "flagged": self.flagged}
+        return {"score": self.score, "flagged": self.flagged, "read": self.read}
 
 
 @dataclass(frozen=True, slots=True)

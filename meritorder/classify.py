@@ -77,6 +77,7 @@ class EngineClassifier:
             harmful=signals.harmful.score if signals.harmful is not None else None,
             harmful_threshold=self.harmful_threshold,
             domain_confidence=signals.domain.confidence,
+            attack_read=signals.prompt_attack.read,
         )
 
     def _count_cache(self) -> None:

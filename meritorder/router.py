@@ -71,6 +71,7 @@ from meritorder.sessions import (
     session_name,
     user_turn,
 )
+from meritorder.signals.base import PARTIAL_READ
 from meritorder.tenant import TENANT_HEADER, UNVERIFIED, tenant_of
 
 if TYPE_CHECKING:
@@ -82,7 +83,6 @@ log = structlog.get_logger("meritorder.router")
 _RESERVE_ATTEMPTS = 3
 # Why signals are missing when the classifier answered but its model has no head for them (a
 # `harmful` signal on a model without the harm head): the cause in notes, metrics and spans.
-NOT_IN_MODEL = "not_in_model"
 
 
 class Classifier(Protocol):
@@ -435,15 +435,21 @@ class Router:
                 decision = policy.decide(config, obs, pool)
             if missing is not None:
                 return self._without_signals(config, request, decision, missing)
-            unread = [s.name for s in config.signals if s.unavailable(obs)] if virtual else []
-            if not unread:
+            if not virtual:
                 return decision
-            # The classifier answered, but its model cannot compute these. A refusal stands (an
-            # attack the model did read stays a 403): no missing signal could make it safer.
+            # The classifier answered, but could not compute these: its model has no head for
+            # them, or it read only part of a request they must read whole.
+            unread = {s.name: why for s in config.signals if (why := s.unavailable(obs))}
+            if not unread:
+                return _marked_if_partly_read(config, obs, decision)
+            why = ",".join(dict.fromkeys(unread.values()))
+            # A refusal stands (an attack the model did read stays a 403): no missing signal
+            # could make it safer.
             if not isinstance(decision, Routed):
-                notes = (Note("classifier", NOT_IN_MODEL), Note("unavailable", ",".join(unread)))
-                return decision.noted(*notes)
-            return self._without_signals(config, request, decision, NOT_IN_MODEL, unread)
+                return decision.noted(
+                    Note("classifier", why), Note("unavailable", ",".join(unread))
+                )
+            return self._without_signals(config, request, decision, why, list(unread))
 
         if config.budgets is None:
             decision = decide(0.0)
@@ -525,6 +531,9 @@ class Router:
             "required signals missing", why=why, required=required, action=unavailable.action
         )
         retry = f"retry in {unavailable.retry_after_s} s."
+        if unavailable.action == "block" and why == PARTIAL_READ:  # retrying cannot help
+            message = "This request is too long for the router to check whole; send less text."
+            return _refuse(decision, 413, message, notes, code="too_long_to_check")
         if unavailable.action == "block":
             message = f"The router could not check this request in time; {retry}"
             return _refuse(decision, unavailable.status, message, notes)
@@ -666,16 +675,32 @@ def _needs_classifier(config: RouterConfig, request: RequestView) -> bool:
     return policy.is_virtual(config, request.model) and config.uses_classifier()
 
 
-def _refuse(decision: Decision, status: int, message: str, notes: tuple[Note, ...]) -> Decision:
-    """The 503-style answer for a request whose required signals are missing."""
+def _refuse(
+    decision: Decision,
+    status: int,
+    message: str,
+    notes: tuple[Note, ...],
+    code: str = "signals_unavailable",
+) -> Decision:
+    """The 503-style answer for a request whose required signals are missing (a 413 for one
+    too long to read whole)."""
     return blocked(
         replace(decision, notes=(*notes, Note("degraded", "required_block"))),
         status,
         message,
-        code="signals_unavailable",
-        error_type="server_error",
+        code=code,
+        error_type="server_error" if status >= 500 else "invalid_request_error",
         rule="signals_unavailable",
     )
+
+
+def _marked_if_partly_read(config: RouterConfig, obs: Observation, decision: Decision) -> Decision:
+    """A routed decision whose classifier signals were computed on a spread of a long request
+    (`read: spread`): it stands, marked degraded (cause `partial_read`), so it is counted and
+    traced. A refusal needs no mark: what was read was enough."""
+    if not isinstance(decision, Routed) or not any(s.partly_read(obs) for s in config.signals):
+        return decision
+    return decision.noted(Note("classifier", PARTIAL_READ), Note("degraded", "read_spread"))
 
 
 def _cheapest_private(config: RouterConfig, api: str) -> ModelConfig | None:

@@ -437,8 +437,9 @@ class Metrics:
             "Decisions made without the classifier's signals (cause: busy, i.e. not queued "
             "because the estimated wait exceeded the budget; timeout; an error type; "
             "unavailable; not_in_model, i.e. the loaded model has no head for a signal the "
-            "policy names, such as harmful), by what was done instead (signals_skipped, "
-            "required_block, required_private, required_route)",
+            "policy names, such as harmful; partial_read, i.e. the attack head read a spread of "
+            "a long request), by what was done instead (signals_skipped, required_block, "
+            "required_private, required_route, read_spread: the spread's score stood)",
             ["decision", "cause", "action"], registry=r,
         )  # fmt: skip
         self.blocks = Counter(

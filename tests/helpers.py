@@ -171,12 +171,25 @@ def signals_of(
     tokens: int = 10,
     domain_score: float = 0.9,
     harmful: float | None = None,
+    attack_read: float = 1.0,
 ) -> Classified:
     """Classifier outputs as the policy reads them (prompt_attack threshold 0.5; the harm head's
-    0.5 when `harmful` is given, else the model has none)."""
+    0.5 when `harmful` is given, else the model has none; `attack_read`: the share of the
+    request the attack head read)."""
     threshold = None if harmful is None else 0.5
     scores = {domain: domain_score}
-    return Classified(domain, scores, attack, 0.5, difficulty, pii, tokens, harmful, threshold)
+    return Classified(
+        domain,
+        scores,
+        attack,
+        0.5,
+        difficulty,
+        pii,
+        tokens,
+        harmful,
+        threshold,
+        attack_read=attack_read,
+    )
 
 
 def pipeline_context(

@@ -49,6 +49,9 @@ class Classified:
     harmful_threshold: float | None = None
     # The top domain's calibrated probability (None: read it from `domain_scores`).
     domain_confidence: float | None = None
+    # The share of the request's tokens the attack head read (1.0: all; a long request's
+    # paragraphs past its budget are read as a spread).
+    attack_read: float = 1.0
 
     def __post_init__(self) -> None:
         if self.domain_confidence is None:
@@ -68,6 +71,7 @@ class Classified:
             "domain": self.domain,
             "domain_confidence": self.confidence,
             "prompt_attack": self.prompt_attack,
+            "attack_read": self.attack_read,
             "difficulty": self.difficulty,
             "pii": sorted({f.type for f in self.pii}),
             "tokens": self.tokens,

@@ -10,6 +10,9 @@ if TYPE_CHECKING:
     from meritorder.policy import Observation
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+# Why the classifier answered but a signal is missing (`SignalConfigBase.unavailable`).
+NOT_IN_MODEL = "not_in_model"  # the loaded model has no head for it
+PARTIAL_READ = "partial_read"  # it read only part of a request the signal must read whole
 
 
 class SignalConfigBase(BaseModel):
@@ -34,9 +37,16 @@ class SignalConfigBase(BaseModel):
         """Whether a request may not be decided until this signal has been computed."""
         return False
 
-    def unavailable(self, obs: Observation) -> bool:
-        """Whether the classifier ran but cannot compute this signal (its model lacks the head):
-        then the request is decided as if the classifier had not answered, never as clean."""
+    def unavailable(self, obs: Observation) -> str | None:
+        """Why the classifier ran but could not compute this signal, if it could not: its model
+        lacks the head (`not_in_model`), or it read only part of the request where the signal
+        asks for all of it (`partial_read`). Then the request is decided as if the classifier had
+        not answered, never as clean."""
+        return None
+
+    def partly_read(self, obs: Observation) -> bool:
+        """Whether this signal was computed on a spread of the request, not all of it: the
+        decision stands, marked and counted."""
         return False
 
 

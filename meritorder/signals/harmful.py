@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from meritorder.signals.base import ClassifierSignalConfig
+from meritorder.signals.base import NOT_IN_MODEL, ClassifierSignalConfig
 
 if TYPE_CHECKING:
     from meritorder.policy import Observation
@@ -29,9 +29,10 @@ class HarmfulSignalConfig(ClassifierSignalConfig):
             return None
         return c.harmful if c.harmful >= threshold else None
 
-    def unavailable(self, obs: Observation) -> bool:
+    def unavailable(self, obs: Observation) -> str | None:
         c = obs.classified
-        return c is not None and (c.harmful is None or self._threshold(obs) is None)
+        missing = c is not None and (c.harmful is None or self._threshold(obs) is None)
+        return NOT_IN_MODEL if missing else None
 
     def _threshold(self, obs: Observation) -> float | None:
         c = obs.classified

@@ -517,6 +517,57 @@ def test_a_request_of_any_size_runs_a_bounded_number_of_row_tokens(
     engine.close()
 
 
+def distinct_lines(n: int) -> str:
+    """`n` different lines (a repeated line is read once, and counts as read wherever it is)."""
+    return "".join(f"line {i} of the list, item {i * 7}\n" for i in range(n))
+
+
+def test_the_attack_head_says_it_read_all_of_a_request_whose_paragraphs_fit_its_budget(
+    model_dir: Path,
+) -> None:
+    engine = capped(model_dir, attack_tokens=100_000)
+    short, lines, repeated = engine.classify_batch(["hello", distinct_lines(40), FILLER * 400])
+    assert short.prompt_attack.read == lines.prompt_attack.read == 1.0
+    assert repeated.prompt_attack.read == 1.0  # 400 copies of one line: one row, all read
+    engine.close()
+
+
+@pytest.mark.parametrize("lines", [40, 400])
+def test_the_attack_head_says_what_share_it_read_of_paragraphs_past_its_budget(
+    model_dir: Path, lines: int
+) -> None:
+    engine = capped(model_dir, attack_tokens=128)
+    text = distinct_lines(lines)
+    (signals,) = engine.classify_batch([text])
+    (encoded,) = engine.tokenizer.encode([text])
+    read = signals.prompt_attack.read * len(encoded)  # the tokens it says it read
+    # what the budget holds of them, less each row's [CLS] and [SEP], and at least a third of it
+    assert engine.attack_tokens / 3 <= read <= engine.attack_tokens
+    assert len(engine.model_rows(text)) < lines  # a spread of the lines, not every one
+    engine.close()
+
+
+def test_a_request_too_long_to_tokenize_whole_is_never_said_to_be_read_whole(
+    model_dir: Path,
+) -> None:
+    engine = capped(model_dir, attack_tokens=100_000)
+    (signals,) = engine.classify_batch([FILLER * (70_000 // len(FILLER))])
+    assert 0.0 < signals.prompt_attack.read < 1.0
+    engine.close()
+
+
+def test_many_tiny_messages_past_the_budget_are_read_as_a_spread_and_say_so(
+    model_dir: Path,
+) -> None:
+    engine = capped(model_dir, attack_tokens=128)
+    messages = [{"role": "user", "content": "hi"}] + [
+        {"role": "tool", "content": f"tool number {i}"} for i in range(300)
+    ]
+    (signals,) = engine.classify_batch([messages])
+    assert 0.0 < signals.prompt_attack.read < 0.5
+    engine.close()
+
+
 @pytest.mark.parametrize("size", [60_000, 300_000])
 def test_the_token_count_still_covers_the_whole_prompt(model_dir: Path, size: int) -> None:
     engine = capped(model_dir)

@@ -1,10 +1,12 @@
 """Large requests through the real Envoy and the shipped model: while one is classified, known
 jailbreaks sent alongside are still refused and never reach an upstream; a jailbreak padded with
-filler is refused; a long prompt fires the `long_context` tokens rule."""
+filler is refused; a long prompt fires the `long_context` tokens rule, read as a spread of its
+paragraphs (`read: spread`) and marked so."""
 
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -108,3 +110,20 @@ def test_a_long_prompt_fires_the_long_context_tokens_rule(
     assert response.headers["x-meritorder-model"] == "coder"
     assert "long_context:" in response.headers["x-meritorder-reason"]
     assert len(upstreams.received()["coder"]) == 1
+    reason = response.headers["x-meritorder-reason"]
+    assert "classifier=partial_read" in reason and "degraded=read_spread" in reason
+
+
+def test_a_spread_read_is_counted_where_the_operator_looks(stack: Stack) -> None:
+    tools = [{"type": "function", "function": {"name": f"t{i}", "description": f"t{i}"}}
+             for i in range(3000)]  # fmt: skip
+    body = {"model": "auto", "tools": tools, "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, timeout=90)
+    assert response.status_code == 200, response.text
+    assert "classifier=partial_read" in response.headers["x-meritorder-reason"]
+    metrics = httpx.get(f"http://127.0.0.1:{stack.ports.metrics}/metrics", timeout=10).text
+    counted = re.search(
+        r'meritorder_degraded_decisions_total\{[^}]*cause="partial_read"[^}]*\} (\S+)', metrics
+    )
+    assert counted and float(counted.group(1)) >= 1, metrics
+    assert 'action="read_spread"' in metrics

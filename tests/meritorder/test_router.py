@@ -348,6 +348,107 @@ async def test_a_busy_decision_is_counted_as_degraded_not_as_a_fallback() -> Non
     assert span.attributes["meritorder.fallback"] is False
 
 
+# -- a long request the attack head read only part of (`read: spread | all`) -------------------
+
+READ_POLICY = """
+models:
+  - {name: local, cluster: a, upstream_model: l, cost: 0.1}
+  - {name: safe, cluster: s, upstream_model: s, cost: 0.2}
+  - {name: coder, cluster: b, upstream_model: c, cost: 0.5}
+default_model: local
+signals:
+  - {name: attack, type: prompt_attack, required: %(required)s, read: %(read)s}
+  - {name: code, keywords: [python]}
+decisions:
+  - {name: refuse, priority: 100, when: attack, block: {status: 403, message: refused}}
+  - {name: code, priority: 50, when: code, route: [coder]}
+routing:
+  on_unavailable: %(unavailable)s
+"""
+
+
+def read_policy(
+    read: str, *, required: bool = True, unavailable: str = "{action: block}"
+) -> RouterConfig:
+    return parse_config(
+        READ_POLICY % {"read": read, "required": required, "unavailable": unavailable}
+    )
+
+
+def partly_read(attack: float, share: float = 0.25) -> Classified:
+    return Classified("other", {"other": 1.0}, attack, 0.5, 0.0, (), 9000, attack_read=share)
+
+
+async def test_a_partly_read_request_is_refused_as_too_long_when_the_attack_signal_reads_all() -> (
+    None
+):
+    labels = {
+        "decision": "signals_unavailable",
+        "cause": "partial_read",
+        "action": "required_block",
+    }
+    before = counter("meritorder_degraded_decisions_total", **labels)
+    decision = await Router(read_policy("all"), Answers(partly_read(0.1))).route(chat("python"))
+    assert (decision.action, decision.status, decision.code) == ("block", 413, "too_long_to_check")
+    assert "retry" not in decision.message  # a retry cannot help; a shorter request can
+    for part in ("classifier=partial_read", "unavailable=attack", "required=attack"):
+        assert part in decision.reason
+    telemetry.record_decision(Recorder(), decision)  # type: ignore[arg-type]
+    assert counter("meritorder_degraded_decisions_total", **labels) == before + 1
+
+
+async def test_a_partly_read_request_goes_to_the_safe_model_when_configured() -> None:
+    config = read_policy("all", unavailable="{action: route, model: safe}")
+    decision = await Router(config, Answers(partly_read(0.1))).route(chat("python"))
+    assert (decision.rule, decision.chosen and decision.chosen.name) == (
+        "signals_unavailable",
+        "safe",
+    )
+
+
+async def test_an_attack_in_the_part_read_is_refused_as_an_attack_when_all_must_be_read() -> None:
+    decision = await Router(read_policy("all"), Answers(partly_read(0.9))).route(chat("python"))
+    assert (decision.action, decision.rule, decision.status) == ("block", "refuse", 403)
+    assert "degraded" not in decision.reason
+
+
+async def test_a_spread_read_routes_as_computed_marked_degraded_and_counted() -> None:
+    labels = {"decision": "code", "cause": "partial_read", "action": "read_spread"}
+    before = counter("meritorder_degraded_decisions_total", **labels)
+    decision = await Router(read_policy("spread"), Answers(partly_read(0.1))).route(chat("python"))
+    assert (decision.rule, decision.chosen and decision.chosen.name) == ("code", "coder")
+    assert (
+        "classifier=partial_read" in decision.reason and "degraded=read_spread" in decision.reason
+    )
+    span = Recorder()
+    telemetry.record_decision(span, decision)  # type: ignore[arg-type]
+    assert counter("meritorder_degraded_decisions_total", **labels) == before + 1
+    assert span.attributes["meritorder.degraded.cause"] == "partial_read"
+    assert span.attributes["meritorder.classifier.attack_read"] == 0.25
+
+
+async def test_a_request_read_whole_is_not_marked_in_either_mode() -> None:
+    for read in ("spread", "all"):
+        answer = partly_read(0.1, share=1.0)
+        decision = await Router(read_policy(read), Answers(answer)).route(chat("python"))
+        assert decision.rule == "code" and "partial_read" not in decision.reason
+
+
+async def test_a_spread_read_of_a_routing_only_attack_signal_is_marked_too() -> None:
+    config = read_policy("all", required=False)
+    decision = await Router(config, Answers(partly_read(0.1))).route(chat("python"))
+    assert (decision.rule, decision.chosen and decision.chosen.name) == ("code", "coder")
+    assert "degraded=signals_skipped" in decision.reason and "unavailable=attack" in decision.reason
+
+
+async def test_an_explicitly_named_model_never_reads_the_attack_signal_so_is_not_marked() -> None:
+    decision = await Router(read_policy("all"), Answers(partly_read(0.1))).route(
+        chat("python", model="coder")
+    )
+    assert (decision.action, decision.chosen and decision.chosen.name) == ("route", "coder")
+    assert "partial_read" not in decision.reason
+
+
 # -- signals the loaded model cannot compute (`harmful` without the harm head) ----------------
 
 HARM_POLICY = """

@@ -24,7 +24,7 @@ def test_fires_at_the_threshold(
 ) -> None:
     signal = HarmfulSignalConfig(name="harm", type="harmful", threshold=threshold)
     obs = Observation(chat_view(), classified=signals_of(harmful=harmful))
-    assert signal.score(obs) == expected and not signal.unavailable(obs)
+    assert signal.score(obs) == expected and signal.unavailable(obs) is None
 
 
 def test_an_attack_is_not_harm() -> None:
@@ -36,14 +36,14 @@ def test_an_attack_is_not_harm() -> None:
 def test_a_model_without_the_harm_head_makes_it_unavailable_never_clean() -> None:
     signal = HarmfulSignalConfig(name="harm", type="harmful", threshold=0.0)
     obs = Observation(chat_view(), classified=signals_of(harmful=None))
-    assert signal.score(obs) is None and signal.unavailable(obs)
+    assert signal.score(obs) is None and signal.unavailable(obs) == "not_in_model"
 
 
 def test_without_the_classifier_it_never_fires_and_is_not_unavailable_itself() -> None:
     signal = HarmfulSignalConfig(name="harm", type="harmful", threshold=0.0)
     obs = Observation(chat_view())
     # Not `unavailable`: a request read without the classifier is degraded as a whole.
-    assert signal.needs_classifier and signal.score(obs) is None and not signal.unavailable(obs)
+    assert signal.needs_classifier and signal.score(obs) is None and signal.unavailable(obs) is None
 
 
 def test_a_threshold_outside_0_1_names_the_field() -> None:
