@@ -5,6 +5,7 @@
     python bench/classifier_sizes.py --calibrate [--count 100] [--pool 1200] [--target-fp 0.01]
     python bench/classifier_sizes.py --calibrate --model-dir classifiers/models/fast --write
     python bench/classifier_sizes.py --calibrate --segments   # with the opt-in segment head
+    python bench/classifier_sizes.py --calibrate-harm [--write]   # the harm head on paragraphs
 
 Cost: one request of 1 KB .. 1 MiB of benign text (rows of examples' guard data joined by blank
 lines) through `SignalEngine.classify_batch`, alone on the worker: the rows it became, its token
@@ -21,7 +22,10 @@ paragraph), chooses the
 view threshold at `--target-fp` of half 0's benign requests and reports both halves at it: the
 figure behind `ATTACK_PARAGRAPH_THRESHOLD`. `--model-dir` calibrates another model (the fast
 profile); `--write` stores the threshold in its `signals.json` (`thresholds.attack_paragraph`),
-which the engine then uses for that model.
+which the engine then uses for that model. `--calibrate-harm` does the same for the harm head
+(harmful calibration requests the engine flags alone, filler it passes alone) and `--write`
+stores `thresholds.harm_paragraph`; without it the engine reads the harm head in the sequence
+row only.
 """
 
 from __future__ import annotations
@@ -111,11 +115,11 @@ def calibration_rows(name: str) -> list[dict[str, Any]]:
 
 
 def decision_scores(
-    engine: SignalEngine, prompts: list[str]
+    engine: SignalEngine, prompts: list[str], head: str = "attack"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per prompt: the sequence row's attack score, the highest raw score of the rows the attack
-    head reads besides it (0 without any) and the segment head's highest score (0 without a
-    head or a segment), from the engine's own planning."""
+    """Per prompt: the sequence row's score of `head` (`attack` or `harmful`), the highest raw
+    score of the rows the attack head reads besides it (0 without any) and the segment head's
+    highest score (0 without a head or a segment), from the engine's own planning."""
     sequence, views, segments = [], [], []
     for prompt in prompts:
         job = Job.of(prompt)
@@ -125,9 +129,10 @@ def decision_scores(
         out = engine._forward(
             [plan.rows[r] for r in wanted], [plan.segments.get(r, ()) for r in wanted]
         )
-        sequence.append(float(out.attack[at[plan.sequence_row]]))
+        scores = getattr(out, head)
+        sequence.append(float(scores[at[plan.sequence_row]]))
         rows = [at[r] for r in plan.attack_rows]
-        views.append(float(out.attack[rows].max()) if rows else 0.0)
+        views.append(float(scores[rows].max()) if rows else 0.0)
         found = out.segment[[at[r] for r in plan.segments]] if out.segment is not None else []
         finite = [float(x) for x in found if np.isfinite(x)]
         segments.append(max(finite) if finite else 0.0)
@@ -212,6 +217,76 @@ def calibrate(
         str(t): {kind: flagged(1, kind, t, 2.0, 2.0) for kind in ("benign", "padded", "inline")}
         for t in (0.5, 0.9, 0.99, 0.999, 0.9999, round(threshold, 6))
     }
+    print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
+def calibrate_harm(
+    engine: SignalEngine, size: int, count: int, pool_size: int, target_fp: float
+) -> dict[str, Any]:
+    """The harm head's paragraph threshold (`thresholds.harm_paragraph`) at `target_fp` of half
+    0's benign `size`-character requests, and on half 1 what it keeps: harmful calibration
+    requests the router flags alone, padded with filler it passes alone (as their own paragraph
+    block, and inside one long paragraph), before (the sequence row only) and with the views.
+    The asks come from the calibration and the held-out (dev) harm benchmarks: the threshold
+    reads only benign requests."""
+    assert engine.spec.thresholds.harmful is not None, "the model has no harm head"
+    shipped = engine.spec.thresholds.harmful
+    rng = random.Random(2)
+    # The threshold reads benign requests only, so the harmful asks may come from the held-out
+    # benchmarks too (dev): more of them, none read to choose anything.
+    split = json.loads((DATA / "splits" / "sources.json").read_text())["harmful"]
+    ids = set(split["calib"]) | set(split["dev"])
+    candidates = [r for r in rows("harmful_requests.jsonl") if r["id"] in ids]
+    candidates = [r for r in candidates if r["label"] == "harmful"]
+    alone = engine.classify_batch([r["text"] for r in candidates])
+    harmful = [r for r, a in zip(candidates, alone, strict=True) if a.harmful and a.harmful.flagged]
+    pool = calibration_rows("benign_prompts.jsonl") + calibration_rows("hard_benign.jsonl")
+    pool += [r for r in calibration_rows("indirect_injections.jsonl") if r["label"] == "benign"]
+    pool = rng.sample(pool, min(pool_size, len(pool)))
+    passed_alone = engine.classify_batch([r["text"] for r in pool])
+    passed = [
+        r for r, a in zip(pool, passed_alone, strict=True) if a.harmful and not a.harmful.flagged
+    ]
+    scores: dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for h in (0, 1):
+        fill = [r["text"] for r in passed if half(r["id"]) == h]
+        mine = [r["text"] for r in harmful if half(r["id"]) == h][:count]
+        benign = [filler(fill, size, rng) for _ in range(count)]
+        padded, inline = [], []
+        for ask in mine:
+            before, after = filler(fill, size // 2, rng), filler(fill, size // 2, rng)
+            padded.append(f"{before}\n\n{ask}\n\n{after}")
+            inline.append(" ".join(f"{before} {ask} {after}".split()))
+        for kind, prompts in (("benign", benign), ("padded", padded), ("inline", inline)):
+            scores[h, kind] = decision_scores(engine, prompts, head="harmful")
+            print(h, kind, len(prompts), flush=True)
+    # Never under the request's own threshold: a paragraph that passes alone must pass padded.
+    threshold = max(float(np.quantile(scores[0, "benign"][1], 1 - target_fp)), shipped)
+
+    def flagged(h: int, kind: str, views_at: float) -> float:
+        sequence, views, _ = scores[h, kind]
+        return round(float(((sequence >= shipped) | (views >= views_at)).mean()), 4)
+
+    result: dict[str, Any] = {
+        "size_chars": size,
+        "harmful": len(candidates),
+        "harmful_flagged_alone": len(harmful),
+        "filler_pool": len(pool),
+        "filler_pool_passed_alone": len(passed),
+        "target_fp": target_fp,
+        "threshold_from_half_0": round(threshold, 6),
+    }
+    for h in (0, 1):
+        result[f"half_{h}"] = {
+            "benign_requests": len(scores[h, "benign"][0]),
+            "padded_requests": len(scores[h, "padded"][0]),
+            **{
+                f"{kind}_{name}": flagged(h, kind, at)
+                for kind in ("benign", "padded", "inline")
+                for name, at in (("sequence_row_only", 2.0), ("with_views", threshold))
+            },
+        }
     print(json.dumps(result, indent=1), flush=True)
     return result
 
@@ -318,6 +393,11 @@ def main() -> None:
         help="the sequence-row attack threshold and the harm threshold on whole calibration "
         "requests (run after --calibrate: it keeps the paragraph threshold)",
     )
+    parser.add_argument(
+        "--calibrate-harm",
+        action="store_true",
+        help="the harm head's paragraph threshold (thresholds.harm_paragraph) on padded requests",
+    )
     parser.add_argument("--size", type=int, default=8_000, help="calibration prompt characters")
     parser.add_argument(
         "--count", type=int, default=100, help="calibration prompts of each kind, per half"
@@ -355,6 +435,19 @@ def main() -> None:
                     "threshold": spec["thresholds"]["harmful"]
                 }
                 spec["thresholds"]["harmful"] = cal["harmful_threshold"]
+            spec_path.write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n")
+    elif args.calibrate_harm:
+        cal = calibrate_harm(engine, args.size, args.count, args.pool, args.target_fp)
+        report["calibration"] = cal
+        if args.write:
+            spec_path = (args.model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE
+            spec = json.loads(spec_path.read_text())
+            spec["thresholds"]["harm_paragraph"] = cal["threshold_from_half_0"]
+            spec.setdefault("calibration", {})["harm_paragraph"] = {
+                "rule": "bench/classifier_sizes.py --calibrate-harm: the harm head's view score "
+                f"at {args.target_fp:.0%} of half 0's benign {args.size}-character requests",
+                **{k: v for k, v in cal.items() if k != "threshold_from_half_0"},
+            }
             spec_path.write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n")
     elif args.calibrate:
         report["calibration"] = calibrate(engine, args.size, args.count, args.pool, args.target_fp)

@@ -993,14 +993,23 @@ class SignalEngine:
         )
 
     def _harm(self, plan: _Plan, outputs: _Outputs) -> HarmSignal | None:
-        """The sequence row's harm score (None without a harm head). Not the max over the attack
-        head's paragraph rows: the harm head is calibrated on whole requests, and many
-        paragraphs would be many chances to fire at a threshold set for one row."""
-        threshold = self.spec.thresholds.harmful
-        if outputs.harmful is None or threshold is None:
+        """The sequence row's harm score (None without a harm head), or the highest of the rows
+        the attack head reads besides it (every paragraph, within its budget) on the same scale
+        when higher, where the model has a paragraph threshold for the harm head: many
+        paragraphs are many chances to fire, so a paragraph fires at its own, higher threshold
+        (`thresholds.harm_paragraph`). Without one, a harmful ask padded with benign text is
+        read only in the sequence row, mixed with the padding."""
+        thresholds = self.spec.thresholds
+        if outputs.harmful is None or thresholds.harmful is None:
             return None
         score = float(outputs.harmful[plan.sequence_row])
-        return HarmSignal(score, score >= threshold)
+        views = thresholds.harm_paragraph
+        if views is not None and plan.attack_rows:
+            # never under the request's own: a paragraph that passes alone passes padded
+            views = max(views, thresholds.harmful)
+            view_score = float(outputs.harmful[plan.attack_rows].max())
+            score = max(score, _rescale(view_score, views, thresholds.harmful))
+        return HarmSignal(score, score >= thresholds.harmful)
 
     def _attack_score(self, plan: _Plan, outputs: _Outputs) -> float:
         """The sequence row's attack score, or a paragraph's on the same scale if higher."""

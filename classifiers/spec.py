@@ -35,6 +35,9 @@ class Thresholds:
     attack_paragraph: float | None = None
     # The harm head's (absent: the model has none, and the harm signal is unavailable).
     harmful: float | None = None
+    # The harm head on one paragraph or window of a long request (absent: the harm score is the
+    # sequence row's alone; `bench/classifier_sizes.py --calibrate-harm`).
+    harm_paragraph: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,7 @@ class ModelSpec:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise SpecError(f"{source}: 'thresholds.{name}' is {value!r}; expected a number")
             thresholds[name] = float(value)
-        for name in ("attack_paragraph", "harmful"):
+        for name in ("attack_paragraph", "harmful", "harm_paragraph"):
             value = raw.get(name)
             if value is None:
                 continue

@@ -24,7 +24,7 @@ from classifiers.engine import (
 )
 from classifiers.signals import Signals
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE, ModelSpec, SpecError
-from tests.classifiers.tiny_signals_model import DOMAINS, spec_json
+from tests.classifiers.tiny_signals_model import DOMAINS, build_model_dir, spec_json
 
 
 class RecordingSession:
@@ -312,7 +312,7 @@ async def test_the_harm_head_scores_the_request_and_flags_at_its_threshold(
         harm.close()
 
 
-async def test_the_harm_score_of_a_request_is_its_sequence_rows_not_a_paragraphs(
+async def test_without_a_paragraph_threshold_the_harm_score_is_the_sequence_rows_alone(
     harm_model_dir: Path,
 ) -> None:
     harm = capped(harm_model_dir)
@@ -322,6 +322,30 @@ async def test_the_harm_score_of_a_request_is_its_sequence_rows_not_a_paragraphs
         (signals,) = harm.classify_batch([filler + "mat mat mat\n" + filler])
         assert len(harm.model_rows(filler + "mat mat mat\n" + filler)) > 1
         assert signals.harmful is not None and not signals.harmful.flagged
+    finally:
+        harm.close()
+
+
+async def test_with_a_paragraph_threshold_a_harmful_paragraph_among_filler_is_flagged(
+    tmp_path: Path,
+) -> None:
+    thresholds = {
+        "prompt_attack": 0.5,
+        "pii_token": 0.5,
+        "difficulty": 0.5,
+        "harmful": 0.5,
+        "harm_paragraph": 0.6,
+    }
+    model = build_model_dir(tmp_path, harm=True, thresholds=thresholds)
+    harm = capped(model)
+    try:
+        filler = "the cat sat on the\n" * 40
+        plain, padded = harm.classify_batch([filler + filler, filler + "mat mat mat\n" + filler])
+        assert plain.harmful is not None and not plain.harmful.flagged
+        assert padded.harmful is not None and padded.harmful.flagged
+        # alone, the same ask is flagged by the sequence row as before
+        (alone,) = harm.classify_batch(["mat mat mat"])
+        assert alone.harmful is not None and alone.harmful.flagged
     finally:
         harm.close()
 
