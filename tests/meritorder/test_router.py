@@ -350,13 +350,18 @@ async def test_a_busy_decision_is_counted_as_degraded_not_as_a_fallback() -> Non
 
 # -- a long request the attack head read only part of (`read: spread | all`) -------------------
 
-READ_POLICY = """
+# A local default, a safe model and a coder: the pool of the two policies below.
+POOL = """
 models:
   - {name: local, cluster: a, upstream_model: l, cost: 0.1}
   - {name: safe, cluster: s, upstream_model: s, cost: 0.2}
   - {name: coder, cluster: b, upstream_model: c, cost: 0.5}
 default_model: local
-signals:
+"""
+
+READ_POLICY = (
+    POOL
+    + """signals:
   - {name: attack, type: prompt_attack, required: %(required)s, read: %(read)s}
   - {name: code, keywords: [python]}
 decisions:
@@ -365,6 +370,7 @@ decisions:
 routing:
   on_unavailable: %(unavailable)s
 """
+)
 
 
 def read_policy(
@@ -451,13 +457,9 @@ async def test_an_explicitly_named_model_never_reads_the_attack_signal_so_is_not
 
 # -- signals the loaded model cannot compute (`harmful` without the harm head) ----------------
 
-HARM_POLICY = """
-models:
-  - {name: local, cluster: a, upstream_model: l, cost: 0.1}
-  - {name: safe, cluster: s, upstream_model: s, cost: 0.2}
-  - {name: coder, cluster: b, upstream_model: c, cost: 0.5}
-default_model: local
-signals:
+HARM_POLICY = (
+    POOL
+    + """signals:
   - {name: attack, type: prompt_attack, required: true}
   - {name: harm, type: harmful, required: %(required)s}
   - {name: code, keywords: [python]}
@@ -468,6 +470,7 @@ decisions:
 routing:
   on_unavailable: %(unavailable)s
 """
+)
 
 
 def harm_policy(*, required: bool, unavailable: str = "{action: block}") -> RouterConfig:
