@@ -145,10 +145,10 @@ class EngineClassifier:
 def _in_tool_specs_as_fields(
     request: RequestView, found: tuple[PiiEntity, ...]
 ) -> tuple[PiiEntity, ...]:
-    """The PII found, with what lies in a tool description (read as a tool turn) reported as
-    the field it is, as before they were read: the patterns' findings keep the request private
-    (a description is not redacted), the model's are dropped (it reads prose about code and
-    parameters, `screen cursor`, as names)."""
+    """The PII found, with what lies in a tool description or a tool call's arguments (read as
+    tool turns) reported as the field it is, as before they were read: the patterns' findings
+    keep the request private (neither is redacted), the model's are dropped (it reads prose
+    about code and parameters, `screen cursor`, and JSON keys as names)."""
     out = []
     for entity in found:
         path = request.tool_spec_path(entity.message) if entity.message is not None else None

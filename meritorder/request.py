@@ -43,8 +43,9 @@ class RequestView:
     choices: int = 1
     unreadable: bool = False  # prompt text the router cannot read (token ids)
     # (body path, text) of every description in the request's tool definitions (`tools`,
-    # `functions`: a tool's and each parameter's): the model reads them, so the classifier's
-    # heads do (`classifier_messages`), but they are no turn of the conversation.
+    # `functions`: a tool's and each parameter's), then of the arguments of every tool call in
+    # the conversation: the model reads them, so the classifier's heads do
+    # (`classifier_messages`), but they are no turn's text.
     tool_specs: list[tuple[BodyPath, str]] = field(default_factory=list)
 
     @property
@@ -75,8 +76,9 @@ class RequestView:
         return "\n".join(self.texts())
 
     def classifier_messages(self) -> list[dict[str, Any]]:
-        """What the classifier reads: the messages, then each tool description as a tool turn
-        (after the last user turn, so the request's own turn and its context stay as they are)."""
+        """What the classifier reads: the messages, then each tool description and tool-call
+        argument as a tool turn (after the last user turn, so the request's own turn and its
+        context stay as they are)."""
         return [*self.messages, *({"role": "tool", "content": t} for _, t in self.tool_specs)]
 
     def tool_spec_path(self, index: int) -> str | None:

@@ -394,3 +394,13 @@ def want_idle() -> ContextEstimates:
     for model, reward in IDLE_STREAM:
         ctx, _ = observed(ctx, model, reward, 0.0, Rules(HalfLife(value=50), IDLE))
     return ctx
+
+
+def read_as_turns(request: RequestView) -> dict[str, str]:
+    """The texts the classifier reads as tool turns beside the conversation's own (tool
+    descriptions, tool-call arguments), by body path."""
+    turns = len(request.messages)
+    return {
+        str(request.tool_spec_path(turns + i)): text
+        for i, (_, text) in enumerate(request.tool_specs)
+    }

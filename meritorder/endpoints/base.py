@@ -102,7 +102,7 @@ class EndpointSpec:
             max_output_tokens,
             choices,
             unreadable,
-            tool_descriptions(body),
+            [*tool_descriptions(body), *tool_call_arguments(body)],
         )
 
     def rewrite(self, request: RequestView, model: ModelConfig, steps: Steps) -> bytes:
@@ -353,6 +353,41 @@ def tool_descriptions(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
             elif isinstance(node, list):
                 stack.extend(((*path, j), child) for j, child in reversed(list(enumerate(node))))
     return out
+
+
+def tool_call_arguments(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
+    """(path, text) of the arguments of every tool call in the conversation: each `arguments`
+    string under `messages` or `input` (a chat assistant's `tool_calls[].function.arguments`
+    and legacy `function_call.arguments`, a Responses `function_call` or MCP call item's), and
+    each string of an Anthropic `tool_use` block's `input`. The client writes the history it
+    sends, an assistant's earlier calls included, and the model reads them again."""
+    out: list[tuple[BodyPath, str]] = []
+    for key in ("messages", "input"):
+        items = body.get(key)
+        stack: list[tuple[BodyPath, Any, bool]] = (
+            [((key,), items, False)] if isinstance(items, list) else []
+        )
+        while stack:  # iterative and in order; `whole`: every string below is an argument
+            path, node, whole = stack.pop()
+            if isinstance(node, str):
+                if whole and _WORD.search(node):
+                    out.append((path, node))
+            elif isinstance(node, dict):
+                call = node.get("type") in _TOOL_USE and isinstance(node.get("input"), dict)
+                for name, child in reversed(node.items()):
+                    inside = whole or (call and name == "input")
+                    if not inside and name == "arguments" and isinstance(child, str):
+                        if _WORD.search(child):  # not `{}`: nothing there to read
+                            out.append(((*path, name), child))
+                    elif inside or isinstance(child, dict | list):
+                        stack.append(((*path, name), child, inside))
+            elif isinstance(node, list):
+                stack.extend(((*path, j), c, whole) for j, c in reversed(list(enumerate(node))))
+    return out
+
+
+_TOOL_USE = frozenset({"tool_use", "server_tool_use"})  # Anthropic blocks whose `input` is a call
+_WORD = re.compile(r"\w")
 
 
 def is_content(value: object) -> bool:

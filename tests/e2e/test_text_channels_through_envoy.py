@@ -1,17 +1,19 @@
 """What the model reads, wherever a client puts it, through the real Envoy with the official SDKs
 and the shipped policy and model: a jailbreak a client hands back as a tool's output (a chat
 `tool` message, a Responses `function_call_output`, an Anthropic `tool_result` or text
-`document`), as a stored prompt's variable or a completion's suffix, or writes into a tool's
-or a parameter's description (a poisoned tool) is refused as the same jailbreak sent as a
-prompt is, and never reaches an upstream; the same request with benign text there is routed.
-Upstreams are MOCKS.
+`document`), as a stored prompt's variable or a completion's suffix, writes into a tool's
+or a parameter's description (a poisoned tool), or puts in the arguments of an earlier tool
+call of the history it sends (chat `tool_calls`, a Responses `function_call`, an Anthropic
+`tool_use` input) is refused as the same jailbreak sent as a prompt is, and never reaches an
+upstream; the same request with benign text there is routed. Upstreams are MOCKS.
 
 Before these were read as turns, the attack head never saw them: each jailbreak below scored
 0.004-0.035 in the Responses and Anthropic channels (threshold 0.74), 0.95-0.99 as a chat tool
-message."""
+message; in tool-call arguments 0.031-0.040."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +126,48 @@ def document(stack: Stack, output: str) -> tuple[int, Any]:
     return _anthropic(stack, [{"role": "user", "content": blocks}])
 
 
+def chat_tool_call_arguments(stack: Stack, text: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response
+    arguments = json.dumps({"query": text})
+    call = {"id": "c1", "type": "function", "function": {"name": "fetch", "arguments": arguments}}
+    messages: list[Any] = [
+        {"role": "user", "content": ASK},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+    ]
+    return _openai(lambda: raw.create(model="auto", messages=messages))
+
+
+def function_call_arguments(stack: Stack, text: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    items: list[Any] = [
+        {"role": "user", "content": ASK},
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "fetch",
+            "arguments": json.dumps({"q": text}),
+        },
+        {"type": "function_call_output", "call_id": "c1", "output": "done"},
+    ]
+    raw = client.responses.with_raw_response
+    return _openai(lambda: raw.create(model="auto", input=items))
+
+
+def tool_use_input(stack: Stack, text: str) -> tuple[int, Any]:
+    use = {"type": "tool_use", "id": "t1", "name": "fetch", "input": {"query": text}}
+    messages: list[Any] = [
+        {"role": "user", "content": ASK},
+        {"role": "assistant", "content": [use]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}],
+        },
+    ]
+    return _anthropic(stack, messages)
+
+
 def _openai(create: Callable[[], Any]) -> tuple[int, Any]:
     try:
         return create().status_code, None
@@ -152,8 +196,11 @@ SENDERS = [
     chat_tool_description,
     parameter_description,
     anthropic_tool_description,
+    chat_tool_call_arguments,
+    function_call_arguments,
+    tool_use_input,
 ]
-ANTHROPIC = (tool_result, document, anthropic_tool_description)
+ANTHROPIC = (tool_result, document, anthropic_tool_description, tool_use_input)
 
 
 @pytest.mark.parametrize("send", SENDERS, ids=lambda s: s.__name__)

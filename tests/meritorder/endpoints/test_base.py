@@ -287,3 +287,92 @@ def test_tool_descriptions_are_read_by_the_classifier_after_the_turns_and_not_as
     fields = dict(request.field_texts())
     assert not set(texts) & set(fields.values())
     assert set(texts) <= {text for _, text in request.inspected_texts()}
+
+
+CALLS_BY_API: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "chat": (
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "w", "arguments": '{"city": "Oslo"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+                {"role": "assistant", "function_call": {"name": "w", "arguments": '{"a": 1}'}},
+                {"role": "user", "content": "and tomorrow?"},
+            ]
+        },
+        ["messages[1].tool_calls[0].function.arguments", "messages[3].function_call.arguments"],
+    ),
+    "responses": (
+        {
+            "input": [
+                {"role": "user", "content": "hi"},
+                {"type": "function_call", "call_id": "c1", "name": "w", "arguments": '{"c": 2}'},
+                {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            ]
+        },
+        ["input[1].arguments"],
+    ),
+    "messages": (
+        {
+            "max_tokens": 5,
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "text", "text": "Let me look."},
+                        {
+                            "type": "tool_use",
+                            "id": "t1",
+                            "name": "w",
+                            "input": {"city": "Oslo", "days": [{"note": "a list"}], "n": 3},
+                        },
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}],
+                },
+            ],
+        },
+        ["messages[1].content[1].input.city", "messages[1].content[1].input.days[0].note"],
+    ),
+}
+
+
+@pytest.mark.parametrize("api", sorted(CALLS_BY_API))
+def test_tool_call_arguments_are_read_by_the_classifier_as_turns_and_not_as_fields(
+    api: str,
+) -> None:
+    """The arguments of the conversation's earlier tool calls: the client writes them (the
+    whole history is its), and the model reads them again, so the attack head does; each is
+    read once, never also as a field."""
+    extra, paths = CALLS_BY_API[api]
+    request = parse(api, json.dumps({"model": "auto", **extra}).encode(), max_bytes=1 << 20)  # type: ignore[arg-type]
+    turns = len(request.messages)
+    read = request.classifier_messages()
+    assert read[:turns] == request.messages
+    assert [request.tool_spec_path(i) for i in range(turns, len(read))] == paths
+    texts = [m["content"] for m in read[turns:]]
+    assert all(m["role"] == "tool" for m in read[turns:])
+    fields = dict(request.field_texts())
+    assert not set(paths) & set(fields)
+    assert set(texts) <= {text for _, text in request.inspected_texts()}
+
+
+def test_a_key_named_arguments_outside_the_conversation_is_not_a_tool_call() -> None:
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+    body["metadata"] = {"arguments": "not a call"}
+    request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
+    assert request.tool_specs == []
+    assert dict(request.field_texts())["metadata.arguments"] == "not a call"

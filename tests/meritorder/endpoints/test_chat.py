@@ -11,7 +11,7 @@ import pytest
 from meritorder.config import ReasoningStep, SystemPromptStep
 from meritorder.endpoints import BY_API
 from meritorder.errors import RequestError
-from tests.helpers import Pii, spec_rewrite, spec_view
+from tests.helpers import Pii, read_as_turns, spec_rewrite, spec_view
 
 SPEC = BY_API["chat"]
 view = partial(spec_view, "chat")
@@ -78,11 +78,12 @@ def test_bad_input_names_the_field(body: dict[str, Any], param: str) -> None:
     assert (caught.value.status, caught.value.param) == (400, param)
 
 
-def test_tool_calls_and_results_are_kept_and_read_as_field_text() -> None:
+def test_tool_calls_and_results_are_kept_and_their_arguments_read_as_turns() -> None:
     body = {"model": "auto", "messages": TOOL_TURNS, "tools": [{"type": "function"}]}
     assert rewrite(body)["messages"] == TOOL_TURNS
-    fields = dict(view(body).field_texts())
-    assert fields["messages[1].tool_calls[0].function.arguments"] == '{"c":1}'
+    turns = read_as_turns(view(body))
+    assert turns["messages[1].tool_calls[0].function.arguments"] == '{"c":1}'
+    assert "messages[1].tool_calls[0].function.arguments" not in dict(view(body).field_texts())
     assert view(body).texts() == ["weather?", "", "sunny"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from meritorder.config import ReasoningStep, SystemPromptStep
 from meritorder.endpoints import BY_API, Usage
 from meritorder.errors import RequestError
-from tests.helpers import Pii, spec_rewrite, spec_view
+from tests.helpers import Pii, read_as_turns, spec_rewrite, spec_view
 
 SPEC = BY_API["messages"]
 TURNS: list[dict[str, Any]] = [
@@ -45,7 +45,8 @@ def test_parse_reads_system_and_turns_as_messages() -> None:
     assert request.last_user_text() == ""
     assert request.content_path(3) == "messages[2].content[0].content"
     fields = dict(request.field_texts())
-    assert fields["messages[1].content[1].input.city"] == "Paris"
+    assert read_as_turns(request)["messages[1].content[1].input.city"] == "Paris"
+    assert "messages[1].content[1].input.city" not in fields  # read once, as a tool turn
     assert fields["messages[2].content[0].tool_use_id"] == "t1"
     assert "18C" not in fields.values()  # read once, as the tool turn's text
     assert dict(request.inspected_texts())["system"] == "be brief"

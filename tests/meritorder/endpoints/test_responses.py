@@ -11,7 +11,7 @@ import pytest
 from meritorder.config import ReasoningStep, SystemPromptStep
 from meritorder.endpoints import BY_API, Usage
 from meritorder.errors import RequestError
-from tests.helpers import Pii, spec_rewrite, spec_view
+from tests.helpers import Pii, read_as_turns, spec_rewrite, spec_view
 
 SPEC = BY_API["responses"]
 ITEMS: list[dict[str, Any]] = [
@@ -36,7 +36,8 @@ def test_parse_reads_instructions_and_message_items() -> None:
     assert request.last_user_text() == "weather?"
     assert request.content_path(3) == "input[3].output"
     fields = dict(request.field_texts())
-    assert fields["input[2].arguments"] == '{"city":"Paris"}'
+    assert read_as_turns(request)["input[2].arguments"] == '{"city":"Paris"}'
+    assert "input[2].arguments" not in fields  # read once, as a tool turn
     assert fields["input[3].call_id"] == "c1"
     assert "18C" not in fields.values()  # read once, as the tool turn's text
     assert view({"model": "a", "input": "hello"}).texts() == ["hello"]
