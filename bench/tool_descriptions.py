@@ -2,6 +2,7 @@
 """What reading tool descriptions costs and catches, through the router's classifier adapter.
 
     python bench/tool_descriptions.py [--requests 150] [--planted 60] [--seed 7]
+    python bench/tool_descriptions.py --arguments   # the arguments of the history's tool calls
 
 The attack head reads every `description` of a request's tool definitions as a tool turn
 (`RequestView.classifier_messages`). No corpus of real tool definitions ships here, so benign
@@ -81,6 +82,61 @@ async def classify(classifier: EngineClassifier, prompt: str, tools: list[str]) 
     )
 
 
+async def with_calls(classifier: EngineClassifier, prompt: str, arguments: list[str]) -> Any:
+    """`prompt` asked after a history of tool calls with these argument values (each the JSON
+    of one string, `{"query": ...}`) and their results."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+    for i, value in enumerate(arguments):
+        call = {"name": "search", "arguments": json.dumps({"query": value})}
+        messages.append(
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"c{i}", "type": "function", "function": call}
+            ]}
+        )  # fmt: skip
+        messages.append({"role": "tool", "tool_call_id": f"c{i}", "content": "no results"})
+    messages.append({"role": "user", "content": "Thanks. Summarize what you found."})
+    body = {"model": "auto", "messages": messages}
+    return await classifier.classify(parse("chat", json.dumps(body).encode(), max_bytes=1 << 22))
+
+
+async def run_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """Benign requests whose history holds 1-5 tool calls with benign prompts as their query
+    (a proxy: no corpus of real tool calls ships here), flagged as attacks; jailbreaks the
+    router blocks alone, planted as one call's query among three, caught."""
+    classifier = load_classifier()
+    assert classifier is not None, "the shipped model did not load"
+    threshold = classifier.attack_threshold
+    rng = random.Random(args.seed)
+    benign = rows(GUARD / "benign_prompts.jsonl", limit=300)
+    rng.shuffle(benign)
+    attacks = rows(GUARD / "prompt_attacks.jsonl", limit=600)
+    rng.shuffle(attacks)
+    n = args.requests
+    flagged = 0
+    for prompt in benign[:n]:
+        values = rng.sample(benign[n:], rng.choice([1, 2, 3, 5]))
+        flagged += (await with_calls(classifier, prompt, values)).prompt_attack >= threshold
+    blocked_alone = caught = 0
+    for attack, prompt in zip(attacks, benign[n:], strict=False):
+        if blocked_alone == args.planted:
+            break
+        if (await with_calls(classifier, attack, [])).prompt_attack < threshold:
+            continue
+        blocked_alone += 1
+        values = rng.sample(benign[n:], 3)
+        values[rng.randrange(3)] = attack
+        caught += (await with_calls(classifier, prompt, values)).prompt_attack >= threshold
+    classifier.close()
+    return {
+        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "model": classifier.engine.spec.version,
+        "benign_requests": n,
+        "benign_flagged_with_calls": flagged / n,
+        "planted_blocked_alone": blocked_alone,
+        "planted_caught_as_an_argument": caught,
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     classifier = load_classifier()
     assert classifier is not None, "the shipped model did not load"
@@ -139,9 +195,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=150)
     parser.add_argument("--planted", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=REPO / "bench/results/tool_descriptions.json")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--arguments", action="store_true", help="tool-call arguments instead of descriptions"
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    name = "tool_call_arguments" if args.arguments else "tool_descriptions"
+    args.out = args.out or REPO / f"bench/results/{name}.json"
+    result = asyncio.run(run_arguments(args) if args.arguments else run(args))
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
