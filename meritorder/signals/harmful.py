@@ -34,6 +34,11 @@ class HarmfulSignalConfig(ClassifierSignalConfig):
         missing = c is not None and (c.harmful is None or self._threshold(obs) is None)
         return NOT_IN_MODEL if missing else None
 
+    def partly_read(self, obs: Observation) -> bool:
+        # It reads at most the rows the attack head reads: a spread of a long request.
+        c = obs.classified
+        return c is not None and c.harmful is not None and c.attack_read < 1.0
+
     def _threshold(self, obs: Observation) -> float | None:
         c = obs.classified
         shipped = c.harmful_threshold if c is not None else None

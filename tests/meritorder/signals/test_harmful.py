@@ -55,3 +55,14 @@ def test_a_threshold_outside_0_1_names_the_field() -> None:
     assert any(p.startswith("signals[0].threshold") for p in caught.value.problems), (
         caught.value.problems
     )
+
+
+@pytest.mark.parametrize(("share", "expected"), [(1.0, False), (0.4, True)])
+def test_a_long_request_read_as_a_spread_is_partly_read_for_harm_too(
+    share: float, expected: bool
+) -> None:
+    signal = HarmfulSignalConfig(name="harm", type="harmful")
+    obs = Observation(chat_view(), classified=signals_of(harmful=0.1, attack_read=share))
+    assert signal.partly_read(obs) is expected
+    without_head = Observation(chat_view(), classified=signals_of(attack_read=share))
+    assert not signal.partly_read(without_head)  # nothing read: `unavailable` says so instead
