@@ -11,6 +11,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -330,34 +331,54 @@ def both_routed(stack: Stack, names: tuple[str, ...] = ("router", "router-2")) -
     return all(stack.log(name).count('"routed"') > 0 for name in names)
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Observations of one learning context, fed through an estimates store (`feed`) or played
+    by the pure arithmetic (`want`): a store must read back what `want` computes."""
+
+    context: str
+    rows: tuple[tuple[str, float], ...]  # (model, reward), in order
+    rules: Rules
+
+    async def feed(self, store: EstimatesStore) -> list[bool]:
+        """Every row through `store`: whether each reset the context."""
+        return [await store.observe(self.context, m, r, self.rules) for m, r in self.rows]
+
+    def want(self) -> ContextEstimates:
+        ctx = ContextEstimates()
+        for model, reward in self.rows:
+            ctx, _ = observed(ctx, model, reward, 0.0, self.rules)
+        return ctx
+
+
+def on_three_arms(rewards: list[float]) -> tuple[tuple[str, float], ...]:
+    """`rewards` spread over three arms: mostly `a`, some `b`, a few `m:odel` (a name the
+    stores must keep apart from their key separators)."""
+    return tuple(
+        ("a" if row % 4 else ("b" if row % 8 else "m:odel"), reward)
+        for row, reward in enumerate(rewards)
+    )
+
+
 # The relative model through an estimates store: a stream that moves the level and resets the
 # context (tests/meritorder/learning/test_store.py, test_redis.py).
 RELATIVE = Relative(step=0.2, weight=20, priors={"a": 0.8, "b": 0.5})
+RELATIVE_STREAM = Stream(
+    "decision:r",
+    on_three_arms([1.0] * 20 + [0.0] * 6 + [1.0, 0.0] * 8),
+    Rules(
+        HalfLife(value=50),
+        Detect(threshold=1.5, drift=0.05, keep=5, weight=20, priors=RELATIVE.priors),
+        RELATIVE,
+    ),
+)
 
 
 async def feed_relative(store: EstimatesStore) -> list[bool]:
-    """A stream that moves the level and resets the context, on three arms, through `store`."""
-    detect = Detect(threshold=1.5, drift=0.05, keep=5, weight=20, priors=RELATIVE.priors)
-    fired = []
-    for row, reward in enumerate([1.0] * 20 + [0.0] * 6 + [1.0, 0.0] * 8):
-        model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
-        fired.append(
-            await store.observe(
-                "decision:r", model, reward, Rules(HalfLife(value=50), detect, RELATIVE)
-            )
-        )
-    await store.note_pick("decision:r", explored=False)
+    """`RELATIVE_STREAM` through `store`, then one greedy pick."""
+    fired = await RELATIVE_STREAM.feed(store)
+    await store.note_pick(RELATIVE_STREAM.context, explored=False)
     return fired
-
-
-def want_relative() -> ContextEstimates:
-    """What `feed_relative` leaves, by the pure arithmetic."""
-    want = ContextEstimates()
-    detect = Detect(threshold=1.5, drift=0.05, keep=5, weight=20, priors=RELATIVE.priors)
-    for row, reward in enumerate([1.0] * 20 + [0.0] * 6 + [1.0, 0.0] * 8):
-        model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
-        want, _ = observed(want, model, reward, 0.0, Rules(HalfLife(value=50), detect, RELATIVE))
-    return want
 
 
 def assert_same_estimates(got: ContextEstimates, want: ContextEstimates) -> None:
@@ -375,25 +396,18 @@ def assert_same_estimates(got: ContextEstimates, want: ContextEstimates) -> None
 # The detector's `idle`: a stream whose reset finds one arm idle for long, one for a while and
 # the played one just observed (test_store.py, test_redis.py).
 IDLE = Detect(threshold=3, drift=0.05, keep=8, weight=0, idle=10)
-IDLE_STREAM = (
-    ([("old", 1.0), ("old", 0.0)] * 6 + [("a", 1.0)] * 12 + [("b", 1.0)] * 6 + [("a", 1.0)] * 12)
-    + [("a", 0.0)] * 6
-    + [("a", 1.0), ("b", 0.0)] * 2
+IDLE_STREAM = Stream(
+    "decision:i",
+    (
+        (("old", 1.0), ("old", 0.0)) * 6
+        + (("a", 1.0),) * 12
+        + (("b", 1.0),) * 6
+        + (("a", 1.0),) * 12
+        + (("a", 0.0),) * 6
+        + (("a", 1.0), ("b", 0.0)) * 2
+    ),
+    Rules(HalfLife(value=50), IDLE),
 )
-
-
-async def feed_idle(store: EstimatesStore) -> list[bool]:
-    """`IDLE_STREAM` through `store`, under `IDLE` and a half-life."""
-    rules = Rules(HalfLife(value=50), IDLE)
-    return [await store.observe("decision:i", m, reward, rules) for m, reward in IDLE_STREAM]
-
-
-def want_idle() -> ContextEstimates:
-    """What `feed_idle` leaves, by the pure arithmetic."""
-    ctx = ContextEstimates()
-    for model, reward in IDLE_STREAM:
-        ctx, _ = observed(ctx, model, reward, 0.0, Rules(HalfLife(value=50), IDLE))
-    return ctx
 
 
 def read_as_turns(request: RequestView) -> dict[str, str]:

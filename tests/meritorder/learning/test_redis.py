@@ -13,11 +13,10 @@ from meritorder.learning.config import HalfLife
 from meritorder.learning.redis import RedisEstimates
 from meritorder.learning.store import Detect, InMemoryEstimates, Rules
 from tests.helpers import (
+    IDLE_STREAM,
     RedisServer,
     assert_same_estimates,
-    feed_idle,
     feed_relative,
-    want_idle,
 )
 
 
@@ -83,8 +82,8 @@ async def test_redis_resets_an_idle_arm_to_less_evidence_like_the_local_stores(
     redis_server: RedisServer,
 ) -> None:
     shared = RedisEstimates(redis_server.url, timeout_s=5)
-    want = want_idle()
-    assert sum(await feed_idle(shared)) == want.resets == 1
+    want = IDLE_STREAM.want()
+    assert sum(await IDLE_STREAM.feed(shared)) == want.resets == 1
     got = (await shared.read(["decision:i"]))["decision:i"]
     assert_same_estimates(got, want)
     assert {m: a.clock for m, a in got.arms.items()} == {m: a.clock for m, a in want.arms.items()}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,13 +28,24 @@ from meritorder.learning.store import (
 )
 from tests.helpers import (
     IDLE,
+    IDLE_STREAM,
     RELATIVE,
+    RELATIVE_STREAM,
+    Stream,
     assert_same_estimates,
-    feed_idle,
     feed_relative,
-    want_idle,
-    want_relative,
+    on_three_arms,
 )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EstimatesStore]:
+    """Each store of this process: in memory, and SQLite (closed after the test)."""
+    local: EstimatesStore = (
+        InMemoryEstimates() if request.param == "memory" else SqliteEstimates(tmp_path / "e.db")
+    )
+    yield local
+    await local.close()
 
 
 async def feed(store: EstimatesStore, half_life: HalfLife | None = None) -> None:
@@ -45,9 +56,7 @@ async def feed(store: EstimatesStore, half_life: HalfLife | None = None) -> None
     await store.note_pick("decision:math", explored=False)
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-async def test_observations_add_fractional_rewards(kind: str, tmp_path: Path) -> None:
-    store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
+async def test_observations_add_fractional_rewards(store: EstimatesStore) -> None:
     await feed(store)
     ctx = (await store.read(["decision:math", "decision:other"]))["decision:math"]
     assert ctx.clock == 4 and ctx.picks == 2 and ctx.explored == 1
@@ -55,12 +64,9 @@ async def test_observations_add_fractional_rewards(kind: str, tmp_path: Path) ->
     assert ctx.arms["b"].count == pytest.approx(1.0)
     empty = (await store.read(["decision:other"]))["decision:other"]
     assert empty.clock == 0 and not empty.arms
-    await store.close()
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-async def test_decay_halves_evidence_one_half_life_old(kind: str, tmp_path: Path) -> None:
-    store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
+async def test_decay_halves_evidence_one_half_life_old(store: EstimatesStore) -> None:
     half = HalfLife(value=2)
     await store.observe("c", "a", 1.0, Rules(half))  # clock 1
     await store.observe("c", "b", 1.0, Rules(half))  # clock 2
@@ -68,7 +74,6 @@ async def test_decay_halves_evidence_one_half_life_old(kind: str, tmp_path: Path
     await store.observe("c", "a", 0.0, Rules(half))  # clock 4: a's win is 3 observations old
     arm = (await store.read(["c"]))["c"].arms["a"]
     assert arm.wins == pytest.approx(0.5**1.5) and arm.losses == pytest.approx(1.0)
-    await store.close()
 
 
 async def test_sqlite_keeps_learned_estimates_across_a_restart(tmp_path: Path) -> None:
@@ -211,20 +216,17 @@ def test_a_reset_keeps_each_arms_clock_so_its_evidence_decays_from_its_last_obse
     assert ctx.arms["b"].decayed(ctx.clock + 20, 0.0, half).count == pytest.approx(5)
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_the_idle_reset_reads_back_the_same_from_every_local_store(
-    kind: str, tmp_path: Path
+    store: EstimatesStore,
 ) -> None:
-    store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
-    fired = await feed_idle(store)
-    want = want_idle()
+    fired = await IDLE_STREAM.feed(store)
+    want = IDLE_STREAM.want()
     assert sum(fired) == want.resets == 1
     # The stream's idle arm keeps far less than keep: the test holds `idle`'s arithmetic.
     assert want.arms["old"].decayed(want.clock, 0.0, HalfLife(value=50)).count < IDLE.keep / 4
     got = (await store.read(["decision:i"]))["decision:i"]
     assert_same_estimates(got, want)
     assert {m: a.clock for m, a in got.arms.items()} == {m: a.clock for m, a in want.arms.items()}
-    await store.close()
 
 
 def test_without_detection_nothing_is_reset() -> None:
@@ -235,40 +237,32 @@ def test_without_detection_nothing_is_reset() -> None:
     assert ctx.resets == 0 and ctx.arms["a"].count == 1000
 
 
+# A drop that resets the context once, on three arms.
+DROP_STREAM = Stream(
+    "decision:d",
+    on_three_arms([1.0] * 30 + [0.0] * 10),
+    Rules(
+        HalfLife(value=50), Detect(threshold=3, drift=0.05, keep=5, weight=20, priors={"a": 0.8})
+    ),
+)
+
+
 async def feed_detected(store: EstimatesStore) -> list[bool]:
-    """A stream whose drop resets the context once, on three arms, through `store`."""
-    detect = Detect(threshold=3, drift=0.05, keep=5, weight=20, priors={"a": 0.8})
-    fired = []
-    for row, reward in enumerate([1.0] * 30 + [0.0] * 10):
-        model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
-        fired.append(
-            await store.observe("decision:d", model, reward, Rules(HalfLife(value=50), detect))
-        )
-    await store.note_pick("decision:d", explored=True)
+    """`DROP_STREAM` through `store`, then one explored pick."""
+    fired = await DROP_STREAM.feed(store)
+    await store.note_pick(DROP_STREAM.context, explored=True)
     return fired
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_a_reset_and_the_detectors_state_read_back_the_same_from_every_local_store(
-    kind: str, tmp_path: Path
+    store: EstimatesStore,
 ) -> None:
-    store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
     fired = await feed_detected(store)
     assert sum(fired) >= 1
-    want = ContextEstimates()
-    detect = Detect(threshold=3, drift=0.05, keep=5, weight=20, priors={"a": 0.8})
-    for row, reward in enumerate([1.0] * 30 + [0.0] * 10):  # the pure arithmetic
-        model = "a" if row % 4 else ("b" if row % 8 else "m:odel")
-        want, _ = observed(want, model, reward, 0.0, Rules(HalfLife(value=50), detect))
+    want = DROP_STREAM.want()  # the pure arithmetic
     got = (await store.read(["decision:d"]))["decision:d"]
-    assert (got.clock, got.resets, got.reset_clock) == (want.clock, want.resets, want.reset_clock)
-    assert got.prior_scale == pytest.approx(want.prior_scale) and got.prior_scale < 1
-    assert got.picks == 1 and set(got.arms) == set(want.arms)
-    for model, arm in want.arms.items():
-        mine = got.arms[model]
-        assert (mine.wins, mine.losses) == (pytest.approx(arm.wins), pytest.approx(arm.losses))
-        assert (mine.up, mine.down) == (pytest.approx(arm.up), pytest.approx(arm.down))
-    await store.close()
+    assert_same_estimates(got, want)
+    assert got.prior_scale < 1 and got.picks == 1
 
 
 async def test_sqlite_keeps_the_detectors_state_across_a_restart(tmp_path: Path) -> None:
@@ -344,18 +338,15 @@ def test_under_the_relative_model_the_detector_watches_the_residual() -> None:
     assert first_reset(rewards) is not None
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_the_relative_models_level_and_offsets_read_back_from_every_local_store(
-    kind: str, tmp_path: Path
+    store: EstimatesStore,
 ) -> None:
-    store = InMemoryEstimates() if kind == "memory" else SqliteEstimates(tmp_path / "e.db")
     fired = await feed_relative(store)
     assert sum(fired) >= 1  # the stream does reset the context: the reset's arithmetic is held
-    want = want_relative()
+    want = RELATIVE_STREAM.want()
     assert want.level is not None and want.level != RELATIVE.prior_level
     assert any(arm.resid != 0 for arm in want.arms.values())
     assert_same_estimates((await store.read(["decision:r"]))["decision:r"], want)
-    await store.close()
 
 
 async def test_sqlite_keeps_the_level_and_offsets_across_a_restart(tmp_path: Path) -> None:
@@ -364,7 +355,9 @@ async def test_sqlite_keeps_the_level_and_offsets_across_a_restart(tmp_path: Pat
     await feed_relative(store)
     await store.close()
     reopened = SqliteEstimates(path)
-    assert_same_estimates((await reopened.read(["decision:r"]))["decision:r"], want_relative())
+    assert_same_estimates(
+        (await reopened.read(["decision:r"]))["decision:r"], RELATIVE_STREAM.want()
+    )
     await reopened.close()
 
 
