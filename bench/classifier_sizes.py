@@ -139,6 +139,19 @@ def decision_scores(
     return np.array(sequence), np.array(views), np.array(segments)
 
 
+def pad(
+    texts: list[str], fill: list[str], size: int, rng: random.Random
+) -> tuple[list[str], list[str]]:
+    """Each text between two `size // 2` halves of filler: as its own paragraph block, and the
+    same inside one long paragraph of filler (no line breaks at all)."""
+    padded, inline = [], []
+    for text in texts:
+        before, after = filler(fill, size // 2, rng), filler(fill, size // 2, rng)
+        padded.append(f"{before}\n\n{text}\n\n{after}")
+        inline.append(" ".join(f"{before} {text} {after}".split()))
+    return padded, inline
+
+
 def calibrate(
     engine: SignalEngine, size: int, count: int, pool_size: int, target_fp: float
 ) -> dict[str, Any]:
@@ -169,12 +182,7 @@ def calibrate(
         mine = [r["text"] for r in attacks if half(r["id"]) == h]
         rng.shuffle(mine)
         benign = [filler(fill, size, rng) for _ in range(count)]
-        padded, inline = [], []
-        for attack in mine[:count]:
-            before, after = filler(fill, size // 2, rng), filler(fill, size // 2, rng)
-            padded.append(f"{before}\n\n{attack}\n\n{after}")  # its own paragraph block
-            # the same attack inside one long paragraph of filler (no line breaks at all)
-            inline.append(" ".join(f"{before} {attack} {after}".split()))
+        padded, inline = pad(mine[:count], fill, size, rng)
         for kind, prompts in (("benign", benign), ("padded", padded), ("inline", inline)):
             scores[h, kind] = decision_scores(engine, prompts)
             print(h, kind, len(prompts), flush=True)
@@ -253,11 +261,7 @@ def calibrate_harm(
         fill = [r["text"] for r in passed if half(r["id"]) == h]
         mine = [r["text"] for r in harmful if half(r["id"]) == h][:count]
         benign = [filler(fill, size, rng) for _ in range(count)]
-        padded, inline = [], []
-        for ask in mine:
-            before, after = filler(fill, size // 2, rng), filler(fill, size // 2, rng)
-            padded.append(f"{before}\n\n{ask}\n\n{after}")
-            inline.append(" ".join(f"{before} {ask} {after}".split()))
+        padded, inline = pad(mine, fill, size, rng)
         for kind, prompts in (("benign", benign), ("padded", padded), ("inline", inline)):
             scores[h, kind] = decision_scores(engine, prompts, head="harmful")
             print(h, kind, len(prompts), flush=True)
@@ -383,6 +387,18 @@ def calibrate_sequence(engine: SignalEngine, target_fp: float) -> dict[str, Any]
     return result
 
 
+def read_spec(model_dir: Path | None) -> dict[str, Any]:
+    """The `signals.json` of `model_dir` (default: the shipped model), to change and write back."""
+    spec: dict[str, Any] = json.loads(((model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE).read_text())
+    return spec
+
+
+def write_spec(model_dir: Path | None, spec: dict[str, Any]) -> None:
+    ((model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE).write_text(
+        json.dumps(spec, indent=1, ensure_ascii=False) + "\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -422,8 +438,7 @@ def main() -> None:
     if args.calibrate_sequence:
         report["calibration"] = calibrate_sequence(engine, args.target_fp)
         if args.write:
-            spec_path = (args.model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE
-            spec = json.loads(spec_path.read_text())
+            spec = read_spec(args.model_dir)
             cal = report["calibration"]
             spec.setdefault("calibration", {})["prompt_attack_crops"] = spec["calibration"].get(
                 "prompt_attack", {}
@@ -435,32 +450,30 @@ def main() -> None:
                     "threshold": spec["thresholds"]["harmful"]
                 }
                 spec["thresholds"]["harmful"] = cal["harmful_threshold"]
-            spec_path.write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n")
+            write_spec(args.model_dir, spec)
     elif args.calibrate_harm:
         cal = calibrate_harm(engine, args.size, args.count, args.pool, args.target_fp)
         report["calibration"] = cal
         if args.write:
-            spec_path = (args.model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE
-            spec = json.loads(spec_path.read_text())
+            spec = read_spec(args.model_dir)
             spec["thresholds"]["harm_paragraph"] = cal["threshold_from_half_0"]
             spec.setdefault("calibration", {})["harm_paragraph"] = {
                 "rule": "bench/classifier_sizes.py --calibrate-harm: the harm head's view score "
                 f"at {args.target_fp:.0%} of half 0's benign {args.size}-character requests",
                 **{k: v for k, v in cal.items() if k != "threshold_from_half_0"},
             }
-            spec_path.write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n")
+            write_spec(args.model_dir, spec)
     elif args.calibrate:
         report["calibration"] = calibrate(engine, args.size, args.count, args.pool, args.target_fp)
         if args.write:
-            spec_path = (args.model_dir or DEFAULT_MODEL_DIR) / SPEC_FILE
-            spec = json.loads(spec_path.read_text())
+            spec = read_spec(args.model_dir)
             spec["thresholds"]["attack_paragraph"] = report["calibration"]["threshold_from_half_0"]
             spec.setdefault("calibration", {})["attack_paragraph"] = {
                 "rule": "bench/classifier_sizes.py --calibrate: the view score at "
                 f"{args.target_fp:.0%} of half 0's benign {args.size}-character requests",
                 **{k: v for k, v in report["calibration"].items() if k.startswith("half_")},
             }
-            spec_path.write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n")
+            write_spec(args.model_dir, spec)
     else:
         report["cost"] = cost(engine, args.repeats)
     if args.out:

@@ -1082,13 +1082,17 @@ class _Views:
     def tokens(self, keys: Collection[bytes] | None = None) -> int:
         """The tokens of the paragraph pieces (those whose content key is in `keys`)."""
         return sum(
-            b - a for _, _, view, key in self.pieces if keys is None or key in keys for a, b in view
+            _view_tokens(view) for _, _, view, key in self.pieces if keys is None or key in keys
         )
+
+
+def _view_tokens(view: View) -> int:
+    return sum(b - a for a, b in view)
 
 
 def _row_cost(view: View) -> int:
     """The row tokens a view costs: its tokens, [CLS] and [SEP]."""
-    return sum(b - a for a, b in view) + 2
+    return _view_tokens(view) + 2
 
 
 def _frozen(array: FloatArray) -> FloatArray:

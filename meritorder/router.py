@@ -81,8 +81,6 @@ log = structlog.get_logger("meritorder.router")
 
 # Decisions re-made when concurrent requests took the budget between the read and the reserve.
 _RESERVE_ATTEMPTS = 3
-# Why signals are missing when the classifier answered but its model has no head for them (a
-# `harmful` signal on a model without the harm head): the cause in notes, metrics and spans.
 
 
 class Classifier(Protocol):
