@@ -356,11 +356,12 @@ def tool_descriptions(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
 
 
 def tool_call_arguments(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
-    """(path, text) of the arguments of every tool call in the conversation: each `arguments`
-    string under `messages` or `input` (a chat assistant's `tool_calls[].function.arguments`
-    and legacy `function_call.arguments`, a Responses `function_call` or MCP call item's), and
-    each string of an Anthropic `tool_use` block's `input`. The client writes the history it
-    sends, an assistant's earlier calls included, and the model reads them again."""
+    """(path, text) of the arguments of every tool call in the conversation: each string of
+    an `arguments` under `messages` or `input` (a chat assistant's
+    `tool_calls[].function.arguments` and legacy `function_call.arguments`, a Responses
+    `function_call` or MCP call item's: a JSON string, or whatever a client sends instead), and
+    of an Anthropic `tool_use` block's `input`. The client writes the history it sends, an
+    assistant's earlier calls included, and the model reads them again."""
     out: list[tuple[BodyPath, str]] = []
     for key in ("messages", "input"):
         items = body.get(key)
@@ -370,16 +371,13 @@ def tool_call_arguments(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
         while stack:  # iterative and in order; `whole`: every string below is an argument
             path, node, whole = stack.pop()
             if isinstance(node, str):
-                if whole and _WORD.search(node):
+                if whole and _WORD.search(node):  # not `{}`: nothing there to read
                     out.append((path, node))
             elif isinstance(node, dict):
                 call = node.get("type") in _TOOL_USE and isinstance(node.get("input"), dict)
                 for name, child in reversed(node.items()):
-                    inside = whole or (call and name == "input")
-                    if not inside and name == "arguments" and isinstance(child, str):
-                        if _WORD.search(child):  # not `{}`: nothing there to read
-                            out.append(((*path, name), child))
-                    elif inside or isinstance(child, dict | list):
+                    inside = whole or name == "arguments" or (call and name == "input")
+                    if inside or isinstance(child, dict | list):
                         stack.append(((*path, name), child, inside))
             elif isinstance(node, list):
                 stack.extend(((*path, j), c, whole) for j, c in reversed(list(enumerate(node))))

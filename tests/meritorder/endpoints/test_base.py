@@ -376,3 +376,47 @@ def test_a_key_named_arguments_outside_the_conversation_is_not_a_tool_call() -> 
     request = parse("chat", json.dumps(body).encode(), max_bytes=1 << 20)
     assert request.tool_specs == []
     assert dict(request.field_texts())["metadata.arguments"] == "not a call"
+
+
+@pytest.mark.parametrize(
+    ("api", "history"),
+    [
+        (
+            "chat",
+            [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": {"q": ["read me"]}},
+                        }
+                    ],
+                },
+            ],
+        ),
+        (
+            "responses",
+            [
+                {"role": "user", "content": "hi"},
+                {
+                    "type": "function_call",
+                    "call_id": "c",
+                    "name": "f",
+                    "arguments": {"q": "read me"},
+                },
+            ],
+        ),
+    ],
+)
+def test_arguments_sent_as_an_object_instead_of_a_json_string_are_read_too(
+    api: str, history: list[Any]
+) -> None:
+    key = "messages" if api == "chat" else "input"
+    body = {"model": "auto", key: history}
+    request = parse(api, json.dumps(body).encode(), max_bytes=1 << 20)  # type: ignore[arg-type]
+    assert [text for _, text in request.tool_specs] == ["read me"]
+    assert "read me" not in dict(request.field_texts()).values()
