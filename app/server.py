@@ -72,6 +72,7 @@ class ServerOptions:
     model_dir: Path | None = None
     force_cpu: bool = False
     classifier_segments: bool = False  # the segment head (opt-in: `--classifier-segments`)
+    pii_second_opinion: bool = True  # Rampart confirms model names and addresses
     # The classifier's signal cache: rows already encoded, kept by content (0: off).
     signal_cache_entries: int = SIGNAL_CACHE_ENTRIES
     signal_cache_ttl_s: float = SIGNAL_CACHE_TTL_S
@@ -215,6 +216,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
             cache_ttl_s=options.signal_cache_ttl_s,
             cache_url=options.signal_cache_store,
             segments=options.classifier_segments,
+            pii_second_opinion=options.pii_second_opinion,
         )
         if options.classifier
         else None

@@ -115,8 +115,15 @@ def main() -> None:
     parser.add_argument("--logs", type=Path, nargs="*", default=[Path("/tmp")])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pii_code.json")
     parser.add_argument("--model-dir", type=Path, help="the model (default: the shipped profile)")
+    parser.add_argument(
+        "--pii-second-opinion",
+        action="store_true",
+        help="as the router reads by default: Rampart must confirm model names and addresses",
+    )
     args = parser.parse_args()
-    engine = SignalEngine.load(args.model_dir, force_cpu=True)
+    engine = SignalEngine.load(
+        args.model_dir, force_cpu=True, pii_second_opinion=args.pii_second_opinion
+    )
     report = {
         "code": flagged(engine, code_chunks()),
         "code_with_pii_examples": flagged(engine, code_chunks(examples=True)),

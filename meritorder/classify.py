@@ -34,6 +34,7 @@ class EngineClassifier:
         self.attack_threshold = engine.spec.thresholds.prompt_attack
         self.harmful_threshold = engine.spec.thresholds.harmful
         self._counted: CacheStats | None = None  # the cache's counters as last exported
+        self._opinions = (0, 0, 0)  # the second opinion's (kept, dropped, unchecked) exported
 
     @property
     def queued_rows(self) -> int:
@@ -61,6 +62,8 @@ class EngineClassifier:
         )
         if signals.timing is not None:
             telemetry.record_batch(signals.timing)
+        if self.engine.second_opinion is not None:
+            self._count_opinions()
         if self.engine.row_cache is not None:
             self._count_cache()
             trace.get_current_span().set_attribute(
@@ -79,6 +82,18 @@ class EngineClassifier:
             domain_confidence=signals.domain.confidence,
             attack_read=signals.prompt_attack.read,
         )
+
+    def _count_opinions(self) -> None:
+        """Advance the second opinion's counter by its outcomes since last time (on the event
+        loop only, as `_count_cache`)."""
+        assert self.engine.second_opinion is not None
+        stats = self.engine.second_opinion.stats
+        now = (stats.checked - stats.dropped, stats.dropped, stats.unchecked)
+        outcomes = ("kept", "dropped", "unchecked")
+        for outcome, value, seen in zip(outcomes, now, self._opinions, strict=True):
+            if value > seen:
+                telemetry.METRICS.pii_second_opinion.labels(outcome=outcome).inc(value - seen)
+        self._opinions = now
 
     def _count_cache(self) -> None:
         """Advance the Prometheus counters by what the engine's cache counted since last time
@@ -167,11 +182,13 @@ def load_classifier(
     cache_ttl_s: float = 0,
     cache_url: str | None = None,
     segments: bool = False,
+    pii_second_opinion: bool = False,
 ) -> EngineClassifier | None:
     """The classifier, or None (with the reason logged) when its model cannot be loaded; with
     `cache_entries` and `cache_ttl_s` both above 0 it keeps rows already encoded (signal cache),
     in this process or, with `cache_url`, in that Redis, shared by every router on it; with
-    `segments`, the model's segment head scores pasted lines for planted instructions."""
+    `segments`, the model's segment head scores pasted lines for planted instructions; with
+    `pii_second_opinion`, a second tagger must agree before a model name or address stands."""
     from classifiers.cache_redis import RedisRowCache
     from classifiers.engine import SignalEngine
     from classifiers.spec import SpecError
@@ -187,6 +204,7 @@ def load_classifier(
             cache_ttl_s=cache_ttl_s,
             row_cache=shared,
             segments=segments,
+            pii_second_opinion=pii_second_opinion,
         )
     except (OSError, SpecError, ValueError) as error:
         log.warning("classifier unavailable; classifier signals will not fire", error=str(error))
@@ -201,6 +219,7 @@ def load_classifier(
         signal_cache=cache,
         harm_head=engine.spec.has_harm,  # without it, `harmful` signals are unavailable
         segment_head=engine.segment_head is not None,
+        pii_second_opinion=engine.second_opinion is not None,
         calibrated=sorted(engine.spec.temperatures),
     )
     return EngineClassifier(engine)

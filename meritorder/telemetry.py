@@ -530,6 +530,14 @@ class Metrics:
             "Calls to the shared signal cache (Redis) that failed; their rows were encoded",
             registry=r,
         )  # fmt: skip
+        self.pii_second_opinion = Counter(
+            "meritorder_pii_second_opinion",
+            "Model name and address spans the PII second opinion was asked about, by outcome: "
+            "kept (it found one too), dropped (it found none), unchecked (past its window cap: "
+            "kept as the model found them)",
+            ["outcome"],
+            registry=r,
+        )  # fmt: skip
         self.feedback = Histogram(
             "meritorder_feedback_score", "Feedback scores in [0, 1], by model and decision",
             ["model", "decision"], buckets=(0.0, 0.25, 0.5, 0.75, 1.0), registry=r,

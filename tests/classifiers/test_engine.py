@@ -916,8 +916,13 @@ def test_load_passes_on_every_tuning_knob_of_the_constructor() -> None:
         for name, p in inspect.signature(SignalEngine.__init__).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
-    # The artifact's digest and its segment head come with the model directory, not as knobs.
-    assert set(EngineOptions.__annotations__) == knobs - {"fingerprint", "segment_head"}
+    # The artifact's digest and its segment head come with the model directory, the second
+    # opinion from its own flag, not as knobs.
+    assert set(EngineOptions.__annotations__) == knobs - {
+        "fingerprint",
+        "segment_head",
+        "second_opinion",
+    }
 
 
 def test_a_longer_request_is_estimated_at_more_rows_up_to_the_cap(engine: SignalEngine) -> None:
