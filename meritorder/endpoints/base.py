@@ -102,7 +102,7 @@ class EndpointSpec:
             max_output_tokens,
             choices,
             unreadable,
-            [*tool_descriptions(body), *tool_call_arguments(body)],
+            [*definition_texts(body), *tool_call_arguments(body)],
         )
 
     def rewrite(self, request: RequestView, model: ModelConfig, steps: Steps) -> bytes:
@@ -332,27 +332,57 @@ def check_parts(
     )
 
 
-def tool_descriptions(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
-    """(path, text) of every `description` string in the request's tool definitions (`tools`,
-    the legacy `functions`): a tool's own and those of its parameters' schemas, in every API's
-    shape (`function.description`, `description`, `parameters`, `input_schema`). A poisoned
-    description is an instruction the model reads like the system prompt."""
+def definition_texts(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
+    """(path, text) of every string the model reads in the request's tool definitions (`tools`,
+    the legacy `functions`) and output schemas (chat `response_format`, Responses
+    `text.format`, Anthropic `output_format`), in every API's shape: each description, and
+    every other string of a schema (a title, an `enum` or `examples` item, a `default`, a
+    `const`, a key the schema language does not define), but the structural keywords' values
+    (`type`, `format`, `$ref`, `pattern`, `required`, ...) and names (`name`: an identifier,
+    at most 64 characters in every API). A poisoned description, or a jailbreak written as an
+    enum value, is an instruction the model reads like the system prompt."""
     out: list[tuple[BodyPath, str]] = []
-    for key in ("tools", "functions"):
-        tools = body.get(key)
-        stack: list[tuple[BodyPath, Any]] = [((key,), tools)] if isinstance(tools, list) else []
+    roots: list[tuple[BodyPath, Any]] = [((key,), body.get(key)) for key in _DEFINITIONS]
+    text = body.get("text")
+    if isinstance(text, dict):
+        roots.append((("text", "format"), text.get("format")))
+    for root, node in roots:
+        stack: list[tuple[BodyPath, Any]] = [(root, node)] if isinstance(node, dict | list) else []
         while stack:  # iterative and in order: a schema may nest deeply
             path, node = stack.pop()
-            if isinstance(node, dict):
+            if isinstance(node, str):
+                if _WORD.search(node):
+                    out.append((path, node))
+            elif isinstance(node, dict):
                 for name, child in reversed(node.items()):
-                    if name == "description" and isinstance(child, str):
-                        if child.strip():
-                            out.append(((*path, name), child))
-                    elif isinstance(child, dict | list):
+                    if name not in _STRUCTURAL or not isinstance(child, str | list):
                         stack.append(((*path, name), child))
             elif isinstance(node, list):
                 stack.extend(((*path, j), child) for j, child in reversed(list(enumerate(node))))
     return out
+
+
+# Where the model reads definitions the client writes (`text.format` is looked up on its own).
+_DEFINITIONS = ("tools", "functions", "response_format", "output_format")
+# JSON Schema keywords (and the APIs' own) whose string values are structure, not prose: a type,
+# a reference, a regular expression, property names, an identifier.
+_STRUCTURAL = frozenset(
+    {
+        "type",
+        "format",
+        "$ref",
+        "$schema",
+        "$id",
+        "$anchor",
+        "$dynamicRef",
+        "$dynamicAnchor",
+        "pattern",
+        "required",
+        "contentEncoding",
+        "contentMediaType",
+        "name",
+    }
+)
 
 
 def tool_call_arguments(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:

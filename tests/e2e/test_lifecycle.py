@@ -105,7 +105,9 @@ def test_sigterm_under_load_with_two_workers_fails_no_request(tmp_path: Path) ->
 def test_sigterm_right_after_a_huge_prompt_still_exits_within_5s(tmp_path: Path) -> None:
     # The classifier may still be reading the prompt after its request was answered: on a slow
     # CPU the required signals miss their 1 s budget (a 503 `signals_unavailable`, as the policy
-    # says) while the step in flight runs on. The router must not wait for that work.
+    # says) while the step in flight runs on. The router must not wait for that work. Read in
+    # time, the prompt is too long for the attack head to read whole, which the shipped policy
+    # (`read: all`) refuses with a 413 `too_long_to_check`.
     policy = tmp_path / "policy.yaml"
     policy.write_text(
         ROUTER_CONFIG.read_text().replace("max_body_bytes: 1048576", "max_body_bytes: 4194304")
@@ -115,7 +117,7 @@ def test_sigterm_right_after_a_huge_prompt_still_exits_within_5s(tmp_path: Path)
         body = {"model": "auto", "messages": [{"role": "user", "content": words}]}
         response = httpx.post(f"{stack.base_url}/v1/chat/completions", json=body, timeout=60)
         assert response.status_code == 200 or (
-            response.json()["error"]["code"] == "signals_unavailable"
+            response.json()["error"]["code"] in ("signals_unavailable", "too_long_to_check")
         ), response.text
         router = stack.processes.running["router"]
         signalled = time.monotonic()

@@ -2,7 +2,8 @@
 and the shipped policy and model: a jailbreak a client hands back as a tool's output (a chat
 `tool` message, a Responses `function_call_output`, an Anthropic `tool_result` or text
 `document`), as a stored prompt's variable or a completion's suffix, writes into a tool's
-or a parameter's description (a poisoned tool), or puts in the arguments of an earlier tool
+or a parameter's description or a parameter's enum (a poisoned tool) or into the schema of
+`response_format`, or puts in the arguments of an earlier tool
 call of the history it sends (chat `tool_calls`, a Responses `function_call`, an Anthropic
 `tool_use` input) is refused as the same jailbreak sent as a prompt is, and never reaches an
 upstream; the same request with benign text there is routed. Upstreams are MOCKS.
@@ -91,6 +92,25 @@ def parameter_description(stack: Stack, text: str) -> tuple[int, Any]:
         "parameters": schema,
     }
     return _openai(lambda: raw.create(model="auto", input=ASK, tools=[tool]))
+
+
+def parameter_enum(stack: Stack, text: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response
+    mode = {"type": "string", "title": "Mode", "enum": ["fast", text], "default": "fast"}
+    schema = {"type": "object", "properties": {"mode": mode}, "required": ["mode"]}
+    tool: Any = {"type": "function", "function": {"name": "fetch", "parameters": schema}}
+    messages: Any = [{"role": "user", "content": ASK}]
+    return _openai(lambda: raw.create(model="auto", messages=messages, tools=[tool]))
+
+
+def response_format_schema(stack: Stack, text: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "description": text}}}
+    form: Any = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+    messages: Any = [{"role": "user", "content": ASK}]
+    return _openai(lambda: raw.create(model="auto", messages=messages, response_format=form))
 
 
 def anthropic_tool_description(stack: Stack, text: str) -> tuple[int, Any]:
@@ -195,6 +215,8 @@ SENDERS = [
     suffix,
     chat_tool_description,
     parameter_description,
+    parameter_enum,
+    response_format_schema,
     anthropic_tool_description,
     chat_tool_call_arguments,
     function_call_arguments,
