@@ -9,7 +9,9 @@ it, signal cache off) and reports the share of its tokens the attack head read
 row tokens and its classification time. Shapes: benign prompts joined by blank lines (as
 `bench/classifier_sizes.py`), a list of short distinct lines, and a short question with many
 one-word tool descriptions. A policy's `prompt_attack` signal with `read: all` refuses every
-request under 1.0 (docs/security.md); `read: spread` routes it marked `partial_read`.
+request under 1.0 (docs/security.md); `read: spread` routes it marked `partial_read`. `plan_ms`
+is what planning alone takes to tell the same share (`EngineClassifier.read_share`, which is all
+a required `read: all` signal under `on_unavailable: block` now spends on a request it refuses).
 """
 
 from __future__ import annotations
@@ -66,7 +68,11 @@ async def measure(
     view = parse("chat", raw, max_bytes=1 << 22)
     rows = classifier.engine.model_rows(view.classifier_messages())
     start = time.perf_counter()
+    planned = await classifier.read_share(view)
+    plan_ms = 1000 * (time.perf_counter() - start)
+    start = time.perf_counter()
     classified = await classifier.classify(view)
+    assert planned == classified.attack_read, (name, planned, classified.attack_read)
     return {
         "shape": name,
         "bytes": len(raw),
@@ -74,6 +80,7 @@ async def measure(
         "row_tokens": sum(len(r) for r in rows),
         "attack_read": round(classified.attack_read, 4),
         "ms": round(1000 * (time.perf_counter() - start)),
+        "plan_ms": round(plan_ms, 1),
     }
 
 
@@ -103,6 +110,7 @@ def main() -> None:
         print(
             f"{row['shape']:<40} {row['bytes']:>9,} B {row['tokens']:>7,} tokens "
             f"{row['row_tokens']:>6,} row tokens  read {row['attack_read']:.3f}  {row['ms']:>6,} ms"
+            f"  planned in {row['plan_ms']:>6.1f} ms"
         )
 
 

@@ -508,6 +508,19 @@ class SignalEngine:
             raise InvalidInput("'messages' must be a list of chat messages, not a string.")
         return await self._batcher.submit(_Work(replace(Job.of(messages), fields=tuple(fields))))
 
+    def read_share(self, messages: ChatMessages) -> float:
+        """The share of a chat request's text the attack head would read
+        (`AttackSignal.read`), from tokenizing and planning it alone, with no forward pass: 1.0
+        for a request within the attack head's budget, less past it. Raises `InvalidInput`.
+        Costs the tokenizing (of the read slices only past 64 KiB) and planning; run it off the
+        event loop."""
+        if isinstance(messages, str):
+            raise InvalidInput("'messages' must be a list of chat messages, not a string.")
+        job = Job.of(messages)
+        if sum(len(t) for t in job.texts) <= self.attack_tokens:  # a token holds a character
+            return 1.0
+        return self._plan(job, self.tokenizer.encode(self._texts_to_encode(job))).attack_read
+
     async def classify_text(self, text: str) -> Signals:
         """The signals of one text, read as a single user turn."""
         if not isinstance(text, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,6 +56,17 @@ class EngineClassifier:
         except InvalidInput:
             return None
         return self.engine.estimate_wait_s(rows)
+
+    async def read_share(self, request: RequestView) -> float | None:
+        """The share of `request` the attack head would read (1.0: whole), from planning alone
+        (no forward pass), in a worker thread; None when the engine cannot read the request
+        (classifying it will say why)."""
+        from classifiers.engine import InvalidInput
+
+        try:
+            return await asyncio.to_thread(self.engine.read_share, request.classifier_messages())
+        except InvalidInput:
+            return None
 
     async def classify(self, request: RequestView) -> Classified:
         signals = await self.engine.classify_messages(

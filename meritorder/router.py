@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -93,6 +93,10 @@ class Classifier(Protocol):
 # seconds `request` would wait if queued now (None: no estimate yet). Optional, so fakes and
 # other classifiers need not have it; without it every request is queued.
 Estimate = Callable[[RequestView], float | None]
+# One that can plan a request without reading it also has `async read_share(request) -> float |
+# None`: the share of it the attack head would read (1.0: whole). Optional too; without it a
+# request too long to read whole is classified before it is refused.
+ReadShare = Callable[[RequestView], Awaitable[float | None]]
 
 
 class Router:
@@ -379,8 +383,8 @@ class Router:
         budget_ms = routing.required_timeout_ms if required else routing.decision_timeout_ms
         left_s = budget_ms / 1000 - (time.monotonic() - started)
         with telemetry.stage("classify") as span:
-            why = None
-            if self.enforce_timeout and routing.admission == "estimate":
+            why = await self._too_long_to_read(config, request, required)
+            if why is None and self.enforce_timeout and routing.admission == "estimate":
                 why = self._refused(request, left_s, span)
             if why is None:
                 classifying = self.classifier.classify(request)
@@ -400,6 +404,25 @@ class Router:
                 return Observation(request, headers), why
             span.set_attribute("meritorder.classifier.ran", True)
         return Observation(request, headers, classified), None
+
+    async def _too_long_to_read(
+        self, config: RouterConfig, request: RequestView, required: Sequence[str]
+    ) -> str | None:
+        """`partial_read` when a required signal must read the request whole (`read: all`),
+        the policy blocks what it cannot read, and the classifier can tell from planning alone
+        that it would read only part: the 413 comes without classifying (a request past the
+        attack head's budget costs its whole budget to classify, seconds on a slow CPU). An
+        attack in the part that would have been read is then refused as too long, not as an
+        attack: refused either way. None otherwise (classify)."""
+        if config.routing.on_unavailable.action != "block":
+            return None  # a private or named model still needs the PII found in it
+        if not any(s.name in required and s.reads_whole() for s in config.signals):
+            return None
+        share: ReadShare | None = getattr(self.classifier, "read_share", None)
+        if share is None:
+            return None
+        read = await share(request)
+        return PARTIAL_READ if read is not None and read < 1.0 else None
 
     def _refused(self, request: RequestView, left_s: float, span: Span) -> str | None:
         """`busy` when the classifier estimates that `request` would wait longer than the

@@ -49,6 +49,11 @@ class SignalConfigBase(BaseModel):
         decision stands, marked and counted."""
         return False
 
+    def reads_whole(self) -> bool:
+        """Whether this signal must read a request whole (`partial_read` otherwise): a request
+        known too long for that before it is classified need not be classified to be refused."""
+        return False
+
 
 class ClassifierSignalConfig(SignalConfigBase):
     """A signal the classifier model computes (it never fires without one)."""

@@ -44,3 +44,6 @@ class PromptAttackSignalConfig(ClassifierSignalConfig):
     def partly_read(self, obs: Observation) -> bool:
         c = obs.classified
         return c is not None and c.attack_read < 1.0
+
+    def reads_whole(self) -> bool:
+        return self.read == "all"

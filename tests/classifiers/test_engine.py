@@ -592,6 +592,24 @@ def test_many_tiny_messages_past_the_budget_are_read_as_a_spread_and_say_so(
     engine.close()
 
 
+def test_planning_alone_tells_the_share_classifying_would_read(model_dir: Path) -> None:
+    # What the router asks before it classifies a request a whole-read policy would refuse.
+    engine = capped(model_dir, attack_tokens=128)
+    requests: list[Any] = [
+        [{"role": "user", "content": "hello"}],
+        [{"role": "user", "content": distinct_lines(400)}],
+        [{"role": "user", "content": FILLER * (70_000 // len(FILLER))}],
+        [{"role": "user", "content": "hi"}]
+        + [{"role": "tool", "content": f"tool number {i}"} for i in range(300)],
+    ]
+    planned = [engine.read_share(messages) for messages in requests]
+    assert planned == [s.prompt_attack.read for s in engine.classify_batch(requests)]
+    assert planned[0] == 1.0 and all(share < 1.0 for share in planned[1:])
+    with pytest.raises(InvalidInput):
+        engine.read_share("not a list of messages")  # type: ignore[arg-type]
+    engine.close()
+
+
 @pytest.mark.parametrize("size", [60_000, 300_000])
 def test_the_token_count_still_covers_the_whole_prompt(model_dir: Path, size: int) -> None:
     engine = capped(model_dir)

@@ -487,6 +487,59 @@ class Answers:
         return self.answer
 
 
+class Planned(Answers):
+    """Answers `classified`, and says from planning alone that it would read `share` of any
+    request; counts the requests planned and classified."""
+
+    def __init__(self, classified: Classified, share: float) -> None:
+        super().__init__(classified)
+        self.share = share
+        self.planned = self.classified = 0
+
+    async def read_share(self, request: RequestView) -> float | None:
+        self.planned += 1
+        return self.share
+
+    async def classify(self, request: RequestView) -> Classified:
+        self.classified += 1
+        return await super().classify(request)
+
+
+async def test_a_request_known_too_long_to_read_whole_is_refused_without_being_classified() -> None:
+    # An attack in the part that would be read makes no difference: refused either way, and
+    # the seconds its classification would cost are not spent.
+    planner = Planned(partly_read(0.9), share=0.25)
+    decision = await Router(read_policy("all"), planner).route(chat("python"))
+    assert (decision.action, decision.status, decision.code) == ("block", 413, "too_long_to_check")
+    assert "classifier=partial_read" in decision.reason and "required=attack" in decision.reason
+    assert (planner.planned, planner.classified) == (1, 0)
+
+
+async def test_a_request_the_attack_head_would_read_whole_is_classified_as_before() -> None:
+    planner = Planned(partly_read(0.9, share=1.0), share=1.0)
+    decision = await Router(read_policy("all"), planner).route(chat("python"))
+    assert (decision.rule, decision.status) == ("refuse", 403)
+    assert (planner.planned, planner.classified) == (1, 1)
+
+
+async def test_a_request_is_classified_unplanned_unless_a_required_whole_read_would_block() -> None:
+    # A private or named safe model still needs the PII in it found; a spread read, a routing-
+    # only signal or an explicitly named model reads what it can.
+    cases = [
+        (read_policy("all", unavailable="{action: route, model: safe}"), "auto"),
+        (read_policy("all", unavailable="{action: private}"), "auto"),
+        (read_policy("spread"), "auto"),
+        (read_policy("all", required=False), "auto"),
+    ]
+    for config, model in cases:
+        planner = Planned(partly_read(0.1), share=0.25)
+        await Router(config, planner).route(chat("python", model=model))
+        assert (planner.planned, planner.classified) == (0, 1), (config.routing, model)
+    planner = Planned(partly_read(0.1), share=0.25)
+    await Router(read_policy("all"), planner).route(chat("python", model="coder"))
+    assert planner.planned == 0  # and, with no boundary, not classified either
+
+
 def harm_scored(harmful: float | None) -> Classified:
     threshold = None if harmful is None else 0.5
     return Classified("other", {"other": 1.0}, 0.0, 0.5, 0.0, (), 3, harmful, threshold)
