@@ -102,13 +102,9 @@ class Encoder:
         return np.array(pieces, dtype=np.int64)
 
     def batch(self, texts: list[str], length: int) -> dict[str, np.ndarray]:
-        rows = [self.ids(t, length) for t in texts]
-        width = max(len(r) for r in rows)
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
+        from classifiers.windows import padded
+
+        ids, mask = padded([self.ids(t, length) for t in texts])
         return {INPUTS[0]: ids, INPUTS[1]: mask}
 
 

@@ -269,6 +269,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--phones", action="store_true", help="hybrid takes phones too")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--model-dir", type=Path, help="the fused model (default: accurate)")
     parser.add_argument(
         "--calibrate",
         type=float,
@@ -289,11 +290,13 @@ def main() -> None:
             args.out.write_text(json.dumps(timed, indent=1) + "\n")
         return
     if args.calibrate is not None:
-        chosen = calibrate(SignalEngine.load(force_cpu=True), SecondOpinion.load(), args.calibrate)
+        chosen = calibrate(
+            SignalEngine.load(args.model_dir, force_cpu=True), SecondOpinion.load(), args.calibrate
+        )
         print(json.dumps(chosen, indent=1))
         return
-    engine = SignalEngine.load(force_cpu=True)
-    second = SignalEngine.load(force_cpu=True, pii_second_opinion=True)
+    engine = SignalEngine.load(args.model_dir, force_cpu=True)
+    second = SignalEngine.load(args.model_dir, force_cpu=True, pii_second_opinion=True)
     rampart = Rampart.installed(threshold=args.threshold)
     taken = (*TAKEN, "PHONE_NUMBER") if args.phones else TAKEN
     data = load_all()

@@ -99,6 +99,7 @@ from classifiers.windows import (
     keep_windows,
     last_user_index,
     one_line,
+    padded,
     paragraphs,
     pii_windows,
     runs,
@@ -589,22 +590,15 @@ class SignalEngine:
         order = np.argsort(lengths, kind="stable")
         for chunk in _length_buckets(order, lengths, self.max_batch):
             sizes = lengths[chunk]
-            ids, mask = self._padded(rows, chunk, sizes)
+            ids, mask = self._padded(rows, chunk)
             (hidden,) = self.session.run([HIDDEN_OUTPUT], {INPUTS[0]: ids, INPUTS[1]: mask})
             for r, i in enumerate(chunk):
                 out[i] = hidden[r, : sizes[r]]
         return out
 
-    def _padded(
-        self, rows: Sequence[IdArray], chunk: IntArray, sizes: IntArray
-    ) -> tuple[IdArray, IdArray]:
-        """The input ids and attention mask of the rows `chunk` of `rows` (lengths `sizes`),
-        padded to the longest of them."""
-        ids = np.full((len(chunk), int(sizes.max())), self.tokenizer.pad_id, dtype=np.int64)
-        for r, i in enumerate(chunk):
-            ids[r, : sizes[r]] = rows[i]
-        mask = (np.arange(ids.shape[1]) < sizes[:, None]).astype(np.int64)
-        return ids, mask
+    def _padded(self, rows: Sequence[IdArray], chunk: IntArray) -> tuple[IdArray, IdArray]:
+        """The input ids and attention mask of the rows `chunk` of `rows`, padded to the longest."""
+        return padded([rows[i] for i in chunk], self.tokenizer.pad_id)
 
     def close(self) -> None:
         """Fail queued calls and stop the worker thread; call from the event loop's thread."""
@@ -971,7 +965,7 @@ class SignalEngine:
         pii: list[FloatArray] = [domain[:0]] * n
         for chunk in _length_buckets(order, lengths, self.max_batch):
             sizes = lengths[chunk]
-            ids, mask = self._padded(rows, chunk, sizes)
+            ids, mask = self._padded(rows, chunk)
             # The token states only for a chunk with segments to score: they are big.
             scored = [r for r, i in enumerate(chunk) if head is not None and spans[i]]
             names = [*self._outputs, HIDDEN_OUTPUT] if scored else self._outputs

