@@ -337,10 +337,10 @@ def definition_texts(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
     the legacy `functions`) and output schemas (chat `response_format`, Responses
     `text.format`, Anthropic `output_format`), in every API's shape: each description, and
     every other string of a schema (a title, an `enum` or `examples` item, a `default`, a
-    `const`, a key the schema language does not define), but the structural keywords' values
-    (`type`, `format`, `$ref`, `pattern`, `required`, ...) and names (`name`: an identifier,
-    at most 64 characters in every API). A poisoned description, or a jailbreak written as an
-    enum value, is an instruction the model reads like the system prompt."""
+    `const`, a key the schema language does not define, a property's name), but the structural
+    keywords' values (`type`, `format`, `$ref`, `pattern`, `required`, ...) and names (`name`:
+    an identifier, at most 64 characters in every API). A poisoned description, or a jailbreak
+    written as an enum value, is an instruction the model reads like the system prompt."""
     out: list[tuple[BodyPath, str]] = []
     roots: list[tuple[BodyPath, Any]] = [((key,), body.get(key)) for key in _DEFINITIONS]
     text = body.get("text")
@@ -354,12 +354,23 @@ def definition_texts(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
                 if _WORD.search(node):
                     out.append((path, node))
             elif isinstance(node, dict):
+                named = path[-1] in _NAMED_SCHEMAS if path else False
                 for name, child in reversed(node.items()):
                     if name not in _STRUCTURAL or not isinstance(child, str | list):
                         stack.append(((*path, name), child))
+                    if named:  # a property's name is read as it is written, before its schema
+                        stack.append(((*path, name, KEY), name))
             elif isinstance(node, list):
                 stack.extend(((*path, j), child) for j, child in reversed(list(enumerate(node))))
     return out
+
+
+# The last step of the path of a property's name (not its schema): `properties.<key>.<key>`.
+KEY = "#key"
+# Schema maps whose keys are names the model reads (a property's, a definition's).
+_NAMED_SCHEMAS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
 
 
 # Where the model reads definitions the client writes (`text.format` is looked up on its own).

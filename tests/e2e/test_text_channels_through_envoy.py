@@ -2,7 +2,7 @@
 and the shipped policy and model: a jailbreak a client hands back as a tool's output (a chat
 `tool` message, a Responses `function_call_output`, an Anthropic `tool_result` or text
 `document`), as a stored prompt's variable or a completion's suffix, writes into a tool's
-or a parameter's description or a parameter's enum (a poisoned tool) or into the schema of
+or a parameter's description, enum or name (a poisoned tool) or into the schema of
 `response_format`, or puts in the arguments of an earlier tool
 call of the history it sends (chat `tool_calls`, a Responses `function_call`, an Anthropic
 `tool_use` input) is refused as the same jailbreak sent as a prompt is, and never reaches an
@@ -99,6 +99,15 @@ def parameter_enum(stack: Stack, text: str) -> tuple[int, Any]:
     raw = client.chat.completions.with_raw_response
     mode = {"type": "string", "title": "Mode", "enum": ["fast", text], "default": "fast"}
     schema = {"type": "object", "properties": {"mode": mode}, "required": ["mode"]}
+    tool: Any = {"type": "function", "function": {"name": "fetch", "parameters": schema}}
+    messages: Any = [{"role": "user", "content": ASK}]
+    return _openai(lambda: raw.create(model="auto", messages=messages, tools=[tool]))
+
+
+def property_name(stack: Stack, text: str) -> tuple[int, Any]:
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response
+    schema = {"type": "object", "properties": {text: {"type": "string"}}}
     tool: Any = {"type": "function", "function": {"name": "fetch", "parameters": schema}}
     messages: Any = [{"role": "user", "content": ASK}]
     return _openai(lambda: raw.create(model="auto", messages=messages, tools=[tool]))
@@ -216,6 +225,7 @@ SENDERS = [
     chat_tool_description,
     parameter_description,
     parameter_enum,
+    property_name,
     response_format_schema,
     anthropic_tool_description,
     chat_tool_call_arguments,
