@@ -1,6 +1,6 @@
-"""Benign requests with realistic tool schemas: does reading every schema string (titles, enum
-and example items, defaults; `meritorder.endpoints.base.definition_texts`) make the attack
-signal flag them?
+"""Benign requests with realistic tool schemas: does reading every schema string (property
+names, titles, enum and example items, defaults; `meritorder.endpoints.base.definition_texts`)
+make the attack signal flag them?
 
     PYTHONPATH=. .venv/bin/python bench/schema_strings.py [--out FILE]
 
