@@ -518,9 +518,25 @@ class SignalEngine:
         if isinstance(messages, str):
             raise InvalidInput("'messages' must be a list of chat messages, not a string.")
         job = Job.of(messages)
-        if sum(len(t) for t in job.texts) <= self.attack_tokens:  # a token holds a character
+        if sum(len(t) for t in job.texts) <= self.attack_tokens:
             return 1.0
         return self._plan(job, self.tokenizer.encode(self._texts_to_encode(job))).attack_read
+
+    def fits_attack_budget(self, messages: ChatMessages) -> bool:
+        """Whether a chat request's text is surely read whole by the attack head, without
+        tokenizing it: no more characters than the budget's tokens (a token holds at least
+        one character). False says nothing: ask `read_share`."""
+        if isinstance(messages, str):
+            return False
+        total = 0
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(content, str):
+                return False  # parts, or something odd: let the planner read it
+            total += len(content)
+            if total > self.attack_tokens:
+                return False
+        return True
 
     async def classify_text(self, text: str) -> Signals:
         """The signals of one text, read as a single user turn."""

@@ -63,8 +63,11 @@ class EngineClassifier:
         (classifying it will say why)."""
         from classifiers.engine import InvalidInput
 
+        messages = request.classifier_messages()
+        if self.engine.fits_attack_budget(messages):
+            return 1.0  # most requests: no thread hop on the hot path
         try:
-            return await asyncio.to_thread(self.engine.read_share, request.classifier_messages())
+            return await asyncio.to_thread(self.engine.read_share, messages)
         except InvalidInput:
             return None
 

@@ -605,6 +605,10 @@ def test_planning_alone_tells_the_share_classifying_would_read(model_dir: Path) 
     planned = [engine.read_share(messages) for messages in requests]
     assert planned == [s.prompt_attack.read for s in engine.classify_batch(requests)]
     assert planned[0] == 1.0 and all(share < 1.0 for share in planned[1:])
+    # The router's shortcut, without tokenizing: sure for the short one, no answer for the rest.
+    assert [engine.fits_attack_budget(m) for m in requests] == [True, False, False, False]
+    parts = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
+    assert not engine.fits_attack_budget(parts) and engine.read_share(parts) == 1.0
     with pytest.raises(InvalidInput):
         engine.read_share("not a list of messages")  # type: ignore[arg-type]
     engine.close()

@@ -205,6 +205,20 @@ async def test_the_wait_estimate_grows_with_the_queue_and_is_none_while_idle(
     assert estimates == sorted(estimates) and estimates[0] != estimates[-1]
 
 
+async def test_the_read_share_comes_from_planning_and_matches_what_classifying_reads(
+    engine: SignalEngine,
+) -> None:
+    classifier = EngineClassifier(engine)
+    lines = "".join(f"line {i} of a long list, item {i * 7}\n" for i in range(1500))
+    short, long = (conversation([{"role": "user", "content": t}]) for t in ("hi", lines))
+    encoded = engine.cache_stats.rows_encoded
+    shares = [await classifier.read_share(r) for r in (short, long)]
+    assert shares[0] == 1.0 and shares[1] is not None and shares[1] < 1.0
+    assert engine.cache_stats.rows_encoded == encoded  # planning runs no forward
+    assert shares == [(await classifier.classify(r)).attack_read for r in (short, long)]
+    assert engine.cache_stats.rows_encoded > encoded  # classifying does
+
+
 async def test_the_router_reads_the_harm_score_and_the_domain_confidence(
     harm_model_dir: Path, engine: SignalEngine
 ) -> None:
