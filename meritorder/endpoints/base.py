@@ -339,8 +339,9 @@ def definition_texts(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
     every other string of a schema (a title, an `enum` or `examples` item, a `default`, a
     `const`, a key the schema language does not define, a property's name), but the structural
     keywords' values (`type`, `format`, `$ref`, `pattern`, `required`, ...) and names (`name`:
-    an identifier, at most 64 characters in every API). A poisoned description, or a jailbreak
-    written as an enum value, is an instruction the model reads like the system prompt."""
+    an identifier, at most 64 characters in every API) where they are tokens, not prose. A
+    poisoned description, or a jailbreak written as an enum value, is an instruction the model
+    reads like the system prompt."""
     out: list[tuple[BodyPath, str]] = []
     roots: list[tuple[BodyPath, Any]] = [((key,), body.get(key)) for key in _DEFINITIONS]
     text = body.get("text")
@@ -356,13 +357,38 @@ def definition_texts(body: Mapping[str, Any]) -> list[tuple[BodyPath, str]]:
             elif isinstance(node, dict):
                 named = path[-1] in _NAMED_SCHEMAS if path else False
                 for name, child in reversed(node.items()):
-                    if name not in _STRUCTURAL or not isinstance(child, str | list):
+                    if name not in _STRUCTURAL or isinstance(child, dict):
                         stack.append(((*path, name), child))
+                    elif isinstance(child, str | list):  # structure, unless it is prose
+                        items = enumerate(child) if isinstance(child, list) else [(None, child)]
+                        for j, item in reversed(list(items)):
+                            if isinstance(item, str) and _prose(item):
+                                stack.append(
+                                    ((*path, name) if j is None else (*path, name, j), item)
+                                )
                     if named:  # a property's name is read as it is written, before its schema
                         stack.append(((*path, name, KEY), name))
             elif isinstance(node, list):
                 stack.extend(((*path, j), child) for j, child in reversed(list(enumerate(node))))
     return out
+
+
+def _prose_in(path: BodyPath, value: str | list[Any]) -> list[tuple[BodyPath, Any]]:
+    """(path, text) of what is prose in a structural keyword's value: it, or its list's items."""
+    pairs = (
+        [(path, value)]
+        if isinstance(value, str)
+        else [((*path, j), v) for j, v in enumerate(value)]
+    )
+    return [(p, v) for p, v in pairs if isinstance(v, str) and _prose(v)]
+
+
+def _prose(text: str) -> bool:
+    """Whether a structural keyword's value is text a model would read as words, not a token of
+    the schema language (`string`, `date-time`, `#/$defs/a`, `get_weather`): it has whitespace,
+    or is longer than any API lets a name be (64). A client may send a tool `name` or a `type`
+    that no API allows, and an upstream's chat template may still render it."""
+    return len(text) > 64 or any(ch.isspace() for ch in text)
 
 
 # The last step of the path of a property's name (not its schema): `properties.<key>.<key>`.
