@@ -73,12 +73,20 @@ def suffix(stack: Stack, text: str) -> tuple[int, Any]:
     return _openai(lambda: raw.create(model="auto", prompt=ASK, suffix=text))
 
 
-def chat_tool_description(stack: Stack, text: str) -> tuple[int, Any]:
+def _ask_chat(stack: Stack, **fields: Any) -> tuple[int, Any]:
+    """The question as a chat request, with `fields` (tools, a response format) beside it."""
     client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
     raw = client.chat.completions.with_raw_response
-    tool: Any = {"type": "function", "function": {"name": "fetch", "description": text}}
     messages: Any = [{"role": "user", "content": ASK}]
-    return _openai(lambda: raw.create(model="auto", messages=messages, tools=[tool]))
+    return _openai(lambda: raw.create(model="auto", messages=messages, **fields))
+
+
+def _fetch_tool(**function: Any) -> Any:
+    return {"type": "function", "function": {"name": "fetch", **function}}
+
+
+def chat_tool_description(stack: Stack, text: str) -> tuple[int, Any]:
+    return _ask_chat(stack, tools=[_fetch_tool(description=text)])
 
 
 def parameter_description(stack: Stack, text: str) -> tuple[int, Any]:
@@ -95,31 +103,20 @@ def parameter_description(stack: Stack, text: str) -> tuple[int, Any]:
 
 
 def parameter_enum(stack: Stack, text: str) -> tuple[int, Any]:
-    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
-    raw = client.chat.completions.with_raw_response
     mode = {"type": "string", "title": "Mode", "enum": ["fast", text], "default": "fast"}
     schema = {"type": "object", "properties": {"mode": mode}, "required": ["mode"]}
-    tool: Any = {"type": "function", "function": {"name": "fetch", "parameters": schema}}
-    messages: Any = [{"role": "user", "content": ASK}]
-    return _openai(lambda: raw.create(model="auto", messages=messages, tools=[tool]))
+    return _ask_chat(stack, tools=[_fetch_tool(parameters=schema)])
 
 
 def property_name(stack: Stack, text: str) -> tuple[int, Any]:
-    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
-    raw = client.chat.completions.with_raw_response
     schema = {"type": "object", "properties": {text: {"type": "string"}}}
-    tool: Any = {"type": "function", "function": {"name": "fetch", "parameters": schema}}
-    messages: Any = [{"role": "user", "content": ASK}]
-    return _openai(lambda: raw.create(model="auto", messages=messages, tools=[tool]))
+    return _ask_chat(stack, tools=[_fetch_tool(parameters=schema)])
 
 
 def response_format_schema(stack: Stack, text: str) -> tuple[int, Any]:
-    client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key="unused", max_retries=0)
-    raw = client.chat.completions.with_raw_response
     schema = {"type": "object", "properties": {"answer": {"type": "string", "description": text}}}
-    form: Any = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
-    messages: Any = [{"role": "user", "content": ASK}]
-    return _openai(lambda: raw.create(model="auto", messages=messages, response_format=form))
+    form = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+    return _ask_chat(stack, response_format=form)
 
 
 def anthropic_tool_description(stack: Stack, text: str) -> tuple[int, Any]:
