@@ -66,14 +66,20 @@ $(TRAIN_STAMP): pyproject.toml
 
 models: $(TRAIN_STAMP) $(STAMP)
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.train
-	# The attack head's threshold for one paragraph of a long request, on calibration rows.
+	# The attack head's threshold for one paragraph of a long request, then the sequence-row
+	# attack and harm thresholds on whole requests read that way, then the harm head's paragraph
+	# threshold: all on calibration rows.
 	$(BIN)/python bench/classifier_sizes.py --calibrate --write
+	$(BIN)/python bench/classifier_sizes.py --calibrate-sequence --write
+	$(BIN)/python bench/classifier_sizes.py --calibrate-harm --count 200 --write
 	# The segment head (planted instructions, line by line) on the new graph's token states.
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.segment_head
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate
 	# The fast profile: a 3-layer student distilled from the model just trained, then stage 3.
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.distill --layers 3
 	$(BIN)/python bench/classifier_sizes.py --calibrate --model-dir classifiers/models/fast --write
+	$(BIN)/python bench/classifier_sizes.py --calibrate-sequence --model-dir classifiers/models/fast --write
+	$(BIN)/python bench/classifier_sizes.py --calibrate-harm --count 200 --model-dir classifiers/models/fast --write
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -m classifiers.training.evaluate --model-dir classifiers/models/fast
 	# What the router sees: the runtime (windows, decoding, validators) on the same dev splits,
 	# then on the held-out sources (source split), and leave-one-source-out on frozen features.

@@ -21,7 +21,7 @@ MODELS_DIR = ROOT / "classifiers" / "models"
 SEED = 20240611
 TRAIN_LENGTH = 128
 MAX_LENGTH = 256
-VERSION = "signals-minilm-l6-mt-1.1.0"
+VERSION = "signals-minilm-l6-mt-1.2.0"
 
 DOMAIN_LABELS = [
     "biology",

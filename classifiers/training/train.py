@@ -150,6 +150,9 @@ def build_epoch(
 
 
 def tokenize_examples(tok, ex: list[dict]) -> None:
+    """Token ids (and PII tags) for every example given as text; rows built as token ids
+    (stage 4's views of long requests) are kept as they are."""
+    ex = [e for e in ex if "ids" not in e]
     enc = tok(
         [e["text"] for e in ex],
         truncation=True,
@@ -645,6 +648,68 @@ def run_stage3(d, s, tok, cfg2, state, summary, log, max_steps, save_to=None) ->
     return state3
 
 
+def stage4_config(cfg2: dict, max_steps: int) -> dict:
+    """Stage 4: one short epoch from stage 3's weights on views of long requests, with replay."""
+    return dict(
+        stage3_config(cfg2, max_steps),
+        seed=SEED + 4,
+        lr=2e-5,
+        head_lr=2e-4,
+        replay_frac=0.35,  # of stage 3's epoch
+        attack_requests=1_400,
+        benign_requests=420,
+        negatives_per_request=4,
+        mine_requests=1_000,
+        mined_negatives=3_000,
+    )
+
+
+def run_stage4(d, s, tok, cfg2, state, summary, log, max_steps, save_to=None, graph=None) -> dict:
+    """Stage 4 (`filler.py`) from `state`; saved to `save_to` (default out/model.pt). Its hard
+    negatives are mined with `graph`, the int8 export of `state` (exported when None)."""
+    from classifiers.windows import TextTokenizer
+
+    from . import filler
+    from .infer import OnnxRunner
+
+    cfg4 = stage4_config(cfg2, max_steps)
+    summary["config_stage4"] = cfg4
+    views = TextTokenizer.from_file(base_model_dir() / "tokenizer.json")
+    if graph is None:
+        graph = OUT_DIR / "stage3.int8.onnx"
+        export_onnx(state, tok, OUT_DIR / "stage3.fp32.onnx", graph)
+    runner = OnnxRunner(graph, threads=cfg4["threads"], temperatures={})
+    _, pool = filler.pools(d, s)
+    mined, mining = filler.mine(
+        lambda rows: runner.run_ids(rows)["attack"],
+        views,
+        pool,
+        random.Random(cfg4["seed"]),
+        requests=cfg4["mine_requests"],
+        keep=cfg4["mined_negatives"],
+    )
+    log({"stage4_mining": mining})
+    report = lambda predict: source_report(predict, tok, d, s)  # noqa: E731
+    model = SignalModel(layers=cfg4.get("layers"))
+    model.load_weights(state)
+    before = report(lambda texts: torch_predict(model, tok, texts))
+    log({"calib_before_stage4": before})
+    state4, info4 = train_model(
+        d,
+        tok,
+        cfg4,
+        log,
+        init_state=state,
+        epoch_of=lambda rng: filler.build_epoch(d, s, views, rng, cfg4, mined),
+        report=report,
+    )
+    info4["calib_before"] = before
+    info4["mining"] = mining
+    summary["stage4"] = info4
+    torch.save(state4, save_to or OUT_DIR / "model.pt")
+    return state4
+
+
 def export_and_log(state, tok, summary, log) -> None:
     fp32, int8 = OUT_DIR / "signals.fp32.onnx", MODELS_DIR / "signals.int8.onnx"
     summary["export_check"] = export_onnx(state, tok, fp32, int8)
@@ -670,6 +735,12 @@ def main() -> None:
         action="store_true",
         help="start stage 3 from the shipped int8 graph's dequantized weights (when the stage-2 "
         "checkpoint was not kept) instead of running stages 1-2",
+    )
+    ap.add_argument(
+        "--stage4-from-int8",
+        action="store_true",
+        help="run only stage 4 (attacks inside filler), from the shipped int8 graph's "
+        "dequantized weights (stages 1-3)",
     )
     ap.add_argument(
         "--resume-stage2",
@@ -733,7 +804,21 @@ def main() -> None:
     sources.prepare(verbose=False)
     s = sources.load()
     log({"sources": sources.summary(s)})
-    if args.stage3_from_int8 and not args.subject_only and not args.calibrate_only:
+    if args.stage4_from_int8 and not args.subject_only and not args.calibrate_only:
+        from .recover import state_from_int8_onnx
+
+        state = state_from_int8_onnx(MODELS_DIR / "signals.int8.onnx")
+        old = json.loads(prev_summary.read_text()) if prev_summary.exists() else {}
+        for key in ("main", "stage2", "stage3_resumed_from", "config_stage3", "stage3"):
+            summary[key] = old.get(key)
+        summary["stage4_resumed_from"] = (
+            "the dequantized weights of the shipped classifiers/models/signals.int8.onnx "
+            f"({old.get('version', '?')}: stages 1-3; their fp32 checkpoint was not kept)"
+        )
+        graph = MODELS_DIR / "signals.int8.onnx"
+        state = run_stage4(d, s, tok, cfg2, state, summary, log, args.max_steps, graph=graph)
+        export_and_log(state, tok, summary, log)
+    elif args.stage3_from_int8 and not args.subject_only and not args.calibrate_only:
         from .recover import state_from_int8_onnx
 
         state = state_from_int8_onnx(MODELS_DIR / "signals.int8.onnx")
@@ -769,6 +854,7 @@ def main() -> None:
         state = state2
         torch.save(state, OUT_DIR / "model_stage2.pt")
         state = run_stage3(d, s, tok, cfg2, state, summary, log, args.max_steps)
+        state = run_stage4(d, s, tok, cfg2, state, summary, log, args.max_steps)
         export_and_log(state, tok, summary, log)
     if not args.subject_only:
         int8 = MODELS_DIR / "signals.int8.onnx"

@@ -93,10 +93,9 @@ REJECTED: dict[str, tuple[int, str] | None] = {
 # Known false positives of the shipped attack head (`model: auto` is refused): name -> the attack
 # score measured alone by `python -m classifiers.training.runtime_eval --benign-creative`
 # (metrics.json `runtime_benign_creative`). Model 1.1.0 (stage 3, issue 15) no longer flags
-# `chat-text-to-image-tool` (0.852 under 1.0.0) nor `test_openai_model_thinking_part-1` (0.158).
-KNOWN_FALSE_POSITIVES: dict[str, float] = {
-    "chat-predicted-output": 0.746,  # hand-made: "Rename the heading 'Intro' to 'Overview' ..."
-}
+# `chat-text-to-image-tool` (0.852 under 1.0.0) nor `test_openai_model_thinking_part-1` (0.158);
+# model 1.2.0 (stage 4, issue 11) no longer flags `chat-predicted-output` (0.746 under 1.1.0).
+KNOWN_FALSE_POSITIVES: dict[str, float] = {}
 METRICS = REPO.joinpath("classifiers", "models", "metrics.json")
 
 
