@@ -238,6 +238,13 @@ def _lines(
     return _runs(text, offsets, start, end, breaks=1)
 
 
+def lines(
+    text: str, offsets: Sequence[tuple[int, int]], start: int, end: int
+) -> list[tuple[int, int]]:
+    """Tokens `[start, end)` in runs between line breaks (what the attack head's pieces cut)."""
+    return _lines(text, offsets, start, end)
+
+
 def paragraphs(
     text: str, offsets: Sequence[tuple[int, int]], start: int, end: int
 ) -> list[tuple[int, int]]:

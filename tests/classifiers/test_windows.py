@@ -15,6 +15,8 @@ from classifiers.windows import (
     attack_views,
     head_and_tail,
     keep_windows,
+    lines,
+    paragraphs,
     pii_windows,
     runs,
     sequence_window,
@@ -158,6 +160,20 @@ def test_attack_views_are_paragraphs_and_windows_between_the_pieces_of_long_ones
     # every stride, but not where a piece already starts, and one that ends with the paragraph
     assert [view[0][0] - long_start for view in windows] == [5, 10, 15, 18]
     assert all(b - a == 12 for ((a, b),) in windows) and windows[-1][0][1] == len(encoded)
+
+
+def test_lines_break_at_every_line_break_and_paragraphs_at_blank_lines(
+    tokenizer: TextTokenizer,
+) -> None:
+    text = "one two\nthree\n\nfour five six"
+    (encoded,) = tokenizer.encode([text])
+    offsets, n = encoded.encoding.offsets, len(encoded)
+
+    def words(runs: list[tuple[int, int]]) -> list[str]:
+        return [text[offsets[a][0] : offsets[b - 1][1]] for a, b in runs]
+
+    assert words(lines(text, offsets, 0, n)) == ["one two", "three", "four five six"]
+    assert words(paragraphs(text, offsets, 0, n)) == ["one two\nthree", "four five six"]
 
 
 def test_attack_views_of_a_slice_stay_inside_it(tokenizer: TextTokenizer) -> None:
