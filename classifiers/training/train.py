@@ -628,24 +628,26 @@ def run_stage3(d, s, tok, cfg2, state, summary, log, max_steps, save_to=None) ->
 
     cfg3 = stage3_config(cfg2, max_steps)
     summary["config_stage3"] = cfg3
-    report = lambda predict: source_report(predict, tok, d, s)  # noqa: E731
-    model = SignalModel(layers=cfg3.get("layers"))
-    model.load_weights(state)
-    before = report(lambda texts: torch_predict(model, tok, texts))
-    log({"calib_before_stage3": before})
-    state3, info3 = train_model(
-        d,
-        tok,
-        cfg3,
-        log,
-        init_state=state,
-        epoch_of=lambda rng: stage3.build_epoch(d, s, rng, cfg3),
-        report=report,
+    state3, summary["stage3"] = continue_training(
+        "stage3", d, s, tok, cfg3, state, log, lambda rng: stage3.build_epoch(d, s, rng, cfg3)
     )
-    info3["calib_before"] = before
-    summary["stage3"] = info3
     torch.save(state3, save_to or OUT_DIR / "model.pt")
     return state3
+
+
+def continue_training(name, d, s, tok, cfg, state, log, epoch_of) -> tuple[dict, dict]:
+    """A continuation stage from `state`, its checkpoint chosen by the source-split calibration
+    report (`source_report`), which is also logged before it starts."""
+    report = lambda predict: source_report(predict, tok, d, s)  # noqa: E731
+    model = SignalModel(layers=cfg.get("layers"))
+    model.load_weights(state)
+    before = report(lambda texts: torch_predict(model, tok, texts))
+    log({f"calib_before_{name}": before})
+    new_state, info = train_model(
+        d, tok, cfg, log, init_state=state, epoch_of=epoch_of, report=report
+    )
+    info["calib_before"] = before
+    return new_state, info
 
 
 def stage4_config(cfg2: dict, max_steps: int) -> dict:
@@ -689,21 +691,16 @@ def run_stage4(d, s, tok, cfg2, state, summary, log, max_steps, save_to=None, gr
         keep=cfg4["mined_negatives"],
     )
     log({"stage4_mining": mining})
-    report = lambda predict: source_report(predict, tok, d, s)  # noqa: E731
-    model = SignalModel(layers=cfg4.get("layers"))
-    model.load_weights(state)
-    before = report(lambda texts: torch_predict(model, tok, texts))
-    log({"calib_before_stage4": before})
-    state4, info4 = train_model(
+    state4, info4 = continue_training(
+        "stage4",
         d,
+        s,
         tok,
         cfg4,
+        state,
         log,
-        init_state=state,
-        epoch_of=lambda rng: filler.build_epoch(d, s, views, rng, cfg4, mined),
-        report=report,
+        lambda rng: filler.build_epoch(d, s, views, rng, cfg4, mined),
     )
-    info4["calib_before"] = before
     info4["mining"] = mining
     summary["stage4"] = info4
     torch.save(state4, save_to or OUT_DIR / "model.pt")
