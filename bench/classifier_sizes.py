@@ -45,6 +45,7 @@ import numpy as np
 from classifiers.engine import DEFAULT_MODEL_DIR, Job, SignalEngine
 from classifiers.spec import SPEC_FILE
 from classifiers.training.common import format_mc
+from classifiers.training.filler import filler
 
 DATA = Path(__file__).resolve().parents[1] / "classifiers" / "training" / "data"
 GUARD = DATA / "guard"
@@ -54,18 +55,6 @@ SIZES = {"1 KB": 1_000, "8 KB": 8_000, "64 KB": 64_000, "200 KB": 200_000, "1 Mi
 def texts(name: str, label: str | None = None) -> list[str]:
     rows = [json.loads(line) for line in (GUARD / name).read_text().split("\n") if line]
     return [r["text"] for r in rows if label is None or r.get("label") == label]
-
-
-def filler(pool: list[str], size: int, rng: random.Random, *, cut: bool = True) -> str:
-    """Benign prompts joined by blank lines until `size` characters, cut to `size` (or, with
-    `cut=False`, every prompt whole)."""
-    parts: list[str] = []
-    length = 0
-    while length < size:
-        parts.append(rng.choice(pool))
-        length += len(parts[-1]) + 2
-    joined = "\n\n".join(parts)
-    return joined[:size] if cut else joined
 
 
 def cost(engine: SignalEngine, repeats: int) -> dict[str, Any]:

@@ -28,8 +28,6 @@ from bench.classifier_sizes import calibration_rows, decision_scores, filler, ha
 from classifiers.engine import SignalEngine
 from classifiers.windows import IdArray, lines
 
-VIEW = 254
-
 
 def window_rows(engine: SignalEngine, text: str, size: int, stride: int) -> list[IdArray]:
     """Rows of `size` tokens every `stride` (and one ending each line) over lines past a view."""
@@ -37,7 +35,7 @@ def window_rows(engine: SignalEngine, text: str, size: int, stride: int) -> list
     ids = encoded.ids
     rows = []
     for a, b in lines(text, encoded.encoding.offsets, 0, len(ids)):
-        if b - a > VIEW:
+        if b - a > engine.max_length - 2:  # past one view: a row less [CLS] and [SEP]
             starts = sorted({*range(a, b - size, stride), b - size})
             rows += [engine.tokenizer.wrap(ids[s : s + size]) for s in starts]
     return rows

@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.windows import TextTokenizer, attack_views, head_and_tail
+from classifiers.windows import IdArray, TextTokenizer, attack_views, head_and_tail
 
-WINDOW = 254  # the engine's views: max_length 256 less [CLS] and [SEP]
+from .common import MAX_LENGTH
+
+WINDOW = MAX_LENGTH - 2  # the engine's views: a row less [CLS] and [SEP]
 STRIDE = WINDOW // 2
 # A view is a positive when it holds this share of the attack (or of WINDOW, for a longer one).
 POSITIVE_SHARE = 0.6
@@ -42,14 +44,22 @@ PLACEMENTS = ("block", "inline", "head", "tail")
 PLACEMENT_WEIGHTS = (0.45, 0.4, 0.075, 0.075)
 
 
-def filler(pool: Sequence[str], size: int, rng: random.Random) -> str:
-    """Training prompts joined by blank lines until `size` characters, the last one cut."""
+def filler(pool: Sequence[str], size: int, rng: random.Random, *, cut: bool = True) -> str:
+    """Prompts of `pool` joined by blank lines until `size` characters, cut to `size` (or, with
+    `cut=False`, every prompt whole)."""
     parts: list[str] = []
     length = 0
     while length < size:
         parts.append(rng.choice(pool))
         length += len(parts[-1]) + 2
-    return "\n\n".join(parts)[:size]
+    joined = "\n\n".join(parts)
+    return joined[:size] if cut else joined
+
+
+def benign_request(pool: Sequence[str], rng: random.Random) -> str:
+    """A benign long request of 2-10 KB of filler, 40% of the time on one line (pasted text)."""
+    text = filler(pool, rng.randint(2_000, 10_000), rng)
+    return " ".join(text.split()) if rng.random() < 0.4 else text
 
 
 def place(attack: str, pool: Sequence[str], rng: random.Random) -> tuple[str, tuple[int, int]]:
@@ -73,19 +83,27 @@ def _token_span(offsets: Sequence[tuple[int, int]], span: tuple[int, int]) -> tu
     return int(np.searchsorted(starts, span[0])), int(np.searchsorted(starts, span[1]))
 
 
+def read(
+    tok: TextTokenizer, text: str
+) -> tuple[IdArray, list[tuple[int, int]], list[tuple[int, int]]]:
+    """What the engine reads of one long user turn: its token ids, their character offsets and
+    the token ranges of the attack head's views (pieces, then shifted windows)."""
+    (encoded,) = tok.encode([text])
+    offsets = encoded.encoding.offsets
+    pieces, shifted = attack_views(text, offsets, 0, len(encoded.ids), WINDOW, STRIDE)
+    return encoded.ids, offsets, [tokens for (tokens,) in pieces + shifted]
+
+
 def request_rows(
     tok: TextTokenizer, text: str, span: tuple[int, int] | None, rng: random.Random, negatives: int
 ) -> list[dict[str, Any]]:
     """Training rows of one long request as the engine reads it: the views that hold most of the
     attack (positives), up to `negatives` views of filler alone, and the sequence row."""
-    (encoded,) = tok.encode([text])
-    offsets = encoded.encoding.offsets
-    ids = encoded.ids
-    pieces, shifted = attack_views(text, offsets, 0, len(ids), WINDOW, STRIDE)
+    ids, offsets, views = read(tok, text)
     a, b = _token_span(offsets, span) if span is not None else (0, 0)
     need = POSITIVE_SHARE * min(b - a, WINDOW)
     positives, clean = [], []
-    for ((s, e),) in pieces + shifted:
+    for s, e in views:
         held = max(0, min(e, b) - max(s, a))
         if span is not None and held >= need:
             positives.append((s, e))
@@ -125,10 +143,7 @@ def view_examples(
         text, span = place(attack, pool, rng)
         ex += request_rows(tok, text, span, rng, negatives=1)
     for _ in range(benign_requests):
-        text = filler(pool, rng.randint(2_000, 10_000), rng)
-        if rng.random() < 0.4:  # one long paragraph, as pasted text often is
-            text = " ".join(text.split())
-        ex += request_rows(tok, text, None, rng, negatives)
+        ex += request_rows(tok, benign_request(pool, rng), None, rng, negatives)
     return ex
 
 
@@ -138,13 +153,8 @@ def benign_rows(
     """Every view and the sequence row of `requests` benign requests of filler, each row once."""
     rows: dict[tuple[int, ...], None] = {}
     for _ in range(requests):
-        text = filler(pool, rng.randint(2_000, 10_000), rng)
-        if rng.random() < 0.4:
-            text = " ".join(text.split())
-        (encoded,) = tok.encode([text])
-        ids = encoded.ids
-        pieces, shifted = attack_views(text, encoded.encoding.offsets, 0, len(ids), WINDOW, STRIDE)
-        for ((s, e),) in pieces + shifted:
+        ids, _, views = read(tok, benign_request(pool, rng))
+        for s, e in views:
             rows[tuple(tok.wrap(ids[s:e]).tolist())] = None
         rows[tuple(tok.wrap(head_and_tail(ids, WINDOW)).tolist())] = None
     return [list(r) for r in rows]

@@ -707,6 +707,25 @@ def run_stage4(d, s, tok, cfg2, state, summary, log, max_steps, save_to=None, gr
     return state4
 
 
+def resume_from_shipped_int8(stage: int, summary: dict, prev_summary) -> dict:
+    """The dequantized weights of the shipped int8 graph, to run `stage` from when the fp32
+    checkpoint of the stages before it was not kept; their summaries are carried over from
+    `prev_summary` (the shipped train_summary.json)."""
+    from .recover import state_from_int8_onnx
+
+    old = json.loads(prev_summary.read_text()) if prev_summary.exists() else {}
+    for key in ("main", "stage2"):
+        summary[key] = old.get(key)
+    for earlier in range(3, stage):
+        for key in (f"stage{earlier}_resumed_from", f"config_stage{earlier}", f"stage{earlier}"):
+            summary[key] = old.get(key)
+    summary[f"stage{stage}_resumed_from"] = (
+        "the dequantized weights of the shipped classifiers/models/signals.int8.onnx "
+        f"({old.get('version', '?')}: stages 1-{stage - 1}; their fp32 checkpoint was not kept)"
+    )
+    return state_from_int8_onnx(MODELS_DIR / "signals.int8.onnx")
+
+
 def export_and_log(state, tok, summary, log) -> None:
     fp32, int8 = OUT_DIR / "signals.fp32.onnx", MODELS_DIR / "signals.int8.onnx"
     summary["export_check"] = export_onnx(state, tok, fp32, int8)
@@ -802,29 +821,12 @@ def main() -> None:
     s = sources.load()
     log({"sources": sources.summary(s)})
     if args.stage4_from_int8 and not args.subject_only and not args.calibrate_only:
-        from .recover import state_from_int8_onnx
-
-        state = state_from_int8_onnx(MODELS_DIR / "signals.int8.onnx")
-        old = json.loads(prev_summary.read_text()) if prev_summary.exists() else {}
-        for key in ("main", "stage2", "stage3_resumed_from", "config_stage3", "stage3"):
-            summary[key] = old.get(key)
-        summary["stage4_resumed_from"] = (
-            "the dequantized weights of the shipped classifiers/models/signals.int8.onnx "
-            f"({old.get('version', '?')}: stages 1-3; their fp32 checkpoint was not kept)"
-        )
+        state = resume_from_shipped_int8(4, summary, prev_summary)
         graph = MODELS_DIR / "signals.int8.onnx"
         state = run_stage4(d, s, tok, cfg2, state, summary, log, args.max_steps, graph=graph)
         export_and_log(state, tok, summary, log)
     elif args.stage3_from_int8 and not args.subject_only and not args.calibrate_only:
-        from .recover import state_from_int8_onnx
-
-        state = state_from_int8_onnx(MODELS_DIR / "signals.int8.onnx")
-        old = json.loads(prev_summary.read_text()) if prev_summary.exists() else {}
-        summary["main"], summary["stage2"] = old.get("main"), old.get("stage2")
-        summary["stage3_resumed_from"] = (
-            "the dequantized weights of the shipped classifiers/models/signals.int8.onnx "
-            f"({old.get('version', '?')}: stages 1-2; their fp32 checkpoint was not kept)"
-        )
+        state = resume_from_shipped_int8(3, summary, prev_summary)
         state = run_stage3(d, s, tok, cfg2, state, summary, log, args.max_steps)
         export_and_log(state, tok, summary, log)
     elif not args.subject_only and not args.calibrate_only:
