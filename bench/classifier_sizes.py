@@ -22,10 +22,13 @@ paragraph), chooses the
 view threshold at `--target-fp` of half 0's benign requests and reports both halves at it: the
 figure behind `ATTACK_PARAGRAPH_THRESHOLD`. `--model-dir` calibrates another model (the fast
 profile); `--write` stores the threshold in its `signals.json` (`thresholds.attack_paragraph`),
-which the engine then uses for that model. `--calibrate-harm` does the same for the harm head
-(harmful calibration requests the engine flags alone, filler it passes alone) and `--write`
-stores `thresholds.harm_paragraph`; without it the engine reads the harm head in the sequence
-row only.
+which the engine then uses for that model. It then scores short windows over lines longer than a
+view (`windows.short_views`) on the same requests and those benign ones written on one line,
+chooses their threshold at `--target-fp` of half 0's benign ones, and `--write` stores it as
+`thresholds.attack_short` (with it, the engine reads short windows). `--calibrate-harm` does the
+same for the harm head (harmful calibration requests the engine flags alone, filler it passes
+alone) and `--write` stores `thresholds.harm_paragraph`; without it the engine reads the harm head
+in the sequence row only.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.engine import DEFAULT_MODEL_DIR, Job, SignalEngine
+from classifiers.engine import DEFAULT_MODEL_DIR, DEFAULT_SHORT_TOKENS, Job, SignalEngine
 from classifiers.spec import SPEC_FILE
 from classifiers.training.common import format_mc
 from classifiers.training.filler import filler
@@ -128,6 +131,26 @@ def decision_scores(
     return np.array(sequence), np.array(views), np.array(segments)
 
 
+def short_scores(engine: SignalEngine, prompts: list[str]) -> np.ndarray:
+    """Per prompt: the highest raw attack score of its short windows over long lines (0 without
+    any), from the engine's own planning; the engine must plan them (`with_short_windows`)."""
+    best = []
+    for prompt in prompts:
+        job = Job.of(prompt)
+        plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
+        rows = [plan.rows[r] for r in plan.short_rows]
+        best.append(float(engine._forward(rows).attack.max()) if rows else 0.0)
+    return np.array(best)
+
+
+def with_short_windows(engine: SignalEngine) -> SignalEngine:
+    """`engine`, planning short windows at their default budget whatever its spec says: to
+    score them before the model has a threshold for them (the threshold is not read here)."""
+    engine.short_tokens = DEFAULT_SHORT_TOKENS
+    engine.short_threshold = engine.short_threshold or 0.5
+    return engine
+
+
 def pad(
     texts: list[str], fill: list[str], size: int, rng: random.Random
 ) -> tuple[list[str], list[str]]:
@@ -144,7 +167,9 @@ def pad(
 def calibrate(
     engine: SignalEngine, size: int, count: int, pool_size: int, target_fp: float
 ) -> dict[str, Any]:
-    """The attack-view threshold at `target_fp` on half 0, and what it does on half 1."""
+    """The attack-view threshold at `target_fp` on half 0, then the short windows' at
+    `target_fp` of half 0's benign requests (as sent and written on one line), and what both do
+    on half 1."""
     rng = random.Random(1)
     shipped = engine.spec.thresholds.prompt_attack
     # Only attacks the router blocks when each is sent alone (what padding must not undo), and
@@ -165,53 +190,82 @@ def calibrate(
         "filler_pool_passed_alone": len(passed),
         "target_fp": target_fp,
     }
-    scores: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+    scores: dict[tuple[int, str], tuple[np.ndarray, ...]] = {}
+    with_short_windows(engine)
     for h in (0, 1):
         fill = [r["text"] for r in passed if half(r["id"]) == h]
         mine = [r["text"] for r in attacks if half(r["id"]) == h]
         rng.shuffle(mine)
         benign = [filler(fill, size, rng) for _ in range(count)]
         padded, inline = pad(mine[:count], fill, size, rng)
-        for kind, prompts in (("benign", benign), ("padded", padded), ("inline", inline)):
-            scores[h, kind] = decision_scores(engine, prompts)
+        kinds = {
+            "benign": benign,
+            "benign_one_line": [" ".join(b.split()) for b in benign],
+            "padded": padded,
+            "inline": inline,
+        }
+        for kind, prompts in kinds.items():
+            scores[h, kind] = (*decision_scores(engine, prompts), short_scores(engine, prompts))
             print(h, kind, len(prompts), flush=True)
     threshold = float(np.quantile(scores[0, "benign"][1], 1 - target_fp))
     result["threshold_from_half_0"] = round(threshold, 6)
+    benign_short = np.concatenate([scores[0, k][3] for k in ("benign", "benign_one_line")])
+    short_at = float(np.quantile(benign_short, 1 - target_fp))
+    result["short_threshold_from_half_0"] = round(short_at, 6)
     head = engine.segment_head.threshold if engine.segment_head is not None else 2.0
     result["segment_head_threshold"] = None if head > 1 else head
 
     def flagged(
-        h: int, kind: str, at: float, sequence_at: float = shipped, segment_at: float = head
+        h: int,
+        kind: str,
+        at: float,
+        sequence_at: float = shipped,
+        segment_at: float = head,
+        short: float = short_at,
     ) -> float:
-        sequence, views, segment = scores[h, kind]
+        sequence, views, segment, windows = scores[h, kind]
         hit = (sequence >= sequence_at) | (views >= at) | (segment >= segment_at)
+        hit |= windows >= short
         return round(float(hit.mean()), 4)
 
     for h in (0, 1):
         result[f"half_{h}"] = {
             "benign_requests": len(scores[h, "benign"][0]),
             "padded_attacks": len(scores[h, "padded"][0]),
-            # the router's decision: the sequence row at the shipped threshold, or a view
+            # the router's decision: the sequence row at the shipped threshold, a view or a
+            # short window
             "benign_flagged": flagged(h, "benign", threshold),
+            "benign_one_line_flagged": flagged(h, "benign_one_line", threshold),
             "padded_caught": flagged(h, "padded", threshold),
             "inline_caught": flagged(h, "inline", threshold),
+            # without short windows (what the engine decided before them)
+            "benign_one_line_flagged_without_short": flagged(
+                h, "benign_one_line", threshold, short=2.0
+            ),
+            "inline_caught_without_short": flagged(h, "inline", threshold, short=2.0),
+            "inline_caught_by_short": flagged(h, "inline", 2.0, 2.0, 2.0),
             # each part alone: the sequence row fires on some filler by itself
-            "benign_flagged_by_sequence_row": flagged(h, "benign", 2.0, segment_at=2.0),
-            "benign_flagged_by_views": flagged(h, "benign", threshold, 2.0, 2.0),
-            "padded_caught_by_views": flagged(h, "padded", threshold, 2.0, 2.0),
-            "inline_caught_by_views": flagged(h, "inline", threshold, 2.0, 2.0),
+            "benign_flagged_by_sequence_row": flagged(h, "benign", 2.0, segment_at=2.0, short=2.0),
+            "benign_flagged_by_views": flagged(h, "benign", threshold, 2.0, 2.0, 2.0),
+            "padded_caught_by_views": flagged(h, "padded", threshold, 2.0, 2.0, 2.0),
+            "inline_caught_by_views": flagged(h, "inline", threshold, 2.0, 2.0, 2.0),
             # the segment head alone (a line of the request, read in its window)
-            "benign_flagged_by_segments": flagged(h, "benign", 2.0, 2.0),
-            "padded_caught_by_segments": flagged(h, "padded", 2.0, 2.0),
-            "inline_caught_by_segments": flagged(h, "inline", 2.0, 2.0),
+            "benign_flagged_by_segments": flagged(h, "benign", 2.0, 2.0, short=2.0),
+            "padded_caught_by_segments": flagged(h, "padded", 2.0, 2.0, short=2.0),
+            "inline_caught_by_segments": flagged(h, "inline", 2.0, 2.0, short=2.0),
         }
     shipped_views = engine.attack_paragraph_threshold
     result["half_1_at_shipped_view_threshold"] = {
         "threshold": shipped_views,
-        **{kind: flagged(1, kind, shipped_views) for kind in ("benign", "padded", "inline")},
+        **{
+            kind: flagged(1, kind, shipped_views, short=2.0)
+            for kind in ("benign", "padded", "inline")
+        },
     }
     result["half_1_by_threshold_views_only"] = {
-        str(t): {kind: flagged(1, kind, t, 2.0, 2.0) for kind in ("benign", "padded", "inline")}
+        str(t): {
+            kind: flagged(1, kind, t, 2.0, 2.0, 2.0) for kind in ("benign", "padded", "inline")
+        }
         for t in (0.5, 0.9, 0.99, 0.999, 0.9999, round(threshold, 6))
     }
     print(json.dumps(result, indent=1), flush=True)
@@ -457,6 +511,9 @@ def main() -> None:
         if args.write:
             spec = read_spec(args.model_dir)
             spec["thresholds"]["attack_paragraph"] = report["calibration"]["threshold_from_half_0"]
+            spec["thresholds"]["attack_short"] = report["calibration"][
+                "short_threshold_from_half_0"
+            ]
             spec.setdefault("calibration", {})["attack_paragraph"] = {
                 "rule": "bench/classifier_sizes.py --calibrate: the view score at "
                 f"{args.target_fp:.0%} of half 0's benign {args.size}-character requests",

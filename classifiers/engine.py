@@ -6,8 +6,10 @@ window, so an attack hidden in the middle of filler is read too). The rows of on
 capped (`max_rows`): past the cap the windows are the head, the tail and evenly spaced ones of the
 middle, and a request longer than `FULL_TOKENIZE_CHARS` is tokenized only where its rows read,
 its token count estimated from those slices. The attack head also reads each paragraph alone,
-and windows between the pieces of long ones, up to `attack_tokens` (`windows.attack_views`). So a
-1 MiB prompt costs about what 12 KB do.
+and windows between the pieces of long ones, up to `attack_tokens` (`windows.attack_views`), and,
+for a model with a short-window threshold, windows of 64 tokens over lines longer than a view, up
+to `short_tokens` (`windows.short_views`: an attack inside one long line of filler). So a 1 MiB
+prompt costs about what 12 KB do.
 
 All rows of the requests in a batch run together, sorted by length and padded only to the
 longest row of each forward. A request with more rows than `step_rows` runs them over several
@@ -104,6 +106,7 @@ from classifiers.windows import (
     pii_windows,
     runs,
     sequence_window,
+    short_views,
     spread,
 )
 
@@ -114,6 +117,12 @@ DEFAULT_MAX_ROWS = 8  # the sequence row and 7 windows: ~6 KB of English tagged 
 # one long paragraph of it (its pieces and the windows between them: ~2x its tokens).
 DEFAULT_ATTACK_TOKENS = 4608
 DEFAULT_STEP_ROWS = 4
+# Short windows over lines longer than a view (`windows.short_views`), read where the model has
+# a short-window threshold (`thresholds.attack_short`): their size, stride and budget in row
+# tokens, all of an 8 KB request written as one line (~2x its tokens). Windows of half a view
+# at most (a model with short rows), every half window.
+SHORT_WINDOW = 64
+DEFAULT_SHORT_TOKENS = 4608
 # Up to this many characters (all messages) a request is tokenized in full, ~20 ms on the bench
 # CPU; a 1 MiB prompt would take ~0.55 s of the worker, so past it only what the rows read is.
 FULL_TOKENIZE_CHARS = 1 << 16
@@ -148,8 +157,10 @@ class EngineOptions(TypedDict, total=False):
     max_rows: int
     attack_tokens: int
     attack_stride: int | None
+    short_tokens: int
     step_rows: int
     attack_paragraph_threshold: float
+    attack_short_threshold: float | None
     cache_entries: int
     cache_ttl_s: float
     cache_bytes: int
@@ -229,6 +240,8 @@ class _Plan:
     segments: dict[int, tuple[Span, ...]] = field(default_factory=dict)
     # The share of the request's tokens the attack head read (`AttackSignal.read`).
     attack_read: float = 1.0
+    # The rows of short windows over long lines, read at their own threshold.
+    short_rows: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +320,10 @@ class SignalEngine:
         max_rows: int = DEFAULT_MAX_ROWS,
         attack_tokens: int = DEFAULT_ATTACK_TOKENS,
         attack_stride: int | None = None,
+        short_tokens: int = DEFAULT_SHORT_TOKENS,
         step_rows: int = DEFAULT_STEP_ROWS,
         attack_paragraph_threshold: float | None = None,
+        attack_short_threshold: float | None = None,
         cache_entries: int = 0,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -329,6 +344,8 @@ class SignalEngine:
             raise ValueError(f"max_rows is {max_rows}; use at least 2 (the sequence row and one).")
         if attack_tokens < 0:
             raise ValueError(f"attack_tokens is {attack_tokens}; use 0 or more.")
+        if short_tokens < 0:
+            raise ValueError(f"short_tokens is {short_tokens}; use 0 or more (0: none).")
         # Windows every half window: an attack 1.5 windows long has one of itself alone.
         attack_stride = self._window // 2 if attack_stride is None else attack_stride
         if not 1 <= attack_stride <= self._window:
@@ -370,6 +387,12 @@ class SignalEngine:
         self.max_rows = max_rows
         self.attack_tokens = attack_tokens
         self.attack_stride = attack_stride
+        # Short windows only for a model calibrated for them (their own threshold), or when
+        # asked for (`attack_short_threshold`: calibrating them).
+        self.short_threshold = attack_short_threshold or spec.thresholds.attack_short
+        if self.short_threshold is not None and not 0 < self.short_threshold < 1:
+            raise ValueError(f"attack_short_threshold is {self.short_threshold}; use (0, 1).")
+        self.short_tokens = short_tokens if self.short_threshold is not None else 0
         self.step_rows = step_rows
         self.attack_paragraph_threshold = attack_paragraph_threshold
         # Text enough for one window in almost any script (English: ~4 characters a token).
@@ -408,7 +431,9 @@ class SignalEngine:
         last user turn keeps its head and tail, and its messages are read in windows, at most
         `max_rows` rows a request (and paragraphs for the attack head, `attack_tokens` of them),
         about `step_rows` rows' worth a batch; a paragraph fires the attack signal at
-        `attack_paragraph_threshold`. Rows already encoded are kept for reuse in a cache of at
+        `attack_paragraph_threshold`, a short window over a long line (`short_tokens` of them)
+        at `attack_short_threshold` (default: the model's `thresholds.attack_short`; without
+        one, no short windows are read). Rows already encoded are kept for reuse in a cache of at
         most `cache_entries` rows and `cache_bytes`, each for `cache_ttl_s` (any 0: no cache),
         or in `row_cache` (a cache shared with other engines; keyed by this model's digest).
         With `segments`, the model's segment head (`segment_head.json`: lines of pasted text
@@ -474,13 +499,13 @@ class SignalEngine:
         """About how many full-length rows a chat request becomes, before it is tokenized (as
         `_weight` counts them, over all its steps: within the row cap and the attack budget).
         What `estimate_wait_s` takes for a new request; raises `InvalidInput`."""
-        cap = self.max_rows + math.ceil(self.attack_tokens / self.max_length)
+        cap = self.max_rows + math.ceil((self.attack_tokens + self.short_tokens) / self.max_length)
         return min(cap, self._unplanned_rows(Job.of(messages)))
 
     @property
     def max_request_row_tokens(self) -> int:
-        """The most row tokens one request can cost: the row cap and the attack head's budget."""
-        return self.max_rows * self.max_length + self.attack_tokens
+        """The most row tokens one request can cost: the row cap and the attack head's budgets."""
+        return self.max_rows * self.max_length + self.attack_tokens + self.short_tokens
 
     def measure_speed(self, rows: int = 2, length: int = 128) -> float:
         """Row tokens a second the graph runs on this machine: one forward of `rows` rows of
@@ -781,10 +806,11 @@ class SignalEngine:
                 pieces.append(_Piece(m, 0, message, windows))
         same = {(p.message, w.start, w.end): r for p in pieces for w, r in p.windows}
         attack_rows, read = self._attack_rows(views, rows, same)
+        short = self._short_rows(views, rows)
         tokens = sum(len(message) for message in encoded)
         share = read / views.tokens() if views.pieces else 1.0  # none: the sequence row read all
         segments = self._segments(job, pieces)
-        return _Plan(rows, 0, pieces, attack_rows, tokens, segments, attack_read=share)
+        return _Plan(rows, 0, pieces, attack_rows, tokens, segments, share, short)
 
     def _plan_by_paragraphs(
         self, job: Job, encoded: list[EncodedText], sequence: IdArray, shared: int, views: _Views
@@ -846,7 +872,7 @@ class SignalEngine:
             for m in sorted(by_message)
         ]
         tokens = sum(len(message) for message in encoded)
-        return _Plan(rows, 0, pieces, attack_rows, tokens)
+        return _Plan(rows, 0, pieces, attack_rows, tokens, short_rows=self._short_rows(views, rows))
 
     def _segments(self, job: Job, pieces: list[_Piece]) -> dict[int, tuple[Span, ...]]:
         """Per row, the segments of user and tool text it holds whole, for the segment head."""
@@ -871,12 +897,33 @@ class SignalEngine:
         return out
 
     def _views(
-        self, text: str, tokens: EncodedText, start: int, end: int
-    ) -> tuple[list[View], list[View]]:
+        self, text: str, tokens: EncodedText, start: int, end: int, longer_than: int | None = None
+    ) -> tuple[list[View], list[View], list[View]]:
+        """The attack head's views of tokens `[start, end)`: paragraphs, shifted windows and
+        short windows over lines longer than `longer_than` (default: a view)."""
         if end <= start:
-            return [], []
+            return [], [], []
         offsets = tokens.encoding.offsets
-        return attack_views(text, offsets, start, end, self._window, self.attack_stride)
+        pieces, shifted = attack_views(text, offsets, start, end, self._window, self.attack_stride)
+        short: list[View] = []
+        if self.short_tokens:
+            longer = self._window if longer_than is None else longer_than
+            size = min(SHORT_WINDOW, self._window // 2)
+            short = short_views(text, offsets, start, end, longer, size, max(1, size // 2))
+        return pieces, shifted, short
+
+    def _short_rows(self, views: _Views, rows: list[IdArray]) -> list[int]:
+        """Rows for the short windows, spread evenly within `short_tokens`; the same tokens twice
+        are one row."""
+        distinct = list({key: (ids, view) for _, ids, view, key in views.short}.values())
+        cost = [_row_cost(view) for _, view in distinct]
+        keep = _within(cost, self.short_tokens)
+        out = []
+        for i in keep:
+            ids, view = distinct[i]
+            rows.append(self.tokenizer.wrap(np.concatenate([ids[a:b] for a, b in view])))
+            out.append(len(rows) - 1)
+        return out
 
     def _attack_rows(
         self,
@@ -897,11 +944,7 @@ class SignalEngine:
             # The same paragraph twice (a repeated line, a quoted block) costs one row.
             distinct = list({key: (source, ids, view) for source, ids, view, key in group}.items())
             cost = [_row_cost(view) for _, (_, _, view) in distinct]
-            total = sum(cost)
-            keep = len(distinct) if total <= budget else len(distinct) * budget // max(1, total)
-            while keep and sum(cost[i] for i in spread(len(distinct), keep)) > budget:
-                keep -= 1
-            for i in spread(len(distinct), keep):
+            for i in _within(cost, budget):
                 key, (source, ids, view) = distinct[i]
                 budget -= cost[i]
                 row = same.get((source, *view[0])) if len(view) == 1 else None
@@ -945,18 +988,21 @@ class SignalEngine:
             pieces.append(_Piece(m, start, tokens, [(window, len(rows) - 1)]))
             same[n, first, first + size] = len(rows) - 1
             text = job.texts[m][start:end]
-            attack.add(n, tokens.ids, self._views(text, tokens, first, first + size))
+            # A full slice row on one line is a piece of a long line: short windows read it.
+            found = self._views(text, tokens, first, first + size, longer_than=self._window - 1)
+            attack.add(n, tokens.ids, found)
         none = np.zeros(0, dtype=np.int64)
         views = [np.concatenate(ends[m]) if m in ends else none for m in range(len(job.texts))]
         rows[0] = self._sequence_row(job, views)
         total = sum(len(t) for t in job.texts)
         estimate = round(total * read_tokens / read_chars) if read_chars else 0
         attack_rows, read = self._attack_rows(attack, rows, same)
+        short = self._short_rows(attack, rows)
         # The sequence row's tokens, then the spread slices' views read; never all of the text:
         # only slices of it were tokenized.
         share = min(_SLICED_READ, (len(rows[0]) - 2 + read) / max(1, estimate))
         segments = self._segments(job, pieces)
-        return _Plan(rows, 0, pieces, attack_rows, estimate, segments, attack_read=share)
+        return _Plan(rows, 0, pieces, attack_rows, estimate, segments, share, short)
 
     def _sequence_row(self, job: Job, ids: list[IdArray]) -> IdArray:
         return sequence_window(
@@ -1057,8 +1103,14 @@ class SignalEngine:
         return HarmSignal(score, score >= thresholds.harmful)
 
     def _attack_score(self, plan: _Plan, outputs: _Outputs) -> float:
-        """The sequence row's attack score, or a paragraph's on the same scale if higher."""
+        """The sequence row's attack score, or a paragraph's or a short window's on the same
+        scale if higher (each kind at its own threshold)."""
         score = float(outputs.attack[plan.sequence_row])
+        if plan.short_rows and self.short_threshold is not None:
+            short = float(outputs.attack[plan.short_rows].max())
+            score = max(
+                score, _rescale(short, self.short_threshold, self.spec.thresholds.prompt_attack)
+            )
         if plan.attack_rows:
             window_score = float(outputs.attack[plan.attack_rows].max())
             score = max(
@@ -1117,9 +1169,12 @@ class _Views:
 
     pieces: list[tuple[int, IdArray, View, bytes]] = field(default_factory=list)
     windows: list[tuple[int, IdArray, View, bytes]] = field(default_factory=list)
+    short: list[tuple[int, IdArray, View, bytes]] = field(default_factory=list)
 
-    def add(self, source: int, ids: IdArray, views: tuple[list[View], list[View]]) -> None:
-        for group, found in zip((self.pieces, self.windows), views, strict=True):
+    def add(
+        self, source: int, ids: IdArray, views: tuple[list[View], list[View], list[View]]
+    ) -> None:
+        for group, found in zip((self.pieces, self.windows, self.short), views, strict=True):
             group += [
                 (source, ids, view, b"".join(ids[a:b].tobytes() for a, b in view)) for view in found
             ]
@@ -1133,6 +1188,15 @@ class _Views:
 
 def _view_tokens(view: View) -> int:
     return sum(b - a for a, b in view)
+
+
+def _within(cost: Sequence[int], budget: int) -> list[int]:
+    """As many of the items (`cost`: each one's row tokens) as fit `budget`, evenly spread."""
+    total = sum(cost)
+    keep = len(cost) if total <= budget else len(cost) * budget // max(1, total)
+    while keep and sum(cost[i] for i in spread(len(cost), keep)) > budget:
+        keep -= 1
+    return spread(len(cost), keep)
 
 
 def _row_cost(view: View) -> int:

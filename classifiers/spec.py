@@ -38,6 +38,9 @@ class Thresholds:
     # The harm head on one paragraph or window of a long request (absent: the harm score is the
     # sequence row's alone; `bench/classifier_sizes.py --calibrate-harm`).
     harm_paragraph: float | None = None
+    # The attack head on one short window of a line longer than a view (absent: no short
+    # windows are read; `bench/classifier_sizes.py --calibrate`).
+    attack_short: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,7 @@ class ModelSpec:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise SpecError(f"{source}: 'thresholds.{name}' is {value!r}; expected a number")
             thresholds[name] = float(value)
-        for name in ("attack_paragraph", "harmful", "harm_paragraph"):
+        for name in ("attack_paragraph", "harmful", "harm_paragraph", "attack_short"):
             value = raw.get(name)
             if value is None:
                 continue

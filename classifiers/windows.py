@@ -231,6 +231,27 @@ def attack_views(
     return pieces, shifted
 
 
+def short_views(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    start: int,
+    end: int,
+    longer_than: int,
+    size: int,
+    stride: int,
+) -> list[View]:
+    """Short windows of `size` tokens every `stride` (and one that ends each line) over every
+    line of tokens `[start, end)` longer than `longer_than`: an attack inside one long line of
+    filler shares each full-length view with filler and is read diluted, where a window not much
+    longer than itself reads it nearly alone (docs/BENCHMARKS.md, *Short windows*)."""
+    found: list[View] = []
+    for a, b in _lines(text, offsets, start, end):
+        if b - a > longer_than:
+            starts = dict.fromkeys([*range(a, max(a, b - size), stride), max(a, b - size)])
+            found += [((s, min(s + size, b)),) for s in starts]
+    return found
+
+
 def _lines(
     text: str, offsets: Sequence[tuple[int, int]], start: int, end: int
 ) -> list[tuple[int, int]]:

@@ -18,12 +18,15 @@ from classifiers.cache import MemoryRowCache, model_fingerprint
 from classifiers.engine import (
     ATTACK_PARAGRAPH_THRESHOLD,
     DEFAULT_MODEL_DIR,
+    DEFAULT_SHORT_TOKENS,
     EngineOptions,
     InvalidInput,
+    Job,
     SignalEngine,
 )
 from classifiers.signals import Signals
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE, ModelSpec, SpecError
+from classifiers.windows import IdArray
 from tests.classifiers.tiny_signals_model import DOMAINS, build_model_dir, spec_json
 
 
@@ -285,6 +288,71 @@ def test_a_bad_paragraph_threshold_names_the_field(
 ) -> None:
     thresholds = {**spec_json()["thresholds"], "attack_paragraph": value}
     with pytest.raises(SpecError, match=r"'thresholds\.attack_paragraph' is"):
+        SignalEngine.load(with_spec(model_dir, tmp_path, thresholds=thresholds), force_cpu=True)
+
+
+def short_windowed(model_dir: Path, directory: Path, **options: Any) -> SignalEngine:
+    """`capped`, on a spec with a short-window threshold."""
+    thresholds = {**spec_json()["thresholds"], "attack_short": 0.4}
+    directory.mkdir(exist_ok=True)
+    spec_dir = with_spec(model_dir, directory, thresholds=thresholds)
+    settings: dict[str, Any] = {
+        "max_length": 32,
+        "max_rows": 4,
+        "attack_tokens": 100_000,
+        "attack_paragraph_threshold": 0.5,
+    }
+    return SignalEngine.load(spec_dir, force_cpu=True, **{**settings, **options})
+
+
+INLINE_LINE = "the cat sat on the mat " * 20  # 120 tokens on one line: four views' worth
+
+
+def test_an_attack_diluted_in_every_view_of_a_long_line_is_flagged_by_a_short_window(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # Two attack tokens among 30 of filler in every full view; among 15 in a short window.
+    texts = [INLINE_LINE + INLINE_LINE, INLINE_LINE + "ignore ignore " + INLINE_LINE]
+    without = capped(model_dir, attack_tokens=100_000)
+    assert not any(s.prompt_attack.flagged for s in without.classify_batch(texts))
+    without.close()
+    engine = short_windowed(model_dir, tmp_path)
+    plain, attacked = engine.classify_batch(texts)
+    assert not plain.prompt_attack.flagged and attacked.prompt_attack.flagged
+    assert engine.max_request_row_tokens == 4 * 32 + 100_000 + DEFAULT_SHORT_TOKENS
+    engine.close()
+
+
+def test_short_windows_stay_within_their_budget(model_dir: Path, tmp_path: Path) -> None:
+    job = Job.of(INLINE_LINE * 10)
+
+    def short_rows(engine: SignalEngine) -> list[IdArray]:
+        plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
+        engine.close()
+        return [plan.rows[r] for r in plan.short_rows]
+
+    # Filler repeats every six tokens: six distinct windows of 15 tokens (17 a row), read once.
+    assert len(short_rows(short_windowed(model_dir, tmp_path / "all"))) == 6
+    two = short_rows(short_windowed(model_dir, tmp_path / "two", short_tokens=34))
+    assert [len(row) for row in two] == [17, 17]
+    assert short_rows(short_windowed(model_dir, tmp_path / "none", short_tokens=0)) == []
+
+
+def test_a_long_line_read_in_slices_gets_short_windows_too(model_dir: Path, tmp_path: Path) -> None:
+    half = "the cat sat on the mat " * 6_000  # past FULL_TOKENIZE_CHARS: tokenized in slices
+    engine = short_windowed(model_dir, tmp_path, max_rows=64)
+    job = Job.of(half + half)
+    plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
+    assert plan.short_rows
+    engine.close()
+
+
+@pytest.mark.parametrize("value", [1.5, "high"])
+def test_a_bad_short_window_threshold_names_the_field(
+    model_dir: Path, tmp_path: Path, value: object
+) -> None:
+    thresholds = {**spec_json()["thresholds"], "attack_short": value}
+    with pytest.raises(SpecError, match=r"'thresholds\.attack_short' is"):
         SignalEngine.load(with_spec(model_dir, tmp_path, thresholds=thresholds), force_cpu=True)
 
 

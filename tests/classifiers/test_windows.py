@@ -20,6 +20,7 @@ from classifiers.windows import (
     pii_windows,
     runs,
     sequence_window,
+    short_views,
     spread,
 )
 
@@ -182,3 +183,17 @@ def test_attack_views_of_a_slice_stay_inside_it(tokenizer: TextTokenizer) -> Non
     whole, windows = attack_views(text, encoded.encoding.offsets, 40, 70, 12, 6)
     spans = [span for view in whole + windows for span in view]
     assert min(a for a, _ in spans) == 40 and max(b for _, b in spans) == 70
+
+
+def test_short_views_cover_only_lines_longer_than_asked_every_stride_to_the_line_end(
+    tokenizer: TextTokenizer,
+) -> None:
+    text = "the cat sat\n" + "cat " * 30
+    (encoded,) = tokenizer.encode([text])
+    views = short_views(text, encoded.encoding.offsets, 0, len(encoded), 12, 8, 4)
+    long_start = 3  # "the cat sat" is 3 tokens and no longer than 12: no short views
+    assert [view[0][0] - long_start for view in views] == [0, 4, 8, 12, 16, 20, 22]
+    assert all(b - a == 8 for ((a, b),) in views) and views[-1][0][1] == len(encoded)
+    assert short_views(text, encoded.encoding.offsets, 0, len(encoded), 30, 8, 4) == []
+    # a line shorter than a window but longer than asked: one view of all of it
+    assert short_views(text, encoded.encoding.offsets, 0, 3, 2, 8, 4) == [((0, 3),)]

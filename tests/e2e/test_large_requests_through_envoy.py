@@ -107,6 +107,20 @@ def test_a_jailbreak_padded_with_8_kb_of_filler_is_refused(
     assert len(forwarded(upstreams)) == 1
 
 
+def test_a_jailbreak_inside_one_long_line_of_filler_is_refused(
+    stack: Stack, upstreams: MockRecorder
+) -> None:
+    # No line break to split at: every full view mixes it with filler; a short window over the
+    # line reads it nearly alone. Of JAILBREAKS, only the first is caught this way by the shipped
+    # model (docs/security.md, *Stated limits*: 63% of calibration attacks inline).
+    before, after = filler(4_000), filler(4_000, start=40)
+    inline = " ".join(f"{before} {JAILBREAKS[0]} {after}".split())
+    assert refusal(send(stack, inline)) == (403, "blocked_by_policy")
+    plain = send(stack, " ".join(f"{before} {after}".split()))
+    assert plain.status_code == 200, plain.headers["x-meritorder-reason"]
+    assert len(forwarded(upstreams)) == 1
+
+
 @pytest.mark.parametrize("ask", HARMFUL)
 def test_a_harmful_ask_padded_with_8_kb_of_filler_is_refused_as_harmful(
     stack: Stack, upstreams: MockRecorder, ask: str
