@@ -282,12 +282,13 @@ def test_a_models_own_paragraph_threshold_is_read_from_its_signals_json(
         default.close()
 
 
+@pytest.mark.parametrize("name", ["attack_paragraph", "attack_short"])
 @pytest.mark.parametrize("value", [1.5, "high"])
-def test_a_bad_paragraph_threshold_names_the_field(
-    model_dir: Path, tmp_path: Path, value: object
+def test_a_bad_view_threshold_names_the_field(
+    model_dir: Path, tmp_path: Path, name: str, value: object
 ) -> None:
-    thresholds = {**spec_json()["thresholds"], "attack_paragraph": value}
-    with pytest.raises(SpecError, match=r"'thresholds\.attack_paragraph' is"):
+    thresholds = {**spec_json()["thresholds"], name: value}
+    with pytest.raises(SpecError, match=rf"'thresholds\.{name}' is"):
         SignalEngine.load(with_spec(model_dir, tmp_path, thresholds=thresholds), force_cpu=True)
 
 
@@ -296,13 +297,7 @@ def short_windowed(model_dir: Path, directory: Path, **options: Any) -> SignalEn
     thresholds = {**spec_json()["thresholds"], "attack_short": 0.4}
     directory.mkdir(exist_ok=True)
     spec_dir = with_spec(model_dir, directory, thresholds=thresholds)
-    settings: dict[str, Any] = {
-        "max_length": 32,
-        "max_rows": 4,
-        "attack_tokens": 100_000,
-        "attack_paragraph_threshold": 0.5,
-    }
-    return SignalEngine.load(spec_dir, force_cpu=True, **{**settings, **options})
+    return capped(spec_dir, **{"attack_tokens": 100_000, **options})
 
 
 INLINE_LINE = "the cat sat on the mat " * 20  # 120 tokens on one line: four views' worth
@@ -345,15 +340,6 @@ def test_a_long_line_read_in_slices_gets_short_windows_too(model_dir: Path, tmp_
     plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
     assert plan.short_rows
     engine.close()
-
-
-@pytest.mark.parametrize("value", [1.5, "high"])
-def test_a_bad_short_window_threshold_names_the_field(
-    model_dir: Path, tmp_path: Path, value: object
-) -> None:
-    thresholds = {**spec_json()["thresholds"], "attack_short": value}
-    with pytest.raises(SpecError, match=r"'thresholds\.attack_short' is"):
-        SignalEngine.load(with_spec(model_dir, tmp_path, thresholds=thresholds), force_cpu=True)
 
 
 # -- calibration and the harm head --------------------------------------------------------------
