@@ -18,32 +18,49 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from classifiers.profiles import DEFAULT_PROFILE, profile_dir
 from meritorder.batch import request_from
+from meritorder.classify import load_classifier
 from meritorder.config import load_config
 from meritorder.policy import Routed
 from meritorder.router import Router
 
 
 async def replay(config_path: Path, rows: list[dict[str, Any]], seed: str) -> list[dict[str, Any]]:
-    router = Router(load_config(config_path), None, enforce_timeout=False, seed_key=seed.encode())
+    config = load_config(config_path)
+    # A policy on domain signals (a contextual pool) needs the classifier `eval` loads.
+    classifier = load_classifier(profile_dir(DEFAULT_PROFILE)) if config.uses_classifier() else None
+    router = Router(config, classifier, enforce_timeout=False, seed_key=seed.encode())
+    requests = [request_from(row, router) for row in rows]
+    # Classified as `eval --feedback` classifies them, in concurrent chunks of 64: the int8
+    # model's activation scales are per batch, so a close domain call can follow its batch.
+    observed = []
+    for start in range(0, len(rows), 64):
+        chunk = requests[start : start + 64]
+        observed += await asyncio.gather(*(router.observe(r, {}) for r in chunk))
     picks = []
-    for number, row in enumerate(rows):
-        request = request_from(row, router)
+    for number, (row, request, obs) in enumerate(zip(rows, requests, observed, strict=True)):
         # The request id `eval --feedback` gives the row: the same seed, the same draws.
         headers = {"x-request-id": f"eval-{number}-{row.get('id', '')}"}
-        decision = await router.route(request, headers)
+        obs = replace(obs, headers=headers)
+        decision = await router.route(request, headers, observed=obs)
         assert isinstance(decision, Routed) and decision.pick is not None
         model = decision.model.name
-        await router.observe_reward(decision.pick.context, model, float(row["correct"][model]))
+        # Resets counted as `eval` counts them: those this row's reward set off (a pick's own
+        # `resets` is its context's running count, which a contextual pool keeps per domain).
+        fired = await router.observe_reward(
+            decision.pick.context, model, float(row["correct"][model])
+        )
         picks.append(
             {
                 "model": model,
                 "greedy": decision.pick.greedy,
                 "explored": decision.pick.explored,
-                "resets": decision.pick.resets,
+                "resets": fired,
             }
         )
     return picks
@@ -82,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if picks[i]["explored"]
         )
         top, count = Counter(picks[i]["model"] for i in span).most_common(1)[0]
-        resets = picks[span[-1]]["resets"] - (picks[span[0] - 1]["resets"] if span[0] else 0)
+        resets = sum(picks[i]["resets"] for i in span)
         print(
             f"| {name} | {len(span)} | {got:.0f} | "
             f"{sum(rows[i]['correct'][best] for i in span):.0f} | "

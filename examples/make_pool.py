@@ -21,7 +21,9 @@ static pool (examples/llmrouter-pool.yaml, the cheapest model within TOLERANCE o
 the FIT tasks) and a learning pool (examples/llmrouter-learning.yaml, one decision learning over
 the nine scored models, its prior their accuracy on the FIT tasks), and the replay
 examples/data/llmrouter_shift.jsonl: FIT-task rows the fit did not see, then every row of the
-SHIFT tasks, in the correctness file's order.
+SHIFT tasks, in the correctness file's order. It also writes examples/llmrouter-contextual.yaml,
+the same pool as a contextual bandit: one learning decision per domain of the shipped classifier
+(which it loads to classify the fit rows), each with its own prior.
 """
 
 from __future__ import annotations
@@ -282,21 +284,13 @@ def write_learning(
         lines += [
             f"  - name: {_name(domain)}",
             f"    when: {_name(domain)}",
-            f"    route: [{', '.join(models)}]",
-            "    learn:",
-            "      objective: within_epsilon",
-            f"      epsilon: {learn['epsilon']:g}",
-            f"      explore: {{max: {learn['explore_max']:g}}}",
-            f"      detect: {{threshold: {learn['threshold']:g}, drift: {learn['drift']:g}, "
-            f"keep: {learn['keep']:g}, idle: {learn['idle']:g}}}",
         ]
-        if rows:
-            means = {m: sum(r["correct"].get(m, 0) for r in rows) / len(rows) for m in models}
-            lines += [
-                f"      prior:  # {len(rows)} train rows",
-                f"        weight: {learn['weight']:g}",
-                "        means: {" + ", ".join(f"{m}: {means[m]:.3f}" for m in models) + "}",
-            ]
+        means = (
+            {m: sum(r["correct"].get(m, 0) for r in rows) / len(rows) for m in models}
+            if rows
+            else None
+        )
+        lines += _learn_lines(models, learn, means, f"{len(rows)} train rows")
     config.write_text("\n".join(lines) + "\n")
     with replay_path.open("w") as out:
         for row in replay_rows:
@@ -403,26 +397,93 @@ def llmrouter() -> None:
                 *head,
                 "  - name: all",
                 "    when: any_prompt",
-                f"    route: [{', '.join(models)}]",
-                "    learn:",
-                "      objective: within_epsilon",
-                f"      epsilon: {LEARN['epsilon']:g}",
-                f"      explore: {{max: {LEARN['explore_max']:g}}}",
-                f"      detect: {{threshold: {LEARN['threshold']:g}, drift: {LEARN['drift']:g}, "
-                f"keep: {LEARN['keep']:g}, idle: {LEARN['idle']:g}}}",
-                f"      prior:  # accuracy on the {len(fit)} fit rows",
-                f"        weight: {LEARN['weight']:g}",
-                "        means: {" + ", ".join(f"{m}: {acc[m]:.3f}" for m in models) + "}",
+                *_learn_lines(models, LEARN, acc, f"accuracy on the {len(fit)} fit rows"),
             ]
         )
         + "\n"
     )
+    write_contextual(ROOT / "examples" / "llmrouter-contextual.yaml", how, head, models, fit)
     with (ROOT / "examples" / "data" / "llmrouter_shift.jsonl").open("w") as out:
         for row in replay:
             item = {"id": row["id"], "task": row["task"], "text": row["text"]}
             item["correct"] = {m: row["correct"][m] for m in models}
             out.write(json.dumps(item, ensure_ascii=False) + "\n")
     print(f"static pick {static}; {len(fit)} fit rows; {len(replay)} replay rows")
+
+
+def _learn_lines(
+    models: list[str], learn: dict[str, float], means: dict[str, float] | None, what: str
+) -> list[str]:
+    """A decision's `route` over every model and its `learn:` block (prior: `means`, if any)."""
+    lines = [
+        f"    route: [{', '.join(models)}]",
+        "    learn:",
+        "      objective: within_epsilon",
+        f"      epsilon: {learn['epsilon']:g}",
+        f"      explore: {{max: {learn['explore_max']:g}}}",
+        f"      detect: {{threshold: {learn['threshold']:g}, drift: {learn['drift']:g}, "
+        f"keep: {learn['keep']:g}, idle: {learn['idle']:g}}}",
+    ]
+    if means is not None:
+        lines += [
+            f"      prior:  # {what}",
+            f"        weight: {learn['weight']:g}",
+            "        means: {" + ", ".join(f"{m}: {means[m]:.3f}" for m in models) + "}",
+        ]
+    return lines
+
+
+# The contextual pool's prior for a domain: its fit rows' accuracy, shrunk towards the accuracy
+# on every fit row by as many pseudo-rows as a reset keeps (`LEARN["keep"]`), so that a domain
+# the classifier gives few fit rows starts near the pooled prior rather than on a handful of
+# answers. Fixed before the contextual replay was run.
+SHRINK = LEARN["keep"]
+
+
+def write_contextual(
+    config: Path, how: list[str], head: list[str], models: list[str], fit: list[dict[str, Any]]
+) -> None:
+    """The LLMRouter pool as a contextual bandit over (domain, model), as the MMLU-Pro example
+    is: one learning decision per domain of the shipped classifier (the signal the router
+    computes on each request), each with its own prior from the fit rows it puts there."""
+    from classifiers.engine import SignalEngine
+
+    engine = SignalEngine.load()
+    try:
+        signals = engine.classify_batch([r["text"] for r in fit])
+    finally:
+        engine.close()
+    domains = sorted(signals[0].domain.scores)
+    by_domain: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row, signal in zip(fit, signals, strict=True):
+        by_domain[signal.domain.label].append(row)
+    pooled = {m: sum(r["correct"][m] for r in fit) for m in models}
+    lines = [
+        *how,
+        "#   meritorder eval --feedback --config examples/llmrouter-contextual.yaml \\",
+        "#     --data examples/data/llmrouter_shift.jsonl",
+        "# A contextual bandit over (domain, model): one learning decision per domain of the",
+        "# shipped classifier, as in examples/mmlu-pro-learning.yaml. A domain's prior is the",
+        "# accuracy on the fit rows the classifier puts in it, shrunk towards the accuracy on",
+        f"# every fit row by {SHRINK:g} pseudo-rows; the hyper-parameters are those of",
+        "# llmrouter-learning.yaml.",
+        *head[: head.index("signals:") + 1],
+        *(f"  - {{name: {_name(d)}, type: domain, domains: [{d}]}}" for d in domains),
+        "decisions:",
+    ]
+    for domain in domains:
+        rows = by_domain.get(domain, [])
+        means = {
+            m: (sum(r["correct"][m] for r in rows) + SHRINK * pooled[m] / len(fit))
+            / (len(rows) + SHRINK)
+            for m in models
+        }
+        lines += [f"  - name: {_name(domain)}", f"    when: {_name(domain)}"]
+        lines += _learn_lines(models, LEARN, means, f"{len(rows)} fit rows")
+    config.write_text("\n".join(lines) + "\n")
+    print("contextual pool: fit rows per domain " + ", ".join(
+        f"{d} {len(by_domain.get(d, []))}" for d in domains
+    ))  # fmt: skip
 
 
 def _costs() -> dict[str, float]:

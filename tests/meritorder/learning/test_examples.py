@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -17,6 +18,7 @@ LEARNING = [
     EXAMPLES / "mmlu-pro-learning.yaml",
     EXAMPLES / "llmrouter-learning.yaml",
     EXAMPLES / "llmrouter-pool.yaml",
+    EXAMPLES / "llmrouter-contextual.yaml",
 ]
 
 
@@ -66,3 +68,37 @@ def test_the_llmrouter_pools_are_fitted_on_rows_the_replay_does_not_hold() -> No
     costs = {m.name: m.cost for m in static.models}
     within = [m for m in models if accuracy[m] >= max(accuracy.values()) - pool.TOLERANCE]
     assert static.decisions[0].route == (min(within, key=lambda m: costs[m]),)
+
+
+def test_the_contextual_llmrouter_pool_shares_out_the_fit_rows_and_shrinks_each_prior() -> None:
+    pool = make_pool()
+    source = pool.LLMR / "llmrouter_correctness.jsonl"
+    if not source.exists():
+        pytest.skip(f"{source} (the shared data) is not on this machine")
+    replay_ids = {
+        json.loads(line)["id"] for line in (EXAMPLES / "data" / "llmrouter_shift.jsonl").open()
+    }
+    fit = [
+        r
+        for r in map(json.loads, source.open())
+        if r["task"] in pool.FIT_TASKS and r["id"] not in replay_ids
+    ]
+    path = EXAMPLES / "llmrouter-contextual.yaml"
+    config = load_config(path)
+    # One decision per domain signal, each over every model: the bandit's contexts are domains.
+    assert [d.when for d in config.decisions] == [s.name for s in config.signals]
+    assert {s.type for s in config.signals} == {"domain"}
+    counts = [int(n) for n in re.findall(r"prior:  # (\d+) fit rows", path.read_text())]
+    assert len(counts) == len(config.decisions) and sum(counts) == len(fit)
+    models = [m.name for m in config.models]
+    pooled = {m: sum(r["correct"][m] for r in fit) / len(fit) for m in models}
+    for decision, n in zip(config.decisions, counts, strict=True):
+        assert decision.learn is not None and set(decision.route) == set(models)
+        for model, mean in decision.learn.prior.means.items():
+            # Undo the shrinkage: what is left is a whole number of right answers out of n.
+            right = mean * (n + pool.SHRINK) - pool.SHRINK * pooled[model]
+            assert -0.5 < right < n + 0.5, (decision.name, model)
+            assert abs(right - round(right)) < 0.0005 * (n + pool.SHRINK) + 1e-9, (
+                decision.name,
+                model,
+            )
