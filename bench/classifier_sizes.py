@@ -9,7 +9,8 @@
 
 Cost: one request of 1 KB .. 1 MiB of benign text (rows of examples' guard data joined by blank
 lines) through `SignalEngine.classify_batch`, alone on the worker: the rows it became, its token
-count and the wall time (median of `--repeats`). Run it against an older checkout to compare.
+count and the wall time (median of `--repeats`); for a model that reads short windows over long
+lines, the same without them. Run it against an older checkout to compare.
 
 Calibration: the attack head reads each paragraph of a long request alone (and windows between
 the pieces of long ones), so a long benign request has many chances to fire. `--calibrate` reads
@@ -34,12 +35,14 @@ in the sequence row only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import platform
 import random
 import statistics
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,29 +63,54 @@ def texts(name: str, label: str | None = None) -> list[str]:
     return [r["text"] for r in rows if label is None or r.get("label") == label]
 
 
+def long_paragraphs(pool: list[str], size: int, rng: random.Random, length: int = 1_500) -> str:
+    """Prose in paragraphs longer than a view: prompts joined by spaces into paragraphs of at
+    least `length` characters, the paragraphs by blank lines, cut to `size`."""
+    paragraphs, total = [], 0
+    while total < size:
+        paragraph = " ".join(filler(pool, length, rng, cut=False).split())
+        paragraphs.append(paragraph)
+        total += len(paragraph) + 2
+    return "\n\n".join(paragraphs)[:size]
+
+
 def cost(engine: SignalEngine, repeats: int) -> dict[str, Any]:
+    """Each case's rows, row tokens and time; where the model reads short windows over long
+    lines, the same without them (`short_tokens=0`), under `without_short_windows`."""
     pool = texts("benign_prompts.jsonl")
     rng = random.Random(0)
     out: dict[str, Any] = {}
-    engine.classify_batch(["warm up"])
     cases = [(name, filler(pool, size, rng)) for name, size in SIZES.items()]
     # the attack head's worst case: no line breaks, so every window between pieces is read
     cases.insert(2, ("8 KB, one paragraph", " ".join(filler(pool, 8_000, rng).split())))
-    for name, prompt in cases:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            (signals,) = engine.classify_batch([prompt])
-            times.append(time.perf_counter() - start)
-        rows = engine.model_rows(prompt)
-        out[name] = {
-            "chars": len(prompt),
-            "rows": len(rows),
-            "row_tokens": int(sum(len(r) for r in rows)),
-            "tokens": signals.tokens,
-            "ms": round(statistics.median(times) * 1000, 1),
-        }
-        print(name, out[name], flush=True)
+    # prose whose paragraphs are longer than a view: where short windows cost the most
+    cases.insert(3, ("8 KB, 1.5 KB paragraphs", long_paragraphs(pool, 8_000, rng)))
+    engines = {"": engine}
+    if engine.short_threshold is not None:
+        engines["without_short_windows"] = SignalEngine(
+            engine.session, engine.tokenizer, engine.spec, short_tokens=0
+        )
+    for key, measured in engines.items():
+        measured.classify_batch(["warm up"])
+        part = out.setdefault(key, {}) if key else out
+        for name, prompt in cases:
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                (signals,) = measured.classify_batch([prompt])
+                times.append(time.perf_counter() - start)
+            rows = measured.model_rows(prompt)
+            part[name] = {
+                "chars": len(prompt),
+                "rows": len(rows),
+                "row_tokens": int(sum(len(r) for r in rows)),
+                "tokens": signals.tokens,
+                "ms": round(statistics.median(times) * 1000, 1),
+            }
+            print(key or "shipped", name, part[name], flush=True)
+    for key, measured in engines.items():
+        if key:
+            measured.close()
     return out
 
 
@@ -114,8 +142,7 @@ def decision_scores(
     highest score (0 without a head or a segment), from the engine's own planning."""
     sequence, views, segments = [], [], []
     for prompt in prompts:
-        job = Job.of(prompt)
-        plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
+        plan = _plan_of(engine, prompt)
         wanted = sorted({plan.sequence_row, *plan.attack_rows, *plan.segments})
         at = {row: i for i, row in enumerate(wanted)}
         out = engine._forward(
@@ -136,8 +163,7 @@ def short_scores(engine: SignalEngine, prompts: list[str]) -> np.ndarray:
     any), from the engine's own planning; the engine must plan them (`with_short_windows`)."""
     best = []
     for prompt in prompts:
-        job = Job.of(prompt)
-        plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
+        plan = _plan_of(engine, prompt)
         rows = [plan.rows[r] for r in plan.short_rows]
         best.append(float(engine._forward(rows).attack.max()) if rows else 0.0)
     return np.array(best)
@@ -165,15 +191,152 @@ def pad(
 
 
 def calibrate(
-    engine: SignalEngine, size: int, count: int, pool_size: int, target_fp: float
+    engine: SignalEngine,
+    size: int,
+    count: int,
+    pool_size: int,
+    target_fp: float,
+    scores_path: Path | None = None,
 ) -> dict[str, Any]:
-    """The attack-view threshold at `target_fp` on half 0, then the short windows' at
-    `target_fp` of half 0's benign requests (as sent and written on one line), and what both do
-    on half 1."""
-    rng = random.Random(1)
+    """The three thresholds a long request is read at, chosen together on half 0 (`joint`),
+    and what they do on half 1 against the model's shipped ones. `scores_path`: the requests'
+    scores, kept there (and read back when present) so that a choice can be rerun."""
     shipped = engine.spec.thresholds.prompt_attack
-    # Only attacks the router blocks when each is sent alone (what padding must not undo), and
-    # filler of prompts it passes alone (what padding must not turn into a refusal).
+    # The model's thresholds as shipped (read before scoring, which turns short windows on).
+    before = Readers(
+        shipped if engine.crop_threshold is None else engine.crop_threshold,
+        engine.attack_paragraph_threshold,
+        OFF if engine.short_threshold is None else engine.short_threshold,
+    )
+    result: dict[str, Any] = {"size_chars": size, "target_fp": target_fp}
+    kept = _calibration_scores(engine, size, count, pool_size, scores_path)
+    result |= kept.pop("counts")
+    scores: dict[tuple[int, str], tuple[np.ndarray, ...]] = kept["scores"]
+    head = engine.segment_head.threshold if engine.segment_head is not None else OFF
+    result["segment_head_threshold"] = None if head > 1 else head
+
+    def flagged(h: int, kind: str, at: Readers) -> np.ndarray:
+        sequence, views, segment, windows = scores[h, kind]
+        return (
+            (sequence >= at.crop) | (views >= at.view) | (windows >= at.short) | (segment >= head)
+        )
+
+    def rates(h: int, at: Readers) -> dict[str, float]:
+        out = {kind: round(float(flagged(h, kind, at).mean()), 4) for kind in KINDS}
+        out["benign_both"] = round(
+            float(np.concatenate([flagged(h, k, at) for k in BENIGN]).mean()), 4
+        )
+        return out
+
+    budget = rates(0, before)["benign_both"]
+    joint = joint_thresholds(scores, budget, shipped, head)
+    result["rule"] = (
+        "the sequence row of a cut turn, the views and the short windows at the thresholds that "
+        "catch the most padded and inline attacks of half 0 while refusing no more of its benign "
+        "requests (as sent and on one line) than the model's thresholds before; none under "
+        "the request's own"
+    )
+    result["before"] = {**before.json(), "half_0": rates(0, before), "half_1": rates(1, before)}
+    result["joint"] = {**joint.json(), "half_0": rates(0, joint), "half_1": rates(1, joint)}
+    # What other benign budgets would buy, chosen the same way on half 0 (not shipped).
+    result["frontier"] = {}
+    for rate in (0.01, 0.02, 0.05):
+        at = joint_thresholds(scores, rate, shipped, head)
+        result["frontier"][str(rate)] = {**at.json(), "half_1": rates(1, at)}
+    # Each reader alone at the joint thresholds, on half 1.
+    result["half_1_by_reader"] = {
+        name: rates(1, replace(Readers(OFF, OFF, OFF), **{name: getattr(joint, name)}))
+        for name in ("crop", "view", "short")
+    }
+    result["threshold_from_half_0"] = joint.view
+    result["short_threshold_from_half_0"] = joint.short
+    result["crop_threshold_from_half_0"] = joint.crop
+    print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
+OFF = 2.0  # a threshold no score reaches: the reader is off
+KINDS = ("benign", "benign_one_line", "padded", "inline")
+BENIGN = ("benign", "benign_one_line")
+SPEC_MAX = 0.999999  # `signals.json` thresholds lie in (0, 1): "off", as written
+
+
+@dataclass(frozen=True)
+class Readers:
+    """The thresholds of a long request's readers: the sequence row of a cut turn, the
+    paragraph views, the short windows over long lines (OFF: not read)."""
+
+    crop: float
+    view: float
+    short: float
+
+    def json(self) -> dict[str, float | None]:
+        return {
+            name: (round(v, 6) if v <= 1 else None)
+            for name, v in (("crop", self.crop), ("view", self.view), ("short", self.short))
+        }
+
+
+def joint_thresholds(
+    scores: dict[tuple[int, str], tuple[np.ndarray, ...]],
+    budget: float,
+    floor: float,
+    segment_at: float = OFF,
+) -> Readers:
+    """The readers' thresholds that catch the most of half 0's padded and inline attacks (the
+    mean of the two rates) while flagging at most `budget` of its benign requests, as sent and
+    on one line together; ties to fewer benign flags, then to higher thresholds. Each reader is
+    off, just above one of the benign requests' scores (the only points where the benign count
+    changes) or at `floor`, the request's own threshold, and never under it."""
+    benign = [np.concatenate([scores[0, k][i] for k in BENIGN]) for i in range(4)]
+    attacks = [(scores[0, "padded"][i], scores[0, "inline"][i]) for i in range(4)]
+    allowed = int(np.floor(budget * len(benign[0]) + 1e-9))
+    choices = []
+    for reader in (0, 1, 3):  # sequence, views, short windows (2: the segment head, fixed)
+        top = np.unique(benign[reader][benign[reader] >= floor])[::-1][: allowed + 1]
+        choices.append([OFF, *(float(np.nextafter(v, np.inf)) for v in top), floor])
+    fixed_b = benign[2] >= segment_at
+    fixed_a = [a >= segment_at for a in attacks[2]]
+    best: tuple[tuple[float, ...], Readers] | None = None
+    for crop in choices[0]:
+        for view in choices[1]:
+            for short in choices[2]:
+                hit_b = fixed_b | (benign[0] >= crop) | (benign[1] >= view) | (benign[3] >= short)
+                n_benign = int(hit_b.sum())
+                if n_benign > allowed:
+                    continue
+                caught = [
+                    float(
+                        (fixed | (attacks[0][k] >= crop) | (attacks[1][k] >= view)
+                         | (attacks[3][k] >= short)).mean()
+                    )
+                    for k, fixed in enumerate(fixed_a)
+                ]  # fmt: skip
+                key = (sum(caught) / 2, -n_benign, crop + view + short)
+                if best is None or key > best[0]:
+                    best = (key, Readers(crop, view, short))
+    assert best is not None  # every reader off flags nothing: always allowed
+    return best[1]
+
+
+def _calibration_scores(
+    engine: SignalEngine, size: int, count: int, pool_size: int, path: Path | None
+) -> dict[str, Any]:
+    """Per half and kind of request, each reader's highest raw score (sequence row, views,
+    segment head, short windows), computed or read back from `path`. Only attacks the router
+    blocks when each is sent alone (what padding must not undo) are padded, with filler of
+    prompts it passes alone (what padding must not turn into a refusal)."""
+    key = {"model": engine.spec.version, "digest": engine_digest(engine), "size": size,
+           "count": count, "pool": pool_size}  # fmt: skip
+    if path is not None and path.exists():
+        kept = np.load(path, allow_pickle=False)
+        if json.loads(str(kept["key"])) == key:
+            return {
+                "counts": json.loads(str(kept["counts"])),
+                "scores": {(h, kind): tuple(kept[f"{h}_{kind}"]) for h in (0, 1) for kind in KINDS},
+            }
+        print(f"{path} holds scores of another model or setting; scoring anew", flush=True)
+    rng = random.Random(1)
     candidates = calibration_rows("prompt_attacks.jsonl") + calibration_rows("more_attacks.jsonl")
     blocked = engine.classify_batch([r["text"] for r in candidates])
     attacks = [r for r, s in zip(candidates, blocked, strict=True) if s.prompt_attack.flagged]
@@ -182,13 +345,11 @@ def calibrate(
     pool = rng.sample(pool, min(pool_size, len(pool)))
     alone = engine.classify_batch([r["text"] for r in pool])
     passed = [r for r, s in zip(pool, alone, strict=True) if not s.prompt_attack.flagged]
-    result: dict[str, Any] = {
-        "size_chars": size,
+    counts = {
         "attacks": len(candidates),
         "attacks_blocked_alone": len(attacks),
         "filler_pool": len(pool),
         "filler_pool_passed_alone": len(passed),
-        "target_fp": target_fp,
     }
     scores: dict[tuple[int, str], tuple[np.ndarray, ...]] = {}
     with_short_windows(engine)
@@ -207,69 +368,19 @@ def calibrate(
         for kind, prompts in kinds.items():
             scores[h, kind] = (*decision_scores(engine, prompts), short_scores(engine, prompts))
             print(h, kind, len(prompts), flush=True)
-    threshold = float(np.quantile(scores[0, "benign"][1], 1 - target_fp))
-    result["threshold_from_half_0"] = round(threshold, 6)
-    benign_short = np.concatenate([scores[0, k][3] for k in ("benign", "benign_one_line")])
-    short_at = float(np.quantile(benign_short, 1 - target_fp))
-    result["short_threshold_from_half_0"] = round(short_at, 6)
-    head = engine.segment_head.threshold if engine.segment_head is not None else 2.0
-    result["segment_head_threshold"] = None if head > 1 else head
+    if path is not None:
+        np.savez(
+            path,
+            key=json.dumps(key),
+            counts=json.dumps(counts),
+            **{f"{h}_{kind}": np.stack(scores[h, kind]) for h in (0, 1) for kind in KINDS},
+        )
+    return {"counts": counts, "scores": scores}
 
-    def flagged(
-        h: int,
-        kind: str,
-        at: float,
-        sequence_at: float = shipped,
-        segment_at: float = head,
-        short: float = short_at,
-    ) -> float:
-        sequence, views, segment, windows = scores[h, kind]
-        hit = (sequence >= sequence_at) | (views >= at) | (segment >= segment_at)
-        hit |= windows >= short
-        return round(float(hit.mean()), 4)
 
-    for h in (0, 1):
-        result[f"half_{h}"] = {
-            "benign_requests": len(scores[h, "benign"][0]),
-            "padded_attacks": len(scores[h, "padded"][0]),
-            # the router's decision: the sequence row at the shipped threshold, a view or a
-            # short window
-            "benign_flagged": flagged(h, "benign", threshold),
-            "benign_one_line_flagged": flagged(h, "benign_one_line", threshold),
-            "padded_caught": flagged(h, "padded", threshold),
-            "inline_caught": flagged(h, "inline", threshold),
-            # without short windows (what the engine decided before them)
-            "benign_one_line_flagged_without_short": flagged(
-                h, "benign_one_line", threshold, short=2.0
-            ),
-            "inline_caught_without_short": flagged(h, "inline", threshold, short=2.0),
-            "inline_caught_by_short": flagged(h, "inline", 2.0, 2.0, 2.0),
-            # each part alone: the sequence row fires on some filler by itself
-            "benign_flagged_by_sequence_row": flagged(h, "benign", 2.0, segment_at=2.0, short=2.0),
-            "benign_flagged_by_views": flagged(h, "benign", threshold, 2.0, 2.0, 2.0),
-            "padded_caught_by_views": flagged(h, "padded", threshold, 2.0, 2.0, 2.0),
-            "inline_caught_by_views": flagged(h, "inline", threshold, 2.0, 2.0, 2.0),
-            # the segment head alone (a line of the request, read in its window)
-            "benign_flagged_by_segments": flagged(h, "benign", 2.0, 2.0, short=2.0),
-            "padded_caught_by_segments": flagged(h, "padded", 2.0, 2.0, short=2.0),
-            "inline_caught_by_segments": flagged(h, "inline", 2.0, 2.0, short=2.0),
-        }
-    shipped_views = engine.attack_paragraph_threshold
-    result["half_1_at_shipped_view_threshold"] = {
-        "threshold": shipped_views,
-        **{
-            kind: flagged(1, kind, shipped_views, short=2.0)
-            for kind in ("benign", "padded", "inline")
-        },
-    }
-    result["half_1_by_threshold_views_only"] = {
-        str(t): {
-            kind: flagged(1, kind, t, 2.0, 2.0, 2.0) for kind in ("benign", "padded", "inline")
-        }
-        for t in (0.5, 0.9, 0.99, 0.999, 0.9999, round(threshold, 6))
-    }
-    print(json.dumps(result, indent=1), flush=True)
-    return result
+def engine_digest(engine: SignalEngine) -> str:
+    """The model file's fingerprint, as hex (scores kept for one graph are not another's)."""
+    return (engine.fingerprint or b"").hex()
 
 
 def calibrate_harm(
@@ -388,14 +499,27 @@ def calibrate_sequence(engine: SignalEngine, target_fp: float) -> dict[str, Any]
     whole long document read in windows has more chances to fire."""
     attacks, benign, harmful = calibration_requests()
     at = engine.attack_paragraph_threshold
-    seq_b, view_b, seg_b = decision_scores(engine, benign)
-    seq_a, view_a, _ = decision_scores(engine, attacks)
-    # What the views and the segment head flag of the benign requests is spent before the
-    # sequence row's share (no segment head: nothing scores 2).
-    head = engine.segment_head.threshold if engine.segment_head is not None else 2.0
-    by_view = (view_b >= at) | (seg_b >= head)
+    head = engine.segment_head.threshold if engine.segment_head is not None else OFF
+
+    def others(texts_: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The sequence row's scores, whether another reader flags the request (a view, the
+        segment head, a short window, or the sequence row of a cut turn at `attack_crop`), and
+        whether the request threshold is the one its sequence row is read at."""
+        sequence, views, segments = decision_scores(engine, texts_)
+        flagged = (views >= at) | (segments >= head)
+        if engine.short_threshold is not None:
+            flagged |= short_scores(engine, texts_) >= engine.short_threshold
+        cut = np.array([_plan_of(engine, t).sequence_cropped for t in texts_], dtype=bool)
+        if engine.crop_threshold is None:
+            return sequence, flagged, np.ones(len(texts_), dtype=bool)
+        return sequence, flagged | (cut & (sequence >= engine.crop_threshold)), ~cut
+
+    seq_b, by_view, own_b = others(benign)
+    seq_a, by_view_a, own_a = others(attacks)
+    # What the other readers flag of the benign requests is spent before the sequence row's
+    # share at the request threshold.
     budget = int(np.floor(target_fp * len(benign))) - int(by_view.sum())
-    rest = np.sort(seq_b[~by_view])[::-1]
+    rest = np.sort(seq_b[~by_view & own_b])[::-1]
     threshold = (
         1.0
         if budget < 0
@@ -413,8 +537,8 @@ def calibrate_sequence(engine: SignalEngine, target_fp: float) -> dict[str, Any]
         "benign_flagged_by_views": round(float(by_view.mean()), 4),
     }
     t = result["threshold"]
-    result["benign_flagged"] = round(float(((seq_b >= t) | by_view).mean()), 4)
-    result["attack_recall"] = round(float(((seq_a >= t) | (view_a >= at)).mean()), 4)
+    result["benign_flagged"] = round(float(((own_b & (seq_b >= t)) | by_view).mean()), 4)
+    result["attack_recall"] = round(float(((own_a & (seq_a >= t)) | by_view_a).mean()), 4)
     if engine.spec.has_harm:
 
         def harm_scores(texts: list[str]) -> np.ndarray:
@@ -428,6 +552,35 @@ def calibrate_sequence(engine: SignalEngine, target_fp: float) -> dict[str, Any]
         result["harmful_recall"] = round(float((harm >= result["harmful_threshold"]).mean()), 4)
     print(json.dumps(result, indent=1), flush=True)
     return result
+
+
+def _plan_of(engine: SignalEngine, text: str) -> Any:
+    """The engine's own plan of one text (its rows, and which reader reads which)."""
+    job = Job.of(text)
+    return engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
+
+
+def check_whole(engine: SignalEngine) -> dict[str, Any]:
+    """Whole calibration requests (`calibration_requests`) as the engine decides them, with
+    every reader at the model's thresholds: the benign ones flagged and the attacks caught, in
+    all and among those whose sequence row cuts the turn (the only ones the crop threshold
+    and the short windows can change)."""
+    attacks, benign, _ = calibration_requests()
+    out: dict[str, Any] = {"thresholds": dataclasses.asdict(engine.spec.thresholds)}
+    for name, texts_ in (("benign", benign), ("attacks", attacks)):
+        cut = [_plan_of(engine, text).sequence_cropped for text in texts_]
+        flagged = np.array(
+            [s.prompt_attack.flagged for s in engine.classify_batch(texts_)], dtype=bool
+        )
+        mask = np.array(cut, dtype=bool)
+        out[name] = {
+            "n": len(texts_),
+            "flagged": round(float(flagged.mean()), 4),
+            "n_cut": int(mask.sum()),
+            "flagged_cut": round(float(flagged[mask].mean()), 4) if mask.any() else None,
+        }
+    print(json.dumps(out, indent=1), flush=True)
+    return out
 
 
 def read_spec(model_dir: Path | None) -> dict[str, Any]:
@@ -457,6 +610,11 @@ def main() -> None:
         action="store_true",
         help="the harm head's paragraph threshold (thresholds.harm_paragraph) on padded requests",
     )
+    parser.add_argument(
+        "--check-whole",
+        action="store_true",
+        help="whole calibration requests as the engine decides them at the model's thresholds",
+    )
     parser.add_argument("--size", type=int, default=8_000, help="calibration prompt characters")
     parser.add_argument(
         "--count", type=int, default=100, help="calibration prompts of each kind, per half"
@@ -464,6 +622,12 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=1200, help="filler prompts sampled")
     parser.add_argument("--target-fp", type=float, default=0.01)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        help="with --calibrate: keep the requests' scores in this .npz, and read them back "
+        "when it holds this model's (rerun the choice without scoring again)",
+    )
     parser.add_argument("--model-dir", type=Path, help="the model to measure (default: shipped)")
     parser.add_argument(
         "--segments", action="store_true", help="with the opt-in segment head (`segments=True`)"
@@ -478,7 +642,9 @@ def main() -> None:
     report: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {engine.provider}",
     }
-    if args.calibrate_sequence:
+    if args.check_whole:
+        report["whole"] = check_whole(engine)
+    elif args.calibrate_sequence:
         report["calibration"] = calibrate_sequence(engine, args.target_fp)
         if args.write:
             spec = read_spec(args.model_dir)
@@ -507,17 +673,21 @@ def main() -> None:
             }
             write_spec(args.model_dir, spec)
     elif args.calibrate:
-        report["calibration"] = calibrate(engine, args.size, args.count, args.pool, args.target_fp)
+        report["calibration"] = calibrate(
+            engine, args.size, args.count, args.pool, args.target_fp, args.scores
+        )
         if args.write:
             spec = read_spec(args.model_dir)
-            spec["thresholds"]["attack_paragraph"] = report["calibration"]["threshold_from_half_0"]
-            spec["thresholds"]["attack_short"] = report["calibration"][
-                "short_threshold_from_half_0"
-            ]
+            cal = report["calibration"]
+            for name, key in (
+                ("attack_paragraph", "threshold_from_half_0"),
+                ("attack_short", "short_threshold_from_half_0"),
+                ("attack_crop", "crop_threshold_from_half_0"),
+            ):
+                spec["thresholds"][name] = min(cal[key], SPEC_MAX)
             spec.setdefault("calibration", {})["attack_paragraph"] = {
-                "rule": "bench/classifier_sizes.py --calibrate: the view score at "
-                f"{args.target_fp:.0%} of half 0's benign {args.size}-character requests",
-                **{k: v for k, v in report["calibration"].items() if k.startswith("half_")},
+                "rule": f"bench/classifier_sizes.py --calibrate: {cal['rule']}",
+                **{k: cal[k] for k in ("before", "joint", "frontier", "half_1_by_reader")},
             }
             write_spec(args.model_dir, spec)
     else:

@@ -8,8 +8,11 @@ middle, and a request longer than `FULL_TOKENIZE_CHARS` is tokenized only where 
 its token count estimated from those slices. The attack head also reads each paragraph alone,
 and windows between the pieces of long ones, up to `attack_tokens` (`windows.attack_views`), and,
 for a model with a short-window threshold, windows of 64 tokens over lines longer than a view, up
-to `short_tokens` (`windows.short_views`: an attack inside one long line of filler). So a 1 MiB
-prompt costs about what 12 KB do.
+to `short_tokens` (`windows.short_views`: an attack inside one long line of filler). Each
+reader of a long request fires at its own threshold, chosen with the others: the views, the
+short windows, and the sequence row where it reads a long turn's head and tail joined
+(`thresholds.attack_crop`), a text unlike the whole requests the request threshold was set on.
+So a 1 MiB prompt costs about what 12 KB do.
 
 All rows of the requests in a batch run together, sorted by length and padded only to the
 longest row of each forward. A request with more rows than `step_rows` runs them over several
@@ -105,7 +108,7 @@ from classifiers.windows import (
     paragraphs,
     pii_windows,
     runs,
-    sequence_window,
+    sequence_row,
     short_views,
     spread,
 )
@@ -161,6 +164,7 @@ class EngineOptions(TypedDict, total=False):
     step_rows: int
     attack_paragraph_threshold: float
     attack_short_threshold: float | None
+    attack_crop_threshold: float | None
     cache_entries: int
     cache_ttl_s: float
     cache_bytes: int
@@ -242,6 +246,8 @@ class _Plan:
     attack_read: float = 1.0
     # The rows of short windows over long lines, read at their own threshold.
     short_rows: list[int] = field(default_factory=list)
+    # The sequence row reads the last user turn cut to its head and tail (`attack_crop`).
+    sequence_cropped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +330,7 @@ class SignalEngine:
         step_rows: int = DEFAULT_STEP_ROWS,
         attack_paragraph_threshold: float | None = None,
         attack_short_threshold: float | None = None,
+        attack_crop_threshold: float | None = None,
         cache_entries: int = 0,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -393,6 +400,11 @@ class SignalEngine:
         if self.short_threshold is not None and not 0 < self.short_threshold < 1:
             raise ValueError(f"attack_short_threshold is {self.short_threshold}; use (0, 1).")
         self.short_tokens = short_tokens if self.short_threshold is not None else 0
+        # The sequence row of a cut turn at its own threshold (default: the model's; without
+        # one, the request's).
+        self.crop_threshold = attack_crop_threshold or spec.thresholds.attack_crop
+        if self.crop_threshold is not None and not 0 < self.crop_threshold < 1:
+            raise ValueError(f"attack_crop_threshold is {self.crop_threshold}; use (0, 1).")
         self.step_rows = step_rows
         self.attack_paragraph_threshold = attack_paragraph_threshold
         # Text enough for one window in almost any script (English: ~4 characters a token).
@@ -433,9 +445,12 @@ class SignalEngine:
         about `step_rows` rows' worth a batch; a paragraph fires the attack signal at
         `attack_paragraph_threshold`, a short window over a long line (`short_tokens` of them)
         at `attack_short_threshold` (default: the model's `thresholds.attack_short`; without
-        one, no short windows are read). Rows already encoded are kept for reuse in a cache of at
-        most `cache_entries` rows and `cache_bytes`, each for `cache_ttl_s` (any 0: no cache),
-        or in `row_cache` (a cache shared with other engines; keyed by this model's digest).
+        one, no short windows are read), and the sequence row of a last user turn too long for
+        it (its head and tail) at `attack_crop_threshold` (default: the model's
+        `thresholds.attack_crop`; without one, the request's own). Rows already encoded are
+        kept for reuse in a cache of at most `cache_entries` rows and `cache_bytes`, each for
+        `cache_ttl_s` (any 0: no cache), or in `row_cache` (a cache shared with other engines;
+        keyed by this model's digest).
         With `segments`, the model's segment head (`segment_head.json`: lines of pasted text
         scored for planted instructions, `classifiers/segments.py`) raises the attack signal; off
         by default, because it flags many requests that hold several instructions of their own
@@ -774,7 +789,7 @@ class SignalEngine:
 
     def _plan_full(self, job: Job, encoded: list[EncodedText]) -> _Plan:
         """Every message tokenized: its windows, the kept ones spread over the whole request."""
-        sequence = self._sequence_row(job, [message.ids for message in encoded])
+        sequence, cropped = self._sequence_row(job, [message.ids for message in encoded])
         user = last_user_index(job.roles)
         spans = [pii_windows(len(message), self._window, self.pii_overlap) for message in encoded]
         # A user turn that fits one window and leads the sequence row ([CLS] turn [SEP] context):
@@ -789,7 +804,7 @@ class SignalEngine:
         if candidates and self.segment_head is None:
             plan = self._plan_by_paragraphs(job, encoded, sequence, shared, views)
             if plan is not None:
-                return plan
+                return replace(plan, sequence_cropped=cropped)
         kept = {candidates[i] for i in spread(len(candidates), self.max_rows - 1)}
         rows = [sequence]
         pieces: list[_Piece] = []
@@ -810,7 +825,7 @@ class SignalEngine:
         tokens = sum(len(message) for message in encoded)
         share = read / views.tokens() if views.pieces else 1.0  # none: the sequence row read all
         segments = self._segments(job, pieces)
-        return _Plan(rows, 0, pieces, attack_rows, tokens, segments, share, short)
+        return _Plan(rows, 0, pieces, attack_rows, tokens, segments, share, short, cropped)
 
     def _plan_by_paragraphs(
         self, job: Job, encoded: list[EncodedText], sequence: IdArray, shared: int, views: _Views
@@ -993,7 +1008,7 @@ class SignalEngine:
             attack.add(n, tokens.ids, found)
         none = np.zeros(0, dtype=np.int64)
         views = [np.concatenate(ends[m]) if m in ends else none for m in range(len(job.texts))]
-        rows[0] = self._sequence_row(job, views)
+        rows[0], cropped = self._sequence_row(job, views)
         total = sum(len(t) for t in job.texts)
         estimate = round(total * read_tokens / read_chars) if read_chars else 0
         attack_rows, read = self._attack_rows(attack, rows, same)
@@ -1002,10 +1017,11 @@ class SignalEngine:
         # only slices of it were tokenized.
         share = min(_SLICED_READ, (len(rows[0]) - 2 + read) / max(1, estimate))
         segments = self._segments(job, pieces)
-        return _Plan(rows, 0, pieces, attack_rows, estimate, segments, share, short)
+        return _Plan(rows, 0, pieces, attack_rows, estimate, segments, share, short, cropped)
 
-    def _sequence_row(self, job: Job, ids: list[IdArray]) -> IdArray:
-        return sequence_window(
+    def _sequence_row(self, job: Job, ids: list[IdArray]) -> tuple[IdArray, bool]:
+        """The sequence row, and whether it reads the last user turn cut (`sequence_row`)."""
+        return sequence_row(
             self.tokenizer,
             ids,
             job.roles,
@@ -1104,8 +1120,11 @@ class SignalEngine:
 
     def _attack_score(self, plan: _Plan, outputs: _Outputs) -> float:
         """The sequence row's attack score, or a paragraph's or a short window's on the same
-        scale if higher (each kind at its own threshold)."""
+        scale if higher (each kind at its own threshold; a cut turn's sequence row at
+        `crop_threshold`)."""
         score = float(outputs.attack[plan.sequence_row])
+        if plan.sequence_cropped and self.crop_threshold is not None:
+            score = _rescale(score, self.crop_threshold, self.spec.thresholds.prompt_attack)
         if plan.short_rows and self.short_threshold is not None:
             short = float(outputs.attack[plan.short_rows].max())
             score = max(

@@ -41,6 +41,10 @@ class Thresholds:
     # The attack head on one short window of a line longer than a view (absent: no short
     # windows are read; `bench/classifier_sizes.py --calibrate`).
     attack_short: float | None = None
+    # The attack head on the sequence row of a request whose last user turn it reads cut to
+    # its head and tail (absent: the request's own threshold, `prompt_attack`;
+    # `bench/classifier_sizes.py --calibrate`).
+    attack_crop: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,13 @@ class ModelSpec:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise SpecError(f"{source}: 'thresholds.{name}' is {value!r}; expected a number")
             thresholds[name] = float(value)
-        for name in ("attack_paragraph", "harmful", "harm_paragraph", "attack_short"):
+        for name in (
+            "attack_paragraph",
+            "harmful",
+            "harm_paragraph",
+            "attack_short",
+            "attack_crop",
+        ):
             value = raw.get(name)
             if value is None:
                 continue

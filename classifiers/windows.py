@@ -98,8 +98,24 @@ def sequence_window(
     """The one row the sequence heads read: `[CLS] last user turn [SEP] context [SEP]`.
 
     `messages` are each message's token ids; of a long message, its head and tail are enough."""
+    row, _ = sequence_row(
+        tokenizer, messages, roles, max_length=max_length, context_tokens=context_tokens
+    )
+    return row
+
+
+def sequence_row(
+    tokenizer: TextTokenizer,
+    messages: Sequence[IdArray],
+    roles: Sequence[str],
+    *,
+    max_length: int,
+    context_tokens: int,
+) -> tuple[IdArray, bool]:
+    """`sequence_window`, and whether the last user turn was cut to its head and tail: a crop
+    reads the ends of a long turn joined, which is not the text the head was calibrated on."""
     if not messages:
-        return tokenizer.wrap(np.zeros(0, dtype=np.int64))
+        return tokenizer.wrap(np.zeros(0, dtype=np.int64)), False
     user = last_user_index(roles)
     system = next((i for i, r in enumerate(roles) if r in ("system", "developer")), None)
     context: list[IdArray] = []
@@ -119,9 +135,10 @@ def sequence_window(
     context_ids = np.concatenate(context) if context else np.zeros(0, dtype=np.int64)
     room = max_length - 2 - (len(context_ids) + 1 if len(context_ids) else 0)
     text = head_and_tail(messages[user], room)
+    cropped = len(text) < len(messages[user])
     if len(context_ids):
-        return tokenizer.wrap(text, context_ids)
-    return tokenizer.wrap(text)
+        return tokenizer.wrap(text, context_ids), cropped
+    return tokenizer.wrap(text), cropped
 
 
 def last_user_index(roles: Sequence[str]) -> int:

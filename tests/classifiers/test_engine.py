@@ -282,7 +282,7 @@ def test_a_models_own_paragraph_threshold_is_read_from_its_signals_json(
         default.close()
 
 
-@pytest.mark.parametrize("name", ["attack_paragraph", "attack_short"])
+@pytest.mark.parametrize("name", ["attack_paragraph", "attack_short", "attack_crop"])
 @pytest.mark.parametrize("value", [1.5, "high"])
 def test_a_bad_view_threshold_names_the_field(
     model_dir: Path, tmp_path: Path, name: str, value: object
@@ -340,6 +340,34 @@ def test_a_long_line_read_in_slices_gets_short_windows_too(model_dir: Path, tmp_
     plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
     assert plan.short_rows
     engine.close()
+
+
+def test_the_sequence_row_of_a_cut_turn_is_read_at_the_crop_threshold(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # Views off (threshold 0.999), so the sequence row alone decides: an attack at the head of
+    # a turn too long for one row, and the same attack in a turn that fits.
+    long_turn = "ignore " * 6 + "the cat sat on the mat " * 12
+    short_turn = "ignore " * 6 + "the cat sat on the mat"
+    thresholds = {**spec_json()["thresholds"], "attack_crop": 0.99}
+    cropping = capped(
+        with_spec(model_dir, tmp_path, thresholds=thresholds), attack_paragraph_threshold=0.999
+    )
+    plain = capped(model_dir, attack_paragraph_threshold=0.999)
+    try:
+        for engine in (plain, cropping):
+            job = Job.of(long_turn)
+            plan = engine._plan(job, engine.tokenizer.encode(engine._texts_to_encode(job)))
+            assert plan.sequence_cropped
+        assert cropping.crop_threshold == 0.99 and plain.crop_threshold is None
+        cut, whole = plain.classify_batch([long_turn, short_turn])
+        assert cut.prompt_attack.flagged and whole.prompt_attack.flagged
+        cut, whole = cropping.classify_batch([long_turn, short_turn])
+        # The cut turn is read at 0.99 and passes; the whole one at the request's own threshold.
+        assert not cut.prompt_attack.flagged and whole.prompt_attack.flagged
+    finally:
+        plain.close()
+        cropping.close()
 
 
 # -- calibration and the harm head --------------------------------------------------------------

@@ -19,6 +19,7 @@ from classifiers.windows import (
     paragraphs,
     pii_windows,
     runs,
+    sequence_row,
     sequence_window,
     short_views,
     spread,
@@ -99,6 +100,18 @@ def test_sequence_window_of_a_lone_short_turn_is_just_that_turn(tokenizer: TextT
         tokenizer, [e.ids for e in encoded], ["user"], max_length=64, context_tokens=16
     )
     assert row.tolist() == [tokenizer.cls_id, *encoded[0].ids.tolist(), tokenizer.sep_id]
+
+
+def test_sequence_row_says_whether_it_cut_the_user_turn(tokenizer: TextTokenizer) -> None:
+    system, user = tokenizer.encode(["please write " * 50, "hello world " * 20])
+    roles = ["system", "user"]
+    # 40 tokens of turn: they fit 64 beside 16 of system context, not 32 beside it.
+    messages = [system.ids, user.ids]
+    for max_length, cut in ((64, False), (32, True)):
+        options = {"max_length": max_length, "context_tokens": 16}
+        row, cropped = sequence_row(tokenizer, messages, roles, **options)
+        assert cropped is cut
+        assert row.tolist() == sequence_window(tokenizer, messages, roles, **options).tolist()
 
 
 def test_message_text_joins_text_parts_and_skips_images() -> None:
