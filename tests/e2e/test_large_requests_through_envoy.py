@@ -112,7 +112,7 @@ def test_a_jailbreak_inside_one_long_line_of_filler_is_refused(
 ) -> None:
     # No line break to split at: every full view mixes it with filler; a short window over the
     # line reads it nearly alone. Of JAILBREAKS, only the first is caught this way by the shipped
-    # model (docs/security.md, *Stated limits*: 63% of calibration attacks inline).
+    # model (docs/security.md, *Stated limits*: 70% of calibration attacks inline).
     before, after = filler(4_000), filler(4_000, start=40)
     inline = " ".join(f"{before} {JAILBREAKS[0]} {after}".split())
     assert refusal(send(stack, inline)) == (403, "blocked_by_policy")
