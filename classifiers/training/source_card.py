@@ -62,7 +62,10 @@ def card(res: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
         "document collections, benign corpora, harmful benchmarks, request data sets and phone "
         "regions. Read by the shipped `SignalEngine` as the router reads a request "
         "(`python -m classifiers.training.source_eval`); 95% bootstrap intervals. Model: "
-        f"`{res['model']}`.",
+        f"`{res['model']}`"
+        + (f", measured on {res['machine']}" if res.get("machine") else "")
+        + ". The int8 kernels differ between CPUs, so a figure can move by a few rows from one "
+        "machine to another with nothing else changed.",
         "",
         "| target (issue 15) | figure | target | met |",
         "| --- | --- | --- | --- |",

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -333,12 +335,29 @@ def robustness(engine: SignalEngine, s: dict, sets: dict[str, list[dict]]) -> di
 # ---------------------------------------------------------------- main
 
 
+def machine() -> str:
+    """The CPU the figures were read on (its model name, family and model), and the date."""
+    import datetime
+    import platform
+
+    fields: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']} model {fields.get('model', '?')})"
+    return f"{name}, {os.cpu_count()} cores, {datetime.date.today().isoformat()}"
+
+
 def run(engine: SignalEngine) -> dict[str, Any]:
     s = sources.load()
     d = load_all()
     req = s["domain_requests"]["dev"]
     got_req = read(engine, [r["text"] for r in req])
-    results: dict[str, Any] = {"model": engine.spec.version}
+    results: dict[str, Any] = {"model": engine.spec.version, "machine": machine()}
     guard = guard_sets(s, d)
     got_guard = {k: read(engine, [r["text"] for r in rows]) for k, rows in guard.items()}
     results["guard"] = attack_and_harm(engine, guard, got_guard, got_req)
