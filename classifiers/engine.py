@@ -1071,7 +1071,7 @@ class SignalEngine:
         row = plan.sequence_row
         labels = self.spec.domain_labels
         probs = outputs.domain[row].tolist()
-        attack = self._attack_score(plan, outputs)
+        attack, attack_by = self._attack_score(plan, outputs)
         model_pii = self._model_pii(job, plan, outputs)
         if self.second_opinion is not None:
             model_pii = self.second_opinion.confirm(job.texts, model_pii)
@@ -1091,7 +1091,7 @@ class SignalEngine:
         return Signals(
             domain=DomainSignal(labels[top], dict(zip(labels, probs, strict=True)), probs[top]),
             prompt_attack=AttackSignal(
-                attack, attack >= self.spec.thresholds.prompt_attack, plan.attack_read
+                attack, attack >= self.spec.thresholds.prompt_attack, plan.attack_read, attack_by
             ),
             pii=tuple(entities),
             difficulty=DifficultySignal(float(outputs.difficulty[row])),
@@ -1118,35 +1118,32 @@ class SignalEngine:
             score = max(score, _rescale(view_score, views, thresholds.harmful))
         return HarmSignal(score, score >= thresholds.harmful)
 
-    def _attack_score(self, plan: _Plan, outputs: _Outputs) -> float:
-        """The sequence row's attack score, or a paragraph's or a short window's on the same
-        scale if higher (each kind at its own threshold; a cut turn's sequence row at
-        `crop_threshold`)."""
-        score = float(outputs.attack[plan.sequence_row])
-        if plan.sequence_cropped and self.crop_threshold is not None:
-            score = _rescale(score, self.crop_threshold, self.spec.thresholds.prompt_attack)
+    def _attack_score(self, plan: _Plan, outputs: _Outputs) -> tuple[float, str]:
+        """The highest of the readers' attack scores on the request threshold's scale (each
+        reader rescaled from its own threshold; a cut turn's sequence row from
+        `crop_threshold`), and the reader it came from (`AttackSignal.by`)."""
+        request = self.spec.thresholds.prompt_attack
+        sequence = float(outputs.attack[plan.sequence_row])
+        if not plan.sequence_cropped:
+            best = (sequence, "sequence")
+        else:
+            best = (_rescale(sequence, self.crop_threshold or request, request), "crop")
+        readers = []
         if plan.short_rows and self.short_threshold is not None:
-            short = float(outputs.attack[plan.short_rows].max())
-            score = max(
-                score, _rescale(short, self.short_threshold, self.spec.thresholds.prompt_attack)
-            )
+            readers.append(("short", outputs.attack[plan.short_rows], self.short_threshold))
         if plan.attack_rows:
-            window_score = float(outputs.attack[plan.attack_rows].max())
-            score = max(
-                score,
-                _rescale(
-                    window_score,
-                    self.attack_paragraph_threshold,
-                    self.spec.thresholds.prompt_attack,
-                ),
+            readers.append(
+                ("view", outputs.attack[plan.attack_rows], self.attack_paragraph_threshold)
             )
         if self.segment_head is not None and plan.segments and outputs.segment is not None:
             found = outputs.segment[list(plan.segments)]
             if np.isfinite(found).any():  # a planted instruction, on the attack head's scale
-                seg = float(np.nanmax(found))
-                threshold = self.segment_head.threshold
-                score = max(score, _rescale(seg, threshold, self.spec.thresholds.prompt_attack))
-        return score
+                readers.append(("segment", found[np.isfinite(found)], self.segment_head.threshold))
+        for name, scores, threshold in readers:
+            score = _rescale(float(scores.max()), threshold, request)
+            if score > best[0]:
+                best = (score, name)
+        return best
 
     def _model_pii(self, job: Job, plan: _Plan, outputs: _Outputs) -> list[list[PiiEntity]]:
         """The model's PII spans per message, each token read from the window that owns it."""

@@ -25,14 +25,18 @@ class DomainSignal:
 class AttackSignal:
     """The prompt-attack (jailbreak / injection) probability and the shipped threshold's verdict;
     `read`: the share of the request's tokens the attack head read (1.0: all of them; less when
-    a long request's paragraphs did not fit its budget and a spread of them was read)."""
+    a long request's paragraphs did not fit its budget and a spread of them was read); `by`: the
+    reader whose score it is, each at its own threshold (`sequence`: the request read whole in
+    one row; `crop`: that row, of a turn too long for it, its head and tail; `view`: a paragraph
+    or window; `short`: a short window over a long line; `segment`: the segment head)."""
 
     score: float
     flagged: bool
     read: float = 1.0
+    by: str = "sequence"
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": self.score, "flagged": self.flagged, "read": self.read}
+        return {"score": self.score, "flagged": self.flagged, "read": self.read, "by": self.by}
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,7 @@ def _signals_proto(fired: Mapping[str, float], classified: Classified | None) ->
         for name, value in classified.fields().items():
             if name in scalars and isinstance(value, (int, float)):
                 setattr(signals, name, value)
+        signals.attack_by = classified.attack_by
         signals.domain.label = classified.domain
         signals.domain.scores.update(classified.domain_scores)
         signals.pii.extend(

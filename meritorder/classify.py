@@ -96,6 +96,7 @@ class EngineClassifier:
             harmful_threshold=self.harmful_threshold,
             domain_confidence=signals.domain.confidence,
             attack_read=signals.prompt_attack.read,
+            attack_by=signals.prompt_attack.by,
         )
 
     def _count_opinions(self) -> None:

@@ -52,6 +52,9 @@ class Classified:
     # The share of the request's tokens the attack head read (1.0: all; a long request's
     # paragraphs past its budget are read as a spread).
     attack_read: float = 1.0
+    # The reader the attack score came from (`classifiers.AttackSignal.by`): why a long request
+    # was flagged, or how close it came.
+    attack_by: str = "sequence"
 
     def __post_init__(self) -> None:
         if self.domain_confidence is None:
@@ -72,6 +75,7 @@ class Classified:
             "domain_confidence": self.confidence,
             "prompt_attack": self.prompt_attack,
             "attack_read": self.attack_read,
+            "attack_by": self.attack_by,
             "difficulty": self.difficulty,
             "pii": sorted({f.type for f in self.pii}),
             "tokens": self.tokens,

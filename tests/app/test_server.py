@@ -322,7 +322,9 @@ class FixedClassifier:
         pii = (Pii("EMAIL_ADDRESS", 3, 9),)
         threshold = None if self.harmful is None else 0.5
         scores = {"math": 0.9, "law": 0.1}
-        return Classified("math", scores, 0.02, 0.5, 0.7, pii, 12, self.harmful, threshold)
+        return Classified(
+            "math", scores, 0.02, 0.5, 0.7, pii, 12, self.harmful, threshold, attack_by="view"
+        )
 
 
 @pytest.mark.parametrize("harmful", [None, 0.25])
@@ -347,6 +349,7 @@ async def test_classify_rpc_reports_the_classifier_view(running: Running) -> Non
     signals = reply.signals
     assert signals.classifier and signals.domain.label == "math" and signals.tokens == 12
     assert signals.difficulty == pytest.approx(0.7) and signals.prompt_attack == pytest.approx(0.02)
+    assert signals.attack_by == "view"  # the reader the attack score came from
     assert [(p.type, p.start, p.end) for p in signals.pii] == [("EMAIL_ADDRESS", 3, 9)]
     # the demo policy's classifier signals on this view: personal fires; harmful is not in
     # this classifier's view (None), so it cannot fire

@@ -37,7 +37,7 @@ def test_text_and_messages_lines_give_the_contract_fields(engine: SignalEngine) 
     }
     assert out[0]["harmful"] is None  # the tiny model has no harm head
     assert out[0]["id"] == "a" and set(out[0]["domain"]) == {"label", "scores", "confidence"}
-    assert set(out[0]["prompt_attack"]) == {"score", "flagged", "read"}
+    assert set(out[0]["prompt_attack"]) == {"score", "flagged", "read", "by"}
     assert out[0]["pii"] == [
         {"type": "PERSON", "start": 5, "end": 10, "score": out[0]["pii"][0]["score"]},
         {"type": "EMAIL_ADDRESS", "start": 14, "end": 27, "score": 0.95},

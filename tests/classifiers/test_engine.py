@@ -314,6 +314,7 @@ def test_an_attack_diluted_in_every_view_of_a_long_line_is_flagged_by_a_short_wi
     engine = short_windowed(model_dir, tmp_path)
     plain, attacked = engine.classify_batch(texts)
     assert not plain.prompt_attack.flagged and attacked.prompt_attack.flagged
+    assert attacked.prompt_attack.by == "short"
     assert engine.max_request_row_tokens == 4 * 32 + 100_000 + DEFAULT_SHORT_TOKENS
     engine.close()
 
@@ -365,6 +366,8 @@ def test_the_sequence_row_of_a_cut_turn_is_read_at_the_crop_threshold(
         cut, whole = cropping.classify_batch([long_turn, short_turn])
         # The cut turn is read at 0.99 and passes; the whole one at the request's own threshold.
         assert not cut.prompt_attack.flagged and whole.prompt_attack.flagged
+        # Each says which reader its score came from.
+        assert (cut.prompt_attack.by, whole.prompt_attack.by) == ("crop", "sequence")
     finally:
         plain.close()
         cropping.close()

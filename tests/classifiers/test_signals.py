@@ -26,7 +26,7 @@ def signals(*pii: PiiEntity, harmful: HarmSignal | None = None) -> Signals:
 def test_signals_json_has_exactly_the_contract_fields() -> None:
     assert signals(PiiEntity("EMAIL_ADDRESS", 3, 18, 0.95, None, "pattern")).to_json() == {
         "domain": {"label": "math", "scores": {"math": 0.9, "law": 0.1}, "confidence": 0.9},
-        "prompt_attack": {"score": 0.2, "flagged": False, "read": 1.0},
+        "prompt_attack": {"score": 0.2, "flagged": False, "read": 1.0, "by": "sequence"},
         "harmful": None,
         "pii": [{"type": "EMAIL_ADDRESS", "start": 3, "end": 18, "score": 0.95}],
         "difficulty": {"score": 0.7},

@@ -60,7 +60,7 @@ def test_classify_writes_the_contract_fields_per_line_and_an_error_for_bad_lines
     assert set(text_line) == keys and set(messages_line) == keys
     assert set(text_line["domain"]) == {"label", "scores", "confidence"}
     assert len(text_line["domain"]["scores"]) == 14
-    assert set(text_line["prompt_attack"]) == {"score", "flagged", "read"}
+    assert set(text_line["prompt_attack"]) == {"score", "flagged", "read", "by"}
     email = next(p for p in text_line["pii"] if p["type"] == "EMAIL_ADDRESS")
     assert lines[0]["text"][email["start"] : email["end"]] == "alice@example.com"
     ssn = next(p for p in messages_line["pii"] if p["type"] == "US_SSN")
