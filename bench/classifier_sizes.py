@@ -2,7 +2,7 @@
 """Classification cost by prompt size, and the calibration of the attack head on paragraphs.
 
     python bench/classifier_sizes.py [--repeats 3] [--out bench/results/classifier_sizes.json]
-    python bench/classifier_sizes.py --calibrate [--count 100] [--pool 1200] [--target-fp 0.01]
+    python bench/classifier_sizes.py --calibrate [--count 100] [--pool 1200] [--scores FILE.npz]
     python bench/classifier_sizes.py --calibrate --model-dir classifiers/models/fast --write
     python bench/classifier_sizes.py --calibrate --segments   # with the opt-in segment head
     python bench/classifier_sizes.py --calibrate-harm [--write]   # the harm head on paragraphs
@@ -38,7 +38,6 @@ in the sequence row only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import math
@@ -46,7 +45,7 @@ import platform
 import random
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +198,6 @@ def calibrate(
     size: int,
     count: int,
     pool_size: int,
-    target_fp: float,
     scores_path: Path | None = None,
 ) -> dict[str, Any]:
     """The three thresholds a long request is read at, chosen together on half 0 (`joint`),
@@ -212,7 +210,7 @@ def calibrate(
         engine.attack_paragraph_threshold,
         OFF if engine.short_threshold is None else engine.short_threshold,
     )
-    result: dict[str, Any] = {"size_chars": size, "target_fp": target_fp}
+    result: dict[str, Any] = {"size_chars": size}
     kept = _calibration_scores(engine, size, count, pool_size, scores_path)
     result |= kept.pop("counts")
     scores: dict[tuple[int, str], tuple[np.ndarray, ...]] = kept["scores"]
@@ -630,7 +628,7 @@ def check_whole(engine: SignalEngine) -> dict[str, Any]:
     all and among those whose sequence row cuts the turn (the only ones the crop threshold
     and the short windows can change)."""
     attacks, benign, _ = calibration_requests()
-    out: dict[str, Any] = {"thresholds": dataclasses.asdict(engine.spec.thresholds)}
+    out: dict[str, Any] = {"thresholds": asdict(engine.spec.thresholds)}
     for name, texts_ in (("benign", benign), ("attacks", attacks)):
         cut = [_plan_of(engine, text).sequence_cropped for text in texts_]
         flagged = np.array(
@@ -737,9 +735,7 @@ def main() -> None:
             }
             write_spec(args.model_dir, spec)
     elif args.calibrate:
-        report["calibration"] = calibrate(
-            engine, args.size, args.count, args.pool, args.target_fp, args.scores
-        )
+        report["calibration"] = calibrate(engine, args.size, args.count, args.pool, args.scores)
         if args.write:
             spec = read_spec(args.model_dir)
             cal = report["calibration"]

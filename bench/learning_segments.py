@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.profiles import DEFAULT_PROFILE, profile_dir
-from meritorder.batch import request_from
 from meritorder.classify import load_classifier
 from meritorder.config import load_config
+from meritorder.evaluate import observe_rows
 from meritorder.policy import Routed
 from meritorder.router import Router
 
@@ -35,17 +35,12 @@ async def replay(config_path: Path, rows: list[dict[str, Any]], seed: str) -> li
     # A policy on domain signals (a contextual pool) needs the classifier `eval` loads.
     classifier = load_classifier(profile_dir(DEFAULT_PROFILE)) if config.uses_classifier() else None
     router = Router(config, classifier, enforce_timeout=False, seed_key=seed.encode())
-    requests = [request_from(row, router) for row in rows]
-    # Classified as `eval --feedback` classifies them, in concurrent chunks of 64: the int8
-    # model's activation scales are per batch, so a close domain call can follow its batch.
-    observed = []
-    for start in range(0, len(rows), 64):
-        chunk = requests[start : start + 64]
-        observed += await asyncio.gather(*(router.observe(r, {}) for r in chunk))
+    # Classified as `eval --feedback` classifies them, so that the figures are its own.
+    observed = await observe_rows(router, rows)
     picks = []
-    for number, (row, request, obs) in enumerate(zip(rows, requests, observed, strict=True)):
+    for number, (row, (request, headers, obs)) in enumerate(zip(rows, observed, strict=True)):
         # The request id `eval --feedback` gives the row: the same seed, the same draws.
-        headers = {"x-request-id": f"eval-{number}-{row.get('id', '')}"}
+        headers = {**headers, "x-request-id": f"eval-{number}-{row.get('id', '')}"}
         obs = replace(obs, headers=headers)
         decision = await router.route(request, headers, observed=obs)
         assert isinstance(decision, Routed) and decision.pick is not None

@@ -101,8 +101,7 @@ def main() -> None:
             f"  - {{name: {model}, cluster: {model}, upstream_model: {model}, cost: {cost}}}"
         )
     lines += ["virtual_models: [auto]", f"default_model: {STRONG}", "signals:"]
-    for domain in sorted(picks):
-        lines.append(f"  - {{name: {_name(domain)}, type: domain, domains: [{domain}]}}")
+    lines += _domain_signals(sorted(picks))
     lines.append("decisions:")
     for domain, model in sorted(picks.items()):
         lines.append(f"  - {{name: {_name(domain)}, when: {_name(domain)}, route: [{model}]}}")
@@ -276,8 +275,7 @@ def write_learning(
             f"  - {{name: {model}, cluster: {model}, upstream_model: {model}, cost: {cost}}}"
         )
     lines += ["virtual_models: [auto]", f"default_model: {STRONG}", "signals:"]
-    for domain in domains:
-        lines.append(f"  - {{name: {_name(domain)}, type: domain, domains: [{domain}]}}")
+    lines += _domain_signals(domains)
     lines.append("decisions:")
     for domain in domains:
         rows = by_domain.get(domain, [])
@@ -468,7 +466,7 @@ def write_contextual(
         f"# every fit row by {SHRINK:g} pseudo-rows; the hyper-parameters are those of",
         "# llmrouter-learning.yaml.",
         *head[: head.index("signals:") + 1],
-        *(f"  - {{name: {_name(d)}, type: domain, domains: [{d}]}}" for d in domains),
+        *_domain_signals(domains),
         "decisions:",
     ]
     for domain in domains:
@@ -492,6 +490,11 @@ def _costs() -> dict[str, float]:
         for row in csv.DictReader((DATA / "routing" / "models.csv").open())
         if row["active_params_b"]
     }
+
+
+def _domain_signals(domains: list[str]) -> list[str]:
+    """One `type: domain` signal per domain, named for it."""
+    return [f"  - {{name: {_name(d)}, type: domain, domains: [{d}]}}" for d in domains]
 
 
 def _name(domain: str) -> str:

@@ -319,12 +319,9 @@ async def evaluate_feedback(
 ) -> Report:
     """Replay `rows` in file order, deciding each before its outcome is revealed and feeding the
     chosen model's correctness back (see the module doc); the report carries `feedback`."""
-    # Signals do not depend on what was learned: classify in concurrent chunks (the classifier
-    # batches them), then decide and learn one row at a time, in order.
-    observed = []
-    for start in range(0, len(rows), 64):
-        chunk = rows[start : start + 64]
-        observed += await asyncio.gather(*(_observe(router, r) for r in chunk))
+    # Signals do not depend on what was learned: classify first, then decide and learn one row
+    # at a time, in order.
+    observed = await observe_rows(router, rows)
     results: list[dict[str, Any]] = []
     learned = explored = resets = 0
     for number, (row, (request, headers, obs)) in enumerate(zip(rows, observed, strict=True)):
@@ -350,6 +347,19 @@ async def evaluate_feedback(
         router.config, rows, chosen, report, windows, learned, explored, resets
     )
     return report
+
+
+async def observe_rows(
+    router: Router, rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[RequestView, dict[str, str], Observation]]:
+    """Each row's request, headers and observation, classified in concurrent chunks of 64 (the
+    classifier batches them; the int8 model's activation scales are per batch, so a replay that
+    classifies otherwise can see a close call go the other way)."""
+    observed = []
+    for start in range(0, len(rows), 64):
+        chunk = rows[start : start + 64]
+        observed += await asyncio.gather(*(_observe(router, r) for r in chunk))
+    return observed
 
 
 async def _observe(
