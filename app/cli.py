@@ -70,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         "it and bounded by its maxmemory; unreachable, rows are encoded and counted as errors",
     )
     serve.add_argument(
+        "--gil-switch-interval-ms",
+        type=float,
+        default=None,
+        help="how long the event loop may hold Python's GIL while the classifier's worker "
+        "thread waits for it, in ms (default 0.5; Python's own is 5)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -457,7 +464,7 @@ def _open(path: str, mode: str, flag: str) -> Iterator[TextIO]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from app.server import ServerOptions, file_stamp, serve
+    from app.server import GIL_SWITCH_INTERVAL_MS, ServerOptions, file_stamp, serve
 
     configure_logging(json_logs=args.json_logs)
     stamp = file_stamp(args.config)  # before reading: a later change is reloaded
@@ -480,6 +487,10 @@ def _serve(args: argparse.Namespace) -> int:
         if value < 0:
             print(f"{flag} {value}: use 0 (off) or more", file=sys.stderr)
             return 2
+    switch_ms = args.gil_switch_interval_ms
+    if switch_ms is not None and not 0.01 <= switch_ms <= 100:
+        print(f"--gil-switch-interval-ms {switch_ms}: use 0.01 to 100", file=sys.stderr)
+        return 2
     if args.learning_store is not None and not re.fullmatch(
         r"memory|sqlite:.+|rediss?://.+", args.learning_store
     ):
@@ -502,6 +513,7 @@ def _serve(args: argparse.Namespace) -> int:
         signal_cache_entries=args.signal_cache_entries,
         signal_cache_ttl_s=args.signal_cache_ttl_s,
         signal_cache_store=args.signal_cache_store,
+        gil_switch_interval_ms=GIL_SWITCH_INTERVAL_MS if switch_ms is None else switch_ms,
         reuse_port=args.workers > 1,
         drain_s=args.drain_s,
         shutdown_grace_s=args.shutdown_grace_s,

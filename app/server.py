@@ -54,6 +54,16 @@ log = structlog.get_logger("meritorder.server")
 # which also covers any Envoy buffer limit below it (deploy/envoy uses 8 MiB).
 _GRPC_MAX_MESSAGE = 2 * MAX_BODY_BYTES_CEILING + (1 << 20)
 
+# How long the event loop may hold the GIL while the classifier's worker thread waits for it
+# (Python's own default is 5 ms). The worker takes the GIL back after each step that releases
+# it (tokenizing, every onnxruntime run); while the loop is busy, each such step waits out the
+# whole interval. A storm of quick refusals therefore inflated the cost of a row that admission
+# measures, and admission kept refusing long after the load that began it had gone: once an 8 s
+# CPU hog ended, 99% were refused for 8-16 s more at 5 ms in three runs of three, against
+# recovery within 8 s at 0.5 ms (bench/admission_storm.py; docs/BENCHMARKS.md, *Admission
+# control*).
+GIL_SWITCH_INTERVAL_MS = 0.5
+
 
 @dataclass
 class ServerOptions:
@@ -77,6 +87,7 @@ class ServerOptions:
     signal_cache_entries: int = SIGNAL_CACHE_ENTRIES
     signal_cache_ttl_s: float = SIGNAL_CACHE_TTL_S
     signal_cache_store: str | None = None  # a Redis URL: the cache shared by every router on it
+    gil_switch_interval_ms: float = GIL_SWITCH_INTERVAL_MS  # see GIL_SWITCH_INTERVAL_MS
     state_store: str | None = None  # a Redis URL: budgets and outcomes shared by every router
     state_store_down: Literal["local", "fail"] = "local"
     learning_store: str | None = None  # memory | sqlite:PATH | redis://...; None: the config's
@@ -206,6 +217,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT, then drain (`RouterServer.shutdown`); a second signal
     skips the rest of the drain window."""
     telemetry.setup_tracing()
+    sys.setswitchinterval(options.gil_switch_interval_ms / 1000)
     if options.metrics_port is not None:
         telemetry.METRICS.serve(options.metrics_port, options.host)
     classifier = (
@@ -255,6 +267,7 @@ async def serve(config: RouterConfig, options: ServerOptions) -> None:
         "router listening",
         address=f"{options.host}:{options.port}",
         models=[m.name for m in config.models],
+        gil_switch_interval_ms=options.gil_switch_interval_ms,
     )
 
     stop, hurry = asyncio.Event(), asyncio.Event()

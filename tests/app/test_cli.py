@@ -1,4 +1,5 @@
-"""The offline commands: `meritorder route` (the batch contract) and `meritorder explain`."""
+"""The commands: `meritorder route` (the batch contract), `explain`, and what `serve`'s flags
+start the server with."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
+from app.server import GIL_SWITCH_INTERVAL_MS, ServerOptions
 from meritorder.progress import Progress
-from tests.helpers import DEMO_CONFIG, EVAL_ROWS, REPO
+from tests.helpers import DEMO_CONFIG, EVAL_ROWS, KEYWORDS_CONFIG, REPO
 
 
 def test_route_writes_one_decision_per_line_and_reports_bad_lines(
@@ -429,3 +431,36 @@ def test_classify_scores_pasted_lines_only_with_classifier_segments(
         assert main([*command, "--input", "-"]) == 0
         flagged[bool(flags)] = json.loads(capsys.readouterr().out)["prompt_attack"]["flagged"]
     assert flagged == {False: False, True: True}
+
+
+def _serve_options(monkeypatch: pytest.MonkeyPatch, *flags: str) -> ServerOptions:
+    """The options `serve` would be started with for `flags`."""
+    seen: list[ServerOptions] = []
+
+    async def record(_: object, options: ServerOptions) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr("app.server.serve", record)
+    assert main(["serve", "--config", str(KEYWORDS_CONFIG), "--no-classifier", *flags]) == 0
+    return seen[0]
+
+
+def test_serve_lets_the_loop_hold_the_gil_half_a_millisecond_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _serve_options(monkeypatch).gil_switch_interval_ms == GIL_SWITCH_INTERVAL_MS == 0.5
+    chosen = _serve_options(monkeypatch, "--gil-switch-interval-ms", "5")
+    assert chosen.gil_switch_interval_ms == 5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1000"])
+def test_serve_refuses_a_gil_switch_interval_out_of_range(
+    value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*_: object) -> None:
+        raise AssertionError("serve started with a switch interval out of range")
+
+    monkeypatch.setattr("app.server.serve", never)
+    flags = ["--config", str(KEYWORDS_CONFIG), "--gil-switch-interval-ms", value]
+    assert main(["serve", *flags]) == 2
+    assert f"--gil-switch-interval-ms {float(value)}: use 0.01 to 100" in capsys.readouterr().err

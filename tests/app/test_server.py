@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import socket
+import sys
 import types
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -354,3 +357,22 @@ async def test_classify_rpc_reports_the_classifier_view(running: Running) -> Non
     # the demo policy's classifier signals on this view: personal fires; harmful is not in
     # this classifier's view (None), so it cannot fire
     assert dict(signals.fired) == pytest.approx({"personal": 0.9})
+
+
+async def test_serve_sets_the_gil_switch_interval_it_was_given() -> None:
+    before = sys.getswitchinterval()
+    port = free_port()
+    options = ServerOptions(
+        config_path=KEYWORDS_CONFIG, port=port, classifier=False, drain_s=0, shutdown_grace_s=0,
+        gil_switch_interval_ms=0.25,
+    )  # fmt: skip
+    serving = asyncio.create_task(app.server.serve(load_config(KEYWORDS_CONFIG), options))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            await stub.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=10)
+        assert sys.getswitchinterval() == pytest.approx(0.00025)
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)  # serve's own handler: drain (0 s) and stop
+        await asyncio.wait_for(serving, 10)
+        sys.setswitchinterval(before)
