@@ -190,11 +190,14 @@ def card(res: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
     for k, v in free.items():
         lines.append(f"  - {k}: {_r(v)}")
     lines.append(
-        "- Most flags on the PII-free sets are model spans: medical and technical words read as "
-        "names (`lymphadenectomy`, `neoadjuvant`, `The`), decimals read as phone numbers. No "
-        "token threshold removes them: at 0.95, 20% of the PII-free calibration prompts still "
-        "hold a model span, at a cost of 13 points of F1 (`signals.json` `calibration.pii_token`), "
-        "so the F1-best threshold is kept and the bound is reported unmet."
+        "- Read with the PII second opinion, as the router ships (`source_eval "
+        "--no-pii-second-opinion` writes the figures without it to metrics.json). Most of what "
+        "is still flagged are names of people: public figures, characters, the people of a word "
+        'problem (counted by hand in *PII: a second opinion*, "How much of it is names, '
+        'counted"). No token threshold removes the rest: at 0.95, 20% of the PII-free '
+        "calibration prompts still hold a model span, at a cost of 13 points of F1 (`signals.json` "
+        "`calibration.pii_token`), so the F1-best threshold is kept and the bound is reported "
+        "unmet."
     )
     lines += [
         "",

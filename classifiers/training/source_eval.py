@@ -1,11 +1,13 @@
 """Figures on sources the model never trained on (issue 15), as the router sees them.
 
 The shipped `SignalEngine` (windows, paragraphs, calibrated heads, model spans merged with the
-validated patterns) reads the *dev* rows of `sources.py`: whole attack algorithms, document
+validated patterns, names and addresses checked by the PII second opinion, as `serve` runs it)
+reads the *dev* rows of `sources.py`: whole attack algorithms, document
 collections, benign corpora, harmful benchmarks, request data sets and phone regions that no
 training or calibration step read. Runs in the router's venv:
 
     .venv/bin/python -m classifiers.training.source_eval [--model-dir DIR] [--segments]
+        [--no-pii-second-opinion]
 
 Writes `source_split` into the model directory's metrics.json and, for the accurate profile, the
 block between the SOURCE-SPLIT markers of MODEL_CARD.md. 95% intervals: percentile bootstrap over
@@ -400,19 +402,34 @@ def main(argv: list[str] | None = None) -> None:
         help="with the opt-in segment head; written as metrics.json source_split_segments, "
         "the card's section is left as it is (it shows the default engine)",
     )
+    parser.add_argument(
+        "--no-pii-second-opinion",
+        dest="pii_second_opinion",
+        action="store_false",
+        help="without the PII second opinion the router runs by default; written as metrics.json "
+        "source_split_no_second_opinion, the card's section is left as it is",
+    )
     args = parser.parse_args(argv)
     model_dir, shipped = model_dir_of(args)
-    engine = SignalEngine.load(model_dir, force_cpu=True, segments=args.segments)
+    engine = SignalEngine.load(
+        model_dir,
+        force_cpu=True,
+        segments=args.segments,
+        pii_second_opinion=args.pii_second_opinion,
+    )
     try:
         results = run(engine)
     finally:
         engine.close()
     path = model_dir / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics["source_split_segments" if args.segments else "source_split"] = results
+    key = "source_split_segments" if args.segments else "source_split"
+    if not args.pii_second_opinion:
+        key += "_no_second_opinion"
+    metrics[key] = results
     path.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=1))
-    if shipped and not args.segments:
+    if shipped and not args.segments and args.pii_second_opinion:
         from .source_card import card
 
         write_card_section(card(results), MARK_BEGIN, MARK_END)
