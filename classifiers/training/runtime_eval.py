@@ -1,12 +1,15 @@
 """What the router actually sees: the runtime (`SignalEngine`: windows, span decoding, model spans
-merged with the checksum-validated patterns) on the same dev splits as `evaluate.py`.
+merged with the checksum-validated patterns, names and addresses checked by the PII second
+opinion, as `serve` runs it) on the same dev splits as `evaluate.py`.
 
 Runs in the router's venv (it needs the runtime, not torch):
 
     .venv/bin/python -m classifiers.training.runtime_eval
     .venv/bin/python -m classifiers.training.runtime_eval --benign-creative   # that set only
+    .venv/bin/python -m classifiers.training.runtime_eval --no-pii-second-opinion  # without it
 
-Writes `runtime` into classifiers/models/metrics.json and the block between the RUNTIME markers of
+Writes `runtime` (without the second opinion: `runtime_no_second_opinion`, dev splits only, no
+card) into classifiers/models/metrics.json and the block between the RUNTIME markers of
 MODEL_CARD.md (and `runtime_benign_creative`, between the BENIGN-CREATIVE markers). Span matching
 is exact on character offsets, as in `evaluate.py`.
 """
@@ -179,11 +182,24 @@ def main(argv: list[str] | None = None) -> None:
         "--benign-creative", action="store_true", help="only the benign creative-request set"
     )
     add_model_dir(parser, "has its figures written to its own metrics.json only")
+    parser.add_argument(
+        "--no-pii-second-opinion",
+        dest="pii_second_opinion",
+        action="store_false",
+        help="without the PII second opinion the router runs by default: only the dev splits, "
+        "written as metrics.json runtime_no_second_opinion; the card is left as it is",
+    )
     args = parser.parse_args(argv)
     model_dir, shipped = model_dir_of(args)
-    engine = SignalEngine.load(model_dir, force_cpu=True)
+    engine = SignalEngine.load(
+        model_dir, force_cpu=True, pii_second_opinion=args.pii_second_opinion
+    )
     metrics_path = model_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
+    if not args.pii_second_opinion:
+        metrics["runtime_no_second_opinion"] = _dev(engine)
+        metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
+        return
     creative = benign_creative(engine)
     metrics["runtime_benign_creative"] = creative
     dev = metrics.get("runtime", {}).get("prompt_attack", {})
@@ -193,19 +209,25 @@ def main(argv: list[str] | None = None) -> None:
         metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
         print(json.dumps(creative, indent=1))
         return
-    data = load_all()
-    results = {
-        "what": "SignalEngine (runtime windows, span decoding, model + validated patterns), dev splits",
-        "pii": pii(engine, data["pii_dev"]),
-        "prompt_attack": attack(engine, data["attack_dev"]),
-        "domain_question_only": domain(engine, data["domain_dev"]),
-        "domain_requests_probe": domain_requests(engine),
-    }
+    results = _dev(engine)
     metrics["runtime"] = results
     metrics_path.write_text(json.dumps(metrics, indent=1) + "\n")
     if shipped:
         _write_card(results)
     print(json.dumps(results, indent=1))
+
+
+def _dev(engine: SignalEngine) -> dict[str, Any]:
+    """The runtime's figures on the dev splits."""
+    data = load_all()
+    return {
+        "what": "SignalEngine (runtime windows, span decoding, model + validated patterns, the PII "
+        f"second opinion {'on' if engine.second_opinion is not None else 'off'}), dev splits",
+        "pii": pii(engine, data["pii_dev"]),
+        "prompt_attack": attack(engine, data["attack_dev"]),
+        "domain_question_only": domain(engine, data["domain_dev"]),
+        "domain_requests_probe": domain_requests(engine),
+    }
 
 
 def _write_card(results: dict[str, Any]) -> None:
@@ -218,8 +240,9 @@ def _write_card(results: dict[str, Any]) -> None:
         "### Runtime (what the router sees)",
         "",
         "`python -m classifiers.training.runtime_eval` runs the shipped `SignalEngine` (windows, span",
-        "decoding as in `signals.json`, model spans merged with the checksum-validated patterns) on",
-        "the same dev rows. 95% bootstrap intervals.",
+        "decoding as in `signals.json`, model spans merged with the checksum-validated patterns,",
+        "names and addresses checked by the PII second opinion, as `serve` runs it) on the same",
+        "dev rows. 95% bootstrap intervals.",
         "",
         "| signal | figure | target |",
         "| --- | --- | --- |",
