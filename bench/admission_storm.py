@@ -82,6 +82,11 @@ def hog(processes: int) -> Iterator[None]:
             child.wait()
 
 
+def during(name: str) -> contextlib.AbstractContextManager[None]:
+    """What runs alongside phase `name`: the hog (a busy loop per core, plus one), or nothing."""
+    return hog((os.cpu_count() or 1) + 1) if name == "hog" else contextlib.nullcontext()
+
+
 def phase(port: int, bodies: list[bytes], seconds: float, offset: int) -> dict[str, Any]:
     """One closed-loop level of `seconds` at CONCURRENCY, the bodies from `offset` on."""
     result = asyncio.run(
@@ -121,8 +126,7 @@ def storm(switch_ms: float, profile: str, seconds: float, workdir: Path) -> dict
         offset = 0
         for name in PHASES:
             load = load1()
-            cm = hog((os.cpu_count() or 1) + 1) if name == "hog" else contextlib.nullcontext()
-            with cm:
+            with during(name):
                 figures = phase(port, bodies, seconds, offset)
             offset = (offset + figures["requests"] + CONCURRENCY) % len(bodies)
             figures["load1_before"] = load
@@ -209,8 +213,7 @@ def _child(switch_ms: float, profile: str, seconds: float) -> None:
         await asyncio.gather(*(level(time.perf_counter() + 3.0, {}) for _ in range(8)))
         for name in PHASES:
             tally: dict[str, int] = {}
-            cm = hog((os.cpu_count() or 1) + 1) if name == "hog" else contextlib.nullcontext()
-            with cm:
+            with during(name):
                 start = time.perf_counter()
                 until = start + seconds
                 await asyncio.gather(*(level(until, tally) for _ in range(CONCURRENCY)))
