@@ -102,11 +102,11 @@ def plausible(
     code: bool | None = None,
 ) -> bool:
     """Whether the model span `text[start:end]` can be what it is called: a phone number is 7 to
-    15 digits (E.164) with nothing but dialling punctuation around them, and a + only in front
-    (the model also tags arithmetic; none of the 3,140 phone numbers of the training data has a +
-    after its first character); a person or an address is not an identifier in code (the model
-    reads `fib` in `def fib(n):` as a name); an address has a word in it, and is not a run of
-    table cells (the model tags the numbers of a pasted CSV table as addresses). `code`:
+    15 digits (E.164) with nothing but dialling punctuation around them (the model also tags
+    arithmetic; a + between the groups is kept, though sums look so too: `+1 415+555+0100` is a
+    way to write a number past a boundary); a person or an address is not an identifier in code
+    (the model reads `fib` in `def fib(n):` as a name); an address has a word in it, and is not a
+    run of table cells (the model tags the numbers of a pasted CSV table as addresses). `code`:
     `mostly_code(text)`, when the caller has it already (it reads the whole text)."""
     end = len(text) if end is None else end
     span = text[start:end]
@@ -114,8 +114,6 @@ def plausible(
         digits = sum(ch.isdigit() for ch in span)
         if _MEASUREMENT.fullmatch(span.strip()):
             return False  # 54.57870: a coordinate or a measurement, not a number to dial
-        if "+" in span.strip().lstrip("(")[1:]:
-            return False  # 727+728+729: a sum; a number to dial has a + only in front
         return 7 <= digits <= 15 and all(ch in _PHONE_CHARS for ch in span)
     if kind == "PERSON" and not _name_shaped(text, span):
         return False

@@ -45,6 +45,8 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
         for hit in _near(grouped.text, list(grouped.changed), pii_patterns.NUMBER_DETECTORS):
             start, end = grouped.source_span(hit.start, hit.end)
             runs = [run for s, e, run in separators(seen.text, start, end) if not joined(s, e)]
+            if _country_code_set_off(hit, seen.text, start, runs):
+                runs = runs[1:]  # +1 415+555+0100: the code spaced as usual, the rest disguised
             if deliberate(runs) or _grouped_card(hit, seen.text[start:end]):
                 found.append(_moved(hit, seen.original_span(start, end)))
     return pii_patterns.resolve_overlaps(found)
@@ -84,6 +86,18 @@ def _near(
                 hits.append(replace(hit, start=start, end=end))
         i = j
     return hits
+
+
+def _country_code_set_off(hit: PiiEntity, text: str, start: int, runs: Sequence[str]) -> bool:
+    """Whether a phone number opens with +CC and a plain separator after it, as numbers are
+    written (+1 415, +44 20): that separator is the convention, not a second way of writing
+    the number, and a number disguised after it is still disguised one way."""
+    return (
+        hit.type == "PHONE_NUMBER"
+        and text.startswith("+", start)
+        and len(runs) > 1
+        and runs[0] in _PLAIN_SEPARATORS
+    )
 
 
 def _grouped_card(hit: PiiEntity, written: str) -> bool:
