@@ -114,6 +114,17 @@ def add_model_dir(parser, writes: str) -> None:
     )
 
 
+def add_second_opinion(parser, writes: str) -> None:
+    """`--no-pii-second-opinion`: read without the PII second opinion the router runs by default
+    (`args.pii_second_opinion` False), whose figures `writes` says where go."""
+    parser.add_argument(
+        "--no-pii-second-opinion",
+        dest="pii_second_opinion",
+        action="store_false",
+        help=f"without the PII second opinion the router runs by default: {writes}",
+    )
+
+
 def model_dir_of(args) -> tuple[Path, bool]:
     """The `--model-dir` given, resolved, and whether it is the shipped model's."""
     model_dir = args.model_dir.resolve()

@@ -26,7 +26,7 @@ import numpy as np
 
 from classifiers.engine import SignalEngine
 
-from .common import add_model_dir, model_dir_of, write_card_section
+from .common import add_model_dir, add_second_opinion, model_dir_of, write_card_section
 from .data import load_all
 from .metrics import bootstrap_ci, f1_from_counts, pii_counts
 
@@ -182,12 +182,10 @@ def main(argv: list[str] | None = None) -> None:
         "--benign-creative", action="store_true", help="only the benign creative-request set"
     )
     add_model_dir(parser, "has its figures written to its own metrics.json only")
-    parser.add_argument(
-        "--no-pii-second-opinion",
-        dest="pii_second_opinion",
-        action="store_false",
-        help="without the PII second opinion the router runs by default: only the dev splits, "
-        "written as metrics.json runtime_no_second_opinion; the card is left as it is",
+    add_second_opinion(
+        parser,
+        "only the dev splits, written as metrics.json runtime_no_second_opinion; the card is "
+        "left as it is",
     )
     args = parser.parse_args(argv)
     model_dir, shipped = model_dir_of(args)

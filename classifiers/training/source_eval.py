@@ -32,7 +32,14 @@ from classifiers.calibration import expected_calibration_error
 from classifiers.engine import SignalEngine
 
 from . import sources
-from .common import DOMAIN_LABELS, add_model_dir, format_mc, model_dir_of, write_card_section
+from .common import (
+    DOMAIN_LABELS,
+    add_model_dir,
+    add_second_opinion,
+    format_mc,
+    model_dir_of,
+    write_card_section,
+)
 from .data import load_all
 from .metrics import bootstrap_ci, roc_auc, threshold_at_fpr, token_labels
 
@@ -402,12 +409,10 @@ def main(argv: list[str] | None = None) -> None:
         help="with the opt-in segment head; written as metrics.json source_split_segments, "
         "the card's section is left as it is (it shows the default engine)",
     )
-    parser.add_argument(
-        "--no-pii-second-opinion",
-        dest="pii_second_opinion",
-        action="store_false",
-        help="without the PII second opinion the router runs by default; written as metrics.json "
-        "source_split_no_second_opinion, the card's section is left as it is",
+    add_second_opinion(
+        parser,
+        "written as metrics.json source_split_no_second_opinion, the card's section is left as "
+        "it is",
     )
     args = parser.parse_args(argv)
     model_dir, shipped = model_dir_of(args)
