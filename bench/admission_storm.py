@@ -163,13 +163,8 @@ def in_process(switch_ms: float, profile: str, seconds: float) -> dict[str, Any]
 def _child(switch_ms: float, profile: str, seconds: float) -> None:
     """Run the phases against `extproc.Processor` in this process; print them as JSON."""
     from devstack import ROUTER_CONFIG
-    from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
-    from envoy.service.ext_proc.v3.external_processor_pb2 import (
-        HttpBody,
-        HttpHeaders,
-        ProcessingRequest,
-    )
 
+    from bench.processor_path import exchange
     from classifiers.profiles import profile_dir
     from extproc.processor import Processor, StreamState
     from meritorder.classify import load_classifier
@@ -186,22 +181,11 @@ def _child(switch_ms: float, profile: str, seconds: float) -> None:
     stats = classifier.engine.batch_stats
     sent = 0
 
-    def exchange(n: int) -> tuple[ProcessingRequest, ProcessingRequest]:
-        body = chat_body("auto", n % PROMPTS)
-        pairs = {":method": "POST", ":path": CHAT, "content-type": "application/json",
-                 "content-length": str(len(body)), "x-request-id": f"storm-{n}"}  # fmt: skip
-        values = [HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]
-        headers = HeaderMap(headers=values)
-        return (
-            ProcessingRequest(request_headers=HttpHeaders(headers=headers)),
-            ProcessingRequest(request_body=HttpBody(body=body, end_of_stream=True)),
-        )
-
     async def level(until: float, tally: dict[str, int]) -> None:
         nonlocal sent
         while time.perf_counter() < until:
             sent += 1
-            headers, body = exchange(sent)
+            headers, body = exchange(chat_body("auto", sent % PROMPTS), f"storm-{sent}")
             state = StreamState()
             await processor.process(state, headers)
             reply = await processor.process(state, body)

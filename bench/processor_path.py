@@ -49,12 +49,17 @@ def messages(model: str, request_id: int) -> tuple[ProcessingRequest, Processing
     body = json.dumps(
         {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": TEXT}]}
     ).encode()
+    return exchange(body, f"bench-{request_id}")
+
+
+def exchange(body: bytes, request_id: str) -> tuple[ProcessingRequest, ProcessingRequest]:
+    """What Envoy sends the processor for a chat request of `body`: its headers, then its body."""
     pairs = {
         ":method": "POST",
         ":path": "/v1/chat/completions",
         "content-type": "application/json",
         "content-length": str(len(body)),
-        "x-request-id": f"bench-{request_id}",
+        "x-request-id": request_id,
     }
     header_map = HeaderMap(
         headers=[HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]
