@@ -361,6 +361,7 @@ async def test_classify_rpc_reports_the_classifier_view(running: Running) -> Non
 
 async def test_serve_sets_the_gil_switch_interval_it_was_given() -> None:
     before = sys.getswitchinterval()
+    default_handler = signal.getsignal(signal.SIGTERM)
     port = free_port()
     options = ServerOptions(
         config_path=KEYWORDS_CONFIG, port=port, classifier=False, drain_s=0, shutdown_grace_s=0,
@@ -373,6 +374,11 @@ async def test_serve_sets_the_gil_switch_interval_it_was_given() -> None:
             await stub.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=10)
         assert sys.getswitchinterval() == pytest.approx(0.00025)
     finally:
-        os.kill(os.getpid(), signal.SIGTERM)  # serve's own handler: drain (0 s) and stop
+        # Stopped by serve's own SIGTERM handler (drain 0 s), sent only once it is in place:
+        # before, the signal would end pytest itself.
+        while not serving.done() and signal.getsignal(signal.SIGTERM) == default_handler:
+            await asyncio.sleep(0.01)
+        if not serving.done():
+            os.kill(os.getpid(), signal.SIGTERM)
         await asyncio.wait_for(serving, 10)
         sys.setswitchinterval(before)
