@@ -59,6 +59,16 @@ DEMO_CONFIG = REPO / "deploy" / "config.yaml"
 KEYWORDS_CONFIG = REPO / "deploy" / "keywords.yaml"
 
 
+def serve_never_starts(monkeypatch: pytest.MonkeyPatch, why: str) -> None:
+    """Make `meritorder serve` fail the test if the command line gets as far as starting it:
+    for flags it must refuse (`why` says what got through)."""
+
+    def never(*_: object) -> None:
+        raise AssertionError(f"serve started with {why}")
+
+    monkeypatch.setattr("app.server.serve", never)
+
+
 def Pii(type: str, start: int, end: int, score: float = 0.9, message: int | None = 0) -> PiiEntity:
     """A PII finding as the classifier reports it (message 0 by default)."""
     return PiiEntity(type, start, end, score, message)

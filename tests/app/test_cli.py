@@ -14,7 +14,7 @@ import pytest
 from app.cli import main
 from app.server import GIL_SWITCH_INTERVAL_MS, ServerOptions
 from meritorder.progress import Progress
-from tests.helpers import DEMO_CONFIG, EVAL_ROWS, KEYWORDS_CONFIG, REPO
+from tests.helpers import DEMO_CONFIG, EVAL_ROWS, KEYWORDS_CONFIG, REPO, serve_never_starts
 
 
 def test_route_writes_one_decision_per_line_and_reports_bad_lines(
@@ -457,10 +457,7 @@ def test_serve_lets_the_loop_hold_the_gil_half_a_millisecond_unless_told(
 def test_serve_refuses_a_gil_switch_interval_out_of_range(
     value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def never(*_: object) -> None:
-        raise AssertionError("serve started with a switch interval out of range")
-
-    monkeypatch.setattr("app.server.serve", never)
+    serve_never_starts(monkeypatch, "a switch interval out of range")
     flags = ["--config", str(KEYWORDS_CONFIG), "--gil-switch-interval-ms", value]
     assert main(["serve", *flags]) == 2
     assert f"--gil-switch-interval-ms {float(value)}: use 0.01 to 100" in capsys.readouterr().err

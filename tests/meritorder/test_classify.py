@@ -23,7 +23,7 @@ from meritorder.classify import EngineClassifier, load_classifier
 from meritorder.config import RoutingConfig
 from meritorder.endpoints import parse
 from meritorder.request import RequestView
-from tests.helpers import RedisServer
+from tests.helpers import RedisServer, serve_never_starts
 
 
 def test_classify_writes_the_contract_fields_per_line_and_an_error_for_bad_lines(
@@ -119,10 +119,7 @@ async def test_signal_cache_hits_and_misses_reach_prometheus_and_the_classify_sp
 def test_serve_refuses_a_negative_signal_cache_bound(
     flag: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def never(*_: object) -> None:
-        raise AssertionError("serve started with a negative signal cache bound")
-
-    monkeypatch.setattr("app.server.serve", never)
+    serve_never_starts(monkeypatch, "a negative signal cache bound")
     config = Path(__file__).resolve().parents[2] / "examples" / "enterprise.yaml"
     assert main(["serve", "--config", str(config), flag, "-1"]) == 2
     assert f"{flag} -1" in capsys.readouterr().err
