@@ -1,14 +1,19 @@
-"""The explicit-model path through the real Envoy, two trees against each other (A/B).
+"""The explicit-model path (or `auto`) through the real Envoy, two trees against each other (A/B).
 
     python bench/explicit_ab.py --before /tmp/before [--after .] [--rounds 3] [--json OUT]
+    python bench/explicit_ab.py --before /tmp/before --model auto [--classifier-profile fast]
 
 Each tree brings up its own demo stack (`deploy/devstack.py --no-classifier --free-ports`: its
 own Envoy config, router and mock upstreams, on free ports read from its banner) with this
 repo's virtualenv; the same load generator (`bench/loadgen.py`) sends `"model": "small"` chat
-requests through Envoy at each concurrency. Trees run in ABBA order within every round, so drift
-in this VM's speed falls equally on both; the report gives, per tree and level, the median over
-rounds of each run's p50 and p99 and of the router's and Envoy's CPU per request (utime +
-stime from /proc), and the per-round after/before ratio of p50.
+requests through Envoy at each concurrency. With `--model auto` the stack runs the classifier
+(`deploy/config.yaml`, every signal; the profile if given) and every request of a run has its
+own user turn, as path (c) of `bench/run.py`; the router keeps `serve`'s signal cache, so the
+repeated system prompt is read from it after the first request, in both trees alike. Trees run
+in ABBA order within every round, so drift in this VM's speed falls equally on both; the report
+gives, per tree and level, the median over rounds of each run's p50 and p99 and of the router's
+and Envoy's CPU per request (utime + stime from /proc), and the per-round after/before ratio of
+p50.
 
 Make a "before" tree with `git worktree add --detach /tmp/before <rev>`.
 """
@@ -70,17 +75,31 @@ def wait_ready(
     raise RuntimeError(f"the stack was not up within {timeout_s:.0f} s; see {log}")
 
 
-def measure(tree: Path, log: Path, levels: Levels) -> list[dict[str, Any]]:
+def stack_args(model: str, profile: str | None) -> list[str]:
+    """devstack's flags for a run of `model`: no classifier for an explicit model."""
+    if model != "auto":
+        return ["--no-classifier"]
+    return ["--classifier-profile", profile] if profile else []
+
+
+def measure(
+    tree: Path, log: Path, levels: Levels, model: str = "small", profile: str | None = None
+) -> list[dict[str, Any]]:
     """Bring up `tree`'s stack, run every level against it, stop it."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with log.open("w") as out:
         stack = subprocess.Popen(
-            [sys.executable, "deploy/devstack.py", "--no-classifier", "--free-ports"],
+            [sys.executable, "deploy/devstack.py", "--free-ports", *stack_args(model, profile)],
             cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
             port, pids = wait_ready(log, stack)
-            request = build_request(HOST, port, CHAT, chat_body("small"))
+            distinct = sum(requests + max(warmup, c) for c, requests, warmup in levels)
+            request: bytes | list[bytes] = (
+                [build_request(HOST, port, CHAT, chat_body(model, n)) for n in range(distinct)]
+                if model == "auto"
+                else build_request(HOST, port, CHAT, chat_body(model))
+            )
             measured = []
             for concurrency, requests, warmup in levels:
                 result = asyncio.run(
@@ -108,6 +127,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="few requests: a smoke run")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--model", choices=("small", "auto"), default="small", help="what the requests ask for"
+    )
+    parser.add_argument(
+        "--classifier-profile", choices=("accurate", "fast"), help="with --model auto"
+    )
     args = parser.parse_args()
     levels_run = QUICK if args.quick else LEVELS
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
@@ -117,8 +142,8 @@ def main() -> None:
     for round_ in range(args.rounds):
         order = ("before", "after", "after", "before")  # ABBA
         for position, name in enumerate(order):
-            log = logs / f"explicit_ab.{name}.{round_}.{position}.log"
-            levels = measure(trees[name], log, levels_run)
+            log = logs / f"explicit_ab.{args.model}.{name}.{round_}.{position}.log"
+            levels = measure(trees[name], log, levels_run, args.model, args.classifier_profile)
             runs[name].append(levels)
             line = " ".join(
                 f"c={lv['concurrency']} p50={lv['p50_ms']} p99={lv['p99_ms']} err={lv['errors']}"
@@ -127,7 +152,12 @@ def main() -> None:
                 for lv in levels
             )
             print(f"round {round_} {name:6} {line} load1={levels[-1]['load1']}", flush=True)
-    summary: dict[str, Any] = {"trees": {k: str(v) for k, v in trees.items()}, "levels": []}
+    summary: dict[str, Any] = {
+        "trees": {k: str(v) for k, v in trees.items()},
+        "model": args.model,
+        "classifier_profile": args.classifier_profile,
+        "levels": [],
+    }
     for index, (concurrency, _, _) in enumerate(levels_run):
         row: dict[str, Any] = {"concurrency": concurrency}
         for name in ("before", "after"):

@@ -11,7 +11,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from classifiers import session as session_module
-from classifiers.session import CPU, CUDA, available_cores, create_session, session_options
+from classifiers.session import (
+    CPU,
+    CUDA,
+    INTRA_OP_SPIN_US,
+    available_cores,
+    create_session,
+    session_options,
+    spin_is_bounded,
+)
 
 
 def ready_log(logs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -71,6 +79,32 @@ def test_cpu_options_use_every_core_and_all_graph_optimizations() -> None:
     assert options.intra_op_num_threads == available_cores()
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert session_options(3).intra_op_num_threads == 3
+
+
+def spinning(options: ort.SessionOptions) -> tuple[str, str | None]:
+    allowed = options.get_session_config_entry("session.intra_op.allow_spinning")
+    try:
+        return allowed, options.get_session_config_entry("session.intra_op.spin_duration_us")
+    except Exception:  # onnxruntime raises for a key that was never set
+        return allowed, None
+
+
+def test_idle_pool_threads_spin_briefly_then_sleep_where_onnxruntime_bounds_the_spin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert spinning(session_options()) == ("1", str(INTRA_OP_SPIN_US))
+    assert spinning(session_options(spin_us=20)) == ("1", "20")
+    assert spinning(session_options(spin_us=0)) == ("0", None)
+    # An onnxruntime that would ignore the bound must not spin at all.
+    monkeypatch.setattr(session_module, "spin_is_bounded", lambda: False)
+    assert spinning(session_options()) == ("0", None)
+
+
+def test_only_onnxruntime_1_27_and_later_count_as_bounding_the_spin() -> None:
+    assert spin_is_bounded("1.27.0") and spin_is_bounded("1.31.1") and spin_is_bounded("2.0")
+    assert not spin_is_bounded("1.26.2")
+    assert not spin_is_bounded("1.20.0")
+    assert not spin_is_bounded("nightly")
 
 
 def test_a_missing_model_file_says_where_it_was_looked_for(tmp_path: Path) -> None:
