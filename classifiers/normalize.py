@@ -437,9 +437,11 @@ def _spelled_digits(text: str) -> Mapped:
 # -- grouped numbers ---------------------------------------------------------------------------
 
 # A run of separators between two digits: dots, slashes, underscores... or 2+ spaces, or a line
-# break (texts joined by newlines: a number split across messages or content parts).
+# break (texts joined by newlines: a number split across messages or content parts); 2+ spaces
+# also beside an area code's parentheses (+254  (20)  2012356 reads as +254 (20) 2012356).
 SEPARATOR_RUN = re.compile(
-    r"(?<=\d)(?:[ \t]*[._/\\|*~:+-]{1,2}[ \t]*|[ \t]{2,}|[ \t]*\n[ \t]*)(?=\d)"
+    r"(?<=\d)(?:[ \t]*[._/\\|*~:+-]{1,2}[ \t]*|[ \t]*\n[ \t]*)(?=\d)"
+    r"|(?<=[\d)])[ \t]{2,}(?=[\d(])"
 )
 
 

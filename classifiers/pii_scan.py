@@ -96,8 +96,14 @@ def _country_code_set_off(hit: PiiEntity, text: str, start: int, runs: Sequence[
         hit.type == "PHONE_NUMBER"
         and text.startswith("+", start)
         and len(runs) > 1
-        and runs[0] in _PLAIN_SEPARATORS
+        and _plain(runs[0])
     )
+
+
+def _plain(run: str) -> bool:
+    """A space, a dash, or spaces alone: what stands between digit groups as people write them
+    (a doubled space is still a space to a reader, and a mixed 415  555-0134 one number)."""
+    return run in _PLAIN_SEPARATORS or run.strip(" ") == ""
 
 
 def _grouped_card(hit: PiiEntity, written: str) -> bool:
@@ -118,14 +124,14 @@ def deliberate(runs: Sequence[str]) -> bool:
     one way of writing it (all dots, all slashes, ...; spaces only beside a line break), with at
     most one line break, rather than as numbers that merely stand near each other: a decimal, a
     list of decimals, a date and a time, a table."""
-    unusual = [run for run in runs if run not in _PLAIN_SEPARATORS]
+    unusual = [run for run in runs if not _plain(run)]
     breaks = sum("\n" in run for run in unusual)
     kinds = {run.strip(" \t") or run for run in unusual if "\n" not in run}
     if breaks > 1 or len(kinds) > 1:
         return False
     if not kinds:
         return True
-    if any(run in _PLAIN_SEPARATORS for run in runs):
+    if any(_plain(run) for run in runs):
         return False  # "12.5 13.7 14.2": decimals in a list, not one dotted number
     (kind,) = kinds
     return kind not in _AMBIGUOUS_ALONE or sum("\n" not in run for run in unusual) > 1
