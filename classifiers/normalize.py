@@ -436,12 +436,13 @@ def _spelled_digits(text: str) -> Mapped:
 
 # -- grouped numbers ---------------------------------------------------------------------------
 
-# A run of separators between two digits: dots, slashes, underscores... or 2+ spaces, or a line
-# break (texts joined by newlines: a number split across messages or content parts); 2+ spaces
-# also beside an area code's parentheses (+254  (20)  2012356 reads as +254 (20) 2012356).
+# A run of separators between two digits: dots, slashes, underscores... or a line break (texts
+# joined by newlines: a number split across messages or content parts); and whitespace other
+# than one space (2+ spaces, a tab), also beside an area code's parentheses: +254  (20)  2012356
+# and 415<tab>555<tab>0134 read as +254 (20) 2012356 and 415 555 0134.
 SEPARATOR_RUN = re.compile(
     r"(?<=\d)(?:[ \t]*[._/\\|*~:+-]{1,2}[ \t]*|[ \t]*\n[ \t]*)(?=\d)"
-    r"|(?<=[\d)])[ \t]{2,}(?=[\d(])"
+    r"|(?<=[\d)])(?:[ \t]{2,}|\t)(?=[\d(])"
 )
 
 
