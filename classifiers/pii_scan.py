@@ -126,8 +126,8 @@ def deliberate(runs: Sequence[str]) -> bool:
     most one line break, rather than as numbers that merely stand near each other: a decimal, a
     list of decimals, a date and a time, a table."""
     unusual = [run for run in runs if not _plain(run)]
-    breaks = sum("\n" in run for run in unusual)
-    kinds = {run.strip(" \t") or run for run in unusual if "\n" not in run}
+    breaks = sum(_line_break(run) for run in unusual)
+    kinds = {run.strip(" \t") or run for run in unusual if not _line_break(run)}
     if breaks > 1 or len(kinds) > 1:
         return False
     if not kinds:
@@ -135,7 +135,13 @@ def deliberate(runs: Sequence[str]) -> bool:
     if any(_plain(run) for run in runs):
         return False  # "12.5 13.7 14.2": decimals in a list, not one dotted number
     (kind,) = kinds
-    return kind not in _AMBIGUOUS_ALONE or sum("\n" not in run for run in unusual) > 1
+    return kind not in _AMBIGUOUS_ALONE or sum(not _line_break(run) for run in unusual) > 1
+
+
+def _line_break(run: str) -> bool:
+    """Whether a separator run breaks the line: \n, or \r\n and \r as Windows and old Macs
+    write it."""
+    return "\n" in run or "\r" in run
 
 
 def scan(
