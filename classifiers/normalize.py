@@ -436,13 +436,14 @@ def _spelled_digits(text: str) -> Mapped:
 
 # -- grouped numbers ---------------------------------------------------------------------------
 
-# A run of separators between two digits: dots, slashes, underscores... or a line break (\n,
+# A run of separators between two digits: dots, slashes, underscores, #, ;, =... (not commas:
+# thousands and lists) or a line break (\n,
 # \r\n or \r; texts are joined by newlines, so a number split across messages or content parts
 # is one too); and whitespace other than one space (2+ spaces, a tab), also beside an area
 # code's parentheses: +254  (20)  2012356 and 415<tab>555<tab>0134 read as +254 (20) 2012356 and
 # 415 555 0134.
 SEPARATOR_RUN = re.compile(
-    r"(?<=\d)(?:[ \t]*[._/\\|*~:+-]{1,2}[ \t]*|[ \t]*(?:\r\n?|\n)[ \t]*)(?=\d)"
+    r"(?<=\d)(?:[ \t]*[._/\\|*~:+#;=^&-]{1,2}[ \t]*|[ \t]*(?:\r\n?|\n)[ \t]*)(?=\d)"
     r"|(?<=[\d)])(?:[ \t]{2,}|\t)(?=[\d(])"
 )
 
@@ -457,7 +458,7 @@ def collapse_separators(text: str, glue: Callable[[int, int], bool] | None = Non
 
 
 _ANY_SEPARATOR = re.compile(
-    r"(?<=\d)(?:[ \t]*[._/\\|*~:+-]{1,2}[ \t]*|[ \t]+|[ \t]*(?:\r\n?|\n)[ \t]*)(?=\d)"
+    r"(?<=\d)(?:[ \t]*[._/\\|*~:+#;=^&-]{1,2}[ \t]*|[ \t]+|[ \t]*(?:\r\n?|\n)[ \t]*)(?=\d)"
 )
 
 

@@ -101,10 +101,10 @@ def _country_code_set_off(hit: PiiEntity, text: str, start: int, runs: Sequence[
 
 
 def _plain(run: str) -> bool:
-    """A space, a dash, or spaces and tabs alone: what stands between digit groups as people
-    write them (a doubled space or a tab is still a gap to a reader, and 415  555-0134 or
-    415<tab>555-0134 one number)."""
-    return run in _PLAIN_SEPARATORS or run.strip(" \t") == ""
+    """A space, a dash, spaces and tabs alone, or a dash between them: what stands between digit
+    groups as people write them (a doubled space or a tab is still a gap to a reader, and
+    415  555-0134, 415<tab>555-0134 and 415 555 - 0134 one number)."""
+    return run in _PLAIN_SEPARATORS or run.strip(" \t") in ("", "-")
 
 
 def _grouped_card(hit: PiiEntity, written: str) -> bool:
