@@ -335,7 +335,8 @@ _SPACED_AT = r"(?:[ \t]+\n?|\n)[ \t]*@[ \t]*\n?[ \t]*|[ \t]*@(?:[ \t]+\n?|\n)[ \
 _BRACKETED_AT = rf"[ \t]*{_OPEN}[ \t]*(?:at|@)[ \t]*{_CLOSE}[ \t]*"
 _AT = rf"(?:{_BRACKETED_AT}|{_AT_WORD}|{_SPACED_AT}|@)"
 _DOT_WORD = r"[ \t]+dot[ \t]+"
-_DOT = rf"(?:[ \t]*{_OPEN}[ \t]*(?:dot|\.)[ \t]*{_CLOSE}[ \t]*|{_DOT_WORD}|\.)"
+_SPACED_DOT = r"[ \t]+\.[ \t]+"  # jane . doe @ example . com: spaced on both sides, not a full stop
+_DOT = rf"(?:[ \t]*{_OPEN}[ \t]*(?:dot|\.)[ \t]*{_CLOSE}[ \t]*|{_DOT_WORD}|{_SPACED_DOT}|\.)"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_%+-]{0,62}[A-Za-z0-9])?"
 _SPELLED_EMAIL = re.compile(
     rf"(?<![\w.+%@-]){_LABEL}(?:{_DOT}{_LABEL})*{_AT}"
@@ -365,7 +366,8 @@ def _email(match: re.Match[str]) -> str | None:
         dots = [d[0] for d in _DOT_ONLY.finditer(domain)]
         tld = domain.rsplit(dots[-1], 1)[-1].lower() if dots else ""
         spelled = at[0].strip().lower() == "at"
-        if tld not in _COMMON_TLDS or (spelled and all(d == "." for d in dots)):
+        # "at" with plain dots, spaced or not, is a sentence ("meet at home . com"), not an address
+        if tld not in _COMMON_TLDS or (spelled and all(d.strip() == "." for d in dots)):
             return None
     address = _DOT_ONLY.sub(".", local) + "@" + _DOT_ONLY.sub(".", domain)
     return address if address != written else None
