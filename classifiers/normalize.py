@@ -333,7 +333,7 @@ _AT_WORD = r"[ \t]+at[ \t]+"
 # A spaced @ may have one line break by it: an address split across two messages at the @.
 _SPACED_AT = r"(?:[ \t]+\n?|\n)[ \t]*@[ \t]*\n?[ \t]*|[ \t]*@(?:[ \t]+\n?|\n)[ \t]*"
 _BRACKETED_AT = rf"[ \t]*{_OPEN}[ \t]*(?:at|@)[ \t]*{_CLOSE}[ \t]*"
-_AT = rf"(?:{_BRACKETED_AT}|{_AT_WORD}|{_SPACED_AT}|@)"
+_AT = rf"(?:{_BRACKETED_AT}|{_AT_WORD}|{_SPACED_AT}|@@?)"  # jane@@example.com: one @ too many
 _DOT_WORD = r"[ \t]+dot[ \t]+"
 _SPACED_DOT = r"[ \t]+\.[ \t]+"  # jane . doe @ example . com: spaced on both sides, not a full stop
 _DOT = rf"(?:[ \t]*{_OPEN}[ \t]*(?:dot|\.)[ \t]*{_CLOSE}[ \t]*|{_DOT_WORD}|{_SPACED_DOT}|\.)"
@@ -361,7 +361,7 @@ def _email(match: re.Match[str]) -> str | None:
     if at is None:
         return None
     local, domain = written[: at.start()], written[at.end() :]
-    bracketed = at[0].strip() not in ("at", "AT", "At", "aT", "@")
+    bracketed = at[0].strip() not in ("at", "AT", "At", "aT", "@", "@@")
     if not bracketed:  # " at " or " @ ": words and code (a @ b.T) look like that too
         dots = [d[0] for d in _DOT_ONLY.finditer(domain)]
         tld = domain.rsplit(dots[-1], 1)[-1].lower() if dots else ""
