@@ -164,8 +164,10 @@ IBAN_LENGTHS = {
     "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }  # fmt: skip
 
-# Country codes are upper case in print, but people type them in lower case too ("es91 2100 ...").
-_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})\d{2}(?= ?[A-Za-z0-9])")
+# Country codes are upper case in print, but people type them in lower case too ("es91 2100 ...");
+# an upper-case code may stand apart from its check digits ("DE 89 3704 ..."), a lower-case one
+# may not (English words such as "is" and "at" are country codes).
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])(?:([A-Za-z]{2})|([A-Z]{2}) )\d{2}(?= ?[A-Za-z0-9])")
 
 
 def iban_valid(iban: str) -> bool:
@@ -179,11 +181,11 @@ def iban_valid(iban: str) -> bool:
 
 def _ibans(text: str) -> Iterator[PiiEntity]:
     for start in _IBAN_START.finditer(text):
-        length = IBAN_LENGTHS.get(start[1].upper())
+        length = IBAN_LENGTHS.get((start[1] or start[2]).upper())
         if length is None:
             continue
         # Take exactly the country's length of characters, allowing single spaces between them.
-        chars = list(start[0])
+        chars = [ch for ch in start[0] if ch != " "]
         pos = start.end()
         while len(chars) < length and pos < len(text):
             ch = text[pos]
