@@ -439,11 +439,10 @@ def _spelled_digits(text: str) -> Mapped:
 # -- grouped numbers ---------------------------------------------------------------------------
 
 # A run of separators between two digits: dots, slashes, underscores, #, ;, =... (not commas:
-# thousands and lists) or a line break (\n,
-# \r\n or \r; texts are joined by newlines, so a number split across messages or content parts
-# is one too); and whitespace other than one space (2+ spaces, a tab), also beside an area
-# code's parentheses: +254  (20)  2012356 and 415<tab>555<tab>0134 read as +254 (20) 2012356 and
-# 415 555 0134.
+# thousands and lists), or a line break (\n, \r\n or \r; texts are joined by newlines, so a
+# number split across messages or content parts is one too); and whitespace other than one
+# space (2+ spaces, a tab), also beside an area code's parentheses: +254  (20)  2012356 and
+# 415<tab>555<tab>0134 read as +254 (20) 2012356 and 415 555 0134.
 SEPARATOR_RUN = re.compile(
     r"(?<=\d)(?:[ \t]*[._/\\|*~:+#;=^&-]{1,2}[ \t]*|[ \t]*(?:\r\n?|\n)[ \t]*)(?=\d)"
     r"|(?<=[\d)])(?:[ \t]{2,}|\t)(?=[\d(])"

@@ -18,7 +18,6 @@ from classifiers.normalize import collapse_separators, normalize, separators
 from classifiers.signals import PiiEntity
 
 JOINER = "\n"  # between texts: the line break a reader sees between two messages
-_PLAIN_SEPARATORS = frozenset({" ", "-"})  # what the detectors read between digit groups
 _AMBIGUOUS_ALONE = frozenset({".", ":"})  # one of these alone is a decimal point or a clock
 
 
@@ -104,7 +103,7 @@ def _plain(run: str) -> bool:
     """A space, a dash, spaces and tabs alone, or a dash between them: what stands between digit
     groups as people write them (a doubled space or a tab is still a gap to a reader, and
     415  555-0134, 415<tab>555-0134 and 415 555 - 0134 one number)."""
-    return run in _PLAIN_SEPARATORS or run.strip(" \t") in ("", "-")
+    return run.strip(" \t") in ("", "-")
 
 
 def _grouped_card(hit: PiiEntity, written: str) -> bool:
