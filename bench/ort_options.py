@@ -143,17 +143,26 @@ LEVELS = {
 }
 
 
+def spin_options(threads: int | None, spin_us: int | None) -> Any:
+    """The router's session options (`classifiers.session.session_options`) with the pool's spin
+    set: `spin_us` microseconds, 0 to sleep at once, None for as long as onnxruntime's default."""
+    from classifiers.session import session_options
+
+    options = session_options(threads, spin_us=spin_us or 0)
+    if spin_us is None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    return options
+
+
 def options_of(variant: Variant, threads: int) -> Any:
     """The router's session options (`classifiers.session`), with the variant's change."""
     import onnxruntime as ort
 
-    from classifiers.session import INTRA_OP_SPIN_US, session_options
+    from classifiers.session import INTRA_OP_SPIN_US
 
-    spin_us = INTRA_OP_SPIN_US if variant.spin == "router" else 0
-    options = session_options(variant.threads or threads, spin_us=spin_us)
+    spin_us = {"router": INTRA_OP_SPIN_US, "off": 0, "default": None}[variant.spin]
+    options = spin_options(variant.threads or threads, spin_us)
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[variant.level])
-    if variant.spin == "default":  # allowed, with onnxruntime's own duration
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     if variant.parallel:
         options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
         options.inter_op_num_threads = 2

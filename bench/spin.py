@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ort_options import spin_options
 from bench.run import chat_body, machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,11 +70,7 @@ def feeds_for(model_dir: Path, batch: int) -> tuple[list[str], list[dict[str, An
 def session(model: Path, spin_us: int | None) -> Any:
     import onnxruntime as ort
 
-    from classifiers.session import session_options
-
-    options = session_options(spin_us=spin_us or 0)
-    if spin_us is None:  # allowed, for as long as onnxruntime's own default
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options = spin_options(None, spin_us)  # every core, as the router
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
