@@ -6,10 +6,13 @@ masks). A piece rewritten character for character (a full-width digit to an ASCI
 character for character; a piece rewritten as a whole (a base64 run to its decoded text, "four
 one one one" to "4111", "jane [at] example [dot] com" to an address) maps to all of itself.
 
-The steps, in order: HTML entities, %XX and backslash (\\uXXXX, \\xXX) escapes; Unicode (NFKC,
-every script's digits to ASCII, format and combining characters dropped, look-alike separators
-folded); base64 and hex runs that decode to text; e-mail addresses written with [at] / (dot) /
-" at " ... " dot "; spelled-out digit sequences. `collapse_separators` is a further view for
+The steps, in order: HTML entities, %XX and backslash (\\uXXXX, \\xXX, octal) escapes; Unicode
+(NFKC, every script's digits to ASCII, format and combining characters dropped, look-alike
+separators folded); defanged dots between digits (10[.]20); base64, base32 and hex runs that
+decode to text; byte codes one at a time (34 31 31 31, 0x34 0x31, 52 49 49 49, binary octets);
+e-mail addresses written one letter at a time, or with [at] / (dot) / " at " ... " dot ";
+spelled-out digit sequences in seven languages; letters that pass for digits in a card's, an
+SSN's or a phone number's groups (4lll llll ...). `collapse_separators` is a further view for
 grouped numbers.
 """
 
@@ -21,7 +24,7 @@ import html
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -155,10 +158,15 @@ def normalize(text: str, *, depth: int = 2) -> Normalized:
     steps: tuple[Callable[[str], Mapped], ...] = (
         _unescape,
         _unicode,
+        _defanged,
         _decoder(_BASE64, depth),
         _decoder(_HEX, depth),
+        _decoder(_CODES, depth, _read_codes, _MAY_CODE),
+        _decoder(_BINARY_CODES, depth, _read_binary, _MAY_BINARY),
+        _letter_spaced,
         _emails,
         _spelled_digits,
+        _digit_lookalikes,
     )
     for step in steps:
         mapped = step(result.text)
@@ -177,7 +185,7 @@ def _normalized_text(text: str, depth: int) -> str:
 # `arguments` is JSON text the model decodes: "\u0034" reaches it as "4").
 _ESCAPE = re.compile(
     r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z]{2,8});|%[2-7][0-9A-Fa-f]"
-    r"|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}"
+    r"|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|(?:\\[0-3][0-7]{2})+"
 )
 
 
@@ -185,6 +193,11 @@ def _unescape_one(match: re.Match[str]) -> str | None:
     token = match[0]
     if token[0] == "&":
         return html.unescape(token)
+    if token[0] == "\\" and token[1] not in "ux":
+        # C's and Python's octal escapes, a run at a time: text only if every one is printable
+        # (\064\061 is "41"; [\000\011\040] is a byte class, left as written).
+        chars = "".join(chr(int(code, 8)) for code in token[1:].split("\\"))
+        return chars if chars.isprintable() else None
     ch = chr(int(token[2:] if token[0] == "\\" else token[1:], 16))
     return ch if ch.isprintable() else None
 
@@ -275,7 +288,8 @@ def _unicode(text: str) -> Mapped:
 # -- base64 and hex runs -----------------------------------------------------------------------
 
 MIN_ENCODED = 16  # characters of base64 or hex: shorter runs are words, ids and numbers
-_BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+# Up to six =: base32 pads to eight characters, base64 to four.
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,6}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Za-z])")
 _PRINTABLE_SHARE = 0.9
 
@@ -298,6 +312,15 @@ def decode_run(run: str) -> str | None:
         decoded = as_text(data)
         if decoded is not None:
             return decoded
+    if _BASE32_ONLY.fullmatch(run):  # upper-case letters and 2-7: base32 before base64
+        bare32 = run.rstrip("=")
+        try:
+            data = base64.b32decode(bare32 + "=" * (-len(bare32) % 8))
+        except (binascii.Error, ValueError):
+            data = b""
+        decoded = as_text(data) if data else None
+        if decoded is not None:
+            return decoded
     bare = run.rstrip("=").replace("-", "+").replace("_", "/")
     if len(bare) % 4 == 1 or bare.isdigit():  # digits alone are a number, not base64
         return None
@@ -309,21 +332,87 @@ def decode_run(run: str) -> str | None:
 
 
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_BASE32_ONLY = re.compile(r"[A-Z2-7]+=*")
 
 
-def _decoder(pattern: re.Pattern[str], depth: int) -> Callable[[str], Mapped]:
+def _decoder(
+    pattern: re.Pattern[str],
+    depth: int,
+    read: Callable[[str], str | None] | None = None,
+    hint: re.Pattern[str] | None = None,
+) -> Callable[[str], Mapped]:
+    """A step that replaces each run of `pattern` by the text `read` decodes it to (default:
+    `decode_run`), itself normalized `depth - 1` levels deep; a text without a match of `hint`
+    (a quicker pattern that every run matches) is left as it is unsearched."""
+    reader = read or decode_run
+
     def step(text: str) -> Mapped:
-        if depth <= 0 or len(text) < MIN_ENCODED:
+        if depth <= 0 or len(text) < MIN_ENCODED or (hint is not None and not hint.search(text)):
             return identity(text)
 
         def decoded(match: re.Match[str]) -> str | None:
-            plain = decode_run(match[0])
+            plain = reader(match[0])
             # Spaces keep the decoded text from gluing to its neighbours.
             return None if plain is None else f" {_normalized_text(plain, depth - 1)} "
 
         return substitute(text, pattern, decoded)
 
     return step
+
+
+# -- byte codes written one by one: 34 31 31 31, 0x34 0x31, 52 49 49 49, 00110100 00110001 ------
+
+MIN_CODES = 8  # codes in a run: fewer are a short list of numbers
+_CODE_SEPARATOR = r"(?:[ \t]*,[ \t]*|[ \t]+|:)"
+# Hex pairs (0x optional) or decimal codes; which reading a run is, its codes say (`_read_codes`).
+# Every code starts with a digit: so does the hex of every printable ASCII character (20-7e).
+_CODE_TOKEN = r"(?:0[xX])?\d[0-9A-Fa-f]{0,2}"
+_CODES = re.compile(
+    rf"(?<![\w.]){_CODE_TOKEN}(?:{_CODE_SEPARATOR}{_CODE_TOKEN}){{{MIN_CODES - 1},}}(?!\w|\.\d)"
+)
+_BINARY_CODES = re.compile(
+    rf"(?<![\w.])[01]{{8}}(?:{_CODE_SEPARATOR}[01]{{8}}){{{MIN_CODES - 1},}}(?!\w|\.\d)"
+)
+_CODE = re.compile(r"(?:0[xX])?([0-9A-Fa-f]+)")
+# What any run of codes holds, without the lookbehind that makes the engine try every position.
+_MAY_CODE = re.compile(
+    rf"\d[0-9A-Fa-f]{{0,2}}(?:{_CODE_SEPARATOR}{_CODE_TOKEN}){{{MIN_CODES - 1}}}"
+)
+_MAY_BINARY = re.compile(rf"[01]{{8}}{_CODE_SEPARATOR}[01]{{8}}")
+_TEXT_CODES = frozenset([9, 10, 13, *range(32, 127)])  # what a decimal code of text can be
+
+
+def _read_codes(run: str) -> str | None:
+    """The text a run of byte codes spells: hex pairs as bytes, decimal codes as characters
+    (both readings, joined, when the run is either), or None."""
+    codes = _CODE.findall(run)
+    readings = []
+    if all(len(code) == 2 for code in codes):
+        readings.append(as_text(bytes(int(code, 16) for code in codes)))
+    if "0x" not in run.lower() and all(code.isdigit() for code in codes):
+        values = [int(code) for code in codes]
+        if all(value in _TEXT_CODES for value in values):
+            readings.append("".join(map(chr, values)))
+    found = [text for text in readings if text]
+    return " , ".join(found) if found else None  # a comma: never glues two readings' digits
+
+
+def _read_binary(run: str) -> str | None:
+    return as_text(bytes(int(code, 2) for code in re.findall(r"[01]{8}", run)))
+
+
+# -- defanged dots: 10[.]20[.]30[.]40, 4111(.)1111 ----------------------------------------------
+
+_DEFANGED = re.compile(
+    r"(?<=\d)[ \t]*(?:[\[({]\.[\])}]|[\[({]dot[\])}])[ \t]*(?=\d)", re.IGNORECASE
+)
+_MAY_DEFANG = re.compile(r"[\[({](?:\.|dot)[\])}]", re.IGNORECASE)  # no lookbehind: a quick scan
+
+
+def _defanged(text: str) -> Mapped:
+    if not _MAY_DEFANG.search(text):
+        return identity(text)
+    return substitute(text, _DEFANGED, lambda match: ".")
 
 
 # -- e-mail addresses written out --------------------------------------------------------------
@@ -373,6 +462,22 @@ def _email(match: re.Match[str]) -> str | None:
     return address if address != written else None
 
 
+# j a n e . d o e @ e x a m p l e . c o m: one character at a time, spaced.
+_LETTER_SPACED = re.compile(r"(?<![^\s])(?:[\w.+%@-][ \t]){6,}\w(?![^\s])")
+_PLAIN_EMAIL = re.compile(rf"{_LABEL}(?:\.{_LABEL})*@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,24}}")
+
+
+def _collapsed_email(match: re.Match[str]) -> str | None:
+    address = re.sub(r"[ \t]", "", match[0])
+    return address if _PLAIN_EMAIL.fullmatch(address) else None
+
+
+def _letter_spaced(text: str) -> Mapped:
+    if "@" not in text:
+        return identity(text)
+    return substitute(text, _LETTER_SPACED, _collapsed_email)
+
+
 _MAY_SPELL_EMAIL = re.compile(rf"@|{_OPEN}[ \t]*at[ \t]*{_CLOSE}|[ \t]dot[ \t]", re.IGNORECASE)
 
 
@@ -384,17 +489,59 @@ def _emails(text: str) -> Mapped:
 
 # -- spelled-out digits ------------------------------------------------------------------------
 
+# Digit words in English, German, French, Spanish, Italian, Portuguese and Dutch (no word is
+# a different digit in two of them), with and without their accents (combining accents are
+# dropped before this step: fu\u0308nf reads as funf).
 DIGIT_WORDS = {
     "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
     "six": "6", "seven": "7", "eight": "8", "nine": "9",
+    "null": "0", "eins": "1", "zwei": "2", "zwo": "2", "drei": "3", "vier": "4", "fünf": "5",
+    "funf": "5", "fuenf": "5", "sechs": "6", "sieben": "7", "acht": "8", "neun": "9",
+    "zéro": "0", "un": "1", "deux": "2", "trois": "3", "quatre": "4", "cinq": "5", "sept": "7",
+    "huit": "8", "neuf": "9",
+    "cero": "0", "uno": "1", "dos": "2", "tres": "3", "cuatro": "4", "cinco": "5", "seis": "6",
+    "siete": "7", "ocho": "8", "nueve": "9",
+    "due": "2", "tre": "3", "quattro": "4", "cinque": "5", "sei": "6", "sette": "7", "otto": "8",
+    "nove": "9",
+    "um": "1", "dois": "2", "três": "3", "quatro": "4", "sete": "7", "oito": "8",
+    "nul": "0", "een": "1", "één": "1", "twee": "2", "drie": "3", "vijf": "5", "zes": "6",
+    "zeven": "7", "negen": "9",
 }  # fmt: skip
 MIN_SPELLED_DIGITS = 7
-_TOKEN = r"(?:(?:double|triple)\s+)?(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|\d+)"
+
+_Trie = dict[str, "_Trie"]  # a character to the words' rest; "" marks a word's end
+
+
+def word_trie(words: Iterable[str]) -> str:
+    """An alternation of `words` as a regular expression that shares their prefixes
+    (``c(?:ero|inq)``): Python's engine tries a flat alternation word by word at every position."""
+    root: _Trie = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: _Trie) -> str:
+        ends = "" in node
+        branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        if ends:
+            return f"(?:{body})?" if len(branches) == 1 and len(body) > 1 else f"{body}?"
+        return body
+
+    return emit(root)
+
+
+_WORDS = word_trie(DIGIT_WORDS)
+_TOKEN = rf"(?:(?:double|triple)\s+)?(?:{_WORDS}|\d+)"
 _SPELLED = re.compile(rf"\b{_TOKEN}(?:[\s,.;:/-]+{_TOKEN})+\b", re.IGNORECASE)
 _PIECES = re.compile(r"(double|triple)\s+(\w+)|(\w+)|([^\w]+)", re.IGNORECASE)
 
 
-_DIGIT_WORD = re.compile(r"zero|oh|one|two|three|four|five|six|seven|eight|nine", re.IGNORECASE)
+_DIGIT_WORD = re.compile(rf"\b(?:{_WORDS})\b", re.IGNORECASE)
 
 
 def _digits(match: re.Match[str]) -> str | None:
@@ -427,6 +574,8 @@ def _digits(match: re.Match[str]) -> str | None:
     spelled = "".join(out)
     if words == 0 or sum(c.isdigit() for c in spelled) < MIN_SPELLED_DIGITS:
         return None
+    if len({c for c in spelled if c.isdigit()}) == 1:  # NULL NULL NULL ... in a table: no number
+        return None
     if len(spelled) == 10 and spelled.isdigit():  # ten digits said in one breath: a phone number
         return f"{spelled[:3]}-{spelled[3:6]}-{spelled[6:]}"
     return spelled
@@ -434,6 +583,41 @@ def _digits(match: re.Match[str]) -> str | None:
 
 def _spelled_digits(text: str) -> Mapped:
     return substitute(text, _SPELLED, _digits)
+
+
+# -- letters for digits: 4lll llll llll llll, 415-555-O134 -----------------------------------
+
+_AS_DIGIT = str.maketrans("OoIl", "0011")
+_D = "[0-9OoIl]"
+# A card's 4-4-4-4 or 4-6-5 groups, an SSN's 3-2-4 and a phone number's 3-3-4, with letters
+# that pass for 0 and 1 among the digits.
+_LOOKALIKE_NUMBER = re.compile(
+    rf"(?<![\w.-])(?:{_D}{{4}}(?:[ -]?{_D}{{4}}){{3}}|{_D}{{4}}[ -]?{_D}{{6}}[ -]?{_D}{{5}}"
+    rf"|{_D}{{3}}-{_D}{{2}}-{_D}{{4}}|\(?{_D}{{3}}\)?[-. ]?{_D}{{3}}[-. ]{_D}{{4}})(?![\w-])"
+)
+
+
+def _as_digits(match: re.Match[str]) -> str | None:
+    """The number with its letters read as digits, when it has both; only a card (the
+    detector checks its Luhn digit) may be mostly letters, anything else mostly digits."""
+    written = match[0]
+    digits = sum(c.isdigit() for c in written)
+    letters = sum(c in "OoIl" for c in written)
+    if not digits or not letters:
+        return None
+    if letters >= digits and not (len(written) > 14 and written[0].isdigit()):
+        return None
+    return written.translate(_AS_DIGIT)
+
+
+# A digit beside a look-alike letter, or a group of them beside a digit: in every such number.
+_MAY_LOOK_ALIKE = re.compile(r"\d(?:(?<=[OoIl]\d)|(?<=[OoIl][ -]\d)|(?=[ -]?[OoIl]))")
+
+
+def _digit_lookalikes(text: str) -> Mapped:
+    if not _MAY_LOOK_ALIKE.search(text):
+        return identity(text)
+    return substitute(text, _LOOKALIKE_NUMBER, _as_digits)
 
 
 # -- grouped numbers ---------------------------------------------------------------------------

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from classifiers.engine import DEFAULT_MODEL_DIR, SignalEngine
-from classifiers.normalize import normalize
+from classifiers.normalize import DIGIT_WORDS, normalize, word_trie
 from classifiers.pii_scan import find_obfuscated, scan
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
 from classifiers.text import part_joins
@@ -113,6 +114,25 @@ def test_normalizing_maps_every_rewritten_piece_into_the_original() -> None:
     assert text[slice(*seen.original_span(3, 5))] == "٤٢"
     assert text[slice(*seen.original_span(0, 2))] == "a\u200bb"
     assert text[slice(*seen.original_span(6, len(seen.text)))] == "c [at] d [dot] com"
+
+
+def test_byte_codes_map_to_the_whole_run_and_are_read_both_ways_when_they_could_be_either() -> None:
+    codes = " ".join(str(b) for b in b"4111111111111111")  # decimal codes, also valid hex pairs
+    assert only(f"codes: {codes}.") == ("CREDIT_CARD", codes)
+    seen = normalize("52 49 49 49 49 49 49 49")
+    assert "4111" in seen.text and "RIII" in seen.text  # decimal and hex, apart
+
+
+def test_the_digit_word_trie_matches_exactly_the_digit_words() -> None:
+    trie = re.compile(rf"(?:{word_trie(DIGIT_WORDS)})", re.IGNORECASE)
+    assert all(trie.fullmatch(word) for word in DIGIT_WORDS)
+    assert not any(trie.fullmatch(w) for w in ["nu", "nulll", "ze", "sechse", "o", "un2", ""])
+    assert word_trie(["a", "ab", "abc"]) == "a(?:bc?)?"
+
+
+def test_a_letter_reads_as_a_digit_only_beside_digits() -> None:
+    assert only("card 4lll llll llll llll") == ("CREDIT_CARD", "4lll llll llll llll")
+    assert find_obfuscated("IIII llll OOOO oooo and lOOl-lIOl-OlIl") == ()
 
 
 def test_texts_without_obfuscation_are_read_as_written() -> None:
