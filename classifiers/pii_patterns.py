@@ -286,6 +286,11 @@ def _names_no_one(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> boo
 _ALONE = r"(?!\w|[ .-]\d)"
 # +CC then up to six groups, a group optionally in parentheses: +44 20 7946 0958, +1 (555) 123-4567.
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + _ALONE)
+# The same dialled from abroad as most of the world writes it, 00 for the +: 0044 20 7946 0958.
+# Groups must be apart (0044207946... is as likely an account number), the code is not 0.
+_PHONE_INTL_00 = re.compile(
+    r"(?<![\w+.-])(?<!\d[ .-])00[1-9]\d{0,2}(?:[ .-](?:\(\d{1,4}\)|\d{1,8})){1,6}" + _ALONE
+)
 # North American: (555) 123-4567, 555-123-4567, 555.123.4567, optionally after 1.
 _PHONE_NANP = re.compile(
     r"(?<![\w+.-])(?<!\d[ .-])(?:1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}" + _ALONE
@@ -301,6 +306,7 @@ def _digit_count(s: str) -> int:
 def _phones(text: str) -> Iterator[PiiEntity]:
     for pattern, low, high, score in (
         (_PHONE_INTL, 8, 15, 0.85),
+        (_PHONE_INTL_00, 10, 17, 0.85),
         (_PHONE_NANP, 10, 11, 0.8),
         (_PHONE_TRUNK, 9, 12, 0.7),
     ):

@@ -235,6 +235,10 @@ def test_code_times_and_mac_addresses_are_not_ipv6(text: str) -> None:
         "+49 30 1234567",
         "020 7946 0958",
         "07700 900123",
+        "0044 20 7946 0958",  # 00 for +, as it is dialled from most of the world
+        "0049 30 901820",
+        "0033.1.23.45.67.89",
+        "001-415-555-0134",
     ],
 )
 def test_phone_number_formats_are_found(phone: str) -> None:
@@ -255,6 +259,7 @@ def test_phone_number_formats_are_found(phone: str) -> None:
         "at 10:30",
         "ratio 3.14159",
         "page 123 of 4567",
+        "id 00442079460958",  # 00 with nothing apart: as likely an account number
     ],
 )
 def test_dates_versions_and_ordinary_numbers_are_not_pii(text: str) -> None:
