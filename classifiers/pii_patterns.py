@@ -291,6 +291,13 @@ _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){
 _PHONE_INTL_00 = re.compile(
     r"(?<![\w+.-])(?<!\d[ .-])00[1-9]\d{0,2}(?:[ .-](?:\(\d{1,4}\)|\d{1,8})){1,6}" + _ALONE
 )
+# Any national form followed by an extension (x1405, ext. 5616, #3532, ;ext=9316): the extension
+# says phone where the digits alone could be anything (2221229517, 34 41 10 71). Not "x 2" nor
+# " #3": a product and an issue number.
+_PHONE_EXT = re.compile(
+    r"(?<![\w+.-])(?<!\d[ .-])\(?\d{2,5}\)?(?:[ .-]?\d{2,6}){0,4}"
+    r"(?=[ \t]*(?:;?ext=|ext\.?)[ \t]*\d{1,5}(?!\w)|[ \t]*x\d{1,5}(?!\w)|#\d{1,5}(?!\w))"
+)
 # North American: (555) 123-4567, 555-123-4567, 555.123.4567, optionally after 1.
 _PHONE_NANP = re.compile(
     r"(?<![\w+.-])(?<!\d[ .-])(?:1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}" + _ALONE
@@ -307,6 +314,7 @@ def _phones(text: str) -> Iterator[PiiEntity]:
     for pattern, low, high, score in (
         (_PHONE_INTL, 8, 15, 0.85),
         (_PHONE_INTL_00, 10, 17, 0.85),
+        (_PHONE_EXT, 7, 13, 0.8),
         (_PHONE_NANP, 10, 11, 0.8),
         (_PHONE_TRUNK, 9, 12, 0.7),
     ):

@@ -246,6 +246,19 @@ def test_phone_number_formats_are_found(phone: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("written", "phone"),
+    [
+        ("0202014921 x1405", "0202014921"),
+        ("34 41 10 71 ext. 5616", "34 41 10 71"),
+        ("612 34 57 87#3532", "612 34 57 87"),
+        ("81234833;ext=2115", "81234833"),
+    ],
+)
+def test_a_national_number_with_an_extension_is_a_phone_number(written: str, phone: str) -> None:
+    assert found(f"Call {written} today") == [("PHONE_NUMBER", phone)]
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "on 2024-01-15",
@@ -260,6 +273,9 @@ def test_phone_number_formats_are_found(phone: str) -> None:
         "ratio 3.14159",
         "page 123 of 4567",
         "id 00442079460958",  # 00 with nothing apart: as likely an account number
+        "screens 1920 1080 x 2",  # a product, not an extension
+        "order 1234567 x 3 units",
+        "ticket 2024 1234 #5",  # an issue number
     ],
 )
 def test_dates_versions_and_ordinary_numbers_are_not_pii(text: str) -> None:
