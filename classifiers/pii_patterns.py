@@ -284,26 +284,37 @@ def _names_no_one(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> boo
 
 # Each form ends with `_ALONE`: a phone number is not a piece of a longer run of digit groups.
 _ALONE = r"(?!\w|[ .-]\d)"
+# An extension, part of the number it follows: x1405, ext. 5616, #3532, ;ext=9316 (not "x 2" nor
+# " #3": a product and an issue number).
+_EXTENSION = r"(?:[ \t]*(?:;?ext=|ext\.?)[ \t]*\d{1,5}|[ \t]*x\d{1,5}|#\d{1,5})"
+_EXTENSION_AT_END = re.compile(_EXTENSION + "$")
+_MAY_EXTEND = f"(?:{_EXTENSION})?"
 # +CC then up to six groups, a group optionally in parentheses: +44 20 7946 0958, +1 (555) 123-4567.
-_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + _ALONE)
+_PHONE_INTL = re.compile(
+    r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + _MAY_EXTEND + _ALONE
+)
 # The same dialled from abroad as most of the world writes it, 00 for the +: 0044 20 7946 0958.
 # Groups must be apart (0044207946... is as likely an account number), the code is not 0.
 _PHONE_INTL_00 = re.compile(
-    r"(?<![\w+.-])(?<!\d[ .-])00[1-9]\d{0,2}(?:[ .-](?:\(\d{1,4}\)|\d{1,8})){1,6}" + _ALONE
+    r"(?<![\w+.-])(?<!\d[ .-])00[1-9]\d{0,2}(?:[ .-](?:\(\d{1,4}\)|\d{1,8})){1,6}"
+    + _MAY_EXTEND
+    + _ALONE
 )
-# Any national form followed by an extension (x1405, ext. 5616, #3532, ;ext=9316): the extension
-# says phone where the digits alone could be anything (2221229517, 34 41 10 71). Not "x 2" nor
-# " #3": a product and an issue number.
+# Any national form with an extension: the extension says phone where the digits alone could be
+# anything (2221229517, 34 41 10 71).
 _PHONE_EXT = re.compile(
-    r"(?<![\w+.-])(?<!\d[ .-])\(?\d{2,5}\)?(?:[ .-]?\d{2,6}){0,4}"
-    r"(?=[ \t]*(?:;?ext=|ext\.?)[ \t]*\d{1,5}(?!\w)|[ \t]*x\d{1,5}(?!\w)|#\d{1,5}(?!\w))"
+    r"(?<![\w+.-])(?<!\d[ .-])\(?\d{2,5}\)?(?:[ .-]?\d{2,6}){0,4}" + _EXTENSION + r"(?!\w)"
 )
 # North American: (555) 123-4567, 555-123-4567, 555.123.4567, optionally after 1.
 _PHONE_NANP = re.compile(
-    r"(?<![\w+.-])(?<!\d[ .-])(?:1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}" + _ALONE
+    r"(?<![\w+.-])(?<!\d[ .-])(?:1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
+    + _MAY_EXTEND
+    + _ALONE
 )
 # National with a trunk 0: 020 7946 0958, 07700 900123, (030) 123456.
-_PHONE_TRUNK = re.compile(r"(?<![\w+.-])(?<!\d[ .-])\(?0\d{1,4}\)?[ -]\d{3,4}[ -]?\d{3,4}" + _ALONE)
+_PHONE_TRUNK = re.compile(
+    r"(?<![\w+.-])(?<!\d[ .-])\(?0\d{1,4}\)?[ -]\d{3,4}[ -]?\d{3,4}" + _MAY_EXTEND + _ALONE
+)
 
 
 def _digit_count(s: str) -> int:
@@ -319,7 +330,7 @@ def _phones(text: str) -> Iterator[PiiEntity]:
         (_PHONE_TRUNK, 9, 12, 0.7),
     ):
         for m in pattern.finditer(text):
-            if not low <= _digit_count(m[0]) <= high:
+            if not low <= _digit_count(_EXTENSION_AT_END.sub("", m[0])) <= high:
                 continue
             if "." in m[0] and _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
                 continue
