@@ -157,6 +157,7 @@ def normalize(text: str, *, depth: int = 2) -> Normalized:
     result = Normalized(text, ())
     steps: tuple[Callable[[str], Mapped], ...] = (
         _unescape,
+        _spaced_ip,
         _unicode,
         _defanged,
         _decoder(_BASE64, depth),
@@ -415,6 +416,29 @@ def _defanged(text: str) -> Mapped:
     return substitute(text, _DEFANGED, lambda match: ".")
 
 
+# An IPv4 address with its dots spaced or spelled: 192 . 168 . 1 . 1, 192 .168 .1 .1, 192 dot 168
+# dot 1 dot 1. Not "1. 2. 3. 4" (a numbered list), nor one link of a longer chain, and read before
+# Unicode folds a bullet into a dot: "11 • 11 • 11 • 11 • 11" is a product.
+_IP_DOT = r"(?:[ \t]+\.[ \t]*|[ \t]+dot[ \t]+)"
+_IP_PART = rf"{_IP_DOT}\d{{1,3}}"
+_SPACED_IP = re.compile(
+    rf"(?<![\d.])\d{{1,3}}{_IP_PART}{_IP_PART}{_IP_PART}(?![\d.]|{_IP_DOT}\d)", re.IGNORECASE
+)
+_CHAIN_BEFORE = re.compile(rf"\d{_IP_DOT}$", re.IGNORECASE)
+
+
+def _spaced_ip(text: str) -> Mapped:
+    if " ." not in text and "dot" not in text.lower():
+        return identity(text)
+
+    def joined(match: re.Match[str]) -> str | None:
+        if _CHAIN_BEFORE.search(text, max(0, match.start() - 8), match.start()):
+            return None
+        return ".".join(re.findall(r"\d+", match[0]))
+
+    return substitute(text, _SPACED_IP, joined)
+
+
 # -- e-mail addresses written out --------------------------------------------------------------
 
 _OPEN, _CLOSE = r"[\[({<]", r"[\])}>]"
@@ -508,6 +532,7 @@ DIGIT_WORDS = {
     "zeven": "7", "negen": "9",
 }  # fmt: skip
 MIN_SPELLED_DIGITS = 7
+MIN_SPELLED_WORDS = 3
 
 _Trie = dict[str, "_Trie"]  # a character to the words' rest; "" marks a word's end
 
@@ -572,7 +597,8 @@ def _digits(match: re.Match[str]) -> str | None:
         previous_digits = word.isdigit()
         pending = ""
     spelled = "".join(out)
-    if words == 0 or sum(c.isdigit() for c in spelled) < MIN_SPELLED_DIGITS:
+    # Three words at least: one digit word beside numbers is a word ("due 2013-10-15", "Sept 15").
+    if words < MIN_SPELLED_WORDS or sum(c.isdigit() for c in spelled) < MIN_SPELLED_DIGITS:
         return None
     if len({c for c in spelled if c.isdigit()}) == 1:  # NULL NULL NULL ... in a table: no number
         return None

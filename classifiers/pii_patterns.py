@@ -286,7 +286,7 @@ def _names_no_one(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> boo
 _ALONE = r"(?!\w|[ .-]\d)"
 # An extension, part of the number it follows: x1405, ext. 5616, #3532, ;ext=9316 (not "x 2" nor
 # " #3": a product and an issue number).
-_EXTENSION = r"(?:[ \t]*(?:;?ext=|ext\.?)[ \t]*\d{1,5}|[ \t]*x\d{1,5}|#\d{1,5})"
+_EXTENSION = r"(?i:[ \t]*(?:;?ext=|ext\.?)[ \t]*\d{1,5}|[ \t]*x\d{1,5}|#\d{1,5})"  # EXT. 12 too
 _EXTENSION_AT_END = re.compile(_EXTENSION + "$")
 _MAY_EXTEND = f"(?:{_EXTENSION})?"
 # +CC then up to six groups, a group optionally in parentheses: +44 20 7946 0958, +1 (555) 123-4567.

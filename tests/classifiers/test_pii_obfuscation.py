@@ -135,6 +135,15 @@ def test_a_letter_reads_as_a_digit_only_beside_digits() -> None:
     assert find_obfuscated("IIII llll OOOO oooo and lOOl-lIOl-OlIl") == ()
 
 
+@pytest.mark.parametrize(
+    "ip", ["192 . 168 . 10 . 25", "192 .168 .1 .1", "192 dot 168 dot 10 dot 25"]
+)
+def test_an_ip_address_with_spaced_or_spelled_dots_maps_to_all_of_it(ip: str) -> None:
+    # IP_ADDRESS is in no shipped boundary, so these are not corpus rows (the corpus must reach
+    # no external model under examples/enterprise.yaml).
+    assert only(f"host {ip} is down") == ("IP_ADDRESS", ip)
+
+
 def test_texts_without_obfuscation_are_read_as_written() -> None:
     text = "Plain words, a version 1.2.3 and jane@example.com."
     assert normalize(text).text == text
@@ -153,6 +162,7 @@ def test_texts_without_obfuscation_are_read_as_written() -> None:
         "look at example.com, then at docs dot python",  # " at " before a real dot
         "x = W @ y.inv",  # a matrix product, not an address
         "one, two, three, four, five, six, seven",  # counting, not a number
+        "see 3. 4. 5. 6 and 7. 8. 9. 10",  # a numbered list, not a spaced IP
     ],
 )
 def test_look_alikes_of_obfuscated_pii_are_left_alone(text: str) -> None:

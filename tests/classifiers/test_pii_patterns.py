@@ -254,7 +254,7 @@ def test_a_national_number_with_an_extension_is_a_phone_number(phone: str) -> No
 
 
 @pytest.mark.parametrize(
-    "phone", ["+97122348200 x648", "345-899-3560x4587", "020 7946 0958 ext 12"]
+    "phone", ["+97122348200 x648", "345-899-3560x4587", "020 7946 0958 ext 12", "0202014921 X1405"]
 )
 def test_an_extension_is_part_of_the_phone_number_it_follows(phone: str) -> None:
     assert found(f"Call {phone} today") == [("PHONE_NUMBER", phone)]
