@@ -48,7 +48,25 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
                 runs = runs[1:]  # +1 415+555+0100: the code spaced as usual, the rest disguised
             if deliberate(runs) or _grouped_card(hit, seen.text[start:end]):
                 found.append(_moved(hit, seen.original_span(start, end)))
+    for match in _COMMA_CARD.finditer(seen.text):
+        digits = "".join(_DIGITS.findall(match[0]))
+        if pii_patterns.luhn_valid(digits) and pii_patterns.card_brand(digits) is not None:
+            start, end = seen.original_span(match.start(), match.end())
+            found.append(PiiEntity("CREDIT_CARD", start, end, 0.9, source="pattern"))
     return pii_patterns.resolve_overlaps(found)
+
+
+# A card with commas between its groups (4111,1111,1111,1111; 3782, 822463, 10005): commas are no
+# separator elsewhere (thousands, lists), but a list of exactly a card's groups that passes the
+# checksum in a known network's range is read as a card. The price: 4.5% of random lists of four
+# four-digit numbers ("sales 4120, 3980, 5210, 4770") pass too; none of the 54,420 texts of
+# ../shared/data holds such a list at all.
+_COMMA = r",[ \t]*"
+_NOT_AFTER_A_LIST = r"(?<![\d,.])(?<!,[ \t])(?<!,[ \t]{2})"  # nor the tail of a longer list
+_COMMA_CARD = re.compile(
+    rf"{_NOT_AFTER_A_LIST}(?:\d{{4}}{_COMMA}\d{{4}}{_COMMA}\d{{4}}{_COMMA}\d{{1,4}}"
+    rf"|\d{{4}}{_COMMA}\d{{6}}{_COMMA}\d{{4,5}})(?!\d|{_COMMA}\d)"
+)
 
 
 CONTEXT = 128  # characters read either side of a rewritten piece: more than any value spans
