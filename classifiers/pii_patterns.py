@@ -347,3 +347,5 @@ DETECTORS: tuple[Detector, ...] = (
 )
 # The detectors of grouped numbers: what separators between digit groups can hide.
 NUMBER_DETECTORS: tuple[Detector, ...] = (_ibans, _credit_cards, _ssns, _phones)
+# The detector of what a line break where two texts meet can cut: jane.doe@exam | ple.com.
+ADDRESS_DETECTORS: tuple[Detector, ...] = (_emails,)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from classifiers import pii_patterns
-from classifiers.normalize import collapse_separators, normalize, separators
+from classifiers.normalize import Mapped, collapse_separators, normalize, separators, substitute
 from classifiers.signals import PiiEntity
 
 JOINER = "\n"  # between texts: the line break a reader sees between two messages
@@ -48,6 +48,11 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
                 runs = runs[1:]  # +1 415+555+0100: the code spaced as usual, the rest disguised
             if deliberate(runs) or _grouped_card(hit, seen.text[start:end]):
                 found.append(_moved(hit, seen.original_span(start, end)))
+    if joins:  # an address cut where two texts meet: jane.doe@exam | ple.com
+        glued = _glued_addresses(seen.text, joined)
+        for hit in _near(glued.text, list(glued.changed), pii_patterns.ADDRESS_DETECTORS):
+            start, end = glued.source_span(hit.start, hit.end)
+            found.append(_moved(hit, seen.original_span(start, end)))
     for match in _COMMA_CARD.finditer(seen.text):
         digits = "".join(_DIGITS.findall(match[0]))
         if pii_patterns.luhn_valid(digits) and pii_patterns.card_brand(digits) is not None:
@@ -67,6 +72,26 @@ _COMMA_CARD = re.compile(
     rf"{_NOT_AFTER_A_LIST}(?:\d{{4}}{_COMMA}\d{{4}}{_COMMA}\d{{4}}{_COMMA}\d{{1,4}}"
     rf"|\d{{4}}{_COMMA}\d{{6}}{_COMMA}\d{{4,5}})(?!\d|{_COMMA}\d)"
 )
+
+
+_JOINER = re.compile(re.escape(JOINER))
+_ADDRESS_CHAR = re.compile(r"[\w.@+-]")
+
+
+def _glued_addresses(text: str, joined: Callable[[int, int], bool]) -> Mapped:
+    """`text` without the joiners where two texts meet inside what could be an address (an
+    address character either side, one of them not a digit: split numbers have their own view)."""
+
+    def glue(match: re.Match[str]) -> str | None:
+        i = match.start()
+        if not (0 < i < len(text) - 1 and joined(i, i + 1)):
+            return None
+        before, after = text[i - 1], text[i + 1]
+        if not (_ADDRESS_CHAR.match(before) and _ADDRESS_CHAR.match(after)):
+            return None
+        return None if before.isdigit() and after.isdigit() else ""
+
+    return substitute(text, _JOINER, glue)
 
 
 CONTEXT = 128  # characters read either side of a rewritten piece: more than any value spans
