@@ -8,7 +8,9 @@ Redis: concurrent requests on any number of routers cannot together spend past a
 When Redis cannot be reached, each call either falls back to a local store (`fallback`: this
 process then counts alone, as without Redis; counted in
 `meritorder_budget_store_fallbacks_total` and marked `budget_store=local` on the decision) or
-raises, and deciding fails as `routing.on_error` says.
+raises, and deciding fails as `routing.on_error` says. Counting alone starts from the window's
+shared total as this process last saw it, not from zero: a blip of Redis does not hand every
+replica the whole budget again.
 """
 
 from __future__ import annotations
@@ -47,14 +49,31 @@ class RedisBudgetStore(RedisStore[BudgetStore]):
     log = structlog.get_logger("meritorder.budget")
     metric = "budget"
 
+    def __init__(
+        self,
+        url: str,
+        fallback: BudgetStore | None = None,
+        *,
+        timeout_s: float = 0.5,
+        prefix: str | None = None,
+    ) -> None:
+        super().__init__(url, fallback, timeout_s=timeout_s, prefix=prefix)
+        # (tenant, window seconds) -> (window index, the highest shared total seen in it).
+        self._seen: dict[tuple[str, int], tuple[int, float]] = {}
+
     async def spent(self, window: Window) -> float:
+        window = window.pinned()
         key = self._key(window)
 
         async def shared() -> float:
             value = await self._redis.get(key)
-            return float(value) if value is not None else 0.0
+            return self._saw(window, float(value) if value is not None else 0.0)
 
-        return await self._guard("spent", shared, lambda local: local.spent(window))
+        async def local(store: BudgetStore) -> float:
+            await self._caught_up(store, window)
+            return await store.spent(window)
+
+        return await self._guard("spent", shared, local)
 
     async def reserve(self, window: Window, amount: float, limit: float | None) -> Reservation:
         window = window.pinned()  # one window for the check and the add
@@ -68,9 +87,10 @@ class RedisBudgetStore(RedisStore[BudgetStore]):
 
         async def shared() -> Reservation:
             fitted, total = await self._script(_RESERVE)(keys=[key], args=args)
-            return Reservation(bool(fitted), float(total))
+            return Reservation(bool(fitted), self._saw(window, float(total)))
 
         async def local(store: BudgetStore) -> Reservation:
+            await self._caught_up(store, window)
             held = await store.reserve(window, amount, limit)
             return held._replace(local=True)
 
@@ -80,11 +100,34 @@ class RedisBudgetStore(RedisStore[BudgetStore]):
         key = self._key(window)
 
         async def shared() -> None:
-            await self._script(_SETTLE)(
+            total = await self._script(_SETTLE)(
                 keys=[key], args=[repr(measured - reserved), 2 * window.seconds]
             )
+            self._saw(window, float(total))
 
-        await self._guard("settle", shared, lambda local: local.settle(window, reserved, measured))
+        async def local(store: BudgetStore) -> None:
+            await self._caught_up(store, window)
+            await store.settle(window, reserved, measured)
+
+        await self._guard("settle", shared, local)
+
+    def _saw(self, window: Window, total: float) -> float:
+        """Note a shared total of `window` read from Redis (the highest in its window wins)."""
+        key, index = (window.tenant, window.seconds), window.index
+        seen = self._seen.get(key)
+        if seen is None or seen[0] < index or (seen[0] == index and seen[1] < total):
+            self._seen[key] = (index, total)
+        return total
+
+    async def _caught_up(self, store: BudgetStore, window: Window) -> None:
+        """Bring the local store's spending in `window` up to the shared total last seen, so
+        that counting alone goes on from there."""
+        seen = self._seen.get((window.tenant, window.seconds))
+        if seen is None or seen[0] != window.index:
+            return
+        behind = seen[1] - await store.spent(window)
+        if behind > 0:
+            await store.settle(window, 0.0, behind)
 
     def _key(self, window: Window) -> str:
         return f"{self.prefix}:{window.seconds}:{window.index}:{window.tenant}"

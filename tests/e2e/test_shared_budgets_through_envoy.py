@@ -72,8 +72,11 @@ def test_two_routers_sharing_redis_grant_a_tenant_exactly_its_budget(routers: St
     upstreams.clear()
     acme = mint_token("acme")
     served = burst(routers, [{}] * 30 + [{TOKEN_HEADER: acme}] * 30)
-    # Without a shared store each router would grant 1 + 3 premium requests: 8 in all.
-    assert served.count("large") == 1 + 3
+    # Without a shared store each router would grant 1 + 3 premium requests: 8 in all. (Once in
+    # a make test, 11 were: a Redis call that timed out on a loaded machine sends a router to its
+    # own store; the logs say whether that happened.)
+    blips = [routers.log(name).count("budget store unavailable") for name in ("router", "router-2")]
+    assert served.count("large") == 1 + 3, f"Redis calls that fell back, per router: {blips}"
     assert len(upstreams.received()["large"]) == 1 + 3
     # Both routers decided: the exact count held across processes, not inside one.
     assert routers.log("router").count('"routed"') > 0
@@ -155,10 +158,12 @@ def test_when_redis_dies_each_router_counts_alone_and_says_so(routers: Stack) ->
     with httpx.Client(base_url=routers.base_url, timeout=30) as http:
         responses = [http.post("/v1/chat/completions", json=PREMIUM) for _ in range(10)]
     assert {r.status_code for r in responses} == {200}
-    # Each router now has its own unverified budget of one premium request (--state-store-down
-    # local): at most one more each, and every decision says it was checked locally.
+    # Each router now counts alone (--state-store-down local), from the shared total it last
+    # saw: the unverified budget is spent, so a router that saw it grants no more premium
+    # requests (one that served none of the burst could grant its one). Before, each router
+    # started from zero and granted one more. Every decision says it was checked locally.
     later = [r.headers["x-meritorder-model"] for r in responses]
-    assert 1 <= later.count("large") <= 2
+    assert later.count("large") <= 1
     assert all("budget_store=local" in r.headers["x-meritorder-reason"] for r in responses)
     metrics = "".join(
         httpx.get(f"http://127.0.0.1:{port}/metrics").text for port in _metrics_ports(routers)

@@ -62,14 +62,36 @@ async def test_when_redis_goes_away_each_replica_counts_alone_and_says_so(
     redis_server.stop()
     fallbacks = telemetry.METRICS.budget_store_fallbacks.labels(op="reserve", to="local")
     before = fallbacks._value.get()
-    held = await store.reserve(Window("acme", 60, 0), 0.004, 0.005)
-    assert held == Reservation(True, pytest.approx(0.004), local=True)  # this process's own
-    assert fallbacks._value.get() == before + 1
+    # Counting alone goes on from the shared total this process saw: 0.004 of 0.005 is spent.
+    refused = await store.reserve(Window("acme", 60, 0), 0.004, 0.005)
+    assert refused == Reservation(False, pytest.approx(0.004), local=True)
+    held = await store.reserve(Window("acme", 60, 0), 0.001, 0.005)
+    assert held == Reservation(True, pytest.approx(0.005), local=True)
+    assert fallbacks._value.get() == before + 2
+    assert (await store.reserve(Window("globex", 60, 0), 0.004, 0.005)).fitted  # never seen
     # Back (an empty Redis here: no persistence): shared spending again, not marked local.
     redis_server.start()
     again = await store.reserve(Window("acme", 60, 1), 0.004, 0.005)
     assert again == Reservation(True, pytest.approx(0.004), local=False)
     await store.close()
+
+
+async def test_a_blip_of_redis_does_not_hand_each_replica_the_budget_again(
+    redis_server: RedisServer,
+) -> None:
+    replicas = [
+        RedisBudgetStore(redis_server.url, fallback=InMemoryBudgetStore(), timeout_s=5)
+        for _ in range(2)
+    ]
+    window = Window("acme", 60, 0)
+    shared = [await replicas[i % 2].reserve(window, 0.001, 0.004) for i in range(4)]
+    assert all(r.fitted for r in shared)  # the whole budget, spent across both
+    redis_server.stop()
+    alone = [await replicas[i % 2].reserve(window, 0.001, 0.004) for i in range(4)]
+    # Each saw the shared total of its last call (0.003 and 0.004): one more at most, not four.
+    assert sum(r.fitted for r in alone) <= 1 and all(r.local for r in alone)
+    for store in replicas:
+        await store.close()
 
 
 async def test_without_a_fallback_a_missing_redis_fails_the_call(
