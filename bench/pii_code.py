@@ -30,6 +30,7 @@ CODE_DIRS = ("classifiers", "meritorder", "extproc", "bench", "deploy")
 PII_EXAMPLES = frozenset(
     {
         "bench/pii_code.py",
+        "classifiers/addresses.py",
         "classifiers/normalize.py",
         "classifiers/pii.py",
         "classifiers/pii_patterns.py",

@@ -41,6 +41,7 @@ import numpy as np
 import onnxruntime as ort
 
 from classifiers import calibration, pii_scan
+from classifiers.addresses import address_bounds, compound, joined
 from classifiers.batching import BatchStats, MicroBatcher, Requeue
 from classifiers.cache import (
     CacheStats,
@@ -56,9 +57,11 @@ from classifiers.pii import (
     FloatArray,
     IntArray,
     TagScheme,
+    TokenSpan,
     merge,
     mostly_code,
     plausible,
+    table_rows,
     tidy_span,
     to_words,
 )
@@ -1084,7 +1087,7 @@ class SignalEngine:
                 continue
             index = m if job.chat else None
             patterns = [replace(hit, message=index) for hit in found[m]]
-            entities += merge(model_pii[m], patterns)
+            entities += merge(text, model_pii[m], patterns)
         for (path, _), hits in zip(job.fields, found[len(job.texts) :], strict=True):
             entities += [replace(hit, field=path) for hit in hits]
         top = int(np.argmax(outputs.domain[row]))
@@ -1163,19 +1166,24 @@ class SignalEngine:
                     continue
                 offsets = offsets or piece.encoding_offsets()
                 first = kept[0][0].own_start
+                tables = _table_runs(text, spans, offsets, first, piece.char_start)
                 for s in spans:
-                    if s.type in VALIDATED_TYPES:
+                    if s.type in VALIDATED_TYPES or s.first in tables:
                         continue  # the validators own these: an unvalidated model span is noise
                     start = piece.char_start + offsets[first + s.first][0]
                     end = piece.char_start + offsets[first + s.last][1]
                     bounds = tidy_span(text, *to_words(text, start, end), s.type)
                     if bounds is None:
                         continue
+                    if s.type == "STREET_ADDRESS":
+                        bounds = address_bounds(text, *bounds)
+                    elif s.type == "PERSON":
+                        bounds = compound(text, *bounds)
                     if s.type in CODE_SHAPED and piece.message not in code:
                         code[piece.message] = mostly_code(text)
                     if plausible(s.type, text, *bounds, code=code.get(piece.message)):
                         found[piece.message].append(PiiEntity(s.type, *bounds, s.score, index))
-        return found
+        return [_joined_addresses(t, spans) for t, spans in zip(job.texts, found, strict=True)]
 
 
 @dataclass(slots=True)
@@ -1200,6 +1208,39 @@ class _Views:
         return sum(
             _view_tokens(view) for _, _, view, key in self.pieces if keys is None or key in keys
         )
+
+
+def _table_runs(
+    text: str, spans: list[TokenSpan], offsets: list[tuple[int, int]], first: int, start: int
+) -> set[int]:
+    """The first tokens of the decoded spans that lie in a run of entity tokens over rows of a
+    table (`pii.table_rows`): the decoder cuts a run where its type changes, and the pieces of a
+    run over a CSV table's cells would each pass as a name or an address."""
+    out: set[int] = set()
+    i = 0
+    while i < len(spans):
+        j = i
+        while j + 1 < len(spans) and spans[j + 1].first == spans[j].last + 1:
+            j += 1
+        if j > i:
+            a = start + offsets[first + spans[i].first][0]
+            b = start + offsets[first + spans[j].last][1]
+            if table_rows(text[a:b]):
+                out.update(s.first for s in spans[i : j + 1])
+        i = j + 1
+    return out
+
+
+def _joined_addresses(text: str, spans: list[PiiEntity]) -> list[PiiEntity]:
+    """`spans` with the pieces of one address joined (`addresses.joined`)."""
+    parts = sorted((e for e in spans if e.type == "STREET_ADDRESS"), key=lambda e: e.start)
+    if len(parts) < 2:
+        return spans
+    out = [e for e in spans if e.type != "STREET_ADDRESS"]
+    for a, b in joined(text, [(e.start, e.end) for e in parts]):
+        inside = [e for e in parts if a <= e.start and e.end <= b]
+        out.append(replace(inside[0], start=a, end=b, score=max(e.score for e in inside)))
+    return sorted(out, key=lambda e: (e.start, e.end))
 
 
 def _view_tokens(view: View) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -37,25 +38,57 @@ class TagScheme:
         self.i_col: IntArray = np.array([tags.index(f"I-{t}") for t in self.types], dtype=np.intp)
 
     def decode(self, probs: FloatArray, threshold: float) -> list[TokenSpan]:
-        """Spans as the model was trained and calibrated to be read (`pii_decoding` in
-        signals.json): a token is an entity token when 1 - P(O) >= threshold; each maximal run of
+        """Spans from per-token probabilities: a token is an entity token when 1 - P(O) >=
+        threshold (as the model was calibrated, `pii_decoding` in signals.json); a maximal run of
         consecutive entity tokens is one span, typed by the largest summed P(B-type) + P(I-type)
-        over the run; its score is that mass per token."""
+        over it, its score that mass per token. Unlike `pii_decoding`, a run is cut where its
+        tokens' own type changes for `MIN_PIECE` tokens or more: a name on the line above an
+        address, or a phone number just before one, is a run of two types, and read whole it
+        was one address (the name lost) or one phone number (the address lost)."""
         tokens = np.flatnonzero(probs[:, 0] <= 1.0 - threshold)
         if tokens.size == 0:
             return []
+        mass = probs[tokens][:, self.b_col] + probs[tokens][:, self.i_col]
+        own = mass.argmax(axis=1)
         opens = np.ones(tokens.size, dtype=bool)
         opens[1:] = np.diff(tokens) != 1
-        starts = np.flatnonzero(opens)
-        ends = np.append(starts[1:], tokens.size)
-        rows = probs[tokens]
-        mass = np.add.reduceat(rows[:, self.b_col] + rows[:, self.i_col], starts, axis=0)
-        types = mass.argmax(axis=1)
-        scores = mass[np.arange(types.size), types] / (ends - starts)
-        return [
-            TokenSpan(self.types[t], int(tokens[s]), int(tokens[e - 1]), float(m))
-            for t, s, e, m in zip(types, starts, ends, scores, strict=True)
-        ]
+        runs = [*np.flatnonzero(opens).tolist(), tokens.size]
+        spans = []
+        for start, end in itertools.pairwise(runs):
+            for a, b in _pieces(own[start:end], MIN_PIECE):
+                total = mass[start + a : start + b].sum(axis=0)
+                t = int(total.argmax())
+                spans.append(
+                    TokenSpan(
+                        self.types[t],
+                        int(tokens[start + a]),
+                        int(tokens[start + b - 1]),
+                        float(total[t] / (b - a)),
+                    )
+                )
+        return spans
+
+
+# The fewest tokens of one type that make a piece of their own within a run (fewer: a wobble
+# of the tags, read with their neighbours).
+MIN_PIECE = 2
+
+
+def _pieces(types: IntArray, least: int) -> list[tuple[int, int]]:
+    """`[a, b)` stretches of `types` of one value, each of `least` or more (a shorter one joins
+    the stretch before it, or the one after it at the start)."""
+    cuts = np.flatnonzero(types[1:] != types[:-1]) + 1
+    bounds = [0, *cuts.tolist(), len(types)]
+    pieces = [[a, b] for a, b in itertools.pairwise(bounds)]
+    merged: list[list[int]] = []
+    for piece in pieces:
+        if merged and piece[1] - piece[0] < least:
+            merged[-1][1] = piece[1]
+        elif merged and merged[-1][1] - merged[-1][0] < least:
+            merged[-1][1] = piece[1]  # a short first stretch joins the next
+        else:
+            merged.append(piece)
+    return [(a, b) for a, b in merged]
 
 
 def to_words(text: str, start: int, end: int) -> tuple[int, int]:
@@ -114,6 +147,8 @@ def plausible(
         digits = sum(ch.isdigit() for ch in span)
         if _MEASUREMENT.fullmatch(span.strip()):
             return False  # 54.57870: a coordinate or a measurement, not a number to dial
+        if _DATE.fullmatch(span.strip()):
+            return False  # 2024-01-23: a date (a table's column of them was read as numbers)
         return 7 <= digits <= 15 and all(ch in _PHONE_CHARS for ch in span)
     if kind == "PERSON" and not _name_shaped(text, span):
         return False
@@ -184,6 +219,11 @@ _FUNCTION_WORDS = frozenset(
     ]
 )
 _MEASUREMENT = re.compile(r"-?\d{1,3}\.\d{5,}")
+# A calendar date, year first or last (the month and day in range).
+_DATE = re.compile(
+    r"(?:19|20)\d\d([-/.])(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])"
+    r"|(?:0[1-9]|[12]\d|3[01])([-/.])(?:0[1-9]|1[0-2])\2(?:19|20)\d\d"
+)
 
 
 def _address_shaped(span: str) -> bool:
@@ -194,7 +234,13 @@ def _address_shaped(span: str) -> bool:
         return False
     if not any(ch.isdigit() for ch in span):
         return False
-    return sum(1 for line in span.splitlines() if line.count(",") >= 3) < 2
+    return not table_rows(span)
+
+
+def table_rows(span: str) -> bool:
+    """Two lines or more with 3 commas each: rows of a pasted CSV table, whose cells the model
+    tags as names and addresses (one address line may have that many commas)."""
+    return sum(1 for line in span.splitlines() if line.count(",") >= 3) >= 2
 
 
 _ADDRESS_WORD = re.compile(r"[^\W\d_]{2,}")
@@ -258,14 +304,30 @@ _CODE_WORDS = frozenset(_CODE_WORD_LIST.split())
 
 
 def _abbreviation(text: str, start: int, end: int) -> bool:
-    # "J." or "St." keep their dot: a single letter or a short capitalised word before it.
+    # "J." or "St." keep their dot: a single letter or a short capitalised word before it; so
+    # do a degree's letters ("B.Sc.", "Ph.D.").
     if text[end - 1] != ".":
         return False
     word = text[start : end - 1].rsplit(maxsplit=1)[-1] if end - 1 > start else ""
-    return 0 < len(word) <= 3 and word[:1].isupper()
+    return (0 < len(word) <= 3 and word[:1].isupper()) or _DEGREE.fullmatch(word) is not None
 
 
-def merge(model: Iterable[PiiEntity], patterns: Sequence[PiiEntity]) -> list[PiiEntity]:
-    """Pattern hits win their spans: a model span overlapping any validated hit is dropped."""
-    kept = [m for m in model if not any(m.start < p.end and p.start < m.end for p in patterns)]
+_DEGREE = re.compile(r"(?:[^\W\d_]{1,3}\.)+[^\W\d_]{1,4}")
+
+
+def merge(text: str, model: Iterable[PiiEntity], patterns: Sequence[PiiEntity]) -> list[PiiEntity]:
+    """Pattern hits win their spans: a model span keeps only what lies outside every validated
+    hit, where that is still a plausible span of its type (a name or an address glued to a phone
+    number is not lost with the model's reading of the number)."""
+    kept: list[PiiEntity] = []
+    for m in model:
+        hits = sorted((p.start, p.end) for p in patterns if m.start < p.end and p.start < m.end)
+        if not hits:
+            kept.append(m)
+            continue
+        edges = [m.start, *(x for hit in hits for x in hit), m.end]
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            bounds = tidy_span(text, a, b, m.type) if a < b else None
+            if bounds is not None and plausible(m.type, text, *bounds):
+                kept.append(replace(m, start=bounds[0], end=bounds[1]))
     return sorted([*kept, *patterns], key=lambda e: (e.start, e.end))

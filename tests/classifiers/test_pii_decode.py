@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,8 @@ def test_b_and_i_tokens_of_one_type_form_one_span() -> None:
 
 def test_each_run_of_entity_tokens_is_one_span_typed_by_its_largest_mass() -> None:
     # As the model was calibrated (signals.json `pii_decoding`): B- tags inside a run do not split
-    # it, a gap does, and the run takes the type with the most B+I probability over its tokens.
+    # it, a gap does, and the run takes the type with the most B+I probability over its tokens
+    # (one token of another type is a wobble of the tags, not a span of its own).
     spans = SCHEME.decode(
         probs(
             {"B-PERSON": 0.9},
@@ -42,6 +45,29 @@ def test_each_run_of_entity_tokens_is_one_span_typed_by_its_largest_mass() -> No
         0.5,
     )
     assert [(s.type, s.first, s.last) for s in spans] == [("PERSON", 0, 1), ("EMAIL_ADDRESS", 3, 5)]
+
+
+def test_a_run_is_cut_where_two_tokens_or_more_of_another_type_follow() -> None:
+    # A name on the line above an address, a phone number just before one: read whole, the run
+    # was one span of the larger type and the other entity was lost.
+    spans = SCHEME.decode(
+        probs(
+            {"B-PERSON": 0.9},
+            {"I-PERSON": 0.9},
+            {"B-EMAIL_ADDRESS": 0.9},
+            {"I-EMAIL_ADDRESS": 0.9},
+            {"I-EMAIL_ADDRESS": 0.9},
+        ),
+        0.5,
+    )
+    assert [(s.type, s.first, s.last) for s in spans] == [("PERSON", 0, 1), ("EMAIL_ADDRESS", 2, 4)]
+
+
+def test_one_token_of_another_type_at_a_runs_start_joins_the_next_stretch() -> None:
+    spans = SCHEME.decode(
+        probs({"B-EMAIL_ADDRESS": 0.9}, {"B-PERSON": 0.9}, {"I-PERSON": 0.9}), 0.5
+    )
+    assert [(s.type, s.first, s.last) for s in spans] == [("PERSON", 0, 2)]
 
 
 def test_a_token_is_an_entity_when_its_non_o_mass_reaches_the_threshold() -> None:
@@ -66,12 +92,43 @@ def test_to_words_widens_a_span_that_ends_inside_a_word() -> None:
     assert to_words(text, 0, 2) == (0, 2)
 
 
-def test_pattern_hit_wins_over_any_model_span_it_overlaps() -> None:
-    pattern = PiiEntity("EMAIL_ADDRESS", 10, 25, 0.95, 0, "pattern")
-    same_type = PiiEntity("EMAIL_ADDRESS", 10, 20, 0.7, 0)
-    other_type = PiiEntity("PERSON", 8, 14, 0.9, 0)
-    elsewhere = PiiEntity("PERSON", 0, 5, 0.9, 0)
-    assert merge([same_type, other_type, elsewhere], [pattern]) == [elsewhere, pattern]
+def test_pattern_hit_wins_its_span_over_any_model_span_it_overlaps() -> None:
+    text = "Anna wrote x@example.com today"
+    pattern = PiiEntity("EMAIL_ADDRESS", 11, 24, 0.95, 0, "pattern")
+    same_type = PiiEntity("EMAIL_ADDRESS", 11, 20, 0.7, 0)
+    other_type = PiiEntity("PERSON", 9, 14, 0.9, 0)  # `e x@e`: nothing name-shaped is left
+    elsewhere = PiiEntity("PERSON", 0, 4, 0.9, 0)
+    assert merge(text, [same_type, other_type, elsewhere], [pattern]) == [elsewhere, pattern]
+
+
+@pytest.mark.parametrize(
+    ("text", "model", "kept"),
+    [
+        # A name glued to an IBAN: the model read both as one name; the IBAN is the pattern's.
+        (
+            "Wire to Jonathan Whitaker DE89370400440532013000",
+            ("PERSON", 8, 48),
+            "Jonathan Whitaker",
+        ),
+        # An address glued after a phone number, read by the model as one phone-ish run.
+        (
+            "+1 415 555 0134, 742 Evergreen Terrace, Springfield",
+            ("STREET_ADDRESS", 0, 51),
+            "742 Evergreen Terrace, Springfield",
+        ),
+    ],
+)
+def test_what_a_model_span_holds_outside_a_pattern_hit_is_kept_when_plausible(
+    text: str, model: tuple[str, int, int], kept: str
+) -> None:
+    hit = re.search(r"DE\d{20}|\+1 415 555 0134", text)
+    assert hit is not None
+    kind = "IBAN_CODE" if hit.group().startswith("DE") else "PHONE_NUMBER"
+    pattern = PiiEntity(kind, hit.start(), hit.end(), 0.95, 0, "pattern")
+    merged = merge(text, [PiiEntity(*model, 0.9, 0)], [pattern])
+    assert [(e.type, text[e.start : e.end]) for e in merged if e.source == "model"] == [
+        (model[0], kept)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -80,6 +137,7 @@ def test_pattern_hit_wins_over_any_model_span_it_overlaps() -> None:
         ("call 3660170548- now", "PHONE_NUMBER", (5, 16), "3660170548"),
         ("60-56-85-91\n\nEmail", "PHONE_NUMBER", (0, 14), "60-56-85-91"),
         ("Dr. J. Smith,", "PERSON", (4, 13), "J. Smith"),
+        ("Jelena Ruppert B.Sc., Berlin", "PERSON", (0, 20), "Jelena Ruppert B.Sc."),
         ("at 12 Main St.\n\nSpringfield", "STREET_ADDRESS", (3, 27), "12 Main St.\n\nSpringfield"),
     ],
 )
@@ -108,6 +166,9 @@ def test_a_span_of_only_separators_is_dropped() -> None:
         ("54.57870", False),  # a coordinate the model tags as a phone number
         ("-33.868820", False),
         ("555.0100", True),  # a dotted local number: four digits after the dot
+        ("2024-01-23", False),  # a date in a table's column, tagged as a phone number
+        ("23.01.2024", False),
+        ("2024-13-23", True),  # no month 13: digits in groups, as a number may be
     ],
 )
 def test_a_phone_span_must_look_like_a_phone_number(text: str, ok: bool) -> None:
