@@ -442,14 +442,19 @@ def _spaced_ip(text: str) -> Mapped:
 # -- e-mail addresses written out --------------------------------------------------------------
 
 _OPEN, _CLOSE = r"[\[({<]", r"[\])}>]"
-_AT_WORD = r"[ \t]+at[ \t]+"
+# "at" and its names in Spanish and Portuguese, French and Italian (jane arroba example punto com).
+_AT_NAMES = ("at", "arroba", "arobase", "chiocciola")
+_DOT_NAMES = r"dot|punto|ponto|punkt"  # not "point": "meet at noon point in time" is a sentence
+_AT_WORD = rf"[ \t]+(?:{'|'.join(_AT_NAMES)})[ \t]+"
 # A spaced @ may have one line break by it: an address split across two messages at the @.
 _SPACED_AT = r"(?:[ \t]+\n?|\n)[ \t]*@[ \t]*\n?[ \t]*|[ \t]*@(?:[ \t]+\n?|\n)[ \t]*"
-_BRACKETED_AT = rf"[ \t]*{_OPEN}[ \t]*(?:at|@)[ \t]*{_CLOSE}[ \t]*"
+_BRACKETED_AT = rf"[ \t]*{_OPEN}[ \t]*(?:{'|'.join(_AT_NAMES)}|@)[ \t]*{_CLOSE}[ \t]*"
 _AT = rf"(?:{_BRACKETED_AT}|{_AT_WORD}|{_SPACED_AT}|@@?)"  # jane@@example.com: one @ too many
-_DOT_WORD = r"[ \t]+dot[ \t]+"
+_DOT_WORD = rf"[ \t]+(?:{_DOT_NAMES})[ \t]+"
 _SPACED_DOT = r"[ \t]+\.[ \t]+"  # jane . doe @ example . com: spaced on both sides, not a full stop
-_DOT = rf"(?:[ \t]*{_OPEN}[ \t]*(?:dot|\.)[ \t]*{_CLOSE}[ \t]*|{_DOT_WORD}|{_SPACED_DOT}|\.)"
+_DOT = (
+    rf"(?:[ \t]*{_OPEN}[ \t]*(?:{_DOT_NAMES}|\.)[ \t]*{_CLOSE}[ \t]*|{_DOT_WORD}|{_SPACED_DOT}|\.)"
+)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_%+-]{0,62}[A-Za-z0-9])?"
 _SPELLED_EMAIL = re.compile(
     rf"(?<![\w.+%@-]){_LABEL}(?:{_DOT}{_LABEL})*{_AT}"
@@ -474,10 +479,11 @@ def _email(match: re.Match[str]) -> str | None:
     if at is None:
         return None
     local, domain = written[: at.start()], written[at.end() :]
-    bracketed = at[0].strip() not in ("at", "AT", "At", "aT", "@", "@@")
+    bracketed = at[0].strip().lower() not in (*_AT_NAMES, "@", "@@")
     if not bracketed:  # " at " or " @ ": words and code (a @ b.T) look like that too
         dots = [d[0] for d in _DOT_ONLY.finditer(domain)]
         tld = domain.rsplit(dots[-1], 1)[-1].lower() if dots else ""
+        # English "at" with plain dots is a sentence; "arroba" and the others are only an @
         spelled = at[0].strip().lower() == "at"
         # "at" with plain dots, spaced or not, is a sentence ("meet at home . com"), not an address
         if tld not in _COMMON_TLDS or (spelled and all(d.strip() == "." for d in dots)):
@@ -502,7 +508,11 @@ def _letter_spaced(text: str) -> Mapped:
     return substitute(text, _LETTER_SPACED, _collapsed_email)
 
 
-_MAY_SPELL_EMAIL = re.compile(rf"@|{_OPEN}[ \t]*at[ \t]*{_CLOSE}|[ \t]dot[ \t]", re.IGNORECASE)
+_MAY_SPELL_EMAIL = re.compile(
+    rf"@|{_OPEN}[ \t]*(?:{'|'.join(_AT_NAMES)})[ \t]*{_CLOSE}|[ \t](?:{_DOT_NAMES})[ \t]"
+    rf"|[ \t](?:{'|'.join(_AT_NAMES[1:])})[ \t]",
+    re.IGNORECASE,
+)
 
 
 def _emails(text: str) -> Mapped:

@@ -203,6 +203,12 @@ def _ibans(text: str) -> Iterator[PiiEntity]:
 
 _SSN_SEPARATED = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])")
 _SSN_BARE = re.compile(r"(?<![\w-])(\d{3})(\d{2})(\d{4})(?![\w-])")
+# Dots, or two different separators (078.05.1120, 078.05-1120): as for bare digits, only where
+# the text says SSN (a dotted 3-2-4 run is as likely a reference number).
+_SSN_MIXED = re.compile(
+    r"(?<![\w.-])(\d{3})([-. ])(\d{2})(?!\2)([-. ])(\d{4})(?![\w-]|\.\d)|"
+    r"(?<![\w.-])(\d{3})(\.)(\d{2})(\.)(\d{4})(?![\w-]|\.\d)"
+)
 _SSN_CONTEXT = re.compile(
     r"\b(?:ssn|ssns|social\s+security|ss\s*#|ss\s+no|taxpayer|tax\s+id|tin)\b", re.IGNORECASE
 )
@@ -217,6 +223,11 @@ def _ssns(text: str) -> Iterator[PiiEntity]:
     for m in _SSN_SEPARATED.finditer(text):
         if ssn_valid(m[1], m[3], m[4]):
             yield _hit("US_SSN", m.start(), m.end(), 0.9 if m[2] == "-" else 0.8)
+    for m in _SSN_MIXED.finditer(text):
+        area, group, serial = (m[1], m[3], m[5]) if m[1] else (m[6], m[8], m[10])
+        near = text[max(0, m.start() - 48) : m.end() + 24]
+        if ssn_valid(area, group, serial) and _SSN_CONTEXT.search(near):
+            yield _hit("US_SSN", m.start(), m.end(), 0.7)
     for m in _SSN_BARE.finditer(text):
         # Nine bare digits are an SSN only when the text around them says so.
         near = text[max(0, m.start() - 48) : m.end() + 24]
@@ -290,8 +301,9 @@ _EXTENSION = r"(?i:[ \t]*(?:;?ext=|ext\.?)[ \t]*\d{1,5}|[ \t]*x\d{1,5}|#\d{1,5})
 _EXTENSION_AT_END = re.compile(_EXTENSION + "$")
 _MAY_EXTEND = f"(?:{_EXTENSION})?"
 # +CC then up to six groups, a group optionally in parentheses: +44 20 7946 0958, +1 (555) 123-4567.
+# A word may be glued before the + (`Gonzalez+1 415 555 0134`), an identifier may not (`x_1+44`).
 _PHONE_INTL = re.compile(
-    r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + _MAY_EXTEND + _ALONE
+    r"(?<![\d_+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + _MAY_EXTEND + _ALONE
 )
 # The same dialled from abroad as most of the world writes it, 00 for the +: 0044 20 7946 0958.
 # Groups must be apart (0044207946... is as likely an account number), the code is not 0.
