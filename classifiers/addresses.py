@@ -17,7 +17,7 @@ from collections.abc import Sequence
 # (`Via Roma 12`, `Rua João Pessoa 1636`, `Calle de Alcalá 5`, `rue Lepic`, `ul. Miła 53`).
 _STREET_TYPES = (
     "via|viale|vicolo|piazza|piazzale|corso|largo|strada|contrada|borgo|stretto|"
-    "rua|avenida|av|travessa|largo|praça|"
+    "rua|avenida|av|travessa|praça|"
     "calle|c/|camino|cuesta|callejón|callejon|paseo|plaza|pasaje|ronda|carrer|passeig|"
     "rue|avenue|boulevard|bd|chemin|allée|allee|impasse|place|quai|route|"
     "ul|ulica|aleja|al|náměstí|namesti"
@@ -40,14 +40,15 @@ _MILITARY = re.compile(r"[ \t]*(?:APO|FPO|DPO)\b", re.IGNORECASE)
 # A house number just before the address (`4923 Parmova 109`, `50, boulevard Evrard`).
 # Not the last group of a longer number (`555 0134, 742 Evergreen Terrace`).
 _HOUSE_NUMBER = re.compile(r"(?:^|(?<=[\s,:;(]))(?<!\d[ \t.\-/])\d{1,5}[a-zA-Z]?,?[ \t]+$")
-# A region code and postcode just after it (`, IN 61863`, `\n, ON\n 82269`, `, WHT\n 59050`).
-_REGION_POSTCODE = re.compile(
-    r"""(?x)
+# A region code and postcode just after it (`, IN 61863`, `\n, ON\n 82269`, `, WHT\n 59050`):
+# the code in capitals, unless the address is written all in lower case (`, at 10000 feet`).
+_REGION_POSTCODE = r"""(?x)
     [ \t]*,?[ \t]*(?:\n[ \t]*,?[ \t]*)?
-    [A-Za-z]{2,3}\.?[ \t]*(?:\n[ \t]*)?
-    (?:\d{4,5}(?:-\d{4})?|[A-Za-z]\d[A-Za-z][ \t]?\d[A-Za-z]\d)
+    {code}\.?[ \t]*(?:\n[ \t]*)?
+    (?:\d{{4,5}}(?:-\d{{4}})?|[A-Za-z]\d[A-Za-z][ \t]?\d[A-Za-z]\d)
     (?![\w-])"""
-)
+_REGION_UPPER = re.compile(_REGION_POSTCODE.format(code="[A-Z]{2,3}"))
+_REGION_ANY = re.compile(_REGION_POSTCODE.format(code="[A-Za-z]{2,3}"))
 # A postcode and town just after it (`, 59568 Rastatt`), or the street's type word the tags
 # stopped before (`2450 Crown` + ` St`).
 _POSTCODE_TOWN = re.compile(r"[ \t]*,?[ \t]*\d{4,5}[ \t]+[^\W\d_][\w-]*(?![\w-])")
@@ -83,7 +84,8 @@ def address_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     if not text[start:end].rstrip(" \t.")[-1:].isdigit():
         suffix = _SUFFIX.match(text, end)
         end = suffix.end() if suffix is not None else end
-    trail = _REGION_POSTCODE.match(text, end) or _POSTCODE_TOWN.match(text, end)
+    region = _REGION_UPPER if any(ch.isupper() for ch in text[start:end]) else _REGION_ANY
+    trail = region.match(text, end) or _POSTCODE_TOWN.match(text, end)
     if trail is not None:
         end = trail.end()
     end = _closed(text, start, end)

@@ -36,6 +36,11 @@ def bounded(text: str, tagged: str) -> str:
             "33 Rideau St\nOttawa, ON K1N 5W8",
         ),
         ("Ritterring 8-4, 59568 Rastatt is new", "Ritterring 8", "Ritterring 8-4, 59568 Rastatt"),
+        (
+            "0658 monica squares, maryside, ia 50893",
+            "0658 monica squares, maryside",
+            "0658 monica squares, maryside, ia 50893",
+        ),  # all lower case: so may the code be
         ("Deliver to 2450 Crown St tomorrow", "2450 Crown", "2450 Crown St"),
         # a hyphenated street, a bracket left open
         ("Lara-Beer-Gasse 2-9", "Gasse 2", "Lara-Beer-Gasse 2-9"),
@@ -67,6 +72,7 @@ def test_an_address_is_widened_to_what_its_tags_left_out(
         ("I met Maria at 12 Main St yesterday", "12 Main St"),  # `at` opens no street
         ("Call me about 12 Main St, 2 or 3 times", "12 Main St"),  # no region code after it
         ("Rooms 12 Main St and more", "12 Main St"),
+        ("We met at 12 Main St, at 10000 feet up", "12 Main St"),  # `at` is no region code
         ("call +1 415 555 0134, 742 Evergreen Terrace", "742 Evergreen Terrace"),  # a phone's end
         ("Send it via courier to 12 Main St", "12 Main St"),  # `via` the English word
         ("Please place the order at Main St 12", "Main St 12"),
