@@ -69,7 +69,7 @@ def pii(engine: SignalEngine, rows: list[dict[str, Any]]) -> dict[str, Any]:
             )
         ],
         "per_type_f1": {t: round(f1(t), 4) for t in types},
-        "per_type_support": dict(Counter(t for g in gold for t, _, _ in g)),
+        "per_type_support": dict(sorted(Counter(t for g in gold for t, _, _ in g).items())),
     }
 
 
