@@ -8,8 +8,10 @@ one one one" to "4111", "jane [at] example [dot] com" to an address) maps to all
 
 The steps, in order: HTML entities, %XX and backslash (\\uXXXX, \\xXX, octal) escapes; Unicode
 (NFKC, every script's digits to ASCII, format and combining characters dropped, look-alike
-separators folded); defanged dots between digits (10[.]20); base64, base32 and hex runs that
-decode to text; byte codes one at a time (34 31 31 31, 0x34 0x31, 52 49 49 49, binary octets);
+separators folded); Han numerals read one digit at a time (一三八...); a space where a script
+written without spaces (Han, kana, Hangul, Thai) meets an ASCII letter or digit; defanged dots
+between digits (10[.]20); base64, base32 and hex runs that decode to text; byte codes one at a
+time (34 31 31 31, 0x34 0x31, 52 49 49 49, binary octets);
 e-mail addresses written one letter at a time, or with [at] / (dot) / " at " ... " dot ";
 spelled-out digit sequences in seven languages; letters that pass for digits in a card's, an
 SSN's or a phone number's groups (4lll llll ...). `collapse_separators` is a further view for
@@ -159,6 +161,8 @@ def normalize(text: str, *, depth: int = 2) -> Normalized:
         _unescape,
         _spaced_ip,
         _unicode,
+        _han_digits,
+        _unspaced,
         _defanged,
         _decoder(_BASE64, depth),
         _decoder(_HEX, depth),
@@ -284,6 +288,57 @@ def _unicode(text: str) -> Mapped:
     if at < len(text):
         out.put(text[at:], len(text) - at, aligned=True, changed=False)
     return out.build()
+
+
+# -- Han numerals read digit by digit ----------------------------------------------------------
+
+# A number said one digit at a time in Chinese or Japanese: 一三八一二三四五六七八 (幺 is the
+# 1 of a number read aloud). Seven digits at least, not all one digit, and no place values
+# (十百千万): counted numbers (二〇二四年, 三千五百) are not read.
+_HAN_DIGIT = str.maketrans("〇零一二三四五六七八九幺", "001234567891")
+_HAN_RUN = re.compile(r"[〇零一二三四五六七八九幺](?:[ \t-]?[〇零一二三四五六七八九幺]){6,}")
+
+
+def _han_digits(text: str) -> Mapped:
+    def read(match: re.Match[str]) -> str | None:
+        digits = match[0].translate(_HAN_DIGIT)
+        return digits if len({c for c in digits if c.isdigit()}) > 1 else None
+
+    return substitute(text, _HAN_RUN, read)
+
+
+# -- scripts written without spaces ------------------------------------------------------------
+
+# Han, kana, Hangul, Thai and their punctuation: text in them runs words together, so a number or
+# an address sits glued to the words around it (我的电话是13812345678, 090-1234-5678です,
+# 메일은jane@example.com). Python's \w counts these letters as word characters, and every
+# detector's "not inside a longer word" edge would read the value as part of a word. Unlike a
+# Latin word glued to digits (call4155550134, an identifier's shape too), this is how the
+# language is written.
+_UNSPACED_CHARS = (
+    "\u0e00-\u0e7f\u1100-\u11ff\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff"
+)
+_ASCII_EDGE = "A-Za-z0-9+()"
+_UNSPACED = re.compile(
+    rf"(?<=[{_ASCII_EDGE}])[{_UNSPACED_CHARS}]|[{_UNSPACED_CHARS}](?=[{_ASCII_EDGE}])"
+)
+
+
+def _unspaced(text: str) -> Mapped:
+    """`text` with a space between a character of a script written without spaces and an ASCII
+    letter, digit or `+` beside it, so the detectors see the value apart from the words."""
+
+    def apart(match: re.Match[str]) -> str:
+        i = match.start()
+        before = " " if i > 0 and _ASCII_SIDE.match(text[i - 1]) else ""
+        after = " " if i + 1 < len(text) and _ASCII_SIDE.match(text[i + 1]) else ""
+        return before + match[0] + after
+
+    return substitute(text, _UNSPACED, apart)
+
+
+_ASCII_SIDE = re.compile(f"[{_ASCII_EDGE}]")
 
 
 # -- base64 and hex runs -----------------------------------------------------------------------

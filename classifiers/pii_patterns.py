@@ -329,6 +329,43 @@ _PHONE_TRUNK = re.compile(
 )
 
 
+# A bare run of digits (4155550134, 13812345678, +8613812345678) proves little alone: an order, an
+# account, a timestamp. Right after words that say phone, it is one: "phone: 4155550134",
+# "电话是13812345678", "мой телефон 89161234567". The model reads the English forms; this reads
+# them in the languages it was not trained on, and wherever the normalizer rewrote digits
+# (spaced, spelled, encoded) where the model never looks. Between the word and the number only
+# punctuation and linking words ("number is", "号码是", "番号は"): "cell count 1234567" and
+# "mobile app downloads: 1234567" are counts.
+_LINK = (
+    r"number|no|nr|num|is|was|are|me|us|at|on|here|n[uú]mero|es|de|ist|nummer|est|au|di|é"
+    r"|номер|мой|мобильный|это|号码|號碼|号|是|为|為|は|番号|번호|는|은|이|로"
+)
+# Full-width colons and commas fold to ASCII before the rewritten views are read.
+_LINK_MARKS = r"[\s:#=>()\[\]\-\u2013\u2014.,\u2192\u3001]*"
+_PHONE_WORD = re.compile(
+    r"(?i:(?<!\w)(?:phone|telephone|tel|mobile|cell|cellphone|whatsapp|fax|sms|text\s+me"
+    r"|call(?:\s+(?:me|us|him|her|them))?\s+(?:at|on)|call\s+(?:me|us)"
+    r"|tel[eé]fono|telefone|t[eé]l[eé]phone|portable|telefon(?:nummer)?|handy(?:nummer)?"
+    r"|rufnummer|telefoon(?:nummer)?|телефон[\u0430-\u044f]{0,3}|тел|моб)(?!\w)"
+    r"|电话|電話|手机|手機|联系方式|聯繫方式|携帯|ケータイ|전화|휴대폰|핸드폰|연락처)"
+    rf"{_LINK_MARKS}(?:(?i:{_LINK})(?![a-zA-Z\u00e0-\u00ff\u0430-\u044f\u0451]){_LINK_MARKS}){{0,3}}$"
+)
+# 7 to 15 digits, bare, or in groups of up to 5 with one kind of separator (a number written
+# 4 1 5 5 5 5 0 1 3 4; not decimals in a list: 12.5 13.7 14.2).
+_BARE_PHONE = re.compile(
+    r"(?<![\w+.-])\+?(?:\d{7,15}(?![\w-]|[.-]\d)"
+    r"|\d{1,5}([ .-])\d{1,5}(?:\1\d{1,5}){0,13}(?![\w-]|[ .-]?\d))"
+)
+_PHONE_WORD_REACH = 48  # characters before a number read for the word (its longest and the gap)
+
+
+def _said_phones(text: str) -> Iterator[PiiEntity]:
+    for m in _BARE_PHONE.finditer(text):
+        before = text[max(0, m.start() - _PHONE_WORD_REACH) : m.start()]
+        if 7 <= _digit_count(m[0]) <= 15 and _PHONE_WORD.search(before):
+            yield _hit("PHONE_NUMBER", m.start(), m.end(), 0.75)
+
+
 def _digit_count(s: str) -> int:
     return sum(ch.isdigit() for ch in s)
 
@@ -347,6 +384,7 @@ def _phones(text: str) -> Iterator[PiiEntity]:
             if "." in m[0] and _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
                 continue
             yield _hit("PHONE_NUMBER", m.start(), m.end(), score)
+    yield from _said_phones(text)
 
 
 DETECTORS: tuple[Detector, ...] = (

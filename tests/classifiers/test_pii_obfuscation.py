@@ -107,6 +107,20 @@ def test_a_span_across_two_texts_is_reported_in_each_with_its_own_offsets() -> N
     assert [(h.type, second[h.start : h.end]) for h in b] == [("CREDIT_CARD", "1111 1111")]
 
 
+def test_a_number_glued_to_chinese_words_maps_to_its_own_digits_only() -> None:
+    text = "我的电话是090-1234-5678，邮箱是taro@example.jp，服务器IP是203.0.113.7吗"  # noqa: RUF001 (a fullwidth comma, as Chinese text writes it)
+    hits = find_obfuscated(text)
+    assert [(h.type, text[h.start : h.end]) for h in hits] == [
+        ("PHONE_NUMBER", "090-1234-5678"),
+        ("EMAIL_ADDRESS", "taro@example.jp"),
+        ("IP_ADDRESS", "203.0.113.7"),
+    ]
+
+
+def test_han_numerals_said_digit_by_digit_map_to_the_whole_run() -> None:
+    assert only("电话是一三八一二三四五六七八") == ("PHONE_NUMBER", "一三八一二三四五六七八")
+
+
 def test_normalizing_maps_every_rewritten_piece_into_the_original() -> None:
     text = "a\u200bb ٤٢ c [at] d [dot] com"
     seen = normalize(text)

@@ -284,6 +284,42 @@ def test_dates_versions_and_ordinary_numbers_are_not_pii(text: str) -> None:
     assert found(text) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("phone: 4155550134", "4155550134"),
+        ("my cell is 4155550134.", "4155550134"),
+        ("call us at 4155550134", "4155550134"),
+        ("Tel. 0301234567", "0301234567"),
+        ("phone number is +14155550134", "+14155550134"),
+        ("mi teléfono es 612345678", "612345678"),
+        ("Telefonnummer 01701234567", "01701234567"),
+        ("номер телефона: 89161234567", "89161234567"),
+        ("电话号码: 13812345678", "13812345678"),
+        ("phone: 4 1 5 5 5 5 0 1 3 4", "4 1 5 5 5 5 0 1 3 4"),
+    ],
+)
+def test_a_bare_number_after_words_that_say_phone_is_a_phone_number(text: str, number: str) -> None:
+    assert found(text) == [("PHONE_NUMBER", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order number 4155550134",  # a bare number with no word for phone
+        "cell count 1234567",  # a word for phone, then a word that is not a link
+        "mobile app downloads: 1234567",
+        "the call took 1234567 ms",
+        "phone island 1234567",  # "is" inside a longer word
+        "tel 12.5 13.7 14.2 15.1",  # decimals in a list
+        "phone 1234567890123456",  # too long for E.164
+        "phone. Then 4155550134",  # the sentence ended between them
+    ],
+)
+def test_counts_and_ids_near_words_for_phone_are_not_phone_numbers(text: str) -> None:
+    assert found(text) == []
+
+
 def test_card_and_ssn_are_not_also_reported_as_phone_numbers() -> None:
     assert found("4111 1111 1111 1111 and 123-45-6789") == [
         ("CREDIT_CARD", "4111 1111 1111 1111"),
