@@ -10,7 +10,8 @@ The steps, in order: HTML entities, %XX and backslash (\\uXXXX, \\xXX, octal) es
 (NFKC, every script's digits to ASCII, format and combining characters dropped, look-alike
 separators folded); Han numerals read one digit at a time (一三八...); a space where a script
 written without spaces (Han, kana, Hangul, Thai) meets an ASCII letter or digit; defanged dots
-between digits (10[.]20); base64, base32 and hex runs that decode to text; byte codes one at a
+between digits (10[.]20); markup around each group of a number (**4111** **1111**,
+<b>078</b>-); base64, base32 and hex runs that decode to text; byte codes one at a
 time (34 31 31 31, 0x34 0x31, 52 49 49 49, binary octets);
 e-mail addresses written one letter at a time, or with [at] / (dot) / " at " ... " dot ";
 spelled-out digit sequences in seven languages; letters that pass for digits in a card's, an
@@ -164,6 +165,7 @@ def normalize(text: str, *, depth: int = 2) -> Normalized:
         _han_digits,
         _unspaced,
         _defanged,
+        _markup,
         _decoder(_BASE64, depth),
         _decoder(_HEX, depth),
         _decoder(_CODES, depth, _read_codes, _MAY_CODE),
@@ -469,6 +471,33 @@ def _defanged(text: str) -> Mapped:
     if not _MAY_DEFANG.search(text):
         return identity(text)
     return substitute(text, _DEFANGED, lambda match: ".")
+
+
+# Markup around each group of a number (**4111** **1111**, `4111` `1111`, <b>4111</b> <b>1111</b>):
+# a run of emphasis, code marks or inline tags between two digits, with the separators inside it,
+# reads as those separators. Not a table's cells (<td>): columns of numbers are not one number.
+_MARKUP_TOKEN = (
+    r"(?>\*++|_{2,}+|`++|~{2,}+"
+    r"|</?(?:b|i|u|s|em|strong|code|kbd|mark|span|sub|sup|del|ins)(?:[ \t][^<>\n]{0,60})?>)"
+)
+# Possessive and atomic throughout: a long run of marks that ends without a digit fails in
+# linear time instead of trying every way to split it into tokens.
+_MARKUP_BETWEEN = re.compile(
+    rf"(?<=\d)(?:[ \t.\-]*+{_MARKUP_TOKEN})++[ \t.\-]*+(?=\d)", re.IGNORECASE
+)
+_MAY_MARKUP = re.compile(r"\d(?:\*|__|`|~~|</?[a-z])", re.IGNORECASE)  # a quick scan
+_MARKUP_ONLY = re.compile(_MARKUP_TOKEN, re.IGNORECASE)
+
+
+def _markup(text: str) -> Mapped:
+    if not _MAY_MARKUP.search(text):
+        return identity(text)
+
+    def separators(match: re.Match[str]) -> str:
+        between = _MARKUP_ONLY.sub("", match[0])
+        return " " if " " in between or "\t" in between else between[:1]
+
+    return substitute(text, _MARKUP_BETWEEN, separators)
 
 
 # An IPv4 address with its dots spaced or spelled: 192 . 168 . 1 . 1, 192 .168 .1 .1, 192 dot 168

@@ -121,6 +121,30 @@ def test_han_numerals_said_digit_by_digit_map_to_the_whole_run() -> None:
     assert only("电话是一三八一二三四五六七八") == ("PHONE_NUMBER", "一三八一二三四五六七八")
 
 
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("**4111** **1111** **1111** **1111**", ("CREDIT_CARD", "4111** **1111** **1111** **1111")),
+        ("<b>078</b>-<b>05</b>-<b>1120</b>", ("US_SSN", "078</b>-<b>05</b>-<b>1120")),
+        ("`415`.`555`.`0134` call", ("PHONE_NUMBER", "415`.`555`.`0134")),
+    ],
+)
+def test_markup_around_each_group_reads_as_the_separator_inside_it(
+    text: str, found: tuple[str, str]
+) -> None:
+    assert only(text) == found
+
+
+def test_a_long_run_of_marks_that_never_reaches_a_digit_is_left_alone() -> None:
+    # Read token by token with backtracking, 40 marks would already take minutes.
+    for marks in ("*" * 10_000, " *" * 5_000, "<b>" * 3_000, "_" * 10_000):
+        assert find_obfuscated(f"4111{marks}x") == ()
+
+
+def test_markup_between_table_cells_does_not_join_their_numbers() -> None:
+    assert find_obfuscated("<td>4111</td><td>1111</td><td>1111</td><td>1111</td>") == ()
+
+
 def test_normalizing_maps_every_rewritten_piece_into_the_original() -> None:
     text = "a\u200bb ٤٢ c [at] d [dot] com"
     seen = normalize(text)
