@@ -166,6 +166,7 @@ def normalize(text: str, *, depth: int = 2) -> Normalized:
         _unspaced,
         _defanged,
         _markup,
+        _symbols,
         _decoder(_BASE64, depth),
         _decoder(_HEX, depth),
         _decoder(_CODES, depth, _read_codes, _MAY_CODE),
@@ -473,19 +474,20 @@ def _defanged(text: str) -> Mapped:
     return substitute(text, _DEFANGED, lambda match: ".")
 
 
-# Markup around each group of a number (**4111** **1111**, `4111` `1111`, <b>4111</b> <b>1111</b>):
-# a run of emphasis, code marks or inline tags between two digits, with the separators inside it,
-# reads as those separators. Not a table's cells (<td>): columns of numbers are not one number.
+# Markup or quotes around each group of a number (**4111** **1111**, `4111` `1111`, <b>4111</b>
+# <b>1111</b>, '4111' '1111', "4111" + "1111"): a run of emphasis, code marks, quotes or inline
+# tags between two digits, with the separators inside it, reads as those separators. Not a
+# table's cells (<td>, <li>): columns of numbers are not one number.
 _MARKUP_TOKEN = (
-    r"(?>\*++|_{2,}+|`++|~{2,}+"
+    r"(?>\*++|_{2,}+|`++|~{2,}+|'++|\"++"
     r"|</?(?:b|i|u|s|em|strong|code|kbd|mark|span|sub|sup|del|ins)(?:[ \t][^<>\n]{0,60})?>)"
 )
 # Possessive and atomic throughout: a long run of marks that ends without a digit fails in
 # linear time instead of trying every way to split it into tokens.
 _MARKUP_BETWEEN = re.compile(
-    rf"(?<=\d)(?:[ \t.\-]*+{_MARKUP_TOKEN})++[ \t.\-]*+(?=\d)", re.IGNORECASE
+    rf"(?<=\d)(?:[ \t.+\-]*+{_MARKUP_TOKEN})++[ \t.+\-]*+(?=\d)", re.IGNORECASE
 )
-_MAY_MARKUP = re.compile(r"\d(?:\*|__|`|~~|</?[a-z])", re.IGNORECASE)  # a quick scan
+_MAY_MARKUP = re.compile(r"\d[ \t+]*(?:\*|__|`|~~|'|\"|</?[a-z])", re.IGNORECASE)  # a quick scan
 _MARKUP_ONLY = re.compile(_MARKUP_TOKEN, re.IGNORECASE)
 
 
@@ -498,6 +500,18 @@ def _markup(text: str) -> Mapped:
         return " " if " " in between or "\t" in between else between[:1]
 
     return substitute(text, _MARKUP_BETWEEN, separators)
+
+
+# Symbols between the groups of a number (4111🔹1111🔹..., 090・1234・5678, 4111 ✦ 1111 ...): after
+# Unicode folding, a run of characters that are neither ASCII, letters, digits nor spaces between
+# two digits reads as a dash, or as a space where spaces stand around it.
+_SYMBOLS_BETWEEN = re.compile(r"(?<=\d)[ \t]*+[^\x00-\x7f\w\s]++[ \t]*+(?=\d)")
+
+
+def _symbols(text: str) -> Mapped:
+    if text.isascii():
+        return identity(text)
+    return substitute(text, _SYMBOLS_BETWEEN, lambda match: " " if match[0][0] in " \t" else "-")
 
 
 # An IPv4 address with its dots spaced or spelled: 192 . 168 . 1 . 1, 192 .168 .1 .1, 192 dot 168

@@ -352,17 +352,29 @@ _PHONE_WORD = re.compile(
 )
 # 7 to 15 digits, bare, or in groups of up to 5 with one kind of separator (a number written
 # 4 1 5 5 5 5 0 1 3 4; not decimals in a list: 12.5 13.7 14.2).
+# Groups on lines of their own (415\n555\n0134) count too, of two digits or more: after a word for
+# phone a column of numbers is the number written down it.
 _BARE_PHONE = re.compile(
     r"(?<![\w+.-])\+?(?:\d{7,15}(?![\w-]|[.-]\d)"
-    r"|\d{1,5}([ .-])\d{1,5}(?:\1\d{1,5}){0,13}(?![\w-]|[ .-]?\d))"
+    r"|\d{1,5}([ .-])\d{1,5}(?:\1\d{1,5}){0,13}(?![\w-]|[ .-]?\d)"
+    r"|\d{2,5}(?:[ \t]*\n[ \t]*\d{2,5}){1,6}(?![\w-]|\s*\d))"
 )
 _PHONE_WORD_REACH = 48  # characters before a number read for the word (its longest and the gap)
+# A word for phone glued to the number (call4155550134, tel+4930123456, phoneno13812345678).
+# (The number is found first, then the word checked: a scan for the words alone costs more.)
+_GLUED_NUMBER = re.compile(r"(?<=[a-zA-Z])\+?\d{7,15}(?![\w-]|[.-]\d)")
+_GLUED_PHONE_WORD = re.compile(
+    r"(?i:(?<![^\W\d_])(?:phone|tel|mobile|cell|call|fax|whatsapp|sms|text)(?:no|nr|num|number)?)$"
+)
 
 
 def _said_phones(text: str) -> Iterator[PiiEntity]:
     for m in _BARE_PHONE.finditer(text):
         before = text[max(0, m.start() - _PHONE_WORD_REACH) : m.start()]
         if 7 <= _digit_count(m[0]) <= 15 and _PHONE_WORD.search(before):
+            yield _hit("PHONE_NUMBER", m.start(), m.end(), 0.75)
+    for m in _GLUED_NUMBER.finditer(text):
+        if _GLUED_PHONE_WORD.search(text, max(0, m.start() - 16), m.start()):
             yield _hit("PHONE_NUMBER", m.start(), m.end(), 0.75)
 
 

@@ -127,6 +127,8 @@ def test_han_numerals_said_digit_by_digit_map_to_the_whole_run() -> None:
         ("**4111** **1111** **1111** **1111**", ("CREDIT_CARD", "4111** **1111** **1111** **1111")),
         ("<b>078</b>-<b>05</b>-<b>1120</b>", ("US_SSN", "078</b>-<b>05</b>-<b>1120")),
         ("`415`.`555`.`0134` call", ("PHONE_NUMBER", "415`.`555`.`0134")),
+        ("'4111' '1111' '1111' '1111'", ("CREDIT_CARD", "4111' '1111' '1111' '1111")),
+        ('"4111" + "1111" + "1111" + "1111"', ("CREDIT_CARD", '4111" + "1111" + "1111" + "1111')),
     ],
 )
 def test_markup_around_each_group_reads_as_the_separator_inside_it(
@@ -139,6 +141,25 @@ def test_a_long_run_of_marks_that_never_reaches_a_digit_is_left_alone() -> None:
     # Read token by token with backtracking, 40 marks would already take minutes.
     for marks in ("*" * 10_000, " *" * 5_000, "<b>" * 3_000, "_" * 10_000):
         assert find_obfuscated(f"4111{marks}x") == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("4111🔹1111🔹1111🔹1111", ("CREDIT_CARD", "4111🔹1111🔹1111🔹1111")),
+        ("4111 ✦ 1111 ✦ 1111 ✦ 1111", ("CREDIT_CARD", "4111 ✦ 1111 ✦ 1111 ✦ 1111")),
+        ("電話 090・1234・5678", ("PHONE_NUMBER", "090・1234・5678")),
+    ],
+)
+def test_symbols_between_the_groups_of_a_number_read_as_a_separator(
+    text: str, found: tuple[str, str]
+) -> None:
+    assert only(text) == found
+
+
+def test_symbols_and_quotes_among_ordinary_numbers_make_no_pii() -> None:
+    text = "a 1920×1080 screen at 45°30′, he is 5'11\" tall, 1'234'567 CHF, 3→4→5"  # noqa: RUF001 (the signs are the point)
+    assert find_obfuscated(text) == ()
 
 
 def test_markup_between_table_cells_does_not_join_their_numbers() -> None:

@@ -297,6 +297,10 @@ def test_dates_versions_and_ordinary_numbers_are_not_pii(text: str) -> None:
         ("номер телефона: 89161234567", "89161234567"),
         ("电话号码: 13812345678", "13812345678"),
         ("phone: 4 1 5 5 5 5 0 1 3 4", "4 1 5 5 5 5 0 1 3 4"),
+        ("my phone:\n415\n555\n0134\nthanks", "415\n555\n0134"),  # its groups down the lines
+        ("call4155550134 after six", "4155550134"),  # glued to the word
+        ("Tel+4930123456", "+4930123456"),
+        ("phoneno13812345678", "13812345678"),
     ],
 )
 def test_a_bare_number_after_words_that_say_phone_is_a_phone_number(text: str, number: str) -> None:
@@ -314,6 +318,9 @@ def test_a_bare_number_after_words_that_say_phone_is_a_phone_number(text: str, n
         "tel 12.5 13.7 14.2 15.1",  # decimals in a list
         "phone 1234567890123456",  # too long for E.164
         "phone. Then 4155550134",  # the sentence ended between them
+        "recall1234567 hotel1234567 calls12345678",  # glued to a word that only ends like one
+        "phone models:\n2019\n2020\n2021",  # a column of years after a word that is no link
+        "phone:\n4\n1\n5\n5\n5\n5\n0",  # a column of single digits: a list, not groups
     ],
 )
 def test_counts_and_ids_near_words_for_phone_are_not_phone_numbers(text: str) -> None:
