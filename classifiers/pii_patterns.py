@@ -165,9 +165,29 @@ IBAN_LENGTHS = {
 }  # fmt: skip
 
 # Country codes are upper case in print, but people type them in lower case too ("es91 2100 ...");
-# an upper-case code may stand apart from its check digits ("DE 89 3704 ..."), a lower-case one
-# may not (English words such as "is" and "at" are country codes).
-_IBAN_START = re.compile(r"(?<![A-Za-z0-9])(?:([A-Za-z]{2})|([A-Z]{2}) )\d{2}(?= ?[A-Za-z0-9])")
+# an upper-case code may stand apart from its check digits ("DE 89 3704 ..."). So may one in
+# lower case ("de 89 3704 ..."), but English words such as "is" and "at" are country codes, and
+# after "at 12" the letters of the words that follow would pass the checksum once in 97: such an
+# IBAN's account part is read only if it is digits, after at most four letters of a bank code
+# ("gb 29 nwbk 6016 ..."). A French account number with a letter in it is not read so.
+_IBAN_START = re.compile(
+    r"(?<![A-Za-z0-9])(?:([A-Za-z]{2})|([A-Z]{2}) |([A-Za-z]{2}) )\d{2}(?= ?[A-Za-z0-9])"
+)
+_BANK_CODE_THEN_DIGITS = re.compile(r"[A-Za-z]{0,4}\d+")
+_MORE_DIGITS = re.compile(r" ?\d")
+
+
+def _printed_account(account: str, written: str, after: str) -> bool:
+    """Whether the account part of a lower-case IBAN set apart is written as IBANs are printed:
+    a bank code and digits, in one run or in groups of four, and not the head of a longer list of
+    numbers ("at 12 34 56 78 ..." would pass the checksum once in 97)."""
+    groups = written.split()
+    in_fours = len(groups) == 1 or all(len(g) == 4 for g in groups[:-1])
+    return (
+        in_fours
+        and bool(_BANK_CODE_THEN_DIGITS.fullmatch(account))
+        and not _MORE_DIGITS.match(after)
+    )
 
 
 def iban_valid(iban: str) -> bool:
@@ -181,7 +201,7 @@ def iban_valid(iban: str) -> bool:
 
 def _ibans(text: str) -> Iterator[PiiEntity]:
     for start in _IBAN_START.finditer(text):
-        length = IBAN_LENGTHS.get((start[1] or start[2]).upper())
+        length = IBAN_LENGTHS.get((start[1] or start[2] or start[3]).upper())
         if length is None:
             continue
         # Take exactly the country's length of characters, allowing single spaces between them.
@@ -195,7 +215,10 @@ def _ibans(text: str) -> Iterator[PiiEntity]:
                 break
             pos += 1
         follows = text[pos] if pos < len(text) else " "
-        if len(chars) == length and not follows.isalnum() and iban_valid("".join(chars)):
+        iban = "".join(chars)
+        if start[3] and not _printed_account(iban[4:], text[start.end() : pos], text[pos:]):
+            continue
+        if len(chars) == length and not follows.isalnum() and iban_valid(iban):
             yield _hit("IBAN_CODE", start.start(), pos, 0.95)
 
 

@@ -103,6 +103,28 @@ def test_valid_iban_is_found_with_or_without_spaces(iban: str) -> None:
     assert (hit.type, text[hit.start : hit.end]) == ("IBAN_CODE", iban)
 
 
+@pytest.mark.parametrize(
+    "iban",
+    ["de 89 3704 0044 0532 0130 00", "de 89370400440532013000", "gb 29 nwbk 6016 1331 9268 19"],
+)
+def test_a_lower_case_iban_with_its_code_apart_is_found(iban: str) -> None:
+    text = f"wire it to {iban}. Thanks"
+    (hit,) = find_pii(text)
+    assert (hit.type, text[hit.start : hit.end]) == ("IBAN_CODE", iban)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "we met at 88 the quick brown fox jumps",  # AT88THEQUICKBROWNFOX passes the checksum
+        "values at 11 12 34 56 78 90 12 34 56",  # AT111234567890123456 does too
+        "values at 11 1234 5678 9012 3456 7890",  # the head of a longer run of digits
+    ],
+)
+def test_words_and_number_lists_after_a_lower_case_country_code_are_no_iban(text: str) -> None:
+    assert [h for h in find_pii(text) if h.type == "IBAN_CODE"] == []
+
+
 def test_iban_with_wrong_check_digits_is_rejected() -> None:
     assert not iban_valid("DE88370400440532013000")
     assert found("IBAN DE88 3704 0044 0532 0130 00") == []
