@@ -22,7 +22,7 @@ from opentelemetry.trace import Span
 from extproc import mutations
 from meritorder import telemetry
 from meritorder.endpoints import EndpointSpec, spec_for
-from meritorder.endpoints.base import body_too_large
+from meritorder.endpoints.base import body_encoded, body_too_large
 from meritorder.errors import RequestError, bad_request
 from meritorder.feedback import FEEDBACK_PATH, MAX_FEEDBACK_BYTES, feedback_json, parse_feedback
 from meritorder.outcomes import DECISION_NAMESPACE
@@ -104,6 +104,7 @@ class Processor:
         if state.method == "GET" and bare.startswith(MODELS_PATH + "/"):
             return self._one_model(unquote(bare.removeprefix(MODELS_PATH + "/")))
         if state.method == "POST" and bare == FEEDBACK_PATH:
+            _refuse_encoded(state.headers)
             return self._feedback_headers(state, headers, spoofed)
         spec = spec_for(state.method, state.path)
         if spec is None:
@@ -117,6 +118,7 @@ class Processor:
         length = state.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             raise body_too_large(int(length), limit)  # refuse before Envoy buffers it
+        _refuse_encoded(state.headers)
         if headers.end_of_stream:
             raise bad_request("The request body is empty; send a JSON object.", code="empty_body")
         return mutations.continue_headers(remove=spoofed)
@@ -225,3 +227,11 @@ def _pass_through(phase: str | None) -> ProcessingResponse:
     # Trailers and response bodies are not requested by deploy/envoy; answer harmlessly if a
     # custom Envoy config sends them anyway.
     return ProcessingResponse(**{phase: {}}) if phase else ProcessingResponse()
+
+
+def _refuse_encoded(headers: dict[str, str]) -> None:
+    """A body still encoded when it reaches the router (one the gateway did not inflate: brotli,
+    deflate, gzip twice) cannot be read, so it is refused rather than routed unread."""
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise body_encoded(encoding)

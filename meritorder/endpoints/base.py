@@ -276,6 +276,18 @@ def _check_tree(body: object) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
+def body_encoded(encoding: str) -> RequestError:
+    """A body the router cannot read as sent (gzip is inflated by the gateway before the router:
+    deploy/envoy/envoy.yaml). Refused, never forwarded unread: its text would pass every check."""
+    return RequestError(
+        415,
+        f"The request body was sent with Content-Encoding {encoding!r}, which this gateway does "
+        "not read; send the JSON uncompressed (or gzip-compressed, where the gateway inflates it).",
+        param=None,
+        code="unsupported_content_encoding",
+    )
+
+
 def body_too_large(size: int, limit: int) -> RequestError:
     return RequestError(
         413,

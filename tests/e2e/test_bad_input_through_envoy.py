@@ -3,6 +3,7 @@ upstream, and leaves the router serving."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import httpx
@@ -89,6 +90,75 @@ def test_a_body_over_the_limit_gets_a_413_json_error(
     )
     response = http.post("/v1/chat/completions", content=big, headers=JSON)
     assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert all(not seen for seen in upstreams.received().values())
+
+
+@pytest.mark.parametrize(
+    ("path", "encoding", "cache_control"),
+    [
+        ("/v1/chat/completions", "gzip", None),
+        ("/v1/chat/completions", "GZIP", None),  # the name in any casing
+        ("/v1/chat/completions", "gzip", "no-transform"),  # which the gateway ignores here
+        ("/v1/messages", "gzip", None),
+    ],
+)
+def test_a_gzip_body_is_inflated_by_the_gateway_and_routed(
+    http: httpx.Client,
+    upstreams: MockRecorder,
+    path: str,
+    encoding: str,
+    cache_control: str | None,
+) -> None:
+    body = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {
+        **JSON,
+        "content-encoding": encoding,
+        **({"cache-control": cache_control} if cache_control else {}),
+    }
+    response = http.post(path, content=gzip.compress(json.dumps(body).encode()), headers=headers)
+    assert response.status_code == 200, response.text
+    (sent,) = [seen for received in upstreams.received().values() for seen in received]
+    assert json.loads(sent["body"])["messages"] == body["messages"]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("path", "encoding", "shape"),
+    [
+        ("/v1/chat/completions", "br", "openai"),
+        ("/v1/chat/completions", "deflate", "openai"),
+        ("/v1/chat/completions", "gzip, gzip", "openai"),  # inflated once, still encoded
+        ("/v1/messages", "zstd", "anthropic"),
+    ],
+)
+def test_a_body_in_an_encoding_the_gateway_does_not_inflate_gets_a_415_and_is_never_forwarded(
+    http: httpx.Client, upstreams: MockRecorder, path: str, encoding: str, shape: str
+) -> None:
+    raw = json.dumps(
+        {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    data = gzip.compress(gzip.compress(raw)) if encoding == "gzip, gzip" else raw
+    response = http.post(path, content=data, headers={**JSON, "content-encoding": encoding})
+    assert response.status_code == 415, response.text
+    payload = response.json()
+    error = payload["error"]
+    assert error["type"] == "invalid_request_error"
+    if shape == "anthropic":
+        assert payload["type"] == "error"
+    else:
+        assert error["code"] == "unsupported_content_encoding"
+    assert all(not seen for seen in upstreams.received().values())
+
+
+def test_a_gzip_bomb_is_refused_at_the_body_limit(
+    http: httpx.Client, upstreams: MockRecorder
+) -> None:
+    inflated = b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"a" * (20 << 20)
+    data = gzip.compress(inflated + b'"}]}')  # ~20 KiB that inflates to 20 MiB
+    response = http.post(
+        "/v1/chat/completions", content=data, headers={**JSON, "content-encoding": "gzip"}
+    )
+    assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "request_too_large"
     assert all(not seen for seen in upstreams.received().values())
 

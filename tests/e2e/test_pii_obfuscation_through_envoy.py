@@ -5,6 +5,7 @@ which type of PII was detected."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -54,6 +55,21 @@ def test_no_obfuscated_pii_reaches_the_external_model(
     received = upstreams.received()
     assert received["large"] == [], row["note"]
     assert len(received["small"]) == 2
+
+
+@pytest.mark.parametrize("cache_control", [None, "no-transform"])
+@pytest.mark.parametrize("row", OBFUSCATED[:5])
+def test_pii_in_a_gzip_compressed_body_is_found_after_the_gateway_inflates_it(
+    http: httpx.Client, upstreams: MockRecorder, row: dict[str, Any], cache_control: str | None
+) -> None:
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    if cache_control:  # would keep the body compressed past a default decompressor
+        headers["cache-control"] = cache_control
+    raw = json.dumps({"model": "large", **row["body"]}).encode()
+    response = http.post("/v1/chat/completions", content=gzip.compress(raw), headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-meritorder-model"] == "small", row["note"]
+    assert upstreams.received()["large"] == [], row["note"]
 
 
 @pytest.mark.parametrize("row", OBFUSCATED)

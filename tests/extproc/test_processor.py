@@ -114,6 +114,23 @@ async def test_a_declared_length_over_the_limit_is_refused_before_buffering(
     assert (status, body["error"]["code"]) == (413, "request_too_large")
 
 
+@pytest.mark.parametrize("encoding", ["br", "Deflate", "gzip", "gzip, identity"])
+async def test_a_body_still_encoded_is_refused_at_its_headers(
+    processor: Processor, encoding: str
+) -> None:
+    # The gateway inflates gzip before the router; whatever arrives encoded cannot be read.
+    status, body = immediate(
+        await Stream(processor).send(headers_msg(**{"content-encoding": encoding}))
+    )
+    assert (status, body["error"]["code"]) == (415, "unsupported_content_encoding")
+
+
+async def test_an_identity_encoding_is_read_as_plain(processor: Processor) -> None:
+    stream = Stream(processor)
+    await stream.send(headers_msg(**{"content-encoding": "Identity"}))
+    assert "x-meritorder-model" in set_headers(await stream.send(body_msg(chat("auto", "hi"))))
+
+
 async def test_models_listing_is_answered_by_the_router(processor: Processor) -> None:
     status, body = immediate(
         await Stream(processor).send(headers_msg("GET", "/v1/models", end=True))
@@ -391,6 +408,7 @@ def anthropic_error(reply: ProcessingResponse) -> tuple[int, str]:
         ),
         (MESSAGE, {}, (429, "rate_limit_error")),  # the unverified budget is 0
         ({**MESSAGE, "model": "nope"}, {}, (404, "not_found_error")),
+        (MESSAGE, {"content-encoding": "br"}, (415, "invalid_request_error")),
     ],
 )
 async def test_every_error_on_v1_messages_is_anthropic_shaped(

@@ -84,3 +84,28 @@ def test_tracing_joins_the_same_envoy_proxy_and_keeps_the_access_log() -> None:
     telemetry: Object = proxies[0]["spec"]["telemetry"]
     assert telemetry["tracing"]["provider"]["type"] == "OpenTelemetry"
     assert telemetry["accessLog"]["settings"]
+
+
+def envoy_filter(suffix: str) -> dict[str, Any]:
+    """One HTTP filter of the shipped Envoy config, by the end of its name."""
+    envoy = yaml.safe_load((REPO / "deploy" / "envoy" / "envoy.yaml").read_text())
+    (listener,) = envoy["static_resources"]["listeners"]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    (found,) = [f for f in manager["http_filters"] if f["name"].endswith(suffix)]
+    return dict(found)
+
+
+@pytest.mark.parametrize("tree", GATEWAYS)
+def test_gzip_bodies_are_inflated_with_the_same_filter_as_the_shipped_envoy(tree: str) -> None:
+    objects = render(K8S / tree)
+    patch = find(objects, "EnvoyPatchPolicy", "meritorder-decompress", "meritorder")
+    assert patch["spec"]["targetRef"]["name"] == "meritorder"
+    gateway = find(objects, "Gateway", "meritorder", "meritorder")
+    listeners = {f"meritorder/meritorder/{item['name']}" for item in gateway["spec"]["listeners"]}
+    (json_patch,) = patch["spec"]["jsonPatches"]
+    assert json_patch["name"] in listeners
+    operation = json_patch["operation"]
+    assert operation["path"].endswith("/http_filters/0")  # before the router's ext_proc filter
+    assert operation["value"] == envoy_filter("decompressor")
+    request = operation["value"]["typed_config"]["request_direction_config"]["common_config"]
+    assert request["ignore_no_transform_header"] is True  # no client header keeps it encoded
