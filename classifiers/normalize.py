@@ -224,7 +224,7 @@ _FOLDABLE = re.compile(r"[^\t\n\r\x20-\x7e]+")
 _LOOKALIKE = str.maketrans(
     "\u00b7\u2022\u2219\u2027\u3002\u2044\u2215\uff3c\u0430\u0435\u043e\u0440\u0441\u0445\u0443\u0456\u0458"
     "\u0455\u0501\u0578\u03bf\u03b1\u03bd\u03c1\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425",
-    "....///\\aeopcxyijsdnoavpABEKMHOPCTX",
+    ".....//\\aeopcxyijsdnoavpABEKMHOPCTX",
 )
 
 
@@ -547,11 +547,15 @@ _AT_WORD = rf"[ \t]+(?:{'|'.join(_AT_NAMES)})[ \t]+"
 # A spaced @ may have one line break by it: an address split across two messages at the @.
 _SPACED_AT = r"(?:[ \t]+\n?|\n)[ \t]*@[ \t]*\n?[ \t]*|[ \t]*@(?:[ \t]+\n?|\n)[ \t]*"
 _BRACKETED_AT = rf"[ \t]*{_OPEN}[ \t]*(?:{'|'.join(_AT_NAMES)}|@)[ \t]*{_CLOSE}[ \t]*"
-_AT = rf"(?:{_BRACKETED_AT}|{_AT_WORD}|{_SPACED_AT}|@@?)"  # jane@@example.com: one @ too many
+# Dashes for brackets, set off by spaces (jane -at- example -dot- com); not inside a hostname
+# (meet-at-home.com).
+_DASHED_AT = rf"[ \t]+-(?:{'|'.join(_AT_NAMES)}|@)-[ \t]+"
+_AT = rf"(?:{_BRACKETED_AT}|{_DASHED_AT}|{_AT_WORD}|{_SPACED_AT}|@@?)"  # @@: one @ too many
 _DOT_WORD = rf"[ \t]+(?:{_DOT_NAMES})[ \t]+"
 _SPACED_DOT = r"[ \t]+\.[ \t]+"  # jane . doe @ example . com: spaced on both sides, not a full stop
 _DOT = (
-    rf"(?:[ \t]*{_OPEN}[ \t]*(?:{_DOT_NAMES}|\.)[ \t]*{_CLOSE}[ \t]*|{_DOT_WORD}|{_SPACED_DOT}|\.)"
+    rf"(?:[ \t]*{_OPEN}[ \t]*(?:{_DOT_NAMES}|\.)[ \t]*{_CLOSE}[ \t]*"
+    rf"|[ \t]+-(?:{_DOT_NAMES}|\.)-[ \t]+|{_DOT_WORD}|{_SPACED_DOT}|\.)"
 )
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_%+-]{0,62}[A-Za-z0-9])?"
 _SPELLED_EMAIL = re.compile(
@@ -608,6 +612,7 @@ def _letter_spaced(text: str) -> Mapped:
 
 _MAY_SPELL_EMAIL = re.compile(
     rf"@|{_OPEN}[ \t]*(?:{'|'.join(_AT_NAMES)})[ \t]*{_CLOSE}|[ \t](?:{_DOT_NAMES})[ \t]"
+    rf"|[ \t]-(?:{'|'.join(_AT_NAMES)})-[ \t]"
     rf"|[ \t](?:{'|'.join(_AT_NAMES[1:])})[ \t]",
     re.IGNORECASE,
 )

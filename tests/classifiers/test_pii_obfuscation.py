@@ -157,6 +157,17 @@ def test_symbols_between_the_groups_of_a_number_read_as_a_separator(
     assert only(text) == found
 
 
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("jane.doe@example\u3002com", ("EMAIL_ADDRESS", "jane.doe@example\u3002com")),
+        ("server 192\u3002168\u30021\u300220", ("IP_ADDRESS", "192\u3002168\u30021\u300220")),
+    ],
+)
+def test_the_ideographic_full_stop_reads_as_a_dot(text: str, found: tuple[str, str]) -> None:
+    assert only(text) == found
+
+
 def test_symbols_and_quotes_among_ordinary_numbers_make_no_pii() -> None:
     text = "a 1920×1080 screen at 45°30′, he is 5'11\" tall, 1'234'567 CHF, 3→4→5"  # noqa: RUF001 (the signs are the point)
     assert find_obfuscated(text) == ()
@@ -219,6 +230,7 @@ def test_texts_without_obfuscation_are_read_as_written() -> None:
         "rows\n41\n1111\n1111\n1111\n11\n",  # nor one grouped like a card
         "at 12:30:45 on 2024/01/15 and 2024.01.16",  # clocks and dates
         "look at example.com, then at docs dot python",  # " at " before a real dot
+        "visit meet-at-home.com or shop-at-home.co.uk",  # -at- inside a hostname
         "x = W @ y.inv",  # a matrix product, not an address
         "one, two, three, four, five, six, seven",  # counting, not a number
         "see 3. 4. 5. 6 and 7. 8. 9. 10",  # a numbered list, not a spaced IP
