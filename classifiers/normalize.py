@@ -587,11 +587,47 @@ def _email(match: re.Match[str]) -> str | None:
         tld = domain.rsplit(dots[-1], 1)[-1].lower() if dots else ""
         # English "at" with plain dots is a sentence; "arroba" and the others are only an @
         spelled = at[0].strip().lower() == "at"
-        # "at" with plain dots, spaced or not, is a sentence ("meet at home . com"), not an address
-        if tld not in _COMMON_TLDS or (spelled and all(d.strip() == "." for d in dots)):
+        # "at" with plain dots, spaced or not, is a sentence ("meet at home . com"), not an
+        # address, unless the name before it reads as a person's (jane.doe at example.com) or
+        # the text says it is an address (my e-mail is jdoe at example.com)
+        plain = spelled and all(d.strip() == "." for d in dots)
+        if tld not in _COMMON_TLDS or (plain and not _addressee(match, local)):
             return None
     address = _DOT_ONLY.sub(".", local) + "@" + _DOT_ONLY.sub(".", domain)
     return address if address != written else None
+
+
+# jane.doe at example.com: a name of two or more parts before a spelled-out " at " is an
+# address's; a file name (README.md at github.com), a package (node.js at nodejs.org), a host
+# (docs.python.org at ...) or an abbreviation (e.g. at example.com) is not.
+_NAME_PARTS = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[._-][A-Za-z][A-Za-z0-9]*)+")
+_NOT_A_NAME = frozenset({
+    "md", "rst", "txt", "py", "js", "mjs", "ts", "jsx", "tsx", "vue", "json", "yaml", "yml",
+    "toml", "ini", "cfg", "conf", "html", "htm", "css", "scss", "xml", "csv", "sql", "sh", "rb",
+    "go", "rs", "java", "kt", "swift", "php", "pl", "c", "h", "cc", "cpp", "hpp", "cs", "ipynb",
+    "pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "png", "jpg", "jpeg", "gif", "svg",
+    "zip", "tar", "gz", "tgz", "exe", "dll", "so", "log", "lock", "bak", "tmp", "db", "onnx",
+})  # fmt: skip
+# Words that say an address follows: "e-mail jdoe at example.com", "contact: jdoe at acme.io".
+_SAYS_ADDRESS = re.compile(
+    r"(?:e-?mail|mail|courriel|correo|contact)(?:[ \t]+(?:me|us|address|addr|id|is|at|to))*"
+    r"[ \t]*[:=]?[ \t]*$",
+    re.IGNORECASE,
+)
+
+
+def _addressee(match: re.Match[str], local: str) -> bool:
+    """Whether the name before a spelled-out " at " with plain dots is an address's."""
+    if _SAYS_ADDRESS.search(match.string, max(0, match.start() - 40), match.start()):
+        return True
+    if not _NAME_PARTS.fullmatch(local):
+        return False
+    parts = re.split(r"[._-]", local.lower())
+    return (
+        max(len(part) for part in parts) >= 2
+        and parts[-1] not in _NOT_A_NAME
+        and parts[-1] not in _COMMON_TLDS
+    )
 
 
 # j a n e . d o e @ e x a m p l e . c o m: one character at a time, spaced.
@@ -613,7 +649,8 @@ def _letter_spaced(text: str) -> Mapped:
 _MAY_SPELL_EMAIL = re.compile(
     rf"@|{_OPEN}[ \t]*(?:{'|'.join(_AT_NAMES)})[ \t]*{_CLOSE}|[ \t](?:{_DOT_NAMES})[ \t]"
     rf"|[ \t]-(?:{'|'.join(_AT_NAMES)})-[ \t]"
-    rf"|[ \t](?:{'|'.join(_AT_NAMES[1:])})[ \t]",
+    rf"|[ \t](?:{'|'.join(_AT_NAMES[1:])})[ \t]"
+    r"|\w[ \t]+at[ \t]+[A-Za-z0-9][\w-]*\.[A-Za-z]",  # jane.doe at example.com
     re.IGNORECASE,
 )
 

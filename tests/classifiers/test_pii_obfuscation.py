@@ -100,6 +100,21 @@ def test_a_bracketed_email_maps_to_the_whole_written_address() -> None:
     assert only(f"write to {written} today") == ("EMAIL_ADDRESS", written)
 
 
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("forward it to jane.doe at example.com today", "jane.doe at example.com"),
+        ("ping J_Doe AT Example.CO.UK", "J_Doe AT Example.CO.UK"),
+        ("my email is jdoe at example.com", "jdoe at example.com"),  # said to be an address
+        ("Contact: jdoe at acme.io", "jdoe at acme.io"),
+    ],
+)
+def test_an_email_with_a_spelled_at_and_its_dots_as_written_maps_to_the_address(
+    text: str, written: str
+) -> None:
+    assert only(text) == ("EMAIL_ADDRESS", written)
+
+
 def test_a_span_across_two_texts_is_reported_in_each_with_its_own_offsets() -> None:
     first, second = "card 4111 1111", "1111 1111 thanks"
     a, b = scan([first, second])
@@ -230,6 +245,10 @@ def test_texts_without_obfuscation_are_read_as_written() -> None:
         "rows\n41\n1111\n1111\n1111\n11\n",  # nor one grouped like a card
         "at 12:30:45 on 2024/01/15 and 2024.01.16",  # clocks and dates
         "look at example.com, then at docs dot python",  # " at " before a real dot
+        "see README.md at github.com or setup.py at pypi.org",  # a file at a host
+        "node.js at nodejs.org and socket.io at example.com",  # a package, a host
+        "e.g. at example.com, i.e. at example.org",  # abbreviations
+        "contact us or look at example.com",  # an address word, but not before the name
         "visit meet-at-home.com or shop-at-home.co.uk",  # -at- inside a hostname
         "x = W @ y.inv",  # a matrix product, not an address
         "one, two, three, four, five, six, seven",  # counting, not a number
