@@ -53,6 +53,10 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
         for hit in _near(glued.text, list(glued.changed), pii_patterns.ADDRESS_DETECTORS):
             start, end = glued.source_span(hit.start, hit.end)
             found.append(_moved(hit, seen.original_span(start, end)))
+    listed = substitute(seen.text, _DIGIT_LIST, lambda m: "".join(_DIGITS.findall(m[0])))
+    for hit in _near(listed.text, list(listed.changed), pii_patterns.NUMBER_DETECTORS):
+        start, end = listed.source_span(hit.start, hit.end)
+        found.append(_moved(hit, seen.original_span(start, end)))
     for match in _COMMA_CARD.finditer(seen.text):
         digits = "".join(_DIGITS.findall(match[0]))
         if pii_patterns.luhn_valid(digits) and pii_patterns.card_brand(digits) is not None:
@@ -67,11 +71,22 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
 # four-digit numbers ("sales 4120, 3980, 5210, 4770") pass too; none of the 54,420 texts of
 # ../shared/data holds such a list at all.
 _COMMA = r",[ \t]*"
-_NOT_AFTER_A_LIST = r"(?<![\d,.])(?<!,[ \t])(?<!,[ \t]{2})"  # nor the tail of a longer list
+# The first digit, then what may not stand before it: no digit, comma or dot, nor the tail of a
+# longer list (matching a digit first keeps the scan of prose fast: 0.06 -> 0.01 s per MiB).
+_FIRST_DIGIT = r"\d(?<![\d,.]\d)(?<!,[ \t]\d)(?<!,[ \t]{2}\d)"
 _COMMA_CARD = re.compile(
-    rf"{_NOT_AFTER_A_LIST}(?:\d{{4}}{_COMMA}\d{{4}}{_COMMA}\d{{4}}{_COMMA}\d{{1,4}}"
-    rf"|\d{{4}}{_COMMA}\d{{6}}{_COMMA}\d{{4,5}})(?!\d|{_COMMA}\d)"
+    rf"{_FIRST_DIGIT}(?:\d{{3}}{_COMMA}\d{{4}}{_COMMA}\d{{4}}{_COMMA}\d{{1,4}}"
+    rf"|\d{{3}}{_COMMA}\d{{6}}{_COMMA}\d{{4,5}})(?!\d|{_COMMA}\d)"
 )
+
+
+# A number written one digit per comma (4, 1, 1, 1, ...; ssn 0,7,8,0,5,1,1,2,0): nobody lists
+# 7 to 19 single digits in prose, and a list of them in code (bits, a digit array) still has to
+# pass a detector as the number it spells: a card's checksum and range, a word for SSN or phone
+# before it (4.1% of random lists of 16 single digits pass as a card; none of 9 or 10 digits
+# passes). Read as the digits glued; a longer list, or the tail of one, is no number.
+_LIST_COMMA = r"[ \t]*,[ \t]*"
+_DIGIT_LIST = re.compile(rf"{_FIRST_DIGIT}(?:{_LIST_COMMA}\d(?!\d)){{6,18}}(?!{_LIST_COMMA}\d)")
 
 
 _JOINER = re.compile(re.escape(JOINER))

@@ -115,6 +115,35 @@ def test_an_email_with_a_spelled_at_and_its_dots_as_written_maps_to_the_address(
     assert only(text) == ("EMAIL_ADDRESS", written)
 
 
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (
+            "card 4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
+            ("CREDIT_CARD", "4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1"),
+        ),
+        ("ssn 0, 7, 8, 0, 5, 1, 1, 2, 0.", ("US_SSN", "0, 7, 8, 0, 5, 1, 1, 2, 0")),
+        ("phone: 4 ,1 ,5 ,5 ,5 ,5 ,0 ,1 ,3 ,4", ("PHONE_NUMBER", "4 ,1 ,5 ,5 ,5 ,5 ,0 ,1 ,3 ,4")),
+    ],
+)
+def test_a_number_written_one_digit_per_comma_maps_to_every_digit(
+    text: str, found: tuple[str, str]
+) -> None:
+    assert only(text) == found
+
+
+def test_single_digit_lists_that_spell_no_number_are_left_alone() -> None:
+    # bits fail every detector; a list of 21 digits, or the tail of a longer list, is no number;
+    # nine digits with no word for SSN before them are not one
+    for text in (
+        "bits = [1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1]",
+        "x = [4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]",
+        "values 12, 4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
+        "weights 0,7,8,0,5,1,1,2,0",
+    ):
+        assert find_obfuscated(text) == (), text
+
+
 def test_a_span_across_two_texts_is_reported_in_each_with_its_own_offsets() -> None:
     first, second = "card 4111 1111", "1111 1111 thanks"
     a, b = scan([first, second])
