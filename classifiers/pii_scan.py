@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from classifiers import pii_patterns
-from classifiers.normalize import Mapped, collapse_separators, normalize, separators, substitute
+from classifiers.normalize import (
+    Mapped,
+    collapse_separators,
+    identity,
+    normalize,
+    separators,
+    substitute,
+)
 from classifiers.signals import PiiEntity
 
 JOINER = "\n"  # between texts: the line break a reader sees between two messages
@@ -57,6 +64,10 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
     for hit in _near(listed.text, list(listed.changed), pii_patterns.NUMBER_DETECTORS):
         start, end = listed.source_span(hit.start, hit.end)
         found.append(_moved(hit, seen.original_span(start, end)))
+    backwards = _reversed_numbers(seen.text)
+    for hit in _near(backwards.text, list(backwards.changed), pii_patterns.NUMBER_DETECTORS):
+        start, end = backwards.source_span(hit.start, hit.end)
+        found.append(_moved(hit, seen.original_span(start, end)))
     for match in _COMMA_CARD.finditer(seen.text):
         digits = "".join(_DIGITS.findall(match[0]))
         if pii_patterns.luhn_valid(digits) and pii_patterns.card_brand(digits) is not None:
@@ -87,6 +98,46 @@ _COMMA_CARD = re.compile(
 # passes). Read as the digits glued; a longer list, or the tail of one, is no number.
 _LIST_COMMA = r"[ \t]*,[ \t]*"
 _DIGIT_LIST = re.compile(rf"{_FIRST_DIGIT}(?:{_LIST_COMMA}\d(?!\d)){{6,18}}(?!{_LIST_COMMA}\d)")
+
+
+# A number the text says is written backwards (card 1111 1111 1111 1114 reversed; my SSN
+# backwards: 0211-50-870): a reader, or a model told to, reverses it. Near a word for reversing
+# (in the languages of the digit words), each number is read reversed too, and must still pass
+# a detector as the number it then is.
+_REVERSE_WORD = re.compile(
+    r"\b(?:revers\w*|backwards?|in reverse|r[üu]ckw[äa]rts|umgekehrt\w*|invers\w*|al rev[ée]s"
+    r"|[àa] l'envers|al contrario|andersom|omgekeerd\w*)\b",
+    re.IGNORECASE,
+)
+_REVERSE_REACH = 80  # characters either side of the word
+_NUMBER_RUN = re.compile(r"\d(?:[ \t.\-/]?\d)+")
+
+
+_REVERSE_STEMS = (
+    "revers", "backward", "ckw", "umgekehrt", "invers", "al rev", "envers", "contrario",
+    "andersom", "omgekeerd",
+)  # fmt: skip
+
+
+def _reversed_numbers(text: str) -> Mapped:
+    lower = text.lower()
+    if not any(stem in lower for stem in _REVERSE_STEMS):  # a quick scan before the regex
+        return identity(text)
+    reach = [
+        (m.start() - _REVERSE_REACH, m.end() + _REVERSE_REACH) for m in _REVERSE_WORD.finditer(text)
+    ]
+    if not reach:
+        return identity(text)
+
+    def backwards(match: re.Match[str]) -> str | None:
+        near = any(lo <= match.start() and match.end() <= hi for lo, hi in reach)
+        return match[0][::-1] if near and _digit_count(match[0]) >= 7 else None
+
+    return substitute(text, _NUMBER_RUN, backwards)
+
+
+def _digit_count(text: str) -> int:
+    return sum(c.isdigit() for c in text)
 
 
 _JOINER = re.compile(re.escape(JOINER))

@@ -144,6 +144,26 @@ def test_single_digit_lists_that_spell_no_number_are_left_alone() -> None:
         assert find_obfuscated(text) == (), text
 
 
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("card 1111 1111 1111 1114 reversed", ("CREDIT_CARD", "1111 1111 1111 1114")),
+        ("my SSN backwards: 0211-50-870", ("US_SSN", "0211-50-870")),
+        ("phone, al revés: 4310-555-514", ("PHONE_NUMBER", "4310-555-514")),
+    ],
+)
+def test_a_number_said_to_be_written_backwards_is_read_reversed(
+    text: str, found: tuple[str, str]
+) -> None:
+    assert only(text) == found
+
+
+def test_a_reversed_number_counts_only_near_a_word_for_reversing() -> None:
+    far = "x" * 100
+    assert find_obfuscated(f"card 1111 1111 1111 1114 {far} reversed") == ()
+    assert find_obfuscated("reverse the list 1234567 and 7654321 in 2024 2023 2022") == ()
+
+
 def test_a_span_across_two_texts_is_reported_in_each_with_its_own_offsets() -> None:
     first, second = "card 4111 1111", "1111 1111 thanks"
     a, b = scan([first, second])
