@@ -173,6 +173,7 @@ def normalize(text: str, *, depth: int = 2) -> Normalized:
         _decoder(_BINARY_CODES, depth, _read_binary, _MAY_BINARY),
         _letter_spaced,
         _emails,
+        _webmail,
         _spelled_digits,
         _digit_lookalikes,
     )
@@ -608,17 +609,25 @@ _NOT_A_NAME = frozenset({
     "pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "png", "jpg", "jpeg", "gif", "svg",
     "zip", "tar", "gz", "tgz", "exe", "dll", "so", "log", "lock", "bak", "tmp", "db", "onnx",
 })  # fmt: skip
-# Words that say an address follows: "e-mail jdoe at example.com", "contact: jdoe at acme.io".
+# Words that say an address follows: "e-mail jdoe at example.com", "my e-mail is jdoe at ...",
+# "contact: jdoe at acme.io". Not verbs with an object ("contact us at example.com", "email me at
+# example.com"): a pronoun is no address's name.
 _SAYS_ADDRESS = re.compile(
-    r"(?:e-?mail|mail|courriel|correo|contact)(?:[ \t]+(?:me|us|address|addr|id|is|at|to))*"
-    r"[ \t]*[:=]?[ \t]*$",
+    r"(?:(?:e-?mail|courriel|correo)(?:[ \t]+(?:address|addr|id))?[ \t]*(?:[:=]|[ \t]is)?"
+    r"|contact[ \t]*[:=])[ \t]*$",
     re.IGNORECASE,
 )
+_PRONOUNS = frozenset({
+    "me", "us", "you", "him", "her", "it", "them", "we", "they", "i", "someone", "anyone",
+    "everyone", "somebody", "anybody",
+})  # fmt: skip
 
 
 def _addressee(match: re.Match[str], local: str) -> bool:
     """Whether the name before a spelled-out " at " with plain dots is an address's."""
-    if _SAYS_ADDRESS.search(match.string, max(0, match.start() - 40), match.start()):
+    if local.lower() not in _PRONOUNS and _SAYS_ADDRESS.search(
+        match.string, max(0, match.start() - 40), match.start()
+    ):
         return True
     if not _NAME_PARTS.fullmatch(local):
         return False
@@ -646,19 +655,52 @@ def _letter_spaced(text: str) -> Mapped:
     return substitute(text, _LETTER_SPACED, _collapsed_email)
 
 
+# A quick scan for what an address written out needs (besides an @): a bracketed or dashed name
+# of @, a spelled-out dot or @, or " at " before a dotted host (jane.doe at example.com). One
+# character class first, then look-behinds: an alternation at every position costs 4x as much.
 _MAY_SPELL_EMAIL = re.compile(
-    rf"@|{_OPEN}[ \t]*(?:{'|'.join(_AT_NAMES)})[ \t]*{_CLOSE}|[ \t](?:{_DOT_NAMES})[ \t]"
-    rf"|[ \t]-(?:{'|'.join(_AT_NAMES)})-[ \t]"
-    rf"|[ \t](?:{'|'.join(_AT_NAMES[1:])})[ \t]"
-    r"|\w[ \t]+at[ \t]+[A-Za-z0-9][\w-]*\.[A-Za-z]",  # jane.doe at example.com
+    rf"[ \t\[({{<](?:(?<=[ \t])(?:{_DOT_NAMES}|{'|'.join(_AT_NAMES[1:])})[ \t]"
+    rf"|(?<=[ \t])-(?:{'|'.join(_AT_NAMES)})-[ \t]"
+    r"|(?<=[ \t])at[ \t]+[A-Za-z0-9][\w-]*\.[A-Za-z]"
+    rf"|(?<={_OPEN})[ \t]*(?:{'|'.join(_AT_NAMES)})[ \t]*{_CLOSE})",
     re.IGNORECASE,
 )
 
 
 def _emails(text: str) -> Mapped:
-    if not _MAY_SPELL_EMAIL.search(text):
+    if "@" not in text and not _MAY_SPELL_EMAIL.search(text):
         return identity(text)
     return substitute(text, _SPELLED_EMAIL, _email)
+
+
+# jdoe@gmail, jane.doe at hotmail: a webmail provider's name stands for its whole domain. With a
+# spelled-out " at ", only after a name an address would have (`_addressee`: not "look at
+# outlook").
+_WEBMAIL_NAMES = (
+    "gmail|googlemail|yahoo|hotmail|outlook|icloud|aol|protonmail|proton|gmx|yandex|zoho|fastmail"
+)
+_WEBMAIL = re.compile(
+    rf"(?<![\w.+%@-]){_LABEL}(?:\.{_LABEL})*(?:@|[ \t]+at[ \t]+)(?:{_WEBMAIL_NAMES})"
+    r"(?![\w@-]|\.[A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_WEBMAIL_AT = re.compile(r"@|[ \t]+at[ \t]+", re.IGNORECASE)
+
+
+def _webmail_address(match: re.Match[str]) -> str | None:
+    written = match[0]
+    at = next(_WEBMAIL_AT.finditer(written))
+    local, provider = written[: at.start()], written[at.end() :]
+    if at[0] != "@" and not _addressee(match, local):
+        return None
+    return f"{local}@{provider}.com"
+
+
+def _webmail(text: str) -> Mapped:
+    lower = text.lower()  # a quick scan: substrings, not the regex's alternation
+    if not any(name in lower for name in _WEBMAIL_NAMES.split("|")):
+        return identity(text)
+    return substitute(text, _WEBMAIL, _webmail_address)
 
 
 # -- spelled-out digits ------------------------------------------------------------------------

@@ -107,6 +107,8 @@ def test_a_bracketed_email_maps_to_the_whole_written_address() -> None:
         ("ping J_Doe AT Example.CO.UK", "J_Doe AT Example.CO.UK"),
         ("my email is jdoe at example.com", "jdoe at example.com"),  # said to be an address
         ("Contact: jdoe at acme.io", "jdoe at acme.io"),
+        ("write to jdoe@gmail, thanks", "jdoe@gmail"),  # a webmail provider for its domain
+        ("ask jane.doe at Hotmail", "jane.doe at Hotmail"),
     ],
 )
 def test_an_email_with_a_spelled_at_and_its_dots_as_written_maps_to_the_address(
@@ -298,6 +300,8 @@ def test_texts_without_obfuscation_are_read_as_written() -> None:
         "node.js at nodejs.org and socket.io at example.com",  # a package, a host
         "e.g. at example.com, i.e. at example.org",  # abbreviations
         "contact us or look at example.com",  # an address word, but not before the name
+        "Contact us at example.com, email me at example.org",  # verbs with a pronoun after them
+        "look at outlook, export to gmail, node.js at yahoo",  # a webmail name, no address
         "visit meet-at-home.com or shop-at-home.co.uk",  # -at- inside a hostname
         "x = W @ y.inv",  # a matrix product, not an address
         "one, two, three, four, five, six, seven",  # counting, not a number
