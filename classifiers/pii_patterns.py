@@ -224,13 +224,17 @@ def _ibans(text: str) -> Iterator[PiiEntity]:
 
 # -- US social security numbers ----------------------------------------------------------------
 
-_SSN_SEPARATED = re.compile(r"(?<![\w-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w-])")
-_SSN_BARE = re.compile(r"(?<![\w-])(\d{3})(\d{2})(\d{4})(?![\w-])")
+# Each pattern of digits below matches its first character before the look-behinds that say what
+# may not stand before it (`\d(?<![\w-]\d)` for `(?<![\w-])\d`): a pattern that opens with a
+# look-behind is tried at every position of the text, one that opens with a character class only
+# where that character is (4x faster over prose).
+_SSN_SEPARATED = re.compile(r"(\d(?<![\w-]\d)\d{2})([- ])(\d{2})\2(\d{4})(?![\w-])")
+_SSN_BARE = re.compile(r"(\d(?<![\w-]\d)\d{2})(\d{2})(\d{4})(?![\w-])")
 # Dots, or two different separators (078.05.1120, 078.05-1120): as for bare digits, only where
 # the text says SSN (a dotted 3-2-4 run is as likely a reference number).
 _SSN_MIXED = re.compile(
-    r"(?<![\w.-])(\d{3})([-. ])(\d{2})(?!\2)([-. ])(\d{4})(?![\w-]|\.\d)|"
-    r"(?<![\w.-])(\d{3})(\.)(\d{2})(\.)(\d{4})(?![\w-]|\.\d)"
+    r"(\d(?<![\w.-]\d)\d{2})"
+    r"(?:([-. ])(\d{2})(?!\2)([-. ])(\d{4})|(\.)(\d{2})(\.)(\d{4}))(?![\w-]|\.\d)"
 )
 _SSN_CONTEXT = re.compile(
     r"\b(?:ssn|ssns|social\s+security|ss\s*#|ss\s+no|taxpayer|tax\s+id|tin)\b", re.IGNORECASE
@@ -247,7 +251,7 @@ def _ssns(text: str) -> Iterator[PiiEntity]:
         if ssn_valid(m[1], m[3], m[4]):
             yield _hit("US_SSN", m.start(), m.end(), 0.9 if m[2] == "-" else 0.8)
     for m in _SSN_MIXED.finditer(text):
-        area, group, serial = (m[1], m[3], m[5]) if m[1] else (m[6], m[8], m[10])
+        area, group, serial = (m[1], m[3], m[5]) if m[2] else (m[1], m[7], m[9])
         near = text[max(0, m.start() - 48) : m.end() + 24]
         if ssn_valid(area, group, serial) and _SSN_CONTEXT.search(near):
             yield _hit("US_SSN", m.start(), m.end(), 0.7)
@@ -268,16 +272,19 @@ _EMAIL = re.compile(
 
 
 def _emails(text: str) -> Iterator[PiiEntity]:
+    if "@" not in text:
+        return
     for m in _EMAIL.finditer(text):
         yield _hit("EMAIL_ADDRESS", m.start(), m.end(), 0.95)
 
 
 # -- IP addresses ------------------------------------------------------------------------------
 
-_IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\w|\.\d)")
+_IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\w|\.\d)")
 _IPV6 = re.compile(
     r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?:\.\d{1,3}){3})?(?:%\w+)?(?![\w:])"
 )
+_TWO_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")  # what every IPv6 address holds
 _VERSION_BEFORE = re.compile(r"(?:\bv|version|release|build|firmware)\s*$", re.IGNORECASE)
 
 
@@ -285,6 +292,8 @@ def _ips(text: str) -> Iterator[PiiEntity]:
     for m in _IPV4.finditer(text):
         if not _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
             yield from _address(m, ipaddress.IPv4Address)
+    if not _TWO_COLONS.search(text):  # a quick scan: a literal first, as _IPV6's is not
+        return
     for m in _IPV6.finditer(text):
         # Code such as `a::b` parses as IPv6 too; a real address has a digit somewhere.
         if any(ch.isdigit() for ch in m[0].split("%")[0]):
@@ -326,29 +335,41 @@ _MAY_EXTEND = f"(?:{_EXTENSION})?"
 # +CC then up to six groups, a group optionally in parentheses: +44 20 7946 0958, +1 (555) 123-4567.
 # A word may be glued before the + (`Gonzalez+1 415 555 0134`), an identifier may not (`x_1+44`).
 _PHONE_INTL = re.compile(
-    r"(?<![\d_+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + _MAY_EXTEND + _ALONE
+    r"\+(?<![\d_+]\+)\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}" + _MAY_EXTEND + _ALONE
 )
 # The same dialled from abroad as most of the world writes it, 00 for the +: 0044 20 7946 0958.
 # Groups must be apart (0044207946... is as likely an account number), the code is not 0.
 _PHONE_INTL_00 = re.compile(
-    r"(?<![\w+.-])(?<!\d[ .-])00[1-9]\d{0,2}(?:[ .-](?:\(\d{1,4}\)|\d{1,8})){1,6}"
+    r"0(?<![\w+.-]0)(?<!\d[ .-]0)0[1-9]\d{0,2}(?:[ .-](?:\(\d{1,4}\)|\d{1,8})){1,6}"
     + _MAY_EXTEND
     + _ALONE
 )
+
+
+def _opening(first: str) -> str:
+    """`first` (one character) where a national form may open: no word character, +, dot or
+    dash before it, nor a digit and one separator (matched first, see above)."""
+    return rf"{first}(?<![\w+.-]{first})(?<!\d[ .-]{first})"
+
+
+_AT_BRACKET, _AT_DIGIT, _AT_ZERO, _AT_ONE = (_opening(c) for c in (r"\(", r"\d", "0", "1"))
+
+
 # Any national form with an extension: the extension says phone where the digits alone could be
 # anything (2221229517, 34 41 10 71).
 _PHONE_EXT = re.compile(
-    r"(?<![\w+.-])(?<!\d[ .-])\(?\d{2,5}\)?(?:[ .-]?\d{2,6}){0,4}" + _EXTENSION + r"(?!\w)"
+    rf"(?:{_AT_BRACKET}\d|{_AT_DIGIT})\d{{1,4}}\)?(?:[ .-]?\d{{2,6}}){{0,4}}"
+    + _EXTENSION
+    + r"(?!\w)"
 )
 # North American: (555) 123-4567, 555-123-4567, 555.123.4567, optionally after 1.
 _PHONE_NANP = re.compile(
-    r"(?<![\w+.-])(?<!\d[ .-])(?:1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
-    + _MAY_EXTEND
-    + _ALONE
+    rf"(?:{_AT_ONE}[ .-]?(?:\(\d{{3}}\)[ .-]?|\d{{3}}[ .-])|{_AT_BRACKET}\d{{3}}\)[ .-]?"
+    rf"|{_AT_DIGIT}\d{{2}}[ .-])\d{{3}}[ .-]\d{{4}}" + _MAY_EXTEND + _ALONE
 )
 # National with a trunk 0: 020 7946 0958, 07700 900123, (030) 123456.
 _PHONE_TRUNK = re.compile(
-    r"(?<![\w+.-])(?<!\d[ .-])\(?0\d{1,4}\)?[ -]\d{3,4}[ -]?\d{3,4}" + _MAY_EXTEND + _ALONE
+    rf"(?:{_AT_BRACKET}0|{_AT_ZERO})\d{{1,4}}\)?[ -]\d{{3,4}}[ -]?\d{{3,4}}" + _MAY_EXTEND + _ALONE
 )
 
 
@@ -378,14 +399,14 @@ _PHONE_WORD = re.compile(
 # Groups on lines of their own (415\n555\n0134) count too, of two digits or more: after a word for
 # phone a column of numbers is the number written down it.
 _BARE_PHONE = re.compile(
-    r"(?<![\w+.-])\+?(?:\d{7,15}(?![\w-]|[.-]\d)"
+    r"(?=[+\d])(?<![\w+.-])\+?(?:\d{7,15}(?![\w-]|[.-]\d)"
     r"|\d{1,5}([ .-])\d{1,5}(?:\1\d{1,5}){0,13}(?![\w-]|[ .-]?\d)"
     r"|\d{2,5}(?:[ \t]*\n[ \t]*\d{2,5}){1,6}(?![\w-]|\s*\d))"
 )
 _PHONE_WORD_REACH = 48  # characters before a number read for the word (its longest and the gap)
 # A word for phone glued to the number (call4155550134, tel+4930123456, phoneno13812345678).
 # (The number is found first, then the word checked: a scan for the words alone costs more.)
-_GLUED_NUMBER = re.compile(r"(?<=[a-zA-Z])\+?\d{7,15}(?![\w-]|[.-]\d)")
+_GLUED_NUMBER = re.compile(r"(?:\+(?<=[a-zA-Z]\+)\d|\d(?<=[a-zA-Z]\d))\d{6,14}(?![\w-]|[.-]\d)")
 _GLUED_PHONE_WORD = re.compile(
     r"(?i:(?<![^\W\d_])(?:phone|tel|mobile|cell|call|fax|whatsapp|sms|text)(?:no|nr|num|number)?)$"
 )
