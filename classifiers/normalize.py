@@ -800,7 +800,30 @@ def _digits(match: re.Match[str]) -> str | None:
 
 
 def _spelled_digits(text: str) -> Mapped:
+    if not _may_spell(text):
+        return identity(text)
     return substitute(text, _SPELLED, _digits)
+
+
+# A word, a run of digits, or a character that no spelled-out number holds (a separator does not
+# break one, nor does `_`, which the pattern's word edges reject anyway).
+_SPELL_TOKENS = re.compile(r"[^\W\d_]+|\d+|[^\w\s,.;:/-]")
+
+
+def _may_spell(text: str) -> bool:
+    """Whether `text` holds `MIN_SPELLED_WORDS` digit words with only digits, separators and
+    `double`/`triple` between them: what every spelled-out number `_digits` reads needs. A quick
+    scan of the words against a set; the pattern tries its alternation at every word's start
+    (1 MiB of prose: ~0.13 s)."""
+    run = 0
+    for token in _SPELL_TOKENS.findall(text.lower()):
+        if token in DIGIT_WORDS:
+            run += 1
+            if run >= MIN_SPELLED_WORDS:
+                return True
+        elif not (token[0].isdigit() or token in ("double", "triple")):
+            run = 0
+    return False
 
 
 # -- letters for digits: 4lll llll llll llll, 415-555-O134 -----------------------------------
