@@ -61,8 +61,9 @@ def _hit(kind: str, start: int, end: int, score: float) -> PiiEntity:
 
 # -- credit cards ------------------------------------------------------------------------------
 
-# Digits with single spaces or dashes between them, not glued to a longer word or number.
-_DIGIT_RUN = re.compile(r"(?<![\w-])\d+(?:[ -]\d+)*(?!\w)")
+# Digits with single spaces or dashes between them, not glued to a longer word or number (the
+# first digit matched before the look-behind: see _SSN_SEPARATED).
+_DIGIT_RUN = re.compile(r"\d(?<![\w-]\d)\d*(?:[ -]\d+)*(?!\w)")
 _GROUP = re.compile(r"\d+")
 
 
