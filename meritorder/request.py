@@ -6,6 +6,7 @@ policy reads only its attributes, never body keys. Plain Python; nothing here kn
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,7 +96,8 @@ class RequestView:
         receives just the same: tool calls and their arguments, tool results, names, tool
         descriptions and schemas, `response_format`, `user`, `metadata`, image and file parts
         (URLs, file names, inline data), the completions `suffix`, ... Dict keys that are not
-        plain identifiers count as text too, and so do integers of 7 digits or more."""
+        plain identifiers count as text too, and so do numbers of 7 digits or more before the
+        point, as JSON writes them."""
         out: list[tuple[str, str]] = []
         # Message text read from inside an item or a content part (a tool's output, a tool
         # result block): read as message text, so not as field text again.
@@ -169,7 +171,7 @@ def _content_strings(
 def _strings(
     value: object, path: str, out: list[tuple[str, str]], read: frozenset[str] = frozenset()
 ) -> None:
-    """Append (path, text) for every string, unusual dict key and long integer under `value`;
+    """Append (path, text) for every string, unusual dict key and long number under `value`;
     of a value at a path in `read` (message text), only its strings outside its text."""
     stack = [(path, value)]
     while stack:  # iterative: a deeply nested body must not exhaust the recursion limit
@@ -179,11 +181,12 @@ def _strings(
         elif isinstance(item, str):
             if item:
                 out.append((where, item))
-        elif isinstance(item, bool) or item is None or isinstance(item, float):
+        elif isinstance(item, bool) or item is None:
             continue
-        elif isinstance(item, int):
+        elif isinstance(item, int | float):
+            # As the upstream receives it (4111111111111111.0 is still a card's digits).
             if abs(item) >= _LONG_NUMBER:
-                out.append((where, str(item)))
+                out.append((where, json.dumps(item)))
         elif isinstance(item, dict):
             for key, child in reversed(item.items()):
                 # The path names no key that could itself be the personal data.
