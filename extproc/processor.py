@@ -165,6 +165,7 @@ class Processor:
         with telemetry.current(span):
             with telemetry.stage("parse"):
                 request = spec.parse(body.body, max_bytes=self.core.max_body_bytes)
+                request.query = state.path.partition("?")[2]
             span.set_attribute("gen_ai.request.model", request.model)
             span.set_attribute("meritorder.stream", request.stream)
             span.set_attribute("meritorder.api", spec.api)

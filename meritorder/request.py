@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+from urllib.parse import parse_qsl
 
 from classifiers.text import message_text
 from meritorder.config import Api
@@ -48,6 +49,9 @@ class RequestView:
     # the conversation: the model reads them, so the classifier's heads do
     # (`classifier_messages`), but they are no turn's text.
     tool_specs: list[tuple[BodyPath, str]] = field(default_factory=list)
+    # The URL's query string (after `?`), which the upstream receives as it was sent: its values
+    # leave the boundary as much as the body's (`field_texts`).
+    query: str = ""
 
     @property
     def model(self) -> str:
@@ -97,7 +101,7 @@ class RequestView:
         descriptions and schemas, `response_format`, `user`, `metadata`, image and file parts
         (URLs, file names, inline data), the completions `suffix`, ... Dict keys that are not
         plain identifiers count as text too, and so do numbers of 7 digits or more before the
-        point, as JSON writes them."""
+        point, as JSON writes them; and the URL's query parameters (`query.<name>`)."""
         out: list[tuple[str, str]] = []
         # Message text read from inside an item or a content part (a tool's output, a tool
         # result block): read as message text, so not as field text again.
@@ -110,6 +114,12 @@ class RequestView:
                 messages.add(source[:2])
             elif len(source) == 1 or source[0] not in self.item_keys:
                 _content_strings(at_path(self.body, source), path_name(source), out, read)
+        for name, value in parse_qsl(self.query, keep_blank_values=True):
+            if not _IDENTIFIER.fullmatch(name):
+                out.append(("query.<key>", name))
+                name = "<key>"
+            if value:
+                out.append((f"query.{name}", value))
         for key in self.item_keys:
             items = self.body.get(key)
             if not isinstance(items, list):

@@ -57,6 +57,37 @@ def test_no_obfuscated_pii_reaches_the_external_model(
     assert len(received["small"]) == 2
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ref=4111111111111111",  # a card in a parameter
+        "note=jane.doe%40example.com",  # an e-mail, percent-encoded
+        "4111%201111%201111%201111",  # a card as a bare key, spaced
+        "api-version=2024-06-01&to=078-05-1120",  # an SSN beside a real parameter
+    ],
+)
+def test_pii_in_the_query_string_does_not_reach_the_external_model(
+    http: httpx.Client, upstreams: MockRecorder, query: str
+) -> None:
+    # The upstream receives the path as sent, query string included: its values leave the
+    # boundary too.
+    body = {"model": "large", "messages": [{"role": "user", "content": "hello"}]}
+    response = http.post(f"/v1/chat/completions?{query}", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-meritorder-model"] == "small"
+    assert_tells_nothing_detected(response)
+    assert upstreams.received()["large"] == []
+
+
+def test_a_query_string_without_pii_is_routed_as_asked(
+    http: httpx.Client, upstreams: MockRecorder
+) -> None:
+    body = {"model": "large", "messages": [{"role": "user", "content": "hello"}]}
+    response = http.post("/v1/chat/completions?api-version=2024-06-01&beta=true", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-meritorder-model"] == "large"
+
+
 @pytest.mark.parametrize("cache_control", [None, "no-transform"])
 @pytest.mark.parametrize("row", OBFUSCATED[:5])
 def test_pii_in_a_gzip_compressed_body_is_found_after_the_gateway_inflates_it(

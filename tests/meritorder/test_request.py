@@ -247,3 +247,23 @@ def test_a_key_that_is_not_an_identifier_is_inspected_but_never_named_in_a_path(
     texts = request.field_texts()
     assert ("metadata.<key>", "jane@example.com") in texts
     assert not [p for p, _ in texts if "@" in p]
+
+
+def test_the_query_string_is_inspected_as_the_upstream_receives_it_decoded() -> None:
+    request = parse({"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+    assert isinstance(request, RequestView)
+    request.query = "ref=4111%201111&beta=true&jane%40example.com&empty="
+    texts = request.field_texts()
+    assert ("query.ref", "4111 1111") in texts
+    assert ("query.beta", "true") in texts
+    assert ("query.<key>", "jane@example.com") in texts  # a bare key, never named in a path
+    assert not [p for p, _ in texts if "@" in p or p == "query.empty"]
+
+
+def test_a_long_number_with_a_fraction_is_inspected_as_json_writes_it() -> None:
+    request = parse({"model": "auto", "metadata": {"card": 4111111111111111.0, "t": 0.7},
+                     "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    assert isinstance(request, RequestView)
+    texts = dict(request.field_texts())
+    assert texts["metadata.card"] == "4111111111111111.0"
+    assert "metadata.t" not in texts
