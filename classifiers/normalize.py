@@ -173,6 +173,7 @@ def normalize(text: str, *, depth: int = 2) -> Normalized:
         _decoder(_BINARY_CODES, depth, _read_binary, _MAY_BINARY),
         _letter_spaced,
         _emails,
+        _loose_emails,
         _webmail,
         _spelled_digits,
         _digit_lookalikes,
@@ -671,6 +672,53 @@ def _emails(text: str) -> Mapped:
     if "@" not in text and not _MAY_SPELL_EMAIL.search(text):
         return identity(text)
     return substitute(text, _SPELLED_EMAIL, _email)
+
+
+# An @ as written, with its domain's dots loosened (jane.doe@example,com, jane.doe@example .com,
+# jane.doe@example. com, jane.doe@example_com) or its name in quotes ("jane.doe"@example.com,
+# "jane doe"@example.com, as RFC 5322 allows): only before a common top-level domain, where
+# nothing but an address is written so.
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LOOSE_DOT = r"(?:[ \t]*\.[ \t]*|,|_)"  # a comma only unspaced: "a@b, com" is a list
+_QUOTED_NAME = r'"[^"\n@]{1,64}"'
+_LOOSE_EMAIL = re.compile(
+    rf"(?:(?<![\w.+%@\"-]){_LABEL}(?:\.{_LABEL})*|{_QUOTED_NAME})[ \t]*@[ \t]*"
+    rf"{_HOST_LABEL}(?:{_LOOSE_DOT}{_HOST_LABEL})*?{_LOOSE_DOT}([A-Za-z]{{2,24}})(?![\w@.-])",
+    re.IGNORECASE,
+)
+
+
+# Where a loosened address may be (both open with a literal, so the scan is fast): a quote by
+# an @, or a space, comma or underscore among the domain's labels.
+_MAY_LOOSE = re.compile(r'"[ \t]*@|@[ \t]*[A-Za-z0-9][\w.-]{0,63}?(?:[ \t]+\.|\.[ \t]|,[A-Za-z]|_)')
+_LAST_LOOSE_DOT = re.compile(rf"{_LOOSE_DOT}[A-Za-z]{{2,24}}$")
+_COMPLETE = re.compile(r"\.([A-Za-z]{2,24})$")
+
+
+def _loose_address(match: re.Match[str]) -> str | None:
+    tld = match[1]
+    if tld.lower() not in _COMMON_TLDS:
+        return None
+    local, _, domain = match[0].partition("@")
+    cut = _LAST_LOOSE_DOT.search(domain)
+    assert cut is not None
+    head = _COMPLETE.search(domain[: cut.start()].strip(" \t"))
+    if head is not None and head[1].lower() in _COMMON_TLDS:
+        return None  # business@pglaf.org. Email: a whole address, then a sentence
+    if (" " in cut[0] or "\t" in cut[0]) and tld[0].isupper() and not tld.isupper():
+        return None  # ... @example. Com: a sentence starts there
+    local = local.strip(" \t")
+    if local.startswith('"'):
+        local = re.sub(r"[ \t]+", ".", local.strip('"').strip())
+    domain = re.sub(_LOOSE_DOT, ".", domain.strip(" \t"))
+    address = f"{local}@{domain}"
+    return address if address != match[0] and _PLAIN_EMAIL.fullmatch(address) else None
+
+
+def _loose_emails(text: str) -> Mapped:
+    if "@" not in text or not _MAY_LOOSE.search(text):
+        return identity(text)
+    return substitute(text, _LOOSE_EMAIL, _loose_address)
 
 
 # jdoe@gmail, jane.doe at hotmail: a webmail provider's name stands for its whole domain. With a

@@ -109,6 +109,10 @@ def test_a_bracketed_email_maps_to_the_whole_written_address() -> None:
         ("Contact: jdoe at acme.io", "jdoe at acme.io"),
         ("write to jdoe@gmail, thanks", "jdoe@gmail"),  # a webmail provider for its domain
         ("ask jane.doe at Hotmail", "jane.doe at Hotmail"),
+        ('to "jane doe"@example.com', '"jane doe"@example.com'),  # a quoted name
+        ("to jane.doe@example,com", "jane.doe@example,com"),  # a comma for the dot
+        ("to jane.doe@example . co.uk", "jane.doe@example . co.uk"),
+        ("to JANE@EXAMPLE_COM", "JANE@EXAMPLE_COM"),
     ],
 )
 def test_an_email_with_a_spelled_at_and_its_dots_as_written_maps_to_the_address(
@@ -280,6 +284,11 @@ def test_an_ip_address_with_spaced_or_spelled_dots_maps_to_all_of_it(ip: str) ->
     assert only(f"host {ip} is down") == ("IP_ADDRESS", ip)
 
 
+def test_a_whole_address_before_a_full_stop_is_read_as_itself() -> None:
+    text = "write to business@pglaf.org.  Email is slow"
+    assert only(text) == ("EMAIL_ADDRESS", "business@pglaf.org")
+
+
 def test_texts_without_obfuscation_are_read_as_written() -> None:
     text = "Plain words, a version 1.2.3 and jane@example.com."
     assert normalize(text).text == text
@@ -302,6 +311,7 @@ def test_texts_without_obfuscation_are_read_as_written() -> None:
         "contact us or look at example.com",  # an address word, but not before the name
         "Contact us at example.com, email me at example.org",  # verbs with a pronoun after them
         "look at outlook, export to gmail, node.js at yahoo",  # a webmail name, no address
+        "pairs a@b, com and x@y. Com is",  # a list after an @; a sentence after a full stop
         "visit meet-at-home.com or shop-at-home.co.uk",  # -at- inside a hostname
         "x = W @ y.inv",  # a matrix product, not an address
         "one, two, three, four, five, six, seven",  # counting, not a number
