@@ -64,6 +64,11 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
     for hit in _near(listed.text, list(listed.changed), pii_patterns.NUMBER_DETECTORS):
         start, end = listed.source_span(hit.start, hit.end)
         found.append(_moved(hit, seen.original_span(start, end)))
+    for match in _WORDED_CARD.finditer(seen.text):
+        digits = "".join(_DIGITS.findall(match[0]))
+        if pii_patterns.luhn_valid(digits) and pii_patterns.card_brand(digits) is not None:
+            start, end = seen.original_span(match.start(), match.end())
+            found.append(PiiEntity("CREDIT_CARD", start, end, 0.9, source="pattern"))
     backwards = _reversed_numbers(seen.text)
     for hit in _near(backwards.text, list(backwards.changed), pii_patterns.NUMBER_DETECTORS):
         start, end = backwards.source_span(hit.start, hit.end)
@@ -98,6 +103,16 @@ _COMMA_CARD = re.compile(
 # passes). Read as the digits glued; a longer list, or the tail of one, is no number.
 _LIST_COMMA = r"[ \t]*,[ \t]*"
 _DIGIT_LIST = re.compile(rf"{_FIRST_DIGIT}(?:{_LIST_COMMA}\d(?!\d)){{6,18}}(?!{_LIST_COMMA}\d)")
+
+
+# A card's groups with one word between each, the same each time (4111 then 1111 then 1111 then
+# 1111; 4111 (and) 1111 (and) ...): a deliberate separator, as a run of dots is, in a card's
+# grouping, and it must pass the checksum in a known network's range.
+_GROUP_WORD = r"(?:[ \t]*,?[ \t]+\(?[^\W\d_]{1,8}\)?[ \t]+)"
+_WORDED_CARD = re.compile(
+    rf"{_FIRST_DIGIT}(?:\d{{3}}({_GROUP_WORD})\d{{4}}\1\d{{4}}\1\d{{4}}"
+    rf"|\d{{3}}({_GROUP_WORD})\d{{6}}\2\d{{5}})(?![\w-]|{_GROUP_WORD}\d)"
+)
 
 
 # A number the text says is written backwards (card 1111 1111 1111 1114 reversed; my SSN

@@ -151,6 +151,22 @@ def test_single_digit_lists_that_spell_no_number_are_left_alone() -> None:
 
 
 @pytest.mark.parametrize(
+    "written", ["4111 then 1111 then 1111 then 1111", "4111 (and) 1111 (and) 1111 (and) 1111"]
+)
+def test_a_card_with_the_same_word_between_its_groups_maps_to_all_of_it(written: str) -> None:
+    assert only(f"card {written}.") == ("CREDIT_CARD", written)
+
+
+def test_groups_joined_by_different_words_or_too_many_are_no_card() -> None:
+    for text in (
+        "4111 then 1111 and 1111 then 1111",  # not one separator
+        "4111 or 1111 or 1111 or 1111 or 1111",  # five groups: a list
+        "from 1999 to 2000 to 2001 to 2002",  # fails the checksum and the ranges
+    ):
+        assert find_obfuscated(text) == (), text
+
+
+@pytest.mark.parametrize(
     ("text", "found"),
     [
         ("card 1111 1111 1111 1114 reversed", ("CREDIT_CARD", "1111 1111 1111 1114")),
