@@ -171,8 +171,12 @@ IBAN_LENGTHS = {
 # after "at 12" the letters of the words that follow would pass the checksum once in 97: such an
 # IBAN's account part is read only if it is digits, after at most four letters of a bank code
 # ("gb 29 nwbk 6016 ..."). A French account number with a letter in it is not read so.
-_IBAN_START = re.compile(
-    r"(?<![A-Za-z0-9])(?:([A-Za-z]{2})|([A-Z]{2}) |([A-Za-z]{2}) )\d{2}(?= ?[A-Za-z0-9])"
+# Found by its check digits, the country code looked for behind them (letters are everywhere in
+# prose, two digits after two letters seldom: see _SSN_SEPARATED): the code glued to them, or
+# set apart by a space.
+_IBAN_CHECK = re.compile(
+    r"\d(?:(?<=(?<![A-Za-z0-9])[A-Za-z]{2}\d)|(?<=(?<![A-Za-z0-9])[A-Za-z]{2} \d))\d"
+    r"(?= ?[A-Za-z0-9])"
 )
 _BANK_CODE_THEN_DIGITS = re.compile(r"[A-Za-z]{0,4}\d+")
 _MORE_DIGITS = re.compile(r" ?\d")
@@ -201,13 +205,18 @@ def iban_valid(iban: str) -> bool:
 
 
 def _ibans(text: str) -> Iterator[PiiEntity]:
-    for start in _IBAN_START.finditer(text):
-        length = IBAN_LENGTHS.get((start[1] or start[2] or start[3]).upper())
+    for check in _IBAN_CHECK.finditer(text):
+        apart = text[check.start() - 1] == " "
+        begin = check.start() - (3 if apart else 2)
+        country = text[begin : begin + 2]
+        length = IBAN_LENGTHS.get(country.upper())
         if length is None:
             continue
+        # In lower case and set apart, the code may be a word ("at 12"): see _printed_account.
+        loose = apart and not country.isupper()
         # Take exactly the country's length of characters, allowing single spaces between them.
-        chars = [ch for ch in start[0] if ch != " "]
-        pos = start.end()
+        chars = [*country, *check[0]]
+        pos = check.end()
         while len(chars) < length and pos < len(text):
             ch = text[pos]
             if ch.isascii() and ch.isalnum():
@@ -217,10 +226,10 @@ def _ibans(text: str) -> Iterator[PiiEntity]:
             pos += 1
         follows = text[pos] if pos < len(text) else " "
         iban = "".join(chars)
-        if start[3] and not _printed_account(iban[4:], text[start.end() : pos], text[pos:]):
+        if loose and not _printed_account(iban[4:], text[check.end() : pos], text[pos:]):
             continue
         if len(chars) == length and not follows.isalnum() and iban_valid(iban):
-            yield _hit("IBAN_CODE", start.start(), pos, 0.95)
+            yield _hit("IBAN_CODE", begin, pos, 0.95)
 
 
 # -- US social security numbers ----------------------------------------------------------------
