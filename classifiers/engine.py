@@ -26,6 +26,7 @@ signals are then assembled from cached and fresh rows exactly as from fresh ones
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -33,6 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
@@ -299,6 +301,10 @@ class _Work:
     todo: list[int] = field(default_factory=list)  # the plan's rows to run: distinct, not cached
     done: int = 0  # of `todo`, run so far
     cached: int = 0  # distinct rows found in the cache
+    # A long request's pattern hits, scanned on a thread of their own from its submission
+    # (`PATTERNS_APART_CHARS`); None: scanned with its signals, on the worker.
+    patterns: Future[list[list[PiiEntity]]] | None = None
+    abandoned: bool = False  # its caller gave up: a scan not yet started is skipped
 
     def step(self, tokens: int) -> list[int]:
         """The rows of the next step: from `done` on, about `tokens` of rows, one at least."""
@@ -310,6 +316,24 @@ class _Work:
             total += len(rows[self.todo[end]])
             end += 1
         return self.todo[self.done : end]
+
+
+@dataclass(slots=True)
+class _Finish:
+    """A long request whose rows are all run: its signals are assembled off the worker, once its
+    pattern scan (`_Work.patterns`) is done, so that no batch waits for the scan."""
+
+    work: _Work
+    outputs: _Outputs
+    timing: BatchTiming
+
+
+# A request whose texts and fields hold more characters than this has its PII patterns scanned
+# on a thread of their own while its rows run, in pieces (`pii_scan.find_in_pieces`): a MiB of
+# prose takes them ~0.5-0.7 s on two cores, and on the worker every request batched with it
+# would wait that long for its answer (docs/BENCHMARKS.md, *What the pattern layer costs other
+# requests*).
+PATTERNS_APART_CHARS = 32_768
 
 
 class SignalEngine:
@@ -424,9 +448,10 @@ class SignalEngine:
         self._key_prefix = calibrated_fingerprint(self.fingerprint, spec, segment_head)
         self._rows_encoded = 0
         self._count_lock = threading.Lock()  # the worker thread and `classify_batch` callers
-        self._batcher: MicroBatcher[_Work, Signals] = MicroBatcher(
+        self._batcher: MicroBatcher[_Work, Signals | _Finish] = MicroBatcher(
             self._run, max_batch=max_batch, max_wait_ms=max_wait_ms, weight=self._weight
         )
+        self._patterns = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifiers-pii")
 
     @classmethod
     def load(
@@ -550,7 +575,7 @@ class SignalEngine:
         path of the other field (`fields`: (path, text) pairs) they were found in."""
         if isinstance(messages, str):
             raise InvalidInput("'messages' must be a list of chat messages, not a string.")
-        return await self._batcher.submit(_Work(replace(Job.of(messages), fields=tuple(fields))))
+        return await self._classify(_Work(replace(Job.of(messages), fields=tuple(fields))))
 
     def read_share(self, messages: ChatMessages) -> float:
         """The share of a chat request's text the attack head would read
@@ -585,7 +610,37 @@ class SignalEngine:
         """The signals of one text, read as a single user turn."""
         if not isinstance(text, str):
             raise InvalidInput(f"The text must be a string, not {type(text).__name__}.")
-        return await self._batcher.submit(_Work(Job.of(text)))
+        return await self._classify(_Work(Job.of(text)))
+
+    async def _classify(self, work: _Work) -> Signals:
+        job = work.job
+        size = sum(map(len, job.texts)) + sum(len(text) for _, text in job.fields)
+        if size > PATTERNS_APART_CHARS:
+            work.patterns = self._patterns.submit(self._pattern_hits, work)
+        try:
+            result = await self._batcher.submit(work)
+            if isinstance(result, _Finish):
+                return await asyncio.to_thread(self._finish, result)
+            return result
+        except BaseException:
+            work.abandoned = True
+            raise
+
+    def _pattern_hits(self, work: _Work) -> list[list[PiiEntity]]:
+        """The pattern detectors over every text and field of `work`'s request, read together
+        (a value split between two is found)."""
+        if work.abandoned:
+            return []
+        job = work.job
+        return pii_scan.scan(
+            [*job.texts, *(text for _, text in job.fields)], len(job.texts), job.part_joins
+        )
+
+    def _finish(self, finish: _Finish) -> Signals:
+        work = finish.work
+        assert work.plan is not None and work.patterns is not None
+        signals = self._signals(work.job, work.plan, finish.outputs, work.patterns.result())
+        return replace(signals, timing=finish.timing, rows=len(work.found), cached_rows=work.cached)
 
     def classify_batch(self, inputs: Sequence[ClassifyInput]) -> list[Signals]:
         """Classify many inputs synchronously (offline use); raises on the first bad input."""
@@ -598,6 +653,7 @@ class SignalEngine:
                     if isinstance(result, BaseException):
                         raise result
                     if not isinstance(result, Requeue):
+                        assert isinstance(result, Signals)  # no scan apart: none was started
                         results[i] = result
                         del pending[i]
         return [results[i] for i in range(len(works))]
@@ -662,6 +718,7 @@ class SignalEngine:
     def close(self) -> None:
         """Fail queued calls and stop the worker thread; call from the event loop's thread."""
         self._batcher.close()
+        self._patterns.shutdown(wait=False, cancel_futures=True)
 
     # -- the worker thread -----------------------------------------------------------------
 
@@ -678,7 +735,9 @@ class SignalEngine:
         windows = sum(math.ceil(len(t) / (4 * self._window)) for t in job.texts)
         return max(1, 2 * windows + (len(job.texts) > 1))
 
-    def _run(self, works: Sequence[_Work]) -> list[Signals | Requeue[_Work] | BaseException]:
+    def _run(
+        self, works: Sequence[_Work]
+    ) -> list[Signals | _Finish | Requeue[_Work] | BaseException]:
         tokenize_start = time.time_ns()
         unplanned = [w for w in works if w.plan is None]
         texts = [self._texts_to_encode(w.job) for w in unplanned]
@@ -711,7 +770,7 @@ class SignalEngine:
                 self.row_cache.put_many(list(fresh.items()))
             with self._count_lock:
                 self._rows_encoded += len(run)
-        results: list[Signals | Requeue[_Work] | BaseException] = []
+        results: list[Signals | _Finish | Requeue[_Work] | BaseException] = []
         for work in works:
             assert work.plan is not None
             step = work.step(self._step_tokens)
@@ -722,7 +781,10 @@ class SignalEngine:
                 continue
             try:
                 outputs = _Outputs.of([work.found[key] for key in work.keys])
-                signals = self._signals(work.job, work.plan, outputs)
+                if work.patterns is not None:  # assembled off the worker: `_finish`
+                    results.append(_Finish(work, outputs, timing))
+                    continue
+                signals = self._signals(work.job, work.plan, outputs, self._pattern_hits(work))
                 rows, cached = len(work.found), work.cached
                 results.append(replace(signals, timing=timing, rows=rows, cached_rows=cached))
             except Exception as exc:  # one request's failure is only that request's
@@ -1070,7 +1132,9 @@ class SignalEngine:
                 pii[i] = p[r, 1 : sizes[r] - 1]
         return _Outputs(domain, attack, difficulty, pii, harmful, segment)
 
-    def _signals(self, job: Job, plan: _Plan, outputs: _Outputs) -> Signals:
+    def _signals(
+        self, job: Job, plan: _Plan, outputs: _Outputs, found: list[list[PiiEntity]]
+    ) -> Signals:
         row = plan.sequence_row
         labels = self.spec.domain_labels
         probs = outputs.domain[row].tolist()
@@ -1079,9 +1143,7 @@ class SignalEngine:
         if self.second_opinion is not None:
             model_pii = self.second_opinion.confirm(job.texts, model_pii)
         entities: list[PiiEntity] = []
-        # Patterns read every text and field together, so a value split between two is found.
-        texts = [*job.texts, *(text for _, text in job.fields)]
-        found = pii_scan.scan(texts, len(job.texts), job.part_joins)
+        # `found`: the patterns over every text and field together (`_pattern_hits`).
         for m, text in enumerate(job.texts):
             if not text:
                 continue

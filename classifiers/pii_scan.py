@@ -8,6 +8,7 @@ encoded or spelled-out run covers the whole run, so masking it masks every encod
 
 from __future__ import annotations
 
+import itertools
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
@@ -288,12 +289,59 @@ def scan(
     free = len(texts) if messages is None else messages
     joins = [start - 1 for start in starts[1:free]]
     joins += [starts[i] + j for i, inner in enumerate(part_joins[:free]) for j in inner]
-    for hit in find_obfuscated(JOINER.join(texts), sorted(joins)):
+    for hit in find_in_pieces(JOINER.join(texts), sorted(joins)):
         for i, (start, text) in enumerate(zip(starts, texts, strict=True)):
             lo, hi = max(hit.start, start), min(hit.end, start + len(text))
             if lo < hi:
                 per_text[i].append(replace(hit, start=lo - start, end=hi - start))
     return per_text
+
+
+# A long text is read in pieces of about `PIECE` characters, each with `OVERLAP` characters of
+# the text on either side: every search of the regex engine then spans one piece, not the whole
+# text, so another thread (the event loop, the classifier's worker) waits for one piece at most
+# (the engine holds the GIL through a search). A piece keeps the hits that start in it; any hit
+# that starts there ends within the overlap (no PII value, digit run or context read around one
+# is that long), and a piece's edges lie at whitespace (an encoded run, which has none, is never
+# cut: its piece grows to hold it).
+PIECE = 8_192
+OVERLAP = 1_024
+
+
+def find_in_pieces(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ...]:
+    """`find_obfuscated(text, joins)`, read in pieces when `text` is long."""
+    if len(text) <= 2 * PIECE:
+        return find_obfuscated(text, joins)
+    cuts = [0]
+    while len(text) - cuts[-1] > PIECE + PIECE // 2:
+        cuts.append(_at_space(text, cuts[-1] + PIECE, forward=True))
+    cuts.append(len(text))
+    found: list[PiiEntity] = []
+    for start, end in itertools.pairwise(cuts):
+        lo = _at_space(text, max(0, start - OVERLAP), forward=False)
+        hi = _at_space(text, min(len(text), end + OVERLAP), forward=True)
+        inner = [j - lo for j in joins if lo <= j < hi]
+        for hit in find_obfuscated(text[lo:hi], inner):
+            if start <= hit.start + lo < end:
+                found.append(replace(hit, start=hit.start + lo, end=hit.end + lo))
+    return pii_patterns.resolve_overlaps(found)
+
+
+def _at_space(text: str, at: int, *, forward: bool) -> int:
+    """The nearest offset at or beyond `at` (forward or back) that follows a whitespace
+    character, or the text's end or start."""
+    if at <= 0 or at >= len(text):
+        return max(0, min(at, len(text)))
+    if forward:
+        found = _WHITESPACE.search(text, at)
+        return found.end() if found else len(text)
+    i = at
+    while i > 0 and not text[i - 1].isspace():
+        i -= 1
+    return i
+
+
+_WHITESPACE = re.compile(r"\s")
 
 
 _RUN_CHARS = frozenset("0123456789 -.")

@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import json
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 
 from classifiers import calibration
+from classifiers import engine as engine_module
 from classifiers.cache import MemoryRowCache, model_fingerprint
 from classifiers.engine import (
     ATTACK_PARAGRAPH_THRESHOLD,
     DEFAULT_MODEL_DIR,
     DEFAULT_SHORT_TOKENS,
+    PATTERNS_APART_CHARS,
     EngineOptions,
     InvalidInput,
     Job,
@@ -1109,4 +1112,32 @@ def test_paragraphs_of_several_lines_past_the_row_cap_get_the_caps_windows_sprea
     assert len(window_rows) == 2  # max_rows - 1 windows, spread
     line = list(engine.tokenizer.wrap(engine.tokenizer.encode(["my name is bob"])[0].ids))
     assert line in rows
+    engine.close()
+
+
+async def test_a_long_requests_patterns_are_scanned_apart_and_found_as_on_the_worker(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The patterns of a long request are read on their own thread (no batch waits for them);
+    # a short request's on the classifier's worker. Both find the same spans.
+    threads: list[str] = []
+    scan = engine_module.pii_scan.scan
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return scan(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module.pii_scan, "scan", recorded)
+    engine = capped(model_dir)
+    long = FILLER * 3_000 + "my ssn is 078-05-1120\n" + FILLER * 3_000
+    assert len(long) > PATTERNS_APART_CHARS
+    short = "my ssn is 078-05-1120"
+    for text in (long, short):
+        signals = await engine.classify_text(text)
+        found = [(p.type, text[p.start : p.end]) for p in signals.pii if p.source == "pattern"]
+        assert found == [("US_SSN", "078-05-1120")]
+        assert signals.rows > 0
+    assert [name.split("_")[0] for name in threads] == ["classifiers-pii", "classifiers"]
+    (batched,) = engine.classify_batch([long])  # offline: on the caller's thread, as before
+    assert [p.type for p in batched.pii if p.source == "pattern"] == ["US_SSN"]
     engine.close()
