@@ -17,6 +17,7 @@ from dataclasses import replace
 from classifiers import pii_patterns
 from classifiers.normalize import (
     Mapped,
+    Normalized,
     collapse_separators,
     identity,
     normalize,
@@ -57,29 +58,37 @@ def find_obfuscated(text: str, joins: Sequence[int] = ()) -> tuple[PiiEntity, ..
             if deliberate(runs) or _grouped_card(hit, seen.text[start:end]):
                 found.append(_moved(hit, seen.original_span(start, end)))
     if joins:  # an address cut where two texts meet: jane.doe@exam | ple.com
-        glued = _glued_addresses(seen.text, joined)
-        for hit in _near(glued.text, list(glued.changed), pii_patterns.ADDRESS_DETECTORS):
-            start, end = glued.source_span(hit.start, hit.end)
-            found.append(_moved(hit, seen.original_span(start, end)))
+        found += _in_view(_glued_addresses(seen.text, joined), seen, pii_patterns.ADDRESS_DETECTORS)
     listed = substitute(seen.text, _DIGIT_LIST, lambda m: "".join(_DIGITS.findall(m[0])))
-    for hit in _near(listed.text, list(listed.changed), pii_patterns.NUMBER_DETECTORS):
-        start, end = listed.source_span(hit.start, hit.end)
-        found.append(_moved(hit, seen.original_span(start, end)))
-    for match in _WORDED_CARD.finditer(seen.text):
-        digits = "".join(_DIGITS.findall(match[0]))
-        if pii_patterns.luhn_valid(digits) and pii_patterns.card_brand(digits) is not None:
-            start, end = seen.original_span(match.start(), match.end())
-            found.append(PiiEntity("CREDIT_CARD", start, end, 0.9, source="pattern"))
-    backwards = _reversed_numbers(seen.text)
-    for hit in _near(backwards.text, list(backwards.changed), pii_patterns.NUMBER_DETECTORS):
-        start, end = backwards.source_span(hit.start, hit.end)
-        found.append(_moved(hit, seen.original_span(start, end)))
-    for match in _COMMA_CARD.finditer(seen.text):
-        digits = "".join(_DIGITS.findall(match[0]))
-        if pii_patterns.luhn_valid(digits) and pii_patterns.card_brand(digits) is not None:
-            start, end = seen.original_span(match.start(), match.end())
-            found.append(PiiEntity("CREDIT_CARD", start, end, 0.9, source="pattern"))
+    found += _in_view(listed, seen, pii_patterns.NUMBER_DETECTORS)
+    found += _in_view(_reversed_numbers(seen.text), seen, pii_patterns.NUMBER_DETECTORS)
+    found += _cards(_WORDED_CARD, seen)
+    found += _cards(_COMMA_CARD, seen)
     return pii_patterns.resolve_overlaps(found)
+
+
+def _in_view(
+    view: Mapped, seen: Normalized, detectors: Sequence[pii_patterns.Detector]
+) -> list[PiiEntity]:
+    """Hits of `detectors` around what `view` (a rewrite of `seen.text`) changed, with offsets
+    into the original text."""
+    hits = []
+    for hit in _near(view.text, list(view.changed), detectors):
+        start, end = view.source_span(hit.start, hit.end)
+        hits.append(_moved(hit, seen.original_span(start, end)))
+    return hits
+
+
+def _cards(pattern: re.Pattern[str], seen: Normalized) -> list[PiiEntity]:
+    """Matches of `pattern` (a card's groups between unusual separators) whose digits pass the
+    checksum in a known network's range."""
+    hits = []
+    for match in pattern.finditer(seen.text):
+        digits = "".join(_DIGITS.findall(match[0]))
+        if pii_patterns.luhn_valid(digits) and pii_patterns.card_brand(digits) is not None:
+            start, end = seen.original_span(match.start(), match.end())
+            hits.append(PiiEntity("CREDIT_CARD", start, end, 0.9, source="pattern"))
+    return hits
 
 
 # A card with commas between its groups (4111,1111,1111,1111; 3782, 822463, 10005): commas are no
