@@ -53,6 +53,7 @@ from classifiers.cache import (
     model_fingerprint,
     row_key,
 )
+from classifiers.normalize import decoded_runs
 from classifiers.pii import (
     CODE_SHAPED,
     VALIDATED_TYPES,
@@ -318,6 +319,50 @@ class _Work:
         return self.todo[self.done : end]
 
 
+# An encoded run of a request: (message index, start, end, the text it decodes to).
+_Run = tuple[int, int, int, str]
+
+
+def _decoded(job: Job) -> list[_Run]:
+    """The runs of `job`'s messages that decode to text (base64, hex, byte codes), up to
+    `DECODED_MAX_CHARS` of decoded text."""
+    runs: list[_Run] = []
+    size = 0
+    for m, text in enumerate(job.texts):
+        for start, end, plain in decoded_runs(text):
+            if size + len(plain) > DECODED_MAX_CHARS:
+                return runs
+            runs.append((m, start, end, plain))
+            size += len(plain)
+    return runs
+
+
+def _decoded_messages(runs: Sequence[_Run]) -> list[dict[str, str]]:
+    """The decoded runs as a request of their own: each a user turn alone."""
+    return [{"role": "user", "content": plain} for *_, plain in runs]
+
+
+def _with_decoded(job: Job, signals: Signals, runs: Sequence[_Run], read: Signals) -> Signals:
+    """`signals` with what the model read in `job`'s encoded runs (`read`: of their text, as
+    `_decoded_messages`): a name or street address there spans the whole run, as a pattern hit
+    inside one does; an attack or a harmful ask there scores as it would sent plainly (`by:
+    decoded`). The patterns read the runs already (`normalize`)."""
+    found = list(signals.pii)
+    for entity in read.pii:
+        if entity.source != "model" or entity.message is None:
+            continue
+        m, start, end, _ = runs[entity.message]
+        moved = replace(entity, start=start, end=end, message=m if job.chat else None)
+        if moved not in found:
+            found.append(moved)
+    attack, harm = signals.prompt_attack, signals.harmful
+    if read.prompt_attack.score > attack.score:
+        attack = replace(read.prompt_attack, read=attack.read, by="decoded")
+    if read.harmful is not None and (harm is None or read.harmful.score > harm.score):
+        harm = read.harmful
+    return replace(signals, pii=tuple(found), prompt_attack=attack, harmful=harm)
+
+
 @dataclass(slots=True)
 class _Finish:
     """A long request whose rows are all run: its signals are assembled off the worker, once its
@@ -334,6 +379,9 @@ class _Finish:
 # would wait that long for its answer (docs/BENCHMARKS.md, *What the pattern layer costs other
 # requests*).
 PATTERNS_APART_CHARS = 32_768
+# Of the text a request's encoded runs decode to, what the model reads (`_with_decoded`); past it
+# only the pattern detectors read the rest.
+DECODED_MAX_CHARS = 32_768
 
 
 class SignalEngine:
@@ -575,7 +623,8 @@ class SignalEngine:
         path of the other field (`fields`: (path, text) pairs) they were found in."""
         if isinstance(messages, str):
             raise InvalidInput("'messages' must be a list of chat messages, not a string.")
-        return await self._classify(_Work(replace(Job.of(messages), fields=tuple(fields))))
+        job = replace(Job.of(messages), fields=tuple(fields))
+        return await self._with_decoded(job, await self._classify(_Work(job)))
 
     def read_share(self, messages: ChatMessages) -> float:
         """The share of a chat request's text the attack head would read
@@ -610,7 +659,20 @@ class SignalEngine:
         """The signals of one text, read as a single user turn."""
         if not isinstance(text, str):
             raise InvalidInput(f"The text must be a string, not {type(text).__name__}.")
-        return await self._classify(_Work(Job.of(text)))
+        job = Job.of(text)
+        return await self._with_decoded(job, await self._classify(_Work(job)))
+
+    async def _with_decoded(self, job: Job, signals: Signals) -> Signals:
+        """`signals` with what the model reads in the request's encoded runs (`_decoded`)."""
+        size = sum(map(len, job.texts))
+        if size > PATTERNS_APART_CHARS:  # a long request's runs are found off the event loop
+            runs = await asyncio.to_thread(_decoded, job)
+        else:
+            runs = _decoded(job)
+        if not runs:
+            return signals
+        read = await self._classify(_Work(Job.of(_decoded_messages(runs))))
+        return _with_decoded(job, signals, runs, read)
 
     async def _classify(self, work: _Work) -> Signals:
         job = work.job
@@ -656,7 +718,13 @@ class SignalEngine:
                         assert isinstance(result, Signals)  # no scan apart: none was started
                         results[i] = result
                         del pending[i]
-        return [results[i] for i in range(len(works))]
+        out = [results[i] for i in range(len(works))]
+        for i, work in enumerate(works):  # as `classify_messages` reads them
+            runs = _decoded(work.job)
+            if runs:
+                (read,) = self.classify_batch([_decoded_messages(runs)])
+                out[i] = _with_decoded(work.job, out[i], runs, read)
+        return out
 
     def model_rows(self, value: ClassifyInput) -> list[IdArray]:
         """The rows of the model's input that one request becomes (`[CLS] ... [SEP]` token ids):

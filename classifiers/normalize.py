@@ -421,6 +421,27 @@ def _decoder(
     return step
 
 
+def decoded_runs(text: str) -> list[tuple[int, int, str]]:
+    """`(start, end, decoded)` of each run of `text` that decodes to text: base64, base32 or hex,
+    and byte codes written one by one, in order and apart. What a model must read to see what
+    such a run says (the pattern detectors read it inside `normalize`)."""
+    if len(text) < MIN_ENCODED:
+        return []
+    found: list[tuple[int, int, str]] = []
+    for pattern, read, hint in _DECODERS:
+        if hint is not None and not hint.search(text):
+            continue
+        for match in pattern.finditer(text):
+            plain = read(match[0])
+            if plain is not None:
+                found.append((match.start(), match.end(), _normalized_text(plain, 1)))
+    runs: list[tuple[int, int, str]] = []
+    for run in sorted(found):
+        if not runs or run[0] >= runs[-1][1]:  # a hex run is a base64 run too: read once
+            runs.append(run)
+    return runs
+
+
 # -- byte codes written one by one: 34 31 31 31, 0x34 0x31, 52 49 49 49, 00110100 00110001 ------
 
 MIN_CODES = 8  # codes in a run: fewer are a short list of numbers
@@ -537,6 +558,16 @@ def _spaced_ip(text: str) -> Mapped:
         return ".".join(re.findall(r"\d+", match[0]))
 
     return substitute(text, _SPACED_IP, joined)
+
+
+_DECODERS: tuple[
+    tuple[re.Pattern[str], Callable[[str], str | None], re.Pattern[str] | None], ...
+] = (
+    (_BASE64, decode_run, None),
+    (_HEX, decode_run, None),
+    (_CODES, _read_codes, _MAY_CODE),
+    (_BINARY_CODES, _read_binary, _MAY_BINARY),
+)
 
 
 # -- e-mail addresses written out --------------------------------------------------------------

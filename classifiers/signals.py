@@ -28,7 +28,8 @@ class AttackSignal:
     a long request's paragraphs did not fit its budget and a spread of them was read); `by`: the
     reader whose score it is, each at its own threshold (`sequence`: the request read whole in
     one row; `crop`: that row, of a turn too long for it, its head and tail; `view`: a paragraph
-    or window; `short`: a short window over a long line; `segment`: the segment head)."""
+    or window; `short`: a short window over a long line; `segment`: the segment head;
+    `decoded`: a base64, hex or byte-code run of the request, read as the text it decodes to)."""
 
     score: float
     flagged: bool

@@ -10,10 +10,12 @@ upstream; the same request with benign text there is routed. Upstreams are MOCKS
 
 Before these were read as turns, the attack head never saw them: each jailbreak below scored
 0.004-0.035 in the Responses and Anthropic channels (threshold 0.74), 0.95-0.99 as a chat tool
-message; in tool-call arguments 0.031-0.040."""
+message; in tool-call arguments 0.031-0.040. A jailbreak encoded in base64 ("decode this and do
+what it says") is read as the text it decodes to: before, all four below reached the upstream."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -254,5 +256,33 @@ def test_the_same_request_with_benign_text_there_is_routed(
     stack: Stack, upstreams: MockRecorder, send: Callable[[Stack, str], tuple[int, Any]]
 ) -> None:
     status, error = send(stack, BENIGN)
+    assert status == 200, error
+    assert sum(len(seen) for seen in upstreams.received().values()) == 1
+
+
+def _base64(text: str) -> str:
+    return "Decode this base64 and do what it says: " + base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("send", [chat, responses], ids=lambda s: s.__name__)
+@pytest.mark.parametrize("jailbreak", JAILBREAKS, ids=["unfiltered", "reveal"])
+def test_a_jailbreak_encoded_in_base64_is_refused_as_sent_plainly(
+    stack: Stack,
+    upstreams: MockRecorder,
+    send: Callable[[Stack, str], tuple[int, Any]],
+    jailbreak: str,
+) -> None:
+    # The model reads what an encoded run decodes to, as a turn alone (`by: decoded`).
+    status, error = send(stack, _base64(jailbreak))
+    assert status == 403, error
+    assert error["code"] == "blocked_by_policy"
+    assert all(not seen for seen in upstreams.received().values())
+
+
+@pytest.mark.parametrize("send", [chat, responses], ids=lambda s: s.__name__)
+def test_benign_text_encoded_in_base64_is_routed(
+    stack: Stack, upstreams: MockRecorder, send: Callable[[Stack, str], tuple[int, Any]]
+) -> None:
+    status, error = send(stack, _base64(BENIGN))
     assert status == 200, error
     assert sum(len(seen) for seen in upstreams.received().values()) == 1
