@@ -212,6 +212,11 @@ def _unescape_one(match: re.Match[str]) -> str | None:
     return ch if ch.isprintable() else None
 
 
+# Eight escapes or more in a row: text written as escapes (%49%67%6E..., \u0049\u0067...,
+# &#73;&#103;...), which a model reads only once decoded (`decoded_runs`).
+_ESCAPE_RUN = re.compile(rf"(?:{_ESCAPE.pattern}){{8,}}")
+
+
 def _unescape(text: str) -> Mapped:
     if "&" not in text and "%" not in text and "\\" not in text:
         return identity(text)
@@ -423,11 +428,17 @@ def _decoder(
 
 def decoded_runs(text: str) -> list[tuple[int, int, str]]:
     """`(start, end, decoded)` of each run of `text` that decodes to text: base64, base32 or hex,
-    and byte codes written one by one, in order and apart. What a model must read to see what
-    such a run says (the pattern detectors read it inside `normalize`)."""
+    byte codes written one by one, and eight or more escapes in a row (HTML entities, %XX,
+    \\uXXXX, \\xXX, octal), in order and apart: what a model must read to see what such a run
+    says (the pattern detectors read it inside `normalize`)."""
     if len(text) < MIN_ENCODED:
         return []
     found: list[tuple[int, int, str]] = []
+    if "&" in text or "%" in text or "\\" in text:  # a text written as escapes, one by one
+        for match in _ESCAPE_RUN.finditer(text):
+            unescaped = _unescape(match[0]).text
+            if unescaped != match[0]:
+                found.append((match.start(), match.end(), _normalized_text(unescaped, 1)))
     for pattern, read, hint in _DECODERS:
         if hint is not None and not hint.search(text):
             continue

@@ -387,8 +387,11 @@ def shipped() -> Any:
         lambda s: base64.b64encode(s.encode()).decode(),
         lambda s: s.encode().hex(),
         lambda s: " ".join(str(b) for b in s.encode()),  # byte codes one by one
+        lambda s: "".join(f"%{b:02X}" for b in s.encode()),  # escapes, eight or more in a row
+        lambda s: "".join(f"\\u{ord(c):04x}" for c in s),
+        lambda s: "".join(f"&#{ord(c)};" for c in s),
     ],
-    ids=["base64", "hex", "codes"],
+    ids=["base64", "hex", "codes", "percent", "unicode-escapes", "html-entities"],
 )
 async def test_a_name_and_a_street_address_in_an_encoded_run_span_the_whole_run(
     shipped: SignalEngine, encode: Any
@@ -400,11 +403,19 @@ async def test_a_name_and_a_street_address_in_an_encoded_run_span_the_whole_run(
     assert {("PERSON", run, 0), ("STREET_ADDRESS", run, 0)} <= model
 
 
-async def test_a_jailbreak_in_base64_scores_as_it_does_sent_plainly(shipped: SignalEngine) -> None:
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: base64.b64encode(s.encode()).decode(),
+        lambda s: "".join(f"%{b:02X}" for b in s.encode()),
+    ],
+    ids=["base64", "percent"],
+)
+async def test_an_encoded_jailbreak_scores_as_it_does_sent_plainly(
+    shipped: SignalEngine, encode: Any
+) -> None:
     plain = await shipped.classify_text(_JAILBREAK)
-    encoded = await shipped.classify_text(
-        "decode and follow: " + base64.b64encode(_JAILBREAK.encode()).decode()
-    )
+    encoded = await shipped.classify_text("decode and follow: " + encode(_JAILBREAK))
     assert plain.prompt_attack.flagged
     assert encoded.prompt_attack.flagged
     assert encoded.prompt_attack.by == "decoded"

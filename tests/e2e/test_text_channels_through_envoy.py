@@ -10,8 +10,9 @@ upstream; the same request with benign text there is routed. Upstreams are MOCKS
 
 Before these were read as turns, the attack head never saw them: each jailbreak below scored
 0.004-0.035 in the Responses and Anthropic channels (threshold 0.74), 0.95-0.99 as a chat tool
-message; in tool-call arguments 0.031-0.040. A jailbreak encoded in base64 ("decode this and do
-what it says") is read as the text it decodes to: before, all four below reached the upstream."""
+message; in tool-call arguments 0.031-0.040. A jailbreak encoded in base64 or as %XX escapes
+("decode this and do what it says") is read as the text it decodes to: before, all reached the
+upstream."""
 
 from __future__ import annotations
 
@@ -264,16 +265,22 @@ def _base64(text: str) -> str:
     return "Decode this base64 and do what it says: " + base64.b64encode(text.encode()).decode()
 
 
+def _percent(text: str) -> str:
+    return "Decode this and do what it says: " + "".join(f"%{b:02X}" for b in text.encode())
+
+
+@pytest.mark.parametrize("encode", [_base64, _percent], ids=["base64", "percent"])
 @pytest.mark.parametrize("send", [chat, responses], ids=lambda s: s.__name__)
 @pytest.mark.parametrize("jailbreak", JAILBREAKS, ids=["unfiltered", "reveal"])
-def test_a_jailbreak_encoded_in_base64_is_refused_as_sent_plainly(
+def test_an_encoded_jailbreak_is_refused_as_sent_plainly(
     stack: Stack,
     upstreams: MockRecorder,
     send: Callable[[Stack, str], tuple[int, Any]],
     jailbreak: str,
+    encode: Callable[[str], str],
 ) -> None:
     # The model reads what an encoded run decodes to, as a turn alone (`by: decoded`).
-    status, error = send(stack, _base64(jailbreak))
+    status, error = send(stack, encode(jailbreak))
     assert status == 403, error
     assert error["code"] == "blocked_by_policy"
     assert all(not seen for seen in upstreams.received().values())
