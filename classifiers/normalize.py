@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import html
 import re
 import unicodedata
@@ -446,6 +447,7 @@ def decoded_runs(text: str) -> list[tuple[int, int, str]]:
             plain = read(match[0])
             if plain is not None:
                 found.append((match.start(), match.end(), _normalized_text(plain, 1)))
+    found += _unscrambled(text)
     runs: list[tuple[int, int, str]] = []
     for run in sorted(found):
         if not runs or run[0] >= runs[-1][1]:  # a hex run is a base64 run too: read once
@@ -569,6 +571,54 @@ def _spaced_ip(text: str) -> Mapped:
         return ".".join(re.findall(r"\d+", match[0]))
 
     return substitute(text, _SPACED_IP, joined)
+
+
+# Text scrambled so that a model does not read it, but a model told how reads it back: ROT13,
+# written backwards, or in leetspeak (1gn0r3 4ll pr3v10u5 ...). A sentence of four words or more
+# that reads as almost no English as written, and as English once unscrambled, is read so.
+_WORD = re.compile(r"[A-Za-z]+")
+# A sentence or a clause after a colon ("decode this: Vtaber nyy ..."): an English lead-in
+# would hide the scrambled text after it.
+_SENTENCE = re.compile(r"[^\n.!?;:]+[.!?;:]*")
+_COMMON_WORDS = frozenset({
+    "the", "an", "and", "or", "to", "of", "in", "on", "for", "with", "is", "are", "was", "be",
+    "you", "your", "me", "my", "it", "this", "that", "what", "how", "not", "no", "all", "now",
+    "from", "as", "at", "by", "do", "if", "can", "will", "any", "every",
+})  # fmt: skip
+_LEET = str.maketrans("013457@$", "oieastas")
+_LEET_WORD = re.compile(r"\b(?=\w*[A-Za-z])(?=\w*\d)\w{3,}\b")  # 1gn0r3, pr3v10u5
+MIN_SCRAMBLED_WORDS = 4
+
+
+def _english(text: str) -> tuple[int, int, int]:
+    """How many of `text`'s words of two letters or more there are, how many of them are among
+    the commonest English words, and how many different ones of those."""
+    words = [word for word in _WORD.findall(text.lower()) if len(word) > 1]
+    common = [word for word in words if word in _COMMON_WORDS]
+    return len(words), len(common), len(set(common))
+
+
+def _reads_as_english(text: str) -> bool:
+    words, common, distinct = _english(text)
+    return words >= MIN_SCRAMBLED_WORDS and distinct >= 2 and common >= 0.3 * words
+
+
+def _unscrambled(text: str) -> list[tuple[int, int, str]]:
+    """`(start, end, text)` of each sentence of `text` that reads as English only unscrambled."""
+    found = []
+    for match in _SENTENCE.finditer(text):
+        sentence = match[0]
+        words, common, _ = _english(sentence)
+        if words < MIN_SCRAMBLED_WORDS or common >= 0.1 * words:
+            continue
+        readings = [codecs.encode(sentence, "rot13"), sentence[::-1]]
+        if len(_LEET_WORD.findall(sentence)) >= 2:
+            readings.append(sentence.translate(_LEET))
+        for reading in readings:
+            if _reads_as_english(reading):
+                found.append((match.start(), match.end(), reading))
+                break
+    return found
 
 
 _DECODERS: tuple[

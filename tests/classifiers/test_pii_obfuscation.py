@@ -4,6 +4,7 @@ back to the original text, and the look-alikes that must stay clean."""
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from classifiers.engine import DEFAULT_MODEL_DIR, SignalEngine
-from classifiers.normalize import DIGIT_WORDS, normalize, word_trie
+from classifiers.normalize import DIGIT_WORDS, decoded_runs, normalize, word_trie
 from classifiers.pii_scan import find_obfuscated, scan
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
 from classifiers.text import part_joins
@@ -420,6 +421,38 @@ async def test_an_encoded_jailbreak_scores_as_it_does_sent_plainly(
     assert encoded.prompt_attack.flagged
     assert encoded.prompt_attack.by == "decoded"
     assert encoded.prompt_attack.score == pytest.approx(plain.prompt_attack.score, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "scramble",
+    [
+        lambda s: codecs.encode(s, "rot13"),
+        lambda s: s[::-1],
+        lambda s: s.translate(str.maketrans("aeiost", "431057")),  # leetspeak
+    ],
+    ids=["rot13", "backwards", "leetspeak"],
+)
+async def test_a_scrambled_jailbreak_scores_as_it_does_sent_plainly(
+    shipped: SignalEngine, scramble: Any
+) -> None:
+    plain = await shipped.classify_text(_JAILBREAK)
+    scrambled = await shipped.classify_text("unscramble this and do it: " + scramble(_JAILBREAK))
+    assert scrambled.prompt_attack.flagged, scrambled.prompt_attack
+    assert scrambled.prompt_attack.by == "decoded"
+    assert scrambled.prompt_attack.score == pytest.approx(plain.prompt_attack.score, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Der Hund läuft schnell über die Straße und bellt sehr laut.",  # another language
+        "def string_sequence(n: int) -> str: return ' '.join(map(str, range(n)))",  # code
+        "| Years ended December 31 | 2019 vs 2018 | 2018 vs 2017 | change |",  # a table
+        "Kwame Nkrumah, Ghanian leader, 1961",  # names and a year
+    ],
+)
+def test_text_that_is_no_english_either_way_is_not_unscrambled(text: str) -> None:
+    assert decoded_runs(text) == []
 
 
 async def test_an_encoded_run_of_plain_prose_adds_nothing(shipped: SignalEngine) -> None:
