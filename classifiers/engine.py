@@ -706,7 +706,17 @@ class SignalEngine:
 
     def classify_batch(self, inputs: Sequence[ClassifyInput]) -> list[Signals]:
         """Classify many inputs synchronously (offline use); raises on the first bad input."""
-        works = [_Work(Job.of(value)) for value in inputs]
+        jobs = [Job.of(value) for value in inputs]
+        out = self._classify_jobs(jobs)
+        for i, job in enumerate(jobs):  # as `classify_messages` reads them: one level
+            runs = _decoded(job)
+            if runs:
+                (read,) = self._classify_jobs([Job.of(_decoded_messages(runs))])
+                out[i] = _with_decoded(job, out[i], runs, read)
+        return out
+
+    def _classify_jobs(self, jobs: Sequence[Job]) -> list[Signals]:
+        works = [_Work(job) for job in jobs]
         results: dict[int, Signals] = {}
         for start in range(0, len(works), self.max_batch):
             pending = dict(enumerate(works[start : start + self.max_batch], start))
@@ -718,13 +728,7 @@ class SignalEngine:
                         assert isinstance(result, Signals)  # no scan apart: none was started
                         results[i] = result
                         del pending[i]
-        out = [results[i] for i in range(len(works))]
-        for i, work in enumerate(works):  # as `classify_messages` reads them
-            runs = _decoded(work.job)
-            if runs:
-                (read,) = self.classify_batch([_decoded_messages(runs)])
-                out[i] = _with_decoded(work.job, out[i], runs, read)
-        return out
+        return [results[i] for i in range(len(works))]
 
     def model_rows(self, value: ClassifyInput) -> list[IdArray]:
         """The rows of the model's input that one request becomes (`[CLS] ... [SEP]` token ids):
