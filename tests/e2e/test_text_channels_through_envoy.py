@@ -244,9 +244,15 @@ def test_a_jailbreak_where_the_model_reads_it_is_refused(
     send: Callable[[Stack, str], tuple[int, Any]],
     jailbreak: str,
 ) -> None:
-    status, error = send(stack, jailbreak)
+    assert_refused(*send(stack, jailbreak), upstreams, anthropic=send in ANTHROPIC)
+
+
+def assert_refused(
+    status: int, error: Any, upstreams: MockRecorder, *, anthropic: bool = False
+) -> None:
+    """Refused as an attack in the API's own error shape, and nothing reached an upstream."""
     assert status == 403, error
-    if send in ANTHROPIC:
+    if anthropic:
         assert error["error"]["type"] == "permission_error"
     else:
         assert error["code"] == "blocked_by_policy"
@@ -285,10 +291,7 @@ def test_an_encoded_jailbreak_is_refused_as_sent_plainly(
     encode: Callable[[str], str],
 ) -> None:
     # The model reads what an encoded run decodes to, as a turn alone (`by: decoded`).
-    status, error = send(stack, encode(jailbreak))
-    assert status == 403, error
-    assert error["code"] == "blocked_by_policy"
-    assert all(not seen for seen in upstreams.received().values())
+    assert_refused(*send(stack, encode(jailbreak)), upstreams)
 
 
 @pytest.mark.parametrize("send", [chat, responses], ids=lambda s: s.__name__)
