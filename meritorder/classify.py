@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ from opentelemetry import trace
 
 from meritorder import telemetry
 from meritorder.policy import Classified
-from meritorder.request import RequestView
+from meritorder.request import RequestView, path_name
 
 if TYPE_CHECKING:
     from classifiers.cache import CacheStats
@@ -72,9 +73,16 @@ class EngineClassifier:
             return None
 
     async def classify(self, request: RequestView) -> Classified:
-        signals = await self.engine.classify_messages(
-            request.classifier_messages(), request.field_texts()
-        )
+        values = _argument_values(request)
+        main = self.engine.classify_messages(request.classifier_messages(), request.field_texts())
+        if values:  # the names and addresses in a tool call's argument values, read as text
+            signals, read = await asyncio.gather(
+                main,
+                self.engine.classify_messages([{"role": "user", "content": t} for _, t in values]),
+            )
+            signals = replace(signals, pii=(*signals.pii, *_argument_pii(values, read.pii)))
+        else:
+            signals = await main
         if signals.timing is not None:
             telemetry.record_batch(signals.timing)
         if self.engine.second_opinion is not None:
@@ -188,6 +196,50 @@ def _in_tool_specs_as_fields(
         elif entity.source != "model":
             out.append(replace(entity, message=None, field=path))
     return tuple(out)
+
+
+def _argument_values(request: RequestView) -> list[tuple[str, str]]:
+    """(field path, text) per tool call in the conversation: its arguments' string values, one a
+    line (a JSON text's values; a text that is no JSON as it is). The model reads them as text
+    of their own: read as the tool turn's JSON, it tags lower-case phrases as names."""
+    out = []
+    size = 0
+    for path, text in request.tool_specs:
+        if path[0] not in ("messages", "input"):
+            continue  # a tool's own description: prose about parameters, not the client's data
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+        values = [v for v in _strings_in(parsed) if any(c.isalpha() for c in v)]
+        joined = "\n".join(values)
+        if joined and size + len(joined) <= ARGUMENT_VALUES_MAX_CHARS:
+            out.append((path_name(path), joined))
+            size += len(joined)
+    return out
+
+
+ARGUMENT_VALUES_MAX_CHARS = 32_768  # of tool-call argument values the model reads a request
+
+
+def _strings_in(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for child in value.values() for s in _strings_in(child)]
+    if isinstance(value, list):
+        return [s for child in value for s in _strings_in(child)]
+    return []
+
+
+def _argument_pii(values: list[tuple[str, str]], found: tuple[PiiEntity, ...]) -> list[PiiEntity]:
+    """The model's names and addresses in the argument values (`_argument_values`), as the
+    argument fields they lie in (a field is not redacted: the request stays private)."""
+    return [
+        replace(entity, message=None, field=values[entity.message][0])
+        for entity in found
+        if entity.source == "model" and entity.message is not None
+    ]
 
 
 def load_classifier(

@@ -17,7 +17,7 @@ from classifiers.normalize import DIGIT_WORDS, decoded_runs, normalize, word_tri
 from classifiers.pii_scan import find_obfuscated, scan
 from classifiers.spec import MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
 from classifiers.text import part_joins
-from meritorder.classify import EngineClassifier
+from meritorder.classify import EngineClassifier, _argument_values
 from meritorder.config import load_config
 from meritorder.endpoints import parse
 from meritorder.request import RequestView
@@ -475,5 +475,49 @@ async def test_under_the_enterprise_policy_an_encoded_name_and_address_stay_priv
             body = {"model": model, "messages": [{"role": "user", "content": f"decode: {run}"}]}
             decision = await router.route(request(body))
             assert decision.chosen is not None and decision.chosen.boundary == "private", model
+    finally:
+        classifier.close()
+
+
+def _with_tool_call(arguments: str) -> dict[str, Any]:
+    call = {"id": "c1", "type": "function", "function": {"name": "ship", "arguments": arguments}}
+    return {
+        "messages": [
+            {"role": "user", "content": "ship my order"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "shipped"},
+        ]
+    }
+
+
+def test_a_tool_calls_argument_values_are_read_as_text_one_a_line() -> None:
+    args = json.dumps({"to": "Jane Doe", "address": {"street": "12 Main Street"}, "qty": 2})
+    req = request(_with_tool_call(args))
+    assert _argument_values(req) == [
+        ("messages[1].tool_calls[0].function.arguments", "Jane Doe\n12 Main Street")
+    ]
+    tool = {"type": "function", "function": {"name": "f", "description": "Ship to a person."}}
+    described = request({"messages": [{"role": "user", "content": "hi"}], "tools": [tool]})
+    assert _argument_values(described) == []  # a tool's own description is not the client's data
+
+
+async def test_a_name_and_address_in_a_tool_calls_arguments_keep_the_request_private() -> None:
+    if not all(p.is_file() for p in _SHIPPED):
+        pytest.skip("no trained model in classifiers/models/ (classifiers/training exports one)")
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / "enterprise.yaml")
+    classifier = EngineClassifier(SignalEngine.load(force_cpu=True))
+    router = Router(config, classifier, enforce_timeout=False)
+    personal = json.dumps({"ship_to": "Jane Doe", "address": "12 Main Street, Springfield, IL"})
+    plain = json.dumps({"sku": "A-113", "speed": "express delivery", "gift_wrap": "no"})
+    try:
+        for args, private in ((personal, True), (plain, False)):
+            body = {**_with_tool_call(args), "model": "gpt-frontier"}
+            classified = await classifier.classify(request(body))
+            fields = {(p.type, p.field) for p in classified.pii if p.source == "model"}
+            where = "messages[1].tool_calls[0].function.arguments"
+            assert (("PERSON", where) in fields) is private, fields
+            decision = await router.route(request(body))
+            assert decision.chosen is not None
+            assert (decision.chosen.boundary == "private") is private, args
     finally:
         classifier.close()
