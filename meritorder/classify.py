@@ -209,7 +209,7 @@ def _argument_values(request: RequestView) -> list[tuple[str, str]]:
             continue  # a tool's own description: prose about parameters, not the client's data
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             parsed = text
         values = [v for v in _strings_in(parsed) if any(c.isalpha() for c in v)]
         joined = "\n".join(values)
@@ -223,13 +223,19 @@ ARGUMENT_VALUES_MAX_CHARS = 32_768  # of tool-call argument values the model rea
 
 
 def _strings_in(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for child in value.values() for s in _strings_in(child)]
-    if isinstance(value, list):
-        return [s for child in value for s in _strings_in(child)]
-    return []
+    """Every string under `value`, in order; iterative, as a client may nest arguments as deep
+    as the JSON parser allows."""
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return out
 
 
 def _argument_pii(values: list[tuple[str, str]], found: tuple[PiiEntity, ...]) -> list[PiiEntity]:

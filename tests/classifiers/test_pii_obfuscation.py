@@ -521,3 +521,13 @@ async def test_a_name_and_address_in_a_tool_calls_arguments_keep_the_request_pri
             assert (decision.chosen.boundary == "private") is private, args
     finally:
         classifier.close()
+
+
+@pytest.mark.parametrize(("depth", "parsed"), [(900, True), (5_000, False)])
+def test_arguments_nested_as_deep_as_a_client_likes_are_read_without_failing(
+    depth: int, parsed: bool
+) -> None:
+    # 900 levels parse and are walked without recursion; past the parser's depth, as text
+    args = "[" * depth + '"Jane Doe"' + "]" * depth
+    ((_, text),) = _argument_values(request(_with_tool_call(args)))
+    assert text == ("Jane Doe" if parsed else args)

@@ -88,6 +88,28 @@ def test_a_query_string_without_pii_is_routed_as_asked(
     assert response.headers["x-meritorder-model"] == "large"
 
 
+@pytest.mark.parametrize("depth", [900, 5_000])
+def test_tool_call_arguments_nested_deep_are_read_and_routed(
+    http: httpx.Client, upstreams: MockRecorder, depth: int
+) -> None:
+    # The router parses a tool call's arguments to read their values: nesting past the body's
+    # own depth limit is the client's to send, and must not become a classifier error.
+    args = "[" * depth + '"no personal data here"' + "]" * depth
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": args}}
+    body = {
+        "model": "large",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ],
+    }
+    response = post(http, body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-meritorder-model"] == "large"
+    assert len(upstreams.received()["large"]) == 1
+
+
 @pytest.mark.parametrize("cache_control", [None, "no-transform"])
 @pytest.mark.parametrize("row", OBFUSCATED[:5])
 def test_pii_in_a_gzip_compressed_body_is_found_after_the_gateway_inflates_it(
