@@ -425,14 +425,14 @@ _GLUED_PHONE_WORD = re.compile(
 def _said_phones(text: str) -> Iterator[PiiEntity]:
     for m in _BARE_PHONE.finditer(text):
         before = text[max(0, m.start() - _PHONE_WORD_REACH) : m.start()]
-        if 7 <= _digit_count(m[0]) <= 15 and _PHONE_WORD.search(before):
+        if 7 <= digit_count(m[0]) <= 15 and _PHONE_WORD.search(before):
             yield _hit("PHONE_NUMBER", m.start(), m.end(), 0.75)
     for m in _GLUED_NUMBER.finditer(text):
         if _GLUED_PHONE_WORD.search(text, max(0, m.start() - 16), m.start()):
             yield _hit("PHONE_NUMBER", m.start(), m.end(), 0.75)
 
 
-def _digit_count(s: str) -> int:
+def digit_count(s: str) -> int:
     return sum(ch.isdigit() for ch in s)
 
 
@@ -445,7 +445,7 @@ def _phones(text: str) -> Iterator[PiiEntity]:
         (_PHONE_TRUNK, 9, 12, 0.7),
     ):
         for m in pattern.finditer(text):
-            if not low <= _digit_count(_EXTENSION_AT_END.sub("", m[0])) <= high:
+            if not low <= digit_count(_EXTENSION_AT_END.sub("", m[0])) <= high:
                 continue
             if "." in m[0] and _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
                 continue

@@ -156,13 +156,9 @@ def _reversed_numbers(text: str) -> Mapped:
 
     def backwards(match: re.Match[str]) -> str | None:
         near = any(lo <= match.start() and match.end() <= hi for lo, hi in reach)
-        return match[0][::-1] if near and _digit_count(match[0]) >= 7 else None
+        return match[0][::-1] if near and pii_patterns.digit_count(match[0]) >= 7 else None
 
     return substitute(text, _NUMBER_RUN, backwards)
-
-
-def _digit_count(text: str) -> int:
-    return sum(c.isdigit() for c in text)
 
 
 _JOINER = re.compile(re.escape(JOINER))
