@@ -825,6 +825,7 @@ _WEBMAIL = re.compile(
     re.IGNORECASE,
 )
 _WEBMAIL_AT = re.compile(r"@|[ \t]+at[ \t]+", re.IGNORECASE)
+_WEBMAIL_PROVIDERS = tuple(_WEBMAIL_NAMES.split("|"))
 
 
 def _webmail_address(match: re.Match[str]) -> str | None:
@@ -838,7 +839,7 @@ def _webmail_address(match: re.Match[str]) -> str | None:
 
 def _webmail(text: str) -> Mapped:
     lower = text.lower()  # a quick scan: substrings, not the regex's alternation
-    if not any(name in lower for name in _WEBMAIL_NAMES.split("|")):
+    if not any(name in lower for name in _WEBMAIL_PROVIDERS):
         return identity(text)
     return substitute(text, _WEBMAIL, _webmail_address)
 
